@@ -1,0 +1,54 @@
+"""governance: the control plane of the model-governance service."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+__version__ = "0.1.0"
+
+
+def create_app(config: Mapping[str, Any] | None = None):
+    """Create and configure an instance of the Flask application.
+
+    Settings come from the defaults, then the environment (GOVERNANCE_HOME,
+    GOVERNANCE_DATABASE_URL, ...), then `config`. Nothing connects until a request needs it.
+    """
+    # Imported here so that `import governance` stays cheap and free of side effects.
+    from flask import jsonify
+    from flask_openapi3 import Info, OpenAPI
+
+    from governance import api, health
+    from governance.accounts.views import bp as accounts_bp
+    from governance.authz.service import Authorizer
+    from governance.config import load_config
+    from governance.db import Database
+    from governance.domains.views import bp as domains_bp
+    from governance.errors import register_error_handlers, validation_error_response
+    from governance.views_common import SECURITY_SCHEMES
+
+    settings = load_config(config)
+    app = OpenAPI(
+        __name__,
+        info=Info(
+            title="governance",
+            version=__version__,
+            description="Model governance and data segregation for fine-tuned LLMs",
+        ),
+        security_schemes=SECURITY_SCHEMES,
+        doc_ui=False,
+        validation_error_status=422,
+        validation_error_callback=validation_error_response,
+    )
+    app.config.update(settings)
+    app.json.sort_keys = False
+
+    register_error_handlers(app)
+    Database(settings["GOVERNANCE_DATABASE_URL"]).init_app(app)
+    Authorizer(settings["GOVERNANCE_POLICY_DIR"]).init_app(app)
+    api.init_app(app)
+
+    for blueprint in (health.bp, accounts_bp, domains_bp):
+        app.register_api(blueprint)
+    app.add_url_rule("/openapi.json", "openapi_json", lambda: jsonify(app.api_doc))
+    return app

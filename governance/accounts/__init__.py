@@ -1,0 +1,1 @@
+"""Principals (users and service accounts) and their API tokens."""

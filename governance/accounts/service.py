@@ -1,0 +1,188 @@
+"""Principals and API tokens: creation, lookup, issue, revocation and authentication."""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import re
+import secrets
+
+import sqlalchemy as sa
+from sqlmodel import Session, select
+
+from governance.accounts.models import (
+    PRINCIPAL_NAME_PATTERN,
+    ApiToken,
+    Principal,
+    PrincipalKind,
+)
+from governance.db import utcnow
+from governance.errors import Conflict, InvalidInput, NotFound, Unauthenticated
+
+TOKEN_PREFIX = "gov_"  # noqa: S105 (a marker, not a secret)
+ADMIN_PRINCIPAL = "admin"
+
+
+def hash_token(token: str) -> str:
+    """Return the stored form of a bearer token: the hex SHA-256 of its text."""
+    return hashlib.sha256(token.encode()).hexdigest()
+
+
+def create_principal(
+    session: Session,
+    name: str,
+    kind: PrincipalKind | str = PrincipalKind.USER,
+    display_name: str | None = None,
+) -> Principal:
+    """Create a principal; a name already taken is a conflict."""
+    if not re.fullmatch(PRINCIPAL_NAME_PATTERN, name):
+        raise InvalidInput(
+            "principal name must be 2-63 characters of a-z, 0-9, '.', '_' or '-', "
+            "starting with a letter",
+            details=[{"field": "name"}],
+        )
+    kind = PrincipalKind(kind)
+    principal = Principal(name=name, kind=kind.value, display_name=display_name)
+    session.add(principal)
+    try:
+        session.commit()
+    except sa.exc.IntegrityError as exc:
+        session.rollback()
+        raise Conflict(f"principal {name!r} already exists", details={"name": name}) from exc
+    return principal
+
+
+def ensure_principal(session: Session, name: str, kind: PrincipalKind | str) -> bool:
+    """Create a principal unless it exists; return True when it was created."""
+    if find_principal(session, name) is not None:
+        return False
+    create_principal(session, name, kind)
+    return True
+
+
+def find_principal(session: Session, name: str) -> Principal | None:
+    """Return the principal of that name, or None."""
+    return session.exec(select(Principal).where(Principal.name == name)).first()
+
+
+def get_principal(session: Session, name: str) -> Principal:
+    """Return the principal of that name or raise NotFound."""
+    principal = find_principal(session, name)
+    if principal is None:
+        raise NotFound(f"no principal named {name!r}", details={"name": name})
+    return principal
+
+
+def list_principals(session: Session) -> list[Principal]:
+    """Return every principal, by name."""
+    return list(session.exec(select(Principal).order_by(Principal.name)))
+
+
+def issue_token(
+    session: Session,
+    principal: Principal,
+    *,
+    expires_at: dt.datetime | None,
+    description: str | None = None,
+) -> tuple[ApiToken, str]:
+    """Issue a new token; return its record and the token text, which is never stored."""
+    if expires_at is not None and expires_at <= utcnow():
+        raise InvalidInput("expiry must be in the future", details=[{"field": "expires_at"}])
+    token = TOKEN_PREFIX + secrets.token_urlsafe(32)
+    record = ApiToken(
+        id="tok_" + secrets.token_hex(8),
+        principal_id=principal.id,
+        token_hash=hash_token(token),
+        description=description,
+        expires_at=expires_at,
+    )
+    session.add(record)
+    session.commit()
+    return record, token
+
+
+def list_tokens(session: Session, principal: Principal) -> list[ApiToken]:
+    """Return a principal's tokens, newest first."""
+    query = (
+        select(ApiToken)
+        .where(ApiToken.principal_id == principal.id)
+        .order_by(ApiToken.created_at.desc())
+    )
+    return list(session.exec(query))
+
+
+def get_token(session: Session, token_id: str) -> ApiToken:
+    """Return a token record by id or raise NotFound."""
+    record = session.get(ApiToken, token_id)
+    if record is None:
+        raise NotFound(f"no token {token_id!r}", details={"token_id": token_id})
+    return record
+
+
+def revoke_token(session: Session, token_id: str) -> ApiToken:
+    """Revoke a token; revoking it again keeps the first revocation time."""
+    record = get_token(session, token_id)
+    if record.revoked_at is None:
+        record.revoked_at = utcnow()
+        session.add(record)
+        session.commit()
+    return record
+
+
+def authenticate(session: Session, token: str) -> tuple[Principal, ApiToken]:
+    """Return the principal a bearer token stands for, or raise Unauthenticated."""
+    if not token.startswith(TOKEN_PREFIX):
+        raise Unauthenticated("malformed bearer token")
+    record = session.exec(select(ApiToken).where(ApiToken.token_hash == hash_token(token))).first()
+    if record is None:
+        raise Unauthenticated("unknown bearer token")
+    now = utcnow()
+    if record.revoked_at is not None:
+        raise Unauthenticated("token has been revoked", details={"token_id": record.id})
+    if record.expires_at is not None and record.expires_at <= now:
+        raise Unauthenticated("token has expired", details={"token_id": record.id})
+    principal = session.get(Principal, record.principal_id)
+    if principal is None or principal.disabled:
+        raise Unauthenticated("principal is disabled", details={"token_id": record.id})
+    # Record use at most once a minute, so busy clients do not turn every read into a write.
+    if record.last_used_at is None or now - record.last_used_at > dt.timedelta(minutes=1):
+        record.last_used_at = now
+        session.add(record)
+        session.commit()
+    return principal, record
+
+
+def token_owner(session: Session, record: ApiToken) -> str:
+    """Return the name of the principal a token belongs to."""
+    principal = session.get(Principal, record.principal_id)
+    return principal.name if principal else "?"
+
+
+DURATION = re.compile(r"^(\d+)([hdwy])$")
+
+
+def parse_expiry(text: str | None, default_days: int, now: dt.datetime | None = None):
+    """Turn `30d`, `12h`, `2w`, `1y`, an ISO date or `never` into an expiry time (or None)."""
+    now = now or utcnow()
+    if text is None:
+        return now + dt.timedelta(days=default_days)
+    text = text.strip().lower()
+    if text == "never":
+        return None
+    match = DURATION.match(text)
+    if match:
+        amount, unit = int(match.group(1)), match.group(2)
+        hours = {"h": 1, "d": 24, "w": 24 * 7, "y": 24 * 365}[unit] * amount
+        if amount == 0:
+            raise InvalidInput("expiry must be positive", details=[{"field": "expires"}])
+        return now + dt.timedelta(hours=hours)
+    try:
+        moment = dt.datetime.fromisoformat(text)
+    except ValueError as exc:
+        raise InvalidInput(
+            f"cannot read expiry {text!r}: use 30d, 12h, 2w, 1y, an ISO date or 'never'",
+            details=[{"field": "expires"}],
+        ) from exc
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=dt.UTC)
+    return moment

@@ -1,0 +1,105 @@
+"""What every /api request passes through: request id, authentication, body checks, and a
+final check that the view made an authorization decision.
+
+Every route is guarded unless its endpoint is listed in PUBLIC_ENDPOINTS; a route added
+without thought is therefore closed, not open.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import uuid
+
+from flask import Flask, g, request
+
+from governance.accounts import service as accounts
+from governance.db import get_session
+from governance.errors import (
+    BadRequest,
+    GovernanceError,
+    Unauthenticated,
+    error_response,
+)
+
+log = logging.getLogger(__name__)
+
+API_PREFIX = "/api/"
+PUBLIC_ENDPOINTS = frozenset({"health.health", "openapi_json", "static"})
+BODY_METHODS = frozenset({"POST", "PUT", "PATCH"})
+
+
+class UnsupportedMediaType(GovernanceError):
+    status = 415
+    code = "unsupported_media_type"
+
+
+def bearer_token() -> str:
+    """Return the token of the Authorization header, or raise Unauthenticated."""
+    header = request.headers.get("Authorization", "")
+    scheme, _, token = header.partition(" ")
+    if not header:
+        raise Unauthenticated("authentication required: send Authorization: Bearer <token>")
+    if scheme.lower() != "bearer" or not token.strip():
+        raise Unauthenticated("Authorization header must be 'Bearer <token>'")
+    return token.strip()
+
+
+def check_json_body() -> None:
+    """Reject bodies that are not JSON, naming the line and column of a syntax error."""
+    if request.method not in BODY_METHODS:
+        return
+    raw = request.get_data(cache=True)
+    if not raw:
+        return
+    if not request.is_json:
+        raise UnsupportedMediaType(
+            "request body must be JSON (Content-Type: application/json)",
+            details={"content_type": request.content_type},
+        )
+    try:
+        json.loads(raw)
+    except UnicodeDecodeError as exc:
+        raise BadRequest("request body is not UTF-8", details={"position": exc.start}) from exc
+    except json.JSONDecodeError as exc:
+        raise BadRequest(
+            f"malformed JSON: {exc.msg}",
+            details={"line": exc.lineno, "column": exc.colno},
+            code="malformed_json",
+        ) from exc
+
+
+def init_app(app: Flask) -> None:
+    """Register the hooks on the app."""
+
+    @app.before_request
+    def _guard():
+        g.request_id = request.headers.get("X-Request-Id") or uuid.uuid4().hex
+        if request.endpoint in PUBLIC_ENDPOINTS:
+            return None
+        if not request.path.startswith(API_PREFIX) and request.endpoint is not None:
+            # Non-API endpoints (the console) authenticate on their own terms.
+            return None
+        # Authenticate before looking at the body, so nothing is parsed for strangers; unknown
+        # API paths answer 401 too, which tells a stranger nothing about what exists.
+        principal, token = accounts.authenticate(get_session(), bearer_token())
+        g.principal = principal
+        g.token = token
+        check_json_body()
+        return None
+
+    @app.after_request
+    def _require_decision(response):
+        if (
+            request.path.startswith(API_PREFIX)
+            and request.endpoint not in PUBLIC_ENDPOINTS
+            and response.status_code < 400
+            and not g.get("authz_checked")
+        ):
+            # Deny by default: a view that forgot to authorize must not answer.
+            log.error("endpoint %s answered without an authorization decision", request.endpoint)
+            error = GovernanceError("authorization was not checked", code="internal_error")
+            error.status = 500
+            return error_response(error)
+        response.headers["X-Request-Id"] = g.get("request_id", "")
+        return response

@@ -1,0 +1,1 @@
+"""Authorization: the Casbin enforcer over policies/, and the guard every API call passes."""

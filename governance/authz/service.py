@@ -1,0 +1,91 @@
+"""The application's authorizer: the policy in force, and the checks views make against it."""
+
+from __future__ import annotations
+
+import logging
+import threading
+from pathlib import Path
+
+from flask import Flask, current_app, g
+
+from governance.accounts.models import Principal
+from governance.authz.policy import Decision, PolicySet
+from governance.errors import Forbidden, Unauthenticated
+
+log = logging.getLogger(__name__)
+
+EXTENSION_KEY = "governance.authz"
+
+
+class Authorizer:
+    """Holds the PolicySet in force and swaps it whole when the policy is reloaded."""
+
+    def __init__(self, directory: str | Path) -> None:
+        self.directory = Path(directory)
+        self._policy = PolicySet.load(self.directory)
+        self._swap_lock = threading.Lock()
+
+    @property
+    def policy(self) -> PolicySet:
+        return self._policy
+
+    def reload(self) -> PolicySet:
+        """Load the directory again and put it in force; on error the old policy stays."""
+        fresh = PolicySet.load(self.directory)
+        with self._swap_lock:
+            self._policy = fresh
+        return fresh
+
+    def decide(self, subject: str, domain: str, obj: str, action: str) -> Decision:
+        """Answer one authorization question against the policy in force."""
+        return self._policy.decide(subject, domain, obj, action)
+
+    def init_app(self, app: Flask) -> None:
+        app.extensions[EXTENSION_KEY] = self
+
+
+def get_authorizer(app: Flask | None = None) -> Authorizer:
+    """Return the Authorizer of the given or current app."""
+    return (app or current_app).extensions[EXTENSION_KEY]
+
+
+def current_principal() -> Principal:
+    """Return the principal this request authenticated as."""
+    principal = g.get("principal")
+    if principal is None:
+        raise Unauthenticated("authentication required")
+    return principal
+
+
+def mark_checked() -> None:
+    """Note that this request's view has made its authorization decision."""
+    g.authz_checked = True
+
+
+def check(action: str, obj: str, domain: str) -> Decision:
+    """Decide for the current principal and audit the decision, without raising."""
+    principal = current_principal()
+    decision = get_authorizer().decide(principal.name, domain, obj, action)
+    mark_checked()
+    log.info(
+        "authz %s sub=%s dom=%s obj=%s act=%s policy=%s request=%s",
+        "allow" if decision.allowed else "deny",
+        principal.name,
+        domain,
+        obj,
+        action,
+        decision.policy_hash[:12],
+        g.get("request_id"),
+    )
+    return decision
+
+
+def require(action: str, obj: str, domain: str) -> Decision:
+    """Allow the current principal to go on, or raise Forbidden."""
+    decision = check(action, obj, domain)
+    if not decision.allowed:
+        raise Forbidden(
+            f"{decision.subject} may not {action} '{obj}' in domain {domain}",
+            details={"domain": domain, "object": obj, "action": action},
+        )
+    return decision

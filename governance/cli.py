@@ -1,0 +1,294 @@
+"""The `govern` command line.
+
+Exit codes scripts can rely on: 0 success; 1 the operation was refused or failed (the message
+says why); 2 the command line itself was wrong; 3 the instance is not initialized.
+"""
+
+from __future__ import annotations
+
+import getpass
+import json
+import sys
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from functools import wraps
+from typing import TYPE_CHECKING, Any
+
+import click
+
+from governance.errors import GovernanceError, NotInitialized
+
+if TYPE_CHECKING:
+    from sqlmodel import Session
+
+EXIT_FAILED = 1
+EXIT_NOT_INITIALIZED = 3
+
+
+def local_operator() -> str:
+    """Name the person at this terminal, as recorded on what the CLI creates."""
+    try:
+        user = getpass.getuser()
+    except (KeyError, OSError):
+        user = "unknown"
+    return f"local:{user}"[:63]
+
+
+def fail_cleanly(func: Callable[..., Any]) -> Callable[..., Any]:
+    """Turn governance errors into a message on stderr and a documented exit code."""
+
+    @wraps(func)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return func(*args, **kwargs)
+        except NotInitialized as exc:
+            click.echo(f"error: {exc.message}", err=True)
+            sys.exit(EXIT_NOT_INITIALIZED)
+        except GovernanceError as exc:
+            click.echo(f"error: {exc.message}", err=True)
+            if exc.details:
+                click.echo(f"details: {json.dumps(exc.details, default=str)}", err=True)
+            sys.exit(EXIT_FAILED)
+
+    return wrapper
+
+
+def settings() -> dict[str, Any]:
+    from governance.config import load_config
+
+    return load_config()
+
+
+def open_database(require_schema: bool = True):
+    """Return the Database of this instance, checking that `govern init` has run."""
+    from governance.db import Database
+    from governance.instance import head_revision, schema_revision
+
+    config = settings()
+    db = Database(config["GOVERNANCE_DATABASE_URL"])
+    if require_schema:
+        try:
+            current = schema_revision(db)
+        except Exception as exc:
+            db.dispose()
+            raise NotInitialized(f"cannot open the database: {exc}; run `govern init`") from exc
+        if current != head_revision():
+            db.dispose()
+            raise NotInitialized(
+                f"database schema is at {current or 'nothing'}, code needs {head_revision()}; "
+                "run `govern init`"
+            )
+    return db
+
+
+@contextmanager
+def instance_session() -> Iterator[Session]:
+    """Open a session on this instance's database, closing the engine afterwards."""
+    db = open_database()
+    try:
+        with db.session_scope() as session:
+            yield session
+    finally:
+        db.dispose()
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(package_name="governance")
+def main() -> None:
+    """Govern fine-tuned models: data domains, policies, approvals, training and audit."""
+
+
+@main.command()
+@fail_cleanly
+def init() -> None:
+    """Create the instance: directory, keys, database schema and the admin principal."""
+    from governance.instance import init_instance
+
+    report = init_instance(settings())
+    if report.created:
+        click.echo(f"initialized {report.home}: created {', '.join(report.created)}")
+    else:
+        click.echo(f"{report.home} is already initialized; nothing changed")
+    click.echo(f"database: {report.database_url}")
+
+
+@main.command()
+@click.option("--host", default="127.0.0.1", show_default=True, help="Address to listen on.")
+@click.option("--port", default=8000, show_default=True, type=click.IntRange(1, 65535))
+@click.option("--workers", default=2, show_default=True, type=click.IntRange(1, 64))
+@fail_cleanly
+def serve(host: str, port: int, workers: int) -> None:
+    """Serve the API with gunicorn (use `gunicorn 'governance:create_app()'` for more options)."""
+    from gunicorn.app.base import BaseApplication
+
+    from governance import create_app
+
+    open_database().dispose()
+    app = create_app()
+
+    class Server(BaseApplication):
+        def load_config(self) -> None:
+            self.cfg.set("bind", f"{host}:{port}")
+            self.cfg.set("workers", workers)
+            self.cfg.set("accesslog", "-")
+
+        def load(self):
+            return app
+
+    Server().run()
+
+
+# --- principals -----------------------------------------------------------------------------
+
+
+@main.group()
+def principal() -> None:
+    """Manage principals: people and service accounts."""
+
+
+@principal.command("create")
+@click.argument("name")
+@click.option("--kind", type=click.Choice(["user", "service"]), default="user", show_default=True)
+@click.option("--display-name", default=None, help="Human-readable name.")
+@fail_cleanly
+def principal_create(name: str, kind: str, display_name: str | None) -> None:
+    """Create a principal NAME; its roles come from policies/policy.csv."""
+    from governance.accounts import service
+
+    with instance_session() as session:
+        created = service.create_principal(session, name, kind, display_name)
+        click.echo(f"created {created.kind} principal {created.name}")
+
+
+@principal.command("list")
+@fail_cleanly
+def principal_list() -> None:
+    """List principals."""
+    from governance.accounts import service
+
+    with instance_session() as session:
+        for p in service.list_principals(session):
+            state = " (disabled)" if p.disabled else ""
+            click.echo(f"{p.name}\t{p.kind}{state}")
+
+
+# --- tokens ---------------------------------------------------------------------------------
+
+
+@main.group()
+def token() -> None:
+    """Issue, list and revoke API tokens."""
+
+
+@token.command("create")
+@click.argument("principal_name", metavar="PRINCIPAL")
+@click.option(
+    "--expires",
+    default=None,
+    help="Lifetime (30d, 12h, 2w, 1y), an ISO date, or 'never'. Default: the instance's TTL.",
+)
+@click.option("--description", default=None, help="What the token is for.")
+@fail_cleanly
+def token_create(principal_name: str, expires: str | None, description: str | None) -> None:
+    """Issue a token for PRINCIPAL and print only the token (it is not shown again)."""
+    from governance.accounts import service
+
+    config = settings()
+    expires_at = service.parse_expiry(expires, config["TOKEN_DEFAULT_TTL_DAYS"])
+    with instance_session() as session:
+        owner = service.get_principal(session, principal_name)
+        _record, text = service.issue_token(
+            session, owner, expires_at=expires_at, description=description
+        )
+    click.echo(text)
+
+
+@token.command("list")
+@click.argument("principal_name", metavar="PRINCIPAL")
+@fail_cleanly
+def token_list(principal_name: str) -> None:
+    """List PRINCIPAL's tokens: id, expiry, last use, revocation."""
+    from governance.accounts import service
+
+    with instance_session() as session:
+        owner = service.get_principal(session, principal_name)
+        for t in service.list_tokens(session, owner):
+            click.echo(
+                f"{t.id}\texpires={t.expires_at or 'never'}\t"
+                f"last_used={t.last_used_at or '-'}\trevoked={t.revoked_at or '-'}"
+            )
+
+
+@token.command("revoke")
+@click.argument("token_id")
+@fail_cleanly
+def token_revoke(token_id: str) -> None:
+    """Revoke the token TOKEN_ID (as shown by `govern token list`)."""
+    from governance.accounts import service
+
+    with instance_session() as session:
+        record = service.revoke_token(session, token_id)
+        click.echo(f"revoked {record.id} at {record.revoked_at.isoformat()}")
+
+
+# --- domains --------------------------------------------------------------------------------
+
+
+@main.group()
+def domain() -> None:
+    """Create and list data domains."""
+
+
+@domain.command("create")
+@click.argument("name")
+@click.option("--jurisdiction", required=True, help="ISO 3166 code, e.g. US or US-CA.")
+@click.option("--retention-days", required=True, type=int, help="How long data may be kept.")
+@click.option("--description", default="", help="What the domain holds.")
+@fail_cleanly
+def domain_create(name: str, jurisdiction: str, retention_days: int, description: str) -> None:
+    """Create the data domain NAME."""
+    from pydantic import ValidationError
+
+    from governance.domains import service
+    from governance.domains.models import DomainCreate
+    from governance.errors import InvalidInput, validation_details
+
+    try:
+        data = DomainCreate(
+            name=name,
+            jurisdiction=jurisdiction,
+            retention_days=retention_days,
+            description=description,
+        )
+    except ValidationError as exc:
+        details = validation_details(exc)
+        raise InvalidInput(
+            "; ".join(f"{d['field']}: {d['message']}" for d in details), details=details
+        ) from exc
+    with instance_session() as session:
+        created = service.create_domain(session, data, created_by=local_operator())
+        click.echo(f"created domain {created.name} ({created.jurisdiction})")
+
+
+@domain.command("list")
+@fail_cleanly
+def domain_list() -> None:
+    """List data domains."""
+    from governance.domains import service
+
+    with instance_session() as session:
+        for d in service.list_domains(session):
+            click.echo(f"{d.name}\t{d.jurisdiction}\tretention={d.retention_days}d")
+
+
+# --- demo -----------------------------------------------------------------------------------
+
+
+@main.command()
+@fail_cleanly
+def demo() -> None:
+    """Run the product end to end on this instance and print what happened."""
+    from governance.demo import run_demo
+
+    summary = run_demo(settings(), echo=click.echo)
+    click.echo(json.dumps(summary, sort_keys=True))

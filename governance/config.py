@@ -1,0 +1,58 @@
+"""Configuration: defaults, then the environment, then the mapping given to create_app()."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+# The policy files ship in the repository beside the packages; deployments that keep them
+# elsewhere point GOVERNANCE_POLICY_DIR at their own copy.
+REPOSITORY_ROOT = Path(__file__).resolve().parent.parent
+DEFAULT_POLICY_DIR = REPOSITORY_ROOT / "policies"
+ALEMBIC_DIR = REPOSITORY_ROOT / "alembic"
+
+DEFAULTS: dict[str, Any] = {
+    "GOVERNANCE_HOME": "instance",
+    "GOVERNANCE_DATABASE_URL": None,
+    "GOVERNANCE_POLICY_DIR": str(DEFAULT_POLICY_DIR),
+    "GOVERNANCE_MASTER_KEY": None,
+    # JSON API bodies are small; dataset uploads stream through their own limit.
+    "MAX_CONTENT_LENGTH": 1024 * 1024,
+    "TOKEN_DEFAULT_TTL_DAYS": 90,
+    "TESTING": False,
+}
+
+ENVIRONMENT_KEYS = (
+    "GOVERNANCE_HOME",
+    "GOVERNANCE_DATABASE_URL",
+    "GOVERNANCE_POLICY_DIR",
+    "GOVERNANCE_MASTER_KEY",
+)
+
+
+def normalize_database_url(url: str) -> str:
+    """Pick the psycopg 3 driver for plain PostgreSQL URLs."""
+    for prefix in ("postgresql://", "postgres://"):
+        if url.startswith(prefix):
+            return "postgresql+psycopg://" + url[len(prefix) :]
+    return url
+
+
+def load_config(overrides: Mapping[str, Any] | None = None) -> dict[str, Any]:
+    """Return the effective configuration: defaults, then environment, then overrides."""
+    config: dict[str, Any] = dict(DEFAULTS)
+    for key in ENVIRONMENT_KEYS:
+        value = os.environ.get(key)
+        if value:
+            config[key] = value
+    if overrides:
+        config.update(overrides)
+    home = Path(config["GOVERNANCE_HOME"]).expanduser().resolve()
+    config["GOVERNANCE_HOME"] = str(home)
+    if not config.get("GOVERNANCE_DATABASE_URL"):
+        config["GOVERNANCE_DATABASE_URL"] = f"sqlite:///{home / 'governance.db'}"
+    config["GOVERNANCE_DATABASE_URL"] = normalize_database_url(config["GOVERNANCE_DATABASE_URL"])
+    config["GOVERNANCE_POLICY_DIR"] = str(Path(config["GOVERNANCE_POLICY_DIR"]).resolve())
+    return config

@@ -1,0 +1,127 @@
+"""Key material on disk: the master key and the service's Ed25519 signing key.
+
+Keys live under GOVERNANCE_HOME/keys (0700) in files readable by the owner only (0600).
+The master key may instead come from GOVERNANCE_MASTER_KEY (base64 of 32 bytes), which is how a
+deployment hands it over from a secret store; a KMS-backed provider can replace this module's
+functions later without the callers changing.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import hashlib
+import os
+import stat
+from pathlib import Path
+
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
+
+from governance.errors import NotInitialized
+
+MASTER_KEY_FILE = "master.key"
+SIGNING_KEY_FILE = "signing.key"
+SIGNING_PUBLIC_KEY_FILE = "signing.pub"
+
+
+class KeyFileError(NotInitialized):
+    code = "key_error"
+
+
+def keys_dir(home: str | Path) -> Path:
+    """Return the directory holding the instance's keys."""
+    return Path(home) / "keys"
+
+
+def write_secret_file(path: Path, data: bytes) -> None:
+    """Create a file only its owner can read, failing if it already exists."""
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    try:
+        os.write(fd, data)
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def check_secret_file(path: Path) -> None:
+    """Refuse a key file that anyone but its owner can read or write."""
+    mode = stat.S_IMODE(path.stat().st_mode)
+    if mode & 0o077:
+        raise KeyFileError(
+            f"{path} has permissions {mode:o}; key files must be 0600",
+            details={"path": str(path)},
+        )
+
+
+def ensure_master_key(home: str | Path) -> bool:
+    """Create the master key file if missing; return True when one was created."""
+    path = keys_dir(home) / MASTER_KEY_FILE
+    if path.exists():
+        return False
+    write_secret_file(path, base64.b64encode(os.urandom(32)) + b"\n")
+    return True
+
+
+def load_master_key(home: str | Path, env_value: str | None = None) -> bytes:
+    """Return the 32-byte master key, from the environment value or the instance's key file."""
+    if env_value:
+        raw = env_value.encode()
+        source = "GOVERNANCE_MASTER_KEY"
+    else:
+        path = keys_dir(home) / MASTER_KEY_FILE
+        if not path.exists():
+            raise KeyFileError(f"no master key at {path}; run `govern init`")
+        check_secret_file(path)
+        raw = path.read_bytes().strip()
+        source = str(path)
+    try:
+        key = base64.b64decode(raw, validate=True)
+    except binascii.Error as exc:
+        raise KeyFileError(f"master key in {source} is not valid base64") from exc
+    if len(key) != 32:
+        raise KeyFileError(f"master key in {source} must be 32 bytes, not {len(key)}")
+    return key
+
+
+def ensure_signing_key(home: str | Path) -> bool:
+    """Create the Ed25519 service signing key and its public half if missing."""
+    directory = keys_dir(home)
+    private_path = directory / SIGNING_KEY_FILE
+    if private_path.exists():
+        return False
+    key = Ed25519PrivateKey.generate()
+    pem = key.private_bytes(
+        serialization.Encoding.PEM,
+        serialization.PrivateFormat.PKCS8,
+        serialization.NoEncryption(),
+    )
+    write_secret_file(private_path, pem)
+    public_path = directory / SIGNING_PUBLIC_KEY_FILE
+    public_path.write_bytes(public_key_pem(key.public_key()))
+    return True
+
+
+def load_signing_key(home: str | Path) -> Ed25519PrivateKey:
+    """Load the service's Ed25519 signing key."""
+    path = keys_dir(home) / SIGNING_KEY_FILE
+    if not path.exists():
+        raise KeyFileError(f"no signing key at {path}; run `govern init`")
+    check_secret_file(path)
+    key = serialization.load_pem_private_key(path.read_bytes(), password=None)
+    if not isinstance(key, Ed25519PrivateKey):
+        raise KeyFileError(f"{path} does not hold an Ed25519 private key")
+    return key
+
+
+def public_key_pem(key: Ed25519PublicKey) -> bytes:
+    """Serialize a public key as PEM."""
+    return key.public_bytes(
+        serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
+    )
+
+
+def key_id(key: Ed25519PublicKey) -> str:
+    """Name a public key by the first 16 hex digits of the SHA-256 of its raw bytes."""
+    raw = key.public_bytes(serialization.Encoding.Raw, serialization.PublicFormat.Raw)
+    return hashlib.sha256(raw).hexdigest()[:16]

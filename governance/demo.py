@@ -1,0 +1,153 @@
+"""`govern demo`: the product end to end on the embedded default, narrated.
+
+The demo drives the real HTTP API through a server on a loopback port, so every step passes
+the same authentication, authorization and validation a client meets.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+import urllib.error
+import urllib.request
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from typing import Any
+
+from werkzeug.serving import WSGIRequestHandler, make_server
+
+from governance import create_app
+from governance.accounts import service as accounts
+from governance.accounts.models import PrincipalKind
+from governance.db import Database, utcnow
+from governance.instance import init_instance
+
+DEMO_DOMAINS = [
+    {
+        "name": "consumer-tax",
+        "description": "Individual returns: Form 1040 and its schedules",
+        "jurisdiction": "US",
+        "retention_days": 7 * 365,
+    },
+    {
+        "name": "smb-accounting",
+        "description": "Small-business books: Schedule C, payroll, 1099s",
+        "jurisdiction": "US",
+        "retention_days": 7 * 365,
+    },
+]
+# casey is the consumer-tax data steward in the example policies/policy.csv.
+DEMO_STEWARD = "casey"
+
+
+class ApiClient:
+    """A minimal JSON client for the service's HTTP API."""
+
+    def __init__(self, base_url: str, token: str | None = None) -> None:
+        self.base_url = base_url
+        self.token = token
+
+    def call(self, method: str, path: str, body: Any = None) -> tuple[int, Any]:
+        """Send one request; return the status and the decoded JSON body."""
+        data = json.dumps(body).encode() if body is not None else None
+        request = urllib.request.Request(  # noqa: S310 (base_url is our loopback server)
+            self.base_url + path, data=data, method=method
+        )
+        if data is not None:
+            request.add_header("Content-Type", "application/json")
+        if self.token:
+            request.add_header("Authorization", f"Bearer {self.token}")
+        try:
+            with urllib.request.urlopen(request, timeout=30) as response:  # noqa: S310
+                return response.status, json.loads(response.read() or b"null")
+        except urllib.error.HTTPError as error:
+            return error.code, json.loads(error.read() or b"null")
+
+
+class QuietRequestHandler(WSGIRequestHandler):
+    """Keep the demo's narration readable: no access log lines."""
+
+    def log_request(self, *args: Any, **kwargs: Any) -> None:
+        return None
+
+
+@contextmanager
+def running_server(config: dict[str, Any]) -> Iterator[str]:
+    """Serve the app on a free loopback port for the duration of the block."""
+    app = create_app(config)
+    server = make_server("127.0.0.1", 0, app, threaded=True, request_handler=QuietRequestHandler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_port}"
+    finally:
+        server.shutdown()
+        thread.join()
+
+
+def issue_demo_token(config: dict[str, Any], name: str, kind: PrincipalKind) -> str:
+    """Make sure a principal exists and give it a one-day token, as an operator would."""
+    import datetime as dt
+
+    db = Database(config["GOVERNANCE_DATABASE_URL"])
+    try:
+        with db.session_scope() as session:
+            accounts.ensure_principal(session, name, kind)
+            principal = accounts.get_principal(session, name)
+            _record, token = accounts.issue_token(
+                session,
+                principal,
+                expires_at=utcnow() + dt.timedelta(days=1),
+                description="govern demo",
+            )
+            return token
+    finally:
+        db.dispose()
+
+
+def run_demo(config: dict[str, Any], echo: Callable[[str], None] = print) -> dict[str, Any]:
+    """Run the demo against the instance in config; return its summary."""
+    report = init_instance(config)
+    echo(f"1. init {report.home}: {', '.join(report.created) or 'already initialized'}")
+    admin_token = issue_demo_token(config, accounts.ADMIN_PRINCIPAL, PrincipalKind.USER)
+    calls: list[dict[str, Any]] = []
+
+    with running_server(config) as base_url:
+        admin = ApiClient(base_url, admin_token)
+        for spec in DEMO_DOMAINS:
+            status, body = admin.call("POST", "/api/v1/domains", spec)
+            outcome = "created" if status == 201 else f"exists ({body['error']['code']})"
+            echo(f"2. admin creates domain {spec['name']}: HTTP {status} {outcome}")
+
+        status, _ = admin.call("POST", "/api/v1/principals", {"name": DEMO_STEWARD})
+        echo(f"3. admin creates principal {DEMO_STEWARD}: HTTP {status}")
+        steward_token = issue_demo_token(config, DEMO_STEWARD, PrincipalKind.USER)
+        steward = ApiClient(base_url, steward_token)
+        status, me = steward.call("GET", "/api/v1/me")
+        roles = ", ".join(f"{r['role']}@{r['domain']}" for r in me["roles"])
+        echo(f"   {DEMO_STEWARD}'s roles from policies/policy.csv: {roles}")
+
+        attempts = [
+            (steward, "GET", "/api/v1/domains/consumer-tax", f"{DEMO_STEWARD} reads consumer-tax"),
+            (
+                steward,
+                "GET",
+                "/api/v1/domains/smb-accounting",
+                f"{DEMO_STEWARD} reads smb-accounting",
+            ),
+            (ApiClient(base_url), "GET", "/api/v1/domains", "anonymous lists domains"),
+        ]
+        for step, (client, method, path, what) in enumerate(attempts, start=4):
+            status, body = client.call(method, path)
+            verdict = "allowed" if status < 400 else "denied"
+            reason = "" if status < 400 else f" ({body['error']['message']})"
+            echo(f"{step}. {what}: HTTP {status} {verdict}{reason}")
+            calls.append({"call": f"{method} {path}", "as": what.split()[0], "status": status})
+
+    return {
+        "home": report.home,
+        "domains": [d["name"] for d in DEMO_DOMAINS],
+        "allowed_calls": sum(1 for c in calls if c["status"] < 400),
+        "denied_calls": sum(1 for c in calls if c["status"] >= 400),
+        "calls": calls,
+    }

@@ -1,0 +1,1 @@
+"""Data domains: the segregation boundary every dataset, model and role lives inside."""

@@ -1,0 +1,54 @@
+"""Create, read, list and update data domains."""
+
+from __future__ import annotations
+
+import sqlalchemy as sa
+from sqlmodel import Session, select
+
+from governance.db import utcnow
+from governance.domains.models import Domain, DomainCreate, DomainUpdate
+from governance.errors import Conflict, NotFound
+
+
+def create_domain(session: Session, data: DomainCreate, *, created_by: str) -> Domain:
+    """Create a domain; a name already taken is a conflict."""
+    domain = Domain(**data.model_dump(), created_by=created_by)
+    session.add(domain)
+    try:
+        session.commit()
+    except sa.exc.IntegrityError as exc:
+        session.rollback()
+        raise Conflict(f"domain {data.name!r} already exists", details={"name": data.name}) from exc
+    return domain
+
+
+def find_domain(session: Session, name: str) -> Domain | None:
+    """Return the domain of that name, or None."""
+    return session.exec(select(Domain).where(Domain.name == name)).first()
+
+
+def get_domain(session: Session, name: str) -> Domain:
+    """Return the domain of that name or raise NotFound."""
+    domain = find_domain(session, name)
+    if domain is None:
+        raise NotFound(f"no domain named {name!r}", details={"name": name})
+    return domain
+
+
+def list_domains(session: Session, names: set[str] | None = None) -> list[Domain]:
+    """Return domains by name; only those in `names` when given (`*` in it means all)."""
+    query = select(Domain).order_by(Domain.name)
+    if names is not None and "*" not in names:
+        query = query.where(Domain.name.in_(sorted(names)))
+    return list(session.exec(query))
+
+
+def update_domain(session: Session, name: str, changes: DomainUpdate) -> Domain:
+    """Apply the given changes to a domain."""
+    domain = get_domain(session, name)
+    for field, value in changes.model_dump(exclude_unset=True, exclude_none=True).items():
+        setattr(domain, field, value)
+    domain.updated_at = utcnow()
+    session.add(domain)
+    session.commit()
+    return domain

@@ -1,0 +1,67 @@
+"""HTTP API for data domains, addressed by name."""
+
+from __future__ import annotations
+
+from flask_openapi3 import APIBlueprint, Tag
+
+from governance.authz.policy import SYSTEM_DOMAIN
+from governance.authz.service import current_principal, get_authorizer, mark_checked, require
+from governance.db import get_session
+from governance.domains import service
+from governance.domains.models import (
+    DomainCreate,
+    DomainList,
+    DomainPath,
+    DomainRead,
+    DomainUpdate,
+)
+from governance.views_common import ERROR_RESPONSES, SECURITY
+
+bp = APIBlueprint(
+    "domains",
+    __name__,
+    url_prefix="/api/v1/domains",
+    abp_tags=[Tag(name="domains", description="Segregated data domains")],
+    abp_security=SECURITY,
+    abp_responses=ERROR_RESPONSES,
+)
+
+
+@bp.get("", responses={200: DomainList})
+def list_domains():
+    """List the domains the caller may read; others are not mentioned."""
+    principal = current_principal()
+    authorizer = get_authorizer()
+    mark_checked()
+    visible = [
+        d
+        for d in service.list_domains(get_session())
+        if authorizer.decide(principal.name, d.name, "domain", "read").allowed
+    ]
+    return DomainList(items=[DomainRead.model_validate(d) for d in visible]).model_dump(mode="json")
+
+
+@bp.post("", responses={201: DomainRead})
+def create_domain(body: DomainCreate):
+    """Create a data domain."""
+    principal = current_principal()
+    require("create", "domain", SYSTEM_DOMAIN)
+    domain = service.create_domain(get_session(), body, created_by=principal.name)
+    return DomainRead.model_validate(domain).model_dump(mode="json"), 201
+
+
+@bp.get("/<name>", responses={200: DomainRead})
+def get_domain(path: DomainPath):
+    """Return one domain."""
+    # Authorize before the lookup: a stranger learns nothing about which domains exist.
+    require("read", "domain", path.name)
+    domain = service.get_domain(get_session(), path.name)
+    return DomainRead.model_validate(domain).model_dump(mode="json")
+
+
+@bp.patch("/<name>", responses={200: DomainRead})
+def update_domain(path: DomainPath, body: DomainUpdate):
+    """Change a domain's description, jurisdiction or retention."""
+    require("update", "domain", path.name)
+    domain = service.update_domain(get_session(), path.name, body)
+    return DomainRead.model_validate(domain).model_dump(mode="json")

@@ -1,0 +1,133 @@
+"""The domain exception tree and its one mapping to the JSON error envelope."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from flask import Flask, jsonify
+from pydantic import ValidationError
+from werkzeug.exceptions import HTTPException
+
+log = logging.getLogger(__name__)
+
+
+class GovernanceError(Exception):
+    """Base of every error a service raises on purpose; carries its HTTP status and code."""
+
+    status = 400
+    code = "bad_request"
+
+    def __init__(self, message: str, *, details: Any = None, code: str | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.details = details
+        if code is not None:
+            self.code = code
+
+    def to_dict(self) -> dict[str, Any]:
+        """Render the error as the API's envelope."""
+        return {"error": {"code": self.code, "message": self.message, "details": self.details}}
+
+
+class BadRequest(GovernanceError):
+    status = 400
+    code = "bad_request"
+
+
+class InvalidInput(GovernanceError):
+    status = 422
+    code = "invalid_input"
+
+
+class Unauthenticated(GovernanceError):
+    status = 401
+    code = "unauthenticated"
+
+
+class Forbidden(GovernanceError):
+    status = 403
+    code = "forbidden"
+
+
+class NotFound(GovernanceError):
+    status = 404
+    code = "not_found"
+
+
+class Conflict(GovernanceError):
+    status = 409
+    code = "conflict"
+
+
+class PayloadTooLarge(GovernanceError):
+    status = 413
+    code = "payload_too_large"
+
+
+class NotInitialized(GovernanceError):
+    status = 503
+    code = "not_initialized"
+
+
+def error_response(error: GovernanceError):
+    """Build the Flask response for a GovernanceError."""
+    response = jsonify(error.to_dict())
+    response.status_code = error.status
+    if error.status == 401:
+        response.headers["WWW-Authenticate"] = 'Bearer realm="governance"'
+    return response
+
+
+def validation_details(exc: ValidationError) -> list[dict[str, Any]]:
+    """Name each offending field without echoing the submitted value back."""
+    details = []
+    for item in exc.errors(include_url=False, include_input=False, include_context=False):
+        details.append(
+            {
+                "field": ".".join(str(part) for part in item["loc"]) or None,
+                "message": item["msg"],
+                "type": item["type"],
+            }
+        )
+    return details
+
+
+def validation_error_response(exc: ValidationError):
+    """Render a request-validation failure from flask-openapi3 in the envelope."""
+    details = validation_details(exc)
+    fields = ", ".join(d["field"] for d in details if d["field"]) or "request"
+    return error_response(InvalidInput(f"invalid value for {fields}", details=details))
+
+
+def register_error_handlers(app: Flask) -> None:
+    """Map every error, expected or not, to the envelope; never leak a traceback."""
+
+    @app.errorhandler(GovernanceError)
+    def _governance(error: GovernanceError):
+        return error_response(error)
+
+    @app.errorhandler(HTTPException)
+    def _http(error: HTTPException):
+        # flask-openapi3 aborts with a ready response for validation failures.
+        if error.response is not None:
+            return error.response
+        status = error.code or 500
+        names = {
+            404: "not_found",
+            405: "method_not_allowed",
+            413: "payload_too_large",
+            415: "unsupported_media_type",
+        }
+        generic = GovernanceError(
+            error.description or error.name, code=names.get(status, "http_error")
+        )
+        generic.status = status
+        return error_response(generic)
+
+    @app.errorhandler(Exception)
+    def _unexpected(error: Exception):
+        log.exception("unhandled error")
+        generic = GovernanceError("internal server error", code="internal_error")
+        generic.status = 500
+        return error_response(generic)

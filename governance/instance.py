@@ -1,0 +1,95 @@
+"""Set up an instance directory: its keys, its database schema and the admin principal."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from alembic import command
+from alembic.config import Config as AlembicConfig
+from alembic.runtime.migration import MigrationContext
+from alembic.script import ScriptDirectory
+
+from governance import crypto
+from governance.accounts import service as accounts
+from governance.accounts.models import PrincipalKind
+from governance.config import ALEMBIC_DIR
+from governance.db import Database
+
+
+@dataclass
+class InitReport:
+    """What `govern init` did; an empty `created` list means it changed nothing."""
+
+    home: str
+    database_url: str
+    created: list[str] = field(default_factory=list)
+
+
+def alembic_config(database_url: str) -> AlembicConfig:
+    """Return an Alembic configuration for the project's migrations and this database."""
+    cfg = AlembicConfig()
+    cfg.set_main_option("script_location", str(ALEMBIC_DIR))
+    # Passed as an attribute, not an ini option, so URLs with '%' need no escaping.
+    cfg.attributes["database_url"] = database_url
+    return cfg
+
+
+def schema_revision(db: Database) -> str | None:
+    """Return the Alembic revision the database is at, or None when it has no schema."""
+    with db.engine.connect() as connection:
+        return MigrationContext.configure(connection).get_current_revision()
+
+
+def head_revision() -> str | None:
+    """Return the newest migration revision shipped with the code."""
+    return ScriptDirectory.from_config(alembic_config("")).get_current_head()
+
+
+def migrate(database_url: str) -> bool:
+    """Upgrade the database to the newest revision; return True when anything ran."""
+    db = Database(database_url)
+    try:
+        before = schema_revision(db)
+        if before == head_revision():
+            return False
+        command.upgrade(alembic_config(database_url), "head")
+        return True
+    finally:
+        db.dispose()
+
+
+def init_instance(config: dict[str, Any]) -> InitReport:
+    """Create what the instance lacks; running it again changes nothing."""
+    home = Path(config["GOVERNANCE_HOME"])
+    report = InitReport(home=str(home), database_url=redact_url(config["GOVERNANCE_DATABASE_URL"]))
+    if not home.exists():
+        report.created.append("instance directory")
+    home.mkdir(mode=0o700, parents=True, exist_ok=True)
+    os.chmod(home, 0o700)
+    keys = crypto.keys_dir(home)
+    keys.mkdir(mode=0o700, exist_ok=True)
+    os.chmod(keys, 0o700)
+    if not config.get("GOVERNANCE_MASTER_KEY") and crypto.ensure_master_key(home):
+        report.created.append("master key")
+    if crypto.ensure_signing_key(home):
+        report.created.append("signing key")
+    if migrate(config["GOVERNANCE_DATABASE_URL"]):
+        report.created.append("database schema")
+    db = Database(config["GOVERNANCE_DATABASE_URL"])
+    try:
+        with db.session_scope() as session:
+            if accounts.ensure_principal(session, accounts.ADMIN_PRINCIPAL, PrincipalKind.USER):
+                report.created.append("admin principal")
+    finally:
+        db.dispose()
+    return report
+
+
+def redact_url(url: str) -> str:
+    """Hide the password of a database URL."""
+    from sqlalchemy.engine import make_url
+
+    return make_url(url).render_as_string(hide_password=True)

@@ -1,0 +1,9 @@
+"""Import every table module, so SQLModel.metadata knows the whole schema."""
+
+from __future__ import annotations
+
+
+def import_all_models() -> None:
+    """Import the table modules of every domain package."""
+    import governance.accounts.models
+    import governance.domains.models  # noqa: F401
