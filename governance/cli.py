@@ -292,3 +292,7 @@ def demo() -> None:
 
     summary = run_demo(settings(), echo=click.echo)
     click.echo(json.dumps(summary, sort_keys=True))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,43 @@
+# `make demo` and `make test` work on a fresh machine: they create .venv when it is missing and
+# install the locked dependencies into it first.
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+DEMO_HOME ?= instance/demo
+
+.PHONY: venv demo test lint format bench lock clean
+
+venv: $(STAMP)
+
+$(STAMP): pyproject.toml requirements.lock
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	# PyTorch first, by exact version: on this kind of machine pip takes the local CPU wheel.
+	$(BIN)/pip install --quiet torch==2.13.0
+	$(BIN)/pip install --quiet --no-deps --require-hashes -r requirements.lock
+	$(BIN)/pip install --quiet --no-deps --no-build-isolation -e .
+	touch $(STAMP)
+
+demo: $(STAMP)
+	rm -rf $(DEMO_HOME)
+	GOVERNANCE_HOME=$(DEMO_HOME) $(BIN)/govern demo
+
+test: $(STAMP)
+	$(BIN)/python -m pytest
+
+lint: $(STAMP)
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+format: $(STAMP)
+	$(BIN)/ruff check --fix .
+	$(BIN)/ruff format .
+
+# Refresh requirements.lock after changing dependencies in pyproject.toml.
+lock: $(STAMP)
+	$(BIN)/uv pip compile pyproject.toml --extra dev --generate-hashes \
+		--no-emit-package torch --python-version 3.11 \
+		--python-platform x86_64-manylinux_2_28 -o requirements.lock
+
+clean:
+	rm -rf $(VENV) instance .pytest_cache .ruff_cache

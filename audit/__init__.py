@@ -1,0 +1,1 @@
+"""audit: the verifiable log. Standalone: the standard library and `cryptography` only."""

@@ -1,0 +1,115 @@
+"""Shared fixtures: every database test runs on SQLite and on PostgreSQL, migrated by Alembic.
+
+SQLite: the schema is migrated once into a template file that each test copies.
+PostgreSQL: the schema is migrated once into a schema of its own in the `test` database
+(GOVERNANCE_TEST_POSTGRES_URL), and each test starts from truncated tables.
+GOVERNANCE_TEST_DATABASES=sqlite (or postgresql) narrows the run to one backend.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import uuid
+from dataclasses import dataclass
+from pathlib import Path
+
+import psycopg
+import pytest
+import sqlalchemy as sa
+
+from governance import create_app
+from governance.config import load_config
+from governance.db import get_db
+from governance.instance import init_instance, migrate
+
+POSTGRES_URL = os.environ.get(
+    "GOVERNANCE_TEST_POSTGRES_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test"
+)
+BACKENDS = [
+    b.strip()
+    for b in os.environ.get("GOVERNANCE_TEST_DATABASES", "sqlite,postgresql").split(",")
+    if b.strip()
+]
+
+
+@dataclass
+class Backend:
+    name: str
+    url: str | None = None
+    template: Path | None = None
+
+
+def postgres_conninfo(url: str) -> str:
+    return url.replace("postgresql+psycopg://", "postgresql://")
+
+
+@pytest.fixture(scope="session", params=BACKENDS)
+def backend(request, tmp_path_factory):
+    """A migrated database of one kind, shared by the session's tests."""
+    if request.param == "sqlite":
+        directory = tmp_path_factory.mktemp("sqlite-template")
+        template = directory / "governance.db"
+        migrate(f"sqlite:///{template}")
+        yield Backend("sqlite", template=template)
+        return
+    schema = f"gov_test_{uuid.uuid4().hex[:12]}"
+    with psycopg.connect(postgres_conninfo(POSTGRES_URL), autocommit=True) as conn:
+        conn.execute(f'CREATE SCHEMA "{schema}"')
+    url = f"{POSTGRES_URL}?options=-csearch_path%3D{schema}"
+    try:
+        migrate(url)
+        yield Backend("postgresql", url=url)
+    finally:
+        with psycopg.connect(postgres_conninfo(POSTGRES_URL), autocommit=True) as conn:
+            conn.execute(f'DROP SCHEMA "{schema}" CASCADE')
+
+
+def truncate_all(url: str) -> None:
+    engine = sa.create_engine(url)
+    try:
+        with engine.begin() as conn:
+            tables = [
+                name
+                for name in sa.inspect(conn).get_table_names()
+                if name != "alembic_version"
+            ]
+            if tables:
+                quoted = ", ".join(f'"{t}"' for t in tables)
+                conn.execute(sa.text(f"TRUNCATE {quoted} RESTART IDENTITY CASCADE"))
+    finally:
+        engine.dispose()
+
+
+@pytest.fixture
+def database_url(backend, tmp_path) -> str:
+    """A migrated, empty database for one test."""
+    if backend.name == "sqlite":
+        home = tmp_path / "home"
+        home.mkdir(mode=0o700)
+        shutil.copy(backend.template, home / "governance.db")
+        return f"sqlite:///{home / 'governance.db'}"
+    truncate_all(backend.url)
+    return backend.url
+
+
+@pytest.fixture
+def config(tmp_path, database_url) -> dict:
+    """Settings of an initialized instance in a fresh GOVERNANCE_HOME."""
+    settings = load_config(
+        {"GOVERNANCE_HOME": str(tmp_path / "home"), "GOVERNANCE_DATABASE_URL": database_url}
+    )
+    init_instance(settings)
+    return settings
+
+
+@pytest.fixture
+def app(config):
+    application = create_app({**config, "TESTING": True})
+    yield application
+    get_db(application).dispose()
+
+
+@pytest.fixture
+def client(app):
+    return app.test_client()

@@ -1,0 +1,98 @@
+"""The `govern` command line, run as a user runs it: a real process, real exit codes."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+
+import click
+from click.testing import CliRunner
+import pytest
+
+from governance.cli import main
+
+GOVERN = [sys.executable, "-m", "governance.cli"]
+
+
+def govern(env: dict, *args: str, check: bool = False) -> subprocess.CompletedProcess:
+    result = subprocess.run(
+        [*GOVERN, *args], capture_output=True, text=True, env=env, timeout=120, check=False
+    )
+    if check:
+        assert result.returncode == 0, result.stderr
+    return result
+
+
+@pytest.fixture
+def env(tmp_path, database_url) -> dict:
+    return {
+        **os.environ,
+        "GOVERNANCE_HOME": str(tmp_path / "home"),
+        "GOVERNANCE_DATABASE_URL": database_url,
+    }
+
+
+def all_commands(group: click.Group, prefix: tuple[str, ...] = ()):
+    for name, command in group.commands.items():
+        yield (*prefix, name)
+        if isinstance(command, click.Group):
+            yield from all_commands(command, (*prefix, name))
+
+
+@pytest.mark.parametrize("path", list(all_commands(main)), ids=" ".join)
+def test_every_command_has_help(path):
+    result = CliRunner().invoke(main, [*path, "--help"])
+    assert result.exit_code == 0, result.output
+    assert "Usage:" in result.output
+
+
+def test_operator_workflow(env):
+    first = govern(env, "init", check=True)
+    assert "created" in first.stdout
+    again = govern(env, "init", check=True)
+    assert "nothing changed" in again.stdout
+
+    govern(env, "principal", "create", "casey", check=True)
+    duplicate = govern(env, "principal", "create", "casey")
+    assert duplicate.returncode == 1 and "already exists" in duplicate.stderr
+
+    token = govern(env, "token", "create", "casey", "--expires", "30d", check=True).stdout
+    assert token.strip().startswith("gov_") and token.count("\n") == 1
+
+    listing = govern(env, "token", "list", "casey", check=True).stdout
+    token_id = listing.split()[0]
+    assert token.strip() not in listing
+    revoked = govern(env, "token", "revoke", token_id, check=True)
+    assert revoked.stdout.startswith(f"revoked {token_id}")
+
+    govern(env, "domain", "create", "consumer-tax", "--jurisdiction", "US",
+           "--retention-days", "2555", check=True)
+    bad = govern(env, "domain", "create", "Bad Name", "--jurisdiction", "US",
+                 "--retention-days", "1")
+    assert bad.returncode == 1 and "name" in bad.stderr
+    assert govern(env, "domain", "list", check=True).stdout.startswith("consumer-tax\tUS")
+
+
+def test_commands_before_init_exit_3(tmp_path):
+    env = {**os.environ, "GOVERNANCE_HOME": str(tmp_path / "nothing")}
+    env.pop("GOVERNANCE_DATABASE_URL", None)
+    result = govern(env, "domain", "list")
+    assert result.returncode == 3
+    assert "govern init" in result.stderr
+
+
+def test_bad_expiry_is_refused(env):
+    govern(env, "init", check=True)
+    result = govern(env, "token", "create", "admin", "--expires", "someday")
+    assert result.returncode == 1 and "expiry" in result.stderr
+
+
+def test_demo_runs_end_to_end(env):
+    result = govern(env, "demo", check=True)
+    summary = json.loads(result.stdout.strip().splitlines()[-1])
+    assert summary["allowed_calls"] >= 1 and summary["denied_calls"] >= 1
+    statuses = {c["call"]: c["status"] for c in summary["calls"]}
+    assert statuses["GET /api/v1/domains/consumer-tax"] == 200
+    assert statuses["GET /api/v1/domains/smb-accounting"] == 403

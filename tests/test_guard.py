@@ -1,0 +1,116 @@
+"""Every route is guarded; roles in one domain give nothing in another."""
+
+from __future__ import annotations
+
+import re
+
+import pytest
+from flask_openapi3 import APIBlueprint
+
+from governance import create_app
+from governance.api import PUBLIC_ENDPOINTS
+from governance.db import get_db
+from tests.factories import auth, make_domain, principal_token
+
+
+def concrete_path(rule) -> str:
+    return re.sub(r"<(?:[^:>]+:)?([^>]+)>", r"probe-\1", rule.rule)
+
+
+def test_every_route_but_the_public_ones_answers_401_without_credentials(app, client):
+    probed = 0
+    for rule in app.url_map.iter_rules():
+        if rule.endpoint in PUBLIC_ENDPOINTS:
+            continue
+        for method in sorted(rule.methods - {"HEAD", "OPTIONS"}):
+            response = client.open(concrete_path(rule), method=method, json={})
+            assert response.status_code == 401, f"{method} {rule.rule} answered {response.status_code}"
+            assert response.get_json()["error"]["code"] == "unauthenticated"
+            probed += 1
+    assert probed >= 10
+
+
+def test_every_openapi_operation_is_guarded(app, client):
+    spec = client.get("/openapi.json").get_json()
+    assert spec["openapi"].startswith("3.")
+    for path, operations in spec["paths"].items():
+        url = re.sub(r"\{([^}]+)\}", r"probe-\1", path)
+        for method in operations:
+            response = client.open(url, method=method.upper(), json={})
+            expected = 200 if path == "/api/v1/health" else 401
+            assert response.status_code == expected, f"{method} {path}"
+
+
+def test_public_endpoints_answer_without_credentials(client):
+    assert client.get("/api/v1/health").get_json() == {"status": "ok", "database": "ok"}
+    spec = client.get("/openapi.json").get_json()
+    assert "/api/v1/domains/{name}" in spec["paths"]
+    assert spec["components"]["securitySchemes"]["bearer"]["scheme"] == "bearer"
+
+
+def test_request_schemas_in_openapi_come_from_the_validating_models(client):
+    spec = client.get("/openapi.json").get_json()
+    schema = spec["components"]["schemas"]["DomainCreate"]
+    assert schema["additionalProperties"] is False
+    assert set(schema["required"]) == {"name", "jurisdiction", "retention_days"}
+
+
+def test_no_role_in_a_domain_means_403_there(app, client):
+    make_domain(app, "consumer-tax")
+    make_domain(app, "smb-accounting")
+    casey = principal_token(app, "casey")  # data-steward in consumer-tax only
+    assert client.get("/api/v1/domains/consumer-tax", headers=auth(casey)).status_code == 200
+    denied = client.get("/api/v1/domains/smb-accounting", headers=auth(casey))
+    assert denied.status_code == 403
+    assert denied.get_json()["error"]["code"] == "forbidden"
+    assert "jurisdiction" not in denied.get_data(as_text=True)
+    patched = client.patch(
+        "/api/v1/domains/smb-accounting", json={"description": "mine"}, headers=auth(casey)
+    )
+    assert patched.status_code == 403
+
+
+def test_no_other_domain_leaks_through_lists_or_names(app, client):
+    make_domain(app, "consumer-tax")
+    make_domain(app, "smb-accounting")
+    casey = principal_token(app, "casey")
+    listed = client.get("/api/v1/domains", headers=auth(casey)).get_json()["items"]
+    assert [d["name"] for d in listed] == ["consumer-tax"]
+    # A domain that does not exist and one that exists but is foreign look the same.
+    missing = client.get("/api/v1/domains/no-such-domain", headers=auth(casey))
+    foreign = client.get("/api/v1/domains/smb-accounting", headers=auth(casey))
+    assert missing.status_code == foreign.status_code == 403
+
+
+def test_principal_without_any_role_gets_nothing(app, client):
+    make_domain(app, "consumer-tax")
+    nobody = principal_token(app, "nobody")
+    assert client.get("/api/v1/domains", headers=auth(nobody)).get_json()["items"] == []
+    assert client.get("/api/v1/domains/consumer-tax", headers=auth(nobody)).status_code == 403
+    assert client.get("/api/v1/principals", headers=auth(nobody)).status_code == 403
+    assert client.get("/api/v1/me", headers=auth(nobody)).get_json()["roles"] == []
+
+
+def test_a_view_that_forgets_to_authorize_does_not_answer(config):
+    app = create_app({**config, "TESTING": True})
+    careless = APIBlueprint("careless", __name__, url_prefix="/api/v1/careless")
+
+    @careless.get("")
+    def open_door():
+        return {"secret": "inside"}
+
+    app.register_api(careless)
+    try:
+        token = principal_token(app, "admin")
+        response = app.test_client().get("/api/v1/careless", headers=auth(token))
+        assert response.status_code == 500
+        assert "secret" not in response.get_data(as_text=True)
+    finally:
+        get_db(app).dispose()
+
+
+@pytest.mark.parametrize("header", ["Token abc", "Bearer", "Basic YWRtaW46YWRtaW4=", "Bearer gov_x"])
+def test_malformed_or_unknown_credentials_are_401(client, header):
+    response = client.get("/api/v1/domains", headers={"Authorization": header})
+    assert response.status_code == 401
+    assert response.headers["WWW-Authenticate"].startswith("Bearer")

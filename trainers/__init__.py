@@ -1,0 +1,1 @@
+"""trainers: the data plane. Fine-tunes from a sanitized bundle; imports nothing of governance."""
