@@ -70,9 +70,7 @@ def truncate_all(url: str) -> None:
     try:
         with engine.begin() as conn:
             tables = [
-                name
-                for name in sa.inspect(conn).get_table_names()
-                if name != "alembic_version"
+                name for name in sa.inspect(conn).get_table_names() if name != "alembic_version"
             ]
             if tables:
                 quoted = ", ".join(f'"{t}"' for t in tables)

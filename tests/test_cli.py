@@ -8,8 +8,8 @@ import subprocess
 import sys
 
 import click
-from click.testing import CliRunner
 import pytest
+from click.testing import CliRunner
 
 from governance.cli import main
 
@@ -67,10 +67,20 @@ def test_operator_workflow(env):
     revoked = govern(env, "token", "revoke", token_id, check=True)
     assert revoked.stdout.startswith(f"revoked {token_id}")
 
-    govern(env, "domain", "create", "consumer-tax", "--jurisdiction", "US",
-           "--retention-days", "2555", check=True)
-    bad = govern(env, "domain", "create", "Bad Name", "--jurisdiction", "US",
-                 "--retention-days", "1")
+    govern(
+        env,
+        "domain",
+        "create",
+        "consumer-tax",
+        "--jurisdiction",
+        "US",
+        "--retention-days",
+        "2555",
+        check=True,
+    )
+    bad = govern(
+        env, "domain", "create", "Bad Name", "--jurisdiction", "US", "--retention-days", "1"
+    )
     assert bad.returncode == 1 and "name" in bad.stderr
     assert govern(env, "domain", "list", check=True).stdout.startswith("consumer-tax\tUS")
 

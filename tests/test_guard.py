@@ -24,7 +24,9 @@ def test_every_route_but_the_public_ones_answers_401_without_credentials(app, cl
             continue
         for method in sorted(rule.methods - {"HEAD", "OPTIONS"}):
             response = client.open(concrete_path(rule), method=method, json={})
-            assert response.status_code == 401, f"{method} {rule.rule} answered {response.status_code}"
+            assert response.status_code == 401, (
+                f"{method} {rule.rule} answered {response.status_code}"
+            )
             assert response.get_json()["error"]["code"] == "unauthenticated"
             probed += 1
     assert probed >= 10
@@ -109,7 +111,9 @@ def test_a_view_that_forgets_to_authorize_does_not_answer(config):
         get_db(app).dispose()
 
 
-@pytest.mark.parametrize("header", ["Token abc", "Bearer", "Basic YWRtaW46YWRtaW4=", "Bearer gov_x"])
+@pytest.mark.parametrize(
+    "header", ["Token abc", "Bearer", "Basic YWRtaW46YWRtaW4=", "Bearer gov_x"]
+)
 def test_malformed_or_unknown_credentials_are_401(client, header):
     response = client.get("/api/v1/domains", headers={"Authorization": header})
     assert response.status_code == 401

@@ -71,7 +71,11 @@ def test_expiry_in_the_past_is_refused(session):
 
 @pytest.mark.parametrize(
     ("text", "delta"),
-    [("12h", dt.timedelta(hours=12)), ("30d", dt.timedelta(days=30)), ("2w", dt.timedelta(days=14))],
+    [
+        ("12h", dt.timedelta(hours=12)),
+        ("30d", dt.timedelta(days=30)),
+        ("2w", dt.timedelta(days=14)),
+    ],
 )
 def test_parse_expiry_durations(text, delta):
     now = utcnow()

@@ -37,9 +37,7 @@ def test_duplicate_principal_is_409_and_bad_kind_422(app, client):
 def test_non_admin_cannot_manage_principals_or_others_tokens(app, client):
     casey = auth(principal_token(app, "casey"))
     assert client.post("/api/v1/principals", json={"name": "eve"}, headers=casey).status_code == 403
-    assert (
-        client.post("/api/v1/principals/admin/tokens", json={}, headers=casey).status_code == 403
-    )
+    assert client.post("/api/v1/principals/admin/tokens", json={}, headers=casey).status_code == 403
     admin_token = principal_token(app, "admin")
     admin_tokens = client.get("/api/v1/principals/admin/tokens", headers=auth(admin_token))
     token_id = admin_tokens.get_json()["items"][0]["id"]

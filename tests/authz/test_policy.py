@@ -89,5 +89,5 @@ def test_policy_hash_changes_with_any_file(tmp_path):
 
 def test_missing_policy_file_is_refused(tmp_path):
     (tmp_path / "model.conf").write_text("")
-    with pytest.raises(PolicyError, match="policy.csv"):
+    with pytest.raises(PolicyError, match=r"policy\.csv"):
         PolicySet.load(tmp_path)

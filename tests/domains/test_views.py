@@ -123,9 +123,7 @@ def test_unknown_route_and_wrong_method_use_the_envelope(client, admin):
 def test_expired_and_revoked_tokens_are_401_and_change_nothing(app, client):
     make_domain(app, "consumer-tax")
     expired = principal_token(app, "admin", expires_in=dt.timedelta(seconds=-1))
-    response = client.post(
-        "/api/v1/domains", json={**GOOD, "name": "other"}, headers=auth(expired)
-    )
+    response = client.post("/api/v1/domains", json={**GOOD, "name": "other"}, headers=auth(expired))
     assert response.status_code == 401
     assert response.get_json()["error"]["message"] == "token has expired"
 
@@ -144,7 +142,8 @@ def test_expired_and_revoked_tokens_are_401_and_change_nothing(app, client):
 
 
 def test_errors_never_carry_a_traceback(client, admin):
-    response = client.post("/api/v1/domains", data="[", content_type="application/json",
-                           headers=admin)
+    response = client.post(
+        "/api/v1/domains", data="[", content_type="application/json", headers=admin
+    )
     text = response.get_data(as_text=True)
     assert "Traceback" not in text and "<html" not in text.lower()
