@@ -13,10 +13,13 @@ from collections.abc import Iterable, Sequence
 __all__ = [
     "CompactRange",
     "consistency_proof",
+    "consistency_proof_ranges",
     "inclusion_proof",
+    "inclusion_proof_ranges",
     "leaf_hash",
     "node_hash",
     "root",
+    "subtree_roots",
     "verify_consistency",
     "verify_inclusion",
 ]
@@ -93,24 +96,80 @@ def root(leaf_hashes: Sequence[bytes]) -> bytes:
     return compact.root()
 
 
-def inclusion_proof(index: int, leaf_hashes: Sequence[bytes]) -> list[bytes]:
-    """Return the audit path of leaf `index` in the tree of `leaf_hashes` (RFC 6962 PATH)."""
-    n = len(leaf_hashes)
-    if not 0 <= index < n:
-        raise IndexError(f"leaf {index} is outside a tree of {n}")
-    proof: list[bytes] = []
-    lo, hi = 0, n
+def inclusion_proof_ranges(index: int, size: int) -> list[tuple[int, int]]:
+    """Return the leaf ranges [lo, hi) whose subtree roots form leaf index's audit path."""
+    if not 0 <= index < size:
+        raise IndexError(f"leaf {index} is outside a tree of {size}")
+    ranges: list[tuple[int, int]] = []
+    lo, hi = 0, size
     # Walk down from the root, noting the sibling subtree at each level; emit bottom-up.
     while hi - lo > 1:
         k = _split(hi - lo)
         if index - lo < k:
-            proof.append(root(leaf_hashes[lo + k : hi]))
+            ranges.append((lo + k, hi))
             hi = lo + k
         else:
-            proof.append(root(leaf_hashes[lo : lo + k]))
+            ranges.append((lo, lo + k))
             lo = lo + k
-    proof.reverse()
-    return proof
+    ranges.reverse()
+    return ranges
+
+
+def consistency_proof_ranges(old_size: int, new_size: int) -> list[tuple[int, int]]:
+    """Return the leaf ranges [lo, hi) whose subtree roots form the consistency proof."""
+    if not 0 <= old_size <= new_size:
+        raise IndexError(f"old size {old_size} is outside a tree of {new_size}")
+    if old_size in (0, new_size):
+        return []
+    return _subproof_ranges(old_size, 0, new_size, True)
+
+
+def _subproof_ranges(m: int, lo: int, hi: int, complete: bool) -> list[tuple[int, int]]:
+    n = hi - lo
+    if m == n:
+        return [] if complete else [(lo, hi)]
+    k = _split(n)
+    if m <= k:
+        return [*_subproof_ranges(m, lo, lo + k, complete), (lo + k, hi)]
+    return [*_subproof_ranges(m - k, lo + k, hi, False), (lo, lo + k)]
+
+
+def subtree_roots(ranges: Sequence[tuple[int, int]], leaves: Iterable[bytes]) -> list[bytes]:
+    """Compute the roots of disjoint leaf ranges in one pass over the leaves, in order.
+
+    Memory stays O(log n) whatever the number of leaves, so proofs over a large log can be
+    built by streaming its leaf hashes.
+    """
+    order = sorted(range(len(ranges)), key=lambda i: ranges[i][0])
+    results: list[bytes] = [b""] * len(ranges)
+    if not order:
+        return results
+    position = 0
+    pending = iter(order)
+    current = next(pending)
+    compact: CompactRange | None = None
+    for index, leaf in enumerate(leaves):
+        lo, hi = ranges[current]
+        if index < lo:
+            continue
+        if compact is None:
+            compact = CompactRange()
+        compact.append(leaf)
+        position = index + 1
+        if position == hi:
+            results[current] = compact.root()
+            compact = None
+            following = next(pending, None)
+            if following is None:
+                return results
+            current = following
+    raise IndexError("the leaves ended before every proof range was covered")
+
+
+def inclusion_proof(index: int, leaf_hashes: Sequence[bytes]) -> list[bytes]:
+    """Return the audit path of leaf `index` in the tree of `leaf_hashes` (RFC 6962 PATH)."""
+    ranges = inclusion_proof_ranges(index, len(leaf_hashes))
+    return [root(leaf_hashes[lo:hi]) for lo, hi in ranges]
 
 
 def verify_inclusion(leaf_hash: bytes, index: int, size: int, proof: Sequence[bytes], root: bytes):
@@ -136,22 +195,8 @@ def verify_inclusion(leaf_hash: bytes, index: int, size: int, proof: Sequence[by
 
 def consistency_proof(old_size: int, leaf_hashes: Sequence[bytes]) -> list[bytes]:
     """Return the proof that the first old_size leaves' tree is a prefix (RFC 6962 PROOF)."""
-    n = len(leaf_hashes)
-    if not 0 <= old_size <= n:
-        raise IndexError(f"old size {old_size} is outside a tree of {n}")
-    if old_size in (0, n):
-        return []
-    return _subproof(old_size, leaf_hashes, 0, n, True)
-
-
-def _subproof(m: int, leaves: Sequence[bytes], lo: int, hi: int, complete: bool) -> list[bytes]:
-    n = hi - lo
-    if m == n:
-        return [] if complete else [root(leaves[lo:hi])]
-    k = _split(n)
-    if m <= k:
-        return [*_subproof(m, leaves, lo, lo + k, complete), root(leaves[lo + k : hi])]
-    return [*_subproof(m - k, leaves, lo + k, hi, False), root(leaves[lo : lo + k])]
+    ranges = consistency_proof_ranges(old_size, len(leaf_hashes))
+    return [root(leaf_hashes[lo:hi]) for lo, hi in ranges]
 
 
 def verify_consistency(

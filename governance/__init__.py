@@ -20,7 +20,9 @@ def create_app(config: Mapping[str, Any] | None = None):
 
     from governance import api, health
     from governance.accounts.views import bp as accounts_bp
+    from governance.audit import views as audit_views
     from governance.authz.service import Authorizer
+    from governance.authz.views import bp as authz_bp
     from governance.config import load_config
     from governance.db import Database
     from governance.domains.views import bp as domains_bp
@@ -46,9 +48,10 @@ def create_app(config: Mapping[str, Any] | None = None):
     register_error_handlers(app)
     Database(settings["GOVERNANCE_DATABASE_URL"]).init_app(app)
     Authorizer(settings["GOVERNANCE_POLICY_DIR"]).init_app(app)
+    audit_views.init_app(app)
     api.init_app(app)
 
-    for blueprint in (health.bp, accounts_bp, domains_bp):
+    for blueprint in (health.bp, accounts_bp, domains_bp, authz_bp, audit_views.bp):
         app.register_api(blueprint)
     app.add_url_rule("/openapi.json", "openapi_json", lambda: jsonify(app.api_doc))
     return app

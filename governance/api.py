@@ -14,6 +14,9 @@ import uuid
 from flask import Flask, g, request
 
 from governance.accounts import service as accounts
+from governance.audit.service import AuditEvent
+from governance.audit.views import get_audit_log
+from governance.authz.service import get_authorizer
 from governance.db import get_session
 from governance.errors import (
     BadRequest,
@@ -69,6 +72,26 @@ def check_json_body() -> None:
         ) from exc
 
 
+def log_policy_load() -> None:
+    """Log, once per process and policy version, that this policy is in force."""
+    authorizer = get_authorizer()
+    policy = authorizer.policy
+    if authorizer.logged_hash == policy.hash:
+        return
+    get_audit_log().append(
+        AuditEvent(
+            principal="system",
+            action="policy.load",
+            object="policy",
+            domain=None,
+            decision="ok",
+            policy_hash=policy.hash,
+            details={"directory": str(policy.directory)},
+        )
+    )
+    authorizer.logged_hash = policy.hash
+
+
 def init_app(app: Flask) -> None:
     """Register the hooks on the app."""
 
@@ -80,9 +103,30 @@ def init_app(app: Flask) -> None:
         if not request.path.startswith(API_PREFIX) and request.endpoint is not None:
             # Non-API endpoints (the console) authenticate on their own terms.
             return None
+        log_policy_load()
         # Authenticate before looking at the body, so nothing is parsed for strangers; unknown
         # API paths answer 401 too, which tells a stranger nothing about what exists.
-        principal, token = accounts.authenticate(get_session(), bearer_token())
+        try:
+            principal, token = accounts.authenticate(get_session(), bearer_token())
+        except Unauthenticated as exc:
+            get_audit_log().append(
+                AuditEvent(
+                    principal="anonymous",
+                    action="authenticate",
+                    object="api",
+                    domain=None,
+                    decision="deny",
+                    policy_hash=get_authorizer().policy.hash,
+                    request_id=g.request_id,
+                    details={
+                        "reason": exc.message,
+                        "method": request.method,
+                        "endpoint": request.endpoint,
+                        **(exc.details or {}),
+                    },
+                )
+            )
+            raise
         g.principal = principal
         g.token = token
         check_json_body()

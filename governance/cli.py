@@ -34,6 +34,14 @@ def local_operator() -> str:
     return f"local:{user}"[:63]
 
 
+def cli_actor():
+    """The Actor of a command run at this terminal, under the policy on disk."""
+    from governance.audit.service import Actor
+    from governance.authz.policy import policy_hash
+
+    return Actor(local_operator(), None, policy_hash(settings()["GOVERNANCE_POLICY_DIR"]))
+
+
 def fail_cleanly(func: Callable[..., Any]) -> Callable[..., Any]:
     """Turn governance errors into a message on stderr and a documented exit code."""
 
@@ -156,7 +164,7 @@ def principal_create(name: str, kind: str, display_name: str | None) -> None:
     from governance.accounts import service
 
     with instance_session() as session:
-        created = service.create_principal(session, name, kind, display_name)
+        created = service.create_principal(session, name, kind, display_name, actor=cli_actor())
         click.echo(f"created {created.kind} principal {created.name}")
 
 
@@ -198,7 +206,7 @@ def token_create(principal_name: str, expires: str | None, description: str | No
     with instance_session() as session:
         owner = service.get_principal(session, principal_name)
         _record, text = service.issue_token(
-            session, owner, expires_at=expires_at, description=description
+            session, owner, expires_at=expires_at, description=description, actor=cli_actor()
         )
     click.echo(text)
 
@@ -227,7 +235,7 @@ def token_revoke(token_id: str) -> None:
     from governance.accounts import service
 
     with instance_session() as session:
-        record = service.revoke_token(session, token_id)
+        record = service.revoke_token(session, token_id, actor=cli_actor())
         click.echo(f"revoked {record.id} at {record.revoked_at.isoformat()}")
 
 
@@ -266,7 +274,7 @@ def domain_create(name: str, jurisdiction: str, retention_days: int, description
             "; ".join(f"{d['field']}: {d['message']}" for d in details), details=details
         ) from exc
     with instance_session() as session:
-        created = service.create_domain(session, data, created_by=local_operator())
+        created = service.create_domain(session, data, actor=cli_actor())
         click.echo(f"created domain {created.name} ({created.jurisdiction})")
 
 

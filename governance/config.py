@@ -21,6 +21,8 @@ DEFAULTS: dict[str, Any] = {
     # JSON API bodies are small; dataset uploads stream through their own limit.
     "MAX_CONTENT_LENGTH": 1024 * 1024,
     "TOKEN_DEFAULT_TTL_DAYS": 90,
+    # Sign an audit checkpoint at most this often while entries arrive (0: only on demand).
+    "AUDIT_CHECKPOINT_SECONDS": 60,
     "TESTING": False,
 }
 
@@ -29,6 +31,7 @@ ENVIRONMENT_KEYS = (
     "GOVERNANCE_DATABASE_URL",
     "GOVERNANCE_POLICY_DIR",
     "GOVERNANCE_MASTER_KEY",
+    "AUDIT_CHECKPOINT_SECONDS",
 )
 
 

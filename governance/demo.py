@@ -19,6 +19,8 @@ from werkzeug.serving import WSGIRequestHandler, make_server
 from governance import create_app
 from governance.accounts import service as accounts
 from governance.accounts.models import PrincipalKind
+from governance.audit.service import Actor
+from governance.authz.policy import policy_hash
 from governance.db import Database, utcnow
 from governance.instance import init_instance
 
@@ -92,13 +94,15 @@ def issue_demo_token(config: dict[str, Any], name: str, kind: PrincipalKind) -> 
     db = Database(config["GOVERNANCE_DATABASE_URL"])
     try:
         with db.session_scope() as session:
-            accounts.ensure_principal(session, name, kind)
+            actor = Actor("system:demo", None, policy_hash(config["GOVERNANCE_POLICY_DIR"]))
+            accounts.ensure_principal(session, name, kind, actor=actor)
             principal = accounts.get_principal(session, name)
             _record, token = accounts.issue_token(
                 session,
                 principal,
                 expires_at=utcnow() + dt.timedelta(days=1),
                 description="govern demo",
+                actor=actor,
             )
             return token
     finally:

@@ -15,6 +15,8 @@ from alembic.script import ScriptDirectory
 from governance import crypto
 from governance.accounts import service as accounts
 from governance.accounts.models import PrincipalKind
+from governance.audit.service import Actor
+from governance.authz.policy import policy_hash
 from governance.config import ALEMBIC_DIR
 from governance.db import Database
 
@@ -81,7 +83,10 @@ def init_instance(config: dict[str, Any]) -> InitReport:
     db = Database(config["GOVERNANCE_DATABASE_URL"])
     try:
         with db.session_scope() as session:
-            if accounts.ensure_principal(session, accounts.ADMIN_PRINCIPAL, PrincipalKind.USER):
+            actor = Actor("system:init", None, policy_hash(config["GOVERNANCE_POLICY_DIR"]))
+            if accounts.ensure_principal(
+                session, accounts.ADMIN_PRINCIPAL, PrincipalKind.USER, actor=actor
+            ):
                 report.created.append("admin principal")
     finally:
         db.dispose()

@@ -6,4 +6,5 @@ from __future__ import annotations
 def import_all_models() -> None:
     """Import the table modules of every domain package."""
     import governance.accounts.models
+    import governance.audit.models
     import governance.domains.models  # noqa: F401

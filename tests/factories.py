@@ -6,18 +6,21 @@ import datetime as dt
 
 from governance.accounts import service as accounts
 from governance.accounts.models import PrincipalKind
+from governance.audit.service import Actor
 from governance.db import get_db, utcnow
 from governance.domains import service as domains
 from governance.domains.models import DomainCreate
+
+TEST_ACTOR = Actor("tests", "test-request", None)
 
 
 def principal_token(app, name: str, kind: str = "user", expires_in: dt.timedelta | None = None):
     """Create the principal if needed and return a fresh bearer token for it."""
     with get_db(app).session_scope() as session:
-        accounts.ensure_principal(session, name, PrincipalKind(kind))
+        accounts.ensure_principal(session, name, PrincipalKind(kind), actor=TEST_ACTOR)
         principal = accounts.get_principal(session, name)
         record, token = accounts.issue_token(
-            session, principal, expires_at=utcnow() + dt.timedelta(hours=1)
+            session, principal, expires_at=utcnow() + dt.timedelta(hours=1), actor=TEST_ACTOR
         )
         if expires_in is not None:
             # Tests may want a token that is already past its expiry, which issue_token refuses.
@@ -36,7 +39,7 @@ def make_domain(app, name: str, jurisdiction: str = "US", retention_days: int = 
         return domains.create_domain(
             session,
             DomainCreate(name=name, jurisdiction=jurisdiction, retention_days=retention_days),
-            created_by="tests",
+            actor=TEST_ACTOR,
         )
 
 

@@ -16,6 +16,9 @@ from governance.accounts.models import (
     Principal,
     PrincipalKind,
 )
+from governance.audit.service import Actor
+from governance.audit.service import record as audit
+from governance.authz.policy import SYSTEM_DOMAIN
 from governance.db import utcnow
 from governance.errors import Conflict, InvalidInput, NotFound, Unauthenticated
 
@@ -33,6 +36,8 @@ def create_principal(
     name: str,
     kind: PrincipalKind | str = PrincipalKind.USER,
     display_name: str | None = None,
+    *,
+    actor: Actor,
 ) -> Principal:
     """Create a principal; a name already taken is a conflict."""
     if not re.fullmatch(PRINCIPAL_NAME_PATTERN, name):
@@ -45,18 +50,29 @@ def create_principal(
     principal = Principal(name=name, kind=kind.value, display_name=display_name)
     session.add(principal)
     try:
-        session.commit()
+        session.flush()
     except sa.exc.IntegrityError as exc:
         session.rollback()
         raise Conflict(f"principal {name!r} already exists", details={"name": name}) from exc
+    audit(
+        session,
+        actor,
+        "principal.create",
+        f"principal/{name}",
+        SYSTEM_DOMAIN,
+        details={"kind": kind.value},
+    )
+    session.commit()
     return principal
 
 
-def ensure_principal(session: Session, name: str, kind: PrincipalKind | str) -> bool:
+def ensure_principal(
+    session: Session, name: str, kind: PrincipalKind | str, *, actor: Actor
+) -> bool:
     """Create a principal unless it exists; return True when it was created."""
     if find_principal(session, name) is not None:
         return False
-    create_principal(session, name, kind)
+    create_principal(session, name, kind, actor=actor)
     return True
 
 
@@ -84,6 +100,7 @@ def issue_token(
     *,
     expires_at: dt.datetime | None,
     description: str | None = None,
+    actor: Actor,
 ) -> tuple[ApiToken, str]:
     """Issue a new token; return its record and the token text, which is never stored."""
     if expires_at is not None and expires_at <= utcnow():
@@ -97,6 +114,20 @@ def issue_token(
         expires_at=expires_at,
     )
     session.add(record)
+    session.flush()
+    # The log names the token by id and hash prefix only; the token itself never enters it.
+    audit(
+        session,
+        actor,
+        "token.create",
+        f"token/{record.id}",
+        SYSTEM_DOMAIN,
+        details={
+            "principal": principal.name,
+            "expires_at": expires_at.isoformat() if expires_at else None,
+            "token_sha256_prefix": record.token_hash[:12],
+        },
+    )
     session.commit()
     return record, token
 
@@ -119,14 +150,15 @@ def get_token(session: Session, token_id: str) -> ApiToken:
     return record
 
 
-def revoke_token(session: Session, token_id: str) -> ApiToken:
+def revoke_token(session: Session, token_id: str, *, actor: Actor) -> ApiToken:
     """Revoke a token; revoking it again keeps the first revocation time."""
-    record = get_token(session, token_id)
-    if record.revoked_at is None:
-        record.revoked_at = utcnow()
-        session.add(record)
+    token = get_token(session, token_id)
+    if token.revoked_at is None:
+        token.revoked_at = utcnow()
+        session.add(token)
+        audit(session, actor, "token.revoke", f"token/{token.id}", SYSTEM_DOMAIN)
         session.commit()
-    return record
+    return token
 
 
 def authenticate(session: Session, token: str) -> tuple[Principal, ApiToken]:

@@ -23,7 +23,13 @@ from governance.accounts.models import (
     WhoAmI,
 )
 from governance.authz.policy import SYSTEM_DOMAIN
-from governance.authz.service import current_principal, get_authorizer, mark_checked, require
+from governance.authz.service import (
+    current_actor,
+    current_principal,
+    get_authorizer,
+    mark_checked,
+    require,
+)
 from governance.db import get_session, utcnow
 from governance.views_common import ERROR_RESPONSES, SECURITY
 
@@ -74,7 +80,9 @@ def list_principals():
 def create_principal(body: PrincipalCreate):
     """Create a user or service-account principal; its roles come from the policy files."""
     require("create", "principal", SYSTEM_DOMAIN)
-    principal = service.create_principal(get_session(), body.name, body.kind, body.display_name)
+    principal = service.create_principal(
+        get_session(), body.name, body.kind, body.display_name, actor=current_actor()
+    )
     return PrincipalRead.model_validate(principal).model_dump(mode="json"), 201
 
 
@@ -108,7 +116,11 @@ def issue_token(path: PrincipalPath, body: TokenCreate):
         days = body.expires_in_days or current_app.config["TOKEN_DEFAULT_TTL_DAYS"]
         expires_at = utcnow() + dt.timedelta(days=days)
     record, token = service.issue_token(
-        session, principal, expires_at=expires_at, description=body.description
+        session,
+        principal,
+        expires_at=expires_at,
+        description=body.description,
+        actor=current_actor(),
     )
     return {**token_read(record, principal.name), "token": token}, 201
 
@@ -123,5 +135,5 @@ def revoke_token(path: TokenPath):
     else:
         # Decide before saying whether the id exists, so ids cannot be probed.
         require("revoke", "token", SYSTEM_DOMAIN)
-    record = service.revoke_token(session, path.token_id)
+    record = service.revoke_token(session, path.token_id, actor=current_actor())
     return token_read(record, service.token_owner(session, record))

@@ -9,6 +9,7 @@ from pathlib import Path
 from flask import Flask, current_app, g
 
 from governance.accounts.models import Principal
+from governance.audit.service import Actor, AuditEvent
 from governance.authz.policy import Decision, PolicySet
 from governance.errors import Forbidden, Unauthenticated
 
@@ -24,6 +25,8 @@ class Authorizer:
         self.directory = Path(directory)
         self._policy = PolicySet.load(self.directory)
         self._swap_lock = threading.Lock()
+        # The policy hash this process last recorded as loaded in the audit log.
+        self.logged_hash: str | None = None
 
     @property
     def policy(self) -> PolicySet:
@@ -57,26 +60,47 @@ def current_principal() -> Principal:
     return principal
 
 
+def current_actor() -> Actor:
+    """Return the Actor of this request, for the audit entries of its state changes."""
+    return Actor(
+        principal=current_principal().name,
+        request_id=g.get("request_id"),
+        policy_hash=get_authorizer().policy.hash,
+    )
+
+
+def audit_log():
+    """Return the AuditLog of the current app."""
+    from governance.audit.views import get_audit_log
+
+    return get_audit_log()
+
+
+def decision_event(decision: Decision, details: dict | None = None) -> AuditEvent:
+    """Describe an authorization decision as an audit event."""
+    return AuditEvent(
+        principal=decision.subject,
+        action=decision.action,
+        object=decision.obj,
+        domain=decision.domain,
+        decision="allow" if decision.allowed else "deny",
+        policy_hash=decision.policy_hash,
+        request_id=g.get("request_id"),
+        details={"rule": list(decision.rule) if decision.rule else None, **(details or {})},
+    )
+
+
 def mark_checked() -> None:
     """Note that this request's view has made its authorization decision."""
     g.authz_checked = True
 
 
-def check(action: str, obj: str, domain: str) -> Decision:
-    """Decide for the current principal and audit the decision, without raising."""
+def check(action: str, obj: str, domain: str, details: dict | None = None) -> Decision:
+    """Decide for the current principal and log the decision durably, without raising."""
     principal = current_principal()
     decision = get_authorizer().decide(principal.name, domain, obj, action)
+    audit_log().append(decision_event(decision, details))
     mark_checked()
-    log.info(
-        "authz %s sub=%s dom=%s obj=%s act=%s policy=%s request=%s",
-        "allow" if decision.allowed else "deny",
-        principal.name,
-        domain,
-        obj,
-        action,
-        decision.policy_hash[:12],
-        g.get("request_id"),
-    )
     return decision
 
 

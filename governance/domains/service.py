@@ -5,20 +5,30 @@ from __future__ import annotations
 import sqlalchemy as sa
 from sqlmodel import Session, select
 
+from governance.audit.service import Actor, record
 from governance.db import utcnow
 from governance.domains.models import Domain, DomainCreate, DomainUpdate
 from governance.errors import Conflict, NotFound
 
 
-def create_domain(session: Session, data: DomainCreate, *, created_by: str) -> Domain:
+def create_domain(session: Session, data: DomainCreate, *, actor: Actor) -> Domain:
     """Create a domain; a name already taken is a conflict."""
-    domain = Domain(**data.model_dump(), created_by=created_by)
+    domain = Domain(**data.model_dump(), created_by=actor.principal)
     session.add(domain)
     try:
-        session.commit()
+        session.flush()
     except sa.exc.IntegrityError as exc:
         session.rollback()
         raise Conflict(f"domain {data.name!r} already exists", details={"name": data.name}) from exc
+    record(
+        session,
+        actor,
+        "domain.create",
+        f"domain/{data.name}",
+        data.name,
+        details=data.model_dump(exclude={"description"}),
+    )
+    session.commit()
     return domain
 
 
@@ -43,12 +53,16 @@ def list_domains(session: Session, names: set[str] | None = None) -> list[Domain
     return list(session.exec(query))
 
 
-def update_domain(session: Session, name: str, changes: DomainUpdate) -> Domain:
+def update_domain(session: Session, name: str, changes: DomainUpdate, *, actor: Actor) -> Domain:
     """Apply the given changes to a domain."""
     domain = get_domain(session, name)
-    for field, value in changes.model_dump(exclude_unset=True, exclude_none=True).items():
+    applied = changes.model_dump(exclude_unset=True, exclude_none=True)
+    for field, value in applied.items():
         setattr(domain, field, value)
     domain.updated_at = utcnow()
     session.add(domain)
+    record(
+        session, actor, "domain.update", f"domain/{name}", name, details={"fields": sorted(applied)}
+    )
     session.commit()
     return domain

@@ -4,8 +4,16 @@ from __future__ import annotations
 
 from flask_openapi3 import APIBlueprint, Tag
 
+from governance.audit.service import AuditEvent
 from governance.authz.policy import SYSTEM_DOMAIN
-from governance.authz.service import current_principal, get_authorizer, mark_checked, require
+from governance.authz.service import (
+    audit_log,
+    current_actor,
+    current_principal,
+    get_authorizer,
+    mark_checked,
+    require,
+)
 from governance.db import get_session
 from governance.domains import service
 from governance.domains.models import (
@@ -32,21 +40,33 @@ def list_domains():
     """List the domains the caller may read; others are not mentioned."""
     principal = current_principal()
     authorizer = get_authorizer()
-    mark_checked()
     visible = [
         d
         for d in service.list_domains(get_session())
         if authorizer.decide(principal.name, d.name, "domain", "read").allowed
     ]
+    # One entry for the listing, naming what it showed, rather than one per domain.
+    audit_log().append(
+        AuditEvent(
+            principal=principal.name,
+            action="list",
+            object="domain",
+            domain=None,
+            decision="allow",
+            policy_hash=authorizer.policy.hash,
+            request_id=current_actor().request_id,
+            details={"visible": [d.name for d in visible]},
+        )
+    )
+    mark_checked()
     return DomainList(items=[DomainRead.model_validate(d) for d in visible]).model_dump(mode="json")
 
 
 @bp.post("", responses={201: DomainRead})
 def create_domain(body: DomainCreate):
     """Create a data domain."""
-    principal = current_principal()
     require("create", "domain", SYSTEM_DOMAIN)
-    domain = service.create_domain(get_session(), body, created_by=principal.name)
+    domain = service.create_domain(get_session(), body, actor=current_actor())
     return DomainRead.model_validate(domain).model_dump(mode="json"), 201
 
 
@@ -63,5 +83,5 @@ def get_domain(path: DomainPath):
 def update_domain(path: DomainPath, body: DomainUpdate):
     """Change a domain's description, jurisdiction or retention."""
     require("update", "domain", path.name)
-    domain = service.update_domain(get_session(), path.name, body)
+    domain = service.update_domain(get_session(), path.name, body, actor=current_actor())
     return DomainRead.model_validate(domain).model_dump(mode="json")

@@ -9,6 +9,7 @@ import pytest
 from governance.accounts import service
 from governance.db import get_db, utcnow
 from governance.errors import Conflict, InvalidInput, Unauthenticated
+from tests.factories import TEST_ACTOR
 
 
 @pytest.fixture
@@ -18,8 +19,8 @@ def session(app):
 
 
 def test_only_the_hash_of_a_token_is_stored(session):
-    principal = service.create_principal(session, "casey")
-    record, token = service.issue_token(session, principal, expires_at=None)
+    principal = service.create_principal(session, "casey", actor=TEST_ACTOR)
+    record, token = service.issue_token(session, principal, expires_at=None, actor=TEST_ACTOR)
     assert token.startswith("gov_") and len(token) > 40
     assert record.token_hash == service.hash_token(token)
     assert token not in record.model_dump_json()
@@ -29,24 +30,28 @@ def test_only_the_hash_of_a_token_is_stored(session):
 
 
 def test_expired_revoked_and_disabled_are_refused(session):
-    principal = service.create_principal(session, "casey")
+    principal = service.create_principal(session, "casey", actor=TEST_ACTOR)
     soon = utcnow() + dt.timedelta(minutes=1)
-    expiring, expiring_token = service.issue_token(session, principal, expires_at=soon)
+    expiring, expiring_token = service.issue_token(
+        session, principal, expires_at=soon, actor=TEST_ACTOR
+    )
     expiring.expires_at = utcnow() - dt.timedelta(seconds=1)
     session.add(expiring)
     session.commit()
     with pytest.raises(Unauthenticated, match="expired"):
         service.authenticate(session, expiring_token)
 
-    revoked, revoked_token = service.issue_token(session, principal, expires_at=None)
-    service.revoke_token(session, revoked.id)
+    revoked, revoked_token = service.issue_token(
+        session, principal, expires_at=None, actor=TEST_ACTOR
+    )
+    service.revoke_token(session, revoked.id, actor=TEST_ACTOR)
     first_revocation = revoked.revoked_at
-    service.revoke_token(session, revoked.id)
+    service.revoke_token(session, revoked.id, actor=TEST_ACTOR)
     assert session.get(service.ApiToken, revoked.id).revoked_at == first_revocation
     with pytest.raises(Unauthenticated, match="revoked"):
         service.authenticate(session, revoked_token)
 
-    _ok, ok_token = service.issue_token(session, principal, expires_at=None)
+    _ok, ok_token = service.issue_token(session, principal, expires_at=None, actor=TEST_ACTOR)
     principal.disabled = True
     session.add(principal)
     session.commit()
@@ -55,18 +60,20 @@ def test_expired_revoked_and_disabled_are_refused(session):
 
 
 def test_names_are_unique_and_plain(session):
-    service.create_principal(session, "casey")
+    service.create_principal(session, "casey", actor=TEST_ACTOR)
     with pytest.raises(Conflict):
-        service.create_principal(session, "casey")
+        service.create_principal(session, "casey", actor=TEST_ACTOR)
     with pytest.raises(InvalidInput):
-        service.create_principal(session, "Casey Jones")
+        service.create_principal(session, "Casey Jones", actor=TEST_ACTOR)
     assert [p.name for p in service.list_principals(session)] == ["admin", "casey"]
 
 
 def test_expiry_in_the_past_is_refused(session):
-    principal = service.create_principal(session, "casey")
+    principal = service.create_principal(session, "casey", actor=TEST_ACTOR)
     with pytest.raises(InvalidInput):
-        service.issue_token(session, principal, expires_at=utcnow() - dt.timedelta(days=1))
+        service.issue_token(
+            session, principal, expires_at=utcnow() - dt.timedelta(days=1), actor=TEST_ACTOR
+        )
 
 
 @pytest.mark.parametrize(

@@ -229,3 +229,15 @@ def test_compact_range_gives_every_prefix_root(leaves):
     for i, h in enumerate(hashes, start=1):
         compact.append(h)
         assert compact.root() == naive_mth(hashes[:i])
+
+
+@settings(max_examples=80, deadline=None)
+@given(leaf_lists, st.data())
+def test_streamed_proofs_equal_the_list_ones(leaves, data):
+    hashes = [merkle.leaf_hash(x) for x in leaves]
+    index = data.draw(st.integers(0, len(hashes) - 1))
+    ranges = merkle.inclusion_proof_ranges(index, len(hashes))
+    assert merkle.subtree_roots(ranges, iter(hashes)) == merkle.inclusion_proof(index, hashes)
+    old = data.draw(st.integers(1, len(hashes)))
+    ranges = merkle.consistency_proof_ranges(old, len(hashes))
+    assert merkle.subtree_roots(ranges, iter(hashes)) == merkle.consistency_proof(old, hashes)

@@ -8,7 +8,7 @@ import pytest
 
 from governance.accounts import service as accounts
 from governance.db import get_db
-from tests.factories import auth, make_domain, principal_token, row_count
+from tests.factories import TEST_ACTOR, auth, make_domain, principal_token, row_count
 
 GOOD = {
     "name": "consumer-tax",
@@ -134,7 +134,7 @@ def test_expired_and_revoked_tokens_are_401_and_change_nothing(app, client):
                 accounts.ApiToken.token_hash == accounts.hash_token(token)
             )
         ).one()
-        accounts.revoke_token(session, record.id)
+        accounts.revoke_token(session, record.id, actor=TEST_ACTOR)
     response = client.post("/api/v1/domains", json={**GOOD, "name": "other"}, headers=auth(token))
     assert response.status_code == 401
     assert response.get_json()["error"]["message"] == "token has been revoked"

@@ -1,0 +1,293 @@
+"""Verify the stored log, and export entries as CSV, JSONL or an offline-verifiable bundle."""
+
+from __future__ import annotations
+
+import csv
+import datetime as dt
+import json
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import IO, Any
+
+import sqlalchemy as sa
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+from sqlmodel import Session, select
+
+from audit import merkle
+from audit.bundle import VerificationError, bundle_writer
+from audit.log import canonical
+from governance import crypto
+from governance.audit.models import AuditCheckpoint, AuditEntry
+from governance.audit.service import (
+    TreeCache,
+    as_checkpoint,
+    iter_leaf_hashes,
+    log_size,
+    row_entry,
+    sign_checkpoint,
+)
+
+CSV_COLUMNS = (
+    "seq",
+    "time",
+    "principal",
+    "action",
+    "object",
+    "domain",
+    "decision",
+    "policy_hash",
+    "request_id",
+    "details",
+    "leaf_hash",
+)
+
+
+@dataclass(frozen=True)
+class EntryFilter:
+    """Which entries to read; every field optional, combined with AND."""
+
+    from_time: dt.datetime | None = None
+    to_time: dt.datetime | None = None
+    principal: str | None = None
+    domain: str | None = None
+    model: str | None = None
+    action: str | None = None
+    decision: str | None = None
+    domains_allowed: frozenset[str] | None = None  # None: no restriction
+
+    def is_empty(self) -> bool:
+        return all(
+            getattr(self, name) is None
+            for name in (
+                "from_time",
+                "to_time",
+                "principal",
+                "domain",
+                "model",
+                "action",
+                "decision",
+                "domains_allowed",
+            )
+        )
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "from": self.from_time.isoformat() if self.from_time else None,
+            "to": self.to_time.isoformat() if self.to_time else None,
+            "principal": self.principal,
+            "domain": self.domain,
+            "model": self.model,
+            "action": self.action,
+            "decision": self.decision,
+        }
+
+    def apply(self, query):
+        """Add this filter's conditions to a select over AuditEntry."""
+        c = AuditEntry
+        if self.from_time is not None:
+            query = query.where(c.time >= self.from_time)
+        if self.to_time is not None:
+            query = query.where(c.time < self.to_time)
+        if self.principal is not None:
+            query = query.where(c.principal == self.principal)
+        if self.domain is not None:
+            query = query.where(c.domain == self.domain)
+        if self.model is not None:
+            query = query.where(c.object == f"model/{self.model}")
+        if self.action is not None:
+            query = query.where(c.action == self.action)
+        if self.decision is not None:
+            query = query.where(c.decision == self.decision)
+        if self.domains_allowed is not None and "*" not in self.domains_allowed:
+            allowed = sorted(self.domains_allowed)
+            # Entries outside any data domain belong to the `system` domain.
+            condition = c.domain.in_(allowed)
+            if "system" in self.domains_allowed:
+                condition = sa.or_(condition, c.domain.is_(None))
+            query = query.where(condition)
+        return query
+
+
+def iter_entries(
+    session: Session, entry_filter: EntryFilter, upto: int | None = None, chunk: int = 5000
+) -> Iterator[AuditEntry]:
+    """Yield matching entries by seq, reading a chunk at a time (constant memory)."""
+    after = 0
+    while True:
+        query = entry_filter.apply(select(AuditEntry).where(AuditEntry.seq > after))
+        if upto is not None:
+            query = query.where(AuditEntry.seq <= upto)
+        rows = session.exec(query.order_by(AuditEntry.seq).limit(chunk)).all()
+        if not rows:
+            return
+        yield from rows
+        after = rows[-1].seq
+        session.expunge_all()
+
+
+# --- verifying the database -----------------------------------------------------------------
+
+
+@dataclass
+class LogVerification:
+    entries: int
+    checkpoints: int
+    verified_upto: int
+    signed_at: str | None
+    unanchored: int
+
+    def as_dict(self) -> dict[str, Any]:
+        return self.__dict__.copy()
+
+
+def verify_log(session: Session, public_key, chunk: int = 5000) -> LogVerification:
+    """Recompute every entry's hash and the tree, and check every checkpoint against it."""
+    checkpoints = {
+        c.tree_size: c
+        for c in session.exec(select(AuditCheckpoint).order_by(AuditCheckpoint.tree_size))
+    }
+    for row in checkpoints.values():
+        if not as_checkpoint(row).verify(public_key):
+            raise VerificationError(f"checkpoint at tree size {row.tree_size} has a bad signature")
+    compact = merkle.CompactRange()
+    previous_checkpoint = 0
+    for row in iter_entries(session, EntryFilter(), chunk=chunk):
+        expected = compact.size + 1
+        if row.seq != expected:
+            raise VerificationError(
+                f"audit entry {expected} is missing (found {row.seq} next)", seq=expected
+            )
+        computed = merkle.leaf_hash(canonical(row_entry(row)))
+        if computed.hex() != row.leaf_hash:
+            raise VerificationError(
+                f"audit entry {row.seq} was altered: its content no longer matches its hash",
+                seq=row.seq,
+            )
+        compact.append(computed)
+        checkpoint = checkpoints.get(compact.size)
+        if checkpoint is not None:
+            if compact.root().hex() != checkpoint.root:
+                raise VerificationError(
+                    f"checkpoint at tree size {compact.size} does not match the log: one of "
+                    f"entries {previous_checkpoint + 1}..{compact.size} was altered or reordered",
+                    seq=previous_checkpoint + 1,
+                )
+            previous_checkpoint = compact.size
+    size = log_size(session)
+    if compact.size != size:
+        raise VerificationError(
+            f"the log head says {size} entries but {compact.size} are stored", seq=compact.size + 1
+        )
+    beyond = [s for s in checkpoints if s > size]
+    if beyond:
+        raise VerificationError(f"checkpoint at tree size {beyond[0]} lies beyond the log")
+    last = checkpoints.get(previous_checkpoint)
+    return LogVerification(
+        entries=compact.size,
+        checkpoints=len(checkpoints),
+        verified_upto=previous_checkpoint,
+        signed_at=last.timestamp if last else None,
+        unanchored=compact.size - previous_checkpoint,
+    )
+
+
+# --- exports --------------------------------------------------------------------------------
+
+
+def entry_row_dict(row: AuditEntry) -> dict[str, Any]:
+    return {**row_entry(row), "leaf_hash": row.leaf_hash}
+
+
+def write_jsonl(session: Session, entry_filter: EntryFilter, out: IO[str]) -> int:
+    """Write matching entries as JSON lines; return how many."""
+    count = 0
+    for row in iter_entries(session, entry_filter):
+        out.write(json.dumps(entry_row_dict(row), sort_keys=True) + "\n")
+        count += 1
+    return count
+
+
+def write_csv(session: Session, entry_filter: EntryFilter, out: IO[str]) -> int:
+    """Write matching entries as CSV with a header row; return how many."""
+    writer = csv.writer(out)
+    writer.writerow(CSV_COLUMNS)
+    count = 0
+    for row in iter_entries(session, entry_filter):
+        data = entry_row_dict(row)
+        data["details"] = json.dumps(data["details"], sort_keys=True)
+        writer.writerow([data[c] if data[c] is not None else "" for c in CSV_COLUMNS])
+        count += 1
+    return count
+
+
+def write_bundle(
+    session: Session,
+    entry_filter: EntryFilter,
+    out: Path,
+    key: Ed25519PrivateKey,
+    tree: TreeCache | None = None,
+) -> dict[str, Any]:
+    """Write an offline-verifiable bundle of the matching entries; return its manifest."""
+    anchor = sign_checkpoint(session, key, tree)
+    if anchor is None:
+        raise VerificationError("the audit log is empty; there is nothing to export")
+    size = anchor.tree_size
+    complete = entry_filter.is_empty()
+    checkpoints = list(
+        session.exec(
+            select(AuditCheckpoint)
+            .where(AuditCheckpoint.tree_size <= size)
+            .order_by(AuditCheckpoint.tree_size)
+        )
+    )
+    connection = session.connection()
+    with bundle_writer(out) as writer:
+        writer.write_public_key(crypto.public_key_pem(key.public_key()))
+        for row in checkpoints:
+            writer.add_checkpoint(as_checkpoint(row))
+        first = last = None
+        for row in iter_entries(session, entry_filter, upto=size):
+            writer.add_entry(row_entry(row))
+            first = first or row.seq
+            last = row.seq
+        if not complete:
+            for leaf in iter_leaf_hashes(connection, size):
+                writer.add_leaf(leaf)
+        # Every included checkpoint is checked by recomputing its root; the consistency proofs
+        # let a reader who trusts an earlier checkpoint check the anchor without the leaves.
+        earlier = {c.tree_size: c for c in (checkpoints[0], checkpoints[-2:][0])}
+        for old in earlier.values():
+            if old.tree_size == size:
+                continue
+            new = anchor
+            ranges = merkle.consistency_proof_ranges(old.tree_size, new.tree_size)
+            proof = merkle.subtree_roots(ranges, iter_leaf_hashes(connection, new.tree_size))
+            writer.add_proof(
+                {
+                    "type": "consistency",
+                    "old_size": old.tree_size,
+                    "new_size": new.tree_size,
+                    "proof": [h.hex() for h in proof],
+                }
+            )
+        for seq in sorted({s for s in (first, last) if s is not None}):
+            ranges = merkle.inclusion_proof_ranges(seq - 1, size)
+            proof = merkle.subtree_roots(ranges, iter_leaf_hashes(connection, size))
+            writer.add_proof(
+                {
+                    "type": "inclusion",
+                    "seq": seq,
+                    "tree_size": size,
+                    "proof": [h.hex() for h in proof],
+                }
+            )
+        manifest = {
+            "created_at": anchor.timestamp,
+            "tree_size": size,
+            "complete": complete,
+            "filters": entry_filter.as_dict(),
+            "key_id": anchor.key_id,
+        }
+        writer.finish(manifest)
+    return {**manifest, "entries": writer.entry_count}

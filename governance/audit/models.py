@@ -1,0 +1,157 @@
+"""Tables of the audit log and the API schemas that read it."""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Any, Literal
+
+import sqlalchemy as sa
+from pydantic import BaseModel, ConfigDict, Field
+from sqlmodel import Field as SQLField
+from sqlmodel import SQLModel
+
+from governance.db import UTCDateTime
+
+DECISIONS = ("allow", "deny", "ok", "failed")
+
+
+class AuditHead(SQLModel, table=True):
+    """One row: the size of the log. Bumping it is how an append takes its sequence numbers,
+    so appends from every process form one gap-free sequence."""
+
+    __tablename__ = "audit_head"
+
+    id: int = SQLField(default=1, primary_key=True)
+    size: int = SQLField(default=0, sa_type=sa.BigInteger, nullable=False)
+
+
+class AuditEntry(SQLModel, table=True):
+    __tablename__ = "audit_entries"
+    __table_args__ = (
+        sa.Index("ix_audit_entries_time", "time"),
+        sa.Index("ix_audit_entries_principal_time", "principal", "time"),
+        sa.Index("ix_audit_entries_domain_time", "domain", "time"),
+    )
+
+    seq: int = SQLField(
+        primary_key=True, sa_type=sa.BigInteger, sa_column_kwargs={"autoincrement": False}
+    )
+    time: dt.datetime = SQLField(sa_type=UTCDateTime, nullable=False)
+    principal: str = SQLField(max_length=63, nullable=False)
+    action: str = SQLField(max_length=64, nullable=False)
+    object: str = SQLField(max_length=200, nullable=False)
+    domain: str | None = SQLField(default=None, max_length=63)
+    decision: str = SQLField(max_length=8, nullable=False)
+    policy_hash: str | None = SQLField(default=None, max_length=64)
+    request_id: str | None = SQLField(default=None, max_length=64)
+    details: str = SQLField(default="{}", sa_type=sa.Text, nullable=False)
+    leaf_hash: str = SQLField(max_length=64, nullable=False)
+
+
+class AuditCheckpoint(SQLModel, table=True):
+    __tablename__ = "audit_checkpoints"
+
+    id: int | None = SQLField(default=None, primary_key=True)
+    tree_size: int = SQLField(
+        sa_type=sa.BigInteger, nullable=False, sa_column_kwargs={"unique": True}
+    )
+    root: str = SQLField(max_length=64, nullable=False)
+    # Kept as the exact string that was signed.
+    timestamp: str = SQLField(max_length=40, nullable=False)
+    key_id: str = SQLField(max_length=16, nullable=False)
+    signature: str = SQLField(max_length=128, nullable=False)
+
+
+class EntryRead(BaseModel):
+    seq: int
+    time: str
+    principal: str
+    action: str
+    object: str
+    domain: str | None
+    decision: str
+    policy_hash: str | None
+    request_id: str | None
+    details: dict[str, Any]
+    leaf_hash: str
+
+
+class EntryPage(BaseModel):
+    items: list[EntryRead]
+    next_after_seq: int | None = Field(description="Pass as after_seq for the next page")
+
+
+class EntryQuery(BaseModel):
+    """Filters for audit entries; all optional, combined with AND."""
+
+    model_config = ConfigDict(extra="forbid", populate_by_name=True)
+
+    from_time: dt.datetime | None = Field(default=None, alias="from")
+    to_time: dt.datetime | None = Field(default=None, alias="to")
+    principal: str | None = None
+    domain: str | None = None
+    model: str | None = Field(default=None, description="Model family name")
+    action: str | None = None
+    decision: Literal["allow", "deny", "ok", "failed"] | None = None
+    after_seq: int = Field(default=0, ge=0)
+    limit: int = Field(default=100, ge=1, le=1000)
+
+
+class CheckpointRead(BaseModel):
+    tree_size: int
+    root: str
+    timestamp: str
+    key_id: str
+    signature: str
+
+
+class InclusionQuery(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    tree_size: int | None = Field(
+        default=None, ge=1, description="Defaults to the latest checkpoint"
+    )
+
+
+class SeqPath(BaseModel):
+    seq: int = Field(ge=1)
+
+
+class InclusionProof(BaseModel):
+    seq: int
+    leaf_hash: str
+    tree_size: int
+    root: str
+    proof: list[str]
+
+
+class ConsistencyQuery(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    old_size: int = Field(ge=1)
+    new_size: int = Field(ge=1)
+
+
+class ConsistencyProof(BaseModel):
+    old_size: int
+    new_size: int
+    old_root: str
+    new_root: str
+    proof: list[str]
+
+
+class AuthorizeRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    subject: str = Field(min_length=1, max_length=63)
+    domain: str = Field(min_length=1, max_length=63)
+    object: str = Field(min_length=1, max_length=200)
+    action: str = Field(min_length=1, max_length=64)
+
+
+class AuthorizeResponse(BaseModel):
+    allowed: bool
+    decision: Literal["allow", "deny"]
+    rule: list[str] | None
+    policy_hash: str
+    audit_seq: int

@@ -1,0 +1,168 @@
+"""Access reports for auditors: who may query which model, and who did.
+
+"Who may" is computed from the Casbin policy in force: every principal's role bindings joined
+with the rules that grant `query` on a model object, expanded over the domains (and, once model
+families exist, the families) they cover. "Who did" is read from the audit log. Each report is
+signed with the service key over its canonical encoding.
+"""
+
+from __future__ import annotations
+
+import base64
+import csv
+import datetime as dt
+import io
+from collections.abc import Iterable
+from typing import Any
+
+import sqlalchemy as sa
+from casbin.util import key_match
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+from sqlmodel import Session
+
+from audit.log import canonical, key_id
+from governance.audit.export import EntryFilter
+from governance.audit.models import AuditEntry
+from governance.audit.service import format_time
+from governance.authz.policy import PolicySet
+
+REPORT_CONTEXT = b"governance-access-report/1\n"
+QUERY_ACTION = "query"
+
+
+def who_may(
+    policy: PolicySet, domains: Iterable[str], models: dict[str, list[str]] | None = None
+) -> list[dict[str, Any]]:
+    """Return (principal, domain, model, role, rule) for every grant of query on a model."""
+    models = models or {}
+    rules = policy.enforcer.get_policy()
+    bindings = policy.enforcer.get_grouping_policy()
+    rows = []
+    for principal, role, bound_domain in bindings:
+        for rule in rules:
+            rule_role, rule_domain, rule_object, rule_action = rule[:4]
+            if rule_role != role or rule_action not in (QUERY_ACTION, "*"):
+                continue
+            if not (rule_object.startswith("model/") or rule_object == "*"):
+                continue
+            for domain in sorted(domains):
+                if not (key_match(domain, bound_domain) and key_match(domain, rule_domain)):
+                    continue
+                families = models.get(domain) or []
+                matched = [f for f in families if key_match(f"model/{f}", rule_object)]
+                for model in matched or [rule_object.removeprefix("model/")]:
+                    rows.append(
+                        {
+                            "principal": principal,
+                            "domain": domain,
+                            "model": model,
+                            "role": role,
+                            "rule": ", ".join(["p", *rule[:4]]),
+                            "binding": ", ".join(["g", principal, role, bound_domain]),
+                        }
+                    )
+    unique = {tuple(r.values()): r for r in rows}
+    return sorted(unique.values(), key=lambda r: (r["principal"], r["domain"], r["model"]))
+
+
+def who_did(session: Session, entry_filter: EntryFilter) -> list[dict[str, Any]]:
+    """Return per principal, domain and model: queries allowed and denied, first and last."""
+    c = AuditEntry
+    query = entry_filter.apply(
+        sa.select(
+            c.principal,
+            c.domain,
+            c.object,
+            sa.func.sum(sa.case((c.decision == "allow", 1), else_=0)).label("allowed"),
+            sa.func.sum(sa.case((c.decision == "deny", 1), else_=0)).label("denied"),
+            sa.func.min(c.time).label("first"),
+            sa.func.max(c.time).label("last"),
+        )
+        .where(c.action == QUERY_ACTION, c.object.like("model/%"))
+        .group_by(c.principal, c.domain, c.object)
+        .order_by(c.principal, c.domain, c.object)
+    )
+    return [
+        {
+            "principal": row.principal,
+            "domain": row.domain,
+            "model": row.object.removeprefix("model/"),
+            "queries": int(row.allowed or 0),
+            "denied": int(row.denied or 0),
+            "first": format_time(_aware(row.first)),
+            "last": format_time(_aware(row.last)),
+        }
+        for row in session.execute(query)
+    ]
+
+
+def _aware(moment: dt.datetime) -> dt.datetime:
+    return moment if moment.tzinfo else moment.replace(tzinfo=dt.UTC)
+
+
+def signed_report(
+    kind: str, rows: list[dict[str, Any]], meta: dict[str, Any], key: Ed25519PrivateKey
+) -> dict[str, Any]:
+    """Wrap report rows with metadata and an Ed25519 signature over the canonical body."""
+    body = {"kind": kind, **meta, "rows": rows}
+    signature = key.sign(REPORT_CONTEXT + canonical(body))
+    return {
+        "report": body,
+        "signature": {
+            "algorithm": "Ed25519",
+            "key_id": key_id(key.public_key()),
+            "value": base64.b64encode(signature).decode(),
+            "signed": "governance-access-report/1 context + canonical JSON of `report`",
+        },
+    }
+
+
+def report_csv(rows: list[dict[str, Any]], columns: list[str]) -> str:
+    """Render report rows as CSV."""
+    out = io.StringIO()
+    writer = csv.DictWriter(out, fieldnames=columns, lineterminator="\n")
+    writer.writeheader()
+    for row in rows:
+        writer.writerow(row)
+    return out.getvalue()
+
+
+def sign_bytes(data: bytes, key: Ed25519PrivateKey) -> str:
+    """Sign a CSV rendering; the base64 signature travels beside it."""
+    return base64.b64encode(key.sign(REPORT_CONTEXT + data)).decode()
+
+
+WHO_MAY_COLUMNS = ["principal", "domain", "model", "role", "rule", "binding"]
+WHO_DID_COLUMNS = ["principal", "domain", "model", "queries", "denied", "first", "last"]
+
+
+def build_report(
+    kind: str,
+    session: Session,
+    policy: PolicySet,
+    key: Ed25519PrivateKey,
+    entry_filter: EntryFilter | None,
+    domains: Iterable[str],
+) -> tuple[dict[str, Any], str, str]:
+    """Build a report as signed JSON, and as CSV with its detached signature."""
+    from governance.db import utcnow
+
+    visible = sorted(d for d in domains if d != "system") if "*" not in domains else None
+    if kind == "who-may":
+        if visible is None:
+            from governance.domains.service import list_domains
+
+            visible = [d.name for d in list_domains(session)]
+        rows = who_may(policy, visible)
+        columns = WHO_MAY_COLUMNS
+        meta: dict[str, Any] = {"policy_hash": policy.hash, "domains": visible}
+    elif kind == "who-did":
+        rows = who_did(session, entry_filter or EntryFilter())
+        columns = WHO_DID_COLUMNS
+        meta = {"filters": (entry_filter or EntryFilter()).as_dict()}
+    else:
+        raise ValueError(f"unknown report {kind!r}")
+    meta["generated_at"] = format_time(utcnow())
+    body = signed_report(kind, rows, meta, key)
+    text = report_csv(rows, columns)
+    return body, text, sign_bytes(text.encode(), key)

@@ -1,0 +1,376 @@
+"""Append to the audit log, sign checkpoints, serve proofs and verify the stored log.
+
+Two ways in, one sequence:
+- `record(session, actor, ...)` adds an entry inside the caller's transaction, so a state
+  change and its audit entry commit together or not at all;
+- `AuditLog.append(event)` hands an entry to a per-process group-commit writer: it blocks until
+  the entry is durable, and concurrent callers share one transaction and one fsync.
+Both take their sequence numbers by bumping the single `audit_head` row, which the database
+serializes, so appends from every thread and process form one gap-free sequence.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import logging
+import queue
+import threading
+import time
+from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import sqlalchemy as sa
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+from sqlmodel import Session, select
+
+from audit import merkle
+from audit.log import Checkpoint, canonical
+from governance import crypto
+from governance.audit.models import AuditCheckpoint, AuditEntry, AuditHead
+from governance.db import Database, utcnow
+
+log = logging.getLogger(__name__)
+
+TIME_FORMAT = "%Y-%m-%dT%H:%M:%S.%fZ"
+# Never let raw values of these kinds reach the log: callers pass hashes instead.
+FORBIDDEN_DETAIL_KEYS = frozenset({"prompt", "token", "password", "secret", "key", "record"})
+
+
+def format_time(moment: dt.datetime) -> str:
+    """Render a time the way entries and checkpoints carry it: UTC, microseconds, Z."""
+    return moment.astimezone(dt.UTC).strftime(TIME_FORMAT)
+
+
+@dataclass(frozen=True)
+class Actor:
+    """Who is acting, under which request and policy version."""
+
+    principal: str
+    request_id: str | None = None
+    policy_hash: str | None = None
+
+
+@dataclass
+class AuditEvent:
+    """One thing to log; it becomes an entry when it gets its sequence number."""
+
+    principal: str
+    action: str
+    object: str
+    domain: str | None
+    decision: str
+    policy_hash: str | None = None
+    request_id: str | None = None
+    details: dict[str, Any] = field(default_factory=dict)
+    time: dt.datetime = field(default_factory=utcnow)
+
+    def __post_init__(self) -> None:
+        leaked = FORBIDDEN_DETAIL_KEYS & set(self.details)
+        if leaked:
+            raise ValueError(f"audit details must not carry raw {sorted(leaked)}; hash them")
+
+
+def entry_dict(seq: int, event: AuditEvent) -> dict[str, Any]:
+    """Return the canonical entry for an event at a sequence number."""
+    return {
+        "seq": seq,
+        "time": format_time(event.time),
+        "principal": event.principal,
+        "action": event.action,
+        "object": event.object,
+        "domain": event.domain,
+        "decision": event.decision,
+        "policy_hash": event.policy_hash,
+        "request_id": event.request_id,
+        "details": event.details,
+    }
+
+
+def row_entry(row: AuditEntry | sa.Row) -> dict[str, Any]:
+    """Rebuild the canonical entry from a stored row's columns."""
+    return {
+        "seq": row.seq,
+        "time": format_time(row.time),
+        "principal": row.principal,
+        "action": row.action,
+        "object": row.object,
+        "domain": row.domain,
+        "decision": row.decision,
+        "policy_hash": row.policy_hash,
+        "request_id": row.request_id,
+        "details": json.loads(row.details),
+    }
+
+
+def append_events(connection: sa.Connection | Session, events: Sequence[AuditEvent]) -> list[int]:
+    """Give events the next sequence numbers and insert them in the caller's transaction."""
+    if not events:
+        return []
+    new_size = connection.execute(
+        sa.update(AuditHead.__table__)
+        .where(AuditHead.__table__.c.id == 1)
+        .values(size=AuditHead.__table__.c.size + len(events))
+        .returning(AuditHead.__table__.c.size)
+    ).scalar_one()
+    first = new_size - len(events) + 1
+    rows = []
+    for seq, event in enumerate(events, start=first):
+        entry = entry_dict(seq, event)
+        rows.append(
+            {
+                **{k: v for k, v in entry.items() if k not in ("time", "details")},
+                "time": event.time,
+                "details": canonical(event.details).decode(),
+                "leaf_hash": merkle.leaf_hash(canonical(entry)).hex(),
+            }
+        )
+    connection.execute(sa.insert(AuditEntry.__table__), rows)
+    return list(range(first, new_size + 1))
+
+
+def record(
+    session: Session,
+    actor: Actor,
+    action: str,
+    obj: str,
+    domain: str | None,
+    *,
+    decision: str = "ok",
+    details: dict[str, Any] | None = None,
+) -> int:
+    """Log a state change inside the caller's transaction; the caller commits."""
+    event = AuditEvent(
+        principal=actor.principal,
+        action=action,
+        object=obj,
+        domain=domain,
+        decision=decision,
+        policy_hash=actor.policy_hash,
+        request_id=actor.request_id,
+        details=details or {},
+    )
+    session.flush()
+    return append_events(session, [event])[0]
+
+
+# --- the tree, checkpoints and proofs -------------------------------------------------------
+
+
+def log_size(session: Session) -> int:
+    """Return the number of committed entries."""
+    return session.exec(select(AuditHead.size).where(AuditHead.id == 1)).one()
+
+
+def iter_leaf_hashes(connection, upto: int, after: int = 0, chunk: int = 20000) -> Iterator[bytes]:
+    """Yield stored leaf hashes of entries after..upto in order, a chunk at a time."""
+    table = AuditEntry.__table__
+    position = after
+    while position < upto:
+        rows = connection.execute(
+            sa.select(table.c.seq, table.c.leaf_hash)
+            .where(table.c.seq > position, table.c.seq <= min(upto, position + chunk))
+            .order_by(table.c.seq)
+        ).all()
+        if not rows:
+            raise LookupError(f"audit entry {position + 1} is missing")
+        for seq, leaf in rows:
+            if seq != position + 1:
+                raise LookupError(f"audit entry {position + 1} is missing")
+            position = seq
+            yield bytes.fromhex(leaf)
+
+
+class TreeCache:
+    """The compact range of the committed log, extended as it grows (one per process)."""
+
+    def __init__(self) -> None:
+        self._compact = merkle.CompactRange()
+        self._lock = threading.Lock()
+
+    def root_at(self, connection, size: int) -> bytes:
+        """Return the root of the first `size` entries, reading only what is new."""
+        with self._lock:
+            if size < self._compact.size:
+                return merkle.root(list(iter_leaf_hashes(connection, size)))
+            self._compact.extend(iter_leaf_hashes(connection, size, after=self._compact.size))
+            return self._compact.root()
+
+
+def checkpoint_record(checkpoint: Checkpoint) -> AuditCheckpoint:
+    return AuditCheckpoint(**checkpoint.to_dict())
+
+
+def as_checkpoint(row: AuditCheckpoint) -> Checkpoint:
+    return Checkpoint(row.tree_size, row.root, row.timestamp, row.key_id, row.signature)
+
+
+def latest_checkpoint(session: Session) -> AuditCheckpoint | None:
+    """Return the checkpoint with the largest tree size."""
+    query = select(AuditCheckpoint).order_by(AuditCheckpoint.tree_size.desc()).limit(1)
+    return session.exec(query).first()
+
+
+def checkpoint_at(session: Session, size: int) -> AuditCheckpoint | None:
+    return session.exec(select(AuditCheckpoint).where(AuditCheckpoint.tree_size == size)).first()
+
+
+def sign_checkpoint(
+    session: Session, key: Ed25519PrivateKey, tree: TreeCache | None = None
+) -> AuditCheckpoint | None:
+    """Sign the log as it stands; return the checkpoint (None while the log is empty)."""
+    size = log_size(session)
+    if size == 0:
+        return None
+    existing = checkpoint_at(session, size)
+    if existing is not None:
+        return existing
+    root = (tree or TreeCache()).root_at(session.connection(), size)
+    checkpoint = Checkpoint.sign(size, root, format_time(utcnow()), key)
+    row = checkpoint_record(checkpoint)
+    session.add(row)
+    try:
+        session.commit()
+    except sa.exc.IntegrityError:
+        # Another process signed the same size first; theirs is as good.
+        session.rollback()
+        return checkpoint_at(session, size)
+    return row
+
+
+def inclusion_proof(session: Session, seq: int, tree_size: int) -> list[bytes]:
+    """Return the audit path of entry seq in the tree of tree_size entries."""
+    ranges = merkle.inclusion_proof_ranges(seq - 1, tree_size)
+    return merkle.subtree_roots(ranges, iter_leaf_hashes(session.connection(), tree_size))
+
+
+def consistency_proof(session: Session, old_size: int, new_size: int) -> list[bytes]:
+    """Return the proof that the log at old_size is a prefix of the log at new_size."""
+    ranges = merkle.consistency_proof_ranges(old_size, new_size)
+    return merkle.subtree_roots(ranges, iter_leaf_hashes(session.connection(), new_size))
+
+
+# --- the group-commit writer ----------------------------------------------------------------
+
+
+class _Pending:
+    __slots__ = ("done", "error", "event", "seq")
+
+    def __init__(self, event: AuditEvent) -> None:
+        self.event = event
+        self.done = threading.Event()
+        self.seq: int | None = None
+        self.error: BaseException | None = None
+
+
+class AuditLog:
+    """The audit log of one process: a group-commit writer, the tree cache and the signer."""
+
+    def __init__(
+        self,
+        db: Database,
+        home: str,
+        *,
+        checkpoint_seconds: float = 60.0,
+        max_batch: int = 1000,
+    ) -> None:
+        self.db = db
+        self.home = home
+        self.checkpoint_seconds = checkpoint_seconds
+        self.max_batch = max_batch
+        self.tree = TreeCache()
+        self._queue: queue.SimpleQueue[_Pending | None] = queue.SimpleQueue()
+        self._thread: threading.Thread | None = None
+        self._start_lock = threading.Lock()
+        self._key: Ed25519PrivateKey | None = None
+        self._last_checkpoint = time.monotonic()
+
+    @property
+    def signing_key(self) -> Ed25519PrivateKey:
+        if self._key is None:
+            self._key = crypto.load_signing_key(self.home)
+        return self._key
+
+    def append(self, event: AuditEvent, timeout: float = 60.0) -> int:
+        """Append one event and return its sequence number once it is durable."""
+        return self.append_many([event], timeout)[0]
+
+    def append_many(self, events: Iterable[AuditEvent], timeout: float = 60.0) -> list[int]:
+        """Append events (in this order) and return their sequence numbers once durable."""
+        self._ensure_writer()
+        pending = [_Pending(e) for e in events]
+        for item in pending:
+            self._queue.put(item)
+        for item in pending:
+            if not item.done.wait(timeout):
+                raise TimeoutError("the audit log did not confirm an append in time")
+            if item.error is not None:
+                raise RuntimeError("the audit log could not store an entry") from item.error
+        return [item.seq for item in pending]  # type: ignore[misc]
+
+    def _ensure_writer(self) -> None:
+        if self._thread is not None and self._thread.is_alive():
+            return
+        with self._start_lock:
+            if self._thread is None or not self._thread.is_alive():
+                self._thread = threading.Thread(target=self._run, name="audit-writer", daemon=True)
+                self._thread.start()
+
+    def _run(self) -> None:
+        while True:
+            first = self._queue.get()
+            if first is None:
+                return
+            batch = [first]
+            stop = False
+            while len(batch) < self.max_batch:
+                try:
+                    item = self._queue.get_nowait()
+                except queue.Empty:
+                    break
+                if item is None:
+                    stop = True
+                    break
+                batch.append(item)
+            self._write(batch)
+            self._maybe_checkpoint()
+            if stop:
+                return
+
+    def _write(self, batch: list[_Pending]) -> None:
+        try:
+            with self.db.engine.begin() as connection:
+                seqs = append_events(connection, [item.event for item in batch])
+        except BaseException as exc:  # Every waiter must hear about the failure.
+            log.exception("audit append failed")
+            for item in batch:
+                item.error = exc
+                item.done.set()
+            return
+        for item, seq in zip(batch, seqs, strict=True):
+            item.seq = seq
+            item.done.set()
+
+    def _maybe_checkpoint(self) -> None:
+        if self.checkpoint_seconds <= 0:
+            return
+        if time.monotonic() - self._last_checkpoint < self.checkpoint_seconds:
+            return
+        self._last_checkpoint = time.monotonic()
+        try:
+            self.checkpoint()
+        except Exception:
+            log.exception("signing the periodic audit checkpoint failed")
+
+    def checkpoint(self) -> AuditCheckpoint | None:
+        """Sign a checkpoint over everything committed so far."""
+        with self.db.session_scope() as session:
+            return sign_checkpoint(session, self.signing_key, self.tree)
+
+    def close(self) -> None:
+        """Finish pending appends and stop the writer."""
+        if self._thread is not None and self._thread.is_alive():
+            self._queue.put(None)
+            self._thread.join(timeout=30)
+        self._thread = None

@@ -1,0 +1,307 @@
+"""HTTP API of the audit log: entries, checkpoints, proofs, exports and access reports."""
+
+from __future__ import annotations
+
+import io
+import shutil
+import tempfile
+from pathlib import Path
+from typing import Literal
+
+from flask import Flask, Response, current_app, g, send_file
+from flask_openapi3 import APIBlueprint, Tag
+from pydantic import BaseModel, ConfigDict
+from sqlmodel import select
+
+from governance.audit import reports
+from governance.audit.export import EntryFilter, write_bundle, write_csv, write_jsonl
+from governance.audit.models import (
+    AuditEntry,
+    CheckpointRead,
+    ConsistencyProof,
+    ConsistencyQuery,
+    EntryPage,
+    EntryQuery,
+    EntryRead,
+    InclusionProof,
+    InclusionQuery,
+    SeqPath,
+)
+from governance.audit.service import (
+    AuditEvent,
+    AuditLog,
+    checkpoint_at,
+    consistency_proof,
+    inclusion_proof,
+    latest_checkpoint,
+    log_size,
+    row_entry,
+)
+from governance.authz.policy import SYSTEM_DOMAIN
+from governance.authz.service import current_principal, get_authorizer, mark_checked, require
+from governance.db import get_db, get_session
+from governance.domains.service import list_domains
+from governance.errors import Forbidden, InvalidInput, NotFound
+from governance.views_common import ERROR_RESPONSES, SECURITY
+
+EXTENSION_KEY = "governance.audit"
+
+bp = APIBlueprint(
+    "audit",
+    __name__,
+    url_prefix="/api/v1/audit",
+    abp_tags=[Tag(name="audit", description="The tamper-evident audit log")],
+    abp_security=SECURITY,
+    abp_responses=ERROR_RESPONSES,
+)
+
+
+def init_app(app: Flask) -> AuditLog:
+    """Attach the process's AuditLog; its writer thread starts on the first append."""
+    audit_log = AuditLog(
+        get_db(app),
+        app.config["GOVERNANCE_HOME"],
+        checkpoint_seconds=float(app.config["AUDIT_CHECKPOINT_SECONDS"]),
+    )
+    app.extensions[EXTENSION_KEY] = audit_log
+    return audit_log
+
+
+def get_audit_log(app: Flask | None = None) -> AuditLog:
+    """Return the AuditLog of the given or current app."""
+    return (app or current_app).extensions[EXTENSION_KEY]
+
+
+def permitted_domains(action: str) -> frozenset[str]:
+    """Return the domains (and `system`) where the caller may perform action on the log.
+
+    The decision is logged once, naming the domains it covers.
+    """
+    principal = current_principal()
+    authorizer = get_authorizer()
+    candidates = [SYSTEM_DOMAIN, *(d.name for d in list_domains(get_session()))]
+    allowed = frozenset(
+        d for d in candidates if authorizer.decide(principal.name, d, "audit", action).allowed
+    )
+    get_audit_log().append(
+        AuditEvent(
+            principal=principal.name,
+            action=action,
+            object="audit",
+            domain=None,
+            decision="allow" if allowed else "deny",
+            policy_hash=authorizer.policy.hash,
+            request_id=g.get("request_id"),
+            details={"domains": sorted(allowed)},
+        )
+    )
+    mark_checked()
+    if not allowed:
+        raise Forbidden(
+            f"{principal.name} may not {action} the audit log in any domain",
+            details={"object": "audit", "action": action},
+        )
+    return allowed
+
+
+def entry_filter(query: EntryQuery, allowed: frozenset[str]) -> EntryFilter:
+    if query.domain is not None and query.domain not in allowed:
+        raise Forbidden(
+            f"{current_principal().name} may not read the audit log of domain {query.domain}",
+            details={"domain": query.domain},
+        )
+    return EntryFilter(
+        from_time=query.from_time,
+        to_time=query.to_time,
+        principal=query.principal,
+        domain=query.domain,
+        model=query.model,
+        action=query.action,
+        decision=query.decision,
+        domains_allowed=allowed,
+    )
+
+
+def entry_read(row: AuditEntry) -> EntryRead:
+    return EntryRead(**row_entry(row), leaf_hash=row.leaf_hash)
+
+
+@bp.get("/entries", responses={200: EntryPage})
+def list_entries(query: EntryQuery):
+    """List audit entries by sequence number, filtered, a page at a time."""
+    allowed = permitted_domains("read")
+    filters = entry_filter(query, allowed)
+    statement = filters.apply(select(AuditEntry).where(AuditEntry.seq > query.after_seq))
+    rows = get_session().exec(statement.order_by(AuditEntry.seq).limit(query.limit + 1)).all()
+    page = rows[: query.limit]
+    next_after = page[-1].seq if len(rows) > query.limit else None
+    return EntryPage(items=[entry_read(r) for r in page], next_after_seq=next_after).model_dump(
+        mode="json"
+    )
+
+
+@bp.get("/checkpoints/latest", responses={200: CheckpointRead})
+def get_latest_checkpoint():
+    """Return the newest signed checkpoint."""
+    permitted_domains("read")
+    row = latest_checkpoint(get_session())
+    if row is None:
+        raise NotFound("no checkpoint has been signed yet")
+    return CheckpointRead.model_validate(row, from_attributes=True).model_dump()
+
+
+@bp.post("/checkpoints", responses={201: CheckpointRead})
+def create_checkpoint():
+    """Sign a checkpoint over the log as it stands now."""
+    require("checkpoint", "audit", SYSTEM_DOMAIN)
+    row = get_audit_log().checkpoint()
+    if row is None:
+        raise NotFound("the audit log is empty")
+    return CheckpointRead.model_validate(row, from_attributes=True).model_dump(), 201
+
+
+@bp.get("/entries/<int:seq>/proof", responses={200: InclusionProof})
+def get_inclusion_proof(path: SeqPath, query: InclusionQuery):
+    """Return the inclusion proof of an entry in a checkpointed tree."""
+    allowed = permitted_domains("read")
+    session = get_session()
+    row = session.get(AuditEntry, path.seq)
+    # Entries of domains the caller may not read look exactly like missing ones.
+    if row is None or (row.domain or SYSTEM_DOMAIN) not in allowed:
+        raise NotFound(f"no audit entry {path.seq}", details={"seq": path.seq})
+    checkpoint = (
+        checkpoint_at(session, query.tree_size) if query.tree_size else latest_checkpoint(session)
+    )
+    if checkpoint is None:
+        raise NotFound("no checkpoint of that size", details={"tree_size": query.tree_size})
+    if path.seq > checkpoint.tree_size:
+        raise InvalidInput(
+            f"entry {path.seq} is newer than checkpoint {checkpoint.tree_size}; sign a newer one",
+            details=[{"field": "tree_size"}],
+        )
+    proof = inclusion_proof(session, path.seq, checkpoint.tree_size)
+    return InclusionProof(
+        seq=path.seq,
+        leaf_hash=row.leaf_hash,
+        tree_size=checkpoint.tree_size,
+        root=checkpoint.root,
+        proof=[h.hex() for h in proof],
+    ).model_dump()
+
+
+@bp.get("/consistency", responses={200: ConsistencyProof})
+def get_consistency_proof(query: ConsistencyQuery):
+    """Return the proof that the log at old_size is a prefix of the log at new_size."""
+    permitted_domains("read")
+    session = get_session()
+    if query.old_size > query.new_size:
+        raise InvalidInput("old_size must not exceed new_size", details=[{"field": "old_size"}])
+    if query.new_size > log_size(session):
+        raise InvalidInput("new_size is beyond the log", details=[{"field": "new_size"}])
+    tree = get_audit_log().tree
+    connection = session.connection()
+    return ConsistencyProof(
+        old_size=query.old_size,
+        new_size=query.new_size,
+        old_root=tree.root_at(connection, query.old_size).hex(),
+        new_root=tree.root_at(connection, query.new_size).hex(),
+        proof=[h.hex() for h in consistency_proof(session, query.old_size, query.new_size)],
+    ).model_dump()
+
+
+class ExportQuery(EntryQuery):
+    model_config = ConfigDict(extra="forbid", populate_by_name=True)
+
+    format: Literal["csv", "jsonl", "bundle"] = "jsonl"
+
+
+@bp.get("/export")
+def export(query: ExportQuery):
+    """Download entries as CSV, JSON lines or a bundle (.tar.gz) that verifies offline."""
+    allowed = permitted_domains("export")
+    filters = entry_filter(query, allowed)
+    session = get_session()
+    if query.format == "bundle":
+        scratch = Path(tempfile.mkdtemp(prefix="audit-export-"))
+        archive = scratch / "audit-bundle.tar.gz"
+        write_bundle(session, filters, archive, get_audit_log().signing_key, get_audit_log().tree)
+        response = send_file(
+            archive,
+            mimetype="application/gzip",
+            as_attachment=True,
+            download_name="audit-bundle.tar.gz",
+        )
+        response.call_on_close(lambda: shutil.rmtree(scratch, ignore_errors=True))
+        return response
+    buffer = io.StringIO()
+    if query.format == "csv":
+        write_csv(session, filters, buffer)
+        mimetype, name = "text/csv", "audit.csv"
+    else:
+        write_jsonl(session, filters, buffer)
+        mimetype, name = "application/x-ndjson", "audit.jsonl"
+    return Response(
+        buffer.getvalue(),
+        mimetype=mimetype,
+        headers={"Content-Disposition": f"attachment; filename={name}"},
+    )
+
+
+class ReportQuery(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    format: Literal["json", "csv"] = "json"
+
+
+@bp.get("/reports/who-may")
+def report_who_may(query: ReportQuery):
+    """Who may query which model, computed from the policy in force; signed."""
+    allowed = permitted_domains("export")
+    return _report("who-may", query, allowed)
+
+
+class WhoDidQuery(EntryQuery):
+    model_config = ConfigDict(extra="forbid", populate_by_name=True)
+
+    format: Literal["json", "csv"] = "json"
+
+
+@bp.get("/reports/who-did")
+def report_who_did(query: WhoDidQuery):
+    """Who did query which model in a period, from the log: counts, first, last, denials."""
+    allowed = permitted_domains("export")
+    return _report("who-did", query, allowed)
+
+
+def _report(kind: str, query, allowed: frozenset[str]):
+    filters = entry_filter(query, allowed) if isinstance(query, EntryQuery) else None
+    body, csv_text, signature = reports.build_report(
+        kind,
+        get_session(),
+        get_authorizer().policy,
+        get_audit_log().signing_key,
+        filters,
+        allowed,
+    )
+    get_audit_log().append(
+        AuditEvent(
+            principal=current_principal().name,
+            action=f"report.{kind}",
+            object="audit",
+            domain=None,
+            decision="ok",
+            policy_hash=get_authorizer().policy.hash,
+            request_id=g.get("request_id"),
+            details={"rows": len(body["report"]["rows"]), "format": query.format},
+        )
+    )
+    if query.format == "csv":
+        return Response(
+            csv_text,
+            mimetype="text/csv",
+            headers={
+                "Content-Disposition": f"attachment; filename={kind}.csv",
+                "X-Signature-Ed25519": signature,
+            },
+        )
+    return body
