@@ -293,8 +293,10 @@ def _verify(reader: BundleReader, public_key_pem: bytes | None) -> VerificationR
             reached(compact.size)
             report.entries += 1
     else:
-        pending = iter(enumerate(entries, start=1))
-        next_entry = next(pending, None)
+        parsed = (
+            (line_no, *_parse_entry(line, line_no)) for line_no, line in enumerate(entries, start=1)
+        )
+        next_entry = next(parsed, None)
         last_seq = 0
         for index, leaf_line in enumerate(reader.open(LEAVES)):
             try:
@@ -303,8 +305,7 @@ def _verify(reader: BundleReader, public_key_pem: bytes | None) -> VerificationR
                 raise VerificationError(f"leaves.txt line {index + 1} is not hex") from exc
             compact.append(leaf)
             while next_entry is not None:
-                line_no, line = next_entry
-                _computed, seq = _parse_entry(line, line_no)
+                line_no, computed, seq = next_entry
                 if seq <= last_seq:
                     raise VerificationError(
                         f"entries.jsonl line {line_no}: entry {seq} is out of order", seq=seq
@@ -321,11 +322,10 @@ def _verify(reader: BundleReader, public_key_pem: bytes | None) -> VerificationR
                     seen_leaves[seq] = computed
                 last_seq = seq
                 report.entries += 1
-                next_entry = next(pending, None)
+                next_entry = next(parsed, None)
             reached(compact.size)
         if next_entry is not None:
-            line_no, line = next_entry
-            _computed, seq = _parse_entry(line, line_no)
+            line_no, _computed, seq = next_entry
             raise VerificationError(
                 f"entry {seq} (entries.jsonl line {line_no}) lies outside the signed tree",
                 seq=seq,

@@ -289,6 +289,182 @@ def domain_list() -> None:
             click.echo(f"{d.name}\t{d.jurisdiction}\tretention={d.retention_days}d")
 
 
+# --- audit ---------------------------------------------------------------------------------
+
+
+@main.group("audit")
+def audit_group() -> None:
+    """Verify, checkpoint, export and report on the audit log."""
+
+
+@contextmanager
+def audit_log_session() -> Iterator[tuple[Any, Session]]:
+    """Yield this instance's AuditLog and a session on its database."""
+    from governance.audit.service import AuditLog
+
+    db = open_database()
+    audit_log = AuditLog(db, settings()["GOVERNANCE_HOME"], checkpoint_seconds=0)
+    try:
+        with db.session_scope() as session:
+            yield audit_log, session
+    finally:
+        audit_log.close()
+        db.dispose()
+
+
+def log_cli_event(audit_log, action: str, details: dict[str, Any]) -> None:
+    from governance.audit.service import AuditEvent
+
+    actor = cli_actor()
+    audit_log.append(
+        AuditEvent(
+            principal=actor.principal,
+            action=action,
+            object="audit",
+            domain=None,
+            decision="ok",
+            policy_hash=actor.policy_hash,
+            details=details,
+        )
+    )
+
+
+@audit_group.command("verify")
+@fail_cleanly
+def audit_verify() -> None:
+    """Recompute the tree from the database and check every entry and checkpoint."""
+    from audit.bundle import VerificationError
+    from governance.audit.export import verify_log
+
+    with audit_log_session() as (audit_log, session):
+        try:
+            result = verify_log(session, audit_log.signing_key.public_key())
+        except VerificationError as exc:
+            click.echo(f"FAILED: {exc}", err=True)
+            sys.exit(EXIT_FAILED)
+    click.echo(
+        f"OK: {result.entries} entries, {result.checkpoints} checkpoints; verified up to entry "
+        f"{result.verified_upto}, signed at {result.signed_at or '-'}; "
+        f"{result.unanchored} newer entries not yet under a checkpoint"
+    )
+
+
+@audit_group.command("checkpoint")
+@fail_cleanly
+def audit_checkpoint() -> None:
+    """Sign a checkpoint over the log as it stands."""
+    with audit_log_session() as (audit_log, _session):
+        row = audit_log.checkpoint()
+    if row is None:
+        click.echo("the audit log is empty; nothing to sign")
+    else:
+        click.echo(f"checkpoint: tree size {row.tree_size}, root {row.root}, at {row.timestamp}")
+
+
+def filter_options(func: Callable[..., Any]) -> Callable[..., Any]:
+    """Add the entry filters shared by export and reports."""
+    options = [
+        click.option("--from", "from_time", type=click.DateTime(), help="Start (UTC), inclusive."),
+        click.option("--to", "to_time", type=click.DateTime(), help="End (UTC), exclusive."),
+        click.option("--principal", default=None),
+        click.option("--domain", default=None),
+        click.option("--model", default=None, help="Model family name."),
+        click.option("--action", default=None),
+        click.option(
+            "--decision", type=click.Choice(["allow", "deny", "ok", "failed"]), default=None
+        ),
+    ]
+    for option in reversed(options):
+        func = option(func)
+    return func
+
+
+def build_filter(**kwargs: Any):
+    import datetime as dt
+
+    from governance.audit.export import EntryFilter
+
+    def utc(value):
+        return value.replace(tzinfo=dt.UTC) if value is not None else None
+
+    return EntryFilter(
+        from_time=utc(kwargs["from_time"]),
+        to_time=utc(kwargs["to_time"]),
+        principal=kwargs["principal"],
+        domain=kwargs["domain"],
+        model=kwargs["model"],
+        action=kwargs["action"],
+        decision=kwargs["decision"],
+    )
+
+
+@audit_group.command("export")
+@filter_options
+@click.option(
+    "--format",
+    "fmt",
+    type=click.Choice(["csv", "jsonl", "bundle"]),
+    default="bundle",
+    show_default=True,
+)
+@click.option("--out", required=True, type=click.Path(dir_okay=True), help="File or directory.")
+@fail_cleanly
+def audit_export(fmt: str, out: str, **filters: Any) -> None:
+    """Export entries, streaming in constant memory; a bundle verifies offline with
+    `python -m audit verify PATH` (a directory, or a .tar.gz when PATH ends so)."""
+    from pathlib import Path
+
+    from governance.audit.export import write_bundle, write_csv, write_jsonl
+
+    entry_filter = build_filter(**filters)
+    with audit_log_session() as (audit_log, session):
+        log_cli_event(audit_log, "audit.export", {"format": fmt, **entry_filter.as_dict()})
+        if fmt == "bundle":
+            manifest = write_bundle(
+                session, entry_filter, Path(out), audit_log.signing_key, audit_log.tree
+            )
+            count = manifest["entries"]
+        else:
+            writer = write_csv if fmt == "csv" else write_jsonl
+            with open(out, "w", encoding="utf-8", newline="") as handle:
+                count = writer(session, entry_filter, handle)
+    click.echo(f"exported {count} entries to {out}")
+
+
+@audit_group.command("report")
+@click.argument("kind", type=click.Choice(["who-may", "who-did"]))
+@filter_options
+@click.option("--format", "fmt", type=click.Choice(["json", "csv"]), default="json")
+@click.option("--out", required=True, type=click.Path(dir_okay=False))
+@fail_cleanly
+def audit_report(kind: str, fmt: str, out: str, **filters: Any) -> None:
+    """Write a signed access report: who may, or who did, query which model.
+
+    JSON carries its signature inside; CSV gets a detached OUT.sig (base64 Ed25519).
+    """
+    from governance.audit.reports import build_report
+    from governance.authz.policy import PolicySet
+
+    entry_filter = build_filter(**filters)
+    policy = PolicySet.load(settings()["GOVERNANCE_POLICY_DIR"])
+    with audit_log_session() as (audit_log, session):
+        body, text, signature = build_report(
+            kind, session, policy, audit_log.signing_key, entry_filter, {"*"}
+        )
+        log_cli_event(
+            audit_log, f"report.{kind}", {"rows": len(body["report"]["rows"]), "format": fmt}
+        )
+    if fmt == "json":
+        with open(out, "w", encoding="utf-8") as handle:
+            json.dump(body, handle, indent=2, sort_keys=True)
+    else:
+        with open(out, "w", encoding="utf-8", newline="") as handle:
+            handle.write(text)
+        with open(out + ".sig", "w", encoding="utf-8") as handle:
+            handle.write(signature + "\n")
+    click.echo(f"wrote {kind} report ({len(body['report']['rows'])} rows) to {out}")
+
+
 # --- demo -----------------------------------------------------------------------------------
 
 

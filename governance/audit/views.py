@@ -8,7 +8,7 @@ import tempfile
 from pathlib import Path
 from typing import Literal
 
-from flask import Flask, Response, current_app, g, send_file
+from flask import Flask, Response, current_app, g
 from flask_openapi3 import APIBlueprint, Tag
 from pydantic import BaseModel, ConfigDict
 from sqlmodel import select
@@ -223,16 +223,20 @@ def export(query: ExportQuery):
     session = get_session()
     if query.format == "bundle":
         scratch = Path(tempfile.mkdtemp(prefix="audit-export-"))
-        archive = scratch / "audit-bundle.tar.gz"
-        write_bundle(session, filters, archive, get_audit_log().signing_key, get_audit_log().tree)
-        response = send_file(
-            archive,
+        try:
+            archive = scratch / "audit-bundle.tar.gz"
+            write_bundle(
+                session, filters, archive, get_audit_log().signing_key, get_audit_log().tree
+            )
+            handle = archive.open("rb")
+        finally:
+            # The open handle keeps the file readable after its directory is gone.
+            shutil.rmtree(scratch, ignore_errors=True)
+        return Response(
+            stream_file(handle),
             mimetype="application/gzip",
-            as_attachment=True,
-            download_name="audit-bundle.tar.gz",
+            headers={"Content-Disposition": "attachment; filename=audit-bundle.tar.gz"},
         )
-        response.call_on_close(lambda: shutil.rmtree(scratch, ignore_errors=True))
-        return response
     buffer = io.StringIO()
     if query.format == "csv":
         write_csv(session, filters, buffer)
@@ -245,6 +249,15 @@ def export(query: ExportQuery):
         mimetype=mimetype,
         headers={"Content-Disposition": f"attachment; filename={name}"},
     )
+
+
+def stream_file(handle, chunk: int = 1 << 16):
+    """Yield a file's bytes and close it, whether or not the client reads to the end."""
+    try:
+        while data := handle.read(chunk):
+            yield data
+    finally:
+        handle.close()
 
 
 class ReportQuery(BaseModel):

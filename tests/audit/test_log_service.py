@@ -1,0 +1,171 @@
+"""The service's audit log: one gap-free sequence, entries bound to their state changes, and
+verification that names what was tampered with."""
+
+from __future__ import annotations
+
+import pytest
+import sqlalchemy as sa
+
+from audit.bundle import VerificationError
+from governance.accounts import service as accounts
+from governance.audit.export import verify_log
+from governance.audit.models import AuditEntry, AuditHead
+from governance.audit.service import AuditEvent, TreeCache, log_size
+from governance.audit.views import get_audit_log
+from governance.db import get_db
+from governance.errors import Conflict
+from tests.factories import TEST_ACTOR
+
+
+def event(i: int) -> AuditEvent:
+    return AuditEvent(
+        principal=f"p{i % 3}",
+        action="read",
+        object="domain",
+        domain="consumer-tax",
+        decision="allow" if i % 2 else "deny",
+        policy_hash="0" * 64,
+        request_id=f"r{i}",
+        details={"i": i, "note": "naïve ünïcode"},
+    )
+
+
+@pytest.fixture
+def audit_log(app):
+    log = get_audit_log(app)
+    yield log
+    log.close()
+
+
+@pytest.fixture
+def session(app):
+    with get_db(app).session_scope() as s:
+        yield s
+
+
+def seqs(session) -> list[int]:
+    return list(session.exec(sa.select(AuditEntry.seq).order_by(AuditEntry.seq)).scalars())
+
+
+def test_appends_form_one_sequence_and_verify(audit_log, session):
+    start = log_size(session)
+    assigned = audit_log.append_many([event(i) for i in range(50)])
+    assert assigned == list(range(start + 1, start + 51))
+    checkpoint = audit_log.checkpoint()
+    assert checkpoint.tree_size == start + 50
+    result = verify_log(session, audit_log.signing_key.public_key())
+    assert result.entries == start + 50 and result.verified_upto == start + 50
+    assert seqs(session) == list(range(1, start + 51))
+
+
+def test_a_state_change_and_its_entry_commit_together(app, session):
+    before = log_size(session)
+    accounts.create_principal(session, "casey", actor=TEST_ACTOR)
+    assert log_size(session) == before + 1
+    entry = session.get(AuditEntry, before + 1)
+    assert (entry.action, entry.object, entry.principal) == (
+        "principal.create",
+        "principal/casey",
+        "tests",
+    )
+    with pytest.raises(Conflict):
+        accounts.create_principal(session, "casey", actor=TEST_ACTOR)
+    # The refused change left no entry and no gap.
+    assert log_size(session) == before + 1
+    assert seqs(session) == list(range(1, before + 2))
+
+
+def test_tokens_and_secrets_never_enter_the_log(app, session):
+    principal = accounts.create_principal(session, "casey", actor=TEST_ACTOR)
+    _record, token = accounts.issue_token(session, principal, expires_at=None, actor=TEST_ACTOR)
+    rows = session.exec(sa.select(AuditEntry)).scalars().all()
+    assert all(token not in r.details and token[4:] not in r.details for r in rows)
+    with pytest.raises(ValueError, match="hash them"):
+        AuditEvent("p", "query", "model/x", "d", "allow", details={"prompt": "my SSN is ..."})
+
+
+@pytest.fixture
+def signed_log(audit_log, session):
+    """A log of exactly 30 entries under checkpoints at 20 and 30."""
+    session.execute(sa.delete(AuditEntry))
+    session.execute(sa.update(AuditHead).values(size=0))
+    session.commit()
+    audit_log.tree = TreeCache()
+    audit_log.append_many([event(i) for i in range(20)])
+    audit_log.checkpoint()
+    audit_log.append_many([event(i) for i in range(20, 30)])
+    audit_log.checkpoint()
+    return audit_log.signing_key.public_key()
+
+
+def test_a_changed_entry_is_named(session, signed_log):
+    session.execute(sa.update(AuditEntry).where(AuditEntry.seq == 7).values(principal="mallory"))
+    session.commit()
+    with pytest.raises(VerificationError, match="entry 7 was altered") as caught:
+        verify_log(session, signed_log)
+    assert caught.value.seq == 7
+
+
+def test_a_changed_entry_with_a_recomputed_hash_breaks_its_checkpoint(session, signed_log):
+    from audit.log import canonical
+    from audit.merkle import leaf_hash
+    from governance.audit.service import row_entry
+
+    row = session.get(AuditEntry, 25)
+    row.decision = "allow" if row.decision == "deny" else "deny"
+    row.leaf_hash = leaf_hash(canonical(row_entry(row))).hex()
+    session.add(row)
+    session.commit()
+    with pytest.raises(VerificationError, match=r"entries 21\.\.30") as caught:
+        verify_log(session, signed_log)
+    assert caught.value.seq == 21
+
+
+def test_a_deleted_entry_is_named(session, signed_log):
+    session.execute(sa.delete(AuditEntry).where(AuditEntry.seq == 12))
+    session.commit()
+    with pytest.raises(VerificationError, match="entry 12 is missing"):
+        verify_log(session, signed_log)
+
+
+def test_an_inserted_entry_is_caught(session, signed_log):
+    # Shift entries 15.. up by one to make room, as someone inserting a row would.
+    for seq in sorted(seqs(session), reverse=True):
+        if seq >= 15:
+            session.execute(sa.update(AuditEntry).where(AuditEntry.seq == seq).values(seq=seq + 1))
+    session.commit()
+    with pytest.raises(VerificationError, match="entry 15 is missing"):
+        verify_log(session, signed_log)
+
+
+def test_reordered_entries_are_caught(session, signed_log):
+    a, b = session.get(AuditEntry, 3), session.get(AuditEntry, 4)
+    fields = (
+        "time",
+        "principal",
+        "action",
+        "object",
+        "domain",
+        "decision",
+        "request_id",
+        "details",
+        "leaf_hash",
+    )
+    values_a = {f: getattr(a, f) for f in fields}
+    values_b = {f: getattr(b, f) for f in fields}
+    session.execute(sa.update(AuditEntry).where(AuditEntry.seq == 3).values(**values_b))
+    session.execute(sa.update(AuditEntry).where(AuditEntry.seq == 4).values(**values_a))
+    session.commit()
+    with pytest.raises(VerificationError, match="entry 3 was altered"):
+        verify_log(session, signed_log)
+
+
+def test_an_altered_checkpoint_is_caught(session, signed_log):
+    from governance.audit.models import AuditCheckpoint
+
+    session.execute(
+        sa.update(AuditCheckpoint).where(AuditCheckpoint.tree_size == 20).values(root="00" * 32)
+    )
+    session.commit()
+    with pytest.raises(VerificationError, match="checkpoint at tree size 20 has a bad signature"):
+        verify_log(session, signed_log)
