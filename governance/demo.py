@@ -7,11 +7,14 @@ the same authentication, authorization and validation a client meets.
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 import threading
 import urllib.error
 import urllib.request
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from pathlib import Path
 from typing import Any
 
 from werkzeug.serving import WSGIRequestHandler, make_server
@@ -109,6 +112,39 @@ def issue_demo_token(config: dict[str, Any], name: str, kind: PrincipalKind) -> 
         db.dispose()
 
 
+def export_and_verify(
+    config: dict[str, Any], echo: Callable[[str], None], step: int
+) -> tuple[Path, bool]:
+    """Export the whole audit log as a bundle and verify it offline, in a separate process."""
+    from governance.audit.export import EntryFilter, write_bundle
+    from governance.audit.service import AuditLog
+
+    bundle = (
+        Path(config["GOVERNANCE_HOME"]) / "exports" / f"audit-{utcnow():%Y%m%dT%H%M%S%f}.tar.gz"
+    )
+    bundle.parent.mkdir(mode=0o700, exist_ok=True)
+    db = Database(config["GOVERNANCE_DATABASE_URL"])
+    try:
+        audit_log = AuditLog(db, config["GOVERNANCE_HOME"], checkpoint_seconds=0)
+        with db.session_scope() as session:
+            manifest = write_bundle(session, EntryFilter(), bundle, audit_log.signing_key)
+    finally:
+        db.dispose()
+    echo(
+        f"{step}. audit log exported: {manifest['entries']} entries, tree size "
+        f"{manifest['tree_size']}, to {bundle}"
+    )
+    result = subprocess.run(
+        [sys.executable, "-m", "audit", "verify", str(bundle)],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    verdict = result.stdout.splitlines()[0] if result.returncode == 0 else result.stderr.strip()
+    echo(f"{step + 1}. python -m audit verify {bundle.name}: {verdict}")
+    return bundle, result.returncode == 0
+
+
 def run_demo(config: dict[str, Any], echo: Callable[[str], None] = print) -> dict[str, Any]:
     """Run the demo against the instance in config; return its summary."""
     report = init_instance(config)
@@ -148,8 +184,11 @@ def run_demo(config: dict[str, Any], echo: Callable[[str], None] = print) -> dic
             echo(f"{step}. {what}: HTTP {status} {verdict}{reason}")
             calls.append({"call": f"{method} {path}", "as": what.split()[0], "status": status})
 
+    bundle, verified = export_and_verify(config, echo, step=len(attempts) + 4)
     return {
         "home": report.home,
+        "audit_bundle": str(bundle),
+        "audit_verified": verified,
         "domains": [d["name"] for d in DEMO_DOMAINS],
         "allowed_calls": sum(1 for c in calls if c["status"] < 400),
         "denied_calls": sum(1 for c in calls if c["status"] >= 400),

@@ -106,3 +106,67 @@ def test_demo_runs_end_to_end(env):
     statuses = {c["call"]: c["status"] for c in summary["calls"]}
     assert statuses["GET /api/v1/domains/consumer-tax"] == 200
     assert statuses["GET /api/v1/domains/smb-accounting"] == 403
+    assert summary["audit_verified"] is True
+    offline = subprocess.run(
+        [sys.executable, "-m", "audit", "verify", summary["audit_bundle"]],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert offline.returncode == 0, offline.stderr
+
+
+def test_audit_commands(env, tmp_path):
+    import sqlalchemy as sa
+
+    govern(env, "init", check=True)
+    govern(env, "principal", "create", "casey", check=True)
+    govern(
+        env,
+        "domain",
+        "create",
+        "consumer-tax",
+        "--jurisdiction",
+        "US",
+        "--retention-days",
+        "2555",
+        check=True,
+    )
+    assert "tree size" in govern(env, "audit", "checkpoint", check=True).stdout
+    verified = govern(env, "audit", "verify", check=True).stdout
+    assert verified.startswith("OK: ") and "verified up to entry" in verified
+
+    bundle = tmp_path / "bundle.tar.gz"
+    govern(env, "audit", "export", "--format", "bundle", "--out", str(bundle), check=True)
+    offline = subprocess.run(
+        [sys.executable, "-m", "audit", "verify", str(bundle)],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert offline.returncode == 0, offline.stderr
+    csv_out = tmp_path / "entries.csv"
+    govern(
+        env,
+        "audit",
+        "export",
+        "--format",
+        "csv",
+        "--principal",
+        "local:root",
+        "--out",
+        str(csv_out),
+        check=True,
+    )
+    report = tmp_path / "who-may.csv"
+    govern(env, "audit", "report", "who-may", "--format", "csv", "--out", str(report), check=True)
+    assert report.read_text().startswith("principal,domain,model,role")
+    assert (tmp_path / "who-may.csv.sig").read_text().strip()
+
+    engine = sa.create_engine(env["GOVERNANCE_DATABASE_URL"])
+    with engine.begin() as conn:
+        conn.execute(sa.text("UPDATE audit_entries SET principal = 'mallory' WHERE seq = 2"))
+    engine.dispose()
+    tampered = govern(env, "audit", "verify")
+    assert tampered.returncode == 1
+    assert "entry 2 was altered" in tampered.stderr
