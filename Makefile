@@ -25,6 +25,10 @@ demo: $(STAMP)
 test: $(STAMP)
 	$(BIN)/python -m pytest
 
+# Measure and write BENCHMARKS.md (a few minutes; needs PostgreSQL as for the tests).
+bench: $(STAMP)
+	$(BIN)/govern bench --out BENCHMARKS.md
+
 lint: $(STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .

@@ -465,6 +465,35 @@ def audit_report(kind: str, fmt: str, out: str, **filters: Any) -> None:
     click.echo(f"wrote {kind} report ({len(body['report']['rows'])} rows) to {out}")
 
 
+# --- bench ---------------------------------------------------------------------------------
+
+
+@main.command()
+@click.option("--appends", default=20000, show_default=True, help="Appends per database.")
+@click.option("--threads", default=64, show_default=True, help="Concurrent appending threads.")
+@click.option(
+    "--verify-entries",
+    default=1_000_000,
+    show_default=True,
+    help="Size of the log exported and verified.",
+)
+@click.option(
+    "--postgres-url",
+    default="postgresql://postgres@127.0.0.1:5432/test",
+    show_default=True,
+    help="PostgreSQL to measure on; '' to skip.",
+)
+@click.option("--out", default="BENCHMARKS.md", show_default=True, type=click.Path())
+@fail_cleanly
+def bench(appends: int, threads: int, verify_entries: int, postgres_url: str, out: str) -> None:
+    """Measure the audit log (appends/s, bundle verification) and write the results."""
+    from governance.bench import run_bench, write_section
+
+    section = run_bench(postgres_url or None, appends, threads, verify_entries, echo=click.echo)
+    write_section(out, "## Audit log", section)
+    click.echo(section)
+
+
 # --- demo -----------------------------------------------------------------------------------
 
 

@@ -319,7 +319,13 @@ class AuditLog:
 
     def _run(self) -> None:
         while True:
-            first = self._queue.get()
+            try:
+                # Wake at least once per checkpoint interval, so a burst of entries followed
+                # by silence still gets its checkpoint.
+                first = self._queue.get(timeout=self.checkpoint_seconds or None)
+            except queue.Empty:
+                self._maybe_checkpoint()
+                continue
             if first is None:
                 return
             batch = [first]

@@ -169,3 +169,23 @@ def test_an_altered_checkpoint_is_caught(session, signed_log):
     session.commit()
     with pytest.raises(VerificationError, match="checkpoint at tree size 20 has a bad signature"):
         verify_log(session, signed_log)
+
+
+def test_the_writer_signs_a_checkpoint_after_a_burst_then_silence(app, session):
+    import time
+
+    from governance.audit.service import AuditLog, latest_checkpoint
+
+    log = AuditLog(get_db(app), app.config["GOVERNANCE_HOME"], checkpoint_seconds=0.2)
+    try:
+        seq = log.append_many([event(i) for i in range(5)])[-1]
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            session.expire_all()
+            latest = latest_checkpoint(session)
+            if latest is not None and latest.tree_size >= seq:
+                break
+            time.sleep(0.05)
+        assert latest is not None and latest.tree_size >= seq
+    finally:
+        log.close()
