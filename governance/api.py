@@ -9,14 +9,13 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 import uuid
 
 from flask import Flask, g, request
 
 from governance.accounts import service as accounts
-from governance.audit.service import AuditEvent
-from governance.audit.views import get_audit_log
-from governance.authz.service import get_authorizer
+from governance.authz.service import get_authorizer, log_event
 from governance.db import get_session
 from governance.errors import (
     BadRequest,
@@ -72,22 +71,28 @@ def check_json_body() -> None:
         ) from exc
 
 
+REQUEST_ID = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
+
+
+def request_id() -> str:
+    """Take the caller's X-Request-Id when it is a plain token of up to 64 characters."""
+    given = request.headers.get("X-Request-Id", "")
+    return given if REQUEST_ID.match(given) else uuid.uuid4().hex
+
+
 def log_policy_load() -> None:
     """Log, once per process and policy version, that this policy is in force."""
     authorizer = get_authorizer()
     policy = authorizer.policy
     if authorizer.logged_hash == policy.hash:
         return
-    get_audit_log().append(
-        AuditEvent(
-            principal="system",
-            action="policy.load",
-            object="policy",
-            domain=None,
-            decision="ok",
-            policy_hash=policy.hash,
-            details={"directory": str(policy.directory)},
-        )
+    log_event(
+        "policy.load",
+        "policy",
+        None,
+        "ok",
+        {"directory": str(policy.directory)},
+        principal="system",
     )
     authorizer.logged_hash = policy.hash
 
@@ -97,7 +102,7 @@ def init_app(app: Flask) -> None:
 
     @app.before_request
     def _guard():
-        g.request_id = request.headers.get("X-Request-Id") or uuid.uuid4().hex
+        g.request_id = request_id()
         if request.endpoint in PUBLIC_ENDPOINTS:
             return None
         if not request.path.startswith(API_PREFIX) and request.endpoint is not None:
@@ -109,22 +114,18 @@ def init_app(app: Flask) -> None:
         try:
             principal, token = accounts.authenticate(get_session(), bearer_token())
         except Unauthenticated as exc:
-            get_audit_log().append(
-                AuditEvent(
-                    principal="anonymous",
-                    action="authenticate",
-                    object="api",
-                    domain=None,
-                    decision="deny",
-                    policy_hash=get_authorizer().policy.hash,
-                    request_id=g.request_id,
-                    details={
-                        "reason": exc.message,
-                        "method": request.method,
-                        "endpoint": request.endpoint,
-                        **(exc.details or {}),
-                    },
-                )
+            log_event(
+                "authenticate",
+                "api",
+                None,
+                "deny",
+                {
+                    "reason": exc.message,
+                    "method": request.method,
+                    "endpoint": request.endpoint,
+                    **(exc.details or {}),
+                },
+                principal="anonymous",
             )
             raise
         g.principal = principal

@@ -118,3 +118,12 @@ def test_malformed_or_unknown_credentials_are_401(client, header):
     response = client.get("/api/v1/domains", headers={"Authorization": header})
     assert response.status_code == 401
     assert response.headers["WWW-Authenticate"].startswith("Bearer")
+
+
+def test_request_ids_are_echoed_only_when_plain(app, client):
+    token = principal_token(app, "admin")
+    plain = client.get("/api/v1/me", headers={**auth(token), "X-Request-Id": "req-42"})
+    assert plain.headers["X-Request-Id"] == "req-42"
+    hostile = client.get("/api/v1/me", headers={**auth(token), "X-Request-Id": "x" * 500})
+    assert hostile.status_code == 200
+    assert len(hostile.headers["X-Request-Id"]) == 32

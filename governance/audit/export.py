@@ -16,7 +16,7 @@ from sqlmodel import Session, select
 
 from audit import merkle
 from audit.bundle import VerificationError, bundle_writer
-from audit.log import canonical
+from audit.log import ENTRY_FIELDS, canonical
 from governance import crypto
 from governance.audit.models import AuditCheckpoint, AuditEntry
 from governance.audit.service import (
@@ -28,19 +28,7 @@ from governance.audit.service import (
     sign_checkpoint,
 )
 
-CSV_COLUMNS = (
-    "seq",
-    "time",
-    "principal",
-    "action",
-    "object",
-    "domain",
-    "decision",
-    "policy_hash",
-    "request_id",
-    "details",
-    "leaf_hash",
-)
+CSV_COLUMNS = (*ENTRY_FIELDS, "leaf_hash")
 
 
 @dataclass(frozen=True)

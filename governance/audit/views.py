@@ -8,7 +8,7 @@ import tempfile
 from pathlib import Path
 from typing import Literal
 
-from flask import Flask, Response, current_app, g
+from flask import Flask, Response, current_app
 from flask_openapi3 import APIBlueprint, Tag
 from pydantic import BaseModel, ConfigDict
 from sqlmodel import select
@@ -28,7 +28,6 @@ from governance.audit.models import (
     SeqPath,
 )
 from governance.audit.service import (
-    AuditEvent,
     AuditLog,
     checkpoint_at,
     consistency_proof,
@@ -38,7 +37,13 @@ from governance.audit.service import (
     row_entry,
 )
 from governance.authz.policy import SYSTEM_DOMAIN
-from governance.authz.service import current_principal, get_authorizer, mark_checked, require
+from governance.authz.service import (
+    current_principal,
+    get_authorizer,
+    log_event,
+    mark_checked,
+    require,
+)
 from governance.db import get_db, get_session
 from governance.domains.service import list_domains
 from governance.errors import Forbidden, InvalidInput, NotFound
@@ -83,18 +88,7 @@ def permitted_domains(action: str) -> frozenset[str]:
     allowed = frozenset(
         d for d in candidates if authorizer.decide(principal.name, d, "audit", action).allowed
     )
-    get_audit_log().append(
-        AuditEvent(
-            principal=principal.name,
-            action=action,
-            object="audit",
-            domain=None,
-            decision="allow" if allowed else "deny",
-            policy_hash=authorizer.policy.hash,
-            request_id=g.get("request_id"),
-            details={"domains": sorted(allowed)},
-        )
-    )
+    log_event(action, "audit", None, "allow" if allowed else "deny", {"domains": sorted(allowed)})
     mark_checked()
     if not allowed:
         raise Forbidden(
@@ -296,17 +290,12 @@ def _report(kind: str, query, allowed: frozenset[str]):
         filters,
         allowed,
     )
-    get_audit_log().append(
-        AuditEvent(
-            principal=current_principal().name,
-            action=f"report.{kind}",
-            object="audit",
-            domain=None,
-            decision="ok",
-            policy_hash=get_authorizer().policy.hash,
-            request_id=g.get("request_id"),
-            details={"rows": len(body["report"]["rows"]), "format": query.format},
-        )
+    log_event(
+        f"report.{kind}",
+        "audit",
+        None,
+        "ok",
+        {"rows": len(body["report"]["rows"]), "format": query.format},
     )
     if query.format == "csv":
         return Response(

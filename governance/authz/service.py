@@ -76,6 +76,30 @@ def audit_log():
     return get_audit_log()
 
 
+def log_event(
+    action: str,
+    obj: str,
+    domain: str | None,
+    decision: str,
+    details: dict | None = None,
+    *,
+    principal: str | None = None,
+) -> int:
+    """Append an event of the current request to the audit log; return its seq once durable."""
+    return audit_log().append(
+        AuditEvent(
+            principal=principal or current_principal().name,
+            action=action,
+            object=obj,
+            domain=domain,
+            decision=decision,
+            policy_hash=get_authorizer().policy.hash,
+            request_id=g.get("request_id"),
+            details=details or {},
+        )
+    )
+
+
 def decision_event(decision: Decision, details: dict | None = None) -> AuditEvent:
     """Describe an authorization decision as an audit event."""
     return AuditEvent(

@@ -4,13 +4,12 @@ from __future__ import annotations
 
 from flask_openapi3 import APIBlueprint, Tag
 
-from governance.audit.service import AuditEvent
 from governance.authz.policy import SYSTEM_DOMAIN
 from governance.authz.service import (
-    audit_log,
     current_actor,
     current_principal,
     get_authorizer,
+    log_event,
     mark_checked,
     require,
 )
@@ -46,18 +45,7 @@ def list_domains():
         if authorizer.decide(principal.name, d.name, "domain", "read").allowed
     ]
     # One entry for the listing, naming what it showed, rather than one per domain.
-    audit_log().append(
-        AuditEvent(
-            principal=principal.name,
-            action="list",
-            object="domain",
-            domain=None,
-            decision="allow",
-            policy_hash=authorizer.policy.hash,
-            request_id=current_actor().request_id,
-            details={"visible": [d.name for d in visible]},
-        )
-    )
+    log_event("list", "domain", None, "allow", {"visible": [d.name for d in visible]})
     mark_checked()
     return DomainList(items=[DomainRead.model_validate(d) for d in visible]).model_dump(mode="json")
 

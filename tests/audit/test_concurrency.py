@@ -106,19 +106,22 @@ def gunicorn(config, tmp_path):
         stderr=subprocess.STDOUT,
     )
     base = f"http://127.0.0.1:{port}"
-    for _ in range(100):
-        try:
-            urllib.request.urlopen(base + "/api/v1/health", timeout=1).close()  # noqa: S310
-            break
-        except (urllib.error.URLError, ConnectionError):
-            time.sleep(0.1)
-    else:
-        process.kill()
-        pytest.fail("gunicorn did not start")
-    yield base
-    process.terminate()
-    process.wait(timeout=30)
-    log.close()
+    try:
+        deadline = time.monotonic() + 120
+        while True:
+            try:
+                urllib.request.urlopen(base + "/api/v1/health", timeout=10).close()  # noqa: S310
+                break
+            except OSError:
+                # Not listening yet, or a worker still importing: try again until the deadline.
+                if time.monotonic() > deadline or process.poll() is not None:
+                    pytest.fail("gunicorn did not start; see gunicorn.log")
+                time.sleep(0.2)
+        yield base
+    finally:
+        process.terminate()
+        process.wait(timeout=30)
+        log.close()
 
 
 def test_gunicorn_workers_serving_at_once_form_one_sequence(app, gunicorn):

@@ -13,6 +13,15 @@ def policy() -> PolicySet:
     return PolicySet.load(DEFAULT_POLICY_DIR)
 
 
+REQUIRED_ROLES = {
+    "admin",
+    "data-steward",
+    "privacy-reviewer",
+    "legal-reviewer",
+    "ml-engineer",
+    "model-consumer",
+    "auditor",
+}
 CASES = [
     # subject, domain, object, action, allowed
     ("admin", "consumer-tax", "dataset", "delete", True),
@@ -45,30 +54,14 @@ def test_shipped_policy(policy, subject, domain, obj, action, allowed):
     assert decision.allowed is allowed
     assert decision.policy_hash == policy.hash
     if allowed:
-        assert decision.rule is not None and decision.rule[0] in {
-            "admin",
-            "data-steward",
-            "privacy-reviewer",
-            "legal-reviewer",
-            "ml-engineer",
-            "model-consumer",
-            "auditor",
-        }
+        assert decision.rule is not None and decision.rule[0] in REQUIRED_ROLES
     else:
         assert decision.rule is None
 
 
 def test_every_required_role_is_defined(policy):
     roles = {rule[0] for rule in policy.enforcer.get_policy()}
-    assert {
-        "admin",
-        "data-steward",
-        "privacy-reviewer",
-        "legal-reviewer",
-        "ml-engineer",
-        "model-consumer",
-        "auditor",
-    } <= roles
+    assert roles >= REQUIRED_ROLES
 
 
 def test_role_bindings(policy):
