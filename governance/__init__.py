@@ -24,6 +24,7 @@ def create_app(config: Mapping[str, Any] | None = None):
     from governance.authz.service import Authorizer
     from governance.authz.views import bp as authz_bp
     from governance.config import load_config
+    from governance.datasets import views as datasets_views
     from governance.db import Database
     from governance.domains.views import bp as domains_bp
     from governance.errors import register_error_handlers, validation_error_response
@@ -49,9 +50,17 @@ def create_app(config: Mapping[str, Any] | None = None):
     Database(settings["GOVERNANCE_DATABASE_URL"]).init_app(app)
     Authorizer(settings["GOVERNANCE_POLICY_DIR"]).init_app(app)
     audit_views.init_app(app)
+    datasets_views.init_app(app)
     api.init_app(app)
 
-    for blueprint in (health.bp, accounts_bp, domains_bp, authz_bp, audit_views.bp):
+    for blueprint in (
+        health.bp,
+        accounts_bp,
+        domains_bp,
+        datasets_views.bp,
+        authz_bp,
+        audit_views.bp,
+    ):
         app.register_api(blueprint)
     app.add_url_rule("/openapi.json", "openapi_json", lambda: jsonify(app.api_doc))
     return app

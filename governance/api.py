@@ -28,6 +28,8 @@ log = logging.getLogger(__name__)
 
 API_PREFIX = "/api/"
 PUBLIC_ENDPOINTS = frozenset({"health.health", "openapi_json", "static"})
+# Endpoints that read their body as a stream themselves (not as one JSON document).
+STREAMING_ENDPOINTS = frozenset({"datasets.upload_version"})
 BODY_METHODS = frozenset({"POST", "PUT", "PATCH"})
 
 
@@ -130,7 +132,8 @@ def init_app(app: Flask) -> None:
             raise
         g.principal = principal
         g.token = token
-        check_json_body()
+        if request.endpoint not in STREAMING_ENDPOINTS:
+            check_json_body()
         return None
 
     @app.after_request

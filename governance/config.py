@@ -21,6 +21,10 @@ DEFAULTS: dict[str, Any] = {
     # JSON API bodies are small; dataset uploads stream through their own limit.
     "MAX_CONTENT_LENGTH": 1024 * 1024,
     "TOKEN_DEFAULT_TTL_DAYS": 90,
+    # Dataset uploads stream past MAX_CONTENT_LENGTH up to these limits.
+    "UPLOAD_MAX_BYTES": 4 * 1024**3,
+    "RECORD_MAX_BYTES": 1024 * 1024,
+    "BLOB_ROOT": None,
     # Sign an audit checkpoint at most this often while entries arrive (0: only on demand).
     "AUDIT_CHECKPOINT_SECONDS": 60,
     "TESTING": False,

@@ -15,10 +15,12 @@ import os
 import stat
 from pathlib import Path
 
+from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
+from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
-from governance.errors import NotInitialized
+from governance.errors import GovernanceError, NotInitialized
 
 MASTER_KEY_FILE = "master.key"
 SIGNING_KEY_FILE = "signing.key"
@@ -54,27 +56,30 @@ def check_secret_file(path: Path) -> None:
         )
 
 
+MASTER_KEY_NEXT_FILE = "master.key.next"
+
+
 def ensure_master_key(home: str | Path) -> bool:
     """Create the master key file if missing; return True when one was created."""
     path = keys_dir(home) / MASTER_KEY_FILE
     if path.exists():
         return False
-    write_secret_file(path, base64.b64encode(os.urandom(32)) + b"\n")
+    write_secret_file(path, encode_master_key(os.urandom(32)))
     return True
 
 
-def load_master_key(home: str | Path, env_value: str | None = None) -> bytes:
-    """Return the 32-byte master key, from the environment value or the instance's key file."""
-    if env_value:
-        raw = env_value.encode()
-        source = "GOVERNANCE_MASTER_KEY"
-    else:
-        path = keys_dir(home) / MASTER_KEY_FILE
-        if not path.exists():
-            raise KeyFileError(f"no master key at {path}; run `govern init`")
-        check_secret_file(path)
-        raw = path.read_bytes().strip()
-        source = str(path)
+def encode_master_key(key: bytes) -> bytes:
+    """Render a master key as its key file holds it."""
+    return base64.b64encode(key) + b"\n"
+
+
+def load_master_key_file(path: Path) -> bytes:
+    """Read and check a master key file."""
+    check_secret_file(path)
+    return decode_master_key(path.read_bytes().strip(), str(path))
+
+
+def decode_master_key(raw: bytes, source: str) -> bytes:
     try:
         key = base64.b64decode(raw, validate=True)
     except binascii.Error as exc:
@@ -82,6 +87,16 @@ def load_master_key(home: str | Path, env_value: str | None = None) -> bytes:
     if len(key) != 32:
         raise KeyFileError(f"master key in {source} must be 32 bytes, not {len(key)}")
     return key
+
+
+def load_master_key(home: str | Path, env_value: str | None = None) -> bytes:
+    """Return the 32-byte master key, from the environment value or the instance's key file."""
+    if env_value:
+        return decode_master_key(env_value.encode(), "GOVERNANCE_MASTER_KEY")
+    path = keys_dir(home) / MASTER_KEY_FILE
+    if not path.exists():
+        raise KeyFileError(f"no master key at {path}; run `govern init`")
+    return load_master_key_file(path)
 
 
 def ensure_signing_key(home: str | Path) -> bool:
@@ -125,3 +140,41 @@ def key_id(key: Ed25519PublicKey) -> str:
     """Name a public key by the first 16 hex digits of the SHA-256 of its raw bytes."""
     raw = key.public_bytes(serialization.Encoding.Raw, serialization.PublicFormat.Raw)
     return hashlib.sha256(raw).hexdigest()[:16]
+
+
+# --- envelope encryption ---------------------------------------------------------------------
+#
+# master key --wraps--> domain key --wraps--> per-version data key --encrypts--> records
+# All three are 256-bit AES-GCM keys. Wrapping binds the wrapped key to what it belongs to
+# (the associated data), so a wrapped key copied onto another domain or version will not open.
+
+NONCE_BYTES = 12
+
+
+def new_key() -> bytes:
+    """Return a fresh 256-bit key."""
+    return AESGCM.generate_key(bit_length=256)
+
+
+def seal(key: bytes, plaintext: bytes, associated: bytes) -> bytes:
+    """Encrypt with AES-256-GCM; the result is nonce || ciphertext || tag."""
+    nonce = os.urandom(NONCE_BYTES)
+    return nonce + AESGCM(key).encrypt(nonce, plaintext, associated)
+
+
+def open_sealed(key: bytes, sealed: bytes, associated: bytes) -> bytes:
+    """Decrypt what seal() produced; raise KeyFileError when it does not authenticate."""
+    try:
+        return AESGCM(key).decrypt(sealed[:NONCE_BYTES], sealed[NONCE_BYTES:], associated)
+    except InvalidTag as exc:
+        raise DecryptionError("ciphertext does not authenticate under this key") from exc
+
+
+def master_key_id(key: bytes) -> str:
+    """Name a master key without revealing it: the first 16 hex digits of its SHA-256."""
+    return hashlib.sha256(b"governance-master-key\n" + key).hexdigest()[:16]
+
+
+class DecryptionError(GovernanceError):
+    status = 500
+    code = "decryption_failed"

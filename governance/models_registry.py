@@ -7,4 +7,5 @@ def import_all_models() -> None:
     """Import the table modules of every domain package."""
     import governance.accounts.models
     import governance.audit.models
+    import governance.datasets.models
     import governance.domains.models  # noqa: F401

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 
+import sqlalchemy as sa
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 from sqlmodel import Field as SQLField
 from sqlmodel import SQLModel
@@ -78,3 +79,18 @@ class DomainList(BaseModel):
 
 class DomainPath(BaseModel):
     name: str = Field(max_length=63)
+
+
+class DomainKey(SQLModel, table=True):
+    """A domain's data-encryption-key-encrypting key, wrapped by the master key."""
+
+    __tablename__ = "domain_keys"
+
+    id: int | None = SQLField(default=None, primary_key=True)
+    domain_id: int = SQLField(
+        foreign_key="domains.id", nullable=False, sa_column_kwargs={"unique": True}
+    )
+    wrapped_key: bytes = SQLField(sa_type=sa.LargeBinary, nullable=False)
+    master_key_id: str = SQLField(max_length=16, nullable=False)
+    created_at: dt.datetime = SQLField(default_factory=utcnow, sa_type=UTCDateTime, nullable=False)
+    rewrapped_at: dt.datetime | None = SQLField(default=None, sa_type=UTCDateTime)

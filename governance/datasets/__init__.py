@@ -1,0 +1,1 @@
+"""Datasets and their immutable, encrypted, content-hashed versions."""

@@ -1,0 +1,127 @@
+"""Tables and API schemas for datasets, dataset versions and their tombstones."""
+
+from __future__ import annotations
+
+import datetime as dt
+
+import sqlalchemy as sa
+from pydantic import BaseModel, ConfigDict, Field
+from sqlmodel import Field as SQLField
+from sqlmodel import SQLModel
+
+from governance.db import UTCDateTime, utcnow
+
+DATASET_NAME_PATTERN = r"^[a-z][a-z0-9-]{1,62}$"
+
+
+class VersionStatus:
+    READY = "ready"
+    DELETED = "deleted"
+
+
+class Dataset(SQLModel, table=True):
+    __tablename__ = "datasets"
+    __table_args__ = (sa.UniqueConstraint("domain_id", "name"),)
+
+    id: int | None = SQLField(default=None, primary_key=True)
+    domain_id: int = SQLField(foreign_key="domains.id", nullable=False, index=True)
+    name: str = SQLField(max_length=63, nullable=False)
+    description: str = SQLField(default="", max_length=1000, nullable=False)
+    created_by: str = SQLField(max_length=63, nullable=False)
+    created_at: dt.datetime = SQLField(default_factory=utcnow, sa_type=UTCDateTime, nullable=False)
+
+
+class DatasetVersion(SQLModel, table=True):
+    """One immutable upload. The row exists only once every record is stored and encrypted."""
+
+    __tablename__ = "dataset_versions"
+    __table_args__ = (sa.UniqueConstraint("dataset_id", "number"),)
+
+    id: int | None = SQLField(default=None, primary_key=True)
+    uid: str = SQLField(max_length=32, nullable=False, sa_column_kwargs={"unique": True})
+    dataset_id: int = SQLField(foreign_key="datasets.id", nullable=False, index=True)
+    domain_id: int = SQLField(foreign_key="domains.id", nullable=False, index=True)
+    number: int = SQLField(nullable=False)
+    tax_year: int = SQLField(nullable=False)
+    status: str = SQLField(max_length=16, nullable=False, default=VersionStatus.READY)
+    # Merkle root (RFC 6962) of the records' leaf hashes, hex.
+    content_hash: str = SQLField(max_length=64, nullable=False)
+    record_count: int = SQLField(nullable=False)
+    plaintext_bytes: int = SQLField(sa_type=sa.BigInteger, nullable=False)
+    blob_key: str | None = SQLField(default=None, max_length=200)
+    # The data key wrapped by the domain key; destroyed (NULL) when the version is deleted.
+    wrapped_key: bytes | None = SQLField(default=None, sa_type=sa.LargeBinary)
+    created_by: str = SQLField(max_length=63, nullable=False)
+    created_at: dt.datetime = SQLField(default_factory=utcnow, sa_type=UTCDateTime, nullable=False)
+    deleted_by: str | None = SQLField(default=None, max_length=63)
+    deleted_at: dt.datetime | None = SQLField(default=None, sa_type=UTCDateTime)
+    delete_reason: str | None = SQLField(default=None, max_length=500)
+
+
+class DatasetCreate(BaseModel):
+    """Request body to create a dataset in a domain."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    name: str = Field(pattern=DATASET_NAME_PATTERN)
+    description: str = Field(default="", max_length=1000)
+
+
+class DatasetRead(BaseModel):
+    id: int
+    domain: str
+    name: str
+    description: str
+    created_by: str
+    created_at: dt.datetime
+
+
+class DatasetList(BaseModel):
+    items: list[DatasetRead]
+
+
+class VersionRead(BaseModel):
+    dataset_id: int
+    dataset: str
+    domain: str
+    version: int
+    uid: str
+    tax_year: int
+    status: str
+    content_hash: str
+    record_count: int
+    plaintext_bytes: int
+    created_by: str
+    created_at: dt.datetime
+    deleted_by: str | None
+    deleted_at: dt.datetime | None
+    delete_reason: str | None
+
+
+class VersionList(BaseModel):
+    items: list[VersionRead]
+
+
+class DomainDatasetsPath(BaseModel):
+    name: str = Field(max_length=63, description="Domain name")
+
+
+class DatasetPath(BaseModel):
+    dataset_id: int = Field(ge=1)
+
+
+class VersionPath(BaseModel):
+    dataset_id: int = Field(ge=1)
+    number: int = Field(ge=1)
+
+
+class UploadQuery(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    tax_year: int = Field(ge=1900, le=2200, description="The tax year the records belong to")
+
+
+class DeleteBody(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    reason: str = Field(min_length=3, max_length=500, description="Why the version is deleted")

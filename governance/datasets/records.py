@@ -1,0 +1,153 @@
+"""Validating JSONL records, and the encrypted blob format that holds them.
+
+A record is a JSON object with either `text`, or `prompt` and `completion` (non-empty
+strings), and optionally `metadata` (an object); nothing else. Records are stored in their
+canonical encoding, so the same record always hashes the same.
+
+Blob format: MAGIC, then chunks. Each chunk is a 4-byte big-endian length followed by an
+AES-256-GCM sealed box of up to CHUNK_BYTES of canonical JSON lines. The associated data of
+chunk i is `<version uid>/<i>/<last|more>`, so chunks cannot be reordered, dropped or the blob
+truncated without decryption failing.
+"""
+
+from __future__ import annotations
+
+import json
+import struct
+from collections.abc import Iterable, Iterator
+from typing import IO, Any
+
+from audit.log import canonical
+from governance import crypto
+from governance.errors import GovernanceError, InvalidInput, PayloadTooLarge
+
+MAGIC = b"GOVDS1\n"
+CHUNK_BYTES = 1 << 20
+TEXT_FIELDS = ("text", "prompt", "completion")
+ALLOWED_FIELDS = frozenset({*TEXT_FIELDS, "metadata"})
+
+
+class CorruptBlob(GovernanceError):
+    status = 500
+    code = "corrupt_blob"
+
+
+def line_error(line: int, message: str, field: str | None = None) -> InvalidInput:
+    return InvalidInput(
+        f"line {line}: {message}", details={"line": line, "field": field}, code="invalid_record"
+    )
+
+
+def parse_record(raw: bytes, line: int) -> dict[str, Any]:
+    """Validate one JSONL line and return the record it holds."""
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise line_error(line, f"not UTF-8 (byte {exc.start})") from exc
+    try:
+        record = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise line_error(line, f"malformed JSON: {exc.msg} at column {exc.colno}") from exc
+    if not isinstance(record, dict):
+        raise line_error(line, "a record must be a JSON object")
+    unknown = sorted(set(record) - ALLOWED_FIELDS)
+    if unknown:
+        raise line_error(line, f"unknown field {unknown[0]!r}", unknown[0])
+    if "text" in record:
+        if "prompt" in record or "completion" in record:
+            raise line_error(line, "give either text or prompt and completion, not both", "text")
+        required = ("text",)
+    else:
+        required = ("prompt", "completion")
+    for field in required:
+        if field not in record:
+            raise line_error(line, f"missing field {field!r}", field)
+        value = record[field]
+        if not isinstance(value, str) or not value.strip():
+            raise line_error(line, f"{field!r} must be a non-empty string", field)
+    if "metadata" in record and not isinstance(record["metadata"], dict):
+        raise line_error(line, "'metadata' must be an object", "metadata")
+    return record
+
+
+def iter_lines(stream: IO[bytes], max_line: int) -> Iterator[tuple[int, bytes]]:
+    """Yield (line number, bytes) from a binary stream, refusing lines over max_line."""
+    number = 0
+    while True:
+        raw = stream.readline(max_line + 2)
+        if not raw:
+            return
+        number += 1
+        if len(raw) > max_line + 1 or (len(raw) == max_line + 1 and not raw.endswith(b"\n")):
+            raise PayloadTooLarge(
+                f"line {number}: record longer than {max_line} bytes",
+                details={"line": number, "limit": max_line},
+            )
+        yield number, raw.rstrip(b"\r\n")
+
+
+class BlobWriter:
+    """Encrypt canonical records into the blob format, a chunk at a time."""
+
+    def __init__(self, out: IO[bytes], key: bytes, uid: str) -> None:
+        self.out = out
+        self.key = key
+        self.uid = uid
+        self.index = 0
+        self.buffer: list[bytes] = []
+        self.buffered = 0
+        self.pending: bytes | None = None  # held back until we know whether it is the last
+        out.write(MAGIC)
+
+    def add(self, encoded: bytes) -> None:
+        self.buffer.append(encoded + b"\n")
+        self.buffered += len(encoded) + 1
+        if self.buffered >= CHUNK_BYTES:
+            self._cut()
+
+    def _cut(self) -> None:
+        if self.pending is not None:
+            self._emit(self.pending, last=False)
+        self.pending = b"".join(self.buffer)
+        self.buffer, self.buffered = [], 0
+
+    def _emit(self, plaintext: bytes, last: bool) -> None:
+        aad = f"{self.uid}/{self.index}/{'last' if last else 'more'}".encode()
+        sealed = crypto.seal(self.key, plaintext, aad)
+        self.out.write(struct.pack(">I", len(sealed)) + sealed)
+        self.index += 1
+
+    def close(self) -> None:
+        if self.buffer:
+            self._cut()
+        if self.pending is not None:
+            self._emit(self.pending, last=True)
+            self.pending = None
+
+
+def read_blob(stream: IO[bytes], key: bytes, uid: str) -> Iterator[dict[str, Any]]:
+    """Decrypt a blob and yield its records in order."""
+    if stream.read(len(MAGIC)) != MAGIC:
+        raise CorruptBlob(f"dataset version {uid}: not a dataset blob")
+    index = 0
+    header = stream.read(4)
+    while header:
+        (size,) = struct.unpack(">I", header)
+        sealed = stream.read(size)
+        header = stream.read(4)
+        last = not header
+        aad = f"{uid}/{index}/{'last' if last else 'more'}".encode()
+        try:
+            plaintext = crypto.open_sealed(key, sealed, aad)
+        except crypto.DecryptionError as exc:
+            raise CorruptBlob(
+                f"dataset version {uid}: chunk {index} does not decrypt (altered or truncated)"
+            ) from exc
+        for line in plaintext.splitlines():
+            yield json.loads(line)
+        index += 1
+
+
+def encode_records(records: Iterable[dict[str, Any]]) -> Iterator[bytes]:
+    for record in records:
+        yield canonical(record)
