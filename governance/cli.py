@@ -130,8 +130,13 @@ def serve(host: str, port: int, workers: int) -> None:
     from gunicorn.app.base import BaseApplication
 
     from governance import create_app
+    from governance.datasets.service import sweep
 
-    open_database().dispose()
+    _keyring, store = instance_storage()
+    with instance_session() as session:
+        settled = sweep(session, store)
+    if any(settled.values()):
+        click.echo(f"settled blobs left by interrupted uploads: {settled}", err=True)
     app = create_app()
 
     class Server(BaseApplication):
@@ -255,24 +260,16 @@ def domain() -> None:
 @fail_cleanly
 def domain_create(name: str, jurisdiction: str, retention_days: int, description: str) -> None:
     """Create the data domain NAME."""
-    from pydantic import ValidationError
-
     from governance.domains import service
     from governance.domains.models import DomainCreate
-    from governance.errors import InvalidInput, validation_details
 
-    try:
-        data = DomainCreate(
-            name=name,
-            jurisdiction=jurisdiction,
-            retention_days=retention_days,
-            description=description,
-        )
-    except ValidationError as exc:
-        details = validation_details(exc)
-        raise InvalidInput(
-            "; ".join(f"{d['field']}: {d['message']}" for d in details), details=details
-        ) from exc
+    data = validated(
+        DomainCreate,
+        name=name,
+        jurisdiction=jurisdiction,
+        retention_days=retention_days,
+        description=description,
+    )
     with instance_session() as session:
         created = service.create_domain(session, data, actor=cli_actor())
         click.echo(f"created domain {created.name} ({created.jurisdiction})")
@@ -287,6 +284,158 @@ def domain_list() -> None:
     with instance_session() as session:
         for d in service.list_domains(session):
             click.echo(f"{d.name}\t{d.jurisdiction}\tretention={d.retention_days}d")
+
+
+# --- datasets and keys ----------------------------------------------------------------------
+
+
+def instance_storage():
+    """Return this instance's key ring and blob store."""
+    from pathlib import Path
+
+    from governance.domains.keys import KeyRing
+    from governance.storage import LocalBlobStore
+
+    config = settings()
+    home = config["GOVERNANCE_HOME"]
+    root = config.get("BLOB_ROOT") or str(Path(home) / "blobs")
+    return KeyRing(home, config.get("GOVERNANCE_MASTER_KEY")), LocalBlobStore(root)
+
+
+@main.group()
+def dataset() -> None:
+    """Create datasets, upload and delete their versions."""
+
+
+@dataset.command("create")
+@click.argument("domain_name", metavar="DOMAIN")
+@click.argument("name")
+@click.option("--description", default="")
+@fail_cleanly
+def dataset_create(domain_name: str, name: str, description: str) -> None:
+    """Create the dataset NAME in DOMAIN; prints its id."""
+    from governance.datasets import service
+    from governance.datasets.models import DatasetCreate
+    from governance.domains.service import get_domain
+
+    data = validated(DatasetCreate, name=name, description=description)
+    with instance_session() as session:
+        created = service.create_dataset(
+            session, get_domain(session, domain_name), data, actor=cli_actor()
+        )
+        click.echo(created.id)
+
+
+@dataset.command("list")
+@click.argument("domain_name", metavar="DOMAIN")
+@fail_cleanly
+def dataset_list(domain_name: str) -> None:
+    """List DOMAIN's datasets and their versions."""
+    from governance.datasets import service
+    from governance.domains.service import get_domain
+
+    with instance_session() as session:
+        for ds in service.list_datasets(session, get_domain(session, domain_name)):
+            click.echo(f"{ds.id}\t{ds.name}")
+            for v in service.list_versions(session, ds):
+                click.echo(
+                    f"  v{v.number}\ttax_year={v.tax_year}\t{v.status}\t"
+                    f"records={v.record_count}\t{v.content_hash[:16]}"
+                )
+
+
+@dataset.command("upload")
+@click.argument("dataset_id", type=int)
+@click.argument("file", type=click.File("rb"))
+@click.option("--tax-year", required=True, type=click.IntRange(1900, 2200))
+@fail_cleanly
+def dataset_upload(dataset_id: int, file, tax_year: int) -> None:
+    """Upload FILE (JSONL) as a new version of DATASET_ID, validated and encrypted."""
+    import os
+
+    from governance.datasets import service
+    from governance.errors import NotFound
+
+    keyring, store = instance_storage()
+    config = settings()
+    limits = service.UploadLimits(
+        max_record_bytes=int(config["RECORD_MAX_BYTES"]),
+        max_upload_bytes=int(config["UPLOAD_MAX_BYTES"]),
+    )
+    size = os.fstat(file.fileno()).st_size if hasattr(file, "fileno") else 0
+    with instance_session() as session:
+        found = service.find_dataset(session, dataset_id)
+        if found is None:
+            raise NotFound(f"no dataset {dataset_id}")
+        ds, domain = found
+        with progress_reader(file, size, "uploading") as stream:
+            version = service.upload_version(
+                session,
+                keyring,
+                store,
+                ds,
+                domain,
+                tax_year,
+                stream,
+                actor=cli_actor(),
+                limits=limits,
+            )
+        click.echo(
+            f"{domain.name}/{ds.name} v{version.number}: {version.record_count} records, "
+            f"tax year {version.tax_year}, content hash {version.content_hash}"
+        )
+
+
+@dataset.command("delete")
+@click.argument("dataset_id", type=int)
+@click.argument("number", type=int, metavar="VERSION")
+@click.option("--reason", required=True, help="Why (kept on the tombstone).")
+@fail_cleanly
+def dataset_delete(dataset_id: int, number: int, reason: str) -> None:
+    """Delete VERSION of DATASET_ID: destroy its key and blob, keep a tombstone."""
+    from governance.datasets import service
+    from governance.errors import NotFound
+
+    _keyring, store = instance_storage()
+    with instance_session() as session:
+        found = service.find_dataset(session, dataset_id)
+        if found is None:
+            raise NotFound(f"no dataset {dataset_id}")
+        version = service.get_version(session, found[0], number)
+        service.delete_version(session, store, version, reason, actor=cli_actor())
+        click.echo(f"deleted v{number} of dataset {dataset_id}; tombstone kept")
+
+
+@main.group()
+def keys() -> None:
+    """Manage the instance's keys."""
+
+
+@keys.command("rotate")
+@fail_cleanly
+def keys_rotate() -> None:
+    """Rotate the master key: re-wrap every domain key, re-encrypt no data."""
+    from governance.audit.service import record
+    from governance.domains.keys import rotate_master_key
+    from governance.errors import InvalidInput
+
+    config = settings()
+    if config.get("GOVERNANCE_MASTER_KEY"):
+        raise InvalidInput(
+            "the master key comes from GOVERNANCE_MASTER_KEY: rotate it in your secret store"
+        )
+    with instance_session() as session:
+        count = rotate_master_key(session, config["GOVERNANCE_HOME"])
+        record(
+            session,
+            cli_actor(),
+            "keys.rotate",
+            "master-key",
+            "system",
+            details={"domain_keys_rewrapped": count},
+        )
+        session.commit()
+    click.echo(f"master key rotated; {count} domain keys re-wrapped")
 
 
 # --- audit ---------------------------------------------------------------------------------
@@ -377,6 +526,43 @@ def filter_options(func: Callable[..., Any]) -> Callable[..., Any]:
     for option in reversed(options):
         func = option(func)
     return func
+
+
+def validated(model, **values: Any):
+    """Build a request model from CLI values, turning validation errors into InvalidInput."""
+    from pydantic import ValidationError
+
+    from governance.errors import InvalidInput, validation_details
+
+    try:
+        return model(**values)
+    except ValidationError as exc:
+        details = validation_details(exc)
+        raise InvalidInput(
+            "; ".join(f"{d['field']}: {d['message']}" for d in details), details=details
+        ) from exc
+
+
+@contextmanager
+def progress_reader(stream, total: int, label: str):
+    """Wrap a binary stream so reading it advances a progress bar on a terminal (stderr)."""
+    if not sys.stderr.isatty() or not total:
+        yield stream
+        return
+    with click.progressbar(length=total, label=label, file=sys.stderr) as bar:
+
+        class Reader:
+            def readline(self, limit: int = -1) -> bytes:
+                data = stream.readline(limit)
+                bar.update(len(data))
+                return data
+
+            def read(self, size: int = -1) -> bytes:
+                data = stream.read(size)
+                bar.update(len(data))
+                return data
+
+        yield Reader()
 
 
 def build_filter(**kwargs: Any):
