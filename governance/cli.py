@@ -438,6 +438,53 @@ def keys_rotate() -> None:
     click.echo(f"master key rotated; {count} domain keys re-wrapped")
 
 
+# --- pii -----------------------------------------------------------------------------------
+
+
+@main.group()
+def pii() -> None:
+    """Scan data for personal information under the rules of policies/pii.yaml."""
+
+
+@pii.command("scan")
+@click.argument("file", type=click.File("rb"))
+@click.option("--domain", default=None, help="Apply this domain's rules (default rules otherwise).")
+@click.option(
+    "--format", "fmt", type=click.Choice(["jsonl", "summary"]), default="jsonl", show_default=True
+)
+@click.option("--model", default=None, help="spaCy model package (default: the configured one).")
+@fail_cleanly
+def pii_scan(file, domain: str | None, fmt: str, model: str | None) -> None:
+    """Scan a local JSONL FILE without storing it; print each finding the rules act on.
+
+    One JSON object a line: record (0-based line), field, start, end (characters of that
+    field), entity_type, score. Values are never printed.
+    """
+    import collections
+    import os
+
+    from governance.datasets.records import iter_lines, parse_record
+    from governance.pii.rules import load_rules
+    from governance.pii.scanner import Scanner
+
+    config = settings()
+    rules = load_rules(config["GOVERNANCE_POLICY_DIR"], domain)
+    scanner = Scanner(model or config["PII_MODEL"])
+    size = os.fstat(file.fileno()).st_size if hasattr(file, "fileno") else 0
+    counts: collections.Counter[str] = collections.Counter()
+    with progress_reader(file, size, "scanning") as stream:
+        records = (
+            parse_record(raw, number) for number, raw in iter_lines(stream, 1 << 24) if raw.strip()
+        )
+        for _index, findings in scanner.scan_records(records, rules):
+            for finding in findings:
+                counts[finding.entity_type] += 1
+                if fmt == "jsonl":
+                    click.echo(json.dumps(finding.as_dict()))
+    if fmt == "summary":
+        click.echo(json.dumps({"rules": rules.hash, "counts": dict(counts), **scanner.versions}))
+
+
 # --- audit ---------------------------------------------------------------------------------
 
 

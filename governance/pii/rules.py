@@ -1,0 +1,98 @@
+"""Load the PII rules of policies/pii.yaml and resolve them for a domain."""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from governance.errors import GovernanceError
+
+RULES_FILE = "pii.yaml"
+ACTIONS = ("replace", "drop", "block")
+
+
+class PiiRulesError(GovernanceError):
+    status = 500
+    code = "pii_rules_error"
+
+
+@dataclass(frozen=True)
+class EntityRule:
+    entity: str
+    action: str
+    threshold: float
+
+
+@dataclass(frozen=True)
+class AllowPattern:
+    name: str
+    regex: re.Pattern[str]
+
+
+@dataclass(frozen=True)
+class DomainRules:
+    """What the scanner acts on in one domain, and the hash that names this rule set."""
+
+    domain: str | None
+    entities: dict[str, EntityRule]
+    allow: tuple[AllowPattern, ...]
+    hash: str
+
+    def rule_for(self, entity: str) -> EntityRule | None:
+        return self.entities.get(entity)
+
+
+def _entity_rules(section: dict[str, Any], default_threshold: float, where: str):
+    rules = {}
+    for entity, spec in (section or {}).items():
+        spec = spec or {}
+        action = spec.get("action", "replace")
+        if action not in ACTIONS:
+            raise PiiRulesError(f"{where}: {entity} has unknown action {action!r}")
+        threshold = float(spec.get("threshold", default_threshold))
+        if not 0 <= threshold <= 1:
+            raise PiiRulesError(f"{where}: {entity} threshold must lie in 0..1")
+        rules[entity] = EntityRule(entity, action, threshold)
+    return rules
+
+
+def _allow(items: list[dict[str, str]] | None, where: str) -> list[AllowPattern]:
+    patterns = []
+    for item in items or []:
+        try:
+            patterns.append(AllowPattern(item["name"], re.compile(item["pattern"])))
+        except (KeyError, re.error) as exc:
+            raise PiiRulesError(f"{where}: bad allow entry {item!r}: {exc}") from exc
+    return patterns
+
+
+def load_rules(policy_dir: str | Path, domain: str | None = None) -> DomainRules:
+    """Return the rules in force for a domain (the defaults when domain is None or unlisted)."""
+    path = Path(policy_dir) / RULES_FILE
+    try:
+        raw = path.read_bytes()
+        document = yaml.safe_load(raw) or {}
+    except (OSError, yaml.YAMLError) as exc:
+        raise PiiRulesError(f"cannot read {path}: {exc}") from exc
+    default = document.get("default") or {}
+    threshold = float(default.get("threshold", 0.5))
+    entities = _entity_rules(default.get("entities"), threshold, "default")
+    allow = _allow(default.get("allow"), "default")
+    section = (document.get("domains") or {}).get(domain) if domain else None
+    if section:
+        entities.update(_entity_rules(section.get("entities"), threshold, domain))
+        allow += _allow(section.get("allow"), domain)
+    resolved = {
+        "domain": domain if section else None,
+        "entities": {e: [r.action, r.threshold] for e, r in sorted(entities.items())},
+        "allow": [[a.name, a.regex.pattern] for a in allow],
+    }
+    digest = hashlib.sha256(
+        repr(sorted(resolved.items())).encode() + b"\n" + hashlib.sha256(raw).digest()
+    ).hexdigest()
+    return DomainRules(resolved["domain"], entities, tuple(allow), digest)

