@@ -8,4 +8,5 @@ def import_all_models() -> None:
     import governance.accounts.models
     import governance.audit.models
     import governance.datasets.models
-    import governance.domains.models  # noqa: F401
+    import governance.domains.models
+    import governance.pii.models  # noqa: F401

@@ -26,6 +26,7 @@ from governance.domains.keys import KeyRing
 from governance.domains.models import Domain
 from governance.domains.service import get_domain
 from governance.errors import NotFound
+from governance.pii.models import ReceiptList, ReceiptRead
 from governance.storage import LocalBlobStore
 from governance.views_common import ERROR_RESPONSES, SECURITY
 
@@ -92,16 +93,16 @@ def version_read(version: DatasetVersion, dataset: Dataset, domain: Domain) -> d
     ).model_dump(mode="json")
 
 
-def dataset_for(dataset_id: int, action: str) -> tuple[Dataset, Domain]:
+def dataset_for(dataset_id: int, action: str, obj: str = "dataset") -> tuple[Dataset, Domain]:
     """Find a dataset the caller may act on; anything else is indistinguishable from absent."""
     found = service.find_dataset(get_session(), dataset_id)
     if found is not None:
         dataset, domain = found
-        if check(action, "dataset", domain.name, {"dataset_id": dataset_id}).allowed:
+        if check(action, obj, domain.name, {"dataset_id": dataset_id}).allowed:
             return dataset, domain
     else:
         # Still decide (and log) so that probing unknown ids leaves a trace.
-        check(action, "dataset", "unknown", {"dataset_id": dataset_id})
+        check(action, obj, "unknown", {"dataset_id": dataset_id})
     raise NotFound(f"no dataset {dataset_id}", details={"dataset_id": dataset_id})
 
 
@@ -177,3 +178,72 @@ def delete_version(path: VersionPath, body: DeleteBody):
     version = service.get_version(session, dataset, path.number)
     version = service.delete_version(session, store(), version, body.reason, actor=current_actor())
     return version_read(version, dataset, domain)
+
+
+# --- scans ----------------------------------------------------------------------------------
+
+SCANNER_KEY = "governance.scanner"
+
+
+def scanner():
+    """The process's scanner, loaded on first use (spaCy takes a moment to load)."""
+    from governance.pii.scanner import Scanner
+
+    if SCANNER_KEY not in current_app.extensions:
+        current_app.extensions[SCANNER_KEY] = Scanner(current_app.config["PII_MODEL"])
+    return current_app.extensions[SCANNER_KEY]
+
+
+def receipt_read(receipt, version: DatasetVersion, current_hash: str) -> dict:
+    return ReceiptRead(
+        dataset_version=version.uid,
+        current_rules=receipt.rules_hash == current_hash,
+        **receipt.model_dump(
+            exclude={
+                "version_id",
+                "domain_id",
+                "sanitized_blob_key",
+                "sanitized_wrapped_key",
+            }
+        ),
+    ).model_dump(mode="json")
+
+
+def domain_rules(domain: Domain):
+    from governance.pii.rules import load_rules
+
+    return load_rules(current_app.config["GOVERNANCE_POLICY_DIR"], domain.name)
+
+
+@bp.post("/datasets/<int:dataset_id>/versions/<int:number>/scans", responses={201: ReceiptRead})
+def scan_version(path: VersionPath):
+    """Scan a version for PII under its domain's rules; returns the receipt."""
+    from governance.pii import service as pii
+
+    dataset, domain = dataset_for(path.dataset_id, "create", "scan")
+    session = get_session()
+    version = service.get_version(session, dataset, path.number)
+    rules = domain_rules(domain)
+    receipt = pii.scan_version(
+        session, keyring(), store(), scanner(), version, rules, actor=current_actor()
+    )
+    return receipt_read(receipt, version, rules.hash), 201
+
+
+@bp.get("/datasets/<int:dataset_id>/versions/<int:number>/scans", responses={200: ReceiptList})
+def list_scans(path: VersionPath):
+    """List a version's scan receipts, newest first, with redacted samples only."""
+    from sqlmodel import select
+
+    from governance.pii.models import ScanReceipt
+
+    dataset, domain = dataset_for(path.dataset_id, "read", "scan")
+    session = get_session()
+    version = service.get_version(session, dataset, path.number)
+    current = domain_rules(domain).hash
+    receipts = session.exec(
+        select(ScanReceipt)
+        .where(ScanReceipt.version_id == version.id)
+        .order_by(ScanReceipt.id.desc())
+    )
+    return {"items": [receipt_read(r, version, current) for r in receipts]}

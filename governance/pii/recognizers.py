@@ -100,7 +100,11 @@ CITY_STATE_ZIP = r"(?:,?\s*[A-Z][A-Za-z .'-]{1,40},?\s*[A-Z]{2}\s+\d{5}(?:-\d{4}
 # city, a region, a country and a postal code.
 UNIT_PART = r"(?:[ \t]*,?[ \t]*\n?[ \t]*(?:Apt\.?|Apartment|Suite|Ste\.?|Unit|#)[ \t]*[A-Z0-9-]+)*"
 TAIL_PART = r"(?:[ \t]*(?:,|\n)[ \t]*,?[ \t]*[^\W_][^\n,?!;:]{0,40}?(?:[ \t]+\d{4,6})?){0,4}"
-WORD = r"[^\W\d_][\w'.-]*"
+# A street-name word starts with a capital or a non-ASCII letter ("Koskikatu", "Þorsteinsgata",
+# "Μεγάλη"); lower-case connectors may join them ("Rua do Arenque"). Plain lower-case English
+# ("1040 for tax year 2025") is not a street.
+CAP_WORD = r"[^\W\d_a-z][\w'.-]*"
+CONNECTOR = r"(?:do|da|de|del|der|den|la|le|van|von|di|du|dos|das|am|an|im)"
 
 
 class StreetAddressRecognizer(PatternRecognizer):
@@ -120,9 +124,13 @@ class StreetAddressRecognizer(PatternRecognizer):
                 ),
                 Pattern(
                     "number words number (international)",
-                    r"\b\d{1,6}[ \t]+(?:"
-                    + WORD
-                    + r"[ \t]+){1,4}\d{1,5}[A-Za-z]?\.?"
+                    r"\b\d{1,6}[ \t]+"
+                    + CAP_WORD
+                    + r"[ \t]+(?:(?:"
+                    + CAP_WORD
+                    + "|"
+                    + CONNECTOR
+                    + r")[ \t]+){0,3}\d{1,5}[A-Za-z]?\.?"
                     + UNIT_PART
                     + TAIL_PART,
                     0.6,

@@ -1,0 +1,170 @@
+"""Scanning stored versions: receipts, the sanitized view, the gate, and incremental rescans."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import sqlalchemy as sa
+
+from governance.datasets.models import DatasetVersion
+from governance.datasets.views import KEYRING_KEY, STORE_KEY
+from governance.db import get_db
+from governance.errors import Conflict
+from governance.pii import service as pii
+from governance.pii.models import Verdict
+from governance.pii.rules import load_rules
+from governance.pii.scanner import Scanner
+from tests.factories import auth, make_domain, principal_token
+
+SSN = "536-22-8741"
+CARD = "4111 1111 1111 1111"
+PII_RECORDS = [
+    {"text": f"My SSN is {SSN}; can I e-file Form 1040 for tax year 2025?"},
+    {"prompt": "Who can claim the child tax credit?", "completion": "See Schedule 8812."},
+    {"text": f"Charge the fee to card {CARD} please."},
+    {"text": "Maria Gonzalez asks whether line 12 allows the standard deduction."},
+]
+CLEAN_RECORDS = [
+    {"text": f"Question {i}: how does Schedule C line {i % 30} work?"} for i in range(1, 41)
+]
+
+
+@pytest.fixture(scope="module")
+def scanner() -> Scanner:
+    return Scanner()
+
+
+def jsonl(records) -> bytes:
+    return b"".join(json.dumps(r).encode() + b"\n" for r in records)
+
+
+@pytest.fixture
+def world(app, client, scanner):
+    app.extensions["governance.scanner"] = scanner
+    make_domain(app, "consumer-tax")
+    tokens = {n: principal_token(app, n) for n in ("casey", "priya", "sam")}
+    created = client.post(
+        "/api/v1/domains/consumer-tax/datasets",
+        json={"name": "returns"},
+        headers=auth(tokens["casey"]),
+    )
+    tokens["dataset"] = created.get_json()["id"]
+    return tokens
+
+
+def upload(client, world, records, year=2025) -> int:
+    response = client.post(
+        f"/api/v1/datasets/{world['dataset']}/versions",
+        query_string={"tax_year": year},
+        data=jsonl(records),
+        headers=auth(world["casey"]),
+    )
+    assert response.status_code == 201, response.get_json()
+    return response.get_json()["version"]
+
+
+def scan(client, world, number, who="casey"):
+    return client.post(
+        f"/api/v1/datasets/{world['dataset']}/versions/{number}/scans", headers=auth(world[who])
+    )
+
+
+def test_scan_redacts_drops_and_never_shows_raw_values(app, client, world):
+    number = upload(client, world, PII_RECORDS)
+    response = scan(client, world, number)
+    assert response.status_code == 201, response.get_json()
+    receipt = response.get_json()
+    assert receipt["verdict"] == Verdict.REDACTED
+    assert receipt["counts"]["US_SSN"] == {"text": 1}
+    assert receipt["records_total"] == 4 and receipt["records_dropped"] == 1  # the card record
+    assert receipt["sanitized_records"] == 3 and receipt["current_rules"] is True
+    assert {"scanner", "presidio_analyzer", "spacy", "model"} <= set(receipt["scanner"])
+    listed = client.get(
+        f"/api/v1/datasets/{world['dataset']}/versions/{number}/scans", headers=auth(world["priya"])
+    )
+    text = listed.get_data(as_text=True)
+    assert SSN not in text and "4111" not in text and "Maria Gonzalez" not in text
+    assert "<US_SSN>" in text
+    with get_db(app).session_scope() as session:
+        version = session.exec(sa.select(DatasetVersion)).scalar_one()
+        rules = load_rules(app.config["GOVERNANCE_POLICY_DIR"], "consumer-tax")
+        passing = pii.require_trainable(session, version, rules)
+        sanitized = list(
+            pii.iter_sanitized(
+                session, app.extensions[KEYRING_KEY], app.extensions[STORE_KEY], passing
+            )
+        )
+    flat = json.dumps(sanitized)
+    assert SSN not in flat and CARD not in flat and "Maria Gonzalez" not in flat
+    assert sanitized[0]["text"].startswith("My SSN is <US_SSN>;")
+    assert "Form 1040" in sanitized[0]["text"] and "2025" in sanitized[0]["text"]
+    # Raw values never reach disk in the clear either.
+    for path in Path(app.config["GOVERNANCE_HOME"]).rglob("*"):
+        if path.is_file():
+            assert SSN.encode() not in path.read_bytes()
+
+
+def test_the_gate_needs_a_passing_receipt_under_current_rules(app, client, world, tmp_path):
+    number = upload(client, world, CLEAN_RECORDS)
+    with get_db(app).session_scope() as session:
+        version = session.exec(sa.select(DatasetVersion)).scalar_one()
+        rules = load_rules(app.config["GOVERNANCE_POLICY_DIR"], "consumer-tax")
+        with pytest.raises(Conflict, match="no scan"):
+            pii.require_trainable(session, version, rules)
+    assert scan(client, world, number).get_json()["verdict"] == Verdict.PASS
+    changed = tmp_path / "policies"
+    changed.mkdir()
+    source = Path(app.config["GOVERNANCE_POLICY_DIR"]) / "pii.yaml"
+    (changed / "pii.yaml").write_text(source.read_text() + "\n# tightened\n")
+    with get_db(app).session_scope() as session:
+        version = session.exec(sa.select(DatasetVersion)).scalar_one()
+        pii.require_trainable(session, version, rules)
+        with pytest.raises(Conflict, match="no scan under the current"):
+            pii.require_trainable(session, version, load_rules(changed, "consumer-tax"))
+
+
+class FailingScanner(Scanner):
+    """A real scanner whose analysis breaks mid-way, as a crashed model would."""
+
+    def scan_records(self, records, rules, chunk=512):
+        raise RuntimeError("model crashed")
+
+
+def test_a_scanner_failure_fails_closed(app, client, world, scanner):
+    number = upload(client, world, PII_RECORDS)
+    broken = FailingScanner.__new__(FailingScanner)
+    broken.__dict__.update(scanner.__dict__)
+    app.extensions["governance.scanner"] = broken
+    receipt = scan(client, world, number).get_json()
+    assert receipt["verdict"] == Verdict.ERROR and receipt["sanitized_records"] == 0
+    with get_db(app).session_scope() as session:
+        version = session.exec(sa.select(DatasetVersion)).scalar_one()
+        rules = load_rules(app.config["GOVERNANCE_POLICY_DIR"], "consumer-tax")
+        with pytest.raises(Conflict, match="verdict error"):
+            pii.require_trainable(session, version, rules)
+    staging = Path(app.config["GOVERNANCE_HOME"]) / "blobs" / ".staging"
+    assert not list(staging.glob("*"))
+
+
+def test_rescans_skip_records_already_scanned_under_the_same_rules(app, client, world):
+    first = upload(client, world, CLEAN_RECORDS)
+    assert scan(client, world, first).get_json()["records_from_cache"] == 0
+    changed = CLEAN_RECORDS[:36] + [{"text": f"New question {i} for 2026"} for i in range(4)]
+    second = upload(client, world, changed, year=2026)
+    receipt = scan(client, world, second).get_json()
+    assert receipt["records_total"] == 40 and receipt["records_from_cache"] == 36
+
+
+def test_only_stewards_may_scan_and_strangers_see_nothing(client, world):
+    number = upload(client, world, CLEAN_RECORDS)
+    assert scan(client, world, number, who="priya").status_code == 404
+    assert scan(client, world, number, who="sam").status_code == 404
+    assert (
+        client.get(
+            f"/api/v1/datasets/{world['dataset']}/versions/{number}/scans",
+            headers=auth(world["sam"]),
+        ).status_code
+        == 404
+    )
