@@ -98,8 +98,10 @@ CITY_STATE_ZIP = r"(?:,?\s*[A-Z][A-Za-z .'-]{1,40},?\s*[A-Z]{2}\s+\d{5}(?:-\d{4}
 
 # What may follow a street line: units, then up to three short lines or comma parts holding a
 # city, a region, a country and a postal code.
-UNIT_PART = r"(?:[ \t]*,?[ \t]*\n?[ \t]*(?:Apt\.?|Apartment|Suite|Ste\.?|Unit|#)[ \t]*[A-Z0-9-]+)*"
-TAIL_PART = r"(?:[ \t]*(?:,|\n)[ \t]*,?[ \t]*[^\W_][^\n,?!;:]{0,40}?(?:[ \t]+\d{4,6})?){0,4}"
+UNIT_PART = (
+    r"(?:[ \t]*,?[ \t]*(?:\n[ \t>]*)?(?i:Apt\.?|Apartment|Suite|Ste\.?|Unit|#)[ \t]*[A-Z0-9-]+)*"
+)
+TAIL_PART = r"(?:[ \t]*(?:,|\n{1,2})[ \t>]*,?[ \t]*[^\W_][^\n,?!;:]{0,30}){0,4}"
 # A street-name word starts with a capital or a non-ASCII letter ("Koskikatu", "Þorsteinsgata",
 # "Μεγάλη"); lower-case connectors may join them ("Rua do Arenque"). Plain lower-case English
 # ("1040 for tax year 2025") is not a street.
@@ -119,7 +121,13 @@ class StreetAddressRecognizer(PatternRecognizer):
                 Pattern(
                     "number street suffix",
                     r"\b\d{1,6}[A-Z]?\s+(?:[NSEW]\.?\s+|North\s+|South\s+|East\s+|West\s+)?"
-                    r"(?:[A-Z0-9][\w'.-]*\s+){0,4}" + STREET_SUFFIX + r"\b" + UNIT + CITY_STATE_ZIP,
+                    r"(?:[A-Z0-9][\w'.-]*\s+){0,4}"
+                    + STREET_SUFFIX
+                    + r"\b(?:[ \t]+"
+                    + CAP_WORD
+                    + r"){0,2}"
+                    + UNIT_PART
+                    + TAIL_PART,
                     0.7,
                 ),
                 Pattern(
@@ -136,8 +144,31 @@ class StreetAddressRecognizer(PatternRecognizer):
                     0.6,
                 ),
                 Pattern(
+                    "number number words (international)",
+                    r"\b\d{1,6}[ \t]+\d{1,5}[ \t]+"
+                    + CAP_WORD
+                    + r"(?:[ \t]+(?:"
+                    + CAP_WORD
+                    + "|"
+                    + CONNECTOR
+                    + r")){1,5}"
+                    + UNIT_PART
+                    + TAIL_PART,
+                    0.6,
+                ),
+                Pattern(
+                    "street corner",
+                    r"\bthe corner of [^,.\n]{3,60}? and [^,.\n?]{3,40}",
+                    0.6,
+                ),
+                Pattern(
                     "PO box",
-                    r"\b(?:P\.?\s?O\.?\s?Box|Post Office Box)\s+\d{1,6}\b" + CITY_STATE_ZIP,
+                    r"\b(?:P\.?\s?O\.?\s?Box|Post Office Box)\s+\d{1,6}\b"
+                    + r"(?:[ \t]+"
+                    + CAP_WORD
+                    + r"){0,3}"
+                    + UNIT_PART
+                    + TAIL_PART,
                     0.7,
                 ),
                 Pattern(
@@ -288,3 +319,71 @@ class NameGazetteerRecognizer(LocalRecognizer):
                 recognizer=self.name, original_score=score, textual_explanation="name gazetteer"
             ),
         )
+
+
+def luhn_valid(digits: str) -> bool:
+    total = 0
+    for position, char in enumerate(reversed(digits)):
+        value = int(char)
+        if position % 2:
+            value *= 2
+            if value > 9:
+                value -= 9
+        total += value
+    return total % 10 == 0
+
+
+class LongCardRecognizer(PatternRecognizer):
+    """Card numbers of 13 to 19 digits that Presidio's pattern misses (19-digit Visa, 15-digit
+    JCB), accepted only when they pass the Luhn check."""
+
+    def __init__(self) -> None:
+        super().__init__(
+            supported_entity="CREDIT_CARD",
+            name="LongCardRecognizer",
+            patterns=[Pattern("13-19 digits", r"\b(?:\d[ -]?){12,18}\d\b", 0.6)],
+            context=["card", "credit", "debit", "visa", "mastercard", "amex", "charge"],
+        )
+
+    def invalidate_result(self, pattern_text: str) -> bool:
+        digits = re.sub(r"\D", "", pattern_text)
+        return not (13 <= len(digits) <= 19 and luhn_valid(digits))
+
+
+class ContextPhoneRecognizer(PatternRecognizer):
+    """Phone numbers in national formats the phonenumbers library cannot place without a
+    country, accepted only next to words that say a phone number is meant."""
+
+    BEFORE = re.compile(
+        r"(?i)(?:phone|tel|telephone|call|calling|fax|mobile|cell|desk|office|answering|"
+        r"messages|contact|reach|text|sms|whatsapp|dial)\b[^\n\d]{0,20}$|(?:phone|tel|mobile|"
+        r"fax|desk|cell):\s*$"
+    )
+    AFTER = re.compile(r"(?i)^[\s-]*(?:office|fax|mobile|cell|home|work|desk)\b")
+
+    def __init__(self) -> None:
+        super().__init__(
+            supported_entity="PHONE_NUMBER",
+            name="ContextPhoneRecognizer",
+            patterns=[
+                Pattern(
+                    "grouped digits",
+                    r"(?<![\w-])(?:\+\d{1,3}[ .-]?)?(?:\(\d{1,4}\)[ .-]?)?\d{2,5}"
+                    r"(?:[ .-]\d{2,4}){1,4}(?:\s?x\d{1,5})?(?![\w-])",
+                    0.6,
+                )
+            ],
+        )
+
+    def invalidate_result(self, pattern_text: str) -> bool:
+        digits = re.sub(r"\D", "", pattern_text.split("x")[0])
+        return not 7 <= len(digits) <= 15
+
+    def analyze(self, text, entities, nlp_artifacts=None, regex_flags=None):
+        results = super().analyze(text, entities, nlp_artifacts, regex_flags)
+        return [
+            r
+            for r in results
+            if self.BEFORE.search(text[max(0, r.start - 40) : r.start])
+            or self.AFTER.match(text[r.end : r.end + 12])
+        ]

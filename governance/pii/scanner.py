@@ -129,6 +129,8 @@ class Scanner:
             tax.StreetAddressRecognizer(),
             tax.DateOfBirthRecognizer(),
             tax.NameGazetteerRecognizer(),
+            tax.LongCardRecognizer(),
+            tax.ContextPhoneRecognizer(),
         ):
             registry.add_recognizer(recognizer)
         self.analyzer = AnalyzerEngine(
