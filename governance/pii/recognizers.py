@@ -101,12 +101,21 @@ CITY_STATE_ZIP = r"(?:,?\s*[A-Z][A-Za-z .'-]{1,40},?\s*[A-Z]{2}\s+\d{5}(?:-\d{4}
 UNIT_PART = (
     r"(?:[ \t]*,?[ \t]*(?:\n[ \t>]*)?(?i:Apt\.?|Apartment|Suite|Ste\.?|Unit|#)[ \t]*[A-Z0-9-]+)*"
 )
-TAIL_PART = r"(?:[ \t]*(?:,|\n{1,2})[ \t>]*,?[ \t]*[^\W_][^\n,?!;:]{0,30}){0,4}"
 # A street-name word starts with a capital or a non-ASCII letter ("Koskikatu", "Þorsteinsgata",
 # "Μεγάλη"); lower-case connectors may join them ("Rua do Arenque"). Plain lower-case English
 # ("1040 for tax year 2025") is not a street.
 CAP_WORD = r"[^\W\d_a-z][\w'.-]*"
 CONNECTOR = r"(?:do|da|de|del|der|den|la|le|van|von|di|du|dos|das|am|an|im)"
+# The city, region, country and postal-code parts after a street line: capitalized words,
+# numbers and codes, separated by commas or line breaks; plain lower-case words end it.
+TAIL_TOKEN = r"(?:" + CAP_WORD + r"|\d{2,6}|\([^\W\d_][\w ]{0,15}\))"
+TAIL_PART = (
+    r"(?:[ \t]*(?:,|\n{1,2})[ \t>]*,?[ \t]*"
+    + TAIL_TOKEN
+    + r"(?:[ \t]+"
+    + TAIL_TOKEN
+    + r"){0,4}){0,4}"
+)
 
 
 class StreetAddressRecognizer(PatternRecognizer):
