@@ -263,13 +263,14 @@ def _faker_names() -> frozenset[str]:
 # Words that are names somewhere but far more often something else in tax text.
 COMMON_NAME_WORDS = """
 Will May Bill Grant Page Mark Amber Park Street Green Young Love Price Rich Case Cash Tax
-Federal State Form Line Schedule Credit Child Social Security Internal Revenue Service
-Income Return Refund Deduction Standard Married Single Head Household Filing Joint Jan Feb
-March April June July August Sept October November December Monday Tuesday Wednesday
-Thursday Friday Saturday Sunday Christmas Easter God Lord King Queen Prince Bank Chase
-Wells Fargo Apple Amazon Google Street Avenue Road Lane Drive Court North South East West
-New York Washington Jersey Virginia Carolina Dakota Mexico Will Hope Faith Joy Summer
-Winter Autumn Spring Dawn Sky Rose Lily Ivy Holly Iris
+Federal State Form Line Schedule Credit Child Social Security Internal Revenue Service Income
+Return Refund Deduction Standard Married Single Head Household Filing Joint Jan Feb March
+April June July August Sept October November December Monday Tuesday Wednesday Thursday Friday
+Saturday Sunday Christmas Easter God Lord King Queen Prince Princess Royal English Baby Tales
+Power Discipline Salesperson Pleasures Stripes Bank Chase Wells Fargo Apple Amazon Google
+Street Avenue Road Lane Drive Court North South East West New York Washington Jersey Virginia
+Carolina Dakota Mexico Will Hope Faith Joy Summer Winter Autumn Spring Dawn Sky Rose Lily Ivy
+Holly Iris
 """
 
 
@@ -312,9 +313,15 @@ class NameGazetteerRecognizer(LocalRecognizer):
                 close_run()
         close_run()
         for ent in doc.ents:
-            if ent.label_ in self.OTHER_LABELS and all(
-                t.text in self.names or t.text == "." for t in ent
+            known = [t for t in ent if t.text != "."]
+            if (
+                ent.label_ in self.OTHER_LABELS
+                and known
+                and all(t.text in self.names for t in known)
             ):
+                # A lone known word labelled a place is more often the place ("France").
+                if ent.label_ in ("GPE", "LOC") and len(known) < 2:
+                    continue
                 results.append(self._result(ent.start_char, ent.end_char, 0.65))
         return results
 
@@ -396,3 +403,113 @@ class ContextPhoneRecognizer(PatternRecognizer):
             if self.BEFORE.search(text[max(0, r.start - 40) : r.start])
             or self.AFTER.match(text[r.end : r.end + 12])
         ]
+
+
+COMPANY_AFTER = re.compile(
+    r"^(?:,?\s+(?:Inc|Ltd|LLC|LLP|Corp|Co|Group|Partners|Orchestra|Investments|Markets|"
+    r"Holdings|Company|Associates|Consulting|Foundation|Bank|University)\b|-[A-Z])"
+)
+# "Hawkins, Richardson and Santana": surnames joined as a firm name; "founders: A, B and C" are
+# people, and say so.
+SURNAME_FIRM = re.compile(r"[A-Z][\w'-]+, [A-Z][\w'-]+,? and [A-Z][\w'-]+")
+PEOPLE_BEFORE = re.compile(r"(?i)(?:founders?|partners|members|by|with|to|and)[:\s]*$")
+
+
+def looks_like_company(text: str, start: int, end: int) -> bool:
+    """Tell a surname used as a company name from a person, by what stands around it."""
+    before = text[max(0, start - 40) : start]
+    if COMPANY_AFTER.match(text[end : end + 20]) or before.endswith("-"):
+        return True
+    if re.search(r"(?:^|\s)The\s+$", before):
+        return True
+    for match in SURNAME_FIRM.finditer(text, max(0, start - 60), min(len(text), end + 60)):
+        if match.start() <= start and end <= match.end():
+            return not PEOPLE_BEFORE.search(text[max(0, match.start() - 15) : match.start()])
+    return False
+
+
+NAME_TOKEN = r"[^\W\d_][\w'\u2019-]*"  # noqa: S105 (a pattern, not a secret)
+NAME = NAME_TOKEN + r"(?:[ \t]+(?:[A-Z]\.?[ \t]+)?" + NAME_TOKEN + r"){0,2}"
+# Words before a colon that label a field, not a speaker.
+FIELD_LABELS = """
+phone address e-mail email website name bot user mobile desk fax date time subject from
+to note q a answer question directed by where when what who why how personal info cell
+tel office home work hi hello dear thanks regards best sincerely yes no ok
+"""
+LABELS = frozenset(FIELD_LABELS.split())
+
+
+class PersonContextRecognizer(LocalRecognizer):
+    """People named where the words around them say so: "my name is", titles, speaker labels
+    in chats, "X lives at", lists of founders. Lower-case names count when they are known."""
+
+    ENTITY = "PERSON"
+    CUES = [
+        re.compile(
+            r"(?i:\bmy name is|\bname is|\bnamed|\bcall me|\bcalled|\bname:|\bdear|\battn:?|"
+            r"\bi'm|\bi am|\bthis is|\bcalls me|\bsay hi to|\bfollow up with|\bspeak to|"
+            r"\bspeak with|\badd|\bchange it to|\bunder|\bby|\bstarring|\bfounders:)"
+            r"[ \t]+(?P<name>" + NAME + r")"
+        ),
+        re.compile(r"\b(?:Mr|Mrs|Ms|Miss|Dr|Prof|Mx)\.?[ \t]+(?P<name>" + NAME + r")"),
+        re.compile(r"(?m)^[> \t]*(?P<name>" + NAME_TOKEN + r")[ \t]*:[ \t]*[\"“A-Z]"),
+        re.compile(
+            r"(?P<name>" + NAME + r")[ \t]+(?:lives|lived|spent|is from|had given|was born|"
+            r"works|worked|said|asked|told|will be|is very|has been|can I)\b"
+        ),
+        re.compile(
+            r"(?P<name>" + NAME_TOKEN + r")(?:'s|\u2019s)[ \t]+(?:kid|daughter|son|wife|"
+            r"husband|address|account|mother|father|killers|version)\b"
+        ),
+    ]
+
+    def __init__(self, names: frozenset[str]) -> None:
+        super().__init__(supported_entities=[self.ENTITY], name="PersonContextRecognizer")
+        self.lower_names = frozenset(n.lower() for n in names)
+
+    def load(self) -> None:
+        return None
+
+    def _is_name(self, candidate: str) -> bool:
+        tokens = [t.strip(".") for t in candidate.split() if t.strip(".")]
+        if not tokens or tokens[0].lower() in LABELS:
+            return False
+        if any(t.lower() in LABELS for t in tokens):
+            return False
+        capitalized = all(t[:1].isupper() for t in tokens if len(t) > 1)
+        known = any(t.lower() in self.lower_names for t in tokens)
+        return known or capitalized
+
+    def analyze(self, text, entities, nlp_artifacts=None):
+        if self.ENTITY not in entities:
+            return []
+        results = []
+        for cue in self.CUES:
+            for match in cue.finditer(text):
+                name = match.group("name")
+                # Keep the name to the tokens that look like one.
+                words = name.split()
+                while words and not self._is_name(" ".join(words)):
+                    words.pop()
+                if not words:
+                    continue
+                start = match.start("name")
+                end = (
+                    start + len(" ".join(words))
+                    if len(words) < len(name.split())
+                    else match.end("name")
+                )
+                results.append(
+                    RecognizerResult(
+                        entity_type=self.ENTITY,
+                        start=start,
+                        end=end,
+                        score=0.7,
+                        analysis_explanation=AnalysisExplanation(
+                            recognizer=self.name,
+                            original_score=0.7,
+                            textual_explanation="person by context",
+                        ),
+                    )
+                )
+        return results

@@ -16,6 +16,7 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
+from governance.pii.recognizers import looks_like_company
 from governance.pii.rules import DomainRules
 
 log = logging.getLogger(__name__)
@@ -128,7 +129,8 @@ class Scanner:
             tax.BankAccountRecognizer(),
             tax.StreetAddressRecognizer(),
             tax.DateOfBirthRecognizer(),
-            tax.NameGazetteerRecognizer(),
+            gazetteer := tax.NameGazetteerRecognizer(),
+            tax.PersonContextRecognizer(gazetteer.names),
             tax.LongCardRecognizer(),
             tax.ContextPhoneRecognizer(),
         ):
@@ -197,11 +199,18 @@ class Scanner:
         allowed_spans = [
             (m.start(), m.end()) for pattern in rules.allow for m in pattern.regex.finditer(text)
         ]
+        addresses = [(r.start, r.end) for r in results if r.entity_type == "STREET_ADDRESS"]
         for result in results:
             rule = rules.rule_for(result.entity_type)
             if rule is None or result.score < rule.threshold:
                 continue
             if any(a <= result.start and result.end <= b for a, b in allowed_spans):
+                continue
+            if result.entity_type == "PERSON" and (
+                # Place names inside an address are part of it, not people.
+                any(a <= result.start and result.end <= b for a, b in addresses)
+                or looks_like_company(text, result.start, result.end)
+            ):
                 continue
             kept.append(
                 Finding(index, field, result.start, result.end, result.entity_type, result.score)
