@@ -78,7 +78,10 @@ class BankAccountRecognizer(PatternRecognizer):
         super().__init__(
             supported_entity="US_BANK_NUMBER",
             name="BankAccountRecognizer",
-            patterns=[Pattern("digits", r"\b\d{6,17}\b", 0.6)],
+            patterns=[
+                Pattern("digits", r"\b\d{6,17}\b", 0.6),
+                Pattern("bank code and digits", r"\b[A-Z]{4}\d{10,20}\b", 0.6),
+            ],
         )
 
     def analyze(self, text, entities, nlp_artifacts=None, regex_flags=None):
@@ -86,12 +89,23 @@ class BankAccountRecognizer(PatternRecognizer):
         return [r for r in results if self.CONTEXT.search(text[max(0, r.start - 60) : r.start])]
 
 
-STREET_SUFFIX = (
-    r"(?:Street|St|Avenue|Ave|Road|Rd|Boulevard|Blvd|Lane|Ln|Drive|Dr|Court|Ct|Way|Place|Pl|"
-    r"Terrace|Ter|Parkway|Pkwy|Highway|Hwy|Circle|Cir|Square|Sq|Trail|Trl|Loop|Row|Alley|"
-    r"Crescent|Cres|Close|Grove|Gardens|Park|Plaza|Path|Pike|Point|Ridge|Run|View|Walk|"
-    r"Heights|Hills|Mews|Green|Gate|Hill|Crossing|Commons|Estates|Manor|Meadows)\.?"
-)
+def _street_suffixes() -> str:
+    """Street kinds: the common ones with their abbreviations, and every suffix Faker's US
+    address data knows ("Ports", "Plains", "Gateway"), as one alternation."""
+    from faker.providers.address.en_US import Provider
+
+    common = (
+        "Street St Avenue Ave Road Rd Boulevard Blvd Lane Ln Drive Dr Court Ct Way Place "
+        "Pl Terrace Ter Parkway Pkwy Highway Hwy Circle Cir Square Sq Trail Trl Loop Row "
+        "Alley Crescent Cres Close Grove Gardens Park Plaza Path Pike Point Ridge Run "
+        "View Walk Heights Hills Mews Green Gate Hill Crossing Commons Estates Manor "
+        "Meadows "
+    ).split()
+    words = sorted(set(common) | set(Provider.street_suffixes), key=len, reverse=True)
+    return r"(?:" + "|".join(re.escape(w) for w in words) + r")\.?"
+
+
+STREET_SUFFIX = _street_suffixes()
 UNIT = r"(?:,?\s*(?:Apt\.?|Apartment|Suite|Ste\.?|Unit|#|Floor|Fl\.?)\s*[A-Z0-9-]+)?"
 CITY_STATE_ZIP = r"(?:,?\s*[A-Z][A-Za-z .'-]{1,40},?\s*[A-Z]{2}\s+\d{5}(?:-\d{4})?)?"
 
@@ -182,8 +196,8 @@ class StreetAddressRecognizer(PatternRecognizer):
                 ),
                 Pattern(
                     "military box",
-                    r"\b(?:PSC|Unit|USNS|USS|USCGC)\s+\d{1,5},?\s+Box\s+\d{1,5}\s*\n?\s*"
-                    r"(?:APO|FPO|DPO)\s+A[AEP]\s+\d{5}\b",
+                    r"\b(?:(?:PSC|Unit)\s+\d{1,5},?\s+Box\s+\d{1,5}|(?:USNS|USS|USNV|USCGC)\s+"
+                    r"[A-Z][a-z]+),?\s*\n?\s*(?:APO|FPO|DPO)\s+A[AEP]\s+\d{5}\b",
                     0.8,
                 ),
             ],

@@ -204,7 +204,9 @@ class Scanner:
             rule = rules.rule_for(result.entity_type)
             if rule is None or result.score < rule.threshold:
                 continue
-            if any(a <= result.start and result.end <= b for a, b in allowed_spans):
+            # Trailing punctuation does not take a finding out of an allow-listed span.
+            end = result.start + len(text[result.start : result.end].rstrip(".,;:!?"))
+            if any(a <= result.start and end <= b for a, b in allowed_spans):
                 continue
             if result.entity_type == "PERSON" and (
                 # Place names inside an address are part of it, not people.
