@@ -702,6 +702,13 @@ def audit_report(kind: str, fmt: str, out: str, **filters: Any) -> None:
 
 
 @main.command()
+@click.option(
+    "--only",
+    type=click.Choice(["all", "audit", "pii"]),
+    default="all",
+    show_default=True,
+    help="Which benchmarks to run.",
+)
 @click.option("--appends", default=20000, show_default=True, help="Appends per database.")
 @click.option("--threads", default=64, show_default=True, help="Concurrent appending threads.")
 @click.option(
@@ -716,15 +723,43 @@ def audit_report(kind: str, fmt: str, out: str, **filters: Any) -> None:
     show_default=True,
     help="PostgreSQL to measure on; '' to skip.",
 )
+@click.option(
+    "--shared-pii",
+    default="../shared/benchmarks/pii",
+    show_default=True,
+    type=click.Path(file_okay=False),
+    help="The shared PII benchmark folder.",
+)
 @click.option("--out", default="BENCHMARKS.md", show_default=True, type=click.Path())
 @fail_cleanly
-def bench(appends: int, threads: int, verify_entries: int, postgres_url: str, out: str) -> None:
-    """Measure the audit log (appends/s, bundle verification) and write the results."""
+def bench(
+    only: str,
+    appends: int,
+    threads: int,
+    verify_entries: int,
+    postgres_url: str,
+    shared_pii: str,
+    out: str,
+) -> None:
+    """Measure the audit log and the PII scanner and write the results to OUT."""
+    from pathlib import Path
+
     from governance.bench import run_bench, write_section
 
-    section = run_bench(postgres_url or None, appends, threads, verify_entries, echo=click.echo)
-    write_section(out, "## Audit log", section)
-    click.echo(section)
+    if only in ("all", "audit"):
+        section = run_bench(postgres_url or None, appends, threads, verify_entries, echo=click.echo)
+        write_section(out, "## Audit log", section)
+        click.echo(section)
+    if only in ("all", "pii"):
+        from governance.pii.bench import run_pii_bench
+
+        config = settings()
+        click.echo("scanning the shared PII corpus with both engines ...")
+        section = run_pii_bench(
+            config["GOVERNANCE_POLICY_DIR"], Path(shared_pii), config["PII_MODEL"]
+        )
+        write_section(out, "## PII scanner", section)
+        click.echo(section)
 
 
 # --- demo -----------------------------------------------------------------------------------

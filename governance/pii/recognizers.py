@@ -276,6 +276,8 @@ def _faker_names() -> frozenset[str]:
 
 # Words that are names somewhere but far more often something else in tax text.
 COMMON_NAME_WORDS = """
+Carry Report Enter File Claim Pay Use Mail Send Check Attach Include Add Subtract Complete
+See Note Sign Figure Deduct Amend Skip Keep Read Ask Call Contact Review Contribute Estimate
 Will May Bill Grant Page Mark Amber Park Street Green Young Love Price Rich Case Cash Tax
 Federal State Form Line Schedule Credit Child Social Security Internal Revenue Service Income
 Return Refund Deduction Standard Married Single Head Household Filing Joint Jan Feb March
@@ -291,7 +293,7 @@ Holly Iris
 class NameGazetteerRecognizer(LocalRecognizer):
     """People's names that spaCy's small model misses or calls an organization or place.
 
-    A run of proper-noun tokens (tagged NNP) counts as a name when one of its tokens is a known
+    A run of title-case words counts as a name when one of its tokens is a known
     first or last name; so does an ORG, GPE, NORP or LOC entity made only of known names.
     """
 
@@ -319,7 +321,8 @@ class NameGazetteerRecognizer(LocalRecognizer):
             run.clear()
 
         for token in doc:
-            if token.tag_ in ("NNP", "NNPS") and token.text[:1].isupper() and token.is_alpha:
+            # Title-case words stand in for proper nouns: the tagger is not run, for speed.
+            if token.is_title and token.is_alpha and not token.is_stop:
                 run.append(token)
             elif run and token.text == "." and len(run[-1].text) == 1:
                 continue  # an initial: "Faina D. Yefremova"
