@@ -25,6 +25,21 @@ def govern(env: dict, *args: str, check: bool = False) -> subprocess.CompletedPr
     return result
 
 
+def create_domain(env: dict, name: str) -> None:
+    """Create a data domain through the CLI, as an operator would."""
+    govern(
+        env,
+        "domain",
+        "create",
+        name,
+        "--jurisdiction",
+        "US",
+        "--retention-days",
+        "2555",
+        check=True,
+    )
+
+
 @pytest.fixture
 def env(tmp_path, database_url) -> dict:
     return {
@@ -67,17 +82,7 @@ def test_operator_workflow(env):
     revoked = govern(env, "token", "revoke", token_id, check=True)
     assert revoked.stdout.startswith(f"revoked {token_id}")
 
-    govern(
-        env,
-        "domain",
-        "create",
-        "consumer-tax",
-        "--jurisdiction",
-        "US",
-        "--retention-days",
-        "2555",
-        check=True,
-    )
+    create_domain(env, "consumer-tax")
     bad = govern(
         env, "domain", "create", "Bad Name", "--jurisdiction", "US", "--retention-days", "1"
     )
@@ -121,17 +126,7 @@ def test_audit_commands(env, tmp_path):
 
     govern(env, "init", check=True)
     govern(env, "principal", "create", "casey", check=True)
-    govern(
-        env,
-        "domain",
-        "create",
-        "consumer-tax",
-        "--jurisdiction",
-        "US",
-        "--retention-days",
-        "2555",
-        check=True,
-    )
+    create_domain(env, "consumer-tax")
     assert "tree size" in govern(env, "audit", "checkpoint", check=True).stdout
     verified = govern(env, "audit", "verify", check=True).stdout
     assert verified.startswith("OK: ") and "verified up to entry" in verified

@@ -20,7 +20,7 @@ from governance.datasets.models import DatasetVersion
 from governance.domains.keys import KeyRing
 from governance.domains.models import DomainKey
 from governance.storage import LocalBlobStore
-from tests.test_cli import govern
+from tests.test_cli import create_domain, govern
 
 RECORDS = b'{"text": "Form W-2 box 1 wages"}\n{"prompt": "1099-NEC?", "completion": "Yes."}\n'
 
@@ -53,17 +53,7 @@ def read_all(env) -> list[dict]:
 
 def test_cli_upload_and_master_key_rotation(env, tmp_path):
     govern(env, "init", check=True)
-    govern(
-        env,
-        "domain",
-        "create",
-        "consumer-tax",
-        "--jurisdiction",
-        "US",
-        "--retention-days",
-        "2555",
-        check=True,
-    )
+    create_domain(env, "consumer-tax")
     dataset_id = govern(env, "dataset", "create", "consumer-tax", "returns", check=True).stdout
     data = tmp_path / "returns.jsonl"
     data.write_bytes(RECORDS)
@@ -127,17 +117,7 @@ def start_server(env, port):
 
 def test_a_server_killed_mid_upload_leaves_no_version_and_no_stray_blob(env):
     govern(env, "init", check=True)
-    govern(
-        env,
-        "domain",
-        "create",
-        "consumer-tax",
-        "--jurisdiction",
-        "US",
-        "--retention-days",
-        "2555",
-        check=True,
-    )
+    create_domain(env, "consumer-tax")
     govern(env, "principal", "create", "casey", check=True)
     token = govern(env, "token", "create", "casey", check=True).stdout.strip()
     dataset_id = govern(
