@@ -52,14 +52,17 @@ class ApiClient:
         self.base_url = base_url
         self.token = token
 
-    def call(self, method: str, path: str, body: Any = None) -> tuple[int, Any]:
-        """Send one request; return the status and the decoded JSON body."""
-        data = json.dumps(body).encode() if body is not None else None
+    def call(
+        self, method: str, path: str, body: Any = None, raw: bytes | None = None
+    ) -> tuple[int, Any]:
+        """Send one request (a JSON body, or raw bytes); return the status and the JSON answer."""
+        data = raw if raw is not None else json.dumps(body).encode() if body is not None else None
         request = urllib.request.Request(  # noqa: S310 (base_url is our loopback server)
             self.base_url + path, data=data, method=method
         )
         if data is not None:
-            request.add_header("Content-Type", "application/json")
+            kind = "application/x-ndjson" if raw is not None else "application/json"
+            request.add_header("Content-Type", kind)
         if self.token:
             request.add_header("Authorization", f"Bearer {self.token}")
         try:
@@ -145,6 +148,54 @@ def export_and_verify(
     return bundle, result.returncode == 0
 
 
+def demo_records(count: int = 200) -> bytes:
+    """Synthetic tax questions, some carrying planted PII, as JSONL."""
+    from governance.pii.synthetic import generate
+
+    return b"".join(
+        json.dumps({"text": r["text"]}).encode() + b"\n" for r in generate(count, seed=2025)
+    )
+
+
+def upload_and_scan(steward: ApiClient, echo: Callable[[str], None], step: int) -> dict:
+    """Create a dataset, upload a tax year's records with planted PII, and scan them."""
+    status, dataset = steward.call(
+        "POST", "/api/v1/domains/consumer-tax/datasets", {"name": "returns-qa"}
+    )
+    if status == 409:
+        _status, listing = steward.call("GET", "/api/v1/domains/consumer-tax/datasets")
+        dataset = next(d for d in listing["items"] if d["name"] == "returns-qa")
+    status, version = steward.call(
+        "POST", f"/api/v1/datasets/{dataset['id']}/versions?tax_year=2025", raw=demo_records()
+    )
+    echo(
+        f"{step}. {DEMO_STEWARD} uploads tax-year 2025 records: HTTP {status}, "
+        f"{version['record_count']} records, content hash {version['content_hash'][:16]}..."
+    )
+    status, bad = steward.call(
+        "POST",
+        f"/api/v1/datasets/{dataset['id']}/versions?tax_year=2025",
+        raw=b'{"text": "fine"}\n{"text": oops}\n',
+    )
+    echo(f"{step + 1}. a broken upload is refused: HTTP {status} ({bad['error']['message']})")
+    status, receipt = steward.call(
+        "POST", f"/api/v1/datasets/{dataset['id']}/versions/{version['version']}/scans"
+    )
+    counts = {etype: sum(fields.values()) for etype, fields in receipt["counts"].items()}
+    echo(
+        f"{step + 2}. PII scan: HTTP {status}, verdict {receipt['verdict']}, "
+        f"{receipt['records_redacted']} records redacted, {receipt['records_dropped']} dropped; "
+        f"found {counts}"
+    )
+    if receipt["samples"]:
+        echo(f"   a redacted sample: {json.dumps(receipt['samples'][0])[:160]}")
+    return {
+        "dataset_version": version["uid"],
+        "verdict": receipt["verdict"],
+        "counts": counts,
+    }
+
+
 def run_demo(config: dict[str, Any], echo: Callable[[str], None] = print) -> dict[str, Any]:
     """Run the demo against the instance in config; return its summary."""
     report = init_instance(config)
@@ -184,8 +235,11 @@ def run_demo(config: dict[str, Any], echo: Callable[[str], None] = print) -> dic
             echo(f"{step}. {what}: HTTP {status} {verdict}{reason}")
             calls.append({"call": f"{method} {path}", "as": what.split()[0], "status": status})
 
-    bundle, verified = export_and_verify(config, echo, step=len(attempts) + 4)
+        scan = upload_and_scan(steward, echo, step=len(attempts) + 4)
+
+    bundle, verified = export_and_verify(config, echo, step=len(attempts) + 7)
     return {
+        "dataset_scan": scan,
         "home": report.home,
         "audit_bundle": str(bundle),
         "audit_verified": verified,

@@ -112,6 +112,8 @@ def test_demo_runs_end_to_end(env):
     assert statuses["GET /api/v1/domains/consumer-tax"] == 200
     assert statuses["GET /api/v1/domains/smb-accounting"] == 403
     assert summary["audit_verified"] is True
+    assert summary["dataset_scan"]["verdict"] == "redacted"
+    assert summary["dataset_scan"]["counts"]["US_SSN"] > 0
     offline = subprocess.run(
         [sys.executable, "-m", "audit", "verify", summary["audit_bundle"]],
         capture_output=True,
