@@ -441,7 +441,9 @@ def looks_like_company(text: str, start: int, end: int) -> bool:
         return True
     for match in SURNAME_FIRM.finditer(text, max(0, start - 60), min(len(text), end + 60)):
         if match.start() <= start and end <= match.end():
-            return not PEOPLE_BEFORE.search(text[max(0, match.start() - 15) : match.start()])
+            lead = text[max(0, match.start() - 15) : match.start()]
+            # A longer list ("Gaetane, Hannah, Derek, Anna and Andrew") names people.
+            return not (PEOPLE_BEFORE.search(lead) or lead.rstrip(" ").endswith((",", ":")))
     return False
 
 
@@ -470,6 +472,11 @@ class PersonContextRecognizer(LocalRecognizer):
         ),
         re.compile(r"\b(?:Mr|Mrs|Ms|Miss|Dr|Prof|Mx)\.?[ \t]+(?P<name>" + NAME + r")"),
         re.compile(r"(?m)^[> \t]*(?P<name>" + NAME_TOKEN + r")[ \t]*:[ \t]*[\"“A-Z]"),
+        # A line holding only a name, as in signatures and letterheads (known names only).
+        KNOWN_ONLY := re.compile(
+            r"(?m)^[> \t]*(?P<name>[A-Z][\w'-]+(?:[ \t]+[A-Z]\.?)?(?:[ \t]+[A-Z][\w'-]+){1,2})"
+            r"[ \t]*$"
+        ),
         re.compile(
             r"(?P<name>" + NAME + r")[ \t]+(?:lives|lived|spent|is from|had given|was born|"
             r"works|worked|said|asked|told|will be|is very|has been|can I)\b"
@@ -487,7 +494,7 @@ class PersonContextRecognizer(LocalRecognizer):
     def load(self) -> None:
         return None
 
-    def _is_name(self, candidate: str) -> bool:
+    def _is_name(self, candidate: str, known_only: bool = False) -> bool:
         tokens = [t.strip(".") for t in candidate.split() if t.strip(".")]
         if not tokens or tokens[0].lower() in LABELS:
             return False
@@ -495,7 +502,7 @@ class PersonContextRecognizer(LocalRecognizer):
             return False
         capitalized = all(t[:1].isupper() for t in tokens if len(t) > 1)
         known = any(t.lower() in self.lower_names for t in tokens)
-        return known or capitalized
+        return known or (capitalized and not known_only)
 
     def analyze(self, text, entities, nlp_artifacts=None):
         if self.ENTITY not in entities:
@@ -506,7 +513,7 @@ class PersonContextRecognizer(LocalRecognizer):
                 name = match.group("name")
                 # Keep the name to the tokens that look like one.
                 words = name.split()
-                while words and not self._is_name(" ".join(words)):
+                while words and not self._is_name(" ".join(words), cue is self.KNOWN_ONLY):
                     words.pop()
                 if not words:
                     continue
