@@ -119,7 +119,12 @@ UNIT_PART = (
 # "Μεγάλη"); lower-case connectors may join them ("Rua do Arenque"). Plain lower-case English
 # ("1040 for tax year 2025") is not a street.
 CAP_WORD = r"[^\W\d_a-z][\w'.-]*"
-CONNECTOR = r"(?:do|da|de|del|der|den|la|le|van|von|di|du|dos|das|am|an|im)"
+CONNECTOR = (
+    r"(?:do|da|de|del|der|den|la|le|van|von|di|du|dos|das|am|an|im|"
+    # Lower-case street kinds and their abbreviations in other languages.
+    r"u\.|ul\.|rkp\.|utca|útja|út|tér|kapu|gate|gata|gatan|terrasse|vej|vei|väg|str\.|"
+    r"straße|strasse|tie|katu|sor|körút|fasor|rue|via|calle|rua|avenida)"
+)
 # The city, region, country and postal-code parts after a street line: capitalized words,
 # numbers and codes, separated by commas or line breaks; plain lower-case words end it.
 TAIL_TOKEN = r"(?:" + CAP_WORD + r"|\d{2,6}|\([^\W\d_][\w ]{0,15}\))"
@@ -212,6 +217,41 @@ class StreetAddressRecognizer(PatternRecognizer):
 
     def invalidate_result(self, pattern_text: str) -> bool:
         return bool(self.TAX_REFERENCE.match(pattern_text))
+
+
+class StreetNameFirstRecognizer(PatternRecognizer):
+    """Streets written name first ("Sludevej 13", "ul. Chrzanowska 61"), only where the words
+    before say a place is meant, since "Form 1040" has the same shape."""
+
+    CUE = re.compile(
+        r"(?i)(?:\bat|\bon|\bto|address(?:es)?:?|lives at|located at|corner of|is in|"
+        r"office is at|moved to|send (?:it|them) to)\s+(?:the\s+)?$"
+    )
+
+    def __init__(self) -> None:
+        super().__init__(
+            supported_entity="STREET_ADDRESS",
+            name="StreetNameFirstRecognizer",
+            patterns=[
+                Pattern(
+                    "name then number",
+                    r"(?:(?:ul\.|u\.)[ \t]+)?"
+                    + CAP_WORD
+                    + r"(?:[ \t]+(?:"
+                    + CAP_WORD
+                    + "|"
+                    + CONNECTOR
+                    + r")){0,3}[ \t]+\d{1,5}[A-Za-z]?\b\.?"
+                    + UNIT_PART
+                    + TAIL_PART,
+                    0.6,
+                )
+            ],
+        )
+
+    def analyze(self, text, entities, nlp_artifacts=None, regex_flags=None):
+        results = super().analyze(text, entities, nlp_artifacts, regex_flags)
+        return [r for r in results if self.CUE.search(text[max(0, r.start - 30) : r.start])]
 
 
 class DateOfBirthRecognizer(PatternRecognizer):

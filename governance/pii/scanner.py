@@ -146,6 +146,7 @@ class Scanner:
             tax.UsEinRecognizer(),
             tax.BankAccountRecognizer(),
             tax.StreetAddressRecognizer(),
+            tax.StreetNameFirstRecognizer(),
             tax.DateOfBirthRecognizer(),
             gazetteer := tax.NameGazetteerRecognizer(),
             tax.PersonContextRecognizer(gazetteer.names),
