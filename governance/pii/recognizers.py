@@ -8,6 +8,7 @@ over the network. URLs are not PII here and their recognizer (also networked) is
 
 from __future__ import annotations
 
+import functools
 import re
 
 import tldextract
@@ -28,7 +29,12 @@ class OfflineEmailRecognizer(EmailRecognizer):
     """Presidio's e-mail recognizer, checking the domain against the bundled suffix list."""
 
     def validate_result(self, pattern_text: str) -> bool:
-        return OFFLINE_TLD(pattern_text).fqdn != ""
+        return _has_public_suffix(pattern_text)
+
+
+@functools.lru_cache(maxsize=65536)
+def _has_public_suffix(address: str) -> bool:
+    return OFFLINE_TLD(address).fqdn != ""
 
 
 # IRS campus prefixes that EINs may start with (IRS "How EINs are assigned").
