@@ -14,10 +14,9 @@ from __future__ import annotations
 
 import json
 import struct
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterator
 from typing import IO, Any
 
-from audit.log import canonical
 from governance import crypto
 from governance.errors import GovernanceError, InvalidInput, PayloadTooLarge
 
@@ -146,8 +145,3 @@ def read_blob(stream: IO[bytes], key: bytes, uid: str) -> Iterator[dict[str, Any
         for line in plaintext.splitlines():
             yield json.loads(line)
         index += 1
-
-
-def encode_records(records: Iterable[dict[str, Any]]) -> Iterator[bytes]:
-    for record in records:
-        yield canonical(record)

@@ -7,7 +7,6 @@ receipt and the gate stays shut (fail closed).
 
 from __future__ import annotations
 
-import hashlib
 import itertools
 import logging
 import uuid
@@ -275,15 +274,3 @@ def iter_sanitized(
     key = keyring.open_data_key(session, domain, sanitized_uid(uid), receipt.sanitized_wrapped_key)
     with store.open(receipt.sanitized_blob_key) as handle:
         yield from read_blob(handle, key, sanitized_uid(uid))
-
-
-def receipt_digest(receipt: ScanReceipt) -> str:
-    """A digest binding a receipt's verdict to the version content and rules it covers."""
-    body = {
-        "receipt": receipt.id,
-        "content_hash": receipt.content_hash,
-        "rules_hash": receipt.rules_hash,
-        "verdict": receipt.verdict,
-        "sanitized_hash": receipt.sanitized_hash,
-    }
-    return hashlib.sha256(canonical(body)).hexdigest()
