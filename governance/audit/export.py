@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import datetime as dt
+import io
 import json
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -187,26 +188,47 @@ def entry_row_dict(row: AuditEntry) -> dict[str, Any]:
     return {**row_entry(row), "leaf_hash": row.leaf_hash}
 
 
-def write_jsonl(session: Session, entry_filter: EntryFilter, out: IO[str]) -> int:
-    """Write matching entries as JSON lines; return how many."""
-    count = 0
+def iter_jsonl(session: Session, entry_filter: EntryFilter) -> Iterator[str]:
+    """Yield matching entries as JSON lines."""
     for row in iter_entries(session, entry_filter):
-        out.write(json.dumps(entry_row_dict(row), sort_keys=True) + "\n")
+        yield json.dumps(entry_row_dict(row), sort_keys=True) + "\n"
+
+
+def iter_csv(session: Session, entry_filter: EntryFilter) -> Iterator[str]:
+    """Yield matching entries as CSV lines, after a header line."""
+    line = io.StringIO()
+    writer = csv.writer(line)
+
+    def render(values) -> str:
+        line.seek(0)
+        line.truncate()
+        writer.writerow(values)
+        return line.getvalue()
+
+    yield render(CSV_COLUMNS)
+    for row in iter_entries(session, entry_filter):
+        data = entry_row_dict(row)
+        data["details"] = json.dumps(data["details"], sort_keys=True)
+        yield render([data[c] if data[c] is not None else "" for c in CSV_COLUMNS])
+
+
+def write_lines(lines: Iterator[str], out: IO[str]) -> int:
+    """Write lines to a file; return how many entries they held (a CSV header excluded)."""
+    count = 0
+    for line in lines:
+        out.write(line)
         count += 1
     return count
+
+
+def write_jsonl(session: Session, entry_filter: EntryFilter, out: IO[str]) -> int:
+    """Write matching entries as JSON lines; return how many."""
+    return write_lines(iter_jsonl(session, entry_filter), out)
 
 
 def write_csv(session: Session, entry_filter: EntryFilter, out: IO[str]) -> int:
     """Write matching entries as CSV with a header row; return how many."""
-    writer = csv.writer(out)
-    writer.writerow(CSV_COLUMNS)
-    count = 0
-    for row in iter_entries(session, entry_filter):
-        data = entry_row_dict(row)
-        data["details"] = json.dumps(data["details"], sort_keys=True)
-        writer.writerow([data[c] if data[c] is not None else "" for c in CSV_COLUMNS])
-        count += 1
-    return count
+    return write_lines(iter_csv(session, entry_filter), out) - 1
 
 
 def write_bundle(

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import io
 import shutil
 import tempfile
 from pathlib import Path
@@ -14,7 +13,7 @@ from pydantic import BaseModel, ConfigDict
 from sqlmodel import select
 
 from governance.audit import reports
-from governance.audit.export import EntryFilter, write_bundle, write_csv, write_jsonl
+from governance.audit.export import EntryFilter, iter_csv, iter_jsonl, write_bundle
 from governance.audit.models import (
     AuditEntry,
     CheckpointRead,
@@ -231,15 +230,20 @@ def export(query: ExportQuery):
             mimetype="application/gzip",
             headers={"Content-Disposition": "attachment; filename=audit-bundle.tar.gz"},
         )
-    buffer = io.StringIO()
+    # Stream the rows as they are read: an export of a large log must not sit in memory. The
+    # stream has its own session, closed as soon as the last row is out.
     if query.format == "csv":
-        write_csv(session, filters, buffer)
-        mimetype, name = "text/csv", "audit.csv"
+        render, mimetype, name = iter_csv, "text/csv", "audit.csv"
     else:
-        write_jsonl(session, filters, buffer)
-        mimetype, name = "application/x-ndjson", "audit.jsonl"
+        render, mimetype, name = iter_jsonl, "application/x-ndjson", "audit.jsonl"
+    db = get_db()
+
+    def lines():
+        with db.session_scope() as stream_session:
+            yield from render(stream_session, filters)
+
     return Response(
-        buffer.getvalue(),
+        lines(),
         mimetype=mimetype,
         headers={"Content-Disposition": f"attachment; filename={name}"},
     )
