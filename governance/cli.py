@@ -354,7 +354,6 @@ def dataset_upload(dataset_id: int, file, tax_year: int) -> None:
     import os
 
     from governance.datasets import service
-    from governance.errors import NotFound
 
     keyring, store = instance_storage()
     config = settings()
@@ -364,10 +363,7 @@ def dataset_upload(dataset_id: int, file, tax_year: int) -> None:
     )
     size = os.fstat(file.fileno()).st_size if hasattr(file, "fileno") else 0
     with instance_session() as session:
-        found = service.find_dataset(session, dataset_id)
-        if found is None:
-            raise NotFound(f"no dataset {dataset_id}")
-        ds, domain = found
+        ds, domain = service.get_dataset(session, dataset_id)
         with progress_reader(file, size, "uploading") as stream:
             version = service.upload_version(
                 session,
@@ -394,14 +390,11 @@ def dataset_upload(dataset_id: int, file, tax_year: int) -> None:
 def dataset_delete(dataset_id: int, number: int, reason: str) -> None:
     """Delete VERSION of DATASET_ID: destroy its key and blob, keep a tombstone."""
     from governance.datasets import service
-    from governance.errors import NotFound
 
     _keyring, store = instance_storage()
     with instance_session() as session:
-        found = service.find_dataset(session, dataset_id)
-        if found is None:
-            raise NotFound(f"no dataset {dataset_id}")
-        version = service.get_version(session, found[0], number)
+        ds, _domain = service.get_dataset(session, dataset_id)
+        version = service.get_version(session, ds, number)
         service.delete_version(session, store, version, reason, actor=cli_actor())
         click.echo(f"deleted v{number} of dataset {dataset_id}; tombstone kept")
 

@@ -17,6 +17,7 @@ import struct
 from collections.abc import Iterator
 from typing import IO, Any
 
+from audit import merkle
 from governance import crypto
 from governance.errors import GovernanceError, InvalidInput, PayloadTooLarge
 
@@ -86,7 +87,8 @@ def iter_lines(stream: IO[bytes], max_line: int) -> Iterator[tuple[int, bytes]]:
 
 
 class BlobWriter:
-    """Encrypt canonical records into the blob format, a chunk at a time."""
+    """Encrypt canonical records into the blob format, a chunk at a time, keeping the Merkle
+    tree of their hashes: `content` gives the record count and the content hash."""
 
     def __init__(self, out: IO[bytes], key: bytes, uid: str) -> None:
         self.out = out
@@ -96,9 +98,12 @@ class BlobWriter:
         self.buffer: list[bytes] = []
         self.buffered = 0
         self.pending: bytes | None = None  # held back until we know whether it is the last
+        self.content = merkle.CompactRange()
         out.write(MAGIC)
 
     def add(self, encoded: bytes) -> None:
+        """Add one record in its canonical encoding."""
+        self.content.append(merkle.leaf_hash(encoded))
         self.buffer.append(encoded + b"\n")
         self.buffered += len(encoded) + 1
         if self.buffered >= CHUNK_BYTES:

