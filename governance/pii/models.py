@@ -49,11 +49,11 @@ class ScanReceipt(SQLModel, table=True):
 
 
 class ScanCacheEntry(SQLModel, table=True):
-    """What a record held under a rule set: spans and types only, keyed by hashes."""
+    """What one text field held under a rule set: offsets, types and scores, keyed by hashes."""
 
     __tablename__ = "scan_cache"
 
-    record_hash: str = SQLField(primary_key=True, max_length=64)
+    text_hash: str = SQLField(primary_key=True, max_length=64)
     rules_hash: str = SQLField(primary_key=True, max_length=64)
     findings: list[Any] = SQLField(default_factory=list, sa_type=sa.JSON, nullable=False)
 

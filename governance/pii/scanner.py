@@ -9,8 +9,11 @@ amounts, tax years) are dropped; overlapping findings are merged keeping the str
 
 from __future__ import annotations
 
+import collections
+import dataclasses
 import importlib.metadata
 import itertools
+import multiprocessing
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from typing import Any
@@ -62,7 +65,52 @@ def package_version(name: str) -> str:
         return "unknown"
 
 
-class Scanner:
+class TextScanner:
+    """What the service needs of a scanner: `versions` and `scan_texts`; records on top."""
+
+    versions: dict[str, str]
+
+    def scan_texts(self, texts: Iterable[str], rules: DomainRules) -> Iterator[list[Finding]]:
+        raise NotImplementedError
+
+    def close(self) -> None:
+        """Release worker processes, if any."""
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc_info) -> None:
+        self.close()
+
+    def scan_records(
+        self, records: Iterable[dict[str, Any]], rules: DomainRules, chunk: int = 512
+    ) -> Iterator[tuple[int, list[Finding]]]:
+        """Yield (record index, findings over its text fields) for each record, in order.
+
+        Records are taken a chunk at a time, so memory stays bounded however many there are.
+        """
+        iterator = iter(enumerate(records))
+        while True:
+            block = list(itertools.islice(iterator, chunk))
+            if not block:
+                return
+            fields = [
+                (index, field, record[field])
+                for index, record in block
+                for field in TEXT_FIELDS
+                if isinstance(record.get(field), str)
+            ]
+            texts = (text for _index, _field, text in fields)
+            found: dict[int, list[Finding]] = {index: [] for index, _ in block}
+            scanned = zip(fields, self.scan_texts(texts, rules), strict=True)
+            for (index, field, _text), findings in scanned:
+                found[index].extend(
+                    Finding(index, field, f.start, f.end, f.entity_type, f.score) for f in findings
+                )
+            yield from found.items()
+
+
+class Scanner(TextScanner):
     """One loaded analyzer; build it once per process (loading spaCy takes about a second)."""
 
     def __init__(self, model_name: str = DEFAULT_MODEL, batch_size: int = 256) -> None:
@@ -178,33 +226,6 @@ class Scanner:
             )
             yield self._resolve(index, "text", text, results, rules)
 
-    def scan_records(
-        self, records: Iterable[dict[str, Any]], rules: DomainRules, chunk: int = 512
-    ) -> Iterator[tuple[int, list[Finding]]]:
-        """Yield (record index, findings over its text fields) for each record, in order.
-
-        Records are taken a chunk at a time, so memory stays bounded however many there are.
-        """
-        iterator = iter(enumerate(records))
-        while True:
-            block = list(itertools.islice(iterator, chunk))
-            if not block:
-                return
-            fields = [
-                (index, field, record[field])
-                for index, record in block
-                for field in TEXT_FIELDS
-                if isinstance(record.get(field), str)
-            ]
-            texts = (text for _index, _field, text in fields)
-            found: dict[int, list[Finding]] = {index: [] for index, _ in block}
-            scanned = zip(fields, self.scan_texts(texts, rules), strict=True)
-            for (index, field, _text), findings in scanned:
-                found[index].extend(
-                    Finding(index, field, f.start, f.end, f.entity_type, f.score) for f in findings
-                )
-            yield from found.items()
-
     def _resolve(self, index, field, text, results, rules: DomainRules) -> list[Finding]:
         kept: list[Finding] = []
         allowed_spans = [
@@ -240,3 +261,65 @@ class Scanner:
                 continue
             merged.append(finding)
         return merged
+
+
+_worker_scanner: Scanner | None = None
+
+
+def _start_worker(model_name: str) -> None:
+    global _worker_scanner
+    _worker_scanner = Scanner(model_name)
+
+
+def _scan_chunk(texts: list[str], rules: DomainRules) -> list[list[Finding]]:
+    return list(_worker_scanner.scan_texts(texts, rules))
+
+
+class ParallelScanner(TextScanner):
+    """Scan across worker processes, each with its own Scanner, keeping the input order.
+
+    At most two chunks per process are in flight, so memory stays bounded however long the
+    input is. Processes are spawned (never forked: the service runs threads) and load the
+    model once each, a second or two; worth it for large versions only. Use as a context
+    manager, or call close().
+    """
+
+    def __init__(self, model_name: str, processes: int, chunk: int = 256) -> None:
+        self.chunk = chunk
+        self.processes = processes
+        self.pool = multiprocessing.get_context("spawn").Pool(
+            processes, initializer=_start_worker, initargs=(model_name,)
+        )
+        self.versions = self.pool.apply(_worker_versions)
+
+    def scan_texts(self, texts: Iterable[str], rules: DomainRules) -> Iterator[list[Finding]]:
+        iterator = iter(texts)
+        pending: collections.deque = collections.deque()
+        position = 0
+        while True:
+            while len(pending) < 2 * self.processes:
+                chunk = list(itertools.islice(iterator, self.chunk))
+                if not chunk:
+                    break
+                pending.append(self.pool.apply_async(_scan_chunk, (chunk, rules)))
+            if not pending:
+                return
+            for findings in pending.popleft().get():
+                # Workers number texts within their chunk; renumber by position in the input.
+                yield [dataclasses.replace(f, record=position) for f in findings]
+                position += 1
+
+    def close(self) -> None:
+        self.pool.terminate()
+        self.pool.join()
+
+
+def _worker_versions() -> dict[str, str]:
+    return dict(_worker_scanner.versions)
+
+
+def open_scanner(model_name: str, processes: int = 1) -> TextScanner:
+    """A scanner in this process, or spread over `processes` worker processes."""
+    if processes > 1:
+        return ParallelScanner(model_name, processes)
+    return Scanner(model_name)

@@ -8,6 +8,7 @@ receipt and the gate stays shut (fail closed).
 from __future__ import annotations
 
 import functools
+import hashlib
 import itertools
 import logging
 import uuid
@@ -17,7 +18,6 @@ from typing import Any
 
 from sqlmodel import Session, select
 
-from audit import merkle
 from audit.log import canonical
 from governance.audit.service import Actor, record
 from governance.datasets.models import DatasetVersion, VersionStatus
@@ -26,9 +26,9 @@ from governance.datasets.service import iter_version_records
 from governance.domains.keys import KeyRing
 from governance.domains.models import Domain
 from governance.errors import Conflict
-from governance.pii.models import ScanCacheEntry, ScanReceipt, Verdict
+from governance.pii.models import ReceiptRead, ScanCacheEntry, ScanReceipt, Verdict
 from governance.pii.rules import DomainRules
-from governance.pii.scanner import Finding, Scanner
+from governance.pii.scanner import Finding, TextScanner
 from governance.storage import LocalBlobStore
 
 log = logging.getLogger(__name__)
@@ -74,61 +74,66 @@ def _anonymizer():
     return AnonymizerEngine()
 
 
-def record_hash(record_: dict[str, Any]) -> str:
-    return merkle.leaf_hash(canonical(record_)).hex()
+def text_hash(text: str) -> str:
+    return hashlib.sha256(text.encode()).hexdigest()
 
 
 def cached_findings(
     session: Session,
-    scanner: Scanner,
+    scanner: TextScanner,
     rules: DomainRules,
     records: Iterable[dict[str, Any]],
     stats: Counter,
 ) -> Iterator[tuple[dict[str, Any], list[Finding]]]:
-    """Yield each record with its findings, scanning only records not seen under these rules."""
+    """Yield each record with its findings, scanning only texts not seen under these rules.
+
+    The cache is keyed by the SHA-256 of each text field (and the rules hash), a finer key than
+    the record: a refresh that changes only a record's metadata or its completion rescans
+    nothing, or only the completion. It holds offsets and types, never text.
+    """
     iterator = iter(records)
     while True:
         block = list(itertools.islice(iterator, CACHE_BATCH))
         if not block:
             return
-        hashes = [record_hash(r) for r in block]
+        fields = [
+            (index, field, rec[field], text_hash(rec[field]))
+            for index, rec in enumerate(block)
+            for field in TEXT_FIELDS
+            if isinstance(rec.get(field), str)
+        ]
+        hashes = {digest for *_, digest in fields}
         known = {
-            entry.record_hash: entry.findings
+            entry.text_hash: entry.findings
             for entry in session.exec(
                 select(ScanCacheEntry).where(
                     ScanCacheEntry.rules_hash == rules.hash,
-                    ScanCacheEntry.record_hash.in_(set(hashes)),
+                    ScanCacheEntry.text_hash.in_(hashes),
                 )
             )
         }
-        missing = [i for i, h in enumerate(hashes) if h not in known]
-        fresh: dict[int, list[Finding]] = {}
-        for offset, findings in scanner.scan_records([block[i] for i in missing], rules):
-            fresh[missing[offset]] = findings
-        for index in missing:
-            # A record repeated within the block is stored in the cache once.
-            if hashes[index] not in known:
-                spans = [
-                    [f.field, f.start, f.end, f.entity_type, round(f.score, 4)]
-                    for f in fresh[index]
-                ]
-                known[hashes[index]] = spans
-                session.add(
-                    ScanCacheEntry(record_hash=hashes[index], rules_hash=rules.hash, findings=spans)
-                )
-        stats["from_cache"] += len(block) - len(missing)
-        for index, rec in enumerate(block):
-            findings = fresh.get(index)
-            if findings is None:
-                findings = [Finding(index, *span) for span in known[hashes[index]]]
-            yield rec, findings
+        missing = {digest: text for _i, _f, text, digest in fields if digest not in known}
+        scanned = scanner.scan_texts(list(missing.values()), rules)
+        for (digest, _text), findings in zip(missing.items(), scanned, strict=True):
+            spans = [[f.start, f.end, f.entity_type, round(f.score, 4)] for f in findings]
+            known[digest] = spans
+            session.add(ScanCacheEntry(text_hash=digest, rules_hash=rules.hash, findings=spans))
+        found: list[list[Finding]] = [[] for _ in block]
+        rescanned: set[int] = set()
+        for index, field, _text, digest in fields:
+            if digest in missing:
+                rescanned.add(index)
+            found[index].extend(Finding(index, field, *span) for span in known[digest])
+        stats["from_cache"] += len(block) - len(rescanned)
+        stats["texts_scanned"] += len(missing)
+        yield from zip(block, found, strict=True)
 
 
 def scan_version(
     session: Session,
     keyring: KeyRing,
     store: LocalBlobStore,
-    scanner: Scanner,
+    scanner: TextScanner,
     version: DatasetVersion,
     rules: DomainRules,
     *,
@@ -270,3 +275,14 @@ def iter_sanitized(
     key = keyring.open_data_key(session, domain, sanitized_uid(uid), receipt.sanitized_wrapped_key)
     with store.open(receipt.sanitized_blob_key) as handle:
         yield from read_blob(handle, key, sanitized_uid(uid))
+
+
+def receipt_read(receipt: ScanReceipt, version: DatasetVersion, current_hash: str) -> dict:
+    """A receipt as the API and the CLI show it: counts and redacted samples, no keys."""
+    return ReceiptRead(
+        dataset_version=version.uid,
+        current_rules=receipt.rules_hash == current_hash,
+        **receipt.model_dump(
+            exclude={"version_id", "domain_id", "sanitized_blob_key", "sanitized_wrapped_key"}
+        ),
+    ).model_dump(mode="json")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import http.client
+import json
 import os
 import signal
 import socket
@@ -85,6 +86,14 @@ def test_cli_upload_and_master_key_rotation(env, tmp_path):
     assert ids == [new_id]
     listing = govern(env, "dataset", "list", "consumer-tax", check=True).stdout
     assert "v1\ttax_year=2025\tready\trecords=2" in listing
+
+    # The rotated keys still open the data: scan it across two scanner processes.
+    scanned = govern(
+        env, "dataset", "scan", dataset_id.strip(), "1", "--processes", "2", check=True
+    )
+    receipt = json.loads(scanned.stdout)
+    assert receipt["verdict"] == "pass" and receipt["records_total"] == 2
+    assert receipt["sanitized_records"] == 2 and receipt["current_rules"] is True
 
 
 SERVER = """

@@ -128,7 +128,7 @@ def test_the_gate_needs_a_passing_receipt_under_current_rules(app, client, world
 class FailingScanner(Scanner):
     """A real scanner whose analysis breaks mid-way, as a crashed model would."""
 
-    def scan_records(self, records, rules, chunk=512):
+    def scan_texts(self, texts, rules):
         raise RuntimeError("model crashed")
 
 
@@ -155,6 +155,57 @@ def test_rescans_skip_records_already_scanned_under_the_same_rules(app, client, 
     second = upload(client, world, changed, year=2026)
     receipt = scan(client, world, second).get_json()
     assert receipt["records_total"] == 40 and receipt["records_from_cache"] == 36
+
+
+def sanitized(app, number) -> list[dict]:
+    with get_db(app).session_scope() as session:
+        version = session.exec(
+            sa.select(DatasetVersion).where(DatasetVersion.number == number)
+        ).scalar_one()
+        receipt = pii.latest_receipt(session, version)
+        keyring, store = app.extensions[KEYRING_KEY], app.extensions[STORE_KEY]
+        return list(pii.iter_sanitized(session, keyring, store, receipt))
+
+
+def test_the_cache_is_per_text_field_so_metadata_and_unchanged_prompts_are_not_rescanned(
+    app, client, world
+):
+    qa = [
+        {
+            "prompt": f"Question {i}: what goes on Schedule C line {i}?",
+            "completion": f"Answer {i} for 2025.",
+            "metadata": {"tax_year": 2025},
+        }
+        for i in range(1, 21)
+    ]
+    first = upload(client, world, qa)
+    assert scan(client, world, first).get_json()["records_from_cache"] == 0
+    # Next year: every record's metadata changes, and four completions now carry an SSN.
+    refreshed = [{**r, "metadata": {"tax_year": 2026}} for r in qa]
+    for r in refreshed[:4]:
+        r["completion"] = f"Ask the preparer; client SSN {SSN} is on file."
+    second = upload(client, world, refreshed, year=2026)
+    receipt = scan(client, world, second).get_json()
+    assert receipt["records_total"] == 20 and receipt["records_from_cache"] == 16
+    assert receipt["counts"] == {"US_SSN": {"completion": 4}}
+    rows = sanitized(app, second)
+    assert [r["completion"] for r in rows[:4]] == [
+        "Ask the preparer; client SSN <US_SSN> is on file."
+    ] * 4
+    assert rows[4:] == refreshed[4:]
+
+
+def test_a_parallel_scan_finds_exactly_what_one_process_finds(scanner):
+    from governance.pii.scanner import ParallelScanner
+    from governance.pii.synthetic import generate
+
+    rules = load_rules(str(Path(__file__).parents[2] / "policies"), "consumer-tax")
+    texts = [g["text"] for g in generate(300, seed=3)]
+    alone = list(scanner.scan_texts(texts, rules))
+    with ParallelScanner(scanner.model_name, processes=2, chunk=16) as parallel:
+        assert parallel.versions == scanner.versions
+        spread = list(parallel.scan_texts(iter(texts), rules))
+    assert spread == alone and sum(map(len, alone)) > 200
 
 
 def test_only_stewards_may_scan_and_strangers_see_nothing(client, world):
