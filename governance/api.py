@@ -15,7 +15,7 @@ import uuid
 from flask import Flask, g, request
 
 from governance.accounts import service as accounts
-from governance.authz.service import get_authorizer, log_event
+from governance.authz.service import PolicyRefused, get_authorizer, log_event
 from governance.db import get_session
 from governance.errors import (
     BadRequest,
@@ -83,8 +83,23 @@ def request_id() -> str:
 
 
 def log_policy_load() -> None:
-    """Log, once per process and policy version, that this policy is in force."""
+    """Pick up changed policy files, and log once per process and version what is in force."""
     authorizer = get_authorizer()
+    if authorizer.changed_on_disk():
+        try:
+            authorizer.reload()
+        except PolicyRefused as exc:
+            log_event(
+                "policy.reload",
+                "policy",
+                None,
+                "refused",
+                {
+                    "policy_hash": exc.details.get("policy_hash"),
+                    "problems": exc.details["problems"],
+                },
+                principal="system",
+            )
     policy = authorizer.policy
     if authorizer.logged_hash == policy.hash:
         return

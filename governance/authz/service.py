@@ -4,27 +4,57 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 from pathlib import Path
 
 from flask import Flask, current_app, g
 
 from governance.accounts.models import Principal
 from governance.audit.service import Actor, AuditEvent
-from governance.authz.policy import Decision, PolicySet
-from governance.errors import Forbidden, Unauthenticated
+from governance.authz.policy import Decision, PolicySet, policy_hash
+from governance.errors import Forbidden, GovernanceError, InvalidInput, Unauthenticated
 
 log = logging.getLogger(__name__)
 
 EXTENSION_KEY = "governance.authz"
 
 
-class Authorizer:
-    """Holds the PolicySet in force and swaps it whole when the policy is reloaded."""
+class PolicyRefused(InvalidInput):
+    code = "policy_refused"
 
-    def __init__(self, directory: str | Path) -> None:
+
+def validate_policy(directory: str | Path) -> PolicySet:
+    """Load a policy directory and refuse it if lint finds an error or a policy test fails."""
+    from governance.authz.lint import lint
+    from governance.authz.policytest import run_policy_tests
+
+    policy = PolicySet.load(directory)
+    problems = [str(p) for p in lint(directory) if p.severity == "error"]
+    problems += [str(r) for r in run_policy_tests(directory, policy) if not r.passed]
+    if problems:
+        raise PolicyRefused(
+            f"policy {policy.hash[:16]} refused: {len(problems)} problem(s); the old one stays",
+            details={"policy_hash": policy.hash, "problems": problems[:50]},
+        )
+    return policy
+
+
+class Authorizer:
+    """Holds the PolicySet in force and swaps it whole when the policy is reloaded.
+
+    A reload (asked for, or noticed when the files' hash changes) puts the new policy in force
+    only if it lints without errors and passes its tests; otherwise the old one stays and the
+    refusal is remembered, so a broken file is reported once, not on every request.
+    """
+
+    def __init__(self, directory: str | Path, check_seconds: float = 2.0) -> None:
         self.directory = Path(directory)
         self._policy = PolicySet.load(self.directory)
         self._swap_lock = threading.Lock()
+        self.check_seconds = check_seconds
+        self._checked_at = time.monotonic()
+        # The hash of the files last refused, and why.
+        self.refused: tuple[str, list[str]] | None = None
         # The policy hash this process last recorded as loaded in the audit log.
         self.logged_hash: str | None = None
 
@@ -33,11 +63,34 @@ class Authorizer:
         return self._policy
 
     def reload(self) -> PolicySet:
-        """Load the directory again and put it in force; on error the old policy stays."""
-        fresh = PolicySet.load(self.directory)
+        """Validate the directory again and put it in force; on any problem the old one stays."""
         with self._swap_lock:
-            self._policy = fresh
-        return fresh
+            try:
+                fresh = validate_policy(self.directory)
+            except PolicyRefused as exc:
+                self.refused = (exc.details["policy_hash"], exc.details["problems"])
+                log.error("%s", exc.message)
+                raise
+            except GovernanceError as exc:
+                self.refused = (policy_hash(self.directory), [exc.message])
+                log.error("policy refused: %s", exc.message)
+                raise PolicyRefused(
+                    f"policy refused: {exc.message}; the old one stays",
+                    details={"problems": [exc.message]},
+                ) from exc
+            self._policy, self.refused = fresh, None
+            return fresh
+
+    def changed_on_disk(self) -> bool:
+        """Whether the files differ from the policy in force (checked every few seconds)."""
+        now = time.monotonic()
+        if now - self._checked_at < self.check_seconds:
+            return False
+        self._checked_at = now
+        current = policy_hash(self.directory)
+        if self.refused and self.refused[0] == current:
+            return False
+        return current != self._policy.hash
 
     def decide(self, subject: str, domain: str, obj: str, action: str) -> Decision:
         """Answer one authorization question against the policy in force."""

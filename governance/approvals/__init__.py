@@ -1,0 +1,1 @@
+"""Legal and privacy approval workflows: requests, signed decisions, separation of duties."""
