@@ -48,7 +48,9 @@ def create_app(config: Mapping[str, Any] | None = None):
 
     register_error_handlers(app)
     Database(settings["GOVERNANCE_DATABASE_URL"]).init_app(app)
-    Authorizer(settings["GOVERNANCE_POLICY_DIR"]).init_app(app)
+    Authorizer(
+        settings["GOVERNANCE_POLICY_DIR"], float(settings["POLICY_CHECK_SECONDS"])
+    ).init_app(app)
     audit_views.init_app(app)
     datasets_views.init_app(app)
     api.init_app(app)

@@ -88,9 +88,10 @@ class Authorizer:
             return False
         self._checked_at = now
         current = policy_hash(self.directory)
-        if self.refused and self.refused[0] == current:
+        if current == self._policy.hash:
+            self.refused = None  # The files are back to the version in force.
             return False
-        return current != self._policy.hash
+        return not (self.refused and self.refused[0] == current)
 
     def decide(self, subject: str, domain: str, obj: str, action: str) -> Decision:
         """Answer one authorization question against the policy in force."""
