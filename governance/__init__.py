@@ -20,6 +20,7 @@ def create_app(config: Mapping[str, Any] | None = None):
 
     from governance import api, health
     from governance.accounts.views import bp as accounts_bp
+    from governance.approvals.views import bp as approvals_bp
     from governance.audit import views as audit_views
     from governance.authz.service import Authorizer
     from governance.authz.views import bp as authz_bp
@@ -48,9 +49,9 @@ def create_app(config: Mapping[str, Any] | None = None):
 
     register_error_handlers(app)
     Database(settings["GOVERNANCE_DATABASE_URL"]).init_app(app)
-    Authorizer(
-        settings["GOVERNANCE_POLICY_DIR"], float(settings["POLICY_CHECK_SECONDS"])
-    ).init_app(app)
+    Authorizer(settings["GOVERNANCE_POLICY_DIR"], float(settings["POLICY_CHECK_SECONDS"])).init_app(
+        app
+    )
     audit_views.init_app(app)
     datasets_views.init_app(app)
     api.init_app(app)
@@ -62,6 +63,7 @@ def create_app(config: Mapping[str, Any] | None = None):
         datasets_views.bp,
         authz_bp,
         audit_views.bp,
+        approvals_bp,
     ):
         app.register_api(blueprint)
     app.add_url_rule("/openapi.json", "openapi_json", lambda: jsonify(app.api_doc))

@@ -6,6 +6,7 @@ from __future__ import annotations
 def import_all_models() -> None:
     """Import the table modules of every domain package."""
     import governance.accounts.models
+    import governance.approvals.models
     import governance.audit.models
     import governance.datasets.models
     import governance.domains.models

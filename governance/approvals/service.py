@@ -1,0 +1,522 @@
+"""Approval requests and decisions: separation of duties, signatures, states.
+
+A request binds one exact subject by its digest: for data, the version's content hash, its
+passing scan receipt under the rules in force and the model family it may train; for a
+promotion, the model version's lineage digest. Whenever a request is read or decided the
+digest is computed again; if the subject changed the request is invalidated, since the
+reviewers judged something else.
+
+Decisions serialize on the request row: a decision first bumps the row's `lock_version`
+(taking the row's write lock on PostgreSQL, the database's on SQLite), then reads, checks
+and writes; unique constraints on (request, role) and (request, reviewer) back that up.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import uuid
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import sqlalchemy as sa
+from cryptography.exceptions import InvalidSignature
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
+from sqlmodel import Session, select
+
+from audit.log import canonical, key_id
+from governance.approvals.models import ApprovalDecision, ApprovalRequest, RequestState
+from governance.approvals.rules import ApprovalRules
+from governance.audit.service import Actor, format_time, record
+from governance.authz.policy import PolicySet
+from governance.datasets.models import Dataset, DatasetVersion, VersionStatus
+from governance.db import utcnow
+from governance.domains.models import Domain
+from governance.errors import Conflict, Forbidden, InvalidInput, NotFound
+
+DATASET_USE = "dataset-use"
+MODEL_PROMOTION = "model-promotion"
+
+# kind -> function(session, request, policy_dir) -> the subject's digest now, or None if gone.
+SUBJECTS: dict[str, Callable[[Session, ApprovalRequest, Path], str | None]] = {}
+
+
+def subject_resolver(kind: str):
+    """Register how to recompute the digest of a kind of subject."""
+
+    def register(func):
+        SUBJECTS[kind] = func
+        return func
+
+    return register
+
+
+# --- dataset use ------------------------------------------------------------------------------
+
+
+def dataset_use_digest(version: DatasetVersion, receipt, family: str) -> str:
+    return hashlib.sha256(
+        canonical(
+            {
+                "kind": DATASET_USE,
+                "dataset_version": version.uid,
+                "content_hash": version.content_hash,
+                "receipt": receipt.id,
+                "rules_hash": receipt.rules_hash,
+                "sanitized_hash": receipt.sanitized_hash,
+                "family": family,
+            }
+        )
+    ).hexdigest()
+
+
+@subject_resolver(DATASET_USE)
+def _dataset_use_now(session: Session, request: ApprovalRequest, policy_dir: Path) -> str | None:
+    from governance.pii.rules import load_rules
+    from governance.pii.service import latest_receipt
+
+    uid = request.subject.removeprefix("dataset-version/")
+    version = session.exec(select(DatasetVersion).where(DatasetVersion.uid == uid)).first()
+    if version is None or version.status != VersionStatus.READY:
+        return None
+    domain = session.get(Domain, version.domain_id)
+    receipt = latest_receipt(session, version, load_rules(policy_dir, domain.name).hash)
+    if receipt is None:
+        return None
+    return dataset_use_digest(version, receipt, request.family)
+
+
+def request_dataset_use(
+    session: Session,
+    domain: Domain,
+    dataset: Dataset,
+    version: DatasetVersion,
+    family: str,
+    policy_dir: Path,
+    rules: ApprovalRules,
+    *,
+    actor: Actor,
+) -> ApprovalRequest:
+    """Ask for approval to train `family` on this version; it must have passed its scan."""
+    from governance.pii.rules import load_rules
+    from governance.pii.service import require_trainable
+
+    if version.domain_id != domain.id or dataset.domain_id != domain.id:
+        raise Forbidden("the dataset version belongs to another domain")
+    if version.status != VersionStatus.READY:
+        raise Conflict(f"dataset version {version.uid} was deleted", details={"uid": version.uid})
+    receipt = require_trainable(session, version, load_rules(policy_dir, domain.name))
+    summary = {
+        "dataset": dataset.name,
+        "dataset_id": dataset.id,
+        "version": version.number,
+        "tax_year": version.tax_year,
+        "content_hash": version.content_hash,
+        "records": version.record_count,
+        "receipt": receipt.id,
+        "verdict": receipt.verdict,
+        "rules_hash": receipt.rules_hash,
+        "sanitized_hash": receipt.sanitized_hash,
+    }
+    return open_request(
+        session,
+        domain,
+        DATASET_USE,
+        f"dataset-version/{version.uid}",
+        dataset_use_digest(version, receipt, family),
+        family,
+        summary,
+        rules,
+        actor=actor,
+    )
+
+
+# --- requests ---------------------------------------------------------------------------------
+
+
+def open_request(
+    session: Session,
+    domain: Domain,
+    kind: str,
+    subject: str,
+    digest: str,
+    family: str,
+    summary: dict[str, Any],
+    rules: ApprovalRules,
+    *,
+    actor: Actor,
+    also_excluded: tuple[str, ...] = (),
+) -> ApprovalRequest:
+    """Open a request for a subject; an open request for the same subject is superseded."""
+    rule = rules.rule_for(domain.name, kind)
+    now = utcnow()
+    for old in session.exec(
+        select(ApprovalRequest).where(
+            ApprovalRequest.kind == kind,
+            ApprovalRequest.subject == subject,
+            ApprovalRequest.family == family,
+            ApprovalRequest.state.in_(RequestState.OPEN),
+        )
+    ):
+        close(session, old, RequestState.SUPERSEDED, "a newer request for the same subject", actor)
+    auto = family in rule.auto_approve
+    request = ApprovalRequest(
+        uid=uuid.uuid4().hex,
+        domain_id=domain.id,
+        kind=kind,
+        subject=subject,
+        subject_digest=digest,
+        family=family,
+        summary=summary,
+        required_roles=[] if auto else list(rule.required),
+        excluded=sorted({actor.principal, *also_excluded}),
+        state=RequestState.APPROVED if auto else RequestState.PENDING,
+        state_reason="approvals.yaml approves this family without review" if auto else None,
+        requested_by=actor.principal,
+        requested_at=now,
+        expires_at=now + dt.timedelta(days=rule.expires_days),
+        closed_at=now if auto else None,
+        policy_hash=actor.policy_hash or "",
+    )
+    session.add(request)
+    session.flush()
+    record(
+        session,
+        actor,
+        "approval.request",
+        f"approval/{request.uid}",
+        domain.name,
+        details={
+            "kind": kind,
+            "subject": subject,
+            "subject_digest": digest,
+            "family": family,
+            "required_roles": request.required_roles,
+            "state": request.state,
+        },
+    )
+    session.commit()
+    return request
+
+
+def close(
+    session: Session, request: ApprovalRequest, state: str, reason: str, actor: Actor
+) -> None:
+    """Move a request to a final state and log it (the caller commits)."""
+    request.state, request.state_reason, request.closed_at = state, reason, utcnow()
+    session.add(request)
+    domain = session.get(Domain, request.domain_id)
+    record(
+        session,
+        actor,
+        f"approval.{state}",
+        f"approval/{request.uid}",
+        domain.name,
+        details={"subject": request.subject, "reason": reason},
+    )
+
+
+def refresh_state(
+    session: Session, request: ApprovalRequest, policy_dir: Path, actor: Actor
+) -> ApprovalRequest:
+    """Expire or invalidate an open request whose time ran out or whose subject changed."""
+    if request.state not in RequestState.OPEN:
+        return request
+    if request.state == RequestState.PENDING and utcnow() >= request.expires_at:
+        close(session, request, RequestState.EXPIRED, "no decision before it expired", actor)
+        session.commit()
+        return request
+    resolver = SUBJECTS.get(request.kind)
+    current = resolver(session, request, policy_dir) if resolver else None
+    if current != request.subject_digest:
+        reason = "the subject is gone" if current is None else "the subject changed"
+        close(session, request, RequestState.INVALIDATED, reason, actor)
+        session.commit()
+    return request
+
+
+def get_request(session: Session, uid: str) -> ApprovalRequest:
+    request = session.exec(select(ApprovalRequest).where(ApprovalRequest.uid == uid)).first()
+    if request is None:
+        raise NotFound("no such approval request", details={"uid": uid})
+    return request
+
+
+def decisions_of(session: Session, request: ApprovalRequest) -> list[ApprovalDecision]:
+    return list(
+        session.exec(
+            select(ApprovalDecision)
+            .where(ApprovalDecision.request_id == request.id)
+            .order_by(ApprovalDecision.id)
+        )
+    )
+
+
+def missing_roles(request: ApprovalRequest, decisions: list[ApprovalDecision]) -> list[str]:
+    filled = {d.role for d in decisions if d.decision == "approve"}
+    return [role for role in request.required_roles if role not in filled]
+
+
+def roles_held(policy: PolicySet, principal: str, domain: str) -> set[str]:
+    return {role for where, role in policy.role_bindings(principal) if where in (domain, "*")}
+
+
+# --- decisions --------------------------------------------------------------------------------
+
+
+def decision_digest(
+    request: ApprovalRequest,
+    reviewer: str,
+    role: str,
+    decision: str,
+    decided_at: str,
+    policy_hash: str,
+    comment: str,
+) -> str:
+    """The canonical digest a decision's signature covers."""
+    return hashlib.sha256(
+        canonical(
+            {
+                "request": request.uid,
+                "kind": request.kind,
+                "subject": request.subject,
+                "subject_digest": request.subject_digest,
+                "reviewer": reviewer,
+                "role": role,
+                "decision": decision,
+                "time": decided_at,
+                "policy_hash": policy_hash,
+                "comment_sha256": hashlib.sha256(comment.encode()).hexdigest(),
+            }
+        )
+    ).hexdigest()
+
+
+def decide(
+    session: Session,
+    uid: str,
+    decision: str,
+    comment: str,
+    role: str | None,
+    *,
+    policy: PolicySet,
+    policy_dir: Path,
+    key: Ed25519PrivateKey,
+    actor: Actor,
+) -> ApprovalDecision:
+    """Record one reviewer's signed decision, enforcing separation of duties."""
+    reviewer = actor.principal
+    request = get_request(session, uid)
+    # Take the request's lock before reading anything that decides the outcome.
+    bumped = session.execute(
+        sa.update(ApprovalRequest)
+        .where(ApprovalRequest.id == request.id, ApprovalRequest.state == RequestState.PENDING)
+        .values(lock_version=ApprovalRequest.lock_version + 1)
+    )
+    session.refresh(request)
+    if bumped.rowcount != 1:
+        session.rollback()
+        raise Conflict(
+            f"the request is {request.state}, not pending",
+            details={"uid": uid, "state": request.state},
+            code="not_pending",
+        )
+    refresh_state(session, request, policy_dir, actor)
+    if request.state != RequestState.PENDING:
+        raise Conflict(
+            f"the request is {request.state}: {request.state_reason}",
+            details={"uid": uid, "state": request.state},
+            code="not_pending",
+        )
+    domain = session.get(Domain, request.domain_id)
+    if reviewer in request.excluded:
+        what = "requested" if reviewer == request.requested_by else "trained the subject of"
+        raise Forbidden(
+            f"{reviewer} {what} this request and may not decide it",
+            details={"uid": uid, "reviewer": reviewer},
+            code="separation_of_duties",
+        )
+    decisions = decisions_of(session, request)
+    if any(d.reviewer == reviewer for d in decisions):
+        raise Conflict(
+            f"{reviewer} has already decided this request; one person fills one role",
+            details={"uid": uid},
+            code="separation_of_duties",
+        )
+    open_roles = missing_roles(request, decisions)
+    held = roles_held(policy, reviewer, domain.name)
+    candidates = [r for r in open_roles if r in held]
+    if role is not None:
+        if role not in request.required_roles:
+            raise InvalidInput(
+                f"role {role!r} is not required by this request",
+                details={"field": "role", "required": request.required_roles},
+            )
+        if role not in held:
+            raise Forbidden(
+                f"{reviewer} does not hold {role} in {domain.name}",
+                details={"role": role, "domain": domain.name},
+                code="separation_of_duties",
+            )
+        if role not in open_roles:
+            raise Conflict(f"role {role} has already approved this request", details={"role": role})
+        candidates = [role]
+    if not candidates:
+        raise Forbidden(
+            f"{reviewer} holds none of the roles this request still needs in {domain.name}",
+            details={"missing_roles": open_roles, "held": sorted(held)},
+            code="separation_of_duties",
+        )
+    if len(candidates) > 1:
+        raise InvalidInput(
+            "you hold several roles this request needs: name one",
+            details={"field": "role", "choices": candidates},
+        )
+    chosen = candidates[0]
+    moment = utcnow()
+    decided_at = format_time(moment)
+    digest = decision_digest(request, reviewer, chosen, decision, decided_at, policy.hash, comment)
+    row = ApprovalDecision(
+        request_id=request.id,
+        reviewer=reviewer,
+        role=chosen,
+        decision=decision,
+        comment=comment,
+        decided_at=moment,
+        policy_hash=policy.hash,
+        digest=digest,
+        signature=key.sign(bytes.fromhex(digest)).hex(),
+        key_id=key_id(key.public_key()),
+    )
+    session.add(row)
+    try:
+        session.flush()
+    except sa.exc.IntegrityError as exc:
+        session.rollback()
+        raise Conflict("another decision in that role or by you came first") from exc
+    row.audit_seq = record(
+        session,
+        actor,
+        "approval.decide",
+        f"approval/{request.uid}",
+        domain.name,
+        decision=decision,
+        details={
+            "role": chosen,
+            "subject": request.subject,
+            "subject_digest": request.subject_digest,
+            "digest": digest,
+            "comment_sha256": hashlib.sha256(comment.encode()).hexdigest(),
+        },
+    )
+    decisions.append(row)
+    if decision == "reject":
+        close(session, request, RequestState.REJECTED, f"rejected by {reviewer} ({chosen})", actor)
+    elif not missing_roles(request, decisions):
+        close(session, request, RequestState.APPROVED, "every required role approved", actor)
+    session.add(row)
+    session.commit()
+    return row
+
+
+def verify_decisions(
+    session: Session, request: ApprovalRequest, public_key: Ed25519PublicKey
+) -> list[str]:
+    """Check every decision's digest and signature; return the problems (none: all good)."""
+    problems = []
+    for row in decisions_of(session, request):
+        expected = decision_digest(
+            request,
+            row.reviewer,
+            row.role,
+            row.decision,
+            format_time(row.decided_at),
+            row.policy_hash,
+            row.comment,
+        )
+        if expected != row.digest:
+            problems.append(
+                f"decision by {row.reviewer}: the stored fields do not match its digest"
+            )
+            continue
+        try:
+            public_key.verify(bytes.fromhex(row.signature), bytes.fromhex(row.digest))
+        except (InvalidSignature, ValueError):
+            problems.append(f"decision by {row.reviewer}: bad signature")
+    return problems
+
+
+# --- reading ----------------------------------------------------------------------------------
+
+
+def inbox(
+    session: Session, principal: str, policy: PolicySet, policy_dir: Path, actor: Actor
+) -> list[ApprovalRequest]:
+    """Pending requests that still need a role `principal` holds, in domains where they hold it."""
+    waiting = []
+    for request in session.exec(
+        select(ApprovalRequest)
+        .where(ApprovalRequest.state == RequestState.PENDING)
+        .order_by(ApprovalRequest.requested_at)
+    ).all():
+        if principal in request.excluded:
+            continue
+        domain = session.get(Domain, request.domain_id)
+        held = roles_held(policy, principal, domain.name)
+        if not held & set(request.required_roles):
+            continue
+        decisions = decisions_of(session, request)
+        if any(d.reviewer == principal for d in decisions):
+            continue
+        if not held & set(missing_roles(request, decisions)):
+            continue
+        refresh_state(session, request, policy_dir, actor)
+        if request.state == RequestState.PENDING:
+            waiting.append(request)
+    return waiting
+
+
+def approved_request(
+    session: Session, kind: str, subject: str, family: str, policy_dir: Path, actor: Actor
+) -> ApprovalRequest | None:
+    """The approved request for this subject and family, if it still holds."""
+    request = session.exec(
+        select(ApprovalRequest).where(
+            ApprovalRequest.kind == kind,
+            ApprovalRequest.subject == subject,
+            ApprovalRequest.family == family,
+            ApprovalRequest.state == RequestState.APPROVED,
+        )
+    ).first()
+    if request is None:
+        return None
+    refresh_state(session, request, policy_dir, actor)
+    return request if request.state == RequestState.APPROVED else None
+
+
+def request_read(session: Session, request: ApprovalRequest) -> dict[str, Any]:
+    decisions = decisions_of(session, request)
+    domain = session.get(Domain, request.domain_id)
+    return {
+        **request.model_dump(
+            include={
+                "uid",
+                "kind",
+                "subject",
+                "subject_digest",
+                "family",
+                "state",
+                "state_reason",
+                "required_roles",
+                "requested_by",
+                "requested_at",
+                "expires_at",
+                "closed_at",
+                "policy_hash",
+            }
+        ),
+        "domain": domain.name,
+        "missing_roles": missing_roles(request, decisions),
+        "decisions": [d.model_dump(exclude={"id", "request_id"}) for d in decisions],
+    }
