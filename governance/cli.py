@@ -670,7 +670,8 @@ def decide_command(decision: str):
 
         body = {"decision": decision, "comment": comment, "role": role}
         row = api_call("POST", f"/api/v1/approvals/{uid}/decisions", body, url=url)
-        click.echo(f"{decision}d as {row['role']}; signature {row['signature'][:16]}...")
+        done = {"approve": "approved", "reject": "rejected"}[decision]
+        click.echo(f"{done} as {row['role']}; signature {row['signature'][:16]}...")
 
     command.__doc__ = f"{decision.capitalize()} request UID with a comment (signed, audited)."
     return command

@@ -294,3 +294,55 @@ def test_approvals_verify_cli(app, client, world, config, tmp_path):
         conn.execute(sa.update(ApprovalDecision).values(signature="00" * 64))
     bad = govern(env, "approvals", "verify", uid)
     assert bad.returncode == 1 and "bad signature" in bad.stderr
+
+
+@pytest.fixture
+def live_url(app):
+    """Serve the test app on a loopback port for CLI commands that call the API."""
+    from werkzeug.serving import make_server
+
+    server = make_server("127.0.0.1", 0, app, threaded=True)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{server.server_port}"
+    server.shutdown()
+
+
+def test_reviewers_work_from_the_cli_through_the_api(client, world, config, live_url):
+    from tests.test_cli import govern
+
+    scan(client, world)
+    base = {
+        "GOVERNANCE_HOME": config["GOVERNANCE_HOME"],
+        "GOVERNANCE_DATABASE_URL": config["GOVERNANCE_DATABASE_URL"],
+        "GOVERNANCE_URL": live_url,
+    }
+
+    def as_(who):
+        return {**base, "GOVERNANCE_TOKEN": world[who]}
+
+    made = govern(
+        as_("morgan"),
+        "approvals",
+        "request-data",
+        str(world["dataset"]),
+        "1",
+        "--family",
+        "tax-assistant",
+    )
+    assert made.returncode == 0, made.stderr
+    uid = made.stdout.split()[0]
+    assert "pending" in made.stdout and "privacy-reviewer, legal-reviewer" in made.stdout
+    assert uid in govern(as_("priya"), "approvals", "inbox", check=True).stdout
+    shown = json.loads(govern(as_("priya"), "approvals", "show", uid, check=True).stdout)
+    assert shown["evidence"]["counts"] == {"US_SSN": {"text": 1}}
+    own = govern(as_("morgan"), "approvals", "approve", uid, "--comment", "mine")
+    assert own.returncode == 1 and "may not decide" in own.stderr
+    approved = govern(as_("priya"), "approvals", "approve", uid, "--comment", "receipt is clean")
+    assert approved.returncode == 0 and "approved as privacy-reviewer" in approved.stdout
+    rejected = govern(as_("lee"), "approvals", "reject", uid, "--comment", "no legal basis")
+    assert rejected.returncode == 0 and "rejected as legal-reviewer" in rejected.stdout
+    assert show(client, world, uid).get_json()["state"] == "rejected"
+    assert "nothing waits" in govern(as_("priya"), "approvals", "inbox", check=True).stderr
+    no_token = govern(base, "approvals", "inbox")
+    assert no_token.returncode == 1 and "GOVERNANCE_TOKEN" in no_token.stderr
