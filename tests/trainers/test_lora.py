@@ -1,0 +1,98 @@
+"""The data plane alone: a tiny base model, LoRA training from a bundle, determinism."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from trainers.hashing import weights_hash
+
+
+def run(*args: str, check: bool = True) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, *args], capture_output=True, text=True, check=check, timeout=600
+    )
+
+
+@pytest.fixture(scope="module")
+def tiny(tmp_path_factory) -> Path:
+    path = tmp_path_factory.mktemp("base") / "tiny"
+    run("-m", "trainers.tiny", str(path), "--seed", "0")
+    return path
+
+
+def make_bundle(directory: Path, base: Path, seed: int = 7) -> Path:
+    directory.mkdir(parents=True)
+    spec = {
+        "base_model": {"path": str(base), "weights_sha256": weights_hash(base)},
+        "lora": {"r": 4, "alpha": 8, "target_modules": ["v_proj", "q_proj"]},
+        "hyperparameters": {"epochs": 2, "batch_size": 4, "learning_rate": 0.002},
+        "seed": seed,
+    }
+    (directory / "spec.json").write_text(json.dumps(spec))
+    train = [
+        {"prompt": f"What goes on line {i} of Form 1040?", "completion": f"Line {i}: wages."}
+        for i in range(1, 17)
+    ] + [{"text": "Schedule C reports business income."}]
+    (directory / "train.jsonl").write_text("".join(json.dumps(r) + "\n" for r in train))
+    held_out = [
+        {"text": "Line 11 of Form 1040 is adjusted gross income."},
+        {"question": "Which form reports wages?", "choices": ["W-2", "1099-INT"], "answer": 0},
+    ]
+    (directory / "eval.jsonl").write_text("".join(json.dumps(r) + "\n" for r in held_out))
+    return directory
+
+
+def test_the_tiny_base_model_is_deterministic(tiny, tmp_path):
+    again = run("-m", "trainers.tiny", str(tmp_path / "again"), "--seed", "0").stdout.strip()
+    assert again == weights_hash(tiny)
+    other = run("-m", "trainers.tiny", str(tmp_path / "other"), "--seed", "1").stdout.strip()
+    assert other != again
+    config = json.loads((tiny / "config.json").read_text())
+    assert config["model_type"] == "llama" and config["num_hidden_layers"] == 2
+
+
+def test_lora_training_is_deterministic_on_the_cpu_and_writes_a_manifest(tiny, tmp_path):
+    bundle = make_bundle(tmp_path / "bundle", tiny)
+    first = run("-m", "trainers.lora", str(bundle), str(tmp_path / "one"))
+    events = [json.loads(line) for line in first.stdout.splitlines()]
+    assert events[0]["event"] == "start" and events[0]["device"] == "cpu"
+    progress = [e for e in events if e["event"] == "progress"]
+    assert progress[-1]["step"] == progress[-1]["of"] == 10
+    run("-m", "trainers.lora", str(bundle), str(tmp_path / "two"))
+    one = json.loads((tmp_path / "one" / "manifest.json").read_text())
+    two = json.loads((tmp_path / "two" / "manifest.json").read_text())
+    assert one["adapter/adapter_model.safetensors"] == two["adapter/adapter_model.safetensors"]
+    assert {k: v for k, v in one.items() if k != "metrics.json"} == {
+        k: v for k, v in two.items() if k != "metrics.json"
+    }
+    metrics = json.loads((tmp_path / "one" / "metrics.json").read_text())
+    assert metrics["eval_loss"] < metrics["eval_loss_before"]
+    assert metrics["perplexity"] > 1 and metrics["multiple_choice"]["n"] == 1
+    # Another seed gives other weights.
+    other = make_bundle(tmp_path / "seeded", tiny, seed=8)
+    run("-m", "trainers.lora", str(other), str(tmp_path / "three"))
+    three = json.loads((tmp_path / "three" / "manifest.json").read_text())
+    assert three["adapter/adapter_model.safetensors"] != one["adapter/adapter_model.safetensors"]
+
+
+def test_other_weights_than_the_spec_names_are_refused(tiny, tmp_path):
+    bundle = make_bundle(tmp_path / "bundle", tiny)
+    spec = json.loads((bundle / "spec.json").read_text())
+    spec["base_model"]["weights_sha256"] = "0" * 64
+    (bundle / "spec.json").write_text(json.dumps(spec))
+    result = run("-m", "trainers.lora", str(bundle), str(tmp_path / "out"), check=False)
+    assert result.returncode == 1 and "refusing to train on other weights" in result.stderr
+    assert not (tmp_path / "out" / "adapter").exists()
+
+
+def test_trainers_import_nothing_of_governance():
+    code = (
+        "import sys, trainers.lora, trainers.tiny, trainers.hashing;"
+        "print(sorted(m for m in sys.modules if m.split('.')[0] == 'governance'))"
+    )
+    assert run("-c", code).stdout.strip() == "[]"

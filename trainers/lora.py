@@ -1,0 +1,311 @@
+"""LoRA fine-tuning of a causal language model from a training bundle.
+
+    python -m trainers.lora BUNDLE OUT
+
+BUNDLE is a directory with
+    spec.json    base model path and weight hash, LoRA config, hyperparameters, seed
+    train.jsonl  sanitized records: {"text"} or {"prompt", "completion"}
+    eval.jsonl   sanitized held-out records, and multiple-choice items
+                 {"question", "choices": [...], "answer": index}
+OUT receives adapter/ (safetensors), metrics.json and manifest.json (SHA-256 of every file).
+Progress goes to stdout, one JSON object a line. CUDA when present (bf16 where supported),
+else the CPU, where a given seed gives the same adapter bytes every time.
+
+This package imports nothing of `governance`: a worker needs no database, keys or raw data.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import random
+import sys
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from trainers.hashing import manifest, weights_hash
+
+DEFAULT_LORA = {"r": 8, "alpha": 16, "dropout": 0.0, "target_modules": ["q_proj", "v_proj"]}
+DEFAULT_HYPER = {"epochs": 2, "learning_rate": 2e-3, "batch_size": 8, "max_length": 256}
+
+
+class BundleError(Exception):
+    """The bundle is incomplete or does not match what it claims."""
+
+
+def emit(event: str, **fields: Any) -> None:
+    print(json.dumps({"event": event, **fields}), flush=True)
+
+
+def read_jsonl(path: Path) -> list[dict[str, Any]]:
+    if not path.is_file():
+        return []
+    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+
+
+@dataclass
+class Bundle:
+    spec: dict[str, Any]
+    train: list[dict[str, Any]]
+    eval_records: list[dict[str, Any]]
+    choices: list[dict[str, Any]]
+
+    @classmethod
+    def load(cls, directory: Path) -> Bundle:
+        spec_path = directory / "spec.json"
+        if not spec_path.is_file():
+            raise BundleError(f"{directory} has no spec.json")
+        spec = json.loads(spec_path.read_text())
+        base = spec.get("base_model") or {}
+        if not base.get("path") or not base.get("weights_sha256"):
+            raise BundleError("spec.json must name base_model.path and base_model.weights_sha256")
+        actual = weights_hash(base["path"])
+        if actual != base["weights_sha256"]:
+            raise BundleError(
+                f"base model weights at {base['path']} hash to {actual[:16]}, "
+                f"not {base['weights_sha256'][:16]}: refusing to train on other weights"
+            )
+        train = read_jsonl(directory / "train.jsonl")
+        if not train:
+            raise BundleError("train.jsonl is empty")
+        held_out = read_jsonl(directory / "eval.jsonl")
+        choices = [r for r in held_out if "choices" in r]
+        return cls(spec, train, [r for r in held_out if "choices" not in r], choices)
+
+
+def pick_device():
+    """CUDA with bf16 where supported, else fp32; the CPU otherwise."""
+    import torch
+
+    if torch.cuda.is_available():
+        dtype = torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float32
+        return torch.device("cuda"), dtype
+    return torch.device("cpu"), torch.float32
+
+
+def seed_everything(seed: int) -> None:
+    import torch
+
+    random.seed(seed)
+    torch.manual_seed(seed)
+    if torch.cuda.is_available():
+        torch.cuda.manual_seed_all(seed)
+    else:
+        torch.use_deterministic_algorithms(True)
+
+
+def encode(tokenizer, record: dict[str, Any], max_length: int) -> tuple[list[int], list[int]]:
+    """Token ids and labels; for prompt/completion only the completion is learned."""
+    if "text" in record:
+        ids = [tokenizer.bos_token_id, *tokenizer.encode(record["text"], add_special_tokens=False)]
+        ids.append(tokenizer.eos_token_id)
+        ids = ids[:max_length]
+        return ids, list(ids)
+    prompt = [tokenizer.bos_token_id, *tokenizer.encode(record["prompt"], add_special_tokens=False)]
+    answer = tokenizer.encode(" " + record["completion"], add_special_tokens=False)
+    ids = (prompt + answer + [tokenizer.eos_token_id])[:max_length]
+    labels = ([-100] * len(prompt) + answer + [tokenizer.eos_token_id])[:max_length]
+    return ids, labels
+
+
+def batches(examples, batch_size: int, pad_id: int, order: list[int]) -> Iterator[tuple]:
+    import torch
+
+    for start in range(0, len(order), batch_size):
+        chosen = [examples[i] for i in order[start : start + batch_size]]
+        width = max(len(ids) for ids, _ in chosen)
+        ids = torch.full((len(chosen), width), pad_id, dtype=torch.long)
+        labels = torch.full((len(chosen), width), -100, dtype=torch.long)
+        mask = torch.zeros((len(chosen), width), dtype=torch.long)
+        for row, (tokens, targets) in enumerate(chosen):
+            ids[row, : len(tokens)] = torch.tensor(tokens)
+            labels[row, : len(targets)] = torch.tensor(targets)
+            mask[row, : len(tokens)] = 1
+        yield ids, labels, mask
+
+
+def held_out_loss(model, examples, batch_size: int, pad_id: int, device) -> float | None:
+    """Mean token loss over held-out examples (perplexity is its exponential)."""
+    import torch
+
+    if not examples:
+        return None
+    total, count = 0.0, 0
+    model.eval()
+    with torch.no_grad():
+        for ids, labels, mask in batches(examples, batch_size, pad_id, list(range(len(examples)))):
+            ids, labels, mask = ids.to(device), labels.to(device), mask.to(device)
+            logits = model(input_ids=ids, attention_mask=mask).logits.float()
+            shift_logits, shift_labels = logits[:, :-1], labels[:, 1:]
+            losses = torch.nn.functional.cross_entropy(
+                shift_logits.reshape(-1, shift_logits.size(-1)),
+                shift_labels.reshape(-1),
+                ignore_index=-100,
+                reduction="sum",
+            )
+            total += float(losses)
+            count += int((shift_labels != -100).sum())
+    return total / max(count, 1)
+
+
+def continuation_loglikelihood(model, tokenizer, context: str, continuation: str, device) -> float:
+    """log P(continuation | context), summed over the continuation's tokens."""
+    import torch
+
+    context_ids = [tokenizer.bos_token_id, *tokenizer.encode(context, add_special_tokens=False)]
+    target_ids = tokenizer.encode(continuation, add_special_tokens=False)
+    ids = torch.tensor([context_ids + target_ids], device=device)
+    with torch.no_grad():
+        logits = model(input_ids=ids).logits.float()
+    logprobs = torch.log_softmax(logits[0, :-1], dim=-1)
+    positions = range(len(context_ids) - 1, len(context_ids) + len(target_ids) - 1)
+    return float(sum(logprobs[p, ids[0, p + 1]] for p in positions))
+
+
+def multiple_choice(model, tokenizer, items, device) -> dict[str, float] | None:
+    """Accuracy by the log-likelihood of each choice, as lm-evaluation-harness scores them:
+    `acc` takes the most likely choice, `acc_norm` divides by the choice's length in bytes."""
+    if not items:
+        return None
+    model.eval()
+    correct = correct_norm = 0
+    for item in items:
+        context = f"Question: {item['question']}\nAnswer:"
+        scores = [
+            continuation_loglikelihood(model, tokenizer, context, f" {choice}", device)
+            for choice in item["choices"]
+        ]
+        lengths = [len(f" {choice}".encode()) for choice in item["choices"]]
+        correct += scores.index(max(scores)) == item["answer"]
+        normed = [s / n for s, n in zip(scores, lengths, strict=True)]
+        correct_norm += normed.index(max(normed)) == item["answer"]
+    return {"acc": correct / len(items), "acc_norm": correct_norm / len(items), "n": len(items)}
+
+
+def train(
+    bundle_dir: str | Path,
+    out_dir: str | Path,
+    report: Callable[..., None] = emit,
+) -> dict[str, Any]:
+    """Fine-tune, evaluate, and write the adapter, metrics and manifest; return the metrics."""
+    import torch
+    from peft import LoraConfig, get_peft_model
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+    from transformers.utils import logging as hf_logging
+
+    hf_logging.disable_progress_bar()
+    hf_logging.set_verbosity_error()
+    started = time.monotonic()
+    bundle = Bundle.load(Path(bundle_dir))
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    spec = bundle.spec
+    lora = {**DEFAULT_LORA, **(spec.get("lora") or {})}
+    hyper = {**DEFAULT_HYPER, **(spec.get("hyperparameters") or {})}
+    seed = int(spec.get("seed", 0))
+    seed_everything(seed)
+    device, dtype = pick_device()
+    base = spec["base_model"]["path"]
+    tokenizer = AutoTokenizer.from_pretrained(base, local_files_only=True)
+    model = AutoModelForCausalLM.from_pretrained(base, local_files_only=True, dtype=dtype)
+    model = get_peft_model(
+        model,
+        LoraConfig(
+            r=lora["r"],
+            lora_alpha=lora["alpha"],
+            lora_dropout=lora["dropout"],
+            target_modules=list(lora["target_modules"]),
+            task_type="CAUSAL_LM",
+        ),
+    )
+    model.to(device)
+    report("start", device=device.type, dtype=str(dtype).removeprefix("torch."), seed=seed)
+    max_length = int(hyper["max_length"])
+    train_examples = [encode(tokenizer, r, max_length) for r in bundle.train]
+    eval_examples = [encode(tokenizer, r, max_length) for r in bundle.eval_records]
+    batch_size = int(hyper["batch_size"])
+    optimizer = torch.optim.AdamW(
+        [p for p in model.parameters() if p.requires_grad], lr=float(hyper["learning_rate"])
+    )
+    steps_per_epoch = math.ceil(len(train_examples) / batch_size)
+    total_steps = steps_per_epoch * int(hyper["epochs"])
+    generator = torch.Generator().manual_seed(seed)
+    step, last_loss = 0, None
+    eval_before = held_out_loss(model, eval_examples, batch_size, tokenizer.pad_token_id, device)
+    for epoch in range(int(hyper["epochs"])):
+        model.train()
+        order = torch.randperm(len(train_examples), generator=generator).tolist()
+        for ids, labels, mask in batches(train_examples, batch_size, tokenizer.pad_token_id, order):
+            ids, labels, mask = ids.to(device), labels.to(device), mask.to(device)
+            loss = model(input_ids=ids, attention_mask=mask, labels=labels).loss
+            loss.backward()
+            optimizer.step()
+            optimizer.zero_grad()
+            step += 1
+            last_loss = float(loss.detach())
+            report("progress", step=step, of=total_steps, epoch=epoch + 1, loss=round(last_loss, 5))
+    eval_loss = held_out_loss(model, eval_examples, batch_size, tokenizer.pad_token_id, device)
+    metrics = {
+        "train_loss": last_loss,
+        "train_records": len(train_examples),
+        "steps": step,
+        "eval_records": len(eval_examples),
+        "eval_loss_before": eval_before,
+        "eval_loss": eval_loss,
+        "perplexity": math.exp(eval_loss) if eval_loss is not None else None,
+        "multiple_choice": multiple_choice(model, tokenizer, bundle.choices, device),
+        "device": device.type,
+        "dtype": str(dtype).removeprefix("torch."),
+        "seed": seed,
+        "lora": lora,
+        "hyperparameters": hyper,
+        "versions": {
+            "torch": torch.__version__,
+            "transformers": _version("transformers"),
+            "peft": _version("peft"),
+        },
+        "seconds": round(time.monotonic() - started, 2),
+    }
+    model.save_pretrained(out / "adapter", safe_serialization=True)
+    _stable_adapter_config(out / "adapter" / "adapter_config.json")
+    (out / "metrics.json").write_text(json.dumps(metrics, indent=2, sort_keys=True))
+    files = manifest(out)
+    (out / "manifest.json").write_text(json.dumps(files, indent=2, sort_keys=True))
+    report("done", eval_loss=eval_loss, manifest=files)
+    return metrics
+
+
+def _stable_adapter_config(path: Path) -> None:
+    """peft writes target_modules from a set, in hash order; sort it so the bytes repeat."""
+    config = json.loads(path.read_text())
+    if isinstance(config.get("target_modules"), list):
+        config["target_modules"] = sorted(config["target_modules"])
+    path.write_text(json.dumps(config, indent=2, sort_keys=True))
+
+
+def _version(name: str) -> str:
+    import importlib.metadata
+
+    return importlib.metadata.version(name)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m trainers.lora", description=__doc__)
+    parser.add_argument("bundle")
+    parser.add_argument("out")
+    args = parser.parse_args(argv)
+    try:
+        train(args.bundle, args.out)
+    except BundleError as exc:
+        emit("error", message=str(exc))
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
