@@ -29,7 +29,11 @@ log = logging.getLogger(__name__)
 API_PREFIX = "/api/"
 PUBLIC_ENDPOINTS = frozenset({"health.health", "openapi_json", "static"})
 # Endpoints that read their body as a stream themselves (not as one JSON document).
-STREAMING_ENDPOINTS = frozenset({"datasets.upload_version"})
+STREAMING_ENDPOINTS = frozenset({"datasets.upload_version", "training.job_result"})
+# Endpoints a worker calls with a job-scoped token (checked by the view), not a principal's.
+JOB_ENDPOINTS = frozenset(
+    {"training.job_bundle", "training.job_heartbeat", "training.job_result", "training.job_fail"}
+)
 BODY_METHODS = frozenset({"POST", "PUT", "PATCH"})
 
 
@@ -128,6 +132,11 @@ def init_app(app: Flask) -> None:
         log_policy_load()
         # Authenticate before looking at the body, so nothing is parsed for strangers; unknown
         # API paths answer 401 too, which tells a stranger nothing about what exists.
+        if request.endpoint in JOB_ENDPOINTS:
+            g.job_token = bearer_token()
+            if request.endpoint not in STREAMING_ENDPOINTS:
+                check_json_body()
+            return None
         try:
             principal, token = accounts.authenticate(get_session(), bearer_token())
         except Unauthenticated as exc:

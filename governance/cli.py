@@ -715,6 +715,89 @@ def approvals_verify(uid: str, public_key: str | None) -> None:
     click.echo(f"{len(rows)} decision(s) verified for {request.subject} ({request.state})")
 
 
+# --- base models, training, lineage ---------------------------------------------------------
+
+
+@main.group("base-model")
+def base_model() -> None:
+    """Register local base models (Hugging Face format); build a tiny one for demos."""
+
+
+@base_model.command("create-tiny")
+@click.argument("path", type=click.Path(file_okay=False))
+@click.option("--seed", default=0, show_default=True, type=int)
+@click.option("--register", "name", default=None, help="Also register it under this name.")
+@fail_cleanly
+def base_model_create_tiny(path: str, seed: int, name: str | None) -> None:
+    """Build a tiny Llama-architecture model and tokenizer at PATH, deterministically."""
+    from trainers.tiny import create_tiny
+
+    digest = create_tiny(path, seed)
+    click.echo(f"{path}: weights {digest}")
+    if name:
+        from governance.models.service import register_base_model
+
+        with instance_session() as session:
+            register_base_model(session, name, path, actor=cli_actor())
+        click.echo(f"registered as {name}")
+
+
+@base_model.command("register")
+@click.argument("name")
+@click.argument("path", type=click.Path(exists=True, file_okay=False))
+@fail_cleanly
+def base_model_register(name: str, path: str) -> None:
+    """Register the model directory PATH as NAME, with the hash of its weights."""
+    from governance.models.service import register_base_model
+
+    with instance_session() as session:
+        base = register_base_model(session, name, path, actor=cli_actor())
+        click.echo(f"{base.name}: {base.architecture}, weights {base.weights_hash}")
+
+
+@main.command()
+@url_option
+@click.option("--once", is_flag=True, help="Stop when the queue is empty.")
+@click.option("--poll", default=5.0, show_default=True, help="Seconds between empty claims.")
+@fail_cleanly
+def worker(url: str | None, once: bool, poll: float) -> None:
+    """Claim training jobs over the API and run them here (GOVERNANCE_TOKEN: a worker's).
+
+    The worker needs no database, keys or raw data: only a token allowed to claim jobs.
+    """
+    from governance.training.worker import serve
+
+    count = serve(url, once=once, poll_seconds=poll, echo=click.echo)
+    click.echo(f"{count} job(s) done")
+
+
+@main.command()
+@click.argument("family")
+@click.argument("number", type=int, metavar="VERSION")
+@click.option(
+    "--format", "fmt", type=click.Choice(["text", "json"]), default="text", show_default=True
+)
+@fail_cleanly
+def lineage(family: str, number: int, fmt: str) -> None:
+    """Print how VERSION of FAMILY was made, as a tree or as signed JSON."""
+    from governance import crypto
+    from governance.errors import NotFound
+    from governance.models import service
+    from governance.models.lineage import render_tree
+
+    key = crypto.load_signing_key(settings()["GOVERNANCE_HOME"])
+    with instance_session() as session:
+        found = service.find_family(session, family)
+        if found is None:
+            raise NotFound(f"no model family {family!r}")
+        version = service.get_version(session, found[0], number)
+        document = service.signed_lineage(session, version, key)
+    if fmt == "json":
+        click.echo(json.dumps(document, indent=2, sort_keys=True))
+    else:
+        click.echo(render_tree(document))
+
+
 # --- pii -----------------------------------------------------------------------------------
 
 

@@ -26,20 +26,34 @@ def api_call(
     method: str, path: str, body: Any = None, *, url: str | None = None, token: str | None = None
 ) -> Any:
     """Call the API and return the decoded JSON, or raise ApiError with the service's message."""
+    data = json.dumps(body).encode() if body is not None else None
+    raw = api_request(method, path, data, "application/json", url=url, token=token)
+    return json.loads(raw or b"null")
+
+
+def api_request(
+    method: str,
+    path: str,
+    data: bytes | None = None,
+    content_type: str = "application/json",
+    *,
+    url: str | None = None,
+    token: str | None = None,
+) -> bytes:
+    """Call the API with raw bytes; return the raw answer (empty for 204)."""
     base = (url or os.environ.get("GOVERNANCE_URL") or DEFAULT_URL).rstrip("/")
     if not base.startswith(("http://", "https://")):
         raise InvalidInput(f"the service URL must start with http:// or https://, not {base!r}")
     token = token or os.environ.get("GOVERNANCE_TOKEN")
     if not token:
         raise InvalidInput("set GOVERNANCE_TOKEN to your API token (govern token create)")
-    data = json.dumps(body).encode() if body is not None else None
     request = urllib.request.Request(f"{base}{path}", data=data, method=method)  # noqa: S310
     request.add_header("Authorization", f"Bearer {token}")
     if data is not None:
-        request.add_header("Content-Type", "application/json")
+        request.add_header("Content-Type", content_type)
     try:
-        with urllib.request.urlopen(request, timeout=60) as response:  # noqa: S310 (http(s) only)
-            return json.loads(response.read() or b"null")
+        with urllib.request.urlopen(request, timeout=300) as response:  # noqa: S310 (http(s) only)
+            return response.read()
     except urllib.error.HTTPError as exc:
         try:
             envelope = json.loads(exc.read()).get("error", {})

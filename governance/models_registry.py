@@ -10,4 +10,6 @@ def import_all_models() -> None:
     import governance.audit.models
     import governance.datasets.models
     import governance.domains.models
-    import governance.pii.models  # noqa: F401
+    import governance.models.models
+    import governance.pii.models
+    import governance.training.models  # noqa: F401

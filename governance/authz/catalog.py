@@ -19,6 +19,7 @@ ACTIONS: dict[str, tuple[str, ...]] = {
     "audit": ("read", "export", "checkpoint"),
     "report": ("read",),
     "authorization": ("query",),
+    "job": ("claim",),
 }
 
 # Object types that are named per instance (model/NAME); the others are plain types.

@@ -232,6 +232,11 @@ def delete_version(
             "content_hash": version.content_hash,
         },
     )
+    # Deletion propagates: every model version trained on this data is tainted in the same
+    # transaction (imported here because models build on datasets, not the other way).
+    from governance.models.service import taint_trained_on
+
+    taint_trained_on(session, version, actor=actor)
     session.commit()
     # The key is gone with the commit; removing the ciphertext is the belt to those braces.
     if blob_key:

@@ -1,0 +1,1 @@
+"""Model families, versions, lineage, evaluation and promotion."""

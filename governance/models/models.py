@@ -1,0 +1,174 @@
+"""Base models, model families and model versions; their API schemas."""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Any
+
+import sqlalchemy as sa
+from pydantic import BaseModel, ConfigDict, Field
+from sqlmodel import Field as SQLField
+from sqlmodel import SQLModel
+
+from governance.db import UTCDateTime, utcnow
+
+NAME_PATTERN = r"^[a-z][a-z0-9-]{1,62}$"
+
+
+class VersionState:
+    TRAINING = "training"
+    TRAINED = "trained"
+    EVALUATED = "evaluated"
+    PENDING_APPROVAL = "pending-approval"
+    PRODUCTION = "production"
+    RETIRED = "retired"
+    FAILED = "failed"
+    TAINTED = "tainted"
+    # A version in one of these may serve queries (production first, else a fallback).
+    SERVABLE = frozenset({PRODUCTION, RETIRED})
+
+
+class BaseModelRecord(SQLModel, table=True):
+    """A registered local model directory in Hugging Face format, named by its weight hash."""
+
+    __tablename__ = "base_models"
+
+    id: int | None = SQLField(default=None, primary_key=True)
+    name: str = SQLField(max_length=63, unique=True, nullable=False)
+    path: str = SQLField(max_length=500, nullable=False)
+    weights_hash: str = SQLField(max_length=64, nullable=False)
+    architecture: str = SQLField(max_length=63, nullable=False)
+    registered_by: str = SQLField(max_length=63, nullable=False)
+    created_at: dt.datetime = SQLField(default_factory=utcnow, sa_type=UTCDateTime, nullable=False)
+
+
+class ModelFamily(SQLModel, table=True):
+    """A line of models in one domain: base model, LoRA recipe, eval suite, refresh schedule."""
+
+    __tablename__ = "model_families"
+
+    id: int | None = SQLField(default=None, primary_key=True)
+    # Family names are global: the gateway addresses a family by name alone.
+    name: str = SQLField(max_length=63, unique=True, nullable=False)
+    domain_id: int = SQLField(foreign_key="domains.id", nullable=False, index=True)
+    base_model_id: int = SQLField(foreign_key="base_models.id", nullable=False)
+    lora: dict[str, Any] = SQLField(default_factory=dict, sa_type=sa.JSON, nullable=False)
+    hyperparameters: dict[str, Any] = SQLField(
+        default_factory=dict, sa_type=sa.JSON, nullable=False
+    )
+    eval_suite: dict[str, Any] = SQLField(default_factory=dict, sa_type=sa.JSON, nullable=False)
+    refresh_schedule: str = SQLField(max_length=100, nullable=False)
+    seed: int = SQLField(default=1234, nullable=False)
+    created_by: str = SQLField(max_length=63, nullable=False)
+    created_at: dt.datetime = SQLField(default_factory=utcnow, sa_type=UTCDateTime, nullable=False)
+
+
+class ModelVersion(SQLModel, table=True):
+    """One trained adapter of a family, with everything needed to say how it was made."""
+
+    __tablename__ = "model_versions"
+    __table_args__ = (sa.UniqueConstraint("family_id", "number"),)
+
+    id: int | None = SQLField(default=None, primary_key=True)
+    uid: str = SQLField(max_length=32, unique=True, nullable=False)
+    family_id: int = SQLField(foreign_key="model_families.id", nullable=False, index=True)
+    number: int = SQLField(nullable=False)
+    tax_year: int = SQLField(nullable=False)
+    status: str = SQLField(max_length=20, nullable=False, index=True)
+    parent_id: int | None = SQLField(default=None, foreign_key="model_versions.id")
+    base_model_id: int = SQLField(foreign_key="base_models.id", nullable=False)
+    base_weights_hash: str = SQLField(max_length=64, nullable=False)
+    # [{uid, dataset, version, content_hash, receipt, rules_hash, sanitized_hash, approval}]
+    datasets: list[Any] = SQLField(default_factory=list, sa_type=sa.JSON, nullable=False)
+    training_config: dict[str, Any] = SQLField(
+        default_factory=dict, sa_type=sa.JSON, nullable=False
+    )
+    code_version: str = SQLField(max_length=100, nullable=False)
+    policy_hash: str = SQLField(max_length=64, nullable=False)
+    metrics: dict[str, Any] = SQLField(default_factory=dict, sa_type=sa.JSON, nullable=False)
+    evaluation: dict[str, Any] = SQLField(default_factory=dict, sa_type=sa.JSON, nullable=False)
+    adapter_key: str | None = SQLField(default=None, max_length=200)
+    adapter_manifest: dict[str, Any] = SQLField(
+        default_factory=dict, sa_type=sa.JSON, nullable=False
+    )
+    trained_by: str = SQLField(max_length=63, nullable=False)
+    status_reason: str | None = SQLField(default=None, max_length=500)
+    created_at: dt.datetime = SQLField(default_factory=utcnow, sa_type=UTCDateTime, nullable=False)
+    promoted_at: dt.datetime | None = SQLField(default=None, sa_type=UTCDateTime)
+    tainted_at: dt.datetime | None = SQLField(default=None, sa_type=UTCDateTime)
+
+
+# --- API schemas ----------------------------------------------------------------------------
+
+
+class FamilyCreate(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    name: str = Field(pattern=NAME_PATTERN)
+    base_model: str = Field(min_length=1, max_length=63, description="A registered base model.")
+    lora: dict[str, Any] = Field(
+        default_factory=lambda: {"r": 8, "alpha": 16, "dropout": 0.0},
+        description="LoRA config: r, alpha, dropout, target_modules.",
+    )
+    hyperparameters: dict[str, Any] = Field(
+        default_factory=lambda: {"epochs": 2, "learning_rate": 0.002, "batch_size": 8}
+    )
+    eval_suite: dict[str, Any] = Field(
+        default_factory=lambda: {"holdout_fraction": 0.1, "tolerance": 0.05},
+        description="holdout_fraction of the sanitized data, tolerance against production, "
+        "and multiple_choice items {question, choices, answer}.",
+    )
+    refresh_schedule: str = Field(
+        default="0 6 15 1 *", max_length=100, description="Cron: by default 15 January, 06:00."
+    )
+    seed: int = Field(default=1234, ge=0, le=2**31 - 1)
+
+
+class FamilyRead(BaseModel):
+    name: str
+    domain: str
+    base_model: str
+    lora: dict[str, Any]
+    hyperparameters: dict[str, Any]
+    eval_suite: dict[str, Any]
+    refresh_schedule: str
+    production_version: int | None
+    created_by: str
+    created_at: dt.datetime
+
+
+class DatasetRef(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    dataset_id: int = Field(ge=1)
+    version: int = Field(ge=1)
+
+
+class VersionCreate(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    tax_year: int = Field(ge=1900, le=2200)
+    datasets: list[DatasetRef] = Field(min_length=1, max_length=20)
+
+
+class VersionRead(BaseModel):
+    family: str
+    version: int
+    uid: str
+    tax_year: int
+    status: str
+    status_reason: str | None
+    parent: int | None
+    base_weights_hash: str
+    datasets: list[Any]
+    metrics: dict[str, Any]
+    evaluation: dict[str, Any]
+    trained_by: str
+    policy_hash: str
+    created_at: dt.datetime
+    promoted_at: dt.datetime | None
+    tainted_at: dt.datetime | None
+
+
+class VersionList(BaseModel):
+    items: list[VersionRead]

@@ -1,0 +1,553 @@
+"""Base models, families and versions: training starts, lineage, promotion, rollback, taint."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import uuid
+from pathlib import Path
+from typing import Any
+
+import sqlalchemy as sa
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+from sqlmodel import Session, select
+
+import governance
+from audit.log import canonical, key_id
+from governance.approvals import service as approvals
+from governance.audit.service import Actor, format_time, record
+from governance.datasets import service as datasets
+from governance.datasets.models import DatasetVersion
+from governance.db import utcnow
+from governance.domains.models import Domain
+from governance.errors import Conflict, InvalidInput, NotFound
+from governance.models.models import (
+    BaseModelRecord,
+    FamilyCreate,
+    ModelFamily,
+    ModelVersion,
+    VersionCreate,
+    VersionState,
+)
+from governance.pii.rules import load_rules
+from governance.pii.service import require_trainable
+
+# --- base models ------------------------------------------------------------------------------
+
+
+def register_base_model(session: Session, name: str, path: str | Path, *, actor: Actor):
+    """Register a local Hugging Face model directory under a name, with its weight hash."""
+    from trainers.hashing import weights_hash
+
+    root = Path(path).resolve()
+    config = root / "config.json"
+    if not config.is_file():
+        raise InvalidInput(f"{root} is not a Hugging Face model directory (no config.json)")
+    try:
+        digest = weights_hash(root)
+    except FileNotFoundError as exc:
+        raise InvalidInput(str(exc)) from exc
+    architecture = json.loads(config.read_text()).get("model_type", "unknown")
+    existing = session.exec(select(BaseModelRecord).where(BaseModelRecord.name == name)).first()
+    if existing is not None:
+        if existing.weights_hash == digest and existing.path == str(root):
+            return existing
+        raise Conflict(f"a base model named {name!r} is registered with other weights")
+    base = BaseModelRecord(
+        name=name,
+        path=str(root),
+        weights_hash=digest,
+        architecture=architecture,
+        registered_by=actor.principal,
+    )
+    session.add(base)
+    session.flush()
+    record(
+        session,
+        actor,
+        "base_model.register",
+        f"base-model/{name}",
+        "system",
+        details={"weights_hash": digest, "architecture": architecture},
+    )
+    session.commit()
+    return base
+
+
+def get_base_model(session: Session, name: str) -> BaseModelRecord:
+    base = session.exec(select(BaseModelRecord).where(BaseModelRecord.name == name)).first()
+    if base is None:
+        raise InvalidInput(f"no base model named {name!r}", details={"field": "base_model"})
+    return base
+
+
+# --- families ---------------------------------------------------------------------------------
+
+
+def create_family(session: Session, domain: Domain, data: FamilyCreate, *, actor: Actor):
+    """Create a model family in a domain."""
+    from governance.training.cron import validate_cron
+
+    validate_cron(data.refresh_schedule)
+    base = get_base_model(session, data.base_model)
+    if session.exec(select(ModelFamily).where(ModelFamily.name == data.name)).first():
+        raise Conflict(f"a model family named {data.name!r} exists", details={"name": data.name})
+    family = ModelFamily(
+        name=data.name,
+        domain_id=domain.id,
+        base_model_id=base.id,
+        lora=data.lora,
+        hyperparameters=data.hyperparameters,
+        eval_suite=data.eval_suite,
+        refresh_schedule=data.refresh_schedule,
+        seed=data.seed,
+        created_by=actor.principal,
+    )
+    session.add(family)
+    session.flush()
+    record(
+        session,
+        actor,
+        "model.create",
+        f"model/{family.name}",
+        domain.name,
+        details={"base_model": base.name, "weights_hash": base.weights_hash},
+    )
+    session.commit()
+    return family
+
+
+def find_family(session: Session, name: str) -> tuple[ModelFamily, Domain] | None:
+    family = session.exec(select(ModelFamily).where(ModelFamily.name == name)).first()
+    if family is None:
+        return None
+    return family, session.get(Domain, family.domain_id)
+
+
+def get_version(session: Session, family: ModelFamily, number: int) -> ModelVersion:
+    version = session.exec(
+        select(ModelVersion).where(
+            ModelVersion.family_id == family.id, ModelVersion.number == number
+        )
+    ).first()
+    if version is None:
+        raise NotFound(f"{family.name} has no version {number}", details={"version": number})
+    return version
+
+
+def list_versions(session: Session, family: ModelFamily) -> list[ModelVersion]:
+    return list(
+        session.exec(
+            select(ModelVersion)
+            .where(ModelVersion.family_id == family.id)
+            .order_by(ModelVersion.number)
+        )
+    )
+
+
+def production_version(session: Session, family: ModelFamily) -> ModelVersion | None:
+    return session.exec(
+        select(ModelVersion).where(
+            ModelVersion.family_id == family.id,
+            ModelVersion.status == VersionState.PRODUCTION,
+        )
+    ).first()
+
+
+def serving_version(session: Session, family: ModelFamily) -> ModelVersion | None:
+    """The version queries go to: production, else the newest untainted retired one."""
+    return (
+        production_version(session, family)
+        or session.exec(
+            select(ModelVersion)
+            .where(ModelVersion.family_id == family.id, ModelVersion.status == VersionState.RETIRED)
+            .order_by(ModelVersion.number.desc())
+        ).first()
+    )
+
+
+# --- training ---------------------------------------------------------------------------------
+
+
+def start_version(
+    session: Session,
+    family: ModelFamily,
+    domain: Domain,
+    data: VersionCreate,
+    policy_dir: Path,
+    *,
+    actor: Actor,
+    executor: str = "local",
+) -> ModelVersion:
+    """Check every dataset version (domain, scan, approval), create the version and its job."""
+    from governance.training.models import JobState, TrainingJob
+
+    rules = load_rules(policy_dir, domain.name)
+    used = []
+    for ref in data.datasets:
+        dataset, _owner = datasets.get_dataset(session, ref.dataset_id)
+        version = datasets.get_version(session, dataset, ref.version)
+        # Segregation, in the service layer as well as at the API.
+        datasets.ensure_same_domain(version, domain)
+        if version.tax_year != data.tax_year:
+            raise InvalidInput(
+                f"dataset {dataset.name} v{version.number} holds tax year {version.tax_year}, "
+                f"not {data.tax_year}",
+                details={"field": "datasets", "dataset_id": ref.dataset_id},
+            )
+        receipt = require_trainable(session, version, rules)
+        approval = approvals.approved_request(
+            session,
+            approvals.DATASET_USE,
+            f"dataset-version/{version.uid}",
+            family.name,
+            policy_dir,
+            actor,
+        )
+        if approval is None:
+            raise Conflict(
+                f"{dataset.name} v{version.number} is not approved to train {family.name}",
+                details={"dataset_id": ref.dataset_id, "version": ref.version},
+                code="not_approved",
+            )
+        used.append(
+            {
+                "uid": version.uid,
+                "dataset": dataset.name,
+                "dataset_id": dataset.id,
+                "version": version.number,
+                "tax_year": version.tax_year,
+                "content_hash": version.content_hash,
+                "receipt": receipt.id,
+                "rules_hash": receipt.rules_hash,
+                "sanitized_hash": receipt.sanitized_hash,
+                "approval": approval.uid,
+            }
+        )
+    base = session.get(BaseModelRecord, family.base_model_id)
+    parent = production_version(session, family)
+    number = 1 + (
+        session.exec(
+            select(sa.func.max(ModelVersion.number)).where(ModelVersion.family_id == family.id)
+        ).one()
+        or 0
+    )
+    version = ModelVersion(
+        uid=uuid.uuid4().hex,
+        family_id=family.id,
+        number=number,
+        tax_year=data.tax_year,
+        status=VersionState.TRAINING,
+        parent_id=parent.id if parent else None,
+        base_model_id=base.id,
+        base_weights_hash=base.weights_hash,
+        datasets=used,
+        training_config={
+            "lora": family.lora,
+            "hyperparameters": family.hyperparameters,
+            "seed": family.seed,
+            "eval_suite": family.eval_suite,
+            # Every version trains from the base model, never on top of an earlier adapter.
+            "from": "base-model",
+        },
+        code_version=f"governance {governance.__version__}",
+        policy_hash=actor.policy_hash or "",
+        trained_by=actor.principal,
+    )
+    session.add(version)
+    session.flush()
+    session.add(
+        TrainingJob(
+            uid=uuid.uuid4().hex, version_id=version.id, state=JobState.QUEUED, executor=executor
+        )
+    )
+    record(
+        session,
+        actor,
+        "model.train",
+        f"model/{family.name}",
+        domain.name,
+        details={
+            "version": number,
+            "tax_year": data.tax_year,
+            "datasets": [u["uid"] for u in used],
+            "base_weights_hash": base.weights_hash,
+        },
+    )
+    session.commit()
+    return version
+
+
+# --- lineage ----------------------------------------------------------------------------------
+
+
+def lineage(session: Session, version: ModelVersion) -> dict[str, Any]:
+    """Everything that says how a version was made (without its signature)."""
+    from governance.approvals.models import ApprovalRequest
+    from governance.pii.models import ScanReceipt
+
+    family = session.get(ModelFamily, version.family_id)
+    domain = session.get(Domain, family.domain_id)
+    base = session.get(BaseModelRecord, version.base_model_id)
+    parent = session.get(ModelVersion, version.parent_id) if version.parent_id else None
+    entries = []
+    for used in version.datasets:
+        receipt = session.get(ScanReceipt, used["receipt"])
+        request = session.exec(
+            select(ApprovalRequest).where(ApprovalRequest.uid == used["approval"])
+        ).first()
+        decisions = approvals.decisions_of(session, request) if request else []
+        entries.append(
+            {
+                **used,
+                "scan": {
+                    "receipt": used["receipt"],
+                    "verdict": receipt.verdict if receipt else None,
+                    "counts": receipt.counts if receipt else None,
+                    "scanner": receipt.scanner if receipt else None,
+                    "rules_hash": used["rules_hash"],
+                },
+                "approval": {
+                    "request": used["approval"],
+                    "state": request.state if request else None,
+                    "subject_digest": request.subject_digest if request else None,
+                    "decisions": [
+                        {
+                            "reviewer": d.reviewer,
+                            "role": d.role,
+                            "decision": d.decision,
+                            "time": format_time(d.decided_at),
+                            "digest": d.digest,
+                            "signature": d.signature,
+                            "key_id": d.key_id,
+                        }
+                        for d in decisions
+                    ],
+                },
+            }
+        )
+    return {
+        "family": family.name,
+        "domain": domain.name,
+        "version": version.number,
+        "uid": version.uid,
+        "tax_year": version.tax_year,
+        "status": version.status,
+        "base_model": {"name": base.name, "weights_sha256": version.base_weights_hash},
+        "datasets": entries,
+        "policy_hash": version.policy_hash,
+        "training_config": version.training_config,
+        "code_version": version.code_version,
+        "trained_by": version.trained_by,
+        "adapter_manifest": version.adapter_manifest,
+        "metrics": version.metrics,
+        "evaluation": version.evaluation,
+        "parent": {"version": parent.number, "uid": parent.uid} if parent else None,
+    }
+
+
+def lineage_digest(document: dict[str, Any]) -> str:
+    """The digest of what made the version; status is left out, since it changes later."""
+    return hashlib.sha256(
+        canonical({k: v for k, v in document.items() if k != "status"})
+    ).hexdigest()
+
+
+def signed_lineage(session: Session, version: ModelVersion, key: Ed25519PrivateKey) -> dict:
+    document = lineage(session, version)
+    digest = lineage_digest(document)
+    return {
+        **document,
+        "digest": digest,
+        "signature": key.sign(bytes.fromhex(digest)).hex(),
+        "key_id": key_id(key.public_key()),
+    }
+
+
+@approvals.subject_resolver(approvals.MODEL_PROMOTION)
+def _promotion_now(session: Session, request, policy_dir: Path) -> str | None:
+    family_name, _, number = request.subject.removeprefix("model-version/").rpartition("/")
+    found = find_family(session, family_name)
+    if found is None:
+        return None
+    version = session.exec(
+        select(ModelVersion).where(
+            ModelVersion.family_id == found[0].id, ModelVersion.number == int(number)
+        )
+    ).first()
+    if version is None or version.status in (VersionState.TAINTED, VersionState.FAILED):
+        return None
+    return lineage_digest(lineage(session, version))
+
+
+# --- promotion, rollback, taint ---------------------------------------------------------------
+
+
+def request_promotion(
+    session: Session, family: ModelFamily, version: ModelVersion, rules, *, actor: Actor
+):
+    """Open the promotion request; the trainer may not approve it."""
+    if version.status not in (VersionState.EVALUATED, VersionState.PENDING_APPROVAL):
+        raise Conflict(
+            f"version {version.number} is {version.status}; only an evaluated version that "
+            "passed its gate can be promoted",
+            details={"status": version.status, "evaluation": version.evaluation.get("gate")},
+            code="not_evaluated",
+        )
+    domain = session.get(Domain, family.domain_id)
+    document = lineage(session, version)
+    production = production_version(session, family)
+    request = approvals.open_request(
+        session,
+        domain,
+        approvals.MODEL_PROMOTION,
+        f"model-version/{family.name}/{version.number}",
+        lineage_digest(document),
+        family.name,
+        {
+            "version": version.number,
+            "tax_year": version.tax_year,
+            "evidence": {
+                "lineage": document,
+                "evaluation": version.evaluation,
+                "production": (
+                    {"version": production.number, "evaluation": production.evaluation}
+                    if production
+                    else None
+                ),
+            },
+        },
+        rules,
+        actor=actor,
+        also_excluded=(version.trained_by,),
+    )
+    if request.state == "pending":
+        version.status = VersionState.PENDING_APPROVAL
+        session.add(version)
+        session.commit()
+    return request
+
+
+def promote(
+    session: Session, family: ModelFamily, version: ModelVersion, policy_dir: Path, *, actor: Actor
+) -> ModelVersion:
+    """Put an approved version in production; the previous one is retired (kept for rollback)."""
+    if version.status not in (VersionState.EVALUATED, VersionState.PENDING_APPROVAL):
+        raise Conflict(
+            f"version {version.number} is {version.status} and cannot be promoted",
+            details={"status": version.status},
+        )
+    approval = approvals.approved_request(
+        session,
+        approvals.MODEL_PROMOTION,
+        f"model-version/{family.name}/{version.number}",
+        family.name,
+        policy_dir,
+        actor,
+    )
+    if approval is None:
+        raise Conflict(
+            f"version {version.number} has no approved promotion request",
+            code="not_approved",
+        )
+    # Lock the family's versions so two promotions cannot leave two in production.
+    session.execute(
+        sa.update(ModelFamily).where(ModelFamily.id == family.id).values(seed=ModelFamily.seed)
+    )
+    old = production_version(session, family)
+    if old is not None:
+        old.status = VersionState.RETIRED
+        session.add(old)
+    version.status = VersionState.PRODUCTION
+    version.promoted_at = utcnow()
+    session.add(version)
+    domain = session.get(Domain, family.domain_id)
+    record(
+        session,
+        actor,
+        "model.promote",
+        f"model/{family.name}",
+        domain.name,
+        details={
+            "version": version.number,
+            "replaces": old.number if old else None,
+            "approval": approval.uid,
+        },
+    )
+    session.commit()
+    return version
+
+
+def rollback(session: Session, family: ModelFamily, *, actor: Actor) -> ModelVersion:
+    """Retire the production version and put the previous untainted one back."""
+    current = production_version(session, family)
+    if current is None:
+        raise Conflict(f"{family.name} has no production version to roll back")
+    previous = session.exec(
+        select(ModelVersion)
+        .where(
+            ModelVersion.family_id == family.id,
+            ModelVersion.status == VersionState.RETIRED,
+            ModelVersion.number < current.number,
+        )
+        .order_by(ModelVersion.number.desc())
+    ).first()
+    if previous is None:
+        raise Conflict(f"{family.name} has no earlier untainted version to roll back to")
+    current.status = VersionState.RETIRED
+    current.status_reason = f"rolled back by {actor.principal}"
+    previous.status = VersionState.PRODUCTION
+    previous.promoted_at = utcnow()
+    session.add(current)
+    session.add(previous)
+    domain = session.get(Domain, family.domain_id)
+    record(
+        session,
+        actor,
+        "model.rollback",
+        f"model/{family.name}",
+        domain.name,
+        details={"from": current.number, "to": previous.number},
+    )
+    session.commit()
+    return previous
+
+
+def taint_trained_on(
+    session: Session, dataset_version: DatasetVersion, *, actor: Actor
+) -> list[ModelVersion]:
+    """Taint every model version trained on a deleted dataset version (the caller commits)."""
+    from governance.training.models import JobState, TrainingJob
+
+    tainted = []
+    for version in session.exec(select(ModelVersion)).all():
+        if version.status == VersionState.TAINTED:
+            continue
+        if not any(used["uid"] == dataset_version.uid for used in version.datasets):
+            continue
+        family = session.get(ModelFamily, version.family_id)
+        was = version.status
+        version.status = VersionState.TAINTED
+        version.status_reason = f"trained on deleted dataset version {dataset_version.uid}"
+        version.tainted_at = utcnow()
+        session.add(version)
+        job = session.exec(select(TrainingJob).where(TrainingJob.version_id == version.id)).first()
+        if job is not None and job.state in (JobState.QUEUED, JobState.RUNNING):
+            job.state, job.error = JobState.FAILED, "its data was deleted"
+            session.add(job)
+        domain = session.get(Domain, family.domain_id)
+        record(
+            session,
+            actor,
+            "model.taint",
+            f"model/{family.name}",
+            domain.name,
+            details={
+                "version": version.number,
+                "was": was,
+                "dataset_version": dataset_version.uid,
+                "content_hash": dataset_version.content_hash,
+            },
+        )
+        tainted.append(version)
+    return tainted

@@ -1,0 +1,193 @@
+"""HTTP API of model families and versions: training, lineage, promotion, rollback."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from flask import current_app
+from flask_openapi3 import APIBlueprint, Tag
+from pydantic import BaseModel, Field
+
+from governance.approvals.models import RequestRead
+from governance.approvals.rules import load_approval_rules
+from governance.audit.views import get_audit_log
+from governance.authz.service import check, current_actor, require
+from governance.db import get_session
+from governance.domains.models import Domain
+from governance.domains.service import get_domain
+from governance.errors import NotFound
+from governance.models import service
+from governance.models.models import (
+    BaseModelRecord,
+    FamilyCreate,
+    FamilyRead,
+    ModelFamily,
+    ModelVersion,
+    VersionCreate,
+    VersionList,
+    VersionRead,
+)
+from governance.views_common import ERROR_RESPONSES, SECURITY
+
+bp = APIBlueprint(
+    "models",
+    __name__,
+    url_prefix="/api/v1",
+    abp_tags=[Tag(name="models", description="Model families, versions, lineage, promotion")],
+    abp_security=SECURITY,
+    abp_responses=ERROR_RESPONSES,
+)
+
+
+class DomainPath(BaseModel):
+    name: str = Field(max_length=63)
+
+
+class FamilyPath(BaseModel):
+    family: str = Field(max_length=63)
+
+
+class FamilyVersionPath(BaseModel):
+    family: str = Field(max_length=63)
+    number: int = Field(ge=1)
+
+
+def policy_dir() -> Path:
+    return Path(current_app.config["GOVERNANCE_POLICY_DIR"])
+
+
+def family_for(name: str, action: str) -> tuple[ModelFamily, Domain]:
+    """A family the caller may act on; another domain's is indistinguishable from absent."""
+    found = service.find_family(get_session(), name)
+    domain = found[1].name if found else "unknown"
+    if check(action, f"model/{name}", domain).allowed and found is not None:
+        return found
+    raise NotFound(f"no model family {name!r}", details={"family": name})
+
+
+def family_read(family: ModelFamily, domain: Domain) -> dict:
+    session = get_session()
+    production = service.production_version(session, family)
+    base = session.get(BaseModelRecord, family.base_model_id)
+    return FamilyRead(
+        domain=domain.name,
+        base_model=base.name,
+        production_version=production.number if production else None,
+        **family.model_dump(
+            include={
+                "name",
+                "lora",
+                "hyperparameters",
+                "eval_suite",
+                "refresh_schedule",
+                "created_by",
+                "created_at",
+            }
+        ),
+    ).model_dump(mode="json")
+
+
+def version_read(version: ModelVersion, family: ModelFamily) -> dict:
+    parent = get_session().get(ModelVersion, version.parent_id) if version.parent_id else None
+    return VersionRead(
+        family=family.name,
+        version=version.number,
+        parent=parent.number if parent else None,
+        **version.model_dump(
+            include={
+                "uid",
+                "tax_year",
+                "status",
+                "status_reason",
+                "base_weights_hash",
+                "datasets",
+                "metrics",
+                "evaluation",
+                "trained_by",
+                "policy_hash",
+                "created_at",
+                "promoted_at",
+                "tainted_at",
+            }
+        ),
+    ).model_dump(mode="json")
+
+
+@bp.post("/domains/<name>/models", responses={201: FamilyRead})
+def create_family(path: DomainPath, body: FamilyCreate):
+    """Create a model family in a domain (base model, LoRA recipe, eval suite, schedule)."""
+    require("create", f"model/{body.name}", path.name)
+    domain = get_domain(get_session(), path.name)
+    family = service.create_family(get_session(), domain, body, actor=current_actor())
+    return family_read(family, domain), 201
+
+
+@bp.get("/models/<family>", responses={200: FamilyRead})
+def show_family(path: FamilyPath):
+    """Show a family and its production version."""
+    family, domain = family_for(path.family, "read")
+    return family_read(family, domain)
+
+
+@bp.get("/models/<family>/versions", responses={200: VersionList})
+def list_versions(path: FamilyPath):
+    """List a family's versions with their status."""
+    family, _domain = family_for(path.family, "read")
+    versions = service.list_versions(get_session(), family)
+    return {"items": [version_read(v, family) for v in versions]}
+
+
+@bp.post("/models/<family>/versions", responses={201: VersionRead})
+def train_version(path: FamilyPath, body: VersionCreate):
+    """Start a new version from the base model on approved, scanned dataset versions."""
+    family, domain = family_for(path.family, "train")
+    version = service.start_version(
+        get_session(), family, domain, body, policy_dir(), actor=current_actor()
+    )
+    return version_read(version, family), 201
+
+
+@bp.get("/models/<family>/versions/<int:number>", responses={200: VersionRead})
+def show_version(path: FamilyVersionPath):
+    family, _domain = family_for(path.family, "read")
+    return version_read(service.get_version(get_session(), family, path.number), family)
+
+
+@bp.get("/models/<family>/versions/<int:number>/lineage")
+def show_lineage(path: FamilyVersionPath):
+    """The version's lineage, its canonical digest signed by the service key."""
+    family, _domain = family_for(path.family, "read")
+    version = service.get_version(get_session(), family, path.number)
+    return service.signed_lineage(get_session(), version, get_audit_log().signing_key)
+
+
+@bp.post("/models/<family>/versions/<int:number>/promotion", responses={201: RequestRead})
+def request_promotion(path: FamilyVersionPath):
+    """Ask for the approvals a promotion needs (the trainer may not give them)."""
+    from governance.approvals import service as approvals
+
+    family, _domain = family_for(path.family, "promote")
+    session = get_session()
+    version = service.get_version(session, family, path.number)
+    request = service.request_promotion(
+        session, family, version, load_approval_rules(policy_dir()), actor=current_actor()
+    )
+    return approvals.request_read(session, request), 201
+
+
+@bp.post("/models/<family>/versions/<int:number>/promote", responses={200: VersionRead})
+def promote(path: FamilyVersionPath):
+    """Put an approved version in production; the previous one stays for rollback."""
+    family, _domain = family_for(path.family, "promote")
+    session = get_session()
+    version = service.get_version(session, family, path.number)
+    promoted = service.promote(session, family, version, policy_dir(), actor=current_actor())
+    return version_read(promoted, family)
+
+
+@bp.post("/models/<family>/rollback", responses={200: VersionRead})
+def rollback(path: FamilyPath):
+    """Put the previous untainted version back in production, in one call."""
+    family, _domain = family_for(path.family, "promote")
+    version = service.rollback(get_session(), family, actor=current_actor())
+    return version_read(version, family)

@@ -1,0 +1,1 @@
+"""Training jobs: leases, heartbeats, bundles and executors (local worker, Celery)."""

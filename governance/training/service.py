@@ -1,0 +1,295 @@
+"""Training jobs on the control plane: claims under leases, bundles, results, the gate.
+
+A worker claims a job with its own principal token and receives a job-scoped token for that
+attempt. With it, and only it, the worker downloads the bundle (the sanitized records, never
+raw data, keys or credentials), sends heartbeats that extend the lease, and uploads the
+result. A lease that lapses (a worker killed with kill -9) puts the job back in the queue as
+a new attempt; the old attempt's token stops working, so a job completes exactly once.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import io
+import json
+import secrets
+import tarfile
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import sqlalchemy as sa
+from sqlmodel import Session, select
+
+from governance.audit.service import Actor, record
+from governance.db import utcnow
+from governance.domains.keys import KeyRing
+from governance.domains.models import Domain
+from governance.errors import Conflict, InvalidInput, Unauthenticated
+from governance.models.models import BaseModelRecord, ModelFamily, ModelVersion, VersionState
+from governance.pii.models import ScanReceipt
+from governance.pii.service import iter_sanitized
+from governance.storage import LocalBlobStore
+from governance.training.models import JobState, TrainingJob
+
+LEASE_SECONDS = 60
+TOKEN_PREFIX = "job_"  # noqa: S105 (a prefix, not a secret)
+RESULT_MAX_BYTES = 2 * 1024**3
+
+
+def token_hash(token: str) -> str:
+    return hashlib.sha256(token.encode()).hexdigest()
+
+
+def requeue_lapsed(session: Session, now: dt.datetime | None = None) -> int:
+    """Put running jobs whose lease lapsed back in the queue, or fail them after max tries."""
+    now = now or utcnow()
+    count = 0
+    for job in session.exec(
+        select(TrainingJob).where(
+            TrainingJob.state == JobState.RUNNING, TrainingJob.lease_expires_at < now
+        )
+    ).all():
+        final = job.attempt >= job.max_attempts
+        changed = session.execute(
+            sa.update(TrainingJob)
+            .where(TrainingJob.id == job.id, TrainingJob.attempt == job.attempt)
+            .where(TrainingJob.state == JobState.RUNNING)
+            .values(
+                state=JobState.FAILED if final else JobState.QUEUED,
+                token_hash=None,
+                error=f"lease lapsed on attempt {job.attempt}" + (" (the last)" if final else ""),
+            )
+        ).rowcount
+        if changed and final:
+            version = session.get(ModelVersion, job.version_id)
+            version.status, version.status_reason = VersionState.FAILED, "training never finished"
+            session.add(version)
+        count += changed
+    session.commit()
+    return count
+
+
+def claim(
+    session: Session, worker: str, *, actor: Actor, lease_seconds: int = LEASE_SECONDS
+) -> tuple[TrainingJob, str] | None:
+    """Claim the oldest queued job for this worker; return it with its job-scoped token."""
+    requeue_lapsed(session)
+    candidates = session.exec(
+        select(TrainingJob.id)
+        .where(TrainingJob.state == JobState.QUEUED)
+        .order_by(TrainingJob.id)
+        .limit(20)
+    ).all()
+    for job_id in candidates:
+        job = session.get(TrainingJob, job_id)
+        token = f"{TOKEN_PREFIX}{job.uid}.{secrets.token_urlsafe(32)}"
+        now = utcnow()
+        # A conditional update is the claim: of two workers, exactly one changes the row.
+        won = session.execute(
+            sa.update(TrainingJob)
+            .where(TrainingJob.id == job_id, TrainingJob.state == JobState.QUEUED)
+            .values(
+                state=JobState.RUNNING,
+                attempt=TrainingJob.attempt + 1,
+                worker=worker,
+                token_hash=token_hash(token),
+                lease_expires_at=now + dt.timedelta(seconds=lease_seconds),
+                heartbeat_at=now,
+            )
+        ).rowcount
+        if not won:
+            session.rollback()
+            continue
+        session.refresh(job)
+        version = session.get(ModelVersion, job.version_id)
+        family = session.get(ModelFamily, version.family_id)
+        record(
+            session,
+            actor,
+            "job.claim",
+            f"model/{family.name}",
+            session.get(Domain, family.domain_id).name,
+            details={"job": job.uid, "attempt": job.attempt, "worker": worker},
+        )
+        session.commit()
+        return job, token
+    return None
+
+
+def job_for_token(session: Session, uid: str, token: str) -> TrainingJob:
+    """The running job this token belongs to, for its current attempt only."""
+    job = session.exec(select(TrainingJob).where(TrainingJob.uid == uid)).first()
+    if (
+        job is None
+        or not token.startswith(f"{TOKEN_PREFIX}{uid}.")
+        or job.token_hash is None
+        or not secrets.compare_digest(job.token_hash, token_hash(token))
+    ):
+        raise Unauthenticated("this job token is not valid (the job may have moved on)")
+    if job.state != JobState.RUNNING:
+        raise Conflict(f"job {uid} is {job.state}", details={"state": job.state})
+    return job
+
+
+def heartbeat(
+    session: Session, job: TrainingJob, progress: dict[str, Any], lease_seconds: int = LEASE_SECONDS
+) -> TrainingJob:
+    """Extend the lease and keep the latest progress."""
+    now = utcnow()
+    job.heartbeat_at = now
+    job.lease_expires_at = now + dt.timedelta(seconds=lease_seconds)
+    job.progress = {k: progress[k] for k in list(progress)[:20]}
+    session.add(job)
+    session.commit()
+    return job
+
+
+def split(records: list[dict[str, Any]], fraction: float) -> tuple[list, list]:
+    """Hold out a stable fraction of records, chosen by record hash (not by position)."""
+    train, held = [], []
+    for rec in records:
+        digest = hashlib.sha256(json.dumps(rec, sort_keys=True).encode()).digest()
+        (held if int.from_bytes(digest[:4], "big") / 2**32 < fraction else train).append(rec)
+    if not held and len(train) > 1:
+        held.append(train.pop())
+    return train, held
+
+
+def build_bundle(
+    session: Session, keyring: KeyRing, store: LocalBlobStore, job: TrainingJob
+) -> bytes:
+    """The training bundle as a gzipped tar: spec.json, train.jsonl, eval.jsonl."""
+    version = session.get(ModelVersion, job.version_id)
+    family = session.get(ModelFamily, version.family_id)
+    base = session.get(BaseModelRecord, version.base_model_id)
+    records: list[dict[str, Any]] = []
+    for used in version.datasets:
+        receipt = session.get(ScanReceipt, used["receipt"])
+        records += [
+            {k: v for k, v in r.items() if k != "metadata"}
+            for r in iter_sanitized(session, keyring, store, receipt)
+        ]
+    suite = version.training_config.get("eval_suite") or {}
+    train, held = split(records, float(suite.get("holdout_fraction", 0.1)))
+    held += list(suite.get("multiple_choice") or [])
+    spec = {
+        "job": job.uid,
+        "attempt": job.attempt,
+        "family": family.name,
+        "version": version.number,
+        "base_model": {"path": base.path, "weights_sha256": version.base_weights_hash},
+        "lora": version.training_config.get("lora") or {},
+        "hyperparameters": version.training_config.get("hyperparameters") or {},
+        "seed": version.training_config.get("seed", 0),
+    }
+    buffer = io.BytesIO()
+    with tarfile.open(fileobj=buffer, mode="w:gz") as tar:
+        for name, payload in (
+            ("spec.json", json.dumps(spec, indent=2).encode()),
+            ("train.jsonl", "".join(json.dumps(r) + "\n" for r in train).encode()),
+            ("eval.jsonl", "".join(json.dumps(r) + "\n" for r in held).encode()),
+        ):
+            info = tarfile.TarInfo(name)
+            info.size, info.mode = len(payload), 0o600
+            tar.addfile(info, io.BytesIO(payload))
+    return buffer.getvalue()
+
+
+def unpack_result(payload: bytes, target: Path) -> tuple[dict, dict]:
+    """Unpack a worker's result and check every file against its manifest."""
+    from trainers.hashing import manifest as hash_files
+
+    try:
+        with tarfile.open(fileobj=io.BytesIO(payload), mode="r:*") as tar:
+            tar.extractall(target, filter="data")
+    except (tarfile.TarError, OSError) as exc:
+        raise InvalidInput(f"the result is not a readable tar archive: {exc}") from exc
+    try:
+        claimed = json.loads((target / "manifest.json").read_text())
+        metrics = json.loads((target / "metrics.json").read_text())
+    except (OSError, ValueError) as exc:
+        raise InvalidInput(f"the result lacks manifest.json or metrics.json: {exc}") from exc
+    actual = hash_files(target)
+    if actual != claimed:
+        raise InvalidInput(
+            "the result's files do not match its manifest",
+            details={"mismatch": sorted(set(actual.items()) ^ set(claimed.items()))[:10]},
+        )
+    if "adapter/adapter_model.safetensors" not in actual:
+        raise InvalidInput("the result holds no adapter/adapter_model.safetensors")
+    return claimed, metrics
+
+
+def accept_result(
+    session: Session, store: LocalBlobStore, job: TrainingJob, payload: bytes, *, actor: Actor
+) -> ModelVersion:
+    """Store the adapter and metrics of the current attempt; the job succeeds exactly once."""
+    version = session.get(ModelVersion, job.version_id)
+    family = session.get(ModelFamily, version.family_id)
+    with tempfile.TemporaryDirectory() as scratch:
+        files, metrics = unpack_result(payload, Path(scratch))
+    key = f"models/{family.name}/{version.uid}.adapter.tar"
+    with store.stage(version.uid) as staged:
+        staged.write(payload)
+    won = session.execute(
+        sa.update(TrainingJob)
+        .where(
+            TrainingJob.id == job.id,
+            TrainingJob.state == JobState.RUNNING,
+            TrainingJob.attempt == job.attempt,
+        )
+        .values(state=JobState.SUCCEEDED, finished_at=utcnow(), token_hash=None)
+    ).rowcount
+    if not won:
+        session.rollback()
+        store.discard(version.uid)
+        raise Conflict("this attempt no longer owns the job", code="job_moved_on")
+    version.adapter_key = key
+    version.adapter_manifest = files
+    version.metrics = metrics
+    if version.status == VersionState.TRAINING:
+        version.status = VersionState.TRAINED
+    session.add(version)
+    record(
+        session,
+        actor,
+        "job.complete",
+        f"model/{family.name}",
+        session.get(Domain, family.domain_id).name,
+        details={
+            "job": job.uid,
+            "attempt": job.attempt,
+            "version": version.number,
+            "adapter_sha256": files["adapter/adapter_model.safetensors"],
+            "eval_loss": metrics.get("eval_loss"),
+        },
+    )
+    session.commit()
+    store.publish(version.uid, key)
+    return version
+
+
+def fail_job(session: Session, job: TrainingJob, error: str, *, actor: Actor) -> TrainingJob:
+    """A worker reports that training failed: retry while attempts remain, else fail."""
+    final = job.attempt >= job.max_attempts
+    job.state = JobState.FAILED if final else JobState.QUEUED
+    job.error, job.token_hash = error[:1000], None
+    session.add(job)
+    version = session.get(ModelVersion, job.version_id)
+    if final:
+        version.status, version.status_reason = VersionState.FAILED, error[:500]
+        session.add(version)
+    family = session.get(ModelFamily, version.family_id)
+    record(
+        session,
+        actor,
+        "job.fail",
+        f"model/{family.name}",
+        session.get(Domain, family.domain_id).name,
+        decision="failed",
+        details={"job": job.uid, "attempt": job.attempt, "final": final},
+    )
+    session.commit()
+    return job

@@ -1,0 +1,120 @@
+"""HTTP API for workers: claim a job, fetch its bundle, heartbeat, send the result.
+
+Claims need a principal allowed to `claim` `job` in `system`; everything after a claim uses
+the job-scoped token the claim returned (api.JOB_ENDPOINTS), valid for that attempt only.
+"""
+
+from __future__ import annotations
+
+from flask import Response, current_app, g, request
+from flask_openapi3 import APIBlueprint, Tag
+from pydantic import BaseModel, Field
+
+from governance.audit.service import Actor
+from governance.authz.policy import SYSTEM_DOMAIN
+from governance.authz.service import current_actor, get_authorizer, mark_checked, require
+from governance.datasets.views import keyring, store
+from governance.db import get_session
+from governance.errors import PayloadTooLarge
+from governance.models.models import ModelFamily, ModelVersion
+from governance.training import service
+from governance.training.models import (
+    ClaimRequest,
+    ClaimResponse,
+    Heartbeat,
+    JobFailure,
+    JobRead,
+    TrainingJob,
+)
+from governance.views_common import ERROR_RESPONSES, SECURITY
+
+bp = APIBlueprint(
+    "training",
+    __name__,
+    url_prefix="/api/v1/jobs",
+    abp_tags=[Tag(name="training", description="Training jobs for workers")],
+    abp_security=SECURITY,
+    abp_responses=ERROR_RESPONSES,
+)
+
+
+class JobPath(BaseModel):
+    uid: str = Field(pattern=r"^[0-9a-f]{32}$")
+
+
+def lease_seconds() -> int:
+    return int(current_app.config.get("JOB_LEASE_SECONDS", service.LEASE_SECONDS))
+
+
+def job_from_token(uid: str) -> tuple[TrainingJob, Actor]:
+    """Authenticate the job token of this request; the job is the only thing it opens."""
+    job = service.job_for_token(get_session(), uid, g.job_token)
+    mark_checked()
+    return job, Actor(f"job:{uid}", g.get("request_id"), get_authorizer().policy.hash)
+
+
+def job_read(job: TrainingJob) -> dict:
+    return JobRead(
+        job=job.uid,
+        **job.model_dump(
+            include={"state", "attempt", "worker", "lease_expires_at", "progress", "error"}
+        ),
+    ).model_dump(mode="json")
+
+
+@bp.post("/claim", responses={200: ClaimResponse, 204: None})
+def claim(body: ClaimRequest):
+    """Claim the oldest queued job; 204 when there is none."""
+    require("claim", "job", SYSTEM_DOMAIN)
+    session = get_session()
+    claimed = service.claim(
+        session, body.worker, actor=current_actor(), lease_seconds=lease_seconds()
+    )
+    if claimed is None:
+        return Response(status=204)
+    job, token = claimed
+    version = session.get(ModelVersion, job.version_id)
+    family = session.get(ModelFamily, version.family_id)
+    return ClaimResponse(
+        job=job.uid,
+        attempt=job.attempt,
+        token=token,
+        lease_seconds=lease_seconds(),
+        family=family.name,
+        version=version.number,
+    ).model_dump()
+
+
+@bp.get("/<uid>/bundle")
+def job_bundle(path: JobPath):
+    """The training bundle (gzipped tar): sanitized records and the spec, nothing else."""
+    job, _actor = job_from_token(path.uid)
+    payload = service.build_bundle(get_session(), keyring(), store(), job)
+    return Response(payload, mimetype="application/gzip")
+
+
+@bp.post("/<uid>/heartbeat", responses={200: JobRead})
+def job_heartbeat(path: JobPath, body: Heartbeat):
+    """Extend the lease and report progress."""
+    job, _actor = job_from_token(path.uid)
+    return job_read(service.heartbeat(get_session(), job, body.progress, lease_seconds()))
+
+
+@bp.post("/<uid>/result", responses={200: JobRead})
+def job_result(path: JobPath):
+    """Upload the result (gzipped tar of adapter/, metrics.json, manifest.json)."""
+    job, actor = job_from_token(path.uid)
+    limit = service.RESULT_MAX_BYTES
+    request.max_content_length = limit
+    payload = request.stream.read(limit + 1)
+    if len(payload) > limit:
+        raise PayloadTooLarge("the result is larger than the limit", details={"limit": limit})
+    service.accept_result(get_session(), store(), job, payload, actor=actor)
+    return job_read(job)
+
+
+@bp.post("/<uid>/fail", responses={200: JobRead})
+def job_fail(path: JobPath, body: JobFailure):
+    """Report a failed attempt; the job is retried while attempts remain."""
+    job, actor = job_from_token(path.uid)
+    return job_read(service.fail_job(get_session(), job, body.error, actor=actor))

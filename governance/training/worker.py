@@ -1,0 +1,123 @@
+"""`govern worker`: the local executor. Claims jobs over the API and trains in a subprocess.
+
+The worker holds a principal token that may only claim jobs. Per job it receives a
+job-scoped token, downloads the bundle (sanitized records and the spec), runs
+`python -m trainers.lora` in a child process, sends heartbeats with the trainer's progress
+while it runs, and uploads the result. It never sees raw data, keys or database
+credentials. Killed at any point, its lease lapses and another worker retries the job.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import logging
+import os
+import socket
+import subprocess
+import sys
+import tarfile
+import tempfile
+import threading
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+from governance.client import ApiError, api_call, api_request
+
+log = logging.getLogger(__name__)
+
+
+def pack(directory: Path) -> bytes:
+    buffer = io.BytesIO()
+    with tarfile.open(fileobj=buffer, mode="w:gz") as tar:
+        for path in sorted(directory.rglob("*")):
+            if path.is_file():
+                tar.add(path, arcname=path.relative_to(directory).as_posix())
+    return buffer.getvalue()
+
+
+def run_job(claim: dict, url: str | None, echo: Callable[[str], None]) -> bool:
+    """Train one claimed job; return whether the result was accepted."""
+    uid, token = claim["job"], claim["token"]
+    period = max(1.0, claim["lease_seconds"] / 3)
+    with tempfile.TemporaryDirectory(prefix=f"job-{uid[:8]}-") as scratch:
+        root = Path(scratch)
+        bundle = api_request("GET", f"/api/v1/jobs/{uid}/bundle", url=url, token=token)
+        with tarfile.open(fileobj=io.BytesIO(bundle), mode="r:gz") as tar:
+            tar.extractall(root / "bundle", filter="data")
+        latest: dict = {}
+        done = threading.Event()
+
+        def beat() -> None:
+            while not done.wait(period):
+                try:
+                    api_call(
+                        "POST",
+                        f"/api/v1/jobs/{uid}/heartbeat",
+                        {"progress": latest},
+                        url=url,
+                        token=token,
+                    )
+                except ApiError as exc:
+                    log.warning("heartbeat for job %s failed: %s", uid, exc.message)
+
+        beater = threading.Thread(target=beat, daemon=True)
+        beater.start()
+        process = subprocess.Popen(
+            [sys.executable, "-m", "trainers.lora", str(root / "bundle"), str(root / "out")],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for line in process.stdout:
+            try:
+                event = json.loads(line)
+            except ValueError:
+                continue
+            if event.get("event") == "progress":
+                latest.clear()
+                latest.update({k: event[k] for k in ("step", "of", "epoch", "loss")})
+                echo(f"job {uid[:8]}: step {event['step']}/{event['of']} loss {event['loss']}")
+        stderr = process.stderr.read()
+        code = process.wait()
+        done.set()
+        beater.join()
+        if code != 0:
+            message = (stderr.strip().splitlines() or ["trainer failed"])[-1][:900]
+            api_call("POST", f"/api/v1/jobs/{uid}/fail", {"error": message}, url=url, token=token)
+            echo(f"job {uid[:8]}: failed: {message}")
+            return False
+        api_request(
+            "POST",
+            f"/api/v1/jobs/{uid}/result",
+            pack(root / "out"),
+            "application/gzip",
+            url=url,
+            token=token,
+        )
+        echo(f"job {uid[:8]}: result accepted ({claim['family']} v{claim['version']})")
+        return True
+
+
+def serve(
+    url: str | None,
+    once: bool = False,
+    poll_seconds: float = 5.0,
+    echo: Callable[[str], None] = print,
+) -> int:
+    """Claim and run jobs until stopped (or, with once, until the queue is empty)."""
+    name = f"{socket.gethostname()}:{os.getpid()}"
+    done = 0
+    while True:
+        claim = api_call("POST", "/api/v1/jobs/claim", {"worker": name}, url=url)
+        if claim is None:
+            if once:
+                return done
+            time.sleep(poll_seconds)
+            continue
+        echo(
+            f"claimed job {claim['job'][:8]} ({claim['family']} v{claim['version']}, "
+            f"attempt {claim['attempt']})"
+        )
+        done += run_job(claim, url, echo)
