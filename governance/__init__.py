@@ -29,6 +29,7 @@ def create_app(config: Mapping[str, Any] | None = None):
     from governance.db import Database
     from governance.domains.views import bp as domains_bp
     from governance.errors import register_error_handlers, validation_error_response
+    from governance.gateway.views import bp as gateway_bp
     from governance.models.views import bp as models_bp
     from governance.training.views import bp as training_bp
     from governance.views_common import SECURITY_SCHEMES
@@ -68,6 +69,7 @@ def create_app(config: Mapping[str, Any] | None = None):
         approvals_bp,
         models_bp,
         training_bp,
+        gateway_bp,
     ):
         app.register_api(blueprint)
     app.add_url_rule("/openapi.json", "openapi_json", lambda: jsonify(app.api_doc))

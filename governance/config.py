@@ -31,6 +31,10 @@ DEFAULTS: dict[str, Any] = {
     "PII_SCAN_PROCESSES": 1,
     # Sign an audit checkpoint at most this often while entries arrive (0: only on demand).
     "AUDIT_CHECKPOINT_SECONDS": 60,
+    # Queries per principal per minute at the gateway (per service process).
+    "GATEWAY_RATE_PER_MINUTE": 60,
+    # Seconds a training job's lease lasts without a heartbeat.
+    "JOB_LEASE_SECONDS": 60,
     # How often each process checks whether the policy files changed (seconds).
     "POLICY_CHECK_SECONDS": 2.0,
     "TESTING": False,

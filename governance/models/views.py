@@ -191,3 +191,26 @@ def rollback(path: FamilyPath):
     family, _domain = family_for(path.family, "promote")
     version = service.rollback(get_session(), family, actor=current_actor())
     return version_read(version, family)
+
+
+@bp.post("/models/<family>/versions/<int:number>/evaluate", responses={200: VersionRead})
+def evaluate_version(path: FamilyVersionPath):
+    """Run the evaluation gate (again): held-out metrics against production, the PII probe."""
+    from governance.datasets.views import keyring, scanner, store
+    from governance.gateway.views import backend
+    from governance.models.evaluation import evaluate
+
+    family, _domain = family_for(path.family, "train")
+    session = get_session()
+    version = service.get_version(session, family, path.number)
+    evaluate(
+        session,
+        keyring(),
+        store(),
+        scanner(),
+        policy_dir(),
+        version,
+        backend(),
+        actor=current_actor(),
+    )
+    return version_read(version, family)

@@ -6,6 +6,8 @@ the job-scoped token the claim returned (api.JOB_ENDPOINTS), valid for that atte
 
 from __future__ import annotations
 
+import logging
+
 from flask import Response, current_app, g, request
 from flask_openapi3 import APIBlueprint, Tag
 from pydantic import BaseModel, Field
@@ -27,6 +29,8 @@ from governance.training.models import (
     TrainingJob,
 )
 from governance.views_common import ERROR_RESPONSES, SECURITY
+
+log = logging.getLogger(__name__)
 
 bp = APIBlueprint(
     "training",
@@ -109,8 +113,34 @@ def job_result(path: JobPath):
     payload = request.stream.read(limit + 1)
     if len(payload) > limit:
         raise PayloadTooLarge("the result is larger than the limit", details={"limit": limit})
-    service.accept_result(get_session(), store(), job, payload, actor=actor)
+    version = service.accept_result(get_session(), store(), job, payload, actor=actor)
+    evaluate_now(version, actor)
     return job_read(job)
+
+
+def evaluate_now(version: ModelVersion, actor: Actor) -> None:
+    """Run the evaluation gate on a fresh result; a failure to evaluate leaves it trained."""
+    from pathlib import Path
+
+    from governance.datasets.views import scanner
+    from governance.gateway.views import backend
+    from governance.models.evaluation import evaluate
+
+    session = get_session()
+    try:
+        evaluate(
+            session,
+            keyring(),
+            store(),
+            scanner(),
+            Path(current_app.config["GOVERNANCE_POLICY_DIR"]),
+            version,
+            backend(),
+            actor=actor,
+        )
+    except Exception:  # The result is stored; the gate can be run again on request.
+        session.rollback()
+        log.exception("evaluating %s failed", version.uid)
 
 
 @bp.post("/<uid>/fail", responses={200: JobRead})

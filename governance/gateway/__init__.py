@@ -1,0 +1,1 @@
+"""The query gateway: policy check, production version, serving backend, audit."""

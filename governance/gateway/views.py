@@ -1,0 +1,154 @@
+"""POST /api/v1/models/{family}/generate: policy, production version, backend, audit."""
+
+from __future__ import annotations
+
+import hashlib
+import threading
+import time
+from collections import defaultdict, deque
+from pathlib import Path
+
+from flask import current_app
+from flask_openapi3 import APIBlueprint, Tag
+from pydantic import BaseModel, ConfigDict, Field
+
+from governance.authz.service import current_principal, log_event
+from governance.datasets.views import store
+from governance.db import get_session
+from governance.errors import Conflict, GovernanceError
+from governance.gateway.backends import LocalBackend, servable
+from governance.models import service as models
+from governance.models.models import BaseModelRecord
+from governance.models.views import family_for
+from governance.views_common import ERROR_RESPONSES, SECURITY
+
+BACKEND_KEY = "governance.serving"
+LIMITER_KEY = "governance.rate_limit"
+
+bp = APIBlueprint(
+    "gateway",
+    __name__,
+    url_prefix="/api/v1/models",
+    abp_tags=[Tag(name="gateway", description="Queries to production models")],
+    abp_security=SECURITY,
+    abp_responses=ERROR_RESPONSES,
+)
+
+
+class TooManyRequests(GovernanceError):
+    status = 429
+    code = "rate_limited"
+
+
+class FamilyPath(BaseModel):
+    family: str = Field(max_length=63)
+
+
+class GenerateRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    prompt: str = Field(min_length=1, max_length=8000)
+    max_new_tokens: int = Field(default=64, ge=1, le=512)
+
+
+class GenerateResponse(BaseModel):
+    family: str
+    version: int
+    version_uid: str
+    text: str
+    prompt_tokens: int
+    completion_tokens: int
+
+
+class RateLimiter:
+    """A sliding one-minute window per principal, in this process."""
+
+    def __init__(self, per_minute: int) -> None:
+        self.per_minute = per_minute
+        self._calls: dict[str, deque] = defaultdict(deque)
+        self._lock = threading.Lock()
+
+    def allow(self, principal: str) -> bool:
+        now = time.monotonic()
+        with self._lock:
+            calls = self._calls[principal]
+            while calls and now - calls[0] > 60:
+                calls.popleft()
+            if len(calls) >= self.per_minute:
+                return False
+            calls.append(now)
+            return True
+
+
+def backend():
+    """The app's serving backend, made on first use (torch loads only then)."""
+    if BACKEND_KEY not in current_app.extensions:
+        cache = Path(current_app.config["GOVERNANCE_HOME"]) / "cache" / "adapters"
+        current_app.extensions[BACKEND_KEY] = LocalBackend(store(), cache)
+    return current_app.extensions[BACKEND_KEY]
+
+
+def limiter() -> RateLimiter:
+    if LIMITER_KEY not in current_app.extensions:
+        current_app.extensions[LIMITER_KEY] = RateLimiter(
+            int(current_app.config["GATEWAY_RATE_PER_MINUTE"])
+        )
+    return current_app.extensions[LIMITER_KEY]
+
+
+@bp.post("/<family>/generate", responses={200: GenerateResponse})
+def generate(path: FamilyPath, body: GenerateRequest):
+    """Answer a prompt with the family's production version; the query is audited, the
+    prompt only by its hash."""
+    prompt_hash = hashlib.sha256(body.prompt.encode()).hexdigest()
+    # The authorization decision (allowed or denied) is itself an audit entry.
+    family, domain = family_for(path.family, "query")
+    principal = current_principal().name
+    if not limiter().allow(principal):
+        log_event(
+            "model.query",
+            f"model/{family.name}",
+            domain.name,
+            "rate_limited",
+            {"prompt_sha256": prompt_hash},
+        )
+        raise TooManyRequests(
+            f"{principal} sent more than {limiter().per_minute} queries in a minute"
+        )
+    session = get_session()
+    version = models.serving_version(session, family)
+    if version is None:
+        log_event(
+            "model.query",
+            f"model/{family.name}",
+            domain.name,
+            "unavailable",
+            {"prompt_sha256": prompt_hash},
+        )
+        raise Conflict(f"{family.name} has no version that may serve", code="no_serving_version")
+    target = servable(version, session.get(BaseModelRecord, version.base_model_id))
+    started = time.perf_counter()
+    answer = backend().generate(target, body.prompt, body.max_new_tokens)
+    latency_ms = round((time.perf_counter() - started) * 1000, 1)
+    log_event(
+        "model.query",
+        f"model/{family.name}",
+        domain.name,
+        "allow",
+        {
+            "version": version.number,
+            "version_uid": version.uid,
+            "latency_ms": latency_ms,
+            "prompt_tokens": answer.prompt_tokens,
+            "completion_tokens": answer.completion_tokens,
+            "prompt_sha256": prompt_hash,
+        },
+    )
+    return GenerateResponse(
+        family=family.name,
+        version=version.number,
+        version_uid=version.uid,
+        text=answer.text,
+        prompt_tokens=answer.prompt_tokens,
+        completion_tokens=answer.completion_tokens,
+    ).model_dump()
