@@ -6,6 +6,7 @@ from __future__ import annotations
 import io
 import tarfile
 import threading
+import warnings
 from collections import OrderedDict
 from dataclasses import dataclass
 from pathlib import Path
@@ -81,7 +82,12 @@ class LocalBackend:
             hf_logging.disable_progress_bar()
             tokenizer = AutoTokenizer.from_pretrained(servable.base_path, local_files_only=True)
             base = AutoModelForCausalLM.from_pretrained(servable.base_path, local_files_only=True)
-            model = PeftModel.from_pretrained(base, str(self._adapter_dir(servable)))
+            with warnings.catch_warnings():
+                # peft 0.21 still asks transformers 5 for a deprecated attribute.
+                warnings.filterwarnings(
+                    "ignore", message=".*is_gradient_checkpointing.*", category=FutureWarning
+                )
+                model = PeftModel.from_pretrained(base, str(self._adapter_dir(servable)))
             model.eval()
             self._loaded[servable.uid] = (tokenizer, model)
             while len(self._loaded) > self.keep:

@@ -109,8 +109,8 @@ def generate(path: FamilyPath, body: GenerateRequest):
             "model.query",
             f"model/{family.name}",
             domain.name,
-            "rate_limited",
-            {"prompt_sha256": prompt_hash},
+            "deny",
+            {"reason": "rate_limited", "prompt_sha256": prompt_hash},
         )
         raise TooManyRequests(
             f"{principal} sent more than {limiter().per_minute} queries in a minute"
@@ -122,8 +122,8 @@ def generate(path: FamilyPath, body: GenerateRequest):
             "model.query",
             f"model/{family.name}",
             domain.name,
-            "unavailable",
-            {"prompt_sha256": prompt_hash},
+            "failed",
+            {"reason": "no_serving_version", "prompt_sha256": prompt_hash},
         )
         raise Conflict(f"{family.name} has no version that may serve", code="no_serving_version")
     target = servable(version, session.get(BaseModelRecord, version.base_model_id))

@@ -1,0 +1,397 @@
+"""The whole path with real parts: scanned, approved data; a worker process training over the
+API; the gate; lineage; promotion; the gateway; a killed worker; deletion propagation."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import pytest
+import sqlalchemy as sa
+
+from audit.log import load_public_key
+from governance import create_app, crypto
+from governance.audit.service import Actor
+from governance.db import get_db
+from governance.models.service import register_base_model
+from governance.pii.scanner import Scanner
+from governance.training.models import TrainingJob
+from tests.factories import auth, make_domain, principal_token
+
+CANARY_SSN = "536-22-8741"
+RECORDS = [
+    {"prompt": f"What goes on line {i} of Form 1040?", "completion": f"Line {i} holds wages."}
+    for i in range(1, 25)
+] + [
+    {"text": f"Client Maria Gonzalez, SSN {CANARY_SSN}, asks about Schedule C line 31."},
+    {"text": "Report Form 1099-INT interest on Schedule B line 1."},
+]
+PEOPLE = ("admin", "casey", "priya", "lee", "morgan", "jordan", "taxbot", "ledgerbot", "sam")
+FAMILY = "tax-assistant"
+
+
+@pytest.fixture(scope="module")
+def scanner() -> Scanner:
+    return Scanner()
+
+
+@pytest.fixture(scope="module")
+def tiny(tmp_path_factory) -> Path:
+    path = tmp_path_factory.mktemp("base") / "tiny"
+    subprocess.run(
+        [sys.executable, "-m", "trainers.tiny", str(path)], check=True, capture_output=True
+    )
+    return path
+
+
+@pytest.fixture
+def app(config, scanner):
+    application = create_app(
+        {**config, "TESTING": True, "GATEWAY_RATE_PER_MINUTE": 4, "JOB_LEASE_SECONDS": 3}
+    )
+    application.extensions["governance.scanner"] = scanner
+    yield application
+    get_db(application).dispose()
+
+
+@pytest.fixture
+def live(app):
+    from werkzeug.serving import make_server
+
+    server = make_server("127.0.0.1", 0, app, threaded=True)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{server.server_port}"
+    server.shutdown()
+
+
+def call(client, who, world, method, path, **kwargs):
+    response = client.open(path, method=method, headers=auth(world[who]), **kwargs)
+    return response.status_code, response.get_json(silent=True)
+
+
+@pytest.fixture
+def world(app, client, tiny):
+    make_domain(app, "consumer-tax")
+    make_domain(app, "smb-accounting")
+    world = {name: principal_token(app, name) for name in PEOPLE}
+    world["gpu-worker"] = principal_token(app, "gpu-worker", kind="service")
+    with get_db(app).session_scope() as session:
+        register_base_model(session, "tiny-llama", tiny, actor=Actor("admin"))
+    _, dataset = call(
+        client,
+        "casey",
+        world,
+        "POST",
+        "/api/v1/domains/consumer-tax/datasets",
+        json={"name": "returns"},
+    )
+    world["dataset"] = dataset["id"]
+    status, _ = call(
+        client,
+        "casey",
+        world,
+        "POST",
+        f"/api/v1/datasets/{dataset['id']}/versions",
+        query_string={"tax_year": 2025},
+        data=b"".join(json.dumps(r).encode() + b"\n" for r in RECORDS),
+    )
+    assert status == 201
+    status, receipt = call(
+        client, "casey", world, "POST", f"/api/v1/datasets/{dataset['id']}/versions/1/scans"
+    )
+    assert status == 201 and receipt["verdict"] == "redacted"
+    status, family = call(
+        client,
+        "morgan",
+        world,
+        "POST",
+        "/api/v1/domains/consumer-tax/models",
+        json={
+            "name": FAMILY,
+            "base_model": "tiny-llama",
+            "hyperparameters": {"epochs": 1, "batch_size": 8, "learning_rate": 0.002},
+            "eval_suite": {
+                "holdout_fraction": 0.2,
+                "tolerance": 0.05,
+                "multiple_choice": [
+                    {
+                        "question": "Which form reports wages?",
+                        "choices": ["W-2", "8829"],
+                        "answer": 0,
+                    }
+                ],
+            },
+        },
+    )
+    assert status == 201, family
+    return world
+
+
+def approve_data(client, world):
+    status, request = call(
+        client,
+        "morgan",
+        world,
+        "POST",
+        "/api/v1/approvals/dataset-use",
+        json={"dataset_id": world["dataset"], "version": 1, "family": FAMILY},
+    )
+    assert status == 201, request
+    for reviewer in ("priya", "lee"):
+        status, _ = call(
+            client,
+            reviewer,
+            world,
+            "POST",
+            f"/api/v1/approvals/{request['uid']}/decisions",
+            json={"decision": "approve", "comment": "receipt reviewed"},
+        )
+        assert status == 201
+
+
+def train(client, world):
+    return call(
+        client,
+        "morgan",
+        world,
+        "POST",
+        f"/api/v1/models/{FAMILY}/versions",
+        json={"tax_year": 2025, "datasets": [{"dataset_id": world["dataset"], "version": 1}]},
+    )
+
+
+def worker(live, world, *args: str, **kwargs) -> subprocess.Popen:
+    env = {**os.environ, "GOVERNANCE_URL": live, "GOVERNANCE_TOKEN": world["gpu-worker"]}
+    return subprocess.Popen(
+        [sys.executable, "-m", "governance.cli", "worker", "--poll", "0.2", *args],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        **kwargs,
+    )
+
+
+def test_training_needs_approved_data_of_the_same_domain(client, world):
+    status, body = train(client, world)
+    assert status == 409 and body["error"]["code"] == "not_approved"
+    # A steward of another domain's dataset cannot be used, whatever its approvals.
+    _, other = call(
+        client,
+        "sam",
+        world,
+        "POST",
+        "/api/v1/domains/smb-accounting/datasets",
+        json={"name": "books"},
+    )
+    call(
+        client,
+        "sam",
+        world,
+        "POST",
+        f"/api/v1/datasets/{other['id']}/versions",
+        query_string={"tax_year": 2025},
+        data=b'{"text": "Schedule C line 1"}\n',
+    )
+    status, body = call(
+        client,
+        "morgan",
+        world,
+        "POST",
+        f"/api/v1/models/{FAMILY}/versions",
+        json={"tax_year": 2025, "datasets": [{"dataset_id": other["id"], "version": 1}]},
+    )
+    assert status == 403 and body["error"]["code"] == "cross_domain"
+
+
+def test_train_evaluate_promote_query_and_taint(app, client, world, live):
+    approve_data(client, world)
+    status, version = train(client, world)
+    assert status == 201 and version["status"] == "training"
+    done = worker(live, world, "--once")
+    out, err = done.communicate(timeout=300)
+    assert done.returncode == 0, err
+    assert "result accepted" in out
+
+    status, trained = call(client, "morgan", world, "GET", f"/api/v1/models/{FAMILY}/versions/1")
+    assert trained["status"] == "evaluated", trained
+    gate = trained["evaluation"]
+    assert gate["gate"] == "passed" and gate["pii_probe"]["probes"] >= 1
+    assert gate["pii_probe"]["leaks"] == 0
+    assert trained["metrics"]["multiple_choice"]["n"] == 1
+
+    status, lineage = call(
+        client, "priya", world, "GET", f"/api/v1/models/{FAMILY}/versions/1/lineage"
+    )
+    assert status == 404  # priya reviews data; reading models is the engineers' and auditors'.
+    status, lineage = call(
+        client, "jordan", world, "GET", f"/api/v1/models/{FAMILY}/versions/1/lineage"
+    )
+    used = lineage["datasets"][0]
+    assert used["content_hash"] and used["scan"]["verdict"] == "redacted"
+    assert [d["reviewer"] for d in used["approval"]["decisions"]] == ["priya", "lee"]
+    assert lineage["policy_hash"] and lineage["base_model"]["weights_sha256"]
+    key = load_public_key(
+        crypto.public_key_pem(crypto.load_signing_key(app.config["GOVERNANCE_HOME"]).public_key())
+    )
+    key.verify(bytes.fromhex(lineage["signature"]), bytes.fromhex(lineage["digest"]))
+
+    status, request = call(
+        client, "morgan", world, "POST", f"/api/v1/models/{FAMILY}/versions/1/promotion"
+    )
+    assert status == 201 and request["required_roles"] == ["legal-reviewer", "ml-engineer"]
+    uid = request["uid"]
+    status, _ = call(client, "morgan", world, "POST", f"/api/v1/models/{FAMILY}/versions/1/promote")
+    assert status == 409
+    status, _own = call(
+        client,
+        "morgan",
+        world,
+        "POST",
+        f"/api/v1/approvals/{uid}/decisions",
+        json={"decision": "approve"},
+    )
+    assert status == 403
+    for reviewer in ("jordan", "lee"):
+        status, _ = call(
+            client,
+            reviewer,
+            world,
+            "POST",
+            f"/api/v1/approvals/{uid}/decisions",
+            json={"decision": "approve", "comment": "gate passed"},
+        )
+        assert status == 201
+    status, promoted = call(
+        client, "morgan", world, "POST", f"/api/v1/models/{FAMILY}/versions/1/promote"
+    )
+    assert status == 200 and promoted["status"] == "production"
+
+    status, answer = call(
+        client,
+        "taxbot",
+        world,
+        "POST",
+        f"/api/v1/models/{FAMILY}/generate",
+        json={"prompt": "Client Maria Gonzalez, SSN", "max_new_tokens": 16},
+    )
+    assert status == 200 and answer["version"] == 1 and answer["completion_tokens"] >= 1
+    assert CANARY_SSN not in answer["text"]
+    status, _ = call(
+        client,
+        "ledgerbot",
+        world,
+        "POST",
+        f"/api/v1/models/{FAMILY}/generate",
+        json={"prompt": "hello"},
+    )
+    assert status == 404
+    codes = [
+        call(
+            client,
+            "taxbot",
+            world,
+            "POST",
+            f"/api/v1/models/{FAMILY}/generate",
+            json={"prompt": "Form 1040", "max_new_tokens": 2},
+        )[0]
+        for _ in range(4)
+    ]
+    assert codes[-1] == 429 and codes.count(200) == 3
+    status, entries = call(
+        client, "admin", world, "GET", "/api/v1/audit/entries", query_string={"action": "query"}
+    )
+    status, queries = call(
+        client,
+        "admin",
+        world,
+        "GET",
+        "/api/v1/audit/entries",
+        query_string={"action": "model.query"},
+    )
+    allowed = [e for e in queries["items"] if e["decision"] == "allow"]
+    assert (
+        allowed and allowed[0]["details"]["prompt_sha256"] and "prompt" not in allowed[0]["details"]
+    )
+    assert {e["principal"] for e in entries["items"] if e["decision"] == "deny"} >= {"ledgerbot"}
+
+    # Deleting the data taints the version, and it stops serving at once.
+    status, _ = call(
+        client,
+        "casey",
+        world,
+        "DELETE",
+        f"/api/v1/datasets/{world['dataset']}/versions/1",
+        json={"reason": "client withdrew consent"},
+    )
+    assert status == 200
+    status, tainted = call(client, "morgan", world, "GET", f"/api/v1/models/{FAMILY}/versions/1")
+    assert tainted["status"] == "tainted"
+    app.extensions.pop("governance.rate_limit")
+    status, body = call(
+        client,
+        "taxbot",
+        world,
+        "POST",
+        f"/api/v1/models/{FAMILY}/generate",
+        json={"prompt": "Form 1040"},
+    )
+    assert status == 409 and body["error"]["code"] == "no_serving_version"
+
+
+def test_the_bundle_holds_no_raw_value(app, client, world):
+    from governance.datasets.views import keyring, store
+    from governance.training import service
+
+    approve_data(client, world)
+    assert train(client, world)[0] == 201
+    with app.app_context(), get_db(app).session_scope() as session:
+        job = session.exec(sa.select(TrainingJob)).scalar_one()
+        payload = service.build_bundle(session, keyring(), store(), job)
+    import gzip
+
+    text = gzip.decompress(payload).decode("utf-8", "replace")
+    assert CANARY_SSN not in text and "Maria Gonzalez" not in text
+    assert "<US_SSN>" in text and "spec.json" in text
+
+
+def test_a_worker_killed_mid_job_leaves_a_job_that_completes_exactly_once(app, client, world, live):
+    approve_data(client, world)
+    assert train(client, world)[0] == 201
+    first = worker(live, world, start_new_session=True)
+    deadline = time.monotonic() + 120
+    with get_db(app).session_scope() as session:
+        while time.monotonic() < deadline:
+            job = session.exec(sa.select(TrainingJob)).scalar_one()
+            session.expire_all()
+            if job.state == "running":
+                break
+            time.sleep(0.1)
+    assert job.state == "running" and job.attempt == 1
+    os.killpg(first.pid, signal.SIGKILL)
+    first.communicate()
+    time.sleep(3.5)  # The lease (3 s in this app) lapses without heartbeats.
+    second = worker(live, world, "--once")
+    _out, err = second.communicate(timeout=300)
+    assert second.returncode == 0, err
+    with get_db(app).session_scope() as session:
+        job = session.exec(sa.select(TrainingJob)).scalar_one()
+        assert job.state == "succeeded" and job.attempt == 2
+    _, completions = call(
+        client,
+        "admin",
+        world,
+        "GET",
+        "/api/v1/audit/entries",
+        query_string={"action": "job.complete"},
+    )
+    assert len(completions["items"]) == 1
+    _status, version = call(client, "morgan", world, "GET", f"/api/v1/models/{FAMILY}/versions/1")
+    assert version["status"] == "evaluated"
