@@ -7,6 +7,7 @@ the same authentication, authorization and validation a client meets.
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 import threading
@@ -191,8 +192,206 @@ def upload_and_scan(steward: ApiClient, echo: Callable[[str], None], step: int) 
         echo(f"   a redacted sample: {json.dumps(receipt['samples'][0])[:160]}")
     return {
         "dataset_version": version["uid"],
+        "dataset_id": dataset["id"],
+        "version": version["version"],
         "verdict": receipt["verdict"],
         "counts": counts,
+    }
+
+
+FAMILY = "tax-assistant"
+REVIEWERS = ("priya", "lee")  # privacy and legal reviewers of consumer-tax
+TRAINER, SECOND_ENGINEER = "morgan", "jordan"  # ml-engineers of consumer-tax
+
+
+class Narrator:
+    """Numbered narration of the demo's steps."""
+
+    def __init__(self, echo: Callable[[str], None], start: int) -> None:
+        self.echo, self.step = echo, start
+
+    def __call__(self, text: str) -> None:
+        self.echo(f"{self.step}. {text}")
+        self.step += 1
+
+
+def expect(status: int, body: Any, wanted: int, what: str) -> Any:
+    if status != wanted:
+        raise RuntimeError(f"demo step failed: {what}: HTTP {status} {json.dumps(body)[:300]}")
+    return body
+
+
+def train_and_serve(
+    config: dict[str, Any],
+    base_url: str,
+    scan: dict,
+    say: Narrator,
+    echo: Callable[[str], None],
+) -> dict[str, Any]:
+    """Tiny base model, family, approvals, a worker process, the gate, promotion, queries."""
+    from governance.models.lineage import render_tree
+    from governance.models.service import register_base_model
+    from trainers.tiny import create_tiny
+
+    people = {
+        name: ApiClient(base_url, issue_demo_token(config, name, PrincipalKind.USER))
+        for name in (*REVIEWERS, TRAINER, SECOND_ENGINEER, "taxbot", "ledgerbot")
+    }
+    worker_token = issue_demo_token(config, "gpu-worker", PrincipalKind.SERVICE)
+    base_path = Path(config["GOVERNANCE_HOME"]) / "base-models" / "tiny-llama"
+    weights = create_tiny(base_path, seed=0)
+    db = Database(config["GOVERNANCE_DATABASE_URL"])
+    try:
+        with db.session_scope() as session:
+            actor = Actor("system:demo", None, policy_hash(config["GOVERNANCE_POLICY_DIR"]))
+            register_base_model(session, "tiny-llama", base_path, actor=actor)
+    finally:
+        db.dispose()
+    say(
+        f"base model tiny-llama built and registered: Llama architecture, weights {weights[:16]}..."
+    )
+    expect(
+        *people[TRAINER].call(
+            "POST",
+            "/api/v1/domains/consumer-tax/models",
+            {
+                "name": FAMILY,
+                "base_model": "tiny-llama",
+                "hyperparameters": {"epochs": 2, "batch_size": 8, "learning_rate": 0.002},
+                "eval_suite": {
+                    "holdout_fraction": 0.1,
+                    "tolerance": 0.05,
+                    "multiple_choice": [
+                        {
+                            "question": "Which form reports wages?",
+                            "choices": ["W-2", "Schedule SE"],
+                            "answer": 0,
+                        }
+                    ],
+                },
+            },
+        ),
+        201,
+        "create the model family",
+    )
+    say(f"{TRAINER} creates model family {FAMILY} in consumer-tax (LoRA r=8 on tiny-llama)")
+    request = expect(
+        *people[TRAINER].call(
+            "POST",
+            "/api/v1/approvals/dataset-use",
+            {"dataset_id": scan["dataset_id"], "version": scan["version"], "family": FAMILY},
+        ),
+        201,
+        "request approval for the data",
+    )
+    for reviewer in REVIEWERS:
+        decision = expect(
+            *people[reviewer].call(
+                "POST",
+                f"/api/v1/approvals/{request['uid']}/decisions",
+                {"decision": "approve", "comment": "receipt and redacted samples reviewed"},
+            ),
+            201,
+            f"{reviewer} approves the data",
+        )
+        say(
+            f"{reviewer} approves training on the scanned version as {decision['role']} "
+            f"(signed {decision['signature'][:16]}...)"
+        )
+    version = expect(
+        *people[TRAINER].call(
+            "POST",
+            f"/api/v1/models/{FAMILY}/versions",
+            {
+                "tax_year": 2025,
+                "datasets": [{"dataset_id": scan["dataset_id"], "version": scan["version"]}],
+            },
+        ),
+        201,
+        "start training",
+    )
+    say(f"{TRAINER} starts {FAMILY} v{version['version']} (tax year 2025): a job is queued")
+    worker = subprocess.run(
+        [sys.executable, "-m", "governance.cli", "worker", "--once", "--poll", "0.2"],
+        env={**os.environ, "GOVERNANCE_URL": base_url, "GOVERNANCE_TOKEN": worker_token},
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=900,
+    )
+    if worker.returncode != 0:
+        raise RuntimeError(f"the worker failed: {worker.stderr[-1000:]}")
+    _status, trained = people[TRAINER].call("GET", f"/api/v1/models/{FAMILY}/versions/1")
+    gate = trained["evaluation"]
+    say(
+        f"a worker process (no database, no keys) trained it from the sanitized bundle: "
+        f"eval loss {trained['metrics']['eval_loss']:.3f}, perplexity "
+        f"{trained['metrics']['perplexity']:.1f}; gate {gate.get('gate')}, PII probe "
+        f"{gate['pii_probe']['probes']} prompts, {gate['pii_probe']['leaks']} leaks"
+    )
+    promotion = expect(
+        *people[TRAINER].call("POST", f"/api/v1/models/{FAMILY}/versions/1/promotion"),
+        201,
+        "request promotion",
+    )
+    status, _refusal = people[TRAINER].call(
+        "POST",
+        f"/api/v1/approvals/{promotion['uid']}/decisions",
+        {"decision": "approve", "comment": "my own model"},
+    )
+    say(f"{TRAINER} tries to approve their own model's promotion: HTTP {status} refused")
+    for reviewer in (SECOND_ENGINEER, "lee"):
+        expect(
+            *people[reviewer].call(
+                "POST",
+                f"/api/v1/approvals/{promotion['uid']}/decisions",
+                {"decision": "approve", "comment": "gate passed, lineage checked"},
+            ),
+            201,
+            f"{reviewer} approves the promotion",
+        )
+    promoted = expect(
+        *people[TRAINER].call("POST", f"/api/v1/models/{FAMILY}/versions/1/promote"),
+        200,
+        "promote",
+    )
+    say(f"{SECOND_ENGINEER} and lee approve; v1 is {promoted['status']}")
+    denied = 0
+    for who in ("taxbot", "ledgerbot"):
+        status, answer = people[who].call(
+            "POST",
+            f"/api/v1/models/{FAMILY}/generate",
+            {"prompt": "Which form reports wages?", "max_new_tokens": 12},
+        )
+        if status == 200:
+            say(f"{who} queries {FAMILY}: HTTP 200 from v{answer['version']}: {answer['text']!r}")
+        else:
+            denied += 1
+            say(f"{who} (smb-accounting) queries {FAMILY}: HTTP {status} denied, and audited")
+    _status, lineage = people[SECOND_ENGINEER].call(
+        "GET", f"/api/v1/models/{FAMILY}/versions/1/lineage"
+    )
+    say("lineage of the production version (signed by the service key):")
+    for line in render_tree(lineage).splitlines():
+        echo(f"   {line}")
+    _status, versions = people[TRAINER].call("GET", f"/api/v1/models/{FAMILY}/versions")
+    return {
+        "production": {FAMILY: promoted["version"]},
+        "versions": [
+            {
+                "family": v["family"],
+                "version": v["version"],
+                "tax_year": v["tax_year"],
+                "status": v["status"],
+            }
+            for v in versions["items"]
+        ],
+        "tainted": [
+            {"family": v["family"], "version": v["version"]}
+            for v in versions["items"]
+            if v["status"] == "tainted"
+        ],
+        "denied_queries": denied,
     }
 
 
@@ -236,9 +435,12 @@ def run_demo(config: dict[str, Any], echo: Callable[[str], None] = print) -> dic
             calls.append({"call": f"{method} {path}", "as": what.split()[0], "status": status})
 
         scan = upload_and_scan(steward, echo, step=len(attempts) + 4)
+        say = Narrator(echo, len(attempts) + 7)
+        models = train_and_serve(config, base_url, scan, say, echo)
 
-    bundle, verified = export_and_verify(config, echo, step=len(attempts) + 7)
+    bundle, verified = export_and_verify(config, echo, step=say.step)
     return {
+        **models,
         "dataset_scan": scan,
         "home": report.home,
         "audit_bundle": str(bundle),

@@ -20,8 +20,8 @@ import sqlalchemy as sa
 
 from governance import create_app
 from governance.config import load_config
-from governance.db import get_db
 from governance.instance import init_instance, migrate
+from tests.factories import close_app
 
 POSTGRES_URL = os.environ.get(
     "GOVERNANCE_TEST_POSTGRES_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test"
@@ -107,7 +107,7 @@ def config(tmp_path, database_url) -> dict:
 def app(config):
     application = create_app({**config, "TESTING": True})
     yield application
-    get_db(application).dispose()
+    close_app(application)
 
 
 @pytest.fixture

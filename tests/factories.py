@@ -48,3 +48,15 @@ def row_count(app, table: str) -> int:
 
     with get_db(app).engine.connect() as conn:
         return conn.execute(sa.text(f"SELECT COUNT(*) FROM {table}")).scalar_one()  # noqa: S608
+
+
+def close_app(app) -> None:
+    """Stop the app's audit writer (and its periodic checkpoints) and close its database.
+
+    A writer left running would sign checkpoints, with this app's key, into the next test's
+    log when the database is shared (PostgreSQL).
+    """
+    from governance.audit.views import get_audit_log
+
+    get_audit_log(app).close()
+    get_db(app).dispose()

@@ -112,6 +112,11 @@ def test_demo_runs_end_to_end(env):
     assert statuses["GET /api/v1/domains/consumer-tax"] == 200
     assert statuses["GET /api/v1/domains/smb-accounting"] == 403
     assert summary["audit_verified"] is True, result.stdout[-3000:]
+    assert summary["production"] == {"tax-assistant": 1}
+    assert summary["versions"] == [
+        {"family": "tax-assistant", "version": 1, "tax_year": 2025, "status": "production"}
+    ]
+    assert summary["denied_queries"] == 1 and summary["tainted"] == []
     assert summary["dataset_scan"]["verdict"] == "redacted"
     assert summary["dataset_scan"]["counts"]["US_SSN"] > 0
     offline = subprocess.run(

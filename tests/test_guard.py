@@ -9,8 +9,7 @@ from flask_openapi3 import APIBlueprint
 
 from governance import create_app
 from governance.api import PUBLIC_ENDPOINTS
-from governance.db import get_db
-from tests.factories import auth, make_domain, principal_token
+from tests.factories import auth, close_app, make_domain, principal_token
 
 
 def concrete_path(rule) -> str:
@@ -108,7 +107,7 @@ def test_a_view_that_forgets_to_authorize_does_not_answer(config):
         assert response.status_code == 500
         assert "secret" not in response.get_data(as_text=True)
     finally:
-        get_db(app).dispose()
+        close_app(app)
 
 
 @pytest.mark.parametrize(

@@ -46,6 +46,9 @@ def create_tiny(path: str | Path, seed: int = 0) -> str:
     """Write the model and tokenizer to `path`; return the weight hash."""
     import torch
     from transformers import LlamaConfig, LlamaForCausalLM
+    from transformers.utils import logging as hf_logging
+
+    hf_logging.disable_progress_bar()
 
     target = Path(path)
     target.mkdir(parents=True, exist_ok=True)

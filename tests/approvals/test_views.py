@@ -17,7 +17,7 @@ from governance.approvals.models import ApprovalDecision, ApprovalRequest
 from governance.config import DEFAULT_POLICY_DIR
 from governance.db import get_db, utcnow
 from governance.pii.scanner import Scanner
-from tests.factories import auth, make_domain, principal_token
+from tests.factories import auth, close_app, make_domain, principal_token
 
 RECORDS = [
     {"text": "My SSN is 536-22-8741; can I e-file Form 1040 for tax year 2025?"},
@@ -48,7 +48,7 @@ def app(config, policies, scanner):
     application = create_app({**config, "TESTING": True, "GOVERNANCE_POLICY_DIR": str(policies)})
     application.extensions["governance.scanner"] = scanner
     yield application
-    get_db(application).dispose()
+    close_app(application)
 
 
 @pytest.fixture

@@ -13,7 +13,7 @@ from governance.authz.lint import lint
 from governance.authz.policy import PolicySet
 from governance.authz.policytest import run_policy_tests
 from governance.config import DEFAULT_POLICY_DIR
-from tests.factories import auth, principal_token
+from tests.factories import auth, close_app, principal_token
 from tests.test_cli import govern
 
 
@@ -157,7 +157,6 @@ def test_who_can():
 def live_policy(policies, config):
     """An app whose policy directory is a private copy, checked for changes on every call."""
     from governance import create_app
-    from governance.db import get_db
 
     app = create_app(
         {
@@ -168,7 +167,7 @@ def live_policy(policies, config):
         }
     )
     yield app
-    get_db(app).dispose()
+    close_app(app)
 
 
 def test_reload_puts_a_valid_change_in_force_and_refuses_a_broken_one(live_policy, policies):

@@ -22,7 +22,7 @@ from governance.db import get_db
 from governance.models.service import register_base_model
 from governance.pii.scanner import Scanner
 from governance.training.models import TrainingJob
-from tests.factories import auth, make_domain, principal_token
+from tests.factories import auth, close_app, make_domain, principal_token
 
 CANARY_SSN = "536-22-8741"
 RECORDS = [
@@ -57,7 +57,7 @@ def app(config, scanner):
     )
     application.extensions["governance.scanner"] = scanner
     yield application
-    get_db(application).dispose()
+    close_app(application)
 
 
 @pytest.fixture
