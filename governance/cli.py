@@ -798,6 +798,47 @@ def lineage(family: str, number: int, fmt: str) -> None:
         click.echo(render_tree(document))
 
 
+@main.command("erasure-report")
+@click.argument("dataset_version", metavar="DATASET_VERSION_UID")
+@click.option("--out", type=click.Path(dir_okay=False), default=None, help="Write it here.")
+@click.option(
+    "--verify",
+    "verify_file",
+    is_flag=True,
+    help="Treat the argument as a report file and check it.",
+)
+@fail_cleanly
+def erasure_report(dataset_version: str, out: str | None, verify_file: bool) -> None:
+    """Export, signed, which model versions a deleted dataset version tainted and what was done.
+
+    With --verify, check a report file's digest and signature instead (exit 1 if bad).
+    """
+    from pathlib import Path
+
+    from governance import crypto
+    from governance.models.erasure import erasure_report as build
+    from governance.models.erasure import verify_erasure_report
+
+    if verify_file:
+        ok = verify_erasure_report(json.loads(Path(dataset_version).read_text()))
+        click.echo("OK: signature and digest verified" if ok else "FAILED: bad digest or signature")
+        if not ok:
+            sys.exit(EXIT_FAILED)
+        return
+    key = crypto.load_signing_key(settings()["GOVERNANCE_HOME"])
+    with instance_session() as session:
+        report = build(session, dataset_version, key)
+    text = json.dumps(report, indent=2, sort_keys=True)
+    if out:
+        Path(out).write_text(text + "\n")
+        click.echo(
+            f"{out}: {len(report['affected_model_versions'])} model version(s) affected, "
+            f"{len(report['actions'])} action(s); digest {report['digest'][:16]}"
+        )
+    else:
+        click.echo(text)
+
+
 # --- pii -----------------------------------------------------------------------------------
 
 

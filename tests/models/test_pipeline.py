@@ -211,7 +211,7 @@ def test_training_needs_approved_data_of_the_same_domain(client, world):
     assert status == 403 and body["error"]["code"] == "cross_domain"
 
 
-def test_train_evaluate_promote_query_and_taint(app, client, world, live):
+def test_train_evaluate_promote_query_and_taint(app, client, world, live, config, tmp_path):
     approve_data(client, world)
     status, version = train(client, world)
     assert status == 201 and version["status"] == "training"
@@ -344,6 +344,29 @@ def test_train_evaluate_promote_query_and_taint(app, client, world, live):
         json={"prompt": "Form 1040"},
     )
     assert status == 409 and body["error"]["code"] == "no_serving_version"
+
+    # The erasure report names the tombstone, the tainted version and the audit entries; signed.
+    from tests.test_cli import govern
+
+    _, tombstone = call(
+        client, "casey", world, "GET", f"/api/v1/datasets/{world['dataset']}/versions/1"
+    )
+    env = {
+        "GOVERNANCE_HOME": config["GOVERNANCE_HOME"],
+        "GOVERNANCE_DATABASE_URL": config["GOVERNANCE_DATABASE_URL"],
+    }
+    out = tmp_path / "erasure.json"
+    govern(env, "erasure-report", tombstone["uid"], "--out", str(out), check=True)
+    report = json.loads(out.read_text())
+    assert report["dataset_version"]["key_destroyed"] is True
+    assert [
+        (v["family"], v["version"], v["status"]) for v in report["affected_model_versions"]
+    ] == [(FAMILY, 1, "tainted")]
+    assert {a["action"] for a in report["actions"]} == {"dataset.delete", "model.taint"}
+    assert govern(env, "erasure-report", str(out), "--verify").returncode == 0
+    report["affected_model_versions"] = []
+    out.write_text(json.dumps(report))
+    assert govern(env, "erasure-report", str(out), "--verify").returncode == 1
 
 
 def test_the_bundle_holds_no_raw_value(app, client, world):
