@@ -33,6 +33,9 @@ DEFAULTS: dict[str, Any] = {
     "AUDIT_CHECKPOINT_SECONDS": 60,
     # Queries per principal per minute at the gateway (per service process).
     "GATEWAY_RATE_PER_MINUTE": 60,
+    # Where training jobs run: "local" (govern worker) or "celery" (workers on GPU hosts).
+    "TRAINING_EXECUTOR": "local",
+    "CELERY_BROKER_URL": "redis://127.0.0.1:6379/0",
     # Seconds a training job's lease lasts without a heartbeat.
     "JOB_LEASE_SECONDS": 60,
     # How often each process checks whether the policy files changed (seconds).
@@ -48,6 +51,8 @@ ENVIRONMENT_KEYS = (
     "AUDIT_CHECKPOINT_SECONDS",
     "PII_MODEL",
     "PII_SCAN_PROCESSES",
+    "TRAINING_EXECUTOR",
+    "CELERY_BROKER_URL",
 )
 
 

@@ -7,6 +7,7 @@ from pathlib import Path
 from flask import current_app
 from flask_openapi3 import APIBlueprint, Tag
 from pydantic import BaseModel, Field
+from sqlmodel import select
 
 from governance.approvals.models import RequestRead
 from governance.approvals.rules import load_approval_rules
@@ -140,10 +141,17 @@ def list_versions(path: FamilyPath):
 @bp.post("/models/<family>/versions", responses={201: VersionRead})
 def train_version(path: FamilyPath, body: VersionCreate):
     """Start a new version from the base model on approved, scanned dataset versions."""
+    from governance.training.executors import executor_from_config
+    from governance.training.models import TrainingJob
+
     family, domain = family_for(path.family, "train")
+    executor = executor_from_config(current_app.config)
+    session = get_session()
     version = service.start_version(
-        get_session(), family, domain, body, policy_dir(), actor=current_actor()
+        session, family, domain, body, policy_dir(), actor=current_actor(), executor=executor.name
     )
+    job = session.exec(select(TrainingJob).where(TrainingJob.version_id == version.id)).one()
+    executor.submit(job.uid)
     return version_read(version, family), 201
 
 

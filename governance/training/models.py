@@ -51,6 +51,9 @@ class ClaimRequest(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     worker: str = Field(min_length=1, max_length=200, description="host:pid of the worker")
+    job: str | None = Field(
+        default=None, pattern=r"^[0-9a-f]{32}$", description="Claim this job only (Celery)."
+    )
 
 
 class ClaimResponse(BaseModel):

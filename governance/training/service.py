@@ -72,16 +72,19 @@ def requeue_lapsed(session: Session, now: dt.datetime | None = None) -> int:
 
 
 def claim(
-    session: Session, worker: str, *, actor: Actor, lease_seconds: int = LEASE_SECONDS
+    session: Session,
+    worker: str,
+    *,
+    actor: Actor,
+    lease_seconds: int = LEASE_SECONDS,
+    job_uid: str | None = None,
 ) -> tuple[TrainingJob, str] | None:
-    """Claim the oldest queued job for this worker; return it with its job-scoped token."""
+    """Claim the oldest queued job (or that one) for this worker, with a job-scoped token."""
     requeue_lapsed(session)
-    candidates = session.exec(
-        select(TrainingJob.id)
-        .where(TrainingJob.state == JobState.QUEUED)
-        .order_by(TrainingJob.id)
-        .limit(20)
-    ).all()
+    query = select(TrainingJob.id).where(TrainingJob.state == JobState.QUEUED)
+    if job_uid is not None:
+        query = query.where(TrainingJob.uid == job_uid)
+    candidates = session.exec(query.order_by(TrainingJob.id).limit(20)).all()
     for job_id in candidates:
         job = session.get(TrainingJob, job_id)
         token = f"{TOKEN_PREFIX}{job.uid}.{secrets.token_urlsafe(32)}"

@@ -72,7 +72,11 @@ def claim(body: ClaimRequest):
     require("claim", "job", SYSTEM_DOMAIN)
     session = get_session()
     claimed = service.claim(
-        session, body.worker, actor=current_actor(), lease_seconds=lease_seconds()
+        session,
+        body.worker,
+        actor=current_actor(),
+        lease_seconds=lease_seconds(),
+        job_uid=body.job,
     )
     if claimed is None:
         return Response(status=204)

@@ -418,3 +418,63 @@ def test_a_worker_killed_mid_job_leaves_a_job_that_completes_exactly_once(app, c
     assert len(completions["items"]) == 1
     _status, version = call(client, "morgan", world, "GET", f"/api/v1/models/{FAMILY}/versions/1")
     assert version["status"] == "evaluated"
+
+
+def test_a_real_celery_worker_trains_a_job_sent_through_redis(app, client, world, live):
+    import redis
+
+    broker = "redis://127.0.0.1:6379/15"
+    redis.Redis.from_url(broker).flushdb()
+    app.config.update(TRAINING_EXECUTOR="celery", CELERY_BROKER_URL=broker)
+    env = {
+        **os.environ,
+        "GOVERNANCE_CELERY_BROKER": broker,
+        "GOVERNANCE_URL": live,
+        "GOVERNANCE_TOKEN": world["gpu-worker"],
+    }
+    celery = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "celery",
+            "-A",
+            "governance.training.celery_app",
+            "worker",
+            "-Q",
+            "governance-training",
+            "--pool",
+            "solo",
+            "--concurrency",
+            "1",
+            "--without-gossip",
+            "--without-mingle",
+            "--loglevel",
+            "info",
+        ],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        approve_data(client, world)
+        status, _version = train(client, world)
+        assert status == 201
+        deadline = time.monotonic() + 240
+        while time.monotonic() < deadline:
+            _, current = call(client, "morgan", world, "GET", f"/api/v1/models/{FAMILY}/versions/1")
+            if current["status"] != "training" and current["status"] != "trained":
+                break
+            time.sleep(0.5)
+        assert current["status"] == "evaluated", current
+    finally:
+        celery.terminate()
+        _, err = celery.communicate(timeout=60)
+    assert "governance.train_job" in err
+    with get_db(app).session_scope() as session:
+        job = session.exec(sa.select(TrainingJob)).scalar_one()
+        assert (
+            job.executor == "celery"
+            and job.state == "succeeded"
+            and job.worker.startswith("celery@")
+        )
