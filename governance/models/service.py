@@ -30,7 +30,6 @@ from governance.models.models import (
     VersionState,
 )
 from governance.pii.rules import load_rules
-from governance.pii.service import require_trainable
 
 # --- base models ------------------------------------------------------------------------------
 
@@ -180,6 +179,8 @@ def start_version(
     executor: str = "local",
 ) -> ModelVersion:
     """Check every dataset version (domain, scan, approval), create the version and its job."""
+    # The PII service loads Presidio (and with it torch); the web process imports it on use.
+    from governance.pii.service import require_trainable
     from governance.training.models import JobState, TrainingJob
 
     rules = load_rules(policy_dir, domain.name)

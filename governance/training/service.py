@@ -29,7 +29,6 @@ from governance.domains.models import Domain
 from governance.errors import Conflict, InvalidInput, Unauthenticated
 from governance.models.models import BaseModelRecord, ModelFamily, ModelVersion, VersionState
 from governance.pii.models import ScanReceipt
-from governance.pii.service import iter_sanitized
 from governance.storage import LocalBlobStore
 from governance.training.models import JobState, TrainingJob
 
@@ -164,6 +163,8 @@ def build_bundle(
     session: Session, keyring: KeyRing, store: LocalBlobStore, job: TrainingJob
 ) -> bytes:
     """The training bundle as a gzipped tar: spec.json, train.jsonl, eval.jsonl."""
+    from governance.pii.service import iter_sanitized
+
     version = session.get(ModelVersion, job.version_id)
     family = session.get(ModelFamily, version.family_id)
     base = session.get(BaseModelRecord, version.base_model_id)
