@@ -98,6 +98,27 @@ class ModelVersion(SQLModel, table=True):
     tainted_at: dt.datetime | None = SQLField(default=None, sa_type=UTCDateTime)
 
 
+class RetrainRequest(SQLModel, table=True):
+    """A tax year of a family to train again, because its serving version was tainted.
+
+    The refresh pipeline takes these up: it retrains from the base model on the year's data
+    that remains (scanned and approved), then evaluates, approves and promotes as usual.
+    """
+
+    __tablename__ = "retrain_requests"
+
+    id: int | None = SQLField(default=None, primary_key=True)
+    family_id: int = SQLField(foreign_key="model_families.id", nullable=False, index=True)
+    tax_year: int = SQLField(nullable=False)
+    reason: str = SQLField(max_length=500, nullable=False)
+    state: str = SQLField(default="queued", max_length=16, nullable=False, index=True)
+    requested_by: str = SQLField(max_length=63, nullable=False)
+    requested_at: dt.datetime = SQLField(
+        default_factory=utcnow, sa_type=UTCDateTime, nullable=False
+    )
+    done_at: dt.datetime | None = SQLField(default=None, sa_type=UTCDateTime)
+
+
 # --- API schemas ----------------------------------------------------------------------------
 
 

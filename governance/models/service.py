@@ -26,6 +26,7 @@ from governance.models.models import (
     FamilyCreate,
     ModelFamily,
     ModelVersion,
+    RetrainRequest,
     VersionCreate,
     VersionState,
 )
@@ -528,6 +529,18 @@ def taint_trained_on(
             continue
         family = session.get(ModelFamily, version.family_id)
         was = version.status
+        if was == VersionState.PRODUCTION:
+            # The family falls back to its newest untainted version at once (serving_version)
+            # and the year is queued to be trained again on the data that remains.
+            session.add(
+                RetrainRequest(
+                    family_id=family.id,
+                    tax_year=version.tax_year,
+                    reason=f"v{version.number} tainted: dataset version {dataset_version.uid} "
+                    "was deleted",
+                    requested_by=actor.principal,
+                )
+            )
         version.status = VersionState.TAINTED
         version.status_reason = f"trained on deleted dataset version {dataset_version.uid}"
         version.tainted_at = utcnow()
@@ -548,6 +561,7 @@ def taint_trained_on(
                 "was": was,
                 "dataset_version": dataset_version.uid,
                 "content_hash": dataset_version.content_hash,
+                "retrain_queued": was == VersionState.PRODUCTION,
             },
         )
         tainted.append(version)

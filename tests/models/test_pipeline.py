@@ -19,6 +19,7 @@ from audit.log import load_public_key
 from governance import create_app, crypto
 from governance.audit.service import Actor
 from governance.db import get_db
+from governance.models.models import RetrainRequest
 from governance.models.service import register_base_model
 from governance.pii.scanner import Scanner
 from governance.training.models import TrainingJob
@@ -334,6 +335,9 @@ def test_train_evaluate_promote_query_and_taint(app, client, world, live, config
     assert status == 200
     status, tainted = call(client, "morgan", world, "GET", f"/api/v1/models/{FAMILY}/versions/1")
     assert tainted["status"] == "tainted"
+    with get_db(app).session_scope() as session:
+        retrain = session.exec(sa.select(RetrainRequest)).scalar_one()
+        assert (retrain.tax_year, retrain.state) == (2025, "queued")
     app.extensions.pop("governance.rate_limit")
     status, body = call(
         client,
