@@ -482,3 +482,113 @@ def test_a_real_celery_worker_trains_a_job_sent_through_redis(app, client, world
             and job.state == "succeeded"
             and job.worker.startswith("celery@")
         )
+
+
+def test_rollback_and_fallback_to_the_newest_untainted_version(app, client, world, live):
+    def produce(number: int) -> None:
+        """Approve data version `number`, train on it, pass the gate, promote."""
+        status, request = call(
+            client,
+            "morgan",
+            world,
+            "POST",
+            "/api/v1/approvals/dataset-use",
+            json={"dataset_id": world["dataset"], "version": number, "family": FAMILY},
+        )
+        assert status == 201, request
+        for reviewer in ("priya", "lee"):
+            call(
+                client,
+                reviewer,
+                world,
+                "POST",
+                f"/api/v1/approvals/{request['uid']}/decisions",
+                json={"decision": "approve", "comment": "ok"},
+            )
+        status, version = call(
+            client,
+            "morgan",
+            world,
+            "POST",
+            f"/api/v1/models/{FAMILY}/versions",
+            json={
+                "tax_year": 2025,
+                "datasets": [{"dataset_id": world["dataset"], "version": number}],
+            },
+        )
+        assert status == 201, version
+        done = worker(live, world, "--once")
+        done.communicate(timeout=300)
+        n = version["version"]
+        _, promotion = call(
+            client, "morgan", world, "POST", f"/api/v1/models/{FAMILY}/versions/{n}/promotion"
+        )
+        for reviewer in ("jordan", "lee"):
+            call(
+                client,
+                reviewer,
+                world,
+                "POST",
+                f"/api/v1/approvals/{promotion['uid']}/decisions",
+                json={"decision": "approve", "comment": "ok"},
+            )
+        status, promoted = call(
+            client, "morgan", world, "POST", f"/api/v1/models/{FAMILY}/versions/{n}/promote"
+        )
+        assert status == 200, promoted
+
+    approve_data(client, world)  # an approval for v1 that produce() supersedes; harmless
+    produce(1)
+    # A second upload of the same year (a correction), scanned; then version 2 of the model.
+    status, _ = call(
+        client,
+        "casey",
+        world,
+        "POST",
+        f"/api/v1/datasets/{world['dataset']}/versions",
+        query_string={"tax_year": 2025},
+        data=b"".join(json.dumps(r).encode() + b"\n" for r in RECORDS[:20]),
+    )
+    assert status == 201
+    call(client, "casey", world, "POST", f"/api/v1/datasets/{world['dataset']}/versions/2/scans")
+    produce(2)
+
+    def states():
+        _, listing = call(client, "morgan", world, "GET", f"/api/v1/models/{FAMILY}/versions")
+        return {v["version"]: v["status"] for v in listing["items"]}
+
+    assert states() == {1: "retired", 2: "production"}
+    assert call(client, "taxbot", world, "POST", f"/api/v1/models/{FAMILY}/rollback")[0] == 404
+    status, back = call(client, "morgan", world, "POST", f"/api/v1/models/{FAMILY}/rollback")
+    assert status == 200 and back["version"] == 1
+    assert states() == {1: "production", 2: "retired"}
+    # Promote 2 again by rolling forward is not a thing: a new promotion is; here, taint v1 and
+    # the family falls back to the newest untainted version, v2, at once.
+    status, _ = call(
+        client,
+        "casey",
+        world,
+        "DELETE",
+        f"/api/v1/datasets/{world['dataset']}/versions/1",
+        json={"reason": "client withdrew consent"},
+    )
+    assert status == 200
+    assert states() == {1: "tainted", 2: "retired"}
+    status, answer = call(
+        client,
+        "taxbot",
+        world,
+        "POST",
+        f"/api/v1/models/{FAMILY}/generate",
+        json={"prompt": "Form 1040", "max_new_tokens": 4},
+    )
+    assert status == 200 and answer["version"] == 2
+    _, rollbacks = call(
+        client,
+        "admin",
+        world,
+        "GET",
+        "/api/v1/audit/entries",
+        query_string={"action": "model.rollback"},
+    )
+    assert [e["details"]["to"] for e in rollbacks["items"]] == [1]
