@@ -12,6 +12,15 @@ from governance.db import create_db_engine
 from governance.models_registry import import_all_models
 
 import_all_models()
+
+# APScheduler creates and owns its job table in the same database (govern scheduler).
+UNMANAGED_TABLES = frozenset({"apscheduler_jobs"})
+
+
+def include_object(obj, name, type_, reflected, compare_to):
+    return not (type_ == "table" and name in UNMANAGED_TABLES)
+
+
 config = context.config
 target_metadata = SQLModel.metadata
 
@@ -31,6 +40,7 @@ def run_migrations_offline() -> None:
         literal_binds=True,
         render_as_batch=url.startswith("sqlite"),
         compare_type=True,
+        include_object=include_object,
     )
     with context.begin_transaction():
         context.run_migrations()
@@ -46,6 +56,7 @@ def run_migrations_online() -> None:
                 target_metadata=target_metadata,
                 render_as_batch=url.startswith("sqlite"),
                 compare_type=True,
+                include_object=include_object,
             )
             with context.begin_transaction():
                 context.run_migrations()

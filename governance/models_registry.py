@@ -12,4 +12,5 @@ def import_all_models() -> None:
     import governance.domains.models
     import governance.models.models
     import governance.pii.models
+    import governance.scheduler.models
     import governance.training.models  # noqa: F401

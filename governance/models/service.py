@@ -178,6 +178,7 @@ def start_version(
     *,
     actor: Actor,
     executor: str = "local",
+    refresh_run: int | None = None,
 ) -> ModelVersion:
     """Check every dataset version (domain, scan, approval), create the version and its job."""
     # The PII service loads Presidio (and with it torch); the web process imports it on use.
@@ -251,6 +252,7 @@ def start_version(
             "eval_suite": family.eval_suite,
             # Every version trains from the base model, never on top of an earlier adapter.
             "from": "base-model",
+            **({"refresh_run": refresh_run} if refresh_run is not None else {}),
         },
         code_version=f"governance {governance.__version__}",
         policy_hash=actor.policy_hash or "",

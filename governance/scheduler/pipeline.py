@@ -1,0 +1,308 @@
+"""The refresh pipeline: resumable steps whose state lives in the database.
+
+    find-data -> approve-data -> train -> evaluate -> approve-promotion -> promote -> done
+
+Each step either moves the run on or leaves it waiting with a reason (no scanned data for
+the year yet, approvals pending, training running). `advance` can be called any number of
+times, from any process, after any crash: every step first looks at what already exists
+(the approval requests, the version this run started, its status) before creating anything,
+so finished work is never repeated. Training always starts from the base model.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from pathlib import Path
+
+import sqlalchemy as sa
+from sqlmodel import Session, select
+
+from governance.approvals import service as approvals
+from governance.approvals.models import ApprovalRequest, RequestState
+from governance.approvals.rules import load_approval_rules
+from governance.audit.service import Actor, record
+from governance.datasets.models import Dataset, DatasetVersion, VersionStatus
+from governance.db import utcnow
+from governance.domains.models import Domain
+from governance.errors import GovernanceError
+from governance.models import service as models
+from governance.models.models import (
+    DatasetRef,
+    ModelFamily,
+    ModelVersion,
+    VersionCreate,
+    VersionState,
+)
+from governance.scheduler.models import RefreshRun, Step
+
+REFRESH_PRINCIPAL = "system:refresh"
+
+
+def start_run(
+    session: Session, family: ModelFamily, tax_year: int, trigger: str, actor: Actor
+) -> tuple[RefreshRun, bool]:
+    """Create the run for (family, tax year), or return the one that exists.
+
+    A scheduled fire always asks for attempt 1, so a duplicate fire finds it and does
+    nothing. On demand, a failed run is followed by a new attempt.
+    """
+    latest = session.exec(
+        select(RefreshRun)
+        .where(RefreshRun.family_id == family.id, RefreshRun.tax_year == tax_year)
+        .order_by(RefreshRun.attempt.desc())
+    ).first()
+    if latest is not None and (latest.step != Step.FAILED or trigger == "schedule"):
+        return latest, False
+    run = RefreshRun(
+        family_id=family.id,
+        tax_year=tax_year,
+        attempt=latest.attempt + 1 if latest else 1,
+        trigger=trigger,
+        step=Step.FIND_DATA,
+    )
+    session.add(run)
+    try:
+        session.flush()
+    except sa.exc.IntegrityError:
+        # Another process (a duplicate scheduler, a racing fire) created it first.
+        session.rollback()
+        existing = session.exec(
+            select(RefreshRun)
+            .where(RefreshRun.family_id == family.id, RefreshRun.tax_year == tax_year)
+            .order_by(RefreshRun.attempt.desc())
+        ).first()
+        return existing, False
+    domain = session.get(Domain, family.domain_id)
+    record(
+        session,
+        actor,
+        "refresh.start",
+        f"model/{family.name}",
+        domain.name,
+        details={"tax_year": tax_year, "attempt": run.attempt, "trigger": trigger},
+    )
+    session.commit()
+    return run, True
+
+
+def _wait(run: RefreshRun, why: str) -> None:
+    run.waiting_for = why
+
+
+def _find_data(session: Session, run: RefreshRun, family, domain, policy_dir, actor):
+    from governance.pii.rules import load_rules
+    from governance.pii.service import latest_receipt
+
+    rules = load_rules(policy_dir, domain.name)
+    versions = session.exec(
+        select(DatasetVersion)
+        .where(
+            DatasetVersion.domain_id == domain.id,
+            DatasetVersion.tax_year == run.tax_year,
+            DatasetVersion.status == VersionStatus.READY,
+        )
+        .order_by(DatasetVersion.id)
+    ).all()
+    if not versions:
+        return _wait(run, f"no dataset version of tax year {run.tax_year} in {domain.name}")
+    # The newest version of each dataset for the year is the year's data.
+    newest: dict[int, DatasetVersion] = {}
+    for version in versions:
+        newest[version.dataset_id] = version
+    unscanned = [
+        v.uid
+        for v in newest.values()
+        if (r := latest_receipt(session, v, rules.hash)) is None
+        or r.content_hash != v.content_hash
+        or r.verdict not in ("pass", "redacted")
+    ]
+    if unscanned:
+        return _wait(run, f"a passing scan of {', '.join(unscanned)}")
+    run.detail = {
+        **run.detail,
+        "datasets": [
+            {"dataset_id": v.dataset_id, "version": v.number, "uid": v.uid} for v in newest.values()
+        ],
+    }
+    return Step.APPROVE_DATA
+
+
+def _approve_data(session: Session, run: RefreshRun, family, domain, policy_dir, actor):
+    waiting = []
+    for used in run.detail["datasets"]:
+        subject = f"dataset-version/{used['uid']}"
+        if approvals.approved_request(
+            session, approvals.DATASET_USE, subject, family.name, policy_dir, actor
+        ):
+            continue
+        pending = session.exec(
+            select(ApprovalRequest).where(
+                ApprovalRequest.kind == approvals.DATASET_USE,
+                ApprovalRequest.subject == subject,
+                ApprovalRequest.family == family.name,
+                ApprovalRequest.state == RequestState.PENDING,
+            )
+        ).first()
+        if pending is None:
+            version = session.exec(
+                select(DatasetVersion).where(DatasetVersion.uid == used["uid"])
+            ).one()
+            try:
+                pending = approvals.request_dataset_use(
+                    session,
+                    domain,
+                    session.get(Dataset, version.dataset_id),
+                    version,
+                    family.name,
+                    policy_dir,
+                    load_approval_rules(policy_dir),
+                    actor=actor,
+                )
+            except GovernanceError as exc:
+                # The version changed under us (deleted, rescanned): look for data again.
+                run.detail = {**run.detail, "last_error": exc.message}
+                return Step.FIND_DATA
+            if pending.state == RequestState.APPROVED:
+                continue
+        waiting.append(pending.uid)
+    if waiting:
+        return _wait(run, f"approval of {', '.join(waiting)}")
+    return Step.TRAIN
+
+
+def _version_of(session: Session, run: RefreshRun) -> ModelVersion | None:
+    if run.version_id is not None:
+        return session.get(ModelVersion, run.version_id)
+    # Resuming after a crash between starting the version and saving it on the run.
+    for version in session.exec(
+        select(ModelVersion).where(ModelVersion.family_id == run.family_id)
+    ).all():
+        if version.training_config.get("refresh_run") == run.id:
+            return version
+    return None
+
+
+def _train(session: Session, run: RefreshRun, family, domain, policy_dir, actor):
+    version = _version_of(session, run)
+    if version is None:
+        data = VersionCreate(
+            tax_year=run.tax_year,
+            datasets=[
+                DatasetRef(dataset_id=d["dataset_id"], version=d["version"])
+                for d in run.detail["datasets"]
+            ],
+        )
+        try:
+            version = models.start_version(
+                session, family, domain, data, policy_dir, actor=actor, refresh_run=run.id
+            )
+        except GovernanceError as exc:
+            run.detail = {**run.detail, "last_error": exc.message}
+            return Step.FIND_DATA
+    run.version_id = version.id
+    if version.status in (VersionState.TRAINING, VersionState.TRAINED):
+        return _wait(run, f"training of {family.name} v{version.number}")
+    return Step.EVALUATE
+
+
+def _evaluate(session: Session, run: RefreshRun, family, domain, policy_dir, actor):
+    version = session.get(ModelVersion, run.version_id)
+    if version.status in (VersionState.FAILED, VersionState.TAINTED):
+        run.detail = {**run.detail, "failure": version.status_reason}
+        return Step.FAILED
+    if version.status == VersionState.TRAINED:
+        return _wait(run, f"evaluation of v{version.number}")
+    return Step.APPROVE_PROMOTION
+
+
+def _approve_promotion(session: Session, run: RefreshRun, family, domain, policy_dir, actor):
+    version = session.get(ModelVersion, run.version_id)
+    if version.status == VersionState.PRODUCTION:
+        return Step.PROMOTE
+    if version.status in (VersionState.FAILED, VersionState.TAINTED):
+        return Step.FAILED
+    subject = f"model-version/{family.name}/{version.number}"
+    if approvals.approved_request(
+        session, approvals.MODEL_PROMOTION, subject, family.name, policy_dir, actor
+    ):
+        return Step.PROMOTE
+    pending = session.exec(
+        select(ApprovalRequest).where(
+            ApprovalRequest.kind == approvals.MODEL_PROMOTION,
+            ApprovalRequest.subject == subject,
+            ApprovalRequest.state == RequestState.PENDING,
+        )
+    ).first()
+    if pending is None:
+        request = models.request_promotion(
+            session, family, version, load_approval_rules(policy_dir), actor=actor
+        )
+        if request.state == RequestState.APPROVED:
+            return Step.PROMOTE
+        pending = request
+    return _wait(run, f"approval of promotion {pending.uid}")
+
+
+def _promote(session: Session, run: RefreshRun, family, domain, policy_dir, actor):
+    version = session.get(ModelVersion, run.version_id)
+    if version.status != VersionState.PRODUCTION:
+        models.promote(session, family, version, policy_dir, actor=actor)
+    return Step.DONE
+
+
+HANDLERS = {
+    Step.FIND_DATA: _find_data,
+    Step.APPROVE_DATA: _approve_data,
+    Step.TRAIN: _train,
+    Step.EVALUATE: _evaluate,
+    Step.APPROVE_PROMOTION: _approve_promotion,
+    Step.PROMOTE: _promote,
+}
+
+
+def advance(session: Session, run: RefreshRun, policy_dir: Path, actor: Actor) -> RefreshRun:
+    """Move the run on as far as it can go now; return it (resting, done or failed)."""
+    family = session.get(ModelFamily, run.family_id)
+    domain = session.get(Domain, family.domain_id)
+    for _ in range(len(Step.ORDER) + 2):
+        if run.step in Step.FINAL:
+            break
+        run.waiting_for = None
+        before = run.step
+        after = HANDLERS[before](session, run, family, domain, Path(policy_dir), actor)
+        run.updated_at = utcnow()
+        if after is None:  # Waiting: keep the step, keep the reason.
+            session.add(run)
+            session.commit()
+            break
+        run.step = after
+        if after in Step.FINAL:
+            run.finished_at = utcnow()
+        session.add(run)
+        record(
+            session,
+            actor,
+            "refresh.step",
+            f"model/{family.name}",
+            domain.name,
+            details={"tax_year": run.tax_year, "attempt": run.attempt, "from": before, "to": after},
+        )
+        session.commit()
+    return run
+
+
+def open_runs(session: Session) -> list[RefreshRun]:
+    return list(
+        session.exec(
+            select(RefreshRun).where(RefreshRun.step.not_in(Step.FINAL)).order_by(RefreshRun.id)
+        )
+    )
+
+
+def refresh_actor(policy_hash: str) -> Actor:
+    return Actor(REFRESH_PRINCIPAL, None, policy_hash)
+
+
+def tax_year_for(moment: dt.datetime) -> int:
+    """A refresh in early year Y trains on tax year Y-1 (the year whose law just settled)."""
+    return moment.year - 1
