@@ -862,9 +862,7 @@ def scheduler(lease_seconds: float) -> None:
     stop = threading.Event()
     for signum in (signal.SIGTERM, signal.SIGINT):
         signal.signal(signum, lambda *_: stop.set())
-    run_scheduler(
-        config["GOVERNANCE_DATABASE_URL"], stop, lease_seconds=lease_seconds, echo=click.echo
-    )
+    run_scheduler(config, stop, lease_seconds=lease_seconds, echo=click.echo)
 
 
 @main.command()

@@ -43,10 +43,25 @@ ADVANCE_SECONDS = 10
 JOB_TABLE = "apscheduler_jobs"
 
 
+def now() -> dt.datetime:
+    """The scheduler's clock (the time-warp test and the demo move it)."""
+    return utcnow()
+
+
+# The settings the scheduled jobs use: those of the process that runs the scheduler.
+_settings: dict[str, Any] = {}
+
+
 def _config() -> dict[str, Any]:
     from governance.config import load_config
 
-    return load_config()
+    return _settings or load_config()
+
+
+def use_settings(config: dict[str, Any]) -> None:
+    """Make scheduled jobs in this process use these settings (database, policy)."""
+    _settings.clear()
+    _settings.update(config)
 
 
 def fire_refresh(family_name: str) -> None:
@@ -62,7 +77,7 @@ def fire_refresh(family_name: str) -> None:
             if found is None:
                 log.warning("family %s is gone; nothing to refresh", family_name)
                 return
-            run, created = start_run(session, found[0], tax_year_for(utcnow()), "schedule", actor)
+            run, created = start_run(session, found[0], tax_year_for(now()), "schedule", actor)
             log.info(
                 "refresh of %s for tax year %s: %s",
                 family_name,
@@ -158,18 +173,22 @@ def sync_families(scheduler, db: Database) -> int:
     return len(families)
 
 
-def build_scheduler(database_url: str):
+def build_scheduler(database_url: str, executor: str = "threadpool", scheduler_class=None):
+    """An APScheduler on the service database's job store (`debug` runs jobs inline)."""
+    from apscheduler.executors.debug import DebugExecutor
+    from apscheduler.executors.pool import ThreadPoolExecutor
     from apscheduler.jobstores.sqlalchemy import SQLAlchemyJobStore
     from apscheduler.schedulers.background import BackgroundScheduler
 
     from governance.config import normalize_database_url
 
-    return BackgroundScheduler(
+    return (scheduler_class or BackgroundScheduler)(
         jobstores={
             "default": SQLAlchemyJobStore(
                 url=normalize_database_url(database_url), tablename=JOB_TABLE
             )
         },
+        executors={"default": DebugExecutor() if executor == "debug" else ThreadPoolExecutor(4)},
         job_defaults={
             "coalesce": True,
             "max_instances": 1,
@@ -180,13 +199,15 @@ def build_scheduler(database_url: str):
 
 
 def run_scheduler(
-    database_url: str,
+    config: dict[str, Any],
     stop: threading.Event | None = None,
     lease_seconds: float = LEASE_SECONDS,
     advance_seconds: float = ADVANCE_SECONDS,
     echo=print,
 ) -> None:
     """Lead when the lease is free, run APScheduler while leading, stand by otherwise."""
+    use_settings(config)
+    database_url = config["GOVERNANCE_DATABASE_URL"]
     stop = stop or threading.Event()
     holder = f"{socket.gethostname()}:{os.getpid()}"
     db = Database(database_url)
