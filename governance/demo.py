@@ -149,12 +149,12 @@ def export_and_verify(
     return bundle, result.returncode == 0
 
 
-def demo_records(count: int = 200) -> bytes:
+def demo_records(count: int = 200, seed: int = 2025) -> bytes:
     """Synthetic tax questions, some carrying planted PII, as JSONL."""
     from governance.pii.synthetic import generate
 
     return b"".join(
-        json.dumps({"text": r["text"]}).encode() + b"\n" for r in generate(count, seed=2025)
+        json.dumps({"text": r["text"]}).encode() + b"\n" for r in generate(count, seed=seed)
     )
 
 
@@ -395,6 +395,109 @@ def train_and_serve(
     }
 
 
+def annual_cycle(
+    config: dict[str, Any],
+    base_url: str,
+    steward: ApiClient,
+    scan: dict,
+    say: Narrator,
+) -> dict[str, Any]:
+    """A year passes: 2026 data in, 2025's deleted, the scheduled refresh makes version 2."""
+    import datetime as dt
+
+    from governance.scheduler.clock import run_due
+    from governance.scheduler.process import advance_open_runs
+
+    people = {
+        name: ApiClient(base_url, issue_demo_token(config, name, PrincipalKind.USER))
+        for name in (*REVIEWERS, SECOND_ENGINEER, "taxbot")
+    }
+    worker_token = issue_demo_token(config, "gpu-worker", PrincipalKind.SERVICE)
+    # The scheduler registers the family's yearly job (15 January, 06:00 UTC).
+    run_due(config, dt.datetime(2026, 12, 1, tzinfo=dt.UTC))
+    status, version = steward.call(
+        "POST",
+        f"/api/v1/datasets/{scan['dataset_id']}/versions?tax_year=2026",
+        raw=demo_records(160, seed=2026),
+    )
+    expect(status, version, 201, "upload tax year 2026")
+    expect(
+        *steward.call(
+            "POST", f"/api/v1/datasets/{scan['dataset_id']}/versions/{version['version']}/scans"
+        ),
+        201,
+        "scan tax year 2026",
+    )
+    say(f"{DEMO_STEWARD} uploads and scans tax-year 2026 data (v{version['version']})")
+    expect(
+        *steward.call(
+            "DELETE",
+            f"/api/v1/datasets/{scan['dataset_id']}/versions/{scan['version']}",
+            {"reason": "tax year 2025 data past its use"},
+        ),
+        200,
+        "delete tax year 2025",
+    )
+    status, answer = people["taxbot"].call(
+        "POST", f"/api/v1/models/{FAMILY}/generate", {"prompt": "Form 1040", "max_new_tokens": 4}
+    )
+    say(
+        f"{DEMO_STEWARD} deletes the 2025 data: v1 is tainted at once; a query now answers "
+        f"HTTP {status} ({(answer or {}).get('error', {}).get('code', 'served')})"
+    )
+    fired = run_due(config, dt.datetime(2027, 1, 15, 6, 0, 30, tzinfo=dt.UTC))
+    say(f"the clock moves to 2027-01-15 06:00 UTC: the scheduler fires {', '.join(fired)}")
+    for _ in range(8):
+        advance_open_runs()
+        _status, listing = people["lee"].call("GET", "/api/v1/approvals?state=pending")
+        for request in listing["items"]:
+            reviewers = REVIEWERS if request["kind"] == "dataset-use" else (SECOND_ENGINEER, "lee")
+            for reviewer in reviewers:
+                people[reviewer].call(
+                    "POST",
+                    f"/api/v1/approvals/{request['uid']}/decisions",
+                    {"decision": "approve", "comment": "annual refresh reviewed"},
+                )
+            say(f"{' and '.join(reviewers)} approve the refresh's {request['kind']} request")
+        worker = subprocess.run(
+            [sys.executable, "-m", "governance.cli", "worker", "--once", "--poll", "0.2"],
+            env={**os.environ, "GOVERNANCE_URL": base_url, "GOVERNANCE_TOKEN": worker_token},
+            capture_output=True,
+            text=True,
+            check=False,
+            timeout=900,
+        )
+        if "result accepted" in worker.stdout:
+            say("a worker trains version 2 from the base model on the 2026 data; the gate runs")
+        _status, versions = people[SECOND_ENGINEER].call("GET", f"/api/v1/models/{FAMILY}/versions")
+        if any(v["status"] == "production" for v in versions["items"]):
+            break
+    status, answer = people["taxbot"].call(
+        "POST", f"/api/v1/models/{FAMILY}/generate", {"prompt": "Form 1040", "max_new_tokens": 4}
+    )
+    say(f"taxbot queries {FAMILY}: HTTP {status}, answered by v{(answer or {}).get('version')}")
+    production = {
+        v["family"]: v["version"] for v in versions["items"] if v["status"] == "production"
+    }
+    return {
+        "production": production,
+        "versions": [
+            {
+                "family": v["family"],
+                "version": v["version"],
+                "tax_year": v["tax_year"],
+                "status": v["status"],
+            }
+            for v in versions["items"]
+        ],
+        "tainted": [
+            {"family": v["family"], "version": v["version"], "tax_year": v["tax_year"]}
+            for v in versions["items"]
+            if v["status"] == "tainted"
+        ],
+    }
+
+
 def run_demo(config: dict[str, Any], echo: Callable[[str], None] = print) -> dict[str, Any]:
     """Run the demo against the instance in config; return its summary."""
     report = init_instance(config)
@@ -437,6 +540,7 @@ def run_demo(config: dict[str, Any], echo: Callable[[str], None] = print) -> dic
         scan = upload_and_scan(steward, echo, step=len(attempts) + 4)
         say = Narrator(echo, len(attempts) + 7)
         models = train_and_serve(config, base_url, scan, say, echo)
+        models.update(annual_cycle(config, base_url, steward, scan, say))
 
     bundle, verified = export_and_verify(config, echo, step=say.step)
     return {

@@ -112,11 +112,14 @@ def test_demo_runs_end_to_end(env):
     assert statuses["GET /api/v1/domains/consumer-tax"] == 200
     assert statuses["GET /api/v1/domains/smb-accounting"] == 403
     assert summary["audit_verified"] is True, result.stdout[-3000:]
-    assert summary["production"] == {"tax-assistant": 1}
+    # The annual cycle: 2025's model tainted by the deletion of its data, 2026's in production.
+    assert summary["production"] == {"tax-assistant": 2}
     assert summary["versions"] == [
-        {"family": "tax-assistant", "version": 1, "tax_year": 2025, "status": "production"}
+        {"family": "tax-assistant", "version": 1, "tax_year": 2025, "status": "tainted"},
+        {"family": "tax-assistant", "version": 2, "tax_year": 2026, "status": "production"},
     ]
-    assert summary["denied_queries"] == 1 and summary["tainted"] == []
+    assert summary["tainted"] == [{"family": "tax-assistant", "version": 1, "tax_year": 2025}]
+    assert summary["denied_queries"] == 1
     assert summary["dataset_scan"]["verdict"] == "redacted"
     assert summary["dataset_scan"]["counts"]["US_SSN"] > 0
     offline = subprocess.run(
