@@ -88,3 +88,47 @@ def test_approval_rules_refuse_what_would_weaken_them(tmp_path):
     (tmp_path / "approvals.yaml").write_text("default:\n  dataset-usage: {}\n")
     with pytest.raises(ApprovalRulesError, match="unknown kind"):
         load_approval_rules(tmp_path)
+
+
+def test_auto_approve_lists_families_that_need_no_reviewer(app, config, tmp_path):
+    import shutil
+
+    policies = tmp_path / "policies"
+    shutil.copytree(DEFAULT_POLICY_DIR, policies)
+    text = (policies / "approvals.yaml").read_text()
+    (policies / "approvals.yaml").write_text(
+        text.replace(
+            "    exclude: [requester, trainer]\n    expires_days: 14\n",
+            "    exclude: [requester, trainer]\n    expires_days: 14\n"
+            "    auto_approve: [tax-assistant]\n",
+        )
+    )
+    rules = load_approval_rules(policies)
+    domain = make_domain(app, "consumer-tax")
+    db = Database(config["GOVERNANCE_DATABASE_URL"])
+    with db.session_scope() as session:
+        auto = service.open_request(
+            session,
+            domain,
+            service.MODEL_PROMOTION,
+            "model-version/tax-assistant/3",
+            DIGEST,
+            "tax-assistant",
+            {},
+            rules,
+            actor=Actor("system:refresh"),
+        )
+        other = service.open_request(
+            session,
+            domain,
+            service.MODEL_PROMOTION,
+            "model-version/books/1",
+            DIGEST,
+            "books",
+            {},
+            rules,
+            actor=Actor("system:refresh"),
+        )
+        assert (auto.state, auto.required_roles) == ("approved", [])
+        assert (other.state, other.required_roles) == ("pending", ["legal-reviewer", "ml-engineer"])
+    db.dispose()
