@@ -894,7 +894,7 @@ def refresh(family: str, tax_year: int | None) -> None:
                 last = session.exec(
                     select(RefreshRun)
                     .where(RefreshRun.family_id == fam.id)
-                    .order_by(RefreshRun.id.desc())
+                    .order_by(RefreshRun.tax_year.desc(), RefreshRun.attempt.desc())
                 ).first()
                 state = (
                     f"tax year {last.tax_year} attempt {last.attempt}: {last.step}"

@@ -472,6 +472,8 @@ def annual_cycle(
         _status, versions = people[SECOND_ENGINEER].call("GET", f"/api/v1/models/{FAMILY}/versions")
         if any(v["status"] == "production" for v in versions["items"]):
             break
+    # The retrain queued when v1 was tainted is moot now that 2026's model serves.
+    advance_open_runs()
     status, answer = people["taxbot"].call(
         "POST", f"/api/v1/models/{FAMILY}/generate", {"prompt": "Form 1040", "max_new_tokens": 4}
     )

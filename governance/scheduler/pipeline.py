@@ -44,14 +44,21 @@ def start_run(
     """Create the run for (family, tax year), or return the one that exists.
 
     A scheduled fire always asks for attempt 1, so a duplicate fire finds it and does
-    nothing. On demand, a failed run is followed by a new attempt.
+    nothing. On demand, a failed run is followed by a new attempt; a retrain (the year's
+    model was tainted) always is, unless one is already under way.
     """
     latest = session.exec(
         select(RefreshRun)
         .where(RefreshRun.family_id == family.id, RefreshRun.tax_year == tax_year)
         .order_by(RefreshRun.attempt.desc())
     ).first()
-    if latest is not None and (latest.step != Step.FAILED or trigger == "schedule"):
+    finished = latest is not None and latest.step in Step.FINAL
+    wants_new = trigger == "retrain" and finished
+    if (
+        latest is not None
+        and not wants_new
+        and (latest.step != Step.FAILED or trigger == "schedule")
+    ):
         return latest, False
     run = RefreshRun(
         family_id=family.id,
@@ -93,6 +100,17 @@ def _find_data(session: Session, run: RefreshRun, family, domain, policy_dir, ac
     from governance.pii.rules import load_rules
     from governance.pii.service import latest_receipt
 
+    if run.trigger == "retrain":
+        newer = session.exec(
+            select(ModelVersion).where(
+                ModelVersion.family_id == family.id,
+                ModelVersion.status == VersionState.PRODUCTION,
+                ModelVersion.tax_year > run.tax_year,
+            )
+        ).first()
+        if newer is not None:
+            run.detail = {**run.detail, "failure": f"moot: v{newer.number} serves a later year"}
+            return Step.FAILED
     rules = load_rules(policy_dir, domain.name)
     versions = session.exec(
         select(DatasetVersion)
@@ -306,3 +324,20 @@ def refresh_actor(policy_hash: str) -> Actor:
 def tax_year_for(moment: dt.datetime) -> int:
     """A refresh in early year Y trains on tax year Y-1 (the year whose law just settled)."""
     return moment.year - 1
+
+
+def take_up_retrains(session: Session, actor: Actor) -> int:
+    """Start a retrain run for each queued retrain request (a tainted production version)."""
+    from governance.models.models import RetrainRequest
+
+    count = 0
+    for request in session.exec(
+        select(RetrainRequest).where(RetrainRequest.state == "queued").order_by(RetrainRequest.id)
+    ).all():
+        family = session.get(ModelFamily, request.family_id)
+        start_run(session, family, request.tax_year, "retrain", actor)
+        request.state, request.done_at = "started", utcnow()
+        session.add(request)
+        session.commit()
+        count += 1
+    return count

@@ -31,6 +31,7 @@ from governance.scheduler.pipeline import (
     open_runs,
     refresh_actor,
     start_run,
+    take_up_retrains,
     tax_year_for,
 )
 
@@ -96,6 +97,7 @@ def advance_open_runs() -> int:
     actor = refresh_actor(policy_hash(config["GOVERNANCE_POLICY_DIR"]))
     try:
         with db.session_scope() as session:
+            take_up_retrains(session, actor)
             runs = open_runs(session)
             for run in runs:
                 try:

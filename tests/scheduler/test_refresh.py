@@ -15,6 +15,7 @@ from governance.db import get_db
 from governance.models.models import ModelVersion
 from governance.scheduler.models import RefreshRun
 from governance.scheduler.pipeline import REFRESH_PRINCIPAL, refresh_actor, start_run
+from governance.scheduler.process import advance_open_runs, use_settings
 from tests.models.test_pipeline import (  # noqa: F401 (fixtures)
     FAMILY,
     app,
@@ -88,6 +89,42 @@ def test_the_refresh_pipeline_waits_resumes_and_never_repeats_work(app, client, 
         assert len(session.exec(sa.select(RefreshRun)).scalars().all()) == 1
     status = govern(cli_env(app), "refresh", "status", check=True).stdout
     assert f"{FAMILY}\ttax year 2025 attempt 1: done" in status
+
+    # A corrected 2025 upload, then the original is deleted: v1 is tainted, a retrain of
+    # 2025 is queued, and the pipeline takes it up as attempt 2 on the data that remains.
+    from tests.scheduler.test_time_warp import upload_year
+
+    upload_year(client, world, 2025)
+    status_code, _ = call(
+        client,
+        "casey",
+        world,
+        "DELETE",
+        f"/api/v1/datasets/{world['dataset']}/versions/1",
+        json={"reason": "replaced by the corrected upload"},
+    )
+    assert status_code == 200
+    use_settings(dict(app.config))
+    advance_open_runs()
+    assert approve_pending(client, world, "dataset-use", ("priya", "lee")) == 1
+    advance_open_runs()
+    worker(live, world, "--once").communicate(timeout=300)
+    advance_open_runs()
+    assert approve_pending(client, world, "model-promotion", ("jordan", "lee")) == 1
+    advance_open_runs()
+    with get_db(app).session_scope() as session:
+        versions = (
+            session.exec(sa.select(ModelVersion).order_by(ModelVersion.number)).scalars().all()
+        )
+        assert [(v.number, v.tax_year, v.status) for v in versions] == [
+            (1, 2025, "tainted"),
+            (2, 2025, "production"),
+        ]
+        runs = session.exec(sa.select(RefreshRun).order_by(RefreshRun.id)).scalars().all()
+        assert [(r.attempt, r.trigger, r.step) for r in runs] == [
+            (1, "manual", "done"),
+            (2, "retrain", "done"),
+        ]
 
 
 def test_two_schedulers_on_one_database_produce_one_refresh(app, client, world, backend):
