@@ -221,6 +221,42 @@ def expect(status: int, body: Any, wanted: int, what: str) -> Any:
     return body
 
 
+def demo_people(config: dict[str, Any], base_url: str, names) -> dict[str, ApiClient]:
+    """An API client for each example person, with a fresh demo token."""
+    return {
+        name: ApiClient(base_url, issue_demo_token(config, name, PrincipalKind.USER))
+        for name in names
+    }
+
+
+def run_worker(config: dict[str, Any], base_url: str) -> subprocess.CompletedProcess:
+    """Run `govern worker --once` as the example worker principal, against the demo server."""
+    token = issue_demo_token(config, "gpu-worker", PrincipalKind.SERVICE)
+    worker = subprocess.run(
+        [sys.executable, "-m", "governance.cli", "worker", "--once", "--poll", "0.2"],
+        env={**os.environ, "GOVERNANCE_URL": base_url, "GOVERNANCE_TOKEN": token},
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=900,
+    )
+    if worker.returncode != 0:
+        raise RuntimeError(f"the worker failed: {worker.stderr[-1000:]}")
+    return worker
+
+
+def version_summary(items: list[dict]) -> dict[str, Any]:
+    """The summary's versions and tainted lists, from GET /api/v1/models/{family}/versions."""
+    return {
+        "versions": [{k: v[k] for k in ("family", "version", "tax_year", "status")} for v in items],
+        "tainted": [
+            {k: v[k] for k in ("family", "version", "tax_year")}
+            for v in items
+            if v["status"] == "tainted"
+        ],
+    }
+
+
 def train_and_serve(
     config: dict[str, Any],
     base_url: str,
@@ -233,11 +269,9 @@ def train_and_serve(
     from governance.models.service import register_base_model
     from trainers.tiny import create_tiny
 
-    people = {
-        name: ApiClient(base_url, issue_demo_token(config, name, PrincipalKind.USER))
-        for name in (*REVIEWERS, TRAINER, SECOND_ENGINEER, "taxbot", "ledgerbot")
-    }
-    worker_token = issue_demo_token(config, "gpu-worker", PrincipalKind.SERVICE)
+    people = demo_people(
+        config, base_url, (*REVIEWERS, TRAINER, SECOND_ENGINEER, "taxbot", "ledgerbot")
+    )
     base_path = Path(config["GOVERNANCE_HOME"]) / "base-models" / "tiny-llama"
     weights = create_tiny(base_path, seed=0)
     db = Database(config["GOVERNANCE_DATABASE_URL"])
@@ -311,16 +345,7 @@ def train_and_serve(
         "start training",
     )
     say(f"{TRAINER} starts {FAMILY} v{version['version']} (tax year 2025): a job is queued")
-    worker = subprocess.run(
-        [sys.executable, "-m", "governance.cli", "worker", "--once", "--poll", "0.2"],
-        env={**os.environ, "GOVERNANCE_URL": base_url, "GOVERNANCE_TOKEN": worker_token},
-        capture_output=True,
-        text=True,
-        check=False,
-        timeout=900,
-    )
-    if worker.returncode != 0:
-        raise RuntimeError(f"the worker failed: {worker.stderr[-1000:]}")
+    run_worker(config, base_url)
     _status, trained = people[TRAINER].call("GET", f"/api/v1/models/{FAMILY}/versions/1")
     gate = trained["evaluation"]
     say(
@@ -377,20 +402,7 @@ def train_and_serve(
     _status, versions = people[TRAINER].call("GET", f"/api/v1/models/{FAMILY}/versions")
     return {
         "production": {FAMILY: promoted["version"]},
-        "versions": [
-            {
-                "family": v["family"],
-                "version": v["version"],
-                "tax_year": v["tax_year"],
-                "status": v["status"],
-            }
-            for v in versions["items"]
-        ],
-        "tainted": [
-            {"family": v["family"], "version": v["version"]}
-            for v in versions["items"]
-            if v["status"] == "tainted"
-        ],
+        **version_summary(versions["items"]),
         "denied_queries": denied,
     }
 
@@ -408,11 +420,7 @@ def annual_cycle(
     from governance.scheduler.clock import run_due
     from governance.scheduler.process import advance_open_runs
 
-    people = {
-        name: ApiClient(base_url, issue_demo_token(config, name, PrincipalKind.USER))
-        for name in (*REVIEWERS, SECOND_ENGINEER, "taxbot")
-    }
-    worker_token = issue_demo_token(config, "gpu-worker", PrincipalKind.SERVICE)
+    people = demo_people(config, base_url, (*REVIEWERS, SECOND_ENGINEER, "taxbot"))
     # The scheduler registers the family's yearly job (15 January, 06:00 UTC).
     run_due(config, dt.datetime(2026, 12, 1, tzinfo=dt.UTC))
     status, version = steward.call(
@@ -459,15 +467,7 @@ def annual_cycle(
                     {"decision": "approve", "comment": "annual refresh reviewed"},
                 )
             say(f"{' and '.join(reviewers)} approve the refresh's {request['kind']} request")
-        worker = subprocess.run(
-            [sys.executable, "-m", "governance.cli", "worker", "--once", "--poll", "0.2"],
-            env={**os.environ, "GOVERNANCE_URL": base_url, "GOVERNANCE_TOKEN": worker_token},
-            capture_output=True,
-            text=True,
-            check=False,
-            timeout=900,
-        )
-        if "result accepted" in worker.stdout:
+        if "result accepted" in run_worker(config, base_url).stdout:
             say("a worker trains version 2 from the base model on the 2026 data; the gate runs")
         _status, versions = people[SECOND_ENGINEER].call("GET", f"/api/v1/models/{FAMILY}/versions")
         if any(v["status"] == "production" for v in versions["items"]):
@@ -483,20 +483,7 @@ def annual_cycle(
     }
     return {
         "production": production,
-        "versions": [
-            {
-                "family": v["family"],
-                "version": v["version"],
-                "tax_year": v["tax_year"],
-                "status": v["status"],
-            }
-            for v in versions["items"]
-        ],
-        "tainted": [
-            {"family": v["family"], "version": v["version"], "tax_year": v["tax_year"]}
-            for v in versions["items"]
-            if v["status"] == "tainted"
-        ],
+        **version_summary(versions["items"]),
     }
 
 

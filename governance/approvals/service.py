@@ -477,18 +477,25 @@ def inbox(
     return waiting
 
 
-def approved_request(
-    session: Session, kind: str, subject: str, family: str, policy_dir: Path, actor: Actor
+def request_in_state(
+    session: Session, kind: str, subject: str, family: str, state: str
 ) -> ApprovalRequest | None:
-    """The approved request for this subject and family, if it still holds."""
-    request = session.exec(
+    """The request of this kind for this subject and family that is in `state`, if any."""
+    return session.exec(
         select(ApprovalRequest).where(
             ApprovalRequest.kind == kind,
             ApprovalRequest.subject == subject,
             ApprovalRequest.family == family,
-            ApprovalRequest.state == RequestState.APPROVED,
+            ApprovalRequest.state == state,
         )
     ).first()
+
+
+def approved_request(
+    session: Session, kind: str, subject: str, family: str, policy_dir: Path, actor: Actor
+) -> ApprovalRequest | None:
+    """The approved request for this subject and family, if it still holds."""
+    request = request_in_state(session, kind, subject, family, RequestState.APPROVED)
     if request is None:
         return None
     refresh_state(session, request, policy_dir, actor)

@@ -11,6 +11,7 @@ from sqlmodel import select
 
 from governance.approvals.models import RequestRead
 from governance.approvals.rules import load_approval_rules
+from governance.audit.service import Actor
 from governance.audit.views import get_audit_log
 from governance.authz.service import check, current_actor, require
 from governance.db import get_session
@@ -204,21 +205,25 @@ def rollback(path: FamilyPath):
 @bp.post("/models/<family>/versions/<int:number>/evaluate", responses={200: VersionRead})
 def evaluate_version(path: FamilyVersionPath):
     """Run the evaluation gate (again): held-out metrics against production, the PII probe."""
+    family, _domain = family_for(path.family, "train")
+    version = service.get_version(get_session(), family, path.number)
+    run_gate(version, current_actor())
+    return version_read(version, family)
+
+
+def run_gate(version: ModelVersion, actor: Actor) -> ModelVersion:
+    """Run the evaluation gate with this app's key ring, store, scanner and serving backend."""
     from governance.datasets.views import keyring, scanner, store
     from governance.gateway.views import backend
     from governance.models.evaluation import evaluate
 
-    family, _domain = family_for(path.family, "train")
-    session = get_session()
-    version = service.get_version(session, family, path.number)
-    evaluate(
-        session,
+    return evaluate(
+        get_session(),
         keyring(),
         store(),
         scanner(),
         policy_dir(),
         version,
         backend(),
-        actor=current_actor(),
+        actor=actor,
     )
-    return version_read(version, family)

@@ -18,7 +18,7 @@ import sqlalchemy as sa
 from sqlmodel import Session, select
 
 from governance.approvals import service as approvals
-from governance.approvals.models import ApprovalRequest, RequestState
+from governance.approvals.models import RequestState
 from governance.approvals.rules import load_approval_rules
 from governance.audit.service import Actor, record
 from governance.datasets.models import Dataset, DatasetVersion, VersionStatus
@@ -38,6 +38,14 @@ from governance.scheduler.models import RefreshRun, Step
 REFRESH_PRINCIPAL = "system:refresh"
 
 
+def _latest_run(session: Session, family: ModelFamily, tax_year: int) -> RefreshRun | None:
+    return session.exec(
+        select(RefreshRun)
+        .where(RefreshRun.family_id == family.id, RefreshRun.tax_year == tax_year)
+        .order_by(RefreshRun.attempt.desc())
+    ).first()
+
+
 def start_run(
     session: Session, family: ModelFamily, tax_year: int, trigger: str, actor: Actor
 ) -> tuple[RefreshRun, bool]:
@@ -47,11 +55,7 @@ def start_run(
     nothing. On demand, a failed run is followed by a new attempt; a retrain (the year's
     model was tainted) always is, unless one is already under way.
     """
-    latest = session.exec(
-        select(RefreshRun)
-        .where(RefreshRun.family_id == family.id, RefreshRun.tax_year == tax_year)
-        .order_by(RefreshRun.attempt.desc())
-    ).first()
+    latest = _latest_run(session, family, tax_year)
     finished = latest is not None and latest.step in Step.FINAL
     wants_new = trigger == "retrain" and finished
     if (
@@ -73,12 +77,7 @@ def start_run(
     except sa.exc.IntegrityError:
         # Another process (a duplicate scheduler, a racing fire) created it first.
         session.rollback()
-        existing = session.exec(
-            select(RefreshRun)
-            .where(RefreshRun.family_id == family.id, RefreshRun.tax_year == tax_year)
-            .order_by(RefreshRun.attempt.desc())
-        ).first()
-        return existing, False
+        return _latest_run(session, family, tax_year), False
     domain = session.get(Domain, family.domain_id)
     record(
         session,
@@ -153,14 +152,9 @@ def _approve_data(session: Session, run: RefreshRun, family, domain, policy_dir,
             session, approvals.DATASET_USE, subject, family.name, policy_dir, actor
         ):
             continue
-        pending = session.exec(
-            select(ApprovalRequest).where(
-                ApprovalRequest.kind == approvals.DATASET_USE,
-                ApprovalRequest.subject == subject,
-                ApprovalRequest.family == family.name,
-                ApprovalRequest.state == RequestState.PENDING,
-            )
-        ).first()
+        pending = approvals.request_in_state(
+            session, approvals.DATASET_USE, subject, family.name, RequestState.PENDING
+        )
         if pending is None:
             version = session.exec(
                 select(DatasetVersion).where(DatasetVersion.uid == used["uid"])
@@ -244,13 +238,9 @@ def _approve_promotion(session: Session, run: RefreshRun, family, domain, policy
         session, approvals.MODEL_PROMOTION, subject, family.name, policy_dir, actor
     ):
         return Step.PROMOTE
-    pending = session.exec(
-        select(ApprovalRequest).where(
-            ApprovalRequest.kind == approvals.MODEL_PROMOTION,
-            ApprovalRequest.subject == subject,
-            ApprovalRequest.state == RequestState.PENDING,
-        )
-    ).first()
+    pending = approvals.request_in_state(
+        session, approvals.MODEL_PROMOTION, subject, family.name, RequestState.PENDING
+    )
     if pending is None:
         request = models.request_promotion(
             session, family, version, load_approval_rules(policy_dir), actor=actor

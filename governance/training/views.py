@@ -124,26 +124,12 @@ def job_result(path: JobPath):
 
 def evaluate_now(version: ModelVersion, actor: Actor) -> None:
     """Run the evaluation gate on a fresh result; a failure to evaluate leaves it trained."""
-    from pathlib import Path
+    from governance.models.views import run_gate
 
-    from governance.datasets.views import scanner
-    from governance.gateway.views import backend
-    from governance.models.evaluation import evaluate
-
-    session = get_session()
     try:
-        evaluate(
-            session,
-            keyring(),
-            store(),
-            scanner(),
-            Path(current_app.config["GOVERNANCE_POLICY_DIR"]),
-            version,
-            backend(),
-            actor=actor,
-        )
+        run_gate(version, actor)
     except Exception:  # The result is stored; the gate can be run again on request.
-        session.rollback()
+        get_session().rollback()
         log.exception("evaluating %s failed", version.uid)
 
 

@@ -28,6 +28,7 @@ from tests.models.test_pipeline import (  # noqa: F401 (fixtures)
     worker,
     world,
 )
+from tests.scheduler.test_refresh import approve_pending
 
 UTC = dt.UTC
 
@@ -62,21 +63,9 @@ def upload_year(client, world, tax_year: int) -> int:
 
 
 def approve_everything_pending(client, world) -> int:
-    _, listing = call(
-        client, "admin", world, "GET", "/api/v1/approvals", query_string={"state": "pending"}
+    return approve_pending(client, world, "dataset-use", ("priya", "lee")) + approve_pending(
+        client, world, "model-promotion", ("jordan", "lee")
     )
-    for request in listing["items"]:
-        reviewers = ("priya", "lee") if request["kind"] == "dataset-use" else ("jordan", "lee")
-        for reviewer in reviewers:
-            call(
-                client,
-                reviewer,
-                world,
-                "POST",
-                f"/api/v1/approvals/{request['uid']}/decisions",
-                json={"decision": "approve", "comment": "annual refresh reviewed"},
-            )
-    return len(listing["items"])
 
 
 def work_the_pipeline(app, client, world, live) -> None:
