@@ -6,7 +6,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 DEMO_HOME ?= instance/demo
 
-.PHONY: venv demo test lint format bench lock clean
+.PHONY: venv browser demo test lint format bench lock clean
 
 venv: $(STAMP)
 
@@ -22,7 +22,15 @@ demo: $(STAMP)
 	rm -rf $(DEMO_HOME)
 	GOVERNANCE_HOME=$(DEMO_HOME) $(BIN)/govern demo
 
-test: $(STAMP)
+# The console's browser tests drive Debian's Chromium; Playwright's own browser download is not
+# used (nothing downloads at run time). Installing it needs root, as on CI machines.
+CHROMIUM ?= /usr/bin/chromium
+browser:
+	@test -x $(CHROMIUM) || { apt-get update -qq && \
+		DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends chromium; }
+	@$(CHROMIUM) --version
+
+test: $(STAMP) browser
 	$(BIN)/python -m pytest
 
 # Measure and write BENCHMARKS.md (a few minutes; needs PostgreSQL as for the tests).
