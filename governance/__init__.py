@@ -25,6 +25,7 @@ def create_app(config: Mapping[str, Any] | None = None):
     from governance.authz.service import Authorizer
     from governance.authz.views import bp as authz_bp
     from governance.config import load_config
+    from governance.console import views as console_views
     from governance.datasets import views as datasets_views
     from governance.db import Database
     from governance.domains.views import bp as domains_bp
@@ -72,5 +73,6 @@ def create_app(config: Mapping[str, Any] | None = None):
         gateway_bp,
     ):
         app.register_api(blueprint)
+    console_views.init_app(app)
     app.add_url_rule("/openapi.json", "openapi_json", lambda: jsonify(app.api_doc))
     return app

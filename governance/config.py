@@ -40,6 +40,17 @@ DEFAULTS: dict[str, Any] = {
     "JOB_LEASE_SECONDS": 60,
     # How often each process checks whether the policy files changed (seconds).
     "POLICY_CHECK_SECONDS": 2.0,
+    # The web console: a session ends after this many idle minutes, or this many hours at most.
+    "CONSOLE_IDLE_MINUTES": 30,
+    "CONSOLE_SESSION_HOURS": 12,
+    # Secure cookies: "auto" sets Secure when the request came over TLS (behind a proxy that
+    # terminates TLS, say "true"); "true" or "false" force it.
+    "CONSOLE_COOKIE_SECURE": "auto",
+    # Single sign-on: the header a trusted reverse proxy sets to the principal's name. Off (empty)
+    # by default; when set, only requests from CONSOLE_SSO_TRUSTED_PROXIES may use it, and the
+    # proxy must strip the header from what clients send.
+    "CONSOLE_SSO_HEADER": "",
+    "CONSOLE_SSO_TRUSTED_PROXIES": "127.0.0.1,::1",
     "TESTING": False,
 }
 
@@ -53,6 +64,11 @@ ENVIRONMENT_KEYS = (
     "PII_SCAN_PROCESSES",
     "TRAINING_EXECUTOR",
     "CELERY_BROKER_URL",
+    "CONSOLE_IDLE_MINUTES",
+    "CONSOLE_SESSION_HOURS",
+    "CONSOLE_COOKIE_SECURE",
+    "CONSOLE_SSO_HEADER",
+    "CONSOLE_SSO_TRUSTED_PROXIES",
 )
 
 

@@ -8,6 +8,7 @@ def import_all_models() -> None:
     import governance.accounts.models
     import governance.approvals.models
     import governance.audit.models
+    import governance.console.models
     import governance.datasets.models
     import governance.domains.models
     import governance.models.models

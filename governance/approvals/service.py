@@ -293,42 +293,16 @@ def decision_digest(
     ).hexdigest()
 
 
-def decide(
-    session: Session,
-    uid: str,
-    decision: str,
-    comment: str,
-    role: str | None,
-    *,
-    policy: PolicySet,
-    policy_dir: Path,
-    key: Ed25519PrivateKey,
-    actor: Actor,
-) -> ApprovalDecision:
-    """Record one reviewer's signed decision, enforcing separation of duties."""
-    reviewer = actor.principal
-    request = get_request(session, uid)
-    # Take the request's lock before reading anything that decides the outcome.
-    bumped = session.execute(
-        sa.update(ApprovalRequest)
-        .where(ApprovalRequest.id == request.id, ApprovalRequest.state == RequestState.PENDING)
-        .values(lock_version=ApprovalRequest.lock_version + 1)
-    )
-    session.refresh(request)
-    if bumped.rowcount != 1:
-        session.rollback()
-        raise Conflict(
-            f"the request is {request.state}, not pending",
-            details={"uid": uid, "state": request.state},
-            code="not_pending",
-        )
-    refresh_state(session, request, policy_dir, actor)
-    if request.state != RequestState.PENDING:
-        raise Conflict(
-            f"the request is {request.state}: {request.state_reason}",
-            details={"uid": uid, "state": request.state},
-            code="not_pending",
-        )
+def decision_role(
+    session: Session, request: ApprovalRequest, reviewer: str, role: str | None, policy: PolicySet
+) -> str:
+    """The role in which reviewer may decide this pending request now, or raise why not.
+
+    Separation of duties, as `decide` enforces it and the console explains it: the requester (and
+    for promotions the trainer) is excluded; one person fills one role; the role must be one the
+    request still needs and the reviewer holds in the request's domain.
+    """
+    uid = request.uid
     domain = session.get(Domain, request.domain_id)
     if reviewer in request.excluded:
         what = "requested" if reviewer == request.requested_by else "trained the subject of"
@@ -373,7 +347,48 @@ def decide(
             "you hold several roles this request needs: name one",
             details={"field": "role", "choices": candidates},
         )
-    chosen = candidates[0]
+    return candidates[0]
+
+
+def decide(
+    session: Session,
+    uid: str,
+    decision: str,
+    comment: str,
+    role: str | None,
+    *,
+    policy: PolicySet,
+    policy_dir: Path,
+    key: Ed25519PrivateKey,
+    actor: Actor,
+) -> ApprovalDecision:
+    """Record one reviewer's signed decision, enforcing separation of duties."""
+    reviewer = actor.principal
+    request = get_request(session, uid)
+    # Take the request's lock before reading anything that decides the outcome.
+    bumped = session.execute(
+        sa.update(ApprovalRequest)
+        .where(ApprovalRequest.id == request.id, ApprovalRequest.state == RequestState.PENDING)
+        .values(lock_version=ApprovalRequest.lock_version + 1)
+    )
+    session.refresh(request)
+    if bumped.rowcount != 1:
+        session.rollback()
+        raise Conflict(
+            f"the request is {request.state}, not pending",
+            details={"uid": uid, "state": request.state},
+            code="not_pending",
+        )
+    refresh_state(session, request, policy_dir, actor)
+    if request.state != RequestState.PENDING:
+        raise Conflict(
+            f"the request is {request.state}: {request.state_reason}",
+            details={"uid": uid, "state": request.state},
+            code="not_pending",
+        )
+    domain = session.get(Domain, request.domain_id)
+    chosen = decision_role(session, request, reviewer, role, policy)
+    decisions = decisions_of(session, request)
     moment = utcnow()
     decided_at = format_time(moment)
     digest = decision_digest(request, reviewer, chosen, decision, decided_at, policy.hash, comment)

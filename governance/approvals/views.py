@@ -104,8 +104,7 @@ def request_dataset_use(body: DatasetUseCreate):
     return RequestRead(**service.request_read(session, request)).model_dump(mode="json"), 201
 
 
-@bp.get("/inbox", responses={200: RequestList})
-def inbox():
+def inbox_requests() -> list[ApprovalRequest]:
     """Pending requests that need a role I hold, in my domains, that I may decide."""
     actor = current_actor()
     mark_checked()  # The inbox lists only what the policy lets this principal decide.
@@ -115,28 +114,46 @@ def inbox():
     for request in service.inbox(session, actor.principal, policy, policy_dir(), actor):
         domain = session.get(Domain, request.domain_id)
         if policy.decide(actor.principal, domain.name, "approval", "decide").allowed:
-            items.append(RequestRead(**service.request_read(session, request)))
+            items.append(request)
+    return items
+
+
+def readable_requests(state: str | None, domain_name: str | None) -> list[ApprovalRequest]:
+    """Requests in the domains where I may read approvals, newest first, states refreshed."""
+    actor = current_actor()
+    mark_checked()  # Only requests of domains the policy lets this principal read are listed.
+    session = get_session()
+    policy = get_authorizer().policy
+    statement = select(ApprovalRequest).order_by(ApprovalRequest.id.desc()).limit(500)
+    if state:
+        statement = statement.where(ApprovalRequest.state == state)
+    items = []
+    for request in session.exec(statement).all():
+        domain = session.get(Domain, request.domain_id)
+        if domain_name and domain.name != domain_name:
+            continue
+        if policy.decide(actor.principal, domain.name, "approval", "read").allowed:
+            service.refresh_state(session, request, policy_dir(), actor)
+            items.append(request)
+    return items
+
+
+@bp.get("/inbox", responses={200: RequestList})
+def inbox():
+    """Pending requests that need a role I hold, in my domains, that I may decide."""
+    session = get_session()
+    items = [RequestRead(**service.request_read(session, r)) for r in inbox_requests()]
     return RequestList(items=items).model_dump(mode="json")
 
 
 @bp.get("", responses={200: RequestList})
 def list_requests(query: RequestQuery):
     """List requests in the domains where I may read approvals, newest first."""
-    actor = current_actor()
-    mark_checked()
     session = get_session()
-    policy = get_authorizer().policy
-    statement = select(ApprovalRequest).order_by(ApprovalRequest.id.desc()).limit(500)
-    if query.state:
-        statement = statement.where(ApprovalRequest.state == query.state)
-    items = []
-    for request in session.exec(statement).all():
-        domain = session.get(Domain, request.domain_id)
-        if query.domain and domain.name != query.domain:
-            continue
-        if policy.decide(actor.principal, domain.name, "approval", "read").allowed:
-            service.refresh_state(session, request, policy_dir(), actor)
-            items.append(RequestRead(**service.request_read(session, request)))
+    items = [
+        RequestRead(**service.request_read(session, r))
+        for r in readable_requests(query.state, query.domain)
+    ]
     return RequestList(items=items).model_dump(mode="json")
 
 

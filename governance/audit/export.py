@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import copy
 import csv
 import datetime as dt
 import io
 import json
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any
 
@@ -99,10 +100,13 @@ class EntryFilter:
 
 
 def iter_entries(
-    session: Session, entry_filter: EntryFilter, upto: int | None = None, chunk: int = 5000
+    session: Session,
+    entry_filter: EntryFilter,
+    upto: int | None = None,
+    chunk: int = 5000,
+    after: int = 0,
 ) -> Iterator[AuditEntry]:
-    """Yield matching entries by seq, reading a chunk at a time (constant memory)."""
-    after = 0
+    """Yield matching entries after seq `after` by seq, a chunk at a time (constant memory)."""
     while True:
         query = entry_filter.apply(select(AuditEntry).where(AuditEntry.seq > after))
         if upto is not None:
@@ -119,29 +123,55 @@ def iter_entries(
 
 
 @dataclass
+class LogProgress:
+    """How far a verification got: the tree over the entries checked so far, and the last
+    checkpoint it matched. A later verification can go on from here instead of from entry 1."""
+
+    compact: merkle.CompactRange = field(default_factory=merkle.CompactRange)
+    previous_checkpoint: int = 0
+
+
+@dataclass
 class LogVerification:
     entries: int
     checkpoints: int
     verified_upto: int
     signed_at: str | None
     unanchored: int
+    progress: LogProgress = field(default_factory=LogProgress, repr=False)
 
     def as_dict(self) -> dict[str, Any]:
-        return self.__dict__.copy()
+        return {k: v for k, v in self.__dict__.items() if k != "progress"}
 
 
-def verify_log(session: Session, public_key, chunk: int = 5000) -> LogVerification:
-    """Recompute every entry's hash and the tree, and check every checkpoint against it."""
+def verify_log(
+    session: Session,
+    public_key,
+    chunk: int = 5000,
+    *,
+    upto: int | None = None,
+    resume: LogProgress | None = None,
+) -> LogVerification:
+    """Recompute every entry's hash and the tree, and check every checkpoint against it.
+
+    With `upto`, stop after that entry (the log may grow meanwhile). With `resume`, trust the
+    entries a previous verification covered and check only what follows them.
+    """
+    progress = copy.deepcopy(resume) if resume else LogProgress()
+    compact = progress.compact
+    statement = select(AuditCheckpoint).where(
+        AuditCheckpoint.tree_size > progress.previous_checkpoint
+    )
+    if upto is not None:
+        statement = statement.where(AuditCheckpoint.tree_size <= upto)
     checkpoints = {
-        c.tree_size: c
-        for c in session.exec(select(AuditCheckpoint).order_by(AuditCheckpoint.tree_size))
+        c.tree_size: c for c in session.exec(statement.order_by(AuditCheckpoint.tree_size))
     }
     for row in checkpoints.values():
         if not as_checkpoint(row).verify(public_key):
             raise VerificationError(f"checkpoint at tree size {row.tree_size} has a bad signature")
-    compact = merkle.CompactRange()
-    previous_checkpoint = 0
-    for row in iter_entries(session, EntryFilter(), chunk=chunk):
+    previous_checkpoint = progress.previous_checkpoint
+    for row in iter_entries(session, EntryFilter(), upto=upto, chunk=chunk, after=compact.size):
         expected = compact.size + 1
         if row.seq != expected:
             raise VerificationError(
@@ -163,7 +193,7 @@ def verify_log(session: Session, public_key, chunk: int = 5000) -> LogVerificati
                     seq=previous_checkpoint + 1,
                 )
             previous_checkpoint = compact.size
-    size = log_size(session)
+    size = log_size(session) if upto is None else upto
     if compact.size != size:
         raise VerificationError(
             f"the log head says {size} entries but {compact.size} are stored", seq=compact.size + 1
@@ -171,13 +201,18 @@ def verify_log(session: Session, public_key, chunk: int = 5000) -> LogVerificati
     beyond = [s for s in checkpoints if s > size]
     if beyond:
         raise VerificationError(f"checkpoint at tree size {beyond[0]} lies beyond the log")
-    last = checkpoints.get(previous_checkpoint)
+    progress.previous_checkpoint = previous_checkpoint
+    last = session.exec(
+        select(AuditCheckpoint).where(AuditCheckpoint.tree_size == previous_checkpoint)
+    ).first()
+    total = session.exec(select(sa.func.count()).select_from(AuditCheckpoint)).one()
     return LogVerification(
         entries=compact.size,
-        checkpoints=len(checkpoints),
+        checkpoints=total if upto is None else len(checkpoints),
         verified_upto=previous_checkpoint,
         signed_at=last.timestamp if last else None,
         unanchored=compact.size - previous_checkpoint,
+        progress=progress,
     )
 
 

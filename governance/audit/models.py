@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
-from typing import Any, Literal
+from typing import Any, Literal, get_args
 
 import sqlalchemy as sa
 from pydantic import BaseModel, ConfigDict, Field
@@ -11,8 +11,6 @@ from sqlmodel import Field as SQLField
 from sqlmodel import SQLModel
 
 from governance.db import UTCDateTime
-
-DECISIONS = ("allow", "deny", "ok", "failed")
 
 
 class AuditHead(SQLModel, table=True):
@@ -81,6 +79,12 @@ class EntryPage(BaseModel):
     next_after_seq: int | None = Field(description="Pass as after_seq for the next page")
 
 
+# Every decision an entry can carry: authorization (allow, deny), state changes (ok, failed,
+# refused), evaluation gates (passed) and reviewers' decisions (approve, reject).
+AuditDecision = Literal["allow", "deny", "ok", "failed", "refused", "passed", "approve", "reject"]
+AUDIT_DECISIONS = get_args(AuditDecision)
+
+
 class EntryQuery(BaseModel):
     """Filters for audit entries; all optional, combined with AND."""
 
@@ -92,7 +96,7 @@ class EntryQuery(BaseModel):
     domain: str | None = None
     model: str | None = Field(default=None, description="Model family name")
     action: str | None = None
-    decision: Literal["allow", "deny", "ok", "failed"] | None = None
+    decision: AuditDecision | None = None
     after_seq: int = Field(default=0, ge=0)
     limit: int = Field(default=100, ge=1, le=1000)
 

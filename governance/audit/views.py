@@ -212,9 +212,13 @@ class ExportQuery(EntryQuery):
 def export(query: ExportQuery):
     """Download entries as CSV, JSON lines or a bundle (.tar.gz) that verifies offline."""
     allowed = permitted_domains("export")
-    filters = entry_filter(query, allowed)
+    return export_response(entry_filter(query, allowed), query.format)
+
+
+def export_response(filters: EntryFilter, fmt: str) -> Response:
+    """Stream the selected entries as a download in one of the export formats."""
     session = get_session()
-    if query.format == "bundle":
+    if fmt == "bundle":
         scratch = Path(tempfile.mkdtemp(prefix="audit-export-"))
         try:
             archive = scratch / "audit-bundle.tar.gz"
@@ -232,7 +236,7 @@ def export(query: ExportQuery):
         )
     # Stream the rows as they are read: an export of a large log must not sit in memory. The
     # stream has its own session, closed as soon as the last row is out.
-    if query.format == "csv":
+    if fmt == "csv":
         render, mimetype, name = iter_csv, "text/csv", "audit.csv"
     else:
         render, mimetype, name = iter_jsonl, "application/x-ndjson", "audit.jsonl"
@@ -268,7 +272,7 @@ class ReportQuery(BaseModel):
 def report_who_may(query: ReportQuery):
     """Who may query which model, computed from the policy in force; signed."""
     allowed = permitted_domains("export")
-    return _report("who-may", query, allowed)
+    return report_response("who-may", query, allowed)
 
 
 class WhoDidQuery(EntryQuery):
@@ -281,10 +285,11 @@ class WhoDidQuery(EntryQuery):
 def report_who_did(query: WhoDidQuery):
     """Who did query which model in a period, from the log: counts, first, last, denials."""
     allowed = permitted_domains("export")
-    return _report("who-did", query, allowed)
+    return report_response("who-did", query, allowed)
 
 
-def _report(kind: str, query, allowed: frozenset[str]):
+def report_response(kind: str, query, allowed: frozenset[str]):
+    """Build, sign, log and answer an access report as JSON or CSV."""
     filters = entry_filter(query, allowed) if isinstance(query, EntryQuery) else None
     body, csv_text, signature = reports.build_report(
         kind,

@@ -1,0 +1,1 @@
+"""The reviewer and auditor web console: server-rendered pages under /console."""
