@@ -142,6 +142,12 @@ def set_cookie(response: Response, name: str, value: str, max_age: int | None = 
     )
 
 
+def clear_cookie(response: Response, name: str) -> None:
+    response.delete_cookie(
+        name, path="/console", secure=secure_cookies(), httponly=True, samesite="Lax"
+    )
+
+
 def safe_next(target: str | None) -> str:
     """Only a path inside the console: never an open redirect."""
     if target and target.startswith("/console/") and not target.startswith("/console//"):
@@ -234,7 +240,7 @@ def to_sign_in(reason: str | None):
     if reason in ENDED:
         query["ended"] = reason
     response = redirect(url_for("console.sign_in") + "?" + urlencode(query))
-    response.delete_cookie(SESSION_COOKIE, path="/console")
+    clear_cookie(response, SESSION_COOKIE)
     return response
 
 
@@ -316,6 +322,18 @@ def when(moment) -> str:
     return moment.astimezone(dt.UTC).strftime("%Y-%m-%d %H:%M UTC")
 
 
+@bp.app_template_global()
+def describe(kind: str, summary: dict, family: str | None) -> str:
+    """A request's subject in words a reviewer recognises."""
+    summary = summary or {}
+    if kind == approvals.DATASET_USE:
+        return (
+            f"{summary.get('dataset', 'dataset')} v{summary.get('version')} "
+            f"(tax year {summary.get('tax_year')}) to train {family}"
+        )
+    return f"{family} v{summary.get('version')} (tax year {summary.get('tax_year')})"
+
+
 @bp.app_template_filter("metric")
 def metric(value) -> str:
     """A metric as a reviewer reads it: numbers to four places, nested values flattened."""
@@ -343,12 +361,11 @@ def short(value, width: int = 12) -> str:
 def sign_in():
     """Exchange an API token for a session cookie."""
     nonce = request.cookies.get(SIGN_IN_COOKIE) or secrets.token_urlsafe(24)
-    error = None
-    status = 200
+    error: GovernanceError | None = None
     if request.method == "POST":
         submitted = request.form.get("csrf_token", "")
         if not request.cookies.get(SIGN_IN_COOKIE) or not secrets.compare_digest(submitted, nonce):
-            error, status = "The sign-in form expired. Please try again.", 400
+            error = BadRequest("The sign-in form expired. Please try again.", code="csrf_failed")
         else:
             try:
                 cookie, _row, _principal = service.sign_in_with_token(
@@ -366,11 +383,11 @@ def sign_in():
                     {"reason": exc.message, **(exc.details or {})},
                     principal="anonymous",
                 )
-                error, status = f"That token was not accepted: {exc.message}.", 401
+                error = Unauthenticated(f"That token was not accepted: {exc.message}.")
             else:
                 response = redirect(safe_next(request.form.get("next")))
                 set_cookie(response, SESSION_COOKIE, cookie)
-                response.delete_cookie(SIGN_IN_COOKIE, path="/console")
+                clear_cookie(response, SIGN_IN_COOKIE)
                 return response
     response = current_app.make_response(
         (
@@ -382,7 +399,7 @@ def sign_in():
                 ended=ENDED.get(request.args.get("ended", "")),
                 notice=NOTICES.get(request.args.get("notice", "")),
             ),
-            status,
+            error.status if error else 200,
         )
     )
     set_cookie(response, SIGN_IN_COOKIE, nonce, max_age=3600)
@@ -396,7 +413,7 @@ def sign_out():
         get_session(), g.console_session, "signed-out", actor=anonymous_actor(g.principal.name)
     )
     response = redirect(url_for("console.sign_in", notice="signed-out"))
-    response.delete_cookie(SESSION_COOKIE, path="/console")
+    clear_cookie(response, SESSION_COOKIE)
     return response
 
 
@@ -424,7 +441,7 @@ def home():
 
 def request_rows(items) -> list[dict]:
     session = get_session()
-    return [approvals.request_read(session, r) for r in items]
+    return [{**approvals.request_read(session, r), "summary": r.summary} for r in items]
 
 
 @bp.get("/approvals", endpoint="approvals")

@@ -1,0 +1,316 @@
+"""The console over HTTP: sessions, CSRF, expiry, single sign-on, and the API's authorization."""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import json
+import re
+
+import pytest
+import sqlalchemy as sa
+from sqlmodel import select
+
+from governance import create_app
+from governance.audit.models import AuditEntry
+from governance.authz.service import get_authorizer
+from governance.console.models import ConsoleSession
+from governance.db import get_db, utcnow
+from tests.console.conftest import SMB_FAMILY, csrf_of, sign_in
+from tests.factories import auth, close_app, principal_token, row_count
+
+
+def audit_rows(app, action: str) -> list[AuditEntry]:
+    with get_db(app).session_scope() as session:
+        rows = session.exec(select(AuditEntry).where(AuditEntry.action == action)).all()
+        session.expunge_all()
+        return rows
+
+
+def details(entry: AuditEntry) -> dict:
+    return json.loads(entry.details) if isinstance(entry.details, str) else entry.details
+
+
+def only_session(app) -> ConsoleSession:
+    with get_db(app).session_scope() as session:
+        row = session.exec(select(ConsoleSession)).one()
+        session.expunge(row)
+        return row
+
+
+def age_session(app, **changes) -> None:
+    with get_db(app).engine.begin() as conn:
+        conn.execute(sa.update(ConsoleSession.__table__).values(**changes))
+
+
+def test_pages_need_a_session(client):
+    response = client.get("/console/approvals?state=pending")
+    assert response.status_code == 302
+    assert response.headers["Location"].startswith("/console/sign-in?next=")
+    assert "state%3Dpending" in response.headers["Location"]
+    # A form posted without a session is refused, not redirected, and changes nothing.
+    response = client.post(f"/console/approvals/{'a' * 32}/decisions", data={"decision": "approve"})
+    assert response.status_code == 401
+    assert "text/html" in response.content_type
+
+
+def test_sign_in_sets_a_hardened_cookie_and_sign_out_ends_the_session(app, client, world):
+    response = sign_in(client, world["priya"], "/console/approvals")
+    assert response.status_code == 302 and response.headers["Location"] == "/console/approvals"
+    cookie = next(
+        c for c in response.headers.getlist("Set-Cookie") if c.startswith("governance_console=")
+    )
+    assert "HttpOnly" in cookie and "SameSite=Lax" in cookie and "Path=/console" in cookie
+    assert "Secure" not in cookie  # plain HTTP here; see the next test for TLS
+    value = cookie.split(";")[0].split("=", 1)[1]
+    row = only_session(app)
+    # Only the hash of the cookie is stored, and the session is bound to the token's principal.
+    assert row.session_hash == hashlib.sha256(value.encode()).hexdigest()
+    assert value not in str(row.model_dump()) and row.via == "token" and row.token_id
+    page = client.get("/console/")
+    assert page.status_code == 200 and "Signed in as" in page.text and "priya" in page.text
+    assert page.headers["Cache-Control"] == "no-store"
+    assert "frame-ancestors 'none'" in page.headers["Content-Security-Policy"]
+    assert [e.principal for e in audit_rows(app, "console.sign-in")] == ["priya"]
+
+    response = client.post("/console/sign-out", data={"csrf_token": csrf_of(page.text)})
+    assert response.status_code == 302
+    assert only_session(app).ended_reason == "signed-out"
+    assert [e.principal for e in audit_rows(app, "console.sign-out")] == ["priya"]
+    # The old cookie no longer opens anything, even if a copy of it was kept.
+    client.set_cookie("governance_console", value, path="/console")
+    assert client.get("/console/").status_code == 302
+
+
+def test_cookies_are_secure_behind_tls(config):
+    app = create_app({**config, "TESTING": True, "CONSOLE_COOKIE_SECURE": "auto"})
+    try:
+        client = app.test_client()
+        token = principal_token(app, "priya")
+        page = client.get("/console/sign-in", base_url="https://console.example")
+        assert "Secure" in page.headers["Set-Cookie"]
+        nonce = re.search(r'name="csrf_token" value="([^"]+)"', page.text).group(1)
+        response = client.post(
+            "/console/sign-in",
+            data={"csrf_token": nonce, "token": token},
+            base_url="https://console.example",
+        )
+        assert response.status_code == 302
+        assert all("Secure" in c for c in response.headers.getlist("Set-Cookie"))
+    finally:
+        close_app(app)
+
+
+def test_a_bad_token_is_refused_and_audited(app, client):
+    response = sign_in(client, "gov_not-a-real-token")
+    assert response.status_code == 401
+    assert "That token was not accepted: unknown bearer token" in response.text
+    assert row_count(app, "console_sessions") == 0
+    denied = audit_rows(app, "authenticate")
+    assert [(e.principal, e.decision, e.object) for e in denied] == [
+        ("anonymous", "deny", "console")
+    ]
+
+
+def test_the_sign_in_form_needs_its_nonce(app, client, world):
+    response = client.post("/console/sign-in", data={"token": world["priya"], "csrf_token": "x"})
+    assert response.status_code == 400 and "expired" in response.text
+    assert row_count(app, "console_sessions") == 0
+
+
+def test_forms_need_the_session_csrf_token(app, client, console_world):
+    world = console_world
+    assert client.get("/console/").status_code == 302
+    sign_in(client, world["priya"])
+    for forged in ({}, {"csrf_token": "0" * 64}):
+        response = client.post(
+            f"/console/approvals/{world['request']}/decisions",
+            data={"decision": "approve", "comment": "ok", **forged},
+        )
+        assert response.status_code == 400 and "csrf_failed" in response.text
+        assert client.post("/console/sign-out", data=forged).status_code == 400
+    assert row_count(app, "approval_decisions") == 0
+    assert only_session(app).ended_at is None
+
+
+@pytest.mark.parametrize(
+    ("change", "reason"),
+    [
+        ({"last_seen_at": utcnow() - dt.timedelta(minutes=31)}, "idle"),
+        ({"expires_at": utcnow() - dt.timedelta(seconds=1)}, "expired"),
+    ],
+)
+def test_idle_and_expired_sessions_end(app, client, world, change, reason):
+    sign_in(client, world["priya"])
+    assert client.get("/console/approvals").status_code == 200
+    age_session(app, **change)
+    response = client.get("/console/approvals")
+    assert response.status_code == 302 and f"ended={reason}" in response.headers["Location"]
+    assert only_session(app).ended_reason == reason
+    ended = audit_rows(app, "console.sign-out")
+    assert [(e.principal, details(e)["reason"]) for e in ended] == [("priya", reason)]
+    page = client.get(response.headers["Location"])
+    assert "Sign in again" in page.text or "time limit" in page.text
+
+
+def test_a_session_dies_with_its_token(app, client, world):
+    sign_in(client, world["priya"])
+    token_id = only_session(app).token_id
+    status = client.delete(f"/api/v1/tokens/{token_id}", headers=auth(world["admin"])).status_code
+    assert status == 200
+    response = client.get("/console/")
+    assert response.status_code == 302 and "ended=token-invalid" in response.headers["Location"]
+
+
+def test_single_sign_on_is_off_by_default_and_trusts_only_its_proxies(config, world):
+    header = {"X-Remote-User": "priya"}
+    app = create_app({**config, "TESTING": True})
+    try:
+        assert app.test_client().get("/console/", headers=header).status_code == 302
+    finally:
+        close_app(app)
+    app = create_app({**config, "TESTING": True, "CONSOLE_SSO_HEADER": "X-Remote-User"})
+    try:
+        client = app.test_client()
+        page = client.get("/console/", headers=header)  # the test client comes from 127.0.0.1
+        assert page.status_code == 200 and "priya" in page.text
+        assert "governance_console=" in page.headers["Set-Cookie"]
+        assert only_session(app).via == "sso"
+        # The same header from anywhere but a trusted proxy signs nobody in.
+        stranger = app.test_client()
+        response = stranger.get(
+            "/console/", headers=header, environ_base={"REMOTE_ADDR": "203.0.113.9"}
+        )
+        assert response.status_code == 302
+        # The proxy names someone who is not a principal: refused (sent to sign in) and audited.
+        response = app.test_client().get("/console/", headers={"X-Remote-User": "mallory"})
+        assert response.status_code == 302 and "/console/sign-in" in response.headers["Location"]
+        assert details(audit_rows(app, "authenticate")[-1])["via"] == "sso"
+        # A different name from the proxy ends the old session and starts the new principal's.
+        page = client.get("/console/", headers={"X-Remote-User": "lee"})
+        assert page.status_code == 200 and ">lee<" in page.text
+    finally:
+        close_app(app)
+
+
+# Listings filter to what the caller may read, as the API's do; everything else is refused.
+CONSOLE_LISTINGS = ("/console/approvals", "/console/datasets", "/console/models")
+CONSOLE_GETS = (
+    "/console/approvals/{request}",
+    "/console/domains/consumer-tax/datasets",
+    "/console/models/tax-assistant",
+    "/console/models/tax-assistant/versions/1",
+    "/console/audit",
+    "/console/audit/export?format=csv",
+    "/console/access",
+    "/console/access/who-may.csv",
+    "/console/policy",
+)
+
+
+def test_a_principal_without_roles_sees_nothing(client, console_world):
+    world = console_world
+    sign_in(client, world["nobody"])
+    home = client.get("/console/")
+    assert home.status_code == 200 and "binds no role to you" in home.text
+    for path in CONSOLE_GETS:
+        response = client.get(path.format(request=world["request"]))
+        assert response.status_code in (403, 404), path
+        assert "Maria" not in response.text and "returns" not in response.text
+    for path in CONSOLE_LISTINGS:
+        response = client.get(path)
+        assert response.status_code == 200 and 'class="empty"' in response.text, path
+        assert world["request"][:10] not in response.text and "consumer-tax" not in response.text
+
+
+def test_another_domains_objects_answer_403_or_404_never_content(client, console_world):
+    world = console_world
+    sign_in(client, world["morgan"])  # an ml-engineer in consumer-tax only
+    own = client.get(f"/console/approvals/{world['request']}")
+    assert own.status_code == 200 and "returns v1" in own.text
+    foreign = {
+        f"/console/approvals/{world['smb_request']}": 404,
+        f"/console/models/{SMB_FAMILY}": 404,
+        f"/console/models/{SMB_FAMILY}/versions/1": 404,
+        "/console/domains/smb-accounting/datasets": 403,
+    }
+    for path, status in foreign.items():
+        response = client.get(path)
+        assert response.status_code == status, path
+        assert "books" not in response.text and "Wojcik" not in response.text
+    listing = client.get("/console/approvals")
+    assert world["request"][:10] in listing.text and world["smb_request"][:10] not in listing.text
+    assert "smb-accounting" not in client.get("/console/datasets").text
+
+
+def test_a_reviewer_decides_in_the_console_as_through_the_api(app, client, console_world):
+    world = console_world
+    sign_in(client, world["priya"])
+    page = client.get(f"/console/approvals/{world['request']}")
+    assert page.status_code == 200
+    assert "You decide as <strong>privacy-reviewer</strong>" in page.text
+    # The receipt's counts and redacted samples are shown; the raw values never are.
+    assert "US_SSN" in page.text and "&lt;US_SSN&gt;" in page.text
+    assert "536-22-8741" not in page.text and "Maria Gonzalez" not in page.text
+    csrf = csrf_of(page.text)
+    url = f"/console/approvals/{world['request']}/decisions"
+    response = client.post(url, data={"csrf_token": csrf, "decision": "approve", "comment": ""})
+    assert response.status_code == 422 and "comment" in response.text
+    assert row_count(app, "approval_decisions") == 0
+    response = client.post(
+        url, data={"csrf_token": csrf, "decision": "approve", "comment": "receipt checked"}
+    )
+    assert response.status_code == 302
+    page = client.get(response.headers["Location"])
+    assert "Your decision was recorded" in page.text and "receipt checked" in page.text
+    entry = audit_rows(app, "approval.decide")[0]
+    assert (entry.principal, entry.decision) == ("priya", "approve")
+    assert f"#{entry.seq}" in page.text
+    assert "has already decided" in page.text  # the form is gone: one person, one role
+
+    # The requester is refused by the same rule the API applies, even posting the form by hand.
+    client.post("/console/sign-out", data={"csrf_token": csrf})
+    sign_in(client, world["morgan"])
+    page = client.get(f"/console/approvals/{world['request']}")
+    assert "morgan requested this request and may not decide it" in page.text
+    assert "<textarea" not in page.text
+    response = client.post(
+        url, data={"csrf_token": csrf_of(page.text), "decision": "approve", "comment": "mine"}
+    )
+    assert response.status_code == 403 and "separation_of_duties" in response.text
+    assert row_count(app, "approval_decisions") == 1
+
+
+def test_the_audit_page_reports_the_verified_checkpoint_and_catches_tampering(
+    app, client, console_world
+):
+    world = console_world
+    client.post("/api/v1/audit/checkpoints", headers=auth(world["audrey"]))
+    sign_in(client, world["audrey"])
+    page = client.get("/console/audit?principal=morgan")
+    assert page.status_code == 200
+    assert "Verified up to entry" in page.text and "signed at" in page.text
+    assert "approval.request" in page.text or "approval" in page.text
+    with get_db(app).engine.begin() as conn:
+        conn.execute(
+            sa.update(AuditEntry.__table__)
+            .where(AuditEntry.__table__.c.seq == 3)
+            .values(principal="mallory")
+        )
+    page = client.get("/console/audit?verify=all")
+    assert "Verification failed" in page.text and "audit entry 3 was altered" in page.text
+
+
+def test_the_policy_page_shows_the_hash_and_the_matrix(app, client, world):
+    world["audrey"] = principal_token(app, "audrey")
+    sign_in(client, world["audrey"])
+    page = client.get("/console/policy")
+    assert get_authorizer(app).policy.hash in page.text
+    assert "Effective permissions in consumer-tax" in page.text
+    assert "upload" in page.text  # casey's dataset upload appears in the matrix
+
+
+def test_unknown_console_paths_answer_a_page(client, world):
+    sign_in(client, world["priya"])
+    response = client.get("/console/no/such/page")
+    assert response.status_code == 404 and "text/html" in response.content_type
