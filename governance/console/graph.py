@@ -17,7 +17,7 @@ NODE_WIDTH, NODE_HEIGHT = 168, 54
 COLUMN_GAP, ROW_GAP = 36, 22
 TOP = 34  # room for the column headings
 
-GOOD = {"pass", "redacted", "approved", "production", "ready", "retired"}
+GOOD = {"pass", "redacted", "approved", "production", "evaluated", "retired"}
 BAD = {"blocked", "failed", "rejected", "tainted", "invalidated", "expired", "deleted"}
 
 

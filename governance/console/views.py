@@ -457,9 +457,14 @@ def approvals_page():
         for d in list_domains(get_session())
         if policy.decide(g.principal.name, d.name, "approval", "read").allowed
     )
+    may_decide = any(
+        policy.decide(g.principal.name, d.name, "approval", "decide").allowed
+        for d in list_domains(get_session())
+    )
     return render_template(
         "console/approvals.html",
         section="approvals",
+        may_decide=may_decide,
         inbox=inbox,
         listed=listed,
         state=state,
@@ -890,6 +895,7 @@ def policy():
         "console/policy.html",
         section="policy",
         policy=policy_set,
+        refused=get_authorizer().refused,
         matrix=matrix,
         objects=objects,
         domains=[d for d in universe.domains if d in matrix],
