@@ -189,3 +189,21 @@ def test_the_writer_signs_a_checkpoint_after_a_burst_then_silence(app, session):
         assert latest is not None and latest.tree_size >= seq
     finally:
         log.close()
+
+
+def test_a_verification_goes_on_from_where_it_stopped(session, signed_log):
+    first = verify_log(session, signed_log, upto=20)
+    assert (first.entries, first.verified_upto) == (20, 20)
+    resumed = verify_log(session, signed_log, resume=first.progress)
+    whole = verify_log(session, signed_log)
+    assert resumed.as_dict() == whole.as_dict()
+    assert first.progress.compact.size == 20  # the caller's progress is not moved on
+    # An entry after the resumed point is still checked; one before it is trusted, which is
+    # what a resumed verification promises (the console offers a run from entry 1 as well).
+    session.execute(sa.update(AuditEntry).where(AuditEntry.seq == 25).values(principal="eve"))
+    session.execute(sa.update(AuditEntry).where(AuditEntry.seq == 5).values(principal="eve"))
+    session.commit()
+    with pytest.raises(VerificationError, match="entry 25 was altered"):
+        verify_log(session, signed_log, resume=first.progress)
+    with pytest.raises(VerificationError, match="entry 5 was altered"):
+        verify_log(session, signed_log)
