@@ -886,8 +886,11 @@ def policy():
     universe = Universe.of(policy_set.directory)
     allowed = effective_permissions(policy_set, universe)
     matrix: dict[str, dict[str, dict[str, list[str]]]] = {}
-    for (principal, domain, obj, action), _rule in sorted(allowed.items()):
-        matrix.setdefault(domain, {}).setdefault(principal, {}).setdefault(obj, []).append(action)
+    for (principal, domain, obj, action), rule in sorted(allowed.items()):
+        granted = f"{action} (p, {', '.join(rule)})" if rule else action
+        matrix.setdefault(domain, {}).setdefault(principal, {}).setdefault(obj, []).append(
+            (action, granted)
+        )
     objects = {
         domain: sorted({o for per in rows.values() for o in per}) for domain, rows in matrix.items()
     }

@@ -314,3 +314,44 @@ def test_unknown_console_paths_answer_a_page(client, world):
     sign_in(client, world["priya"])
     response = client.get("/console/no/such/page")
     assert response.status_code == 404 and "text/html" in response.content_type
+
+
+def test_a_domains_datasets_show_scan_status_and_tombstones(client, console_world):
+    world = console_world
+    response = client.delete(
+        f"/api/v1/datasets/{world['dataset']}/versions/1",
+        json={"reason": "tax year 2025 withdrawn"},
+        headers=auth(world["casey"]),
+    )
+    assert response.status_code == 200
+    sign_in(client, world["priya"])
+    page = client.get("/console/domains/consumer-tax/datasets")
+    assert page.status_code == 200
+    assert "Versions of returns" in page.text and "2025" in page.text
+    assert "deleted by casey" in page.text and "tax year 2025 withdrawn" in page.text
+    assert "redacted" in page.text and "US_SSN 1" in page.text
+    smb = client.get("/console/domains/smb-accounting/datasets")  # priya reviews both domains
+    assert smb.status_code == 200 and "books" in smb.text
+
+
+def test_an_auditor_downloads_exports_and_signed_reports(client, console_world):
+    world = console_world
+    sign_in(client, world["audrey"])
+    csv_export = client.get("/console/audit/export?format=csv&principal=morgan")
+    assert csv_export.status_code == 200 and csv_export.mimetype == "text/csv"
+    lines = csv_export.get_data(as_text=True).splitlines()
+    assert lines[0].startswith("seq,") and len(lines) > 1
+    assert all(",morgan," in line for line in lines[1:])
+    jsonl = client.get("/console/audit/export?format=jsonl&domain=smb-accounting")
+    rows = [json.loads(line) for line in jsonl.get_data(as_text=True).splitlines()]
+    assert rows and {r["domain"] for r in rows} == {"smb-accounting"}
+    assert client.get("/console/audit/export?format=xml").status_code == 422
+    bad = client.get("/console/audit?from=yesterday")
+    assert bad.status_code == 422 and "from" in bad.text
+
+    who_may = client.get("/console/access/who-may.csv")
+    assert who_may.status_code == 200 and who_may.headers["X-Signature-Ed25519"]
+    assert "taxbot,consumer-tax" in who_may.get_data(as_text=True)
+    who_did = client.get("/console/access/who-did.json?domain=consumer-tax")
+    assert who_did.status_code == 200 and "signature" in who_did.get_json()
+    assert "attachment" in who_did.headers["Content-Disposition"]
