@@ -9,6 +9,7 @@ from flask_openapi3 import APIBlueprint
 
 from governance import create_app
 from governance.api import PUBLIC_ENDPOINTS
+from governance.console.views import PUBLIC_ENDPOINTS as CONSOLE_PUBLIC_ENDPOINTS
 from tests.factories import auth, close_app, make_domain, principal_token
 
 
@@ -19,9 +20,19 @@ def concrete_path(rule) -> str:
 def test_every_route_but_the_public_ones_answers_401_without_credentials(app, client):
     probed = 0
     for rule in app.url_map.iter_rules():
-        if rule.endpoint in PUBLIC_ENDPOINTS:
+        if rule.endpoint in PUBLIC_ENDPOINTS | CONSOLE_PUBLIC_ENDPOINTS:
             continue
         for method in sorted(rule.methods - {"HEAD", "OPTIONS"}):
+            if rule.endpoint.startswith("console."):
+                # Console pages send a browser without a session to sign in; forms are refused.
+                response = client.open(concrete_path(rule), method=method)
+                if method == "GET":
+                    assert response.status_code == 302, rule.rule
+                    assert response.headers["Location"].startswith("/console/sign-in?next=")
+                else:
+                    assert response.status_code == 401, f"{method} {rule.rule}"
+                probed += 1
+                continue
             response = client.open(concrete_path(rule), method=method, json={})
             assert response.status_code == 401, (
                 f"{method} {rule.rule} answered {response.status_code}"
