@@ -30,8 +30,9 @@ browser:
 		DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends chromium; }
 	@$(CHROMIUM) --version
 
+# SQLite and PostgreSQL run at once, one pytest process each (tests/run_backends.py).
 test: $(STAMP) browser
-	$(BIN)/python -m pytest
+	$(BIN)/python -m tests.run_backends
 
 # Measure and write BENCHMARKS.md (a few minutes; needs PostgreSQL as for the tests).
 bench: $(STAMP)

@@ -1191,7 +1191,7 @@ def audit_report(kind: str, fmt: str, out: str, **filters: Any) -> None:
 @main.command()
 @click.option(
     "--only",
-    type=click.Choice(["all", "audit", "pii", "scale"]),
+    type=click.Choice(["all", "audit", "pii", "scale", "console"]),
     default="all",
     show_default=True,
     help="Which benchmarks to run.",
@@ -1203,6 +1203,12 @@ def audit_report(kind: str, fmt: str, out: str, **filters: Any) -> None:
     default=1_000_000,
     show_default=True,
     help="Size of the log exported and verified.",
+)
+@click.option(
+    "--console-entries",
+    default=200_000,
+    show_default=True,
+    help="Size of the log behind the console's pages.",
 )
 @click.option(
     "--postgres-url",
@@ -1224,11 +1230,12 @@ def bench(
     appends: int,
     threads: int,
     verify_entries: int,
+    console_entries: int,
     postgres_url: str,
     shared_pii: str,
     out: str,
 ) -> None:
-    """Measure the audit log and the PII scanner and write the results to OUT."""
+    """Measure the audit log, the PII scanner, datasets at scale and the console; write OUT."""
     from pathlib import Path
 
     from governance.bench import run_bench, write_section
@@ -1255,6 +1262,12 @@ def bench(
             config["PII_MODEL"], config["GOVERNANCE_POLICY_DIR"], echo=click.echo
         )
         write_section(out, "## Dataset uploads and scans at scale", section)
+        click.echo(section)
+    if only in ("all", "console"):
+        from governance.console.bench import run_console_bench
+
+        section = run_console_bench(console_entries, echo=click.echo)
+        write_section(out, "## Console", section)
         click.echo(section)
 
 

@@ -6,12 +6,15 @@ the same authentication, authorization and validation a client meets.
 
 from __future__ import annotations
 
+import http.cookiejar
 import json
 import os
+import re
 import subprocess
 import sys
 import threading
 import urllib.error
+import urllib.parse
 import urllib.request
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -487,6 +490,29 @@ def annual_cycle(
     }
 
 
+def console_glance(config: dict[str, Any], base_url: str, say: Narrator) -> str:
+    """The auditor signs in to the web console, as in a browser, and reads the log's status."""
+    auditor = demo_people(config, base_url, ["audrey"])["audrey"]
+    expect(*auditor.call("POST", "/api/v1/audit/checkpoints"), 201, "audrey signs a checkpoint")
+    browser = urllib.request.build_opener(
+        urllib.request.HTTPCookieProcessor(http.cookiejar.CookieJar())
+    )
+    with browser.open(base_url + "/console/sign-in", timeout=30) as response:
+        nonce = re.search(r'name="csrf_token" value="([^"]+)"', response.read().decode())
+    form = {"csrf_token": nonce.group(1), "token": auditor.token, "next": "/console/audit"}
+    # The sign-in answers with the session cookie and a redirect to the audit page.
+    with browser.open(
+        base_url + "/console/sign-in", urllib.parse.urlencode(form).encode(), timeout=60
+    ) as response:
+        page = response.read().decode()
+    found = re.search(r'data-testid="checkpoint-status"><strong>(.*?)</strong>', page)
+    if found is None:
+        raise RuntimeError("demo step failed: the console's audit page shows no checkpoint")
+    status = found.group(1).rstrip(".")
+    say(f"auditor audrey signs in to the web console and opens /console/audit: {status}")
+    return status
+
+
 def run_demo(config: dict[str, Any], echo: Callable[[str], None] = print) -> dict[str, Any]:
     """Run the demo against the instance in config; return its summary."""
     report = init_instance(config)
@@ -530,6 +556,7 @@ def run_demo(config: dict[str, Any], echo: Callable[[str], None] = print) -> dic
         say = Narrator(echo, len(attempts) + 7)
         models = train_and_serve(config, base_url, scan, say, echo)
         models.update(annual_cycle(config, base_url, steward, scan, say))
+        console = console_glance(config, base_url, say)
 
     bundle, verified = export_and_verify(config, echo, step=say.step)
     return {
@@ -538,6 +565,7 @@ def run_demo(config: dict[str, Any], echo: Callable[[str], None] = print) -> dic
         "home": report.home,
         "audit_bundle": str(bundle),
         "audit_verified": verified,
+        "console_audit_page": console,
         "domains": [d["name"] for d in DEMO_DOMAINS],
         "allowed_calls": sum(1 for c in calls if c["status"] < 400),
         "denied_calls": sum(1 for c in calls if c["status"] >= 400),

@@ -33,6 +33,18 @@ BACKENDS = [
 ]
 
 
+def pytest_collection_modifyitems(config, items):
+    """In the second process of `make test` (tests/run_backends.py), run only database tests:
+    the first process runs the rest once."""
+    if os.environ.get("GOVERNANCE_TEST_DATABASE_TESTS_ONLY") != "1":
+        return
+    keep = [item for item in items if "backend" in getattr(item, "fixturenames", ())]
+    dropped = [item for item in items if item not in keep]
+    if dropped:
+        config.hook.pytest_deselected(items=dropped)
+        items[:] = keep
+
+
 @dataclass
 class Backend:
     name: str

@@ -427,7 +427,9 @@ def test_a_worker_killed_mid_job_leaves_a_job_that_completes_exactly_once(app, c
 def test_a_real_celery_worker_trains_a_job_sent_through_redis(app, client, world, live):
     import redis
 
-    broker = "redis://127.0.0.1:6379/15"
+    # One Redis database per test database: `make test` runs both at once.
+    sqlite = app.config["GOVERNANCE_DATABASE_URL"].startswith("sqlite")
+    broker = f"redis://127.0.0.1:6379/{14 if sqlite else 15}"
     redis.Redis.from_url(broker).flushdb()
     app.config.update(TRAINING_EXECUTOR="celery", CELERY_BROKER_URL=broker)
     env = {

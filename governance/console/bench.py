@@ -1,0 +1,92 @@
+"""`govern bench --only console`: how the console's pages answer over a large audit log.
+
+The audit page verifies the log up to the newest checkpoint the first time a process shows it
+and then only what is new; this measures that first view, a repeat view, and a view after more
+entries and a new checkpoint, plus the other pages, through the real app (test client, SQLite).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import re
+import tempfile
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+from governance import create_app
+from governance.audit.views import get_audit_log
+from governance.bench import fill_log, machine
+from governance.config import load_config
+from governance.db import get_db
+from governance.instance import init_instance
+
+PAGES = ("/console/", "/console/approvals", "/console/access", "/console/policy")
+
+
+def timed_get(client, path: str) -> float:
+    started = time.perf_counter()
+    response = client.get(path)
+    elapsed = time.perf_counter() - started
+    if response.status_code != 200:
+        raise RuntimeError(f"{path} answered {response.status_code}")
+    return elapsed
+
+
+def run_console_bench(entries: int, echo: Callable[[str], None] = print) -> str:
+    """Measure the console over a log of `entries` entries; return the BENCHMARKS.md section."""
+    from governance.accounts import service as accounts
+    from governance.audit.service import Actor
+
+    with tempfile.TemporaryDirectory(prefix="governance-console-bench-") as scratch:
+        home = Path(scratch) / "home"
+        config = load_config({"GOVERNANCE_HOME": str(home)})
+        init_instance(config)
+        echo(f"filling a {entries}-entry log ...")
+        fill_log(config["GOVERNANCE_DATABASE_URL"], entries)
+        app = create_app({**config, "AUDIT_CHECKPOINT_SECONDS": 0})
+        try:
+            audit_log = get_audit_log(app)
+            audit_log.checkpoint()
+            with get_db(app).session_scope() as session:
+                admin = accounts.get_principal(session, "admin")
+                _record, token = accounts.issue_token(session, admin, actor=Actor("bench"))
+            client = app.test_client()
+            page = client.get("/console/sign-in")
+            nonce = re.search(r'name="csrf_token" value="([^"]+)"', page.text).group(1)
+            client.post("/console/sign-in", data={"csrf_token": nonce, "token": token})
+            echo("opening the audit page ...")
+            first = timed_get(client, "/console/audit")
+            repeat = timed_get(client, "/console/audit")
+            added = max(1, entries // 100)
+            fill_log(config["GOVERNANCE_DATABASE_URL"], added)
+            audit_log.tree = type(audit_log.tree)()
+            audit_log.checkpoint()
+            incremental = timed_get(client, "/console/audit")
+            full = timed_get(client, "/console/audit?verify=all")
+            others = {path: timed_get(client, path) for path in PAGES}
+        finally:
+            audit_log.close()
+            get_db(app).dispose()
+    rows = [
+        (f"audit page, first view (verifies {entries:,} entries)", first),
+        ("audit page, repeat view (nothing new)", repeat),
+        (f"audit page after {added:,} more entries and a new checkpoint", incremental),
+        ("audit page, “verify again from entry 1”", full),
+        *((f"`{path}`", seconds) for path, seconds in others.items()),
+    ]
+    lines = [
+        "## Console",
+        "",
+        f"Measured {dt.datetime.now(dt.UTC):%Y-%m-%d %H:%M} UTC on: {machine()}.",
+        "",
+        f"One process, SQLite, signed in as `admin`, Flask's test client (no network), over an "
+        f"audit log of {entries:,} entries with a signed checkpoint at its end. Each figure is "
+        "one request.",
+        "",
+        "| page | seconds |",
+        "| --- | ---: |",
+        *(f"| {name} | {seconds:.3f} |" for name, seconds in rows),
+        "",
+    ]
+    return "\n".join(lines)

@@ -1,0 +1,66 @@
+"""Run the suite on SQLite and on PostgreSQL at once, one pytest process per database.
+
+`make test` calls this. Tests that use no database run once, in the SQLite process. Each process
+has its own temporary directory; output lines carry the database's name; the exit status is the
+worse of the two. With GOVERNANCE_TEST_DATABASES naming one database, one process runs.
+Arguments are passed to pytest.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import threading
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def pump(name: str, stream, lock: threading.Lock) -> None:
+    for line in stream:
+        with lock:
+            sys.stdout.write(f"[{name}] {line}")
+            sys.stdout.flush()
+
+
+def main(argv: list[str]) -> int:
+    wanted = [
+        b.strip()
+        for b in os.environ.get("GOVERNANCE_TEST_DATABASES", "sqlite,postgresql").split(",")
+        if b.strip()
+    ]
+    if len(wanted) == 1:
+        return subprocess.call([sys.executable, "-m", "pytest", *argv], cwd=ROOT)
+    lock = threading.Lock()
+    processes, pumps = [], []
+    for index, name in enumerate(wanted):
+        env = {**os.environ, "GOVERNANCE_TEST_DATABASES": name}
+        if index > 0:
+            env["GOVERNANCE_TEST_DATABASE_TESTS_ONLY"] = "1"
+        command = [
+            sys.executable,
+            "-m",
+            "pytest",
+            f"--basetemp={Path(os.environ.get('TMPDIR', '/tmp')) / f'governance-tests-{name}'}",
+            "-p",
+            "no:cacheprovider",
+            *argv,
+        ]
+        process = subprocess.Popen(
+            command, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
+        )
+        thread = threading.Thread(target=pump, args=(name, process.stdout, lock))
+        thread.start()
+        processes.append(process)
+        pumps.append(thread)
+    codes = [p.wait() for p in processes]
+    for thread in pumps:
+        thread.join()
+    for name, code in zip(wanted, codes, strict=True):
+        print(f"{name}: pytest exited {code}")
+    return max(codes)
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
