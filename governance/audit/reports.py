@@ -18,7 +18,7 @@ from typing import Any
 import sqlalchemy as sa
 from casbin.util import key_match
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
-from sqlmodel import Session
+from sqlmodel import Session, select
 
 from audit.log import canonical, key_id
 from governance.audit.export import EntryFilter
@@ -136,6 +136,20 @@ WHO_MAY_COLUMNS = ["principal", "domain", "model", "role", "rule", "binding"]
 WHO_DID_COLUMNS = ["principal", "domain", "model", "queries", "denied", "first", "last"]
 
 
+def families_by_domain(session: Session) -> dict[str, list[str]]:
+    """The model families of each domain, so grants on `model/*` name the models they cover."""
+    from governance.domains.models import Domain
+    from governance.models.models import ModelFamily
+
+    found: dict[str, list[str]] = {}
+    statement = select(ModelFamily.name, Domain.name).join(
+        Domain, ModelFamily.domain_id == Domain.id
+    )
+    for family, domain in session.exec(statement.order_by(ModelFamily.name)):
+        found.setdefault(domain, []).append(family)
+    return found
+
+
 def build_report(
     kind: str,
     session: Session,
@@ -153,7 +167,7 @@ def build_report(
             from governance.domains.service import list_domains
 
             visible = [d.name for d in list_domains(session)]
-        rows = who_may(policy, visible)
+        rows = who_may(policy, visible, families_by_domain(session))
         columns = WHO_MAY_COLUMNS
         meta: dict[str, Any] = {"policy_hash": policy.hash, "domains": visible}
     elif kind == "who-did":

@@ -351,7 +351,10 @@ def test_an_auditor_downloads_exports_and_signed_reports(client, console_world):
 
     who_may = client.get("/console/access/who-may.csv")
     assert who_may.status_code == 200 and who_may.headers["X-Signature-Ed25519"]
-    assert "taxbot,consumer-tax" in who_may.get_data(as_text=True)
+    # Grants on model/* name the families they cover.
+    text = who_may.get_data(as_text=True)
+    assert "taxbot,consumer-tax,tax-assistant," in text
+    assert f"ledgerbot,smb-accounting,{SMB_FAMILY}," in text
     who_did = client.get("/console/access/who-did.json?domain=consumer-tax")
     assert who_did.status_code == 200 and "signature" in who_did.get_json()
     assert "attachment" in who_did.headers["Content-Disposition"]
