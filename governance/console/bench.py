@@ -1,8 +1,9 @@
 """`govern bench --only console`: how the console's pages answer over a large audit log.
 
-The audit page verifies the log up to the newest checkpoint the first time a process shows it
-and then only what is new; this measures that first view, a repeat view, and a view after more
-entries and a new checkpoint, plus the other pages, through the real app (test client, SQLite).
+The audit page verifies the log up to the newest checkpoint in a background thread, the first
+time a process shows it and then only what is new. This measures how long that verification
+takes (the page itself waits at most two seconds for it), a repeat view, a view after more
+entries and a new checkpoint, and the other pages, through the real app (test client, SQLite).
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from governance import create_app
 from governance.audit.views import get_audit_log
 from governance.bench import fill_log, machine
 from governance.config import load_config
+from governance.console.views import VERIFICATION_KEY
 from governance.db import get_db
 from governance.instance import init_instance
 
@@ -50,29 +52,42 @@ def run_console_bench(entries: int, echo: Callable[[str], None] = print) -> str:
             audit_log.checkpoint()
             with get_db(app).session_scope() as session:
                 admin = accounts.get_principal(session, "admin")
-                _record, token = accounts.issue_token(session, admin, actor=Actor("bench"))
+                _record, token = accounts.issue_token(
+                    session,
+                    admin,
+                    expires_at=dt.datetime.now(dt.UTC) + dt.timedelta(hours=1),
+                    actor=Actor("bench"),
+                )
             client = app.test_client()
             page = client.get("/console/sign-in")
             nonce = re.search(r'name="csrf_token" value="([^"]+)"', page.text).group(1)
             client.post("/console/sign-in", data={"csrf_token": nonce, "token": token})
             echo("opening the audit page ...")
-            first = timed_get(client, "/console/audit")
+            page_wait = timed_get(client, "/console/audit")
+            status = app.extensions[VERIFICATION_KEY]
+            started = time.perf_counter()
+            status.worker.join()
+            first = page_wait + time.perf_counter() - started
             repeat = timed_get(client, "/console/audit")
             added = max(1, entries // 100)
             fill_log(config["GOVERNANCE_DATABASE_URL"], added)
             audit_log.tree = type(audit_log.tree)()
             audit_log.checkpoint()
             incremental = timed_get(client, "/console/audit")
-            full = timed_get(client, "/console/audit?verify=all")
+            started = time.perf_counter()
+            timed_get(client, "/console/audit?verify=all")
+            status.worker.join()
+            full = time.perf_counter() - started
             others = {path: timed_get(client, path) for path in PAGES}
         finally:
             audit_log.close()
             get_db(app).dispose()
     rows = [
-        (f"audit page, first view (verifies {entries:,} entries)", first),
+        ("audit page, first view (answers while the verification goes on)", page_wait),
+        (f"first verification of {entries:,} entries, in the background", first),
         ("audit page, repeat view (nothing new)", repeat),
         (f"audit page after {added:,} more entries and a new checkpoint", incremental),
-        ("audit page, “verify again from entry 1”", full),
+        ("“verify again from entry 1”, until done", full),
         *((f"`{path}`", seconds) for path, seconds in others.items()),
     ]
     lines = [
@@ -82,7 +97,8 @@ def run_console_bench(entries: int, echo: Callable[[str], None] = print) -> str:
         "",
         f"One process, SQLite, signed in as `admin`, Flask's test client (no network), over an "
         f"audit log of {entries:,} entries with a signed checkpoint at its end. Each figure is "
-        "one request.",
+        "one request, except the two verification rows: the time until the background "
+        "verification had finished (the page waits for it at most two seconds).",
         "",
         "| page | seconds |",
         "| --- | ---: |",

@@ -11,7 +11,6 @@ from __future__ import annotations
 import datetime as dt
 import re
 import secrets
-import threading
 from urllib.parse import urlencode
 
 from flask import (
@@ -40,7 +39,6 @@ from governance.approvals.views import (
     readable_requests,
 )
 from governance.audit import reports
-from governance.audit.export import LogVerification, verify_log
 from governance.audit.models import AUDIT_DECISIONS, AuditEntry, EntryQuery
 from governance.audit.service import latest_checkpoint
 from governance.audit.views import (
@@ -62,8 +60,9 @@ from governance.authz.service import (
 )
 from governance.console import service
 from governance.console.graph import lineage_svg
+from governance.console.verification import CheckpointStatus
 from governance.datasets import service as datasets
-from governance.db import get_session, utcnow
+from governance.db import get_db, get_session
 from governance.domains.models import Domain
 from governance.domains.service import find_domain, list_domains
 from governance.errors import (
@@ -713,32 +712,13 @@ def version_page(family: str, number: int):
 VERIFICATION_KEY = "governance.console.verification"
 
 
-class CheckpointStatus:
-    """The verification of the log up to its newest checkpoint, kept per process and extended
-    as new checkpoints arrive, so a page view checks only what is new since the last one."""
-
-    def __init__(self) -> None:
-        self.lock = threading.Lock()
-        self.result: LogVerification | None = None
-        self.checked_at: dt.datetime | None = None
-
-    def current(self, session, public_key, *, from_start: bool = False) -> LogVerification | None:
-        checkpoint = latest_checkpoint(session)
-        if checkpoint is None:
-            return None
-        with self.lock:
-            known = self.result
-            if from_start or known is None or known.verified_upto != checkpoint.tree_size:
-                resume = None if from_start or known is None else known.progress
-                self.result = verify_log(
-                    session, public_key, upto=checkpoint.tree_size, resume=resume
-                )
-                self.checked_at = utcnow()
-            return self.result
-
-
 def checkpoint_status() -> CheckpointStatus:
-    return current_app.extensions.setdefault(VERIFICATION_KEY, CheckpointStatus())
+    """This process's verification state, made on first use."""
+    status = current_app.extensions.get(VERIFICATION_KEY)
+    if status is None:
+        status = CheckpointStatus(get_db(), get_audit_log().signing_key.public_key())
+        current_app.extensions[VERIFICATION_KEY] = status
+    return status
 
 
 def parse_entry_query(args) -> EntryQuery:
@@ -777,16 +757,7 @@ def audit():
     statement = filters.apply(select(AuditEntry).where(AuditEntry.seq > query.after_seq))
     rows = session.exec(statement.order_by(AuditEntry.seq).limit(query.limit + 1)).all()
     page, more = rows[: query.limit], len(rows) > query.limit
-    problem = None
-    status = checkpoint_status()
-    try:
-        verified = status.current(
-            session,
-            get_audit_log().signing_key.public_key(),
-            from_start=request.args.get("verify") == "all",
-        )
-    except Exception as exc:  # VerificationError: shown on the page, prominently
-        verified, problem = None, str(exc)
+    status = checkpoint_status().view(session, from_start=request.args.get("verify") == "all")
     policy = get_authorizer().policy
     may_export = any(policy.decide(g.principal.name, d, "audit", "export").allowed for d in allowed)
     filter_args = {
@@ -800,12 +771,11 @@ def audit():
         next_after=page[-1].seq if more else None,
         args=filter_args,
         allowed=sorted(allowed),
-        verified=verified,
-        checked_at=status.checked_at,
-        problem=problem,
+        status=status,
+        verified=status.result,
         may_export=may_export,
         decisions=AUDIT_DECISIONS,
-        unanchored=log_size_now(session) - (verified.verified_upto if verified else 0),
+        unanchored=log_size_now(session) - (status.result.verified_upto if status.result else 0),
     )
 
 
