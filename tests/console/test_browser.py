@@ -255,3 +255,32 @@ def test_the_lineage_graph_of_a_trained_version(app, client, world, live, browse
     graph.locator("a").first.click()
     expect(page.get_by_role("heading", level=1)).to_contain_text("Use of returns v1")
     context.close()
+
+
+def test_a_data_steward_sees_versions_scans_and_tombstones(client, world, live, browser, shots):
+    uploaded = client.post(
+        f"/api/v1/datasets/{world['dataset']}/versions",
+        query_string={"tax_year": 2026},
+        data=b'{"prompt": "What changed for 2026?", "completion": "The standard deduction."}\n',
+        headers=auth(world["casey"]),
+    )
+    assert uploaded.status_code == 201
+    deleted = client.delete(
+        f"/api/v1/datasets/{world['dataset']}/versions/1",
+        json={"reason": "superseded by the 2026 upload"},
+        headers=auth(world["casey"]),
+    )
+    assert deleted.status_code == 200
+    context = browser.new_context(viewport=DESKTOP)
+    page = context.new_page()
+    sign_in(page, live, world["casey"])
+    page.get_by_role("navigation", name="Sections").get_by_role("link", name="Datasets").click()
+    expect(page.get_by_role("link", name="smb-accounting")).to_have_count(0)
+    page.get_by_role("link", name="consumer-tax").click()
+    versions = page.get_by_role("table", name="Versions of returns, newest first")
+    expect(versions.get_by_role("row")).to_have_count(3)
+    expect(versions).to_contain_text("not scanned")  # the 2026 version awaits its scan
+    expect(versions).to_contain_text("deleted by casey")
+    expect(versions).to_contain_text("superseded by the 2026 upload")
+    shots(page, "datasets")
+    context.close()
