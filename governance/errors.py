@@ -93,11 +93,16 @@ def validation_details(exc: ValidationError) -> list[dict[str, Any]]:
     return details
 
 
-def validation_error_response(exc: ValidationError):
-    """Render a request-validation failure from flask-openapi3 in the envelope."""
+def invalid_input(exc: ValidationError) -> InvalidInput:
+    """The InvalidInput of a validation failure, naming each offending field."""
     details = validation_details(exc)
     fields = ", ".join(d["field"] for d in details if d["field"]) or "request"
-    return error_response(InvalidInput(f"invalid value for {fields}", details=details))
+    return InvalidInput(f"invalid value for {fields}", details=details)
+
+
+def validation_error_response(exc: ValidationError):
+    """Render a request-validation failure from flask-openapi3 in the envelope."""
+    return error_response(invalid_input(exc))
 
 
 def register_error_handlers(app: Flask) -> None:

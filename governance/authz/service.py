@@ -12,6 +12,9 @@ from flask import Flask, current_app, g
 from governance.accounts.models import Principal
 from governance.audit.service import Actor, AuditEvent
 from governance.authz.policy import Decision, PolicySet, policy_hash
+from governance.db import get_session
+from governance.domains.models import Domain
+from governance.domains.service import list_domains
 from governance.errors import Forbidden, GovernanceError, InvalidInput, Unauthenticated
 
 log = logging.getLogger(__name__)
@@ -166,6 +169,20 @@ def decision_event(decision: Decision, details: dict | None = None) -> AuditEven
         request_id=g.get("request_id"),
         details={"rule": list(decision.rule) if decision.rule else None, **(details or {})},
     )
+
+
+def allowed_domains(obj: str, action: str) -> list[Domain]:
+    """The data domains where the current principal may perform action on obj.
+
+    Nothing is logged: a listing logs once, naming what it showed.
+    """
+    principal = current_principal()
+    policy = get_authorizer().policy
+    return [
+        d
+        for d in list_domains(get_session())
+        if policy.decide(principal.name, d.name, obj, action).allowed
+    ]
 
 
 def mark_checked() -> None:

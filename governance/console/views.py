@@ -30,6 +30,7 @@ from sqlmodel import select
 from governance.accounts import service as accounts
 from governance.api import log_policy_load
 from governance.approvals import service as approvals
+from governance.approvals.models import DecisionCreate
 from governance.approvals.rules import load_approval_rules
 from governance.approvals.views import (
     evidence,
@@ -40,8 +41,10 @@ from governance.approvals.views import (
 )
 from governance.audit import reports
 from governance.audit.models import AUDIT_DECISIONS, AuditEntry, EntryQuery
-from governance.audit.service import latest_checkpoint
+from governance.audit.service import Actor, latest_checkpoint, log_size
 from governance.audit.views import (
+    ReportQuery,
+    WhoDidQuery,
     entry_filter,
     export_response,
     get_audit_log,
@@ -52,6 +55,7 @@ from governance.authz.catalog import ANY_NAME
 from governance.authz.diff import Universe, effective_permissions
 from governance.authz.policy import SYSTEM_DOMAIN
 from governance.authz.service import (
+    allowed_domains,
     current_actor,
     get_authorizer,
     log_event,
@@ -71,6 +75,7 @@ from governance.errors import (
     InvalidInput,
     NotFound,
     Unauthenticated,
+    invalid_input,
 )
 from governance.models import service as models
 from governance.models.models import ModelFamily
@@ -118,9 +123,7 @@ def limits() -> service.SessionLimits:
     )
 
 
-def anonymous_actor(name: str = "anonymous"):
-    from governance.audit.service import Actor
-
+def anonymous_actor(name: str = "anonymous") -> Actor:
     return Actor(name, g.get("request_id"), get_authorizer().policy.hash)
 
 
@@ -269,10 +272,9 @@ def _finish(response: Response):
 
 
 def render_error(error: GovernanceError, status: int | None = None) -> Response:
-    response = current_app.make_response(
+    return current_app.make_response(
         (render_template("console/error.html", error=error), status or error.status)
     )
-    return response
 
 
 @bp.errorhandler(GovernanceError)
@@ -424,12 +426,11 @@ def home():
     """Who I am, the roles I hold where, and what waits for me."""
     policy = get_authorizer().policy
     mark_checked()  # Shows only the caller's own role bindings and inbox.
-    inbox = inbox_requests() if any(i[2] == "approvals" for i in nav_items()) else []
     return render_template(
         "console/home.html",
         section="home",
         bindings=sorted(policy.role_bindings(g.principal.name), key=lambda b: (b[1], b[0])),
-        inbox_count=len(inbox),
+        inbox_count=len(inbox_requests()),
         session_row=g.console_session,
         idle_minutes=current_app.config["CONSOLE_IDLE_MINUTES"],
     )
@@ -450,25 +451,15 @@ def approvals_page():
     domain = request.args.get("domain") or None
     inbox = request_rows(inbox_requests())
     listed = request_rows(readable_requests(state, domain))
-    policy = get_authorizer().policy
-    domains = sorted(
-        d.name
-        for d in list_domains(get_session())
-        if policy.decide(g.principal.name, d.name, "approval", "read").allowed
-    )
-    may_decide = any(
-        policy.decide(g.principal.name, d.name, "approval", "decide").allowed
-        for d in list_domains(get_session())
-    )
     return render_template(
         "console/approvals.html",
         section="approvals",
-        may_decide=may_decide,
+        may_decide=bool(allowed_domains("approval", "decide")),
         inbox=inbox,
         listed=listed,
         state=state,
         domain=domain,
-        domains=domains,
+        domains=sorted(d.name for d in allowed_domains("approval", "read")),
         states=REQUEST_STATES,
     )
 
@@ -481,7 +472,6 @@ def approval_context(uid: str) -> dict:
     session = get_session()
     actor = current_actor()
     approvals.refresh_state(session, approval, policy_dir(), actor)
-    read = approvals.request_read(session, approval)
     decisions = approvals.decisions_of(session, approval)
     entries = {
         e.seq: e
@@ -515,7 +505,7 @@ def approval_context(uid: str) -> dict:
             blocked = exc.message + "."
     return {
         "approval": approval,
-        "read": read,
+        "missing_roles": approvals.missing_roles(approval, decisions),
         "domain": domain,
         "evidence": evidence(approval),
         "decisions": decisions,
@@ -546,26 +536,26 @@ def decide(uid: str):
     """Approve or reject with a comment, exactly as the API's decision endpoint does."""
     if not UID.match(uid):
         raise NotFound("no such approval request", details={"uid": uid})
-    decision = request.form.get("decision", "")
     comment = request.form.get("comment", "").strip()
-    role = request.form.get("role") or None
     readable_request(uid, "decide")
     try:
-        if decision not in ("approve", "reject"):
-            raise InvalidInput(
-                "choose approve or reject", details=[{"field": "decision", "value": decision}]
+        try:
+            # The API's own schema; the console also insists on a comment.
+            body = DecisionCreate(
+                decision=request.form.get("decision", ""),
+                comment=comment,
+                role=request.form.get("role") or None,
             )
-        if not comment or len(comment) > 2000:
-            raise InvalidInput(
-                "a comment of 1 to 2000 characters is required",
-                details=[{"field": "comment"}],
-            )
+        except ValidationError as exc:
+            raise invalid_input(exc) from exc
+        if not comment:
+            raise InvalidInput("a comment is required", details=[{"field": "comment"}])
         approvals.decide(
             get_session(),
             uid,
-            decision,
-            comment,
-            role,
+            body.decision,
+            body.comment,
+            body.role,
             policy=get_authorizer().policy,
             policy_dir=policy_dir(),
             key=get_audit_log().signing_key,
@@ -590,12 +580,7 @@ def decide(uid: str):
 
 def visible_domains(obj: str, action: str) -> list[Domain]:
     """Domains where the caller may act on obj, logged once as a listing."""
-    policy = get_authorizer().policy
-    visible = [
-        d
-        for d in list_domains(get_session())
-        if policy.decide(g.principal.name, d.name, obj, action).allowed
-    ]
+    visible = allowed_domains(obj, action)
     log_event("list", obj, None, "allow", {"visible": [d.name for d in visible]})
     mark_checked()
     return visible
@@ -727,13 +712,7 @@ def parse_entry_query(args) -> EntryQuery:
     try:
         query = EntryQuery.model_validate(values)
     except ValidationError as exc:
-        raise InvalidInput(
-            "the filter has an invalid value",
-            details=[
-                {"field": ".".join(str(p) for p in error["loc"]), "message": error["msg"]}
-                for error in exc.errors()
-            ],
-        ) from exc
+        raise invalid_input(exc) from exc
     # The form's datetime-local fields carry no zone; the console labels them UTC.
     for name in ("from_time", "to_time"):
         moment = getattr(query, name)
@@ -775,14 +754,8 @@ def audit():
         verified=status.result,
         may_export=may_export,
         decisions=AUDIT_DECISIONS,
-        unanchored=log_size_now(session) - (status.result.verified_upto if status.result else 0),
+        unanchored=log_size(session) - (status.result.verified_upto if status.result else 0),
     )
-
-
-def log_size_now(session) -> int:
-    from governance.audit.service import log_size
-
-    return log_size(session)
 
 
 @bp.get("/audit/export")
@@ -827,18 +800,11 @@ def access_download(kind: str, fmt: str):
         raise NotFound("no such report", details={"report": f"{kind}.{fmt}"})
     allowed = permitted_domains("export")
     if kind == "who-may":
-        from governance.audit.views import ReportQuery
-
         response = report_response(kind, ReportQuery(format=fmt), allowed)
     else:
-        from governance.audit.views import WhoDidQuery
-
-        values = {k: v for k, v in request.args.items() if v and k in ("from", "to", "domain")}
-        try:
-            query = WhoDidQuery.model_validate({**values, "format": fmt})
-        except ValidationError as exc:
-            raise InvalidInput("the period is invalid", details=[{"field": "from/to"}]) from exc
-        response = report_response(kind, query, allowed)
+        # The same reading of the period as the page's, so the download matches what it showed.
+        period = parse_entry_query(request.args)
+        response = report_response(kind, WhoDidQuery(**dict(period), format=fmt), allowed)
     if isinstance(response, dict):
         response = current_app.make_response(response)
         response.headers["Content-Disposition"] = f"attachment; filename={kind}.json"

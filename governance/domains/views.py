@@ -6,9 +6,8 @@ from flask_openapi3 import APIBlueprint, Tag
 
 from governance.authz.policy import SYSTEM_DOMAIN
 from governance.authz.service import (
+    allowed_domains,
     current_actor,
-    current_principal,
-    get_authorizer,
     log_event,
     mark_checked,
     require,
@@ -37,13 +36,7 @@ bp = APIBlueprint(
 @bp.get("", responses={200: DomainList})
 def list_domains():
     """List the domains the caller may read; others are not mentioned."""
-    principal = current_principal()
-    authorizer = get_authorizer()
-    visible = [
-        d
-        for d in service.list_domains(get_session())
-        if authorizer.decide(principal.name, d.name, "domain", "read").allowed
-    ]
+    visible = allowed_domains("domain", "read")
     # One entry for the listing, naming what it showed, rather than one per domain.
     log_event("list", "domain", None, "allow", {"visible": [d.name for d in visible]})
     mark_checked()

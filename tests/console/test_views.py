@@ -358,3 +358,7 @@ def test_an_auditor_downloads_exports_and_signed_reports(client, console_world):
     who_did = client.get("/console/access/who-did.json?domain=consumer-tax")
     assert who_did.status_code == 200 and "signature" in who_did.get_json()
     assert "attachment" in who_did.headers["Content-Disposition"]
+    # The form's zone-less period reads as UTC, in the download as on the page.
+    period = client.get("/console/access/who-did.json?from=2020-01-01T00:00&to=2099-01-01T00:00")
+    assert period.status_code == 200
+    assert period.get_json()["report"]["filters"]["from"].startswith("2020-01-01T00:00:00+00:00")
