@@ -169,6 +169,17 @@ def authenticate(session: Session, token: str) -> tuple[Principal, ApiToken]:
     if record is None:
         raise Unauthenticated("unknown bearer token")
     now = utcnow()
+    principal = token_principal(session, record, now)
+    # Record use at most once a minute, so busy clients do not turn every read into a write.
+    if record.last_used_at is None or now - record.last_used_at > dt.timedelta(minutes=1):
+        record.last_used_at = now
+        session.add(record)
+        session.commit()
+    return principal, record
+
+
+def token_principal(session: Session, record: ApiToken, now: dt.datetime) -> Principal:
+    """The principal of a stored token that is still good at `now`, or raise Unauthenticated."""
     if record.revoked_at is not None:
         raise Unauthenticated("token has been revoked", details={"token_id": record.id})
     if record.expires_at is not None and record.expires_at <= now:
@@ -176,12 +187,7 @@ def authenticate(session: Session, token: str) -> tuple[Principal, ApiToken]:
     principal = session.get(Principal, record.principal_id)
     if principal is None or principal.disabled:
         raise Unauthenticated("principal is disabled", details={"token_id": record.id})
-    # Record use at most once a minute, so busy clients do not turn every read into a write.
-    if record.last_used_at is None or now - record.last_used_at > dt.timedelta(minutes=1):
-        record.last_used_at = now
-        session.add(record)
-        session.commit()
-    return principal, record
+    return principal
 
 
 def token_owner(session: Session, record: ApiToken) -> str:

@@ -35,10 +35,6 @@ class SessionLimits:
     lifetime: dt.timedelta
 
 
-def hash_secret(value: str) -> str:
-    return hashlib.sha256(value.encode()).hexdigest()
-
-
 def csrf_token(cookie: str) -> str:
     """The CSRF token of the session whose cookie this is."""
     return hmac.new(cookie.encode(), b"governance-console-csrf", hashlib.sha256).hexdigest()
@@ -64,7 +60,7 @@ def start_session(
     if token is not None and token.expires_at is not None:
         expires = min(expires, token.expires_at)
     row = ConsoleSession(
-        session_hash=hash_secret(cookie),
+        session_hash=accounts.hash_token(cookie),
         principal_id=principal.id,
         token_id=token.id if token else None,
         via="token" if token else "sso",
@@ -124,15 +120,16 @@ def session_problem(
         return SessionEnd.EXPIRED
     if now - row.last_seen_at >= limits.idle:
         return SessionEnd.IDLE
-    principal = session.get(Principal, row.principal_id)
-    if principal is None or principal.disabled:
+    if row.token_id is None:  # single sign-on: the principal must still be enabled
+        principal = session.get(Principal, row.principal_id)
+        return SessionEnd.TOKEN_INVALID if principal is None or principal.disabled else None
+    token = session.get(ApiToken, row.token_id)
+    if token is None:
         return SessionEnd.TOKEN_INVALID
-    if row.token_id is not None:
-        token = session.get(ApiToken, row.token_id)
-        if token is None or token.revoked_at is not None:
-            return SessionEnd.TOKEN_INVALID
-        if token.expires_at is not None and token.expires_at <= now:
-            return SessionEnd.TOKEN_INVALID
+    try:
+        accounts.token_principal(session, token, now)
+    except Unauthenticated:
+        return SessionEnd.TOKEN_INVALID
     return None
 
 
@@ -142,7 +139,7 @@ def resume_session(
     """Return the open session a cookie names and its principal, or raise Unauthenticated
     (details.reason says why: unknown, ended, idle, expired, token-invalid)."""
     row = session.exec(
-        select(ConsoleSession).where(ConsoleSession.session_hash == hash_secret(cookie))
+        select(ConsoleSession).where(ConsoleSession.session_hash == accounts.hash_token(cookie))
     ).first()
     if row is None:
         raise Unauthenticated("not signed in", details={"reason": "unknown"})
