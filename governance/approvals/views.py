@@ -175,9 +175,15 @@ def show_request(path: RequestPath):
 def decide(path: RequestPath, body: DecisionCreate):
     """Approve or reject with a comment; the decision is signed and audited."""
     readable_request(path.uid, "decide")
-    row = service.decide(
+    row = record_decision(path.uid, body)
+    return DecisionRead(**row.model_dump()).model_dump(mode="json"), 201
+
+
+def record_decision(uid: str, body: DecisionCreate):
+    """Record the caller's signed decision under the policy in force (the API and the console)."""
+    return service.decide(
         get_session(),
-        path.uid,
+        uid,
         body.decision,
         body.comment,
         body.role,
@@ -186,4 +192,3 @@ def decide(path: RequestPath, body: DecisionCreate):
         key=get_audit_log().signing_key,
         actor=current_actor(),
     )
-    return DecisionRead(**row.model_dump()).model_dump(mode="json"), 201

@@ -38,6 +38,7 @@ from governance.approvals.views import (
     policy_dir,
     readable_request,
     readable_requests,
+    record_decision,
 )
 from governance.audit import reports
 from governance.audit.models import AUDIT_DECISIONS, AuditEntry, EntryQuery
@@ -550,17 +551,7 @@ def decide(uid: str):
             raise invalid_input(exc) from exc
         if not comment:
             raise InvalidInput("a comment is required", details=[{"field": "comment"}])
-        approvals.decide(
-            get_session(),
-            uid,
-            body.decision,
-            body.comment,
-            body.role,
-            policy=get_authorizer().policy,
-            policy_dir=policy_dir(),
-            key=get_audit_log().signing_key,
-            actor=current_actor(),
-        )
+        record_decision(uid, body)
     except GovernanceError as exc:
         get_session().rollback()
         # Show the request again with the refusal and the comment as typed.
@@ -726,12 +717,18 @@ ENTRY_QUERY_FIELDS = frozenset(
 )
 
 
+def filtered(action: str):
+    """The domains where the caller may `action` the log (decided and logged once), the filter
+    form as read, and the entry filter it makes."""
+    allowed = permitted_domains(action)
+    query = parse_entry_query(request.args)
+    return allowed, query, entry_filter(query, allowed)
+
+
 @bp.get("/audit")
 def audit():
     """Search the log, see how far it is verified and signed, download exports."""
-    allowed = permitted_domains("read")
-    query = parse_entry_query(request.args)
-    filters = entry_filter(query, allowed)
+    allowed, query, filters = filtered("read")
     session = get_session()
     statement = filters.apply(select(AuditEntry).where(AuditEntry.seq > query.after_seq))
     rows = session.exec(statement.order_by(AuditEntry.seq).limit(query.limit + 1)).all()
@@ -761,11 +758,11 @@ def audit():
 @bp.get("/audit/export")
 def audit_export():
     """Download the filtered entries as CSV, JSONL or an offline-verifiable bundle."""
-    allowed = permitted_domains("export")
+    _allowed, _query, filters = filtered("export")
     fmt = request.args.get("format", "jsonl")
     if fmt not in ("csv", "jsonl", "bundle"):
         raise InvalidInput("format must be csv, jsonl or bundle", details=[{"field": "format"}])
-    return export_response(entry_filter(parse_entry_query(request.args), allowed), fmt)
+    return export_response(filters, fmt)
 
 
 # --- access reports -------------------------------------------------------------------------
@@ -774,9 +771,7 @@ def audit_export():
 @bp.get("/access")
 def access():
     """Who may query which model (from the policy) and who did (from the log)."""
-    allowed = permitted_domains("export")
-    query = parse_entry_query(request.args)
-    filters = entry_filter(query, allowed)
+    allowed, _query, filters = filtered("export")
     session = get_session()
     policy = get_authorizer().policy
     key = get_audit_log().signing_key

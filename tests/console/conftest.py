@@ -3,7 +3,6 @@
 
 from __future__ import annotations
 
-import json
 import re
 
 import pytest
@@ -14,6 +13,8 @@ from tests.models.test_pipeline import (  # noqa: F401 (fixtures)
     app,
     call,
     live,
+    request_data_use,
+    scanned_dataset,
     scanner,
     tiny,
     world,
@@ -26,12 +27,16 @@ SMB_RECORDS = [
 ] + [{"text": "Vendor Tomasz Wojcik, EIN 12-3456789, was paid $900 for bookkeeping."}]
 
 
-def sign_in(client, token: str, next_path: str = "/console/"):
-    """Sign a test client in through the sign-in form; return the redirect response."""
-    page = client.get("/console/sign-in")
+def sign_in(client, token: str, next_path: str = "/console/", **options):
+    """Sign a test client in through the sign-in form; return the redirect response.
+
+    `options` go to both requests (such as base_url="https://..." for TLS)."""
+    page = client.get("/console/sign-in", **options)
     nonce = re.search(r'name="csrf_token" value="([^"]+)"', page.text).group(1)
     return client.post(
-        "/console/sign-in", data={"csrf_token": nonce, "token": token, "next": next_path}
+        "/console/sign-in",
+        data={"csrf_token": nonce, "token": token, "next": next_path},
+        **options,
     )
 
 
@@ -45,39 +50,10 @@ def console_world(app, client, world):
     """Open requests in both domains: morgan's in consumer-tax, riley's in smb-accounting."""
     for name in ("riley", "audrey", "nobody"):
         world[name] = principal_token(app, name)
-    status, request = call(
-        client,
-        "morgan",
-        world,
-        "POST",
-        "/api/v1/approvals/dataset-use",
-        json={"dataset_id": world["dataset"], "version": 1, "family": FAMILY},
+    world["request"] = request_data_use(client, world)
+    world["smb_dataset"], _ = scanned_dataset(
+        client, world, "sam", "smb-accounting", "books", SMB_RECORDS
     )
-    assert status == 201, request
-    world["request"] = request["uid"]
-    status, books = call(
-        client,
-        "sam",
-        world,
-        "POST",
-        "/api/v1/domains/smb-accounting/datasets",
-        json={"name": "books"},
-    )
-    assert status == 201
-    world["smb_dataset"] = books["id"]
-    status, _ = call(
-        client,
-        "sam",
-        world,
-        "POST",
-        f"/api/v1/datasets/{books['id']}/versions",
-        query_string={"tax_year": 2025},
-        data=b"".join(json.dumps(r).encode() + b"\n" for r in SMB_RECORDS),
-    )
-    assert status == 201
-    scans = f"/api/v1/datasets/{books['id']}/versions/1/scans"
-    status, _ = call(client, "sam", world, "POST", scans)
-    assert status == 201
     status, family = call(
         client,
         "riley",
@@ -87,14 +63,7 @@ def console_world(app, client, world):
         json={"name": SMB_FAMILY, "base_model": "tiny-llama"},
     )
     assert status == 201, family
-    status, request = call(
-        client,
-        "riley",
-        world,
-        "POST",
-        "/api/v1/approvals/dataset-use",
-        json={"dataset_id": books["id"], "version": 1, "family": SMB_FAMILY},
+    world["smb_request"] = request_data_use(
+        client, world, "riley", world["smb_dataset"], SMB_FAMILY
     )
-    assert status == 201, request
-    world["smb_request"] = request["uid"]
     return world

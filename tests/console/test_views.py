@@ -5,7 +5,6 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 import json
-import re
 
 import pytest
 import sqlalchemy as sa
@@ -89,12 +88,7 @@ def test_cookies_are_secure_behind_tls(config):
         token = principal_token(app, "priya")
         page = client.get("/console/sign-in", base_url="https://console.example")
         assert "Secure" in page.headers["Set-Cookie"]
-        nonce = re.search(r'name="csrf_token" value="([^"]+)"', page.text).group(1)
-        response = client.post(
-            "/console/sign-in",
-            data={"csrf_token": nonce, "token": token},
-            base_url="https://console.example",
-        )
+        response = sign_in(client, token, base_url="https://console.example")
         assert response.status_code == 302
         assert all("Secure" in c for c in response.headers.getlist("Set-Cookie"))
     finally:

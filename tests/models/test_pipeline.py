@@ -85,29 +85,10 @@ def world(app, client, tiny):
     world["gpu-worker"] = principal_token(app, "gpu-worker", kind="service")
     with get_db(app).session_scope() as session:
         register_base_model(session, "tiny-llama", tiny, actor=Actor("admin"))
-    _, dataset = call(
-        client,
-        "casey",
-        world,
-        "POST",
-        "/api/v1/domains/consumer-tax/datasets",
-        json={"name": "returns"},
+    world["dataset"], receipt = scanned_dataset(
+        client, world, "casey", "consumer-tax", "returns", RECORDS
     )
-    world["dataset"] = dataset["id"]
-    status, _ = call(
-        client,
-        "casey",
-        world,
-        "POST",
-        f"/api/v1/datasets/{dataset['id']}/versions",
-        query_string={"tax_year": 2025},
-        data=b"".join(json.dumps(r).encode() + b"\n" for r in RECORDS),
-    )
-    assert status == 201
-    status, receipt = call(
-        client, "casey", world, "POST", f"/api/v1/datasets/{dataset['id']}/versions/1/scans"
-    )
-    assert status == 201 and receipt["verdict"] == "redacted"
+    assert receipt["verdict"] == "redacted"
     status, family = call(
         client,
         "morgan",
@@ -135,23 +116,52 @@ def world(app, client, tiny):
     return world
 
 
-def approve_data(client, world):
+def scanned_dataset(client, world, steward, domain, name, records, tax_year=2025):
+    """A dataset with one uploaded, scanned version; return its id and the scan receipt."""
+    status, dataset = call(
+        client, steward, world, "POST", f"/api/v1/domains/{domain}/datasets", json={"name": name}
+    )
+    assert status == 201, dataset
+    status, _ = call(
+        client,
+        steward,
+        world,
+        "POST",
+        f"/api/v1/datasets/{dataset['id']}/versions",
+        query_string={"tax_year": tax_year},
+        data=b"".join(json.dumps(r).encode() + b"\n" for r in records),
+    )
+    assert status == 201
+    status, receipt = call(
+        client, steward, world, "POST", f"/api/v1/datasets/{dataset['id']}/versions/1/scans"
+    )
+    assert status == 201, receipt
+    return dataset["id"], receipt
+
+
+def request_data_use(client, world, requester="morgan", dataset=None, family=FAMILY) -> str:
+    """Ask for the use of version 1 of a dataset (world's by default); return the request uid."""
     status, request = call(
         client,
-        "morgan",
+        requester,
         world,
         "POST",
         "/api/v1/approvals/dataset-use",
-        json={"dataset_id": world["dataset"], "version": 1, "family": FAMILY},
+        json={"dataset_id": dataset or world["dataset"], "version": 1, "family": family},
     )
     assert status == 201, request
+    return request["uid"]
+
+
+def approve_data(client, world):
+    uid = request_data_use(client, world)
     for reviewer in ("priya", "lee"):
         status, _ = call(
             client,
             reviewer,
             world,
             "POST",
-            f"/api/v1/approvals/{request['uid']}/decisions",
+            f"/api/v1/approvals/{uid}/decisions",
             json={"decision": "approve", "comment": "receipt reviewed"},
         )
         assert status == 201
