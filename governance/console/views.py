@@ -292,9 +292,10 @@ def nav_items() -> list[tuple[str, str, str]]:
     if principal is None:
         return []
     policy = get_authorizer().policy
-    domains = [SYSTEM_DOMAIN, *sorted(policy.domains_of(principal.name) - {SYSTEM_DOMAIN})]
-    if "*" in policy.domains_of(principal.name):
-        domains = [SYSTEM_DOMAIN, *(d.name for d in list_domains(get_session()))]
+    bound = policy.domains_of(principal.name)
+    if "*" in bound:
+        bound = {d.name for d in list_domains(get_session())}
+    domains = [SYSTEM_DOMAIN, *sorted(bound - {SYSTEM_DOMAIN})]
 
     def anywhere(obj: str, action: str) -> bool:
         return any(policy.decide(principal.name, d, obj, action).allowed for d in domains)
