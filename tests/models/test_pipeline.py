@@ -139,32 +139,38 @@ def scanned_dataset(client, world, steward, domain, name, records, tax_year=2025
     return dataset["id"], receipt
 
 
-def request_data_use(client, world, requester="morgan", dataset=None, family=FAMILY) -> str:
-    """Ask for the use of version 1 of a dataset (world's by default); return the request uid."""
+def request_data_use(
+    client, world, requester="morgan", dataset=None, family=FAMILY, version=1
+) -> str:
+    """Ask for the use of a dataset version (world's v1 by default); return the request uid."""
     status, request = call(
         client,
         requester,
         world,
         "POST",
         "/api/v1/approvals/dataset-use",
-        json={"dataset_id": dataset or world["dataset"], "version": 1, "family": family},
+        json={"dataset_id": dataset or world["dataset"], "version": version, "family": family},
     )
     assert status == 201, request
     return request["uid"]
 
 
-def approve_data(client, world):
-    uid = request_data_use(client, world)
-    for reviewer in ("priya", "lee"):
-        status, _ = call(
+def approve(client, world, uid: str, reviewers, comment: str) -> None:
+    """Each reviewer approves the request, in order."""
+    for reviewer in reviewers:
+        status, body = call(
             client,
             reviewer,
             world,
             "POST",
             f"/api/v1/approvals/{uid}/decisions",
-            json={"decision": "approve", "comment": "receipt reviewed"},
+            json={"decision": "approve", "comment": comment},
         )
-        assert status == 201
+        assert status == 201, body
+
+
+def approve_data(client, world):
+    approve(client, world, request_data_use(client, world), ("priya", "lee"), "receipt reviewed")
 
 
 def train(client, world):
@@ -270,16 +276,7 @@ def test_train_evaluate_promote_query_and_taint(app, client, world, live, config
         json={"decision": "approve"},
     )
     assert status == 403
-    for reviewer in ("jordan", "lee"):
-        status, _ = call(
-            client,
-            reviewer,
-            world,
-            "POST",
-            f"/api/v1/approvals/{uid}/decisions",
-            json={"decision": "approve", "comment": "gate passed"},
-        )
-        assert status == 201
+    approve(client, world, uid, ("jordan", "lee"), "gate passed")
     status, promoted = call(
         client, "morgan", world, "POST", f"/api/v1/models/{FAMILY}/versions/1/promote"
     )
@@ -499,24 +496,8 @@ def test_a_real_celery_worker_trains_a_job_sent_through_redis(app, client, world
 def test_rollback_and_fallback_to_the_newest_untainted_version(app, client, world, live):
     def produce(number: int) -> None:
         """Approve data version `number`, train on it, pass the gate, promote."""
-        status, request = call(
-            client,
-            "morgan",
-            world,
-            "POST",
-            "/api/v1/approvals/dataset-use",
-            json={"dataset_id": world["dataset"], "version": number, "family": FAMILY},
-        )
-        assert status == 201, request
-        for reviewer in ("priya", "lee"):
-            call(
-                client,
-                reviewer,
-                world,
-                "POST",
-                f"/api/v1/approvals/{request['uid']}/decisions",
-                json={"decision": "approve", "comment": "ok"},
-            )
+        uid = request_data_use(client, world, version=number)
+        approve(client, world, uid, ("priya", "lee"), "ok")
         status, version = call(
             client,
             "morgan",
@@ -535,15 +516,7 @@ def test_rollback_and_fallback_to_the_newest_untainted_version(app, client, worl
         _, promotion = call(
             client, "morgan", world, "POST", f"/api/v1/models/{FAMILY}/versions/{n}/promotion"
         )
-        for reviewer in ("jordan", "lee"):
-            call(
-                client,
-                reviewer,
-                world,
-                "POST",
-                f"/api/v1/approvals/{promotion['uid']}/decisions",
-                json={"decision": "approve", "comment": "ok"},
-            )
+        approve(client, world, promotion["uid"], ("jordan", "lee"), "ok")
         status, promoted = call(
             client, "morgan", world, "POST", f"/api/v1/models/{FAMILY}/versions/{n}/promote"
         )

@@ -19,6 +19,7 @@ from governance.scheduler.process import advance_open_runs, use_settings
 from tests.models.test_pipeline import (  # noqa: F401 (fixtures)
     FAMILY,
     app,
+    approve,
     call,
     live,
     scanner,
@@ -47,16 +48,7 @@ def approve_pending(client, world, kind: str, reviewers) -> int:
     pending = [r for r in listing["items"] if r["kind"] == kind]
     for request in pending:
         assert request["requested_by"] == REFRESH_PRINCIPAL
-        for reviewer in reviewers:
-            status, body = call(
-                client,
-                reviewer,
-                world,
-                "POST",
-                f"/api/v1/approvals/{request['uid']}/decisions",
-                json={"decision": "approve", "comment": "refresh reviewed"},
-            )
-            assert status == 201, body
+        approve(client, world, request["uid"], reviewers, "refresh reviewed")
     return len(pending)
 
 
