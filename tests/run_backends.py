@@ -8,6 +8,7 @@ Arguments are passed to pytest.
 
 from __future__ import annotations
 
+import hashlib
 import os
 import subprocess
 import sys
@@ -15,6 +16,9 @@ import threading
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
+TEMP_ROOT = Path(os.environ.get("TMPDIR", "/tmp"))
+# Two checkouts testing at once must not share (and wipe) each other's temporary directories.
+CHECKOUT = hashlib.sha256(str(ROOT).encode()).hexdigest()[:10]
 
 
 def pump(name: str, stream, lock: threading.Lock) -> None:
@@ -42,7 +46,7 @@ def main(argv: list[str]) -> int:
             sys.executable,
             "-m",
             "pytest",
-            f"--basetemp={Path(os.environ.get('TMPDIR', '/tmp')) / f'governance-tests-{name}'}",
+            f"--basetemp={TEMP_ROOT / f'governance-tests-{CHECKOUT}-{name}'}",
             "-p",
             "no:cacheprovider",
             *argv,

@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import datetime as dt
-from typing import Any
+from typing import Any, Literal
 
 import sqlalchemy as sa
-from pydantic import BaseModel
+from pydantic import BaseModel, Field
 from sqlmodel import Field as SQLField
 from sqlmodel import SQLModel
 
@@ -18,6 +18,9 @@ class Verdict:
     REDACTED = "redacted"  # PII replaced or records dropped; the sanitized view may train
     BLOCKED = "blocked"  # a `block` rule fired: the version may not train at all
     ERROR = "error"  # the scanner failed: fail closed
+    # The scan ran but does not meet the domain's gate (canary recall too low, or too many
+    # records held in quarantine); `reasons` on the receipt says which.
+    FAILED = "failed"
 
     TRAINABLE = frozenset({PASS, REDACTED})
 
@@ -37,6 +40,13 @@ class ScanReceipt(SQLModel, table=True):
     records_redacted: int = SQLField(default=0, nullable=False)
     records_dropped: int = SQLField(default=0, nullable=False)
     records_from_cache: int = SQLField(default=0, nullable=False)
+    # Held back by the residual pass awaiting a steward, and kept by one after review.
+    records_quarantined: int = SQLField(default=0, nullable=False)
+    records_kept: int = SQLField(default=0, nullable=False)
+    # {entity type: [found, planted]} for the synthetic canaries planted in this scan.
+    canaries: dict[str, Any] = SQLField(default_factory=dict, sa_type=sa.JSON, nullable=False)
+    canary_recall: float | None = SQLField(default=None)
+    reasons: list[Any] = SQLField(default_factory=list, sa_type=sa.JSON, nullable=False)
     verdict: str = SQLField(max_length=16, nullable=False)
     error: str | None = SQLField(default=None, max_length=500)
     samples: list[Any] = SQLField(default_factory=list, sa_type=sa.JSON, nullable=False)
@@ -58,6 +68,61 @@ class ScanCacheEntry(SQLModel, table=True):
     findings: list[Any] = SQLField(default_factory=list, sa_type=sa.JSON, nullable=False)
 
 
+class QuarantineDecision:
+    KEEP = "keep"
+    DROP = "drop"
+    ALL = (KEEP, DROP)
+
+
+class QuarantinedRecord(SQLModel, table=True):
+    """A record the residual pass held back, and a steward's decision on it.
+
+    Keyed by version and record position, so a decision outlives rescans of the same content.
+    The preview is the redacted record with every digit shown as "#": enough to judge, not
+    the value.
+    """
+
+    __tablename__ = "pii_quarantine"
+    __table_args__ = (sa.UniqueConstraint("version_id", "record_index"),)
+
+    id: int | None = SQLField(default=None, primary_key=True)
+    version_id: int = SQLField(foreign_key="dataset_versions.id", nullable=False, index=True)
+    record_index: int = SQLField(nullable=False)
+    receipt_id: int | None = SQLField(default=None, foreign_key="scan_receipts.id")
+    residuals: dict[str, Any] = SQLField(default_factory=dict, sa_type=sa.JSON, nullable=False)
+    preview: dict[str, Any] = SQLField(default_factory=dict, sa_type=sa.JSON, nullable=False)
+    decision: str | None = SQLField(default=None, max_length=8)
+    decided_by: str | None = SQLField(default=None, max_length=63)
+    decided_at: dt.datetime | None = SQLField(default=None, sa_type=UTCDateTime)
+    created_at: dt.datetime = SQLField(default_factory=utcnow, sa_type=UTCDateTime, nullable=False)
+
+
+class QuarantineRead(BaseModel):
+    id: int
+    record_index: int
+    residuals: dict[str, Any]
+    preview: dict[str, Any]
+    decision: str | None
+    decided_by: str | None
+    decided_at: dt.datetime | None
+
+
+class QuarantineList(BaseModel):
+    items: list[QuarantineRead]
+
+
+class QuarantineDecide(BaseModel):
+    model_config = {"extra": "forbid"}
+
+    decision: Literal["keep", "drop"]
+
+
+class QuarantinePath(BaseModel):
+    dataset_id: int = Field(ge=1, le=2**62)
+    number: int = Field(ge=1, le=2**62)
+    record: int = Field(ge=0, le=2**62)
+
+
 class ReceiptRead(BaseModel):
     id: int
     dataset_version: str
@@ -69,6 +134,11 @@ class ReceiptRead(BaseModel):
     records_redacted: int
     records_dropped: int
     records_from_cache: int
+    records_quarantined: int
+    records_kept: int
+    canaries: dict[str, Any]
+    canary_recall: float | None
+    reasons: list[Any]
     verdict: str
     error: str | None
     samples: list[Any]

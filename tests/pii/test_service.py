@@ -167,9 +167,7 @@ def sanitized(app, number) -> list[dict]:
         return list(pii.iter_sanitized(session, keyring, store, receipt))
 
 
-def test_the_cache_is_per_text_field_so_metadata_and_unchanged_prompts_are_not_rescanned(
-    app, client, world
-):
+def test_the_cache_is_per_record_text_so_metadata_changes_are_not_rescanned(app, client, world):
     qa = [
         {
             "prompt": f"Question {i}: what goes on Schedule C line {i}?",
@@ -192,7 +190,8 @@ def test_the_cache_is_per_text_field_so_metadata_and_unchanged_prompts_are_not_r
     assert [r["completion"] for r in rows[:4]] == [
         "Ask the preparer; client SSN <US_SSN> is on file."
     ] * 4
-    assert rows[4:] == refreshed[4:]
+    # Metadata never reaches the sanitized view: it is stripped, not scanned.
+    assert rows[4:] == [{k: v for k, v in r.items() if k != "metadata"} for r in refreshed[4:]]
 
 
 def test_a_parallel_scan_finds_exactly_what_one_process_finds(scanner):
