@@ -348,11 +348,8 @@ def letter_case(view: View, names: NameWords, acronyms: frozenset[str]) -> View:
             for word in words[index : index + 3] if index is not None else []:
                 token = word.group()
                 if word.start() != position or not token.islower():
-                    if token[:1].isupper() and word.start() == position:
-                        position = word.end() + 1
-                        continue
                     break
-                if not (names.is_name_word(token) or not names.is_english_word(token)):
+                if not (names.is_uncommon_name(token) or not names.is_english_word(token)):
                     break
                 capitalize[word.start()] = word
                 position = word.end() + 1

@@ -453,6 +453,23 @@ def _fold(name: str) -> str:
     return "".join(c for c in decomposed if not unicodedata.combining(c))
 
 
+ENGLISH_LOCALES = ("en", "en_US", "en_GB", "en_IE", "en_NZ", "en_KE", "en_NG", "en_IN", "en_PK")
+
+
+@functools.cache
+def english_first_names() -> frozenset[str]:
+    """First names of the English-speaking locales, lower case ("john", "grant", "hope")."""
+    import importlib
+
+    names: set[str] = set()
+    for locale in ENGLISH_LOCALES:
+        provider = importlib.import_module(f"faker.providers.person.{locale}").Provider
+        for attribute in ("first_names", "first_names_male", "first_names_female"):
+            value = getattr(provider, attribute, None) or ()
+            names.update(n.lower() for n in (value.keys() if hasattr(value, "keys") else value))
+    return frozenset(names)
+
+
 @functools.cache
 def faker_name_lists() -> tuple[frozenset[str], frozenset[str]]:
     """First and last names of every locale Faker ships, with their unaccented spellings:
@@ -566,7 +583,15 @@ TAX_WORDS = frozenset(
     publication pub notice letter transcript extension filing status dependent dependents
     withholding payroll invoice invoices ledger balance mortgage property rent receipts
     capital gains loss losses business llc inc corp trust estate k-1 w-2 w-9 1099 1040 agi
-    eitc ctc hsa ira roth 401k""".split()
+    eitc ctc hsa ira roth 401k iban aba swift bic ssn ein itin dob acct routing visa""".split()
+)
+US_STATE_WORDS = frozenset(
+    """Alabama Alaska Arizona Arkansas California Colorado Connecticut Delaware Florida Georgia
+    Hawaii Idaho Illinois Indiana Iowa Kansas Kentucky Louisiana Maine Maryland Massachusetts
+    Michigan Minnesota Mississippi Missouri Montana Nebraska Nevada Hampshire Jersey Mexico York
+    Carolina Dakota Ohio Oklahoma Oregon Pennsylvania Rhode Island Tennessee Texas Utah Vermont
+    Virginia Washington Wisconsin Wyoming America Canada India China Israel Jordan Chad
+    Paris London Berlin Sydney Austin Houston Dallas Phoenix Denver Orlando""".split()
 )
 MONTHS_AND_DAYS = frozenset(
     """january february march april may june july august september october november december
@@ -585,7 +610,7 @@ class NameGazetteerRecognizer(LocalRecognizer):
 
     ENTITY = "PERSON"
     OTHER_LABELS = frozenset({"ORG", "GPE", "NORP", "LOC", "FAC", "PRODUCT", "WORK_OF_ART"})
-    PLACE_LABELS = frozenset({"GPE", "LOC", "NORP", "LANGUAGE", "FAC", "ORG"})
+    PLACE_LABELS = frozenset({"GPE", "LOC", "NORP", "LANGUAGE"})
     COMMON = frozenset(COMMON_NAME_WORDS.split())
 
     def __init__(self) -> None:
@@ -594,7 +619,16 @@ class NameGazetteerRecognizer(LocalRecognizer):
         self.names = (self.first_names | self.last_names) - self.COMMON
         common = common_english_words() | {w.lower() for w in self.COMMON} | TAX_WORDS
         self.lower_names = frozenset(n.lower() for n in self.names)
-        self.uncommon = frozenset(self.lower_names - common)
+        # Known names that are not everyday words: what makes a capitalized word a name.
+        self.name_words = frozenset(self.lower_names - common - MONTHS_AND_DAYS)
+        english_first = english_first_names()
+        # A dictionary word counts as a lower-case name only when it is an English first name
+        # ("john", not "son" or "visa", which are names in other languages).
+        self.uncommon = frozenset(
+            n
+            for n in self.lower_names - common - MONTHS_AND_DAYS
+            if n in english_first or not is_english_word(n)
+        )
 
     def is_uncommon_name(self, lowered: str) -> bool:
         """A known name that is not also an everyday word."""
@@ -606,6 +640,14 @@ class NameGazetteerRecognizer(LocalRecognizer):
 
     def is_english_word(self, lowered: str) -> bool:
         return is_english_word(lowered)
+
+    def name_like(self, words: list[str]) -> bool:
+        """Some word is a known name, or no dictionary word ("Where's My", "Taxpayer Advocate
+        Service" and "Mileage" are words; "Oluwaseun" is not)."""
+        lowered = [w.lower().removesuffix("'s").removesuffix("\u2019s") for w in words]
+        return any(w in self.name_words for w in lowered) or any(
+            w.isalpha() and not is_english_word(w) and w not in MONTHS_AND_DAYS for w in lowered
+        )
 
     def load(self) -> None:
         return None
@@ -624,16 +666,31 @@ class NameGazetteerRecognizer(LocalRecognizer):
             return []
         doc = nlp_artifacts.tokens
         places = {
-            (ent.start_char, ent.end_char) for ent in doc.ents if ent.label_ in self.PLACE_LABELS
+            (ent.start_char, ent.end_char): ent.label_
+            for ent in doc.ents
+            if ent.label_ in self.PLACE_LABELS
         }
         results = []
         run: list = []
 
         def close_run() -> None:
+            # A lone capitalized word that is also a dictionary word ("Good", "January") is
+            # not taken for a name on its spelling alone.
+            if len(run) == 1 and not self.name_like([run[0].text]):
+                run.clear()
             if run and (any(t.text in self.names for t in run) or self._word_name(run)):
                 start, end = run[0].idx, run[-1].idx + len(run[-1].text)
-                # A lone word that spaCy calls a place or a people ("Madrid", "German").
-                if not (len(run) == 1 and (start, end) in places):
+                # A lone word that spaCy calls a place or a people ("Madrid", "German"), unless
+                # it is a first name (spaCy's small model calls "Rebecca" a place).
+                if not (
+                    len(run) == 1
+                    and (start, end) in places
+                    and (
+                        run[0].text not in self.first_names
+                        or run[0].text in US_STATE_WORDS
+                        or places[(start, end)] == "NORP"
+                    )
+                ):
                     results.append(self._result(start, end, 0.7))
             run.clear()
 
@@ -694,6 +751,8 @@ class FilteredSpacyRecognizer(SpacyRecognizer):
             return False
         # A lone word that is a name only sometimes ("Bill payments are due").
         if len(words) == 1 and words[0] in NameGazetteerRecognizer.COMMON:
+            return False
+        if not self.gazetteer.name_like(words):
             return False
         # Every word is capitalized, or a known name that is no everyday word.
         return all(w[:1].isupper() or self.gazetteer.is_uncommon_name(w.lower()) for w in words)
@@ -811,7 +870,8 @@ NAME = NAME_TOKEN + r"(?:[ \t]+(?:[A-Z]\.?[ \t]+)?" + NAME_TOKEN + r"){0,2}"
 FIELD_LABELS = """
 phone address e-mail email website name bot user mobile desk fax date time subject from
 to note q a answer question directed by where when what who why how personal info cell
-tel office home work hi hello dear thanks regards best sincerely yes no ok
+tel office home work hi hello dear thanks regards best sincerely yes no ok customer agent
+client support rep assistant system advisor operator me you taxpayer preparer caller
 """
 LABELS = frozenset(FIELD_LABELS.split())
 
@@ -837,9 +897,9 @@ class PersonContextRecognizer(LocalRecognizer):
             r"manager|employee|employer|tenant|landlord|dependent|dependant|nephew|niece|"
             r"grandson|granddaughter|grandmother|grandfather|partner|preparer|accountant|"
             r"cpa|account[ \t]+holder|beneficiary|payee|recipient|cardholder|co-?signer|"
-            r"signer|applicant|member|contact|sender|caller|agent|rep|representative|"
-            r"from|to|cc|signed|attn)(?:'s)?(?:[ \t]+(?:full[ \t]+)?name)?(?:[ \t]+is)?"
-            r"[ \t]*[,:-]?)[ \t]+(?P<name>" + NAME + r")"
+            r"signer|applicant|member|contact|sender|caller|agent|rep|representative|signed|"
+            r"attn)(?:'s)?(?:[ \t]+(?:full[ \t]+)?name)?(?:[ \t]+is)?[ \t]*[,:-]?"
+            r"|\b(?:from|to|cc)[ \t]*:)[ \t]+(?P<name>" + NAME + r")"
         ),
         # A signature after a closing: "Thanks,\nadaeze", "regards - T. Nguyen".
         re.compile(
@@ -889,6 +949,8 @@ class PersonContextRecognizer(LocalRecognizer):
                 return False
         capitalized = all(t[:1].isupper() for t in tokens if len(t) > 1)
         known = any(t.lower() in self.lower_names for t in tokens)
+        if not self.gazetteer.name_like([t for t in tokens if len(t) > 1]):
+            return False
         return known or (capitalized and not known_only)
 
     def analyze(self, text, entities, nlp_artifacts=None):
