@@ -347,13 +347,17 @@ def letter_case(view: View, names: NameWords, acronyms: frozenset[str]) -> View:
             index = by_start.get(position)
             for word in words[index : index + 3] if index is not None else []:
                 token = word.group()
-                if word.start() != position or not token.islower():
+                shouted = token.isupper() and len(token) > 1 and token not in acronyms
+                if word.start() != position or not (token.islower() or shouted):
                     break
-                if not (names.is_uncommon_name(token) or not names.is_english_word(token)):
+                lowered = token.lower()
+                if not (names.is_uncommon_name(lowered) or not names.is_english_word(lowered)):
                     break
                 capitalize[word.start()] = word
                 position = word.end() + 1
     for word in capitalize.values():
         token = word.group()
-        edits.append((word.start(), word.end(), token[:1].upper() + token[1:]))
+        written = token.capitalize() if token.isupper() else token[:1].upper() + token[1:]
+        if len(written) == len(token):
+            edits.append((word.start(), word.end(), written))
     return view.rewrite(edits)
