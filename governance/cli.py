@@ -972,6 +972,54 @@ def pii_scan(file, domain: str | None, fmt: str, model: str | None) -> None:
         click.echo(json.dumps({"rules": rules.hash, "counts": dict(counts), **scanner.versions}))
 
 
+@pii.command("redact")
+@click.argument("file", type=click.File("rb"))
+@click.option("--domain", default=None, help="Apply this domain's rules (default rules otherwise).")
+@click.option("--model", default=None, help="spaCy model package (default: the configured one).")
+@fail_cleanly
+def pii_redact(file, domain: str | None, model: str | None) -> None:
+    """Print the records of a local JSONL FILE exactly as a training worker would get them.
+
+    The same code path as the sanitized view that bundles are built from: prompt and
+    completion scanned together, findings replaced by typed placeholders, metadata stripped,
+    records that a `drop` rule or the residual pass holds back left out (each named on stderr
+    with the reason, never the value). Nothing is stored.
+    """
+    import collections
+    import os
+
+    from audit.log import canonical
+    from governance.datasets.records import iter_lines, parse_record
+    from governance.pii.rules import load_rules
+    from governance.pii.sanitize import sanitize
+    from governance.pii.scanner import Scanner
+
+    config = settings()
+    rules = load_rules(config["GOVERNANCE_POLICY_DIR"], domain)
+    scanner = Scanner(model or config["PII_MODEL"])
+    size = os.fstat(file.fileno()).st_size if hasattr(file, "fileno") else 0
+    outcome: collections.Counter[str] = collections.Counter()
+    with progress_reader(file, size, "redacting") as stream:
+        records = [
+            parse_record(raw, number) for number, raw in iter_lines(stream, 1 << 24) if raw.strip()
+        ]
+        for index, findings in scanner.scan_records(records, rules):
+            result = sanitize(records[index], findings, rules, scanner.names)
+            if result.dropped:
+                outcome["dropped"] += 1
+                click.echo(
+                    f"record {index}: left out ({'/'.join(sorted(result.actions))})", err=True
+                )
+            elif result.residuals:
+                outcome["quarantined"] += 1
+                kinds = ", ".join(f"{k} {v}" for k, v in sorted(result.residuals.items()))
+                click.echo(f"record {index}: held for a steward (residual {kinds})", err=True)
+            else:
+                outcome["redacted" if findings else "unchanged"] += 1
+                click.echo(canonical(result.clean).decode())
+    click.echo(json.dumps({"rules": rules.hash, **outcome}), err=True)
+
+
 # --- audit ---------------------------------------------------------------------------------
 
 

@@ -26,7 +26,14 @@ from governance.domains.keys import KeyRing
 from governance.domains.models import Domain
 from governance.domains.service import get_domain
 from governance.errors import NotFound
-from governance.pii.models import ReceiptList, ReceiptRead
+from governance.pii.models import (
+    QuarantineDecide,
+    QuarantineList,
+    QuarantinePath,
+    QuarantineRead,
+    ReceiptList,
+    ReceiptRead,
+)
 from governance.storage import LocalBlobStore
 from governance.views_common import ERROR_RESPONSES, SECURITY
 
@@ -233,3 +240,40 @@ def list_scans(path: VersionPath):
         .order_by(ScanReceipt.id.desc())
     )
     return {"items": [pii.receipt_read(r, version, current) for r in receipts]}
+
+
+@bp.get(
+    "/datasets/<int:dataset_id>/versions/<int:number>/quarantine",
+    responses={200: QuarantineList},
+)
+def list_quarantine(path: VersionPath):
+    """Records the residual pass held back, with digits masked, and any steward decision."""
+    from governance.pii import service as pii
+
+    dataset, _domain = dataset_for(path.dataset_id, "read", "scan")
+    session = get_session()
+    version = service.get_version(session, dataset, path.number)
+    rows = pii.list_quarantine(session, version)
+    return {
+        "items": [
+            QuarantineRead.model_validate(r, from_attributes=True).model_dump(mode="json")
+            for r in rows
+        ]
+    }
+
+
+@bp.post(
+    "/datasets/<int:dataset_id>/versions/<int:number>/quarantine/<int:record>",
+    responses={200: QuarantineRead},
+)
+def decide_quarantine(path: QuarantinePath, body: QuarantineDecide):
+    """Keep or drop a held-back record (a steward's call, audited); a rescan applies it."""
+    from governance.pii import service as pii
+
+    dataset, domain = dataset_for(path.dataset_id, "create", "scan")
+    session = get_session()
+    version = service.get_version(session, dataset, path.number)
+    row = pii.decide_quarantine(
+        session, version, domain, path.record, body.decision, actor=current_actor()
+    )
+    return QuarantineRead.model_validate(row, from_attributes=True).model_dump(mode="json")

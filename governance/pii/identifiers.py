@@ -62,7 +62,7 @@ CUES: list[tuple[str, re.Pattern[str]]] = [
         "PHONE_NUMBER",
         re.compile(
             r"(?i)\b(?:phone|tel|telephone|call|calling|cell|mobile|fax|text|sms|whatsapp|"
-            r"reach|dial|number is|contact)\b"
+            r"reach|dial|contact)\b"
         ),
     ),
     ("US_TAX_ID", re.compile(r"(?i)\btin\b|taxpayer\s+id|tax\s+id")),

@@ -621,7 +621,7 @@ class NameGazetteerRecognizer(LocalRecognizer):
         self.lower_names = frozenset(n.lower() for n in self.names)
         # Known names that are not everyday words: what makes a capitalized word a name.
         self.name_words = frozenset(self.lower_names - common - MONTHS_AND_DAYS)
-        english_first = english_first_names()
+        english_first = self.english_first = english_first_names()
         # A dictionary word counts as a lower-case name only when it is an English first name
         # ("john", not "son" or "visa", which are names in other languages).
         self.uncommon = frozenset(
@@ -645,6 +645,13 @@ class NameGazetteerRecognizer(LocalRecognizer):
         """Some word is a known name, or no dictionary word ("Where's My", "Taxpayer Advocate
         Service" and "Mileage" are words; "Oluwaseun" is not)."""
         lowered = [w.lower().removesuffix("'s").removesuffix("\u2019s") for w in words]
+        # "Hope Cash", "Chase Young": an English first name leading capitalized words.
+        if (
+            len(words) >= 2
+            and lowered[0] in self.english_first
+            and all(w[:1].isupper() for w in words)
+        ):
+            return True
         return any(w in self.name_words for w in lowered) or any(
             w.isalpha() and not is_english_word(w) and w not in MONTHS_AND_DAYS for w in lowered
         )

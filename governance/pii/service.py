@@ -361,7 +361,7 @@ def decide_quarantine(
         f"quarantine.{decision}",
         f"dataset-version/{version.uid}",
         domain.name,
-        details={"record": record_index, "residuals": row.residuals},
+        details={"record_index": record_index, "residuals": row.residuals},
     )
     session.commit()
     return row

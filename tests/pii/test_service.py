@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 import sqlalchemy as sa
 
+from governance.audit.models import AuditEntry
 from governance.datasets.models import DatasetVersion
 from governance.datasets.views import KEYRING_KEY, STORE_KEY
 from governance.db import get_db
@@ -218,3 +219,70 @@ def test_only_stewards_may_scan_and_strangers_see_nothing(client, world):
         ).status_code
         == 404
     )
+
+
+def quarantine(client, world, number, who="casey"):
+    return client.get(
+        f"/api/v1/datasets/{world['dataset']}/versions/{number}/quarantine",
+        headers=auth(world[who]),
+    )
+
+
+def test_residuals_are_quarantined_until_a_steward_decides(app, client, world):
+    # An internal reference no rule names: redacted by nothing, caught by the residual pass.
+    records = [*CLEAN_RECORDS[:15], {"text": "Ticket ref ZX-44817 about Form 1040 line 9."}]
+    number = upload(client, world, records)
+    receipt = scan(client, world, number).get_json()
+    assert receipt["records_quarantined"] == 1 and receipt["sanitized_records"] == 15
+    # 1 of 16 is above the 5% the domain allows: the version may not train.
+    assert receipt["verdict"] == Verdict.FAILED
+    assert [r["code"] for r in receipt["reasons"]] == ["quarantine_share"]
+    [held] = quarantine(client, world, number).get_json()["items"]
+    assert held["record_index"] == 15 and "44817" not in json.dumps(held)
+    assert held["preview"]["text"].startswith("Ticket ref ZX-#####")
+    # Only a steward of the domain decides; a reviewer is refused.
+    path = f"/api/v1/datasets/{world['dataset']}/versions/{number}/quarantine/15"
+    assert (
+        client.post(path, json={"decision": "keep"}, headers=auth(world["priya"])).status_code
+        == 404
+    )
+    bad = client.post(path, json={"decision": "maybe"}, headers=auth(world["casey"]))
+    assert bad.status_code == 422
+    kept = client.post(path, json={"decision": "keep"}, headers=auth(world["casey"]))
+    assert kept.status_code == 200 and kept.get_json()["decided_by"] == "casey"
+    again = scan(client, world, number).get_json()
+    assert again["records_kept"] == 1 and again["sanitized_records"] == 16
+    assert again["verdict"] == Verdict.PASS and again["reasons"] == []
+    with get_db(app).session_scope() as session:
+        decided = session.exec(
+            sa.select(AuditEntry).where(AuditEntry.action == "quarantine.keep")
+        ).scalar_one()
+        assert decided.principal == "casey"
+
+
+def test_every_receipt_measures_canary_recall_and_the_gate_uses_it(app, client, world, tmp_path):
+    number = upload(client, world, CLEAN_RECORDS)
+    receipt = scan(client, world, number).get_json()
+    assert receipt["canary_recall"] == 1.0
+    assert receipt["canaries"]["US_SSN"][1] >= 4 and receipt["canaries"]["PERSON"][1] >= 3
+    # A rules file whose allow-list explains every digit blinds the scanner to identifiers:
+    # the canaries show it and the gate refuses the version.
+    policies = tmp_path / "policies"
+    policies.mkdir()
+    source = Path(app.config["GOVERNANCE_POLICY_DIR"]) / "pii.yaml"
+    text = source.read_text().replace(
+        "  allow:\n", "  allow:\n    - name: everything\n      pattern: '[0-9][0-9 .,-]*'\n", 1
+    )
+    (policies / "pii.yaml").write_text(text)
+    app.config["GOVERNANCE_POLICY_DIR"] = str(policies)
+    for name in ("policy.csv", "model.conf", "approvals.yaml", "domains.yaml"):
+        original = Path(source.parent) / name
+        if original.exists():
+            (policies / name).write_bytes(original.read_bytes())
+    blind = scan(client, world, number).get_json()
+    assert blind["canary_recall"] < 0.95 and blind["verdict"] == Verdict.FAILED
+    assert [r["code"] for r in blind["reasons"]] == ["canary_recall"]
+    with get_db(app).session_scope() as session:
+        version = session.exec(sa.select(DatasetVersion)).scalar_one()
+        with pytest.raises(Conflict, match="verdict failed"):
+            pii.require_trainable(session, version, load_rules(policies, "consumer-tax"))
