@@ -301,7 +301,7 @@ WRITERS: dict[str, Writer] = {
 
 def generate(count: int, seed: int = 41) -> Iterator[dict[str, Any]]:
     """Yield support records with labelled PII spans."""
-    rng = random.Random(seed)  # noqa: S311 (evaluation data, not secrets)
+    rng = random.Random(seed)
     fakers = {loc: Faker(loc) for loc in set(LOCALES)}
     for loc, fake in fakers.items():
         fake.seed_instance(seed + hash(loc) % 1000)
