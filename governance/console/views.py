@@ -623,6 +623,56 @@ def domain_datasets(name: str):
     )
 
 
+@bp.get("/datasets/<int:dataset_id>/versions/<int:number>/quarantine")
+def quarantine_page(dataset_id: int, number: int):
+    """A version's latest receipt (canary recall, residuals, reasons) and its held-back records."""
+    from governance.datasets.views import dataset_for
+    from governance.pii import service as pii
+
+    return render_template(
+        "console/quarantine.html",
+        section="datasets",
+        notice=NOTICES.get(request.args.get("notice", "")),
+        **quarantine_context(dataset_id, number, dataset_for, pii),
+    )
+
+
+def quarantine_context(dataset_id: int, number: int, dataset_for, pii) -> dict:
+    dataset, domain = dataset_for(dataset_id, "read", "scan")
+    session = get_session()
+    version = datasets.get_version(session, dataset, number)
+    receipt = latest_receipts(session, [version.id]).get(version.id)
+    may_decide = get_authorizer().policy.decide(g.principal.name, domain.name, "scan", "create")
+    return {
+        "dataset": dataset,
+        "domain": domain,
+        "version": version,
+        "receipt": receipt,
+        "held": pii.list_quarantine(session, version),
+        "may_decide": may_decide.allowed,
+    }
+
+
+@bp.post("/datasets/<int:dataset_id>/versions/<int:number>/quarantine/<int:record>")
+def quarantine_decide(dataset_id: int, number: int, record: int):
+    """Keep or drop a held-back record, as the API's quarantine endpoint does."""
+    from governance.datasets.views import dataset_for
+    from governance.pii import service as pii
+    from governance.pii.models import QuarantineDecide
+
+    dataset, domain = dataset_for(dataset_id, "create", "scan")
+    session = get_session()
+    version = datasets.get_version(session, dataset, number)
+    try:
+        body = QuarantineDecide(decision=request.form.get("decision", ""))
+    except ValidationError as exc:
+        raise invalid_input(exc) from exc
+    pii.decide_quarantine(session, version, domain, record, body.decision, actor=current_actor())
+    return redirect(
+        url_for("console.quarantine_page", dataset_id=dataset_id, number=number, notice="decided")
+    )
+
+
 # --- models ---------------------------------------------------------------------------------
 
 

@@ -356,3 +356,36 @@ def test_an_auditor_downloads_exports_and_signed_reports(client, console_world):
     period = client.get("/console/access/who-did.json?from=2020-01-01T00:00&to=2099-01-01T00:00")
     assert period.status_code == 200
     assert period.get_json()["report"]["filters"]["from"].startswith("2020-01-01T00:00:00+00:00")
+
+
+def test_a_steward_reviews_quarantined_records_in_the_console(client, console_world):
+    world = console_world
+    records = [{"text": f"Question {i} about Schedule C line {i}."} for i in range(1, 9)]
+    records.append({"text": "Ticket ref QK-55190 about Form 1040 line 9."})
+    body = b"".join(json.dumps(r).encode() + b"\n" for r in records)
+    uploaded = client.post(
+        f"/api/v1/datasets/{world['dataset']}/versions",
+        query_string={"tax_year": 2026},
+        data=body,
+        content_type="application/x-ndjson",
+        headers=auth(world["casey"]),
+    )
+    assert uploaded.status_code == 201, uploaded.get_json()
+    number = uploaded.get_json()["version"]
+    scans = f"/api/v1/datasets/{world['dataset']}/versions/{number}/scans"
+    receipt = client.post(scans, headers=auth(world["casey"])).get_json()
+    assert receipt["records_quarantined"] == 1 and receipt["canary_recall"] >= 0.95
+    sign_in(client, world["casey"])
+    path = f"/console/datasets/{world['dataset']}/versions/{number}/quarantine"
+    page = client.get(path)
+    assert page.status_code == 200
+    assert "QK-#####" in page.text and "55190" not in page.text
+    assert "quarantine_share" in page.text and "Canaries planted" in page.text
+    refused = client.post(f"{path}/8", data={"decision": "keep"})
+    assert refused.status_code in (400, 403)  # no CSRF token: nothing changes
+    decided = client.post(f"{path}/8", data={"decision": "keep", "csrf_token": csrf_of(page.text)})
+    assert decided.status_code == 302
+    after = client.get(decided.headers["Location"])
+    assert "keep by casey" in after.text
+    rescanned = client.post(scans, headers=auth(world["casey"])).get_json()
+    assert rescanned["records_kept"] == 1 and rescanned["sanitized_records"] == 9
