@@ -191,6 +191,12 @@ def upload_and_scan(steward: ApiClient, echo: Callable[[str], None], step: int) 
         f"{receipt['records_redacted']} records redacted, {receipt['records_dropped']} dropped; "
         f"found {counts}"
     )
+    planted = sum(p for _found, p in receipt["canaries"].values())
+    echo(
+        f"   the scan measured itself: {planted} synthetic canaries planted, recall "
+        f"{receipt['canary_recall']}; {receipt['records_quarantined']} records held for a "
+        f"steward by the residual pass"
+    )
     if receipt["samples"]:
         echo(f"   a redacted sample: {json.dumps(receipt['samples'][0])[:160]}")
     return {

@@ -79,6 +79,10 @@ def evidence(request: ApprovalRequest) -> dict:
         "records_total": receipt.records_total,
         "records_redacted": receipt.records_redacted,
         "records_dropped": receipt.records_dropped,
+        "records_quarantined": receipt.records_quarantined,
+        "records_kept": receipt.records_kept,
+        "canary_recall": receipt.canary_recall,
+        "canaries": receipt.canaries,
         # Samples were redacted when the scan stored them; no raw value is ever shown.
         "redacted_samples": receipt.samples,
         "scanner": receipt.scanner,

@@ -286,3 +286,48 @@ def test_every_receipt_measures_canary_recall_and_the_gate_uses_it(app, client, 
         version = session.exec(sa.select(DatasetVersion)).scalar_one()
         with pytest.raises(Conflict, match="verdict failed"):
             pii.require_trainable(session, version, load_rules(policies, "consumer-tax"))
+
+
+def planted_records(rng) -> tuple[list[dict], list[str]]:
+    """Support records carrying values in the forms people write them (made up here)."""
+    words = "zero one two three four five six seven eight nine".split()
+
+    def digits(n: int) -> str:
+        return str(rng.randint(1, 9)) + "".join(str(rng.randint(0, 9)) for _ in range(n - 1))
+
+    values, records = [], []
+    for i in range(40):
+        ssn = f"{rng.randint(101, 665)}{rng.randint(10, 99)}{digits(4)}"
+        account = digits(12)
+        forms = [
+            (f"my ssn is {' '.join(words[int(d)] for d in ssn)}", ssn),
+            (f"SSN: {ssn[:3]}-{ssn[3:5]}-\n{ssn[5:]}", ssn),
+            (f"acct {account[:4]} {account[4:8]} {account[8:]}", account),
+            (f"our ein {rng.randint(20, 27)}{digits(7)}", None),
+            (f"reach me at kwame{i} at fastmail dot com", f"kwame{i}"),
+        ]
+        text, value = forms[i % len(forms)]
+        if value is None:
+            value = text.rsplit(" ", 1)[1]
+        values.append(value)
+        records.append({"prompt": f"Question {i} about Schedule C.", "completion": text + "."})
+    # A value split between prompt and completion.
+    ssn = f"{rng.randint(101, 665)}{rng.randint(10, 99)}{digits(4)}"
+    records.append(
+        {"prompt": f"Client SSN: {ssn[:3]}-{ssn[3:5]}-", "completion": f"{ssn[5:]} is on file."}
+    )
+    values.append(ssn)
+    return records, values
+
+
+def test_no_planted_value_reaches_the_sanitized_view(app, client, world):
+    import random
+
+    records, values = planted_records(random.Random(2026))
+    number = upload(client, world, records)
+    receipt = scan(client, world, number).get_json()
+    assert receipt["records_total"] == len(records)
+    text = json.dumps(sanitized(app, number))
+    squeezed = "".join(c for c in text if c.isalnum())
+    leaked = [v for v in values if v in text or v in squeezed]
+    assert leaked == []
