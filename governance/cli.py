@@ -933,6 +933,20 @@ def pii() -> None:
     """Scan data for personal information under the rules of policies/pii.yaml."""
 
 
+@contextmanager
+def local_records(file, verb: str) -> Iterator[Iterator[dict[str, Any]]]:
+    """The records of a local JSONL file, validated line by line, read with a progress bar."""
+    import os
+
+    from governance.datasets.records import iter_lines, parse_record
+
+    size = os.fstat(file.fileno()).st_size if hasattr(file, "fileno") else 0
+    with progress_reader(file, size, verb) as stream:
+        yield (
+            parse_record(raw, number) for number, raw in iter_lines(stream, 1 << 24) if raw.strip()
+        )
+
+
 @pii.command("scan")
 @click.argument("file", type=click.File("rb"))
 @click.option("--domain", default=None, help="Apply this domain's rules (default rules otherwise).")
@@ -948,21 +962,15 @@ def pii_scan(file, domain: str | None, fmt: str, model: str | None) -> None:
     field), entity_type, score. Values are never printed.
     """
     import collections
-    import os
 
-    from governance.datasets.records import iter_lines, parse_record
     from governance.pii.rules import load_rules
     from governance.pii.scanner import Scanner
 
     config = settings()
     rules = load_rules(config["GOVERNANCE_POLICY_DIR"], domain)
     scanner = Scanner(model or config["PII_MODEL"])
-    size = os.fstat(file.fileno()).st_size if hasattr(file, "fileno") else 0
     counts: collections.Counter[str] = collections.Counter()
-    with progress_reader(file, size, "scanning") as stream:
-        records = (
-            parse_record(raw, number) for number, raw in iter_lines(stream, 1 << 24) if raw.strip()
-        )
+    with local_records(file, "scanning") as records:
         for _index, findings in scanner.scan_records(records, rules):
             for finding in findings:
                 counts[finding.entity_type] += 1
@@ -986,10 +994,8 @@ def pii_redact(file, domain: str | None, model: str | None) -> None:
     with the reason, never the value). Nothing is stored.
     """
     import collections
-    import os
 
     from audit.log import canonical
-    from governance.datasets.records import iter_lines, parse_record
     from governance.pii.rules import load_rules
     from governance.pii.sanitize import sanitize
     from governance.pii.scanner import Scanner
@@ -997,12 +1003,9 @@ def pii_redact(file, domain: str | None, model: str | None) -> None:
     config = settings()
     rules = load_rules(config["GOVERNANCE_POLICY_DIR"], domain)
     scanner = Scanner(model or config["PII_MODEL"])
-    size = os.fstat(file.fileno()).st_size if hasattr(file, "fileno") else 0
     outcome: collections.Counter[str] = collections.Counter()
-    with progress_reader(file, size, "redacting") as stream:
-        records = [
-            parse_record(raw, number) for number, raw in iter_lines(stream, 1 << 24) if raw.strip()
-        ]
+    with local_records(file, "redacting") as stream:
+        records = list(stream)
         for index, findings in scanner.scan_records(records, rules):
             result = sanitize(records[index], findings, rules, scanner.names)
             if result.dropped:

@@ -1,9 +1,10 @@
 """Recognizers tax data needs that Presidio lacks or misses, all offline.
 
-Presidio's own serve for SSN, ITIN, phone, card, IBAN, IP, ABA routing (with its checksum),
-driver's licence and bank numbers; the e-mail recognizer is replaced by one whose domain check
-uses tldextract's bundled suffix list, because Presidio's reaches for the public-suffix list
-over the network. URLs are not PII here and their recognizer (also networked) is not loaded.
+Presidio's own serve for IBAN and IP addresses, and its SSN and ABA checks label what the
+identifier catch-all (`identifiers.py`) finds; the e-mail recognizer is replaced by one whose
+domain check uses tldextract's bundled suffix list, because Presidio's reaches for the
+public-suffix list over the network. URLs are not PII here and their recognizer (also
+networked) is not loaded.
 """
 
 from __future__ import annotations
@@ -28,8 +29,6 @@ from presidio_analyzer import (
 from presidio_analyzer.predefined_recognizers import EmailRecognizer, SpacyRecognizer
 from spacy.lang.en.stop_words import STOP_WORDS
 
-from governance.pii.identifiers import EIN_PREFIXES
-
 # tldextract with no suffix-list URLs and no cache reads the snapshot shipped in the package.
 OFFLINE_TLD = tldextract.TLDExtract(suffix_list_urls=(), cache_dir=None)
 
@@ -45,24 +44,6 @@ class OfflineEmailRecognizer(EmailRecognizer):
 def has_public_suffix(address: str) -> bool:
     """Whether an address or host name ends in a public suffix (bundled list, no network)."""
     return OFFLINE_TLD(address).fqdn != ""
-
-
-class UsEinRecognizer(PatternRecognizer):
-    """Employer identification numbers: NN-NNNNNNN with a valid IRS prefix."""
-
-    def __init__(self) -> None:
-        super().__init__(
-            supported_entity="US_EIN",
-            name="UsEinRecognizer",
-            patterns=[
-                Pattern("EIN (dashed)", r"\b\d{2}-\d{7}\b", 0.5),
-                Pattern("EIN (digits)", r"\b\d{9}\b", 0.05),
-            ],
-            context=["ein", "employer", "identification", "fein", "tax id", "tin", "business"],
-        )
-
-    def invalidate_result(self, pattern_text: str) -> bool:
-        return pattern_text[:2] not in EIN_PREFIXES
 
 
 class BankAccountRecognizer(PatternRecognizer):
@@ -763,47 +744,6 @@ class FilteredSpacyRecognizer(SpacyRecognizer):
             return False
         # Every word is capitalized, or a known name that is no everyday word.
         return all(w[:1].isupper() or self.gazetteer.is_uncommon_name(w.lower()) for w in words)
-
-
-def luhn_valid(digits: str) -> bool:
-    total = 0
-    for position, char in enumerate(reversed(digits)):
-        value = int(char)
-        if position % 2:
-            value *= 2
-            if value > 9:
-                value -= 9
-        total += value
-    return total % 10 == 0
-
-
-class LongCardRecognizer(PatternRecognizer):
-    """Card numbers of 13 to 19 digits that Presidio's pattern misses (19-digit Visa, 15-digit
-    JCB), accepted only when they pass the Luhn check."""
-
-    def __init__(self) -> None:
-        super().__init__(
-            supported_entity="CREDIT_CARD",
-            name="LongCardRecognizer",
-            patterns=[Pattern("12-19 digits", r"\b(?:\d[ -]?){11,18}\d\b", 0.6)],
-            context=["card", "credit", "debit", "visa", "mastercard", "amex", "charge"],
-        )
-
-    def invalidate_result(self, pattern_text: str) -> bool:
-        digits = re.sub(r"\D", "", pattern_text)
-        return not (12 <= len(digits) <= 19 and luhn_valid(digits))
-
-    # Twelve-digit (Maestro) numbers pass Luhn one time in ten by chance: only near "card".
-    SHORT_CUE = re.compile(r"(?i)\b(?:card|cc|maestro|debit)\b[^\n\d]{0,20}$")
-
-    def analyze(self, text, entities, nlp_artifacts=None, regex_flags=None):
-        results = super().analyze(text, entities, nlp_artifacts, regex_flags)
-        return [
-            r
-            for r in results
-            if len(re.sub(r"\D", "", text[r.start : r.end])) > 12
-            or self.SHORT_CUE.search(text[max(0, r.start - 30) : r.start])
-        ]
 
 
 class ContextPhoneRecognizer(PatternRecognizer):

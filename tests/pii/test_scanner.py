@@ -145,3 +145,33 @@ def test_cli_prints_findings_as_jsonl_without_values(tmp_path):
     }.items() <= next(x for x in lines if x["entity_type"] == "US_SSN").items()
     assert any(x["field"] == "completion" and x["entity_type"] == "PERSON" for x in lines)
     assert "536-22-8741" not in result.stdout
+
+
+def test_cli_redact_prints_what_a_worker_would_receive(tmp_path):
+    data = tmp_path / "in.jsonl"
+    records = [
+        {
+            "prompt": "Client SSN: 536-22-",
+            "completion": "8741 is on file.",
+            "metadata": {"note": "jane at example dot com"},
+        },
+        {"text": "Form 1040 line 11 shows $52,000."},
+        {"text": "Ticket ref QK-55190 about line 9."},
+    ]
+    data.write_text("".join(json.dumps(r) + "\n" for r in records))
+    result = subprocess.run(
+        [sys.executable, "-m", "governance.cli", "pii", "redact", str(data), "--domain", "x"],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+        env={**os.environ, "GOVERNANCE_HOME": str(tmp_path / "home")},
+    )
+    assert result.returncode == 0, result.stderr
+    lines = [json.loads(line) for line in result.stdout.splitlines()]
+    assert lines == [
+        {"prompt": "Client SSN: <US_SSN>", "completion": "<US_SSN> is on file."},
+        {"text": "Form 1040 line 11 shows $52,000."},
+    ]
+    assert "record 2: held for a steward (residual DIGITS 1, MIXED_ID 1)" in result.stderr
+    assert "55190" not in result.stderr and "jane" not in result.stdout
