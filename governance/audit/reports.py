@@ -16,7 +16,6 @@ from collections.abc import Iterable
 from typing import Any
 
 import sqlalchemy as sa
-from casbin.util import key_match
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from sqlmodel import Session, select
 
@@ -24,6 +23,7 @@ from audit.log import canonical, key_id
 from governance.audit.export import EntryFilter
 from governance.audit.models import AuditEntry
 from governance.audit.service import format_time
+from governance.authz.compiled import key_match
 from governance.authz.policy import PolicySet
 
 REPORT_CONTEXT = b"governance-access-report/1\n"
@@ -35,16 +35,17 @@ def who_may(
 ) -> list[dict[str, Any]]:
     """Return (principal, domain, model, role, rule) for every grant of query on a model."""
     models = models or {}
-    rules = policy.enforcer.get_policy()
-    bindings = policy.enforcer.get_grouping_policy()
+    compiled = policy.compiled
     rows = []
-    for principal, role, bound_domain in bindings:
-        for rule in rules:
-            rule_role, rule_domain, rule_object, rule_action = rule[:4]
-            if rule_role != role or rule_action not in (QUERY_ACTION, "*"):
-                continue
-            if not (rule_object.startswith("model/") or rule_object == "*"):
-                continue
+    # Only the rules that may grant a query on a model, and only the bindings to their roles:
+    # the reverse indexes keep this proportional to the grants, not to rules x bindings.
+    for rule in compiled.rules:
+        role, rule_domain, rule_object, rule_action = rule[:4]
+        if rule_action not in (QUERY_ACTION, "*"):
+            continue
+        if not (rule_object.startswith("model/") or rule_object == "*"):
+            continue
+        for principal, bound_domain in compiled.holders.get(role, ()):
             for domain in sorted(domains):
                 if not (key_match(domain, bound_domain) and key_match(domain, rule_domain)):
                     continue

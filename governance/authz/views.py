@@ -66,8 +66,8 @@ def policy_read() -> dict:
     return PolicyRead(
         policy_hash=policy.hash,
         directory=str(policy.directory),
-        rules=len(policy.enforcer.get_policy()),
-        role_bindings=len(policy.enforcer.get_grouping_policy()),
+        rules=len(policy.rules),
+        role_bindings=len(policy.groupings),
         refused=refused,
     ).model_dump()
 
