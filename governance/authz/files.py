@@ -33,11 +33,20 @@ class Rule:
 def read_rules(path: Path) -> tuple[list[Rule], list[Problem]]:
     """Parse policy.csv keeping line numbers; report lines of the wrong shape."""
     rules, problems = [], []
-    for number, raw in enumerate(path.read_text().splitlines(), start=1):
-        text = raw.strip()
-        if not text or text.startswith("#"):
-            continue
-        fields = tuple(f.strip() for f in next(csv.reader([text], skipinitialspace=True)))
+    kept = [
+        (number, text)
+        for number, raw in enumerate(path.read_text().splitlines(), start=1)
+        if (text := raw.strip()) and not text.startswith("#")
+    ]
+    # One CSV reader over every kept line: a reader per line costs a third of a large load.
+    # A quote could carry a field over a line end, so files with quotes go line by line.
+    texts = [text for _number, text in kept]
+    if any('"' in text for text in texts):
+        parsed = (next(csv.reader([text], skipinitialspace=True)) for text in texts)
+    else:
+        parsed = csv.reader(texts, skipinitialspace=True)
+    for (number, _text), row in zip(kept, parsed, strict=True):
+        fields = tuple(f.strip() for f in row)
         ptype, values = fields[0], fields[1:]
         expected = {"p": 4, "g": 3}.get(ptype)
         if expected is None:
