@@ -8,10 +8,12 @@ from __future__ import annotations
 
 import getpass
 import json
+import os
 import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from functools import wraps
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import click
@@ -22,6 +24,7 @@ if TYPE_CHECKING:
     from sqlmodel import Session
 
 EXIT_FAILED = 1
+EXIT_USAGE = 2
 EXIT_NOT_INITIALIZED = 3
 
 
@@ -291,8 +294,6 @@ def domain_list() -> None:
 
 def instance_storage():
     """Return this instance's key ring and blob store."""
-    from pathlib import Path
-
     from governance.domains.keys import KeyRing
     from governance.storage import LocalBlobStore
 
@@ -479,12 +480,53 @@ def policy_dir_option(func):
         "directory",
         default=None,
         type=click.Path(exists=True, file_okay=False),
-        help="Policy directory (default: GOVERNANCE_POLICY_DIR).",
+        help="Policy directory (default: GOVERNANCE_POLICY_DIR, else ./policies of the git "
+        "checkout you stand in).",
     )(func)
 
 
+def _git_output(cwd: Path, *args: str) -> str | None:
+    import subprocess
+
+    try:
+        result = subprocess.run(
+            ["git", *args], cwd=cwd, capture_output=True, text=True, timeout=30, check=False
+        )
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return result.stdout.strip() if result.returncode == 0 else None
+
+
 def policy_directory(directory: str | None) -> str:
-    return directory or settings()["GOVERNANCE_POLICY_DIR"]
+    """The policy directory a review command reads, said out loud on stderr.
+
+    `--dir`, else GOVERNANCE_POLICY_DIR, else `policies/` of the git checkout the current
+    directory belongs to. A reviewer in their own clone must never be answered about the
+    installed package's files, so with none of these the command refuses (exit 2).
+    """
+    if directory:
+        chosen, source = Path(directory), "--dir"
+    elif os.environ.get("GOVERNANCE_POLICY_DIR"):
+        chosen, source = Path(os.environ["GOVERNANCE_POLICY_DIR"]), "GOVERNANCE_POLICY_DIR"
+    else:
+        top = _git_output(Path.cwd(), "rev-parse", "--show-toplevel")
+        if not top or not (Path(top) / "policies").is_dir():
+            click.echo(
+                "error: no policy directory: pass --dir, set GOVERNANCE_POLICY_DIR, or run "
+                "inside a git checkout that has policies/",
+                err=True,
+            )
+            sys.exit(EXIT_USAGE)
+        chosen, source = Path(top) / "policies", "this checkout"
+    chosen = chosen.resolve()
+    revision = _git_output(chosen, "rev-parse", "--short", "HEAD")
+    if revision is None:
+        where = "not in a git repository"
+    else:
+        dirty = _git_output(chosen, "status", "--porcelain", "--", ".")
+        where = f"git {revision}{' with uncommitted changes' if dirty else ''}"
+    click.echo(f"policy directory: {chosen} (from {source}; {where})", err=True)
+    return str(chosen)
 
 
 @policy.command("lint")
@@ -553,11 +595,24 @@ def policy_diff(base: str, head: str | None, directory: str | None, fmt: str) ->
     Without HEAD, BASE is compared with the working tree. Changes to approvals.yaml and
     pii.yaml are listed setting by setting. Markdown suits a pull-request comment.
     """
-    from pathlib import Path
-
     from governance.authz.diff import diff_revisions
 
-    result = diff_revisions(Path(policy_directory(directory)), base, head)
+    chosen = Path(policy_directory(directory))
+    # Both revisions must be commits of the repository that holds the directory being read:
+    # a review that silently compared other files would be worse than none.
+    for revision in (base, head):
+        if revision is None:
+            continue
+        if (
+            _git_output(chosen, "rev-parse", "--verify", "--quiet", f"{revision}^{{commit}}")
+            is None
+        ):
+            click.echo(
+                f"error: {revision!r} is not a commit of the git repository holding {chosen}",
+                err=True,
+            )
+            sys.exit(EXIT_USAGE)
+    result = diff_revisions(chosen, base, head)
     click.echo(result.as_markdown() if fmt == "markdown" else result.as_text())
 
 
@@ -692,8 +747,6 @@ approvals.command("reject")(decide_command("reject"))
 @fail_cleanly
 def approvals_verify(uid: str, public_key: str | None) -> None:
     """Re-check the signatures of a request's decisions offline; exit 1 on any mismatch."""
-    from pathlib import Path
-
     from audit.log import load_public_key
     from governance import crypto
     from governance.approvals import service
@@ -813,8 +866,6 @@ def erasure_report(dataset_version: str, out: str | None, verify_file: bool) -> 
 
     With --verify, check a report file's digest and signature instead (exit 1 if bad).
     """
-    from pathlib import Path
-
     from governance import crypto
     from governance.models.erasure import erasure_report as build
     from governance.models.erasure import verify_erasure_report
@@ -1183,8 +1234,6 @@ def build_filter(**kwargs: Any):
 def audit_export(fmt: str, out: str, **filters: Any) -> None:
     """Export entries, streaming in constant memory; a bundle verifies offline with
     `python -m audit verify PATH` (a directory, or a .tar.gz when PATH ends so)."""
-    from pathlib import Path
-
     from governance.audit.export import write_bundle, write_csv, write_jsonl
 
     entry_filter = build_filter(**filters)
@@ -1242,7 +1291,7 @@ def audit_report(kind: str, fmt: str, out: str, **filters: Any) -> None:
 @main.command()
 @click.option(
     "--only",
-    type=click.Choice(["all", "audit", "pii", "scale", "console"]),
+    type=click.Choice(["all", "audit", "pii", "scale", "console", "authz"]),
     default="all",
     show_default=True,
     help="Which benchmarks to run.",
@@ -1286,9 +1335,8 @@ def bench(
     shared_pii: str,
     out: str,
 ) -> None:
-    """Measure the audit log, the PII scanner, datasets at scale and the console; write OUT."""
-    from pathlib import Path
-
+    """Measure the audit log, the PII scanner, authorization, datasets at scale and the
+    console; write OUT."""
     from governance.bench import run_bench, write_section
 
     if only in ("all", "audit"):
@@ -1304,6 +1352,12 @@ def bench(
             config["GOVERNANCE_POLICY_DIR"], Path(shared_pii), config["PII_MODEL"]
         )
         write_section(out, "## PII scanner", section)
+        click.echo(section)
+    if only in ("all", "authz"):
+        from governance.authz.bench import run_authz_bench
+
+        section = run_authz_bench(settings()["GOVERNANCE_POLICY_DIR"], echo=click.echo)
+        write_section(out, "## Authorization at company size", section)
         click.echo(section)
     if only in ("all", "scale"):
         from governance.datasets.bench import run_scale_bench

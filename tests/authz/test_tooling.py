@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import os
 import shutil
 import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -144,7 +146,7 @@ def test_a_grant_added_in_a_commit_appears_in_the_diff(tmp_path):
     back = diff_revisions(repo / "policies", "HEAD", "HEAD~1")
     assert {p for p, _r in back.lost} == gained
     bad = govern(env, "policy", "diff", "no-such-rev", "--dir", str(repo / "policies"))
-    assert bad.returncode == 1 and "no-such-rev" in bad.stderr
+    assert bad.returncode == 2 and "no-such-rev" in bad.stderr
 
 
 def test_who_can():
@@ -206,3 +208,46 @@ def test_reload_puts_a_valid_change_in_force_and_refuses_a_broken_one(live_polic
         "/api/v1/audit/entries", headers=auth(admin), query_string={"action": "policy.reload"}
     ).get_json()["items"]
     assert {e["decision"] for e in entries} >= {"ok", "refused"}
+
+
+def in_dir(cwd: Path, env: dict, *args: str) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "-m", "governance.cli", *args],
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        env={**env, "PATH": os.environ["PATH"]},
+        timeout=120,
+        check=False,
+    )
+
+
+def test_review_tools_read_the_checkout_you_stand_in(tmp_path):
+    """A policy owner reviews a pull request in a fresh clone: the tools read that clone."""
+    origin = tmp_path / "origin"
+    origin.mkdir()
+    shutil.copytree(DEFAULT_POLICY_DIR, origin / "policies")
+    git(origin, "init", "-q")
+    git(origin, "add", ".")
+    git(origin, "commit", "-qm", "base")
+    append(origin / "policies" / "policy.csv", "g, quinn, data-steward, smb-accounting\n")
+    git(origin, "commit", "-qam", "quinn stewards smb-accounting")
+    clone = tmp_path / "clone"
+    git(tmp_path, "clone", "-q", str(origin), str(clone))
+    env = {"GOVERNANCE_HOME": str(tmp_path / "home")}
+    result = in_dir(clone, env, "policy", "diff", "HEAD~1", "HEAD")
+    assert result.returncode == 0, result.stderr
+    assert f"policy directory: {(clone / 'policies').resolve()} (from this checkout; git" in (
+        result.stderr
+    )
+    assert "+ quinn" in result.stdout and "smb-accounting" in result.stdout
+    who = in_dir(clone, env, "policy", "who-can", "upload", "dataset", "--domain", "smb-accounting")
+    assert "quinn" in who.stdout
+    # A revision of another repository is refused, not answered about other files.
+    foreign = in_dir(clone, env, "policy", "diff", "deadbeef", "HEAD")
+    assert foreign.returncode == 2 and "not a commit" in foreign.stderr
+    # Outside any checkout, with nothing named, the tools refuse rather than guess.
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    lost = in_dir(elsewhere, env, "policy", "lint")
+    assert lost.returncode == 2 and "no policy directory" in lost.stderr
