@@ -148,6 +148,14 @@ def run_authz_bench(source: str | Path, casbin_requests: int = 3, echo=print) ->
             and (not allowed or list(explain) == list(policy.decide(*r).rule))
             for r, (allowed, explain) in zip(sample, casbin_answers, strict=True)
         )
+        from governance.authz.diff import Universe, effective_permissions
+
+        started = time.perf_counter()
+        universe = Universe.of_policy(policy)
+        domain = "d07-tax"
+        matrix = effective_permissions(policy, universe, domains=(domain,))
+        matrix_seconds = time.perf_counter() - started
+        matrix_people = len({principal for principal, *_rest in matrix})
         echo("differential run and reload under load ...")
         mid_lines, mid_requests, disagreements = _differential(Path(source), scratch, rng)
         reload = _reload_under_load(directory, requests)
@@ -179,6 +187,11 @@ def run_authz_bench(source: str | Path, casbin_requests: int = 3, echo=print) ->
             f"reloads (each validated by lint and the policy tests, then swapped) while four "
             f"threads decided without pause: {reload['served']:,} decisions served, "
             f"{reload['failed']} failed, p99 {reload['p99']:.1f} µs.",
+            "",
+            f"The console's permission matrix for one domain ({domain}: {matrix_people:,} "
+            f"principals, {len(matrix):,} permissions) from the rules outward through the "
+            f"reverse indexes: {matrix_seconds * 1000:.0f} ms, universe included; the page shows "
+            f"it 200 principals at a time.",
             "",
             "Targets (issue 16): at ~10^5 lines, p50 ≤ 50 µs and p99 ≤ 200 µs in-process, "
             "≥ 100x pycasbin's Enforcer, 0 disagreements, load ≤ 2 s, no request dropped on "

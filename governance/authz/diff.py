@@ -20,6 +20,7 @@ import yaml
 
 from governance.approvals.rules import APPROVALS_FILE
 from governance.authz.catalog import ACTIONS, enumerated_objects, object_type
+from governance.authz.compiled import key_match
 from governance.authz.lint import declared_domains, read_rules
 from governance.authz.policy import POLICY_FILE, SYSTEM_DOMAIN, PolicySet
 from governance.errors import InvalidInput
@@ -56,17 +57,60 @@ class Universe:
             tuple(sorted(principals)), tuple(sorted(domains)), tuple(enumerated_objects(objects))
         )
 
+    @classmethod
+    def of_policy(cls, policy: PolicySet) -> Universe:
+        """The universe of a loaded policy, from its compiled lines (no second parse)."""
+        declared, _problems = declared_domains(policy.directory)
+        domains = {SYSTEM_DOMAIN, *declared}
+        domains |= {g[2] for g in policy.groupings if "*" not in g[2]}
+        domains |= {r[1] for r in policy.rules if "*" not in r[1]}
+        objects = {r[2] for r in policy.rules}
+        return cls(
+            tuple(sorted({g[0] for g in policy.groupings})),
+            tuple(sorted(domains)),
+            tuple(enumerated_objects(objects)),
+        )
 
-def effective_permissions(policy: PolicySet, universe: Universe) -> dict[Permission, tuple]:
-    """Every allowed (principal, domain, object, action), with the rule that allows it."""
+
+def effective_permissions(
+    policy: PolicySet, universe: Universe, domains: tuple[str, ...] | None = None
+) -> dict[Permission, tuple]:
+    """Every allowed (principal, domain, object, action), with the rule that allows it.
+
+    Computed from the rules outward, not by asking every question: each p line is expanded to
+    the domains, objects and actions of the universe it matches, and to the principals that
+    hold its role there (the compiled policy's reverse index). Each permission found is then
+    decided, so the rule shown is the one a decision names. Cost follows the permissions that
+    exist, not principals x domains x objects x actions.
+    """
+    compiled = policy.compiled
+    principals = set(universe.principals)
+    wanted = universe.domains if domains is None else domains
+    objects_for: dict[str, list[str]] = {}
+    candidates: set[Permission] = set()
+    for role, rule_domain, rule_object, rule_action in compiled.rules:
+        if rule_object not in objects_for:
+            objects_for[rule_object] = [o for o in universe.objects if key_match(o, rule_object)]
+        pairs = [
+            (obj, action)
+            for obj in objects_for[rule_object]
+            for action in ACTIONS[object_type(obj)]
+            if rule_action in (action, "*")
+        ]
+        if not pairs:
+            continue
+        for domain in wanted:
+            if not key_match(domain, rule_domain):
+                continue
+            holders = {role, *compiled.subjects_holding(role, domain)} & principals
+            for principal in holders:
+                for obj, action in pairs:
+                    candidates.add((principal, domain, obj, action))
     allowed = {}
-    for principal in universe.principals:
-        for domain in universe.domains:
-            for obj in universe.objects:
-                for action in ACTIONS[object_type(obj)]:
-                    decision = policy.decide(principal, domain, obj, action)
-                    if decision.allowed:
-                        allowed[(principal, domain, obj, action)] = decision.rule or ()
+    for permission in candidates:
+        decision = policy.decide(*permission)
+        if decision.allowed:
+            allowed[permission] = decision.rule or ()
     return allowed
 
 
@@ -217,11 +261,11 @@ def diff_revisions(policy_dir: Path, base: str, head: str | None) -> PolicyDiff:
 
 
 def who_can(policy: PolicySet, action: str, obj: str, domain: str) -> list[tuple[str, tuple]]:
-    """Every principal the policy names who may perform action on obj in domain, with the rule."""
-    universe = Universe.of(policy.directory)
-    found = []
-    for principal in universe.principals:
-        decision = policy.decide(principal, domain, obj, action)
-        if decision.allowed:
-            found.append((principal, decision.rule or ()))
-    return found
+    """Every principal the policy names who may perform action on obj in domain, with the rule.
+
+    A reverse lookup in the compiled policy: the rules that may grant it, then who holds
+    their roles in the domain.
+    """
+    named = policy.compiled.bindings
+    found = policy.compiled.who_can(domain, obj, action)
+    return sorted((principal, rule) for principal, rule in found.items() if principal in named)

@@ -860,30 +860,44 @@ def access_download(kind: str, fmt: str):
 # --- policy ---------------------------------------------------------------------------------
 
 
+MATRIX_ROWS = 200
+
+
 @bp.get("/policy")
 def policy():
-    """The policy in force: its hash, files, and who may do what where."""
+    """The policy in force: its hash, files, and who may do what in one domain at a time."""
     require("read", "policy", SYSTEM_DOMAIN)
     policy_set = get_authorizer().policy
-    universe = Universe.of(policy_set.directory)
-    allowed = effective_permissions(policy_set, universe)
-    matrix: dict[str, dict[str, dict[str, list[str]]]] = {}
-    for (principal, domain, obj, action), rule in sorted(allowed.items()):
+    universe = Universe.of_policy(policy_set)
+    domain = request.args.get("domain") or (universe.domains[0] if universe.domains else "")
+    if domain not in universe.domains:
+        raise NotFound(f"the policy knows no domain {domain!r}", details={"domain": domain})
+    try:
+        page = max(1, int(request.args.get("page", "1")))
+    except ValueError as exc:
+        raise InvalidInput("page must be a number", details=[{"field": "page"}]) from exc
+    # Computed from the rules outward for this one domain (the compiled policy's reverse
+    # indexes), so a company-sized policy renders one page of principals in milliseconds.
+    allowed = effective_permissions(policy_set, universe, domains=(domain,))
+    rows: dict[str, dict[str, list]] = {}
+    for (principal, _domain, obj, action), rule in sorted(allowed.items()):
         granted = f"{action} (p, {', '.join(rule)})" if rule else action
-        matrix.setdefault(domain, {}).setdefault(principal, {}).setdefault(obj, []).append(
-            (action, granted)
-        )
-    objects = {
-        domain: sorted({o for per in rows.values() for o in per}) for domain, rows in matrix.items()
-    }
+        rows.setdefault(principal, {}).setdefault(obj, []).append((action, granted))
+    principals = sorted(rows)
+    pages = max(1, -(-len(principals) // MATRIX_ROWS))
+    shown = principals[(page - 1) * MATRIX_ROWS : page * MATRIX_ROWS]
     return render_template(
         "console/policy.html",
         section="policy",
         policy=policy_set,
         refused=get_authorizer().refused,
-        matrix=matrix,
-        objects=objects,
-        domains=[d for d in universe.domains if d in matrix],
+        domain=domain,
+        domains=universe.domains,
+        rows={p: rows[p] for p in shown},
+        objects=sorted({o for per in rows.values() for o in per}),
+        principals=len(principals),
+        page=page,
+        pages=pages,
     )
 
 

@@ -111,3 +111,32 @@ def test_a_model_conf_with_another_matcher_is_refused(tmp_path):
         assert "matcher" in str(exc)
     else:
         raise AssertionError("a different model was accepted")
+
+
+def brute_force(policy, universe):
+    """Every question asked: the definition effective_permissions must match."""
+    from governance.authz.catalog import ACTIONS as CATALOG
+    from governance.authz.catalog import object_type
+
+    allowed = {}
+    for principal in universe.principals:
+        for domain in universe.domains:
+            for obj in universe.objects:
+                for action in CATALOG[object_type(obj)]:
+                    decision = policy.decide(principal, domain, obj, action)
+                    if decision.allowed:
+                        allowed[(principal, domain, obj, action)] = decision.rule or ()
+    return allowed
+
+
+def test_effective_permissions_from_the_rules_outward_equal_asking_everything(tmp_path):
+    from benchmarks.policy_generator import generate
+    from governance.authz.diff import Universe, effective_permissions
+
+    for directory in (Path(DEFAULT_POLICY_DIR), tmp_path / "generated"):
+        if directory.name == "generated":
+            generate(directory, Path(DEFAULT_POLICY_DIR), domains=3, people=40, families=4)
+        policy = PolicySet.load(directory)
+        universe = Universe.of(directory)
+        assert Universe.of_policy(policy) == universe
+        assert effective_permissions(policy, universe) == brute_force(policy, universe)

@@ -389,3 +389,15 @@ def test_a_steward_reviews_quarantined_records_in_the_console(client, console_wo
     assert "keep by casey" in after.text
     rescanned = client.post(scans, headers=auth(world["casey"])).get_json()
     assert rescanned["records_kept"] == 1 and rescanned["sanitized_records"] == 9
+
+
+def test_the_policy_page_shows_one_domain_at_a_time(app, client, world):
+    world["audrey"] = principal_token(app, "audrey")
+    sign_in(client, world["audrey"])
+    page = client.get("/console/policy?domain=smb-accounting")
+    assert page.status_code == 200
+    assert "Effective permissions in smb-accounting" in page.text
+    assert "Effective permissions in consumer-tax" not in page.text
+    assert 'href="/console/policy?domain=consumer-tax"' in page.text
+    assert client.get("/console/policy?domain=nowhere").status_code == 404
+    assert client.get("/console/policy?page=x").status_code == 422
