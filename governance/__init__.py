@@ -22,6 +22,7 @@ def create_app(config: Mapping[str, Any] | None = None):
     from governance.accounts.views import bp as accounts_bp
     from governance.approvals.views import bp as approvals_bp
     from governance.audit import views as audit_views
+    from governance.authz.authzen import bp as authzen_bp
     from governance.authz.service import Authorizer
     from governance.authz.views import bp as authz_bp
     from governance.config import load_config
@@ -66,6 +67,7 @@ def create_app(config: Mapping[str, Any] | None = None):
         domains_bp,
         datasets_views.bp,
         authz_bp,
+        authzen_bp,
         audit_views.bp,
         approvals_bp,
         models_bp,

@@ -26,7 +26,8 @@ from governance.errors import (
 
 log = logging.getLogger(__name__)
 
-API_PREFIX = "/api/"
+# Paths of the JSON API: ours, and the OpenID AuthZEN evaluation API's.
+API_PREFIX = ("/api/", "/access/")
 PUBLIC_ENDPOINTS = frozenset({"health.health", "openapi_json", "static"})
 # Endpoints that read their body as a stream themselves (not as one JSON document).
 STREAMING_ENDPOINTS = frozenset({"datasets.upload_version", "training.job_result"})
