@@ -286,6 +286,10 @@ class NameWords(Protocol):
 
     def is_english_word(self, lowered: str) -> bool: ...
 
+    def is_first_name(self, lowered: str) -> bool: ...
+
+    stop_words: frozenset[str]
+
 
 def letter_case(view: View, names: NameWords, acronyms: frozenset[str]) -> View:
     """Upper-case IBANs written in lower case; write names in lower or upper case as names.
@@ -345,13 +349,20 @@ def letter_case(view: View, names: NameWords, acronyms: frozenset[str]) -> View:
             while position < len(text) and text[position] in " \t\n>":
                 position += 1
             index = by_start.get(position)
-            for word in words[index : index + 3] if index is not None else []:
+            following = words[index : index + 3] if index is not None else []
+            for taken, word in enumerate(following):
                 token = word.group()
                 shouted = token.isupper() and len(token) > 1 and token not in acronyms
                 if word.start() != position or not (token.islower() or shouted):
                     break
                 lowered = token.lower()
-                if not (names.is_uncommon_name(lowered) or not names.is_english_word(lowered)):
+                # After the cue the first word may be any first name ("mark", "joy"), the
+                # next ones any known name ("flowers"); words in no dictionary always count.
+                if lowered in names.stop_words or not (
+                    names.is_uncommon_name(lowered)
+                    or not names.is_english_word(lowered)
+                    or (names.is_first_name(lowered) if taken == 0 else names.is_name_word(lowered))
+                ):
                     break
                 capitalize[word.start()] = word
                 position = word.end() + 1

@@ -622,6 +622,12 @@ class NameGazetteerRecognizer(LocalRecognizer):
     def is_english_word(self, lowered: str) -> bool:
         return is_english_word(lowered)
 
+    def is_first_name(self, lowered: str) -> bool:
+        """An English first name, everyday word or not ("mark", "joy")."""
+        return lowered in self.english_first
+
+    stop_words = frozenset(STOP_WORDS)
+
     def name_like(self, words: list[str]) -> bool:
         """Some word is a known name, or no dictionary word ("Where's My", "Taxpayer Advocate
         Service" and "Mileage" are words; "Oluwaseun" is not)."""
@@ -802,7 +808,9 @@ def looks_like_company(text: str, start: int, end: int) -> bool:
     if COMPANY_AFTER.match(text[end : end + 20]) or before.endswith("-"):
         return True
     if re.search(r"(?:^|\s)The\s+$", before):
-        return True
+        # "The Steffen Mauer version": a first name and a surname after "The" are a person.
+        words = text[start:end].split()
+        return not (len(words) >= 2 and words[0] in faker_name_lists()[0])
     for match in SURNAME_FIRM.finditer(text, max(0, start - 60), min(len(text), end + 60)):
         if match.start() <= start and end <= match.end():
             lead = text[max(0, match.start() - 15) : match.start()]
@@ -854,6 +862,10 @@ class PersonContextRecognizer(LocalRecognizer):
             r")[ \t]*[,.!-]?[ \t]*\n?[> \t]*(?P<name>" + NAME + r")"
         ),
         re.compile(r"(?m)^[> \t]*(?P<name>" + NAME_TOKEN + r")[ \t]*:[ \t]*[\"“A-Z]"),
+        # First name, initial, last name: "Faina D. Yefremova", "ravil g yefimov".
+        INITIALED := re.compile(
+            r"(?<![\w.])(?P<name>[^\W\d_][\w'-]+[ \t]+[^\W\d_]\.?[ \t]+[^\W\d_][\w'-]+)(?![\w-])"
+        ),
         # A line holding only a name, as in signatures and letterheads (known names only).
         KNOWN_ONLY := re.compile(
             r"(?m)^[> \t]*(?P<name>[A-Z][\w'-]+(?:[ \t]+[A-Z]\.?)?(?:[ \t]+[A-Z][\w'-]+){1,2})"
@@ -878,6 +890,20 @@ class PersonContextRecognizer(LocalRecognizer):
     def load(self) -> None:
         return None
 
+    def _is_initialed(self, candidate: str) -> bool:
+        """First, initial, last in any case: each name word a known name or no dictionary
+        word, neither a stop, label or tax word, and the case the same throughout."""
+        first, _initial, last = candidate.split()
+        words = [first, last.removesuffix("'s")]
+        lowered = [w.lower() for w in words]
+        if any(w in STOP_WORDS or w in LABELS or w in TAX_WORDS for w in lowered):
+            return False
+        if not (all(w[:1].isupper() for w in words) or all(w.islower() for w in words)):
+            return False
+        return all(
+            self.gazetteer.is_name_word(w) or not is_english_word(w) for w in lowered
+        ) and any(self.gazetteer.is_name_word(w) or not is_english_word(w) for w in lowered)
+
     def _is_name(self, candidate: str, known_only: bool = False) -> bool:
         tokens = [t.strip(".") for t in candidate.split() if t.strip(".")]
         if not tokens or tokens[0].lower() in LABELS:
@@ -896,9 +922,14 @@ class PersonContextRecognizer(LocalRecognizer):
                 return False
         capitalized = all(t[:1].isupper() for t in tokens if len(t) > 1)
         known = any(t.lower() in self.lower_names for t in tokens)
-        if not self.gazetteer.name_like([t for t in tokens if len(t) > 1]):
+        words = [t for t in tokens if len(t) > 1]
+        if not self.gazetteer.name_like(words):
             return False
-        return known or (capitalized and not known_only)
+        if known_only and not known:
+            # A line holding only capitalized words none of which is in a dictionary
+            # ("Gyala Antall", a signature) is a name too; "Asc Partners" is not.
+            return capitalized and not any(is_english_word(w.lower()) for w in words)
+        return known or capitalized
 
     def analyze(self, text, entities, nlp_artifacts=None):
         if self.ENTITY not in entities:
@@ -914,6 +945,10 @@ class PersonContextRecognizer(LocalRecognizer):
         for cue in self.CUES:
             for match in cue.finditer(text):
                 name = match.group("name")
+                if cue is self.INITIALED:
+                    if self._is_initialed(name):
+                        results.append(self._result(match.start("name"), match.end("name")))
+                    continue
                 # Keep the name to the tokens that look like one.
                 words = name.split()
                 start = match.start("name")
@@ -933,17 +968,16 @@ class PersonContextRecognizer(LocalRecognizer):
                 )
                 if len(words) == 1 and (start, end) in places:
                     continue  # "I'm German", "this is Madrid"
-                results.append(
-                    RecognizerResult(
-                        entity_type=self.ENTITY,
-                        start=start,
-                        end=end,
-                        score=0.7,
-                        analysis_explanation=AnalysisExplanation(
-                            recognizer=self.name,
-                            original_score=0.7,
-                            textual_explanation="person by context",
-                        ),
-                    )
-                )
+                results.append(self._result(start, end))
         return results
+
+    def _result(self, start: int, end: int) -> RecognizerResult:
+        return RecognizerResult(
+            entity_type=self.ENTITY,
+            start=start,
+            end=end,
+            score=0.7,
+            analysis_explanation=AnalysisExplanation(
+                recognizer=self.name, original_score=0.7, textual_explanation="person by context"
+            ),
+        )
