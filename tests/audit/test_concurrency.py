@@ -110,7 +110,7 @@ def gunicorn(config, tmp_path):
         deadline = time.monotonic() + 120
         while True:
             try:
-                urllib.request.urlopen(base + "/api/v1/health", timeout=10).close()  # noqa: S310
+                urllib.request.urlopen(base + "/api/v1/health", timeout=10).close()
                 break
             except OSError:
                 # Not listening yet, or a worker still importing: try again until the deadline.
@@ -130,12 +130,12 @@ def test_gunicorn_workers_serving_at_once_form_one_sequence(app, gunicorn):
 
     def call(i: int) -> int:
         path = "/api/v1/domains/consumer-tax" if i % 2 else "/api/v1/domains/smb-accounting"
-        request = urllib.request.Request(  # noqa: S310
+        request = urllib.request.Request(
             gunicorn + path,
             headers={"Authorization": f"Bearer {token}"},
         )
         try:
-            with urllib.request.urlopen(request, timeout=30) as response:  # noqa: S310
+            with urllib.request.urlopen(request, timeout=30) as response:
                 return response.status
         except urllib.error.HTTPError as error:
             return error.code
