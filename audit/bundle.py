@@ -34,6 +34,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
 from audit import merkle
 from audit.log import Checkpoint, canonical, key_id, load_public_key
+from audit.note import NoteError, VerifierKey, split_note, verify_cosignature, verify_note
 
 FORMAT = "governance-audit-bundle/1"
 MANIFEST = "manifest.json"
@@ -42,6 +43,8 @@ CHECKPOINTS = "checkpoints.jsonl"
 ENTRIES = "entries.jsonl"
 LEAVES = "leaves.txt"
 PROOFS = "proofs.jsonl"
+# What each witness last cosigned when the bundle was made: {"witness", "key", "size", "note"}.
+WITNESSES = "witnesses.jsonl"
 
 
 class VerificationError(Exception):
@@ -91,6 +94,11 @@ class BundleWriter:
 
     def add_proof(self, proof: dict[str, Any]) -> None:
         self._proofs.write(json.dumps(proof, sort_keys=True) + "\n")
+
+    def add_witnessed(self, record: dict[str, Any]) -> None:
+        """A witness's latest cosigned checkpoint of the log (note with both signatures)."""
+        with open(self.directory / WITNESSES, "a", encoding="utf-8", newline="\n") as handle:
+            handle.write(json.dumps(record, sort_keys=True) + "\n")
 
     def finish(self, manifest: dict[str, Any]) -> None:
         self._stack.close()
@@ -182,6 +190,7 @@ class VerificationReport:
     proofs: int = 0
     complete: bool = False
     key_id: str = ""
+    witnessed: list[str] = field(default_factory=list)
     problems: list[str] = field(default_factory=list)
 
     def as_dict(self) -> dict[str, Any]:
@@ -192,6 +201,7 @@ class VerificationReport:
             "proofs": self.proofs,
             "complete": self.complete,
             "key_id": self.key_id,
+            "witnessed_by": self.witnessed,
         }
 
 
@@ -257,16 +267,63 @@ def _parse_entry(line: bytes, line_no: int) -> tuple[bytes, int]:
     return computed, seq
 
 
-def verify_bundle(path: Path, public_key_pem: bytes | None = None) -> VerificationReport:
-    """Verify a bundle; raise VerificationError naming the first problem."""
+def verify_bundle(
+    path: Path,
+    public_key_pem: bytes | None = None,
+    witness_keys: list[str] | tuple[str, ...] = (),
+    required_witnesses: int = 0,
+) -> VerificationReport:
+    """Verify a bundle; raise VerificationError naming the first problem.
+
+    `witness_keys` are cosignature verifier keys the caller trusts; a witnessed checkpoint in
+    the bundle counts only when its cosignature verifies under one of them, and the log must
+    hold that checkpoint's size with its root. `required_witnesses` of them must have spoken.
+    """
     reader = BundleReader(path)
     try:
-        return _verify(reader, public_key_pem)
+        return _verify(reader, public_key_pem, tuple(witness_keys), required_witnesses)
     finally:
         reader.close()
 
 
-def _verify(reader: BundleReader, public_key_pem: bytes | None) -> VerificationReport:
+def _witnessed(
+    reader: BundleReader, manifest: dict[str, Any], public_key: Ed25519PublicKey, trusted: tuple
+) -> dict[int, tuple[str, str]]:
+    """{size: (root hex, witness name)} of the witnessed checkpoints whose cosignature verifies
+    under a trusted key and whose note verifies under the log's key."""
+    if not reader.exists(WITNESSES):
+        return {}
+    origin = manifest.get("origin")
+    if not origin:
+        raise VerificationError("the bundle lists witnesses but names no log origin")
+    log_key = VerifierKey.of(origin, public_key)
+    keys = [VerifierKey.parse(k) for k in trusted]
+    found: dict[int, tuple[str, str]] = {}
+    for line_no, line in enumerate(reader.open(WITNESSES), start=1):
+        record = json.loads(line)
+        key = next((k for k in keys if k.encode() == record.get("key")), None)
+        if key is None:
+            continue  # a witness the auditor does not trust says nothing
+        try:
+            checkpoint = verify_note(record["note"], log_key)
+            body, signatures = split_note(record["note"])
+            line_text = next(s.line() for s in signatures if s.name == key.name)
+            verify_cosignature(body, line_text, key)
+        except (NoteError, StopIteration, KeyError) as exc:
+            raise VerificationError(
+                f"witnesses.jsonl line {line_no}: the cosigned checkpoint of {key.name} does "
+                f"not verify ({exc})"
+            ) from exc
+        found[checkpoint.size] = (checkpoint.root.hex(), key.name)
+    return found
+
+
+def _verify(
+    reader: BundleReader,
+    public_key_pem: bytes | None,
+    witness_keys: tuple[str, ...] = (),
+    required_witnesses: int = 0,
+) -> VerificationReport:
     try:
         manifest = json.loads(reader.open(MANIFEST).read())
     except ValueError as exc:
@@ -286,6 +343,20 @@ def _verify(reader: BundleReader, public_key_pem: bytes | None) -> VerificationR
     if manifest.get("tree_size") != anchor.tree_size:
         raise VerificationError("manifest tree_size is not the last checkpoint's")
     by_size = {c.tree_size: c for c in checkpoints}
+    witnessed = _witnessed(reader, manifest, public_key, witness_keys)
+    if len({name for _root, name in witnessed.values()}) < required_witnesses:
+        raise VerificationError(
+            f"{required_witnesses} trusted witness(es) must have cosigned the log; "
+            f"{len(witnessed)} did"
+        )
+    for size, (_root, name) in witnessed.items():
+        if size > anchor.tree_size:
+            raise VerificationError(
+                f"witness {name} cosigned {size} entries but the bundle's log holds "
+                f"{anchor.tree_size}: the log was truncated or rolled back",
+                seq=anchor.tree_size + 1,
+            )
+    report.witnessed = sorted({name for _root, name in witnessed.values()})
     report.checkpoints = len(checkpoints)
     report.tree_size = anchor.tree_size
     report.complete = bool(manifest.get("complete"))
@@ -296,6 +367,13 @@ def _verify(reader: BundleReader, public_key_pem: bytes | None) -> VerificationR
     compact = merkle.CompactRange()
 
     def reached(size: int) -> None:
+        seen = witnessed.get(size)
+        if seen is not None and compact.root().hex() != seen[0]:
+            raise VerificationError(
+                f"the first {size} entries are not the ones witness {seen[1]} cosigned: the "
+                f"log was rewritten",
+                seq=1,
+            )
         checkpoint = by_size.get(size)
         if checkpoint is not None and compact.root().hex() != checkpoint.root:
             previous = max((s for s in by_size if s < size), default=0)
@@ -318,7 +396,7 @@ def _verify(reader: BundleReader, public_key_pem: bytes | None) -> VerificationR
             compact.append(computed)
             if seq in wanted:
                 seen_leaves[seq] = computed
-            if seq in by_size:
+            if seq in by_size or seq in witnessed:
                 reached(seq)
         report.entries = compact.size
     else:

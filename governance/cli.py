@@ -1086,9 +1086,17 @@ def audit_group() -> None:
 def audit_log_session() -> Iterator[tuple[Any, Session]]:
     """Yield this instance's AuditLog and a session on its database."""
     from governance.audit.service import AuditLog
+    from governance.audit.witnessing import configured_witnesses
 
     db = open_database()
-    audit_log = AuditLog(db, settings()["GOVERNANCE_HOME"], checkpoint_seconds=0)
+    config = settings()
+    audit_log = AuditLog(
+        db,
+        config["GOVERNANCE_HOME"],
+        checkpoint_seconds=0,
+        origin=config.get("AUDIT_ORIGIN") or None,
+        witnesses=configured_witnesses(config.get("AUDIT_WITNESSES")),
+    )
     try:
         with db.session_scope() as session:
             yield audit_log, session
@@ -1117,33 +1125,89 @@ def log_cli_event(audit_log, action: str, details: dict[str, Any]) -> None:
 @audit_group.command("verify")
 @fail_cleanly
 def audit_verify() -> None:
-    """Recompute the tree from the database and check every entry and checkpoint."""
+    """Recompute the tree from the database, check every entry and checkpoint, and compare
+    the log with what every configured witness last cosigned (AUDIT_WITNESSES)."""
     from audit.bundle import VerificationError
-    from governance.audit.export import verify_log
+    from governance.audit.export import verify_against_witnesses
 
     with audit_log_session() as (audit_log, session):
         try:
-            result = verify_log(session, audit_log.signing_key.public_key())
+            result, witnessed = verify_against_witnesses(
+                session,
+                audit_log.signing_key,
+                audit_log.tree,
+                origin=audit_log.origin,
+                witnesses=audit_log.witnesses,
+            )
         except VerificationError as exc:
             click.echo(f"FAILED: {exc}", err=True)
             sys.exit(EXIT_FAILED)
+    seen = ", ".join(f"{w.witness} at {w.size}" for w in witnessed) or "none configured"
     click.echo(
         f"OK: {result.entries} entries, {result.checkpoints} checkpoints; verified up to entry "
         f"{result.verified_upto}, signed at {result.signed_at or '-'}; "
-        f"{result.unanchored} newer entries not yet under a checkpoint"
+        f"{result.unanchored} newer entries not yet under a checkpoint; witnesses: {seen}"
     )
 
 
 @audit_group.command("checkpoint")
+@click.option(
+    "--format",
+    "fmt",
+    type=click.Choice(["text", "note", "json"]),
+    default="text",
+    show_default=True,
+    help="note: the C2SP tlog-checkpoint signed note, with the witnesses' cosignatures.",
+)
 @fail_cleanly
-def audit_checkpoint() -> None:
-    """Sign a checkpoint over the log as it stands."""
-    with audit_log_session() as (audit_log, _session):
+def audit_checkpoint(fmt: str) -> None:
+    """Sign a checkpoint over the log as it stands (and send it to the witnesses)."""
+    from sqlmodel import select
+
+    from governance.audit.models import AuditCosignature
+
+    with audit_log_session() as (audit_log, session):
         row = audit_log.checkpoint()
+        cosignatures = (
+            []
+            if row is None
+            else list(
+                session.exec(
+                    select(AuditCosignature.line).where(AuditCosignature.tree_size == row.tree_size)
+                )
+            )
+        )
     if row is None:
-        click.echo("the audit log is empty; nothing to sign")
+        click.echo("the audit log is empty; nothing to sign", err=fmt != "text")
+        if fmt != "text":
+            sys.exit(EXIT_FAILED)
+    elif fmt == "note":
+        click.echo(row.note + "".join(cosignatures), nl=False)
+    elif fmt == "json":
+        click.echo(json.dumps({**row.model_dump(exclude={"id"}), "cosignatures": cosignatures}))
     else:
         click.echo(f"checkpoint: tree size {row.tree_size}, root {row.root}, at {row.timestamp}")
+
+
+@audit_group.command("public-key")
+@click.option(
+    "--format",
+    "fmt",
+    type=click.Choice(["pem", "note"]),
+    default="pem",
+    show_default=True,
+    help="note: the C2SP note verifier key (name+hash+base64key).",
+)
+@fail_cleanly
+def audit_public_key(fmt: str) -> None:
+    """Print the log's public key, for auditors to pin (`python -m audit trust FILE`)."""
+    from governance import crypto
+
+    with audit_log_session() as (audit_log, _session):
+        if fmt == "note":
+            click.echo(audit_log.verifier_key.encode())
+        else:
+            click.echo(crypto.public_key_pem(audit_log.signing_key.public_key()).decode(), nl=False)
 
 
 def filter_options(func: Callable[..., Any]) -> Callable[..., Any]:
@@ -1241,7 +1305,13 @@ def audit_export(fmt: str, out: str, **filters: Any) -> None:
         log_cli_event(audit_log, "audit.export", {"format": fmt, **entry_filter.as_dict()})
         if fmt == "bundle":
             manifest = write_bundle(
-                session, entry_filter, Path(out), audit_log.signing_key, audit_log.tree
+                session,
+                entry_filter,
+                Path(out),
+                audit_log.signing_key,
+                audit_log.tree,
+                origin=audit_log.origin,
+                witnesses=audit_log.witnesses,
             )
             count = manifest["entries"]
         else:

@@ -31,6 +31,12 @@ DEFAULTS: dict[str, Any] = {
     "PII_SCAN_PROCESSES": 1,
     # Sign an audit checkpoint at most this often while entries arrive (0: only on demand).
     "AUDIT_CHECKPOINT_SECONDS": 60,
+    # The origin line (and note key name) of the log's C2SP checkpoints; empty: derived from
+    # the signing key. Witnesses know the log by it, so keep it stable.
+    "AUDIT_ORIGIN": "",
+    # Witnesses every checkpoint is sent to: `dir:PATH` or `URL=VERIFIER_KEY`, comma-separated
+    # (governance/audit/witnessing.py).
+    "AUDIT_WITNESSES": "",
     # Queries per principal per minute at the gateway (per service process).
     "GATEWAY_RATE_PER_MINUTE": 60,
     # Where training jobs run: "local" (govern worker) or "celery" (workers on GPU hosts).
@@ -60,6 +66,8 @@ ENVIRONMENT_KEYS = (
     "GOVERNANCE_POLICY_DIR",
     "GOVERNANCE_MASTER_KEY",
     "AUDIT_CHECKPOINT_SECONDS",
+    "AUDIT_ORIGIN",
+    "AUDIT_WITNESSES",
     "PII_MODEL",
     "PII_SCAN_PROCESSES",
     "TRAINING_EXECUTOR",

@@ -23,7 +23,7 @@ from typing import Any
 
 from werkzeug.serving import WSGIRequestHandler, make_server
 
-from governance import create_app
+from governance import create_app, crypto
 from governance.accounts import service as accounts
 from governance.accounts.models import PrincipalKind
 from governance.audit.service import Actor
@@ -135,6 +135,9 @@ def export_and_verify(
         audit_log = AuditLog(db, config["GOVERNANCE_HOME"], checkpoint_seconds=0)
         with db.session_scope() as session:
             manifest = write_bundle(session, EntryFilter(), bundle, audit_log.signing_key)
+        # The auditor verifies with the key they were given, never the one inside the bundle.
+        public_key = bundle.with_name("audit-public-key.pem")
+        public_key.write_bytes(crypto.public_key_pem(audit_log.signing_key.public_key()))
     finally:
         db.dispose()
     echo(
@@ -142,13 +145,16 @@ def export_and_verify(
         f"{manifest['tree_size']}, to {bundle}"
     )
     result = subprocess.run(
-        [sys.executable, "-m", "audit", "verify", str(bundle)],
+        [sys.executable, "-m", "audit", "verify", str(bundle), "--public-key", str(public_key)],
         capture_output=True,
         text=True,
         check=False,
     )
     verdict = result.stdout.splitlines()[0] if result.returncode == 0 else result.stderr.strip()
-    echo(f"{step + 1}. python -m audit verify {bundle.name}: {verdict}")
+    echo(
+        f"{step + 1}. python -m audit verify {bundle.name} --public-key {public_key.name}: "
+        f"{verdict}"
+    )
     return bundle, result.returncode == 0
 
 

@@ -123,7 +123,7 @@ def test_demo_runs_end_to_end(env):
     assert summary["dataset_scan"]["verdict"] == "redacted"
     assert summary["dataset_scan"]["counts"]["US_SSN"] > 0
     offline = subprocess.run(
-        [sys.executable, "-m", "audit", "verify", summary["audit_bundle"]],
+        [sys.executable, "-m", "audit", "verify", summary["audit_bundle"], "--trust-bundle-key"],
         capture_output=True,
         text=True,
         check=False,
@@ -143,8 +143,10 @@ def test_audit_commands(env, tmp_path):
 
     bundle = tmp_path / "bundle.tar.gz"
     govern(env, "audit", "export", "--format", "bundle", "--out", str(bundle), check=True)
+    key = tmp_path / "log.pem"
+    key.write_text(govern(env, "audit", "public-key", check=True).stdout)
     offline = subprocess.run(
-        [sys.executable, "-m", "audit", "verify", str(bundle)],
+        [sys.executable, "-m", "audit", "verify", str(bundle), "--public-key", str(key)],
         capture_output=True,
         text=True,
         check=False,

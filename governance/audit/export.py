@@ -7,7 +7,7 @@ import csv
 import datetime as dt
 import io
 import json
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any
@@ -26,9 +26,11 @@ from governance.audit.service import (
     as_checkpoint,
     iter_leaf_hashes,
     log_size,
+    log_verifier_key,
     row_entry,
     sign_checkpoint,
 )
+from governance.audit.witnessing import WitnessClient, Witnessed, check_witnesses
 
 CSV_COLUMNS = (*ENTRY_FIELDS, "leaf_hash")
 
@@ -216,6 +218,27 @@ def verify_log(
     )
 
 
+def verify_against_witnesses(
+    session: Session,
+    key: Ed25519PrivateKey,
+    tree: TreeCache,
+    *,
+    origin: str | None = None,
+    witnesses: Sequence[WitnessClient] = (),
+) -> tuple[LogVerification, list[Witnessed]]:
+    """Verify the stored log, then compare it with what every witness last cosigned."""
+    result = verify_log(session, key.public_key())
+    log_key = log_verifier_key(key, origin)
+    seen = check_witnesses(
+        witnesses,
+        log_key.name,
+        log_key,
+        result.entries,
+        lambda size: tree.root_at(session.connection(), size),
+    )
+    return result, seen
+
+
 # --- exports --------------------------------------------------------------------------------
 
 
@@ -272,12 +295,25 @@ def write_bundle(
     out: Path,
     key: Ed25519PrivateKey,
     tree: TreeCache | None = None,
+    *,
+    origin: str | None = None,
+    witnesses: Sequence[WitnessClient] = (),
 ) -> dict[str, Any]:
-    """Write an offline-verifiable bundle of the matching entries; return its manifest."""
-    anchor = sign_checkpoint(session, key, tree)
+    """Write an offline-verifiable bundle of the matching entries; return its manifest.
+
+    The log is verified first, against its own checkpoints and what every witness cosigned:
+    an export never signs a fresh checkpoint over a log that was tampered with.
+    """
+    tree = tree or TreeCache()
+    verify_against_witnesses(session, key, tree, origin=origin, witnesses=witnesses)
+    anchor = sign_checkpoint(session, key, tree, origin=origin, witnesses=witnesses)
     if anchor is None:
         raise VerificationError("the audit log is empty; there is nothing to export")
     size = anchor.tree_size
+    log_key = log_verifier_key(key, origin)
+    witnessed = check_witnesses(
+        witnesses, log_key.name, log_key, size, lambda n: tree.root_at(session.connection(), n)
+    )
     complete = entry_filter.is_empty()
     checkpoints = list(
         session.exec(
@@ -327,12 +363,17 @@ def write_bundle(
                     "proof": [h.hex() for h in proof],
                 }
             )
+        for state in witnessed:
+            writer.add_witnessed(state.as_dict())
         manifest = {
             "created_at": anchor.timestamp,
             "tree_size": size,
             "complete": complete,
             "filters": entry_filter.as_dict(),
             "key_id": anchor.key_id,
+            "origin": log_key.name,
+            "log_key": log_key.encode(),
+            "witnessed_by": [state.witness for state in witnessed],
         }
         writer.finish(manifest)
     return {**manifest, "entries": writer.entry_count}

@@ -58,6 +58,20 @@ class AuditCheckpoint(SQLModel, table=True):
     timestamp: str = SQLField(max_length=40, nullable=False)
     key_id: str = SQLField(max_length=16, nullable=False)
     signature: str = SQLField(max_length=128, nullable=False)
+    # The same checkpoint as a C2SP tlog-checkpoint signed note (origin, size, base64 root).
+    note: str | None = SQLField(default=None, sa_type=sa.Text)
+
+
+class AuditCosignature(SQLModel, table=True):
+    """A witness's cosignature/v1 over one of our checkpoints, as its note signature line."""
+
+    __tablename__ = "audit_cosignatures"
+    __table_args__ = (sa.UniqueConstraint("witness", "tree_size"),)
+
+    id: int | None = SQLField(default=None, primary_key=True)
+    witness: str = SQLField(max_length=200, nullable=False)
+    tree_size: int = SQLField(sa_type=sa.BigInteger, nullable=False)
+    line: str = SQLField(sa_type=sa.Text, nullable=False)
 
 
 class EntryRead(BaseModel):

@@ -26,9 +26,12 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from sqlmodel import Session, select
 
 from audit import merkle
-from audit.log import Checkpoint, canonical
+from audit.log import Checkpoint, canonical, key_id
+from audit.note import Checkpoint as NoteCheckpoint
+from audit.note import VerifierKey, sign_note
 from governance import crypto
 from governance.audit.models import AuditCheckpoint, AuditEntry, AuditHead
+from governance.audit.witnessing import WitnessClient, request_cosignatures
 from governance.db import Database, utcnow
 
 log = logging.getLogger(__name__)
@@ -216,19 +219,41 @@ def checkpoint_at(session: Session, size: int) -> AuditCheckpoint | None:
     return session.exec(select(AuditCheckpoint).where(AuditCheckpoint.tree_size == size)).first()
 
 
+def log_origin(public_key, configured: str | None = None) -> str:
+    """The log's origin line and note key name: AUDIT_ORIGIN, else one derived from its key."""
+    return configured or f"governance.local/audit/{key_id(public_key)}"
+
+
+def log_verifier_key(key: Ed25519PrivateKey, origin: str | None = None) -> VerifierKey:
+    """The C2SP note verifier key of the log (`name+hash+base64key`)."""
+    return VerifierKey.of(log_origin(key.public_key(), origin), key.public_key())
+
+
 def sign_checkpoint(
-    session: Session, key: Ed25519PrivateKey, tree: TreeCache | None = None
+    session: Session,
+    key: Ed25519PrivateKey,
+    tree: TreeCache | None = None,
+    *,
+    origin: str | None = None,
+    witnesses: Sequence[WitnessClient] = (),
 ) -> AuditCheckpoint | None:
-    """Sign the log as it stands; return the checkpoint (None while the log is empty)."""
+    """Sign the log as it stands; return the checkpoint (None while the log is empty).
+
+    The checkpoint is signed twice over: in the log's own JSON form and as a C2SP
+    tlog-checkpoint note, which is then sent to the witnesses for their cosignatures.
+    """
     size = log_size(session)
     if size == 0:
         return None
     existing = checkpoint_at(session, size)
     if existing is not None:
         return existing
-    root = (tree or TreeCache()).root_at(session.connection(), size)
+    tree = tree or TreeCache()
+    root = tree.root_at(session.connection(), size)
     checkpoint = Checkpoint.sign(size, root, format_time(utcnow()), key)
     row = checkpoint_record(checkpoint)
+    name = log_origin(key.public_key(), origin)
+    row.note = sign_note(NoteCheckpoint(name, size, root).body(), name, key)
     session.add(row)
     try:
         session.commit()
@@ -236,6 +261,14 @@ def sign_checkpoint(
         # Another process signed the same size first; theirs is as good.
         session.rollback()
         return checkpoint_at(session, size)
+    if witnesses:
+        request_cosignatures(
+            session,
+            row.note,
+            size,
+            witnesses,
+            lambda old, new: consistency_proof(session, old, new),
+        )
     return row
 
 
@@ -274,9 +307,13 @@ class AuditLog:
         *,
         checkpoint_seconds: float = 60.0,
         max_batch: int = 1000,
+        origin: str | None = None,
+        witnesses: Sequence[WitnessClient] = (),
     ) -> None:
         self.db = db
         self.home = home
+        self.origin = origin
+        self.witnesses = list(witnesses)
         self.checkpoint_seconds = checkpoint_seconds
         self.max_batch = max_batch
         self.tree = TreeCache()
@@ -372,7 +409,17 @@ class AuditLog:
     def checkpoint(self) -> AuditCheckpoint | None:
         """Sign a checkpoint over everything committed so far."""
         with self.db.session_scope() as session:
-            return sign_checkpoint(session, self.signing_key, self.tree)
+            return sign_checkpoint(
+                session,
+                self.signing_key,
+                self.tree,
+                origin=self.origin,
+                witnesses=self.witnesses,
+            )
+
+    @property
+    def verifier_key(self) -> VerifierKey:
+        return log_verifier_key(self.signing_key, self.origin)
 
     def close(self) -> None:
         """Finish pending appends and stop the writer."""

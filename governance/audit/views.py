@@ -12,6 +12,7 @@ from flask_openapi3 import APIBlueprint, Tag
 from pydantic import BaseModel, ConfigDict
 from sqlmodel import select
 
+from audit.bundle import VerificationError
 from governance.audit import reports
 from governance.audit.export import EntryFilter, iter_csv, iter_jsonl, write_bundle
 from governance.audit.models import (
@@ -35,6 +36,7 @@ from governance.audit.service import (
     log_size,
     row_entry,
 )
+from governance.audit.witnessing import configured_witnesses
 from governance.authz.policy import SYSTEM_DOMAIN
 from governance.authz.service import (
     current_principal,
@@ -45,7 +47,7 @@ from governance.authz.service import (
 )
 from governance.db import get_db, get_session
 from governance.domains.service import list_domains
-from governance.errors import Forbidden, InvalidInput, NotFound
+from governance.errors import Conflict, Forbidden, InvalidInput, NotFound
 from governance.views_common import ERROR_RESPONSES, SECURITY
 
 EXTENSION_KEY = "governance.audit"
@@ -66,6 +68,8 @@ def init_app(app: Flask) -> AuditLog:
         get_db(app),
         app.config["GOVERNANCE_HOME"],
         checkpoint_seconds=float(app.config["AUDIT_CHECKPOINT_SECONDS"]),
+        origin=app.config.get("AUDIT_ORIGIN") or None,
+        witnesses=configured_witnesses(app.config.get("AUDIT_WITNESSES")),
     )
     app.extensions[EXTENSION_KEY] = audit_log
     return audit_log
@@ -222,9 +226,24 @@ def export_response(filters: EntryFilter, fmt: str) -> Response:
         scratch = Path(tempfile.mkdtemp(prefix="audit-export-"))
         try:
             archive = scratch / "audit-bundle.tar.gz"
-            write_bundle(
-                session, filters, archive, get_audit_log().signing_key, get_audit_log().tree
-            )
+            audit_log = get_audit_log()
+            try:
+                write_bundle(
+                    session,
+                    filters,
+                    archive,
+                    audit_log.signing_key,
+                    audit_log.tree,
+                    origin=audit_log.origin,
+                    witnesses=audit_log.witnesses,
+                )
+            except VerificationError as exc:
+                # Never sign a fresh checkpoint over a log that fails verification.
+                raise Conflict(
+                    f"the audit log does not verify, so it is not exported: {exc}",
+                    code="log_verification_failed",
+                    details={"seq": exc.seq},
+                ) from exc
             handle = archive.open("rb")
         finally:
             # The open handle keeps the file readable after its directory is gone.
