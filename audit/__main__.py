@@ -2,7 +2,8 @@
 
     python -m audit trust KEYFILE                 # pin a log key (PEM) or a witness key (vkey)
     python -m audit verify BUNDLE [--public-key FILE] [--witness-key VKEY]...
-                                  [--require-witnesses N] [--trust-bundle-key]
+                                  [--witnessed NOTE]... [--require-witnesses N]
+                                  [--trust-bundle-key]
 
 A bundle carries its own public key, which an insider could replace along with the log; so
 `verify` refuses unless the key is given (`--public-key`), was pinned earlier (`trust`), or the
@@ -115,6 +116,13 @@ def main(argv: list[str] | None = None) -> int:
     verify.add_argument(
         "--require-witnesses", type=int, default=0, help="how many trusted witnesses must agree"
     )
+    verify.add_argument(
+        "--witnessed",
+        type=Path,
+        action="append",
+        default=[],
+        help="a witness's latest cosigned checkpoint, fetched from the witness itself",
+    )
     args = parser.parse_args(argv)
     try:
         if args.command == "trust":
@@ -132,7 +140,8 @@ def main(argv: list[str] | None = None) -> int:
                 )
                 return 1
         witness_keys = [*args.witness_key, *load_trust()["witness_keys"]]
-        report = verify_bundle(args.bundle, trusted, witness_keys, args.require_witnesses)
+        notes = [path.read_text() for path in args.witnessed]
+        report = verify_bundle(args.bundle, trusted, witness_keys, args.require_witnesses, notes)
     except VerificationError as exc:
         print(f"FAILED: {exc}", file=sys.stderr)
         return 1

@@ -272,49 +272,84 @@ def verify_bundle(
     public_key_pem: bytes | None = None,
     witness_keys: list[str] | tuple[str, ...] = (),
     required_witnesses: int = 0,
+    witnessed_notes: list[str] | tuple[str, ...] = (),
 ) -> VerificationReport:
     """Verify a bundle; raise VerificationError naming the first problem.
 
     `witness_keys` are cosignature verifier keys the caller trusts; a witnessed checkpoint in
     the bundle counts only when its cosignature verifies under one of them, and the log must
     hold that checkpoint's size with its root. `required_witnesses` of them must have spoken.
+    `witnessed_notes` are cosigned checkpoints the auditor fetched from witnesses themselves
+    (`python -m audit.witness latest`), so an insider cannot leave out or swap what a witness
+    saw last: the bundle's log must hold each of them.
     """
     reader = BundleReader(path)
     try:
-        return _verify(reader, public_key_pem, tuple(witness_keys), required_witnesses)
+        return _verify(
+            reader, public_key_pem, tuple(witness_keys), required_witnesses, tuple(witnessed_notes)
+        )
     finally:
         reader.close()
 
 
+def _cosigned(note: str, log_key: VerifierKey, keys: list[VerifierKey], where: str):
+    """The checkpoint of a note signed by the log and cosigned by a trusted witness key, with
+    that witness's name; None when no trusted witness cosigned it."""
+    try:
+        checkpoint = verify_note(note, log_key)
+        body, signatures = split_note(note)
+    except NoteError as exc:
+        raise VerificationError(
+            f"{where}: the checkpoint does not verify under the log's key ({exc})"
+        ) from exc
+    for key in keys:
+        line = next((s.line() for s in signatures if s.name == key.name), None)
+        if line is None:
+            continue
+        try:
+            verify_cosignature(body, line, key)
+        except NoteError as exc:
+            raise VerificationError(
+                f"{where}: the cosignature of {key.name} does not verify"
+            ) from exc
+        return checkpoint, key.name
+    return None
+
+
 def _witnessed(
-    reader: BundleReader, manifest: dict[str, Any], public_key: Ed25519PublicKey, trusted: tuple
+    reader: BundleReader,
+    manifest: dict[str, Any],
+    public_key: Ed25519PublicKey,
+    trusted: tuple,
+    notes: tuple[str, ...],
 ) -> dict[int, tuple[str, str]]:
     """{size: (root hex, witness name)} of the witnessed checkpoints whose cosignature verifies
     under a trusted key and whose note verifies under the log's key."""
-    if not reader.exists(WITNESSES):
-        return {}
-    origin = manifest.get("origin")
-    if not origin:
-        raise VerificationError("the bundle lists witnesses but names no log origin")
-    log_key = VerifierKey.of(origin, public_key)
     keys = [VerifierKey.parse(k) for k in trusted]
+    if notes and not keys:
+        raise VerificationError("a witnessed checkpoint was given but no witness key to check it")
+    origin = manifest.get("origin")
+    if (notes or reader.exists(WITNESSES)) and not origin:
+        raise VerificationError("the bundle names no log origin to check witnesses against")
+    if not origin:
+        return {}
+    log_key = VerifierKey.of(origin, public_key)
     found: dict[int, tuple[str, str]] = {}
-    for line_no, line in enumerate(reader.open(WITNESSES), start=1):
-        record = json.loads(line)
-        key = next((k for k in keys if k.encode() == record.get("key")), None)
-        if key is None:
-            continue  # a witness the auditor does not trust says nothing
-        try:
-            checkpoint = verify_note(record["note"], log_key)
-            body, signatures = split_note(record["note"])
-            line_text = next(s.line() for s in signatures if s.name == key.name)
-            verify_cosignature(body, line_text, key)
-        except (NoteError, StopIteration, KeyError) as exc:
+    if reader.exists(WITNESSES):
+        for line_no, line in enumerate(reader.open(WITNESSES), start=1):
+            record = json.loads(line)
+            seen = _cosigned(
+                record.get("note", ""), log_key, keys, f"witnesses.jsonl line {line_no}"
+            )
+            if seen is not None:  # a witness the auditor does not trust says nothing
+                found[seen[0].size] = (seen[0].root.hex(), seen[1])
+    for index, note in enumerate(notes, start=1):
+        seen = _cosigned(note, log_key, keys, f"witnessed checkpoint {index}")
+        if seen is None:
             raise VerificationError(
-                f"witnesses.jsonl line {line_no}: the cosigned checkpoint of {key.name} does "
-                f"not verify ({exc})"
-            ) from exc
-        found[checkpoint.size] = (checkpoint.root.hex(), key.name)
+                f"witnessed checkpoint {index} carries no cosignature by a trusted witness"
+            )
+        found[seen[0].size] = (seen[0].root.hex(), seen[1])
     return found
 
 
@@ -323,6 +358,7 @@ def _verify(
     public_key_pem: bytes | None,
     witness_keys: tuple[str, ...] = (),
     required_witnesses: int = 0,
+    witnessed_notes: tuple[str, ...] = (),
 ) -> VerificationReport:
     try:
         manifest = json.loads(reader.open(MANIFEST).read())
@@ -343,7 +379,7 @@ def _verify(
     if manifest.get("tree_size") != anchor.tree_size:
         raise VerificationError("manifest tree_size is not the last checkpoint's")
     by_size = {c.tree_size: c for c in checkpoints}
-    witnessed = _witnessed(reader, manifest, public_key, witness_keys)
+    witnessed = _witnessed(reader, manifest, public_key, witness_keys, witnessed_notes)
     if len({name for _root, name in witnessed.values()}) < required_witnesses:
         raise VerificationError(
             f"{required_witnesses} trusted witness(es) must have cosigned the log; "

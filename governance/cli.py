@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any
 
 import click
 
+from audit.bundle import VerificationError
 from governance.errors import GovernanceError, NotInitialized
 
 if TYPE_CHECKING:
@@ -59,6 +60,10 @@ def fail_cleanly(func: Callable[..., Any]) -> Callable[..., Any]:
             click.echo(f"error: {exc.message}", err=True)
             if exc.details:
                 click.echo(f"details: {json.dumps(exc.details, default=str)}", err=True)
+            sys.exit(EXIT_FAILED)
+        except VerificationError as exc:
+            # The audit log failed verification: say where, and do nothing further with it.
+            click.echo(f"error: the audit log does not verify: {exc}", err=True)
             sys.exit(EXIT_FAILED)
 
     return wrapper
@@ -1127,7 +1132,6 @@ def log_cli_event(audit_log, action: str, details: dict[str, Any]) -> None:
 def audit_verify() -> None:
     """Recompute the tree from the database, check every entry and checkpoint, and compare
     the log with what every configured witness last cosigned (AUDIT_WITNESSES)."""
-    from audit.bundle import VerificationError
     from governance.audit.export import verify_against_witnesses
 
     with audit_log_session() as (audit_log, session):
