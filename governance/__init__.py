@@ -17,6 +17,7 @@ def create_app(config: Mapping[str, Any] | None = None):
     # Imported here so that `import governance` stays cheap and free of side effects.
     from flask import jsonify
     from flask_openapi3 import Info, OpenAPI
+    from werkzeug.routing import IntegerConverter
 
     from governance import api, health
     from governance.accounts.views import bp as accounts_bp
@@ -28,13 +29,18 @@ def create_app(config: Mapping[str, Any] | None = None):
     from governance.config import load_config
     from governance.console import views as console_views
     from governance.datasets import views as datasets_views
-    from governance.db import Database
+    from governance.db import BIGINT_MAX, Database
     from governance.domains.views import bp as domains_bp
     from governance.errors import register_error_handlers, validation_error_response
     from governance.gateway.views import bp as gateway_bp
     from governance.models.views import bp as models_bp
     from governance.training.views import bp as training_bp
     from governance.views_common import SECURITY_SCHEMES
+
+    class BoundedIntConverter(IntegerConverter):
+        def __init__(self, map, *args, **kwargs) -> None:
+            kwargs.setdefault("max", BIGINT_MAX)
+            super().__init__(map, *args, **kwargs)
 
     settings = load_config(config)
     app = OpenAPI(
@@ -51,6 +57,9 @@ def create_app(config: Mapping[str, Any] | None = None):
     )
     app.config.update(settings)
     app.json.sort_keys = False
+    # `<int:...>` in routes stops at 64 bits: a larger id matches no route (404), never
+    # reaching a database column it would overflow.
+    app.url_map.converters["int"] = BoundedIntConverter
 
     register_error_handlers(app)
     Database(settings["GOVERNANCE_DATABASE_URL"]).init_app(app)

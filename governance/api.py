@@ -14,6 +14,7 @@ import uuid
 
 from flask import Flask, g, request
 
+from governance import strict_json
 from governance.accounts import service as accounts
 from governance.authz.service import PolicyRefused, get_authorizer, log_event
 from governance.db import get_session
@@ -21,6 +22,7 @@ from governance.errors import (
     BadRequest,
     GovernanceError,
     Unauthenticated,
+    UnsupportedMediaType,
     error_response,
 )
 
@@ -36,11 +38,6 @@ JOB_ENDPOINTS = frozenset(
     {"training.job_bundle", "training.job_heartbeat", "training.job_result", "training.job_fail"}
 )
 BODY_METHODS = frozenset({"POST", "PUT", "PATCH"})
-
-
-class UnsupportedMediaType(GovernanceError):
-    status = 415
-    code = "unsupported_media_type"
 
 
 def bearer_token() -> str:
@@ -67,7 +64,7 @@ def check_json_body() -> None:
             details={"content_type": request.content_type},
         )
     try:
-        json.loads(raw)
+        strict_json.loads(raw)
     except UnicodeDecodeError as exc:
         raise BadRequest("request body is not UTF-8", details={"position": exc.start}) from exc
     except json.JSONDecodeError as exc:
@@ -75,6 +72,12 @@ def check_json_body() -> None:
             f"malformed JSON: {exc.msg}",
             details={"line": exc.lineno, "column": exc.colno},
             code="malformed_json",
+        ) from exc
+    except strict_json.JSONRefused as exc:
+        raise BadRequest(
+            f"refused JSON: {exc.message}",
+            details={"field": exc.path or None},
+            code="refused_json",
         ) from exc
 
 

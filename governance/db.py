@@ -15,6 +15,10 @@ from sqlmodel import Session, SQLModel
 
 EXTENSION_KEY = "governance.db"
 
+# The largest integer a 64-bit column holds: every id, number and size the API accepts is below
+# it, so a hostile "99999999999999999999" is a 422 naming the field, never a database overflow.
+BIGINT_MAX = 2**63 - 1
+
 # Stable constraint names, so migrations can refer to them on every database.
 SQLModel.metadata.naming_convention = {
     "ix": "ix_%(column_0_label)s",

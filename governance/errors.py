@@ -60,6 +60,11 @@ class Conflict(GovernanceError):
     code = "conflict"
 
 
+class UnsupportedMediaType(GovernanceError):
+    status = 415
+    code = "unsupported_media_type"
+
+
 class PayloadTooLarge(GovernanceError):
     status = 413
     code = "payload_too_large"

@@ -10,7 +10,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from sqlmodel import Field as SQLField
 from sqlmodel import SQLModel
 
-from governance.db import UTCDateTime
+from governance.db import BIGINT_MAX, UTCDateTime
 
 
 class AuditHead(SQLModel, table=True):
@@ -111,7 +111,7 @@ class EntryQuery(BaseModel):
     model: str | None = Field(default=None, description="Model family name")
     action: str | None = None
     decision: AuditDecision | None = None
-    after_seq: int = Field(default=0, ge=0)
+    after_seq: int = Field(default=0, ge=0, le=BIGINT_MAX)
     limit: int = Field(default=100, ge=1, le=1000)
 
 
@@ -132,7 +132,7 @@ class InclusionQuery(BaseModel):
 
 
 class SeqPath(BaseModel):
-    seq: int = Field(ge=1)
+    seq: int = Field(ge=1, le=BIGINT_MAX)
 
 
 class InclusionProof(BaseModel):
@@ -146,8 +146,8 @@ class InclusionProof(BaseModel):
 class ConsistencyQuery(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    old_size: int = Field(ge=1)
-    new_size: int = Field(ge=1)
+    old_size: int = Field(ge=1, le=BIGINT_MAX)
+    new_size: int = Field(ge=1, le=BIGINT_MAX)
 
 
 class ConsistencyProof(BaseModel):

@@ -18,7 +18,7 @@ from collections.abc import Iterator
 from typing import IO, Any
 
 from audit import merkle
-from governance import crypto
+from governance import crypto, strict_json
 from governance.errors import GovernanceError, InvalidInput, PayloadTooLarge
 
 MAGIC = b"GOVDS1\n"
@@ -45,9 +45,11 @@ def parse_record(raw: bytes, line: int) -> dict[str, Any]:
     except UnicodeDecodeError as exc:
         raise line_error(line, f"not UTF-8 (byte {exc.start})") from exc
     try:
-        record = json.loads(text)
+        record = strict_json.loads(text)
     except json.JSONDecodeError as exc:
         raise line_error(line, f"malformed JSON: {exc.msg} at column {exc.colno}") from exc
+    except strict_json.JSONRefused as exc:
+        raise line_error(line, exc.message, exc.path or None) from exc
     if not isinstance(record, dict):
         raise line_error(line, "a record must be a JSON object")
     unknown = sorted(set(record) - ALLOWED_FIELDS)

@@ -25,7 +25,7 @@ from governance.db import get_session
 from governance.domains.keys import KeyRing
 from governance.domains.models import Domain
 from governance.domains.service import get_domain
-from governance.errors import NotFound
+from governance.errors import NotFound, UnsupportedMediaType
 from governance.pii.models import (
     QuarantineDecide,
     QuarantineList,
@@ -38,6 +38,9 @@ from governance.storage import LocalBlobStore
 from governance.views_common import ERROR_RESPONSES, SECURITY
 
 KEYRING_KEY = "governance.keyring"
+UPLOAD_TYPES = frozenset(
+    {"application/x-ndjson", "application/jsonl", "application/x-jsonlines", "application/json"}
+)
 STORE_KEY = "governance.blobstore"
 
 bp = APIBlueprint(
@@ -148,8 +151,14 @@ def list_versions(path: DatasetPath):
 
 @bp.post("/datasets/<int:dataset_id>/versions", responses={201: VersionRead})
 def upload_version(path: DatasetPath, query: UploadQuery):
-    """Upload a version as JSONL in the request body (streamed; any content type)."""
+    """Upload a version as JSON lines in the request body (streamed); Content-Type
+    `application/x-ndjson` (or `application/jsonl`, `application/json`)."""
     dataset, domain = dataset_for(path.dataset_id, "upload")
+    if request.mimetype not in UPLOAD_TYPES:
+        raise UnsupportedMediaType(
+            "upload the records as JSON lines (Content-Type: application/x-ndjson)",
+            details={"content_type": request.content_type, "accepted": sorted(UPLOAD_TYPES)},
+        )
     # Uploads are streamed, so they get their own, larger limit than JSON bodies.
     request.max_content_length = current_app.config["UPLOAD_MAX_BYTES"]
     version = service.upload_version(

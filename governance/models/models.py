@@ -10,7 +10,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from sqlmodel import Field as SQLField
 from sqlmodel import SQLModel
 
-from governance.db import UTCDateTime, utcnow
+from governance.db import BIGINT_MAX, UTCDateTime, utcnow
 
 NAME_PATTERN = r"^[a-z][a-z0-9-]{1,62}$"
 
@@ -161,8 +161,8 @@ class FamilyRead(BaseModel):
 class DatasetRef(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    dataset_id: int = Field(ge=1)
-    version: int = Field(ge=1)
+    dataset_id: int = Field(ge=1, le=BIGINT_MAX)
+    version: int = Field(ge=1, le=BIGINT_MAX)
 
 
 class VersionCreate(BaseModel):

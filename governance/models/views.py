@@ -14,7 +14,7 @@ from governance.approvals.rules import load_approval_rules
 from governance.audit.service import Actor
 from governance.audit.views import get_audit_log
 from governance.authz.service import check, current_actor, require
-from governance.db import get_session
+from governance.db import BIGINT_MAX, get_session
 from governance.domains.models import Domain
 from governance.domains.service import get_domain
 from governance.errors import NotFound
@@ -51,7 +51,7 @@ class FamilyPath(BaseModel):
 
 class FamilyVersionPath(BaseModel):
     family: str = Field(max_length=63)
-    number: int = Field(ge=1)
+    number: int = Field(ge=1, le=BIGINT_MAX)
 
 
 def policy_dir() -> Path:

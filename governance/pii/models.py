@@ -10,7 +10,7 @@ from pydantic import BaseModel, Field
 from sqlmodel import Field as SQLField
 from sqlmodel import SQLModel
 
-from governance.db import UTCDateTime, utcnow
+from governance.db import BIGINT_MAX, UTCDateTime, utcnow
 
 
 class Verdict:
@@ -118,9 +118,9 @@ class QuarantineDecide(BaseModel):
 
 
 class QuarantinePath(BaseModel):
-    dataset_id: int = Field(ge=1, le=2**62)
-    number: int = Field(ge=1, le=2**62)
-    record: int = Field(ge=0, le=2**62)
+    dataset_id: int = Field(ge=1, le=BIGINT_MAX)
+    number: int = Field(ge=1, le=BIGINT_MAX)
+    record: int = Field(ge=0, le=BIGINT_MAX)
 
 
 class ReceiptRead(BaseModel):

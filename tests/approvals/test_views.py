@@ -71,6 +71,7 @@ def upload(client, world, year=2025) -> int:
         f"/api/v1/datasets/{world['dataset']}/versions",
         query_string={"tax_year": year},
         data=b"".join(json.dumps(r).encode() + b"\n" for r in RECORDS),
+        content_type="application/x-ndjson",
         headers=auth(world["casey"]),
     )
     assert response.status_code == 201, response.get_json()

@@ -262,6 +262,7 @@ def test_a_data_steward_sees_versions_scans_and_tombstones(client, world, live, 
         f"/api/v1/datasets/{world['dataset']}/versions",
         query_string={"tax_year": 2026},
         data=b'{"prompt": "What changed for 2026?", "completion": "The standard deduction."}\n',
+        content_type="application/x-ndjson",
         headers=auth(world["casey"]),
     )
     assert uploaded.status_code == 201

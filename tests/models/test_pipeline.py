@@ -130,6 +130,7 @@ def scanned_dataset(client, world, steward, domain, name, records, tax_year=2025
         f"/api/v1/datasets/{dataset['id']}/versions",
         query_string={"tax_year": tax_year},
         data=b"".join(json.dumps(r).encode() + b"\n" for r in records),
+        content_type="application/x-ndjson",
     )
     assert status == 201
     status, receipt = call(
@@ -216,6 +217,7 @@ def test_training_needs_approved_data_of_the_same_domain(client, world):
         f"/api/v1/datasets/{other['id']}/versions",
         query_string={"tax_year": 2025},
         data=b'{"text": "Schedule C line 1"}\n',
+        content_type="application/x-ndjson",
     )
     status, body = call(
         client,
@@ -533,6 +535,7 @@ def test_rollback_and_fallback_to_the_newest_untainted_version(app, client, worl
         f"/api/v1/datasets/{world['dataset']}/versions",
         query_string={"tax_year": 2025},
         data=b"".join(json.dumps(r).encode() + b"\n" for r in RECORDS[:20]),
+        content_type="application/x-ndjson",
     )
     assert status == 201
     call(client, "casey", world, "POST", f"/api/v1/datasets/{world['dataset']}/versions/2/scans")

@@ -60,6 +60,7 @@ def upload(client, world, records, year=2025) -> int:
         f"/api/v1/datasets/{world['dataset']}/versions",
         query_string={"tax_year": year},
         data=jsonl(records),
+        content_type="application/x-ndjson",
         headers=auth(world["casey"]),
     )
     assert response.status_code == 201, response.get_json()

@@ -49,6 +49,7 @@ def upload_year(client, world, tax_year: int) -> int:
         f"/api/v1/datasets/{world['dataset']}/versions",
         query_string={"tax_year": tax_year},
         data=b"".join(json.dumps(r).encode() + b"\n" for r in records),
+        content_type="application/x-ndjson",
     )
     assert status == 201, version
     status, _ = call(

@@ -1,0 +1,119 @@
+"""Hostile input is a 4xx that names the line or field, never a 500, and changes nothing."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import sqlalchemy as sa
+
+from governance.datasets.models import DatasetVersion
+from governance.db import get_db
+from tests.factories import auth, make_domain, principal_token
+
+NDJSON = "application/x-ndjson"
+
+
+@pytest.fixture
+def world(app, client):
+    make_domain(app, "consumer-tax")
+    tokens = {name: principal_token(app, name) for name in ("admin", "casey", "audrey")}
+    created = client.post(
+        "/api/v1/domains/consumer-tax/datasets",
+        json={"name": "returns"},
+        headers=auth(tokens["casey"]),
+    )
+    tokens["dataset"] = created.get_json()["id"]
+    return tokens
+
+
+def upload(client, world, body: bytes, content_type: str | None = NDJSON):
+    extra = {"content_type": content_type} if content_type else {}
+    return client.post(
+        f"/api/v1/datasets/{world['dataset']}/versions",
+        query_string={"tax_year": 2025},
+        data=body,
+        headers=auth(world["casey"]),
+        **extra,
+    )
+
+
+def versions(app) -> int:
+    with get_db(app).session_scope() as session:
+        return session.execute(sa.select(sa.func.count()).select_from(DatasetVersion)).scalar()
+
+
+@pytest.mark.parametrize(
+    ("line", "reason"),
+    [
+        (b'{"text": "\\ud800 is not text"}', "lone surrogate"),
+        (b'{"text": "a", "metadata": {"x": ' + b"[" * 200_000 + b"]" * 200_000 + b"}}", "nested"),
+        (b'{"text": "a", "metadata": {"n": ' + b"9" * 5000 + b"}}", "beyond 64 bits"),
+        (b'{"text": "a", "metadata": {"n": NaN}}', "NaN is not a JSON number"),
+        (b'{"text": "a", "text": "b"}', "appears twice"),
+    ],
+    ids=["surrogate", "deep", "huge-int", "nan", "duplicate-key"],
+)
+def test_hostile_records_are_refused_by_line(app, client, world, line, reason):
+    good = b'{"text": "Schedule C line 1"}\n'
+    response = upload(client, world, good + line + b"\n")
+    assert response.status_code == 422, response.get_json()
+    error = response.get_json()["error"]
+    assert error["details"]["line"] == 2 and reason in error["message"]
+    assert versions(app) == 0
+
+
+def test_uploads_need_a_json_lines_content_type(app, client, world):
+    body = b'{"text": "Schedule C line 1"}\n'
+    for content_type in (None, "text/csv", "multipart/form-data; boundary=x"):
+        response = upload(client, world, body, content_type)
+        assert response.status_code == 415, content_type
+        assert response.get_json()["error"]["code"] == "unsupported_media_type"
+    assert versions(app) == 0
+    assert upload(client, world, body).status_code == 201
+
+
+@pytest.mark.parametrize(
+    ("raw", "reason"),
+    [
+        (b'{"name": "x", "jurisdiction": "US", "retention_days": NaN}', "NaN"),
+        (b'{"name": ' + b'{"a": ' * 5000 + b"1" + b"}" * 5000 + b"}", "nested"),
+        (b'{"name": "x", "retention_days": ' + b"7" * 5000 + b"}", "beyond 64 bits"),
+        (b'{"name": "x", "name": "y"}', "appears twice"),
+        (b'{"name": "\\udfff"}', "lone surrogate"),
+    ],
+    ids=["nan", "deep", "huge-int", "duplicate-key", "surrogate"],
+)
+def test_hostile_json_bodies_are_refused(client, world, raw, reason):
+    response = client.post(
+        "/api/v1/domains", data=raw, content_type="application/json", headers=auth(world["admin"])
+    )
+    assert response.status_code == 400, response.get_json()
+    error = response.get_json()["error"]
+    assert error["code"] == "refused_json" and reason in error["message"]
+
+
+def test_integers_beyond_64_bits_in_paths_queries_and_bodies(client, world):
+    huge = "99999999999999999999"
+    path = client.get(f"/api/v1/datasets/{huge}/versions", headers=auth(world["casey"]))
+    assert path.status_code == 404
+    query = client.get(
+        "/api/v1/audit/entries", query_string={"after_seq": huge}, headers=auth(world["audrey"])
+    )
+    assert query.status_code == 422
+    assert query.get_json()["error"]["details"][0]["field"] == "after_seq"
+    body = client.post(
+        "/api/v1/approvals/dataset-use",
+        data=json.dumps({"dataset_id": 1, "version": 1, "family": "f"}).replace(
+            '"version": 1', f'"version": {huge}'
+        ),
+        content_type="application/json",
+        headers=auth(world["casey"]),
+    )
+    assert body.status_code == 400 and "beyond 64 bits" in body.get_json()["error"]["message"]
+    bounded = client.post(
+        "/api/v1/approvals/dataset-use",
+        json={"dataset_id": 2**63, "version": 1, "family": "f"},
+        headers=auth(world["casey"]),
+    )
+    assert bounded.status_code in (400, 422)
