@@ -60,3 +60,38 @@ def close_app(app) -> None:
 
     get_audit_log(app).close()
     get_db(app).dispose()
+
+
+def make_family(app, name: str, domain: str, base: str = "registered-base") -> None:
+    """A model family row in a domain (its base model registered by name only), for tests
+    about approvals that need a family but no training."""
+    import sqlmodel
+
+    from governance.domains.models import Domain
+    from governance.models.models import BaseModelRecord, ModelFamily
+
+    with get_db(app).session_scope() as session:
+        record = session.exec(
+            sqlmodel.select(BaseModelRecord).where(BaseModelRecord.name == base)
+        ).first()
+        if record is None:
+            record = BaseModelRecord(
+                name=base,
+                path="/nonexistent",
+                weights_hash="0" * 64,
+                architecture="llama",
+                registered_by="test",
+            )
+            session.add(record)
+            session.flush()
+        owner = session.exec(sqlmodel.select(Domain).where(Domain.name == domain)).one()
+        session.add(
+            ModelFamily(
+                name=name,
+                domain_id=owner.id,
+                base_model_id=record.id,
+                refresh_schedule="0 6 15 1 *",
+                created_by="test",
+            )
+        )
+        session.commit()

@@ -34,6 +34,7 @@ from governance.datasets.models import Dataset, DatasetVersion, VersionStatus
 from governance.db import utcnow
 from governance.domains.models import Domain
 from governance.errors import Conflict, Forbidden, InvalidInput, NotFound
+from governance.models.models import ModelFamily
 
 DATASET_USE = "dataset-use"
 MODEL_PROMOTION = "model-promotion"
@@ -104,6 +105,16 @@ def request_dataset_use(
 
     if version.domain_id != domain.id or dataset.domain_id != domain.id:
         raise Forbidden("the dataset version belongs to another domain")
+    # The family must be this domain's; another domain's family is answered as a missing one.
+    if (
+        session.exec(
+            select(ModelFamily).where(
+                ModelFamily.name == family, ModelFamily.domain_id == domain.id
+            )
+        ).first()
+        is None
+    ):
+        raise NotFound(f"no model family {family!r}", details={"field": "family"})
     if version.status != VersionStatus.READY:
         raise Conflict(f"dataset version {version.uid} was deleted", details={"uid": version.uid})
     receipt = require_trainable(session, version, load_rules(policy_dir, domain.name))

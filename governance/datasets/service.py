@@ -247,10 +247,10 @@ def delete_version(
 def ensure_same_domain(version: DatasetVersion, domain: Domain) -> None:
     """Refuse to use a dataset version outside its own domain (segregation)."""
     if version.domain_id != domain.id:
+        # No uid or name of the other domain's version in the answer.
         raise Forbidden(
-            f"dataset version {version.uid} belongs to another domain and cannot be used in "
-            f"{domain.name}",
-            details={"uid": version.uid, "domain": domain.name},
+            f"the dataset version belongs to another domain and cannot be used in {domain.name}",
+            details={"domain": domain.name},
             code="cross_domain",
         )
 

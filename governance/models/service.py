@@ -91,7 +91,12 @@ def create_family(session: Session, domain: Domain, data: FamilyCreate, *, actor
     validate_cron(data.refresh_schedule)
     base = get_base_model(session, data.base_model)
     if session.exec(select(ModelFamily).where(ModelFamily.name == data.name)).first():
-        raise Conflict(f"a model family named {data.name!r} exists", details={"name": data.name})
+        # Family names are global (the gateway addresses a family by name); the answer is the
+        # same whichever domain holds the name, so it tells another domain nothing.
+        raise Conflict(
+            f"the name {data.name!r} is not available for a new model family; choose another",
+            details={"field": "name"},
+        )
     family = ModelFamily(
         name=data.name,
         domain_id=domain.id,
@@ -188,7 +193,10 @@ def start_version(
     rules = load_rules(policy_dir, domain.name)
     used = []
     for ref in data.datasets:
-        dataset, _owner = datasets.get_dataset(session, ref.dataset_id)
+        dataset, owner = datasets.get_dataset(session, ref.dataset_id)
+        if owner.id != domain.id:
+            # Another domain's dataset is answered exactly as a missing one.
+            raise NotFound(f"no dataset {ref.dataset_id}", details={"dataset_id": ref.dataset_id})
         version = datasets.get_version(session, dataset, ref.version)
         # Segregation, in the service layer as well as at the API.
         datasets.ensure_same_domain(version, domain)

@@ -17,7 +17,7 @@ from governance.approvals.models import ApprovalDecision, ApprovalRequest
 from governance.config import DEFAULT_POLICY_DIR
 from governance.db import get_db, utcnow
 from governance.pii.scanner import Scanner
-from tests.factories import auth, close_app, make_domain, principal_token
+from tests.factories import auth, close_app, make_domain, make_family, principal_token
 
 RECORDS = [
     {"text": "My SSN is 536-22-8741; can I e-file Form 1040 for tax year 2025?"},
@@ -62,6 +62,7 @@ def world(app, client):
         headers=auth(tokens["casey"]),
     ).get_json()["id"]
     tokens["dataset"] = dataset
+    make_family(app, "tax-assistant", "consumer-tax")
     upload(client, tokens)
     return tokens
 
@@ -347,3 +348,15 @@ def test_reviewers_work_from_the_cli_through_the_api(client, world, config, live
     assert "nothing waits" in govern(as_("priya"), "approvals", "inbox", check=True).stderr
     no_token = govern(base, "approvals", "inbox")
     assert no_token.returncode == 1 and "GOVERNANCE_TOKEN" in no_token.stderr
+
+
+def test_a_family_of_another_domain_is_answered_as_missing(app, client, world):
+    scan(client, world)
+    make_family(app, "ledger-helper", "smb-accounting")
+    foreign = request_use(client, world, family="ledger-helper")
+    missing = request_use(client, world, family="no-such-family")
+    assert foreign.status_code == missing.status_code == 404
+    assert foreign.get_json()["error"]["message"].replace("ledger-helper", "X") == (
+        missing.get_json()["error"]["message"].replace("no-such-family", "X")
+    )
+    assert "smb-accounting" not in json.dumps(foreign.get_json())

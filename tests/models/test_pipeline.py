@@ -227,7 +227,21 @@ def test_training_needs_approved_data_of_the_same_domain(client, world):
         f"/api/v1/models/{FAMILY}/versions",
         json={"tax_year": 2025, "datasets": [{"dataset_id": other["id"], "version": 1}]},
     )
-    assert status == 403 and body["error"]["code"] == "cross_domain"
+    # Another domain's dataset is refused exactly as one that does not exist: nothing of it
+    # (its version's uid, its name) is in the answer.
+    assert status == 404 and body["error"]["code"] == "not_found"
+    _status, missing = call(
+        client,
+        "morgan",
+        world,
+        "POST",
+        f"/api/v1/models/{FAMILY}/versions",
+        json={"tax_year": 2025, "datasets": [{"dataset_id": 999999, "version": 1}]},
+    )
+    assert body["error"]["message"].replace(str(other["id"]), "N") == missing["error"][
+        "message"
+    ].replace("999999", "N")
+    assert "books" not in json.dumps(body)
 
 
 def test_train_evaluate_promote_query_and_taint(app, client, world, live, config, tmp_path):
