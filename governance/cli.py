@@ -397,11 +397,11 @@ def dataset_delete(dataset_id: int, number: int, reason: str) -> None:
     """Delete VERSION of DATASET_ID: destroy its key and blob, keep a tombstone."""
     from governance.datasets import service
 
-    _keyring, store = instance_storage()
+    keyring, store = instance_storage()
     with instance_session() as session:
         ds, _domain = service.get_dataset(session, dataset_id)
         version = service.get_version(session, ds, number)
-        service.delete_version(session, store, version, reason, actor=cli_actor())
+        service.delete_version(session, keyring, store, version, reason, actor=cli_actor())
         click.echo(f"deleted v{number} of dataset {dataset_id}; tombstone kept")
 
 

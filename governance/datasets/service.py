@@ -18,6 +18,8 @@ from governance.db import utcnow
 from governance.domains.keys import KeyRing
 from governance.domains.models import Domain
 from governance.errors import Conflict, Forbidden, InvalidInput, NotFound, PayloadTooLarge
+from governance.pii.cache import content_key, forget
+from governance.pii.models import ScanReceipt
 from governance.storage import LocalBlobStore
 
 
@@ -203,15 +205,39 @@ def iter_version_records(
 
 
 def delete_version(
-    session: Session, store: LocalBlobStore, version: DatasetVersion, reason: str, *, actor: Actor
+    session: Session,
+    keyring: KeyRing,
+    store: LocalBlobStore,
+    version: DatasetVersion,
+    reason: str,
+    *,
+    actor: Actor,
 ) -> DatasetVersion:
-    """Crypto-shred a version: destroy its data key and blob, keep a tombstone."""
+    """Crypto-shred a version: destroy its data key and blob, keep a tombstone.
+
+    The scan-cache rows of its records go too (found by their keyed hashes while the data can
+    still be read), so nothing derived from its text outlives it.
+    """
     if version.status == VersionStatus.DELETED:
         raise Conflict(
             f"version {version.number} is already deleted",
             details={"deleted_at": version.deleted_at.isoformat()},
         )
+    owner = session.get(Domain, version.domain_id)
+    cache_rows = forget(
+        session,
+        content_key(keyring, session, owner),
+        iter_version_records(session, keyring, store, version),
+    )
     blob_key = version.blob_key
+    # The sanitized views of its scans are derived from its text too: their keys go with it.
+    sanitized = []
+    for receipt in session.exec(select(ScanReceipt).where(ScanReceipt.version_id == version.id)):
+        if receipt.sanitized_blob_key:
+            sanitized.append(receipt.sanitized_blob_key)
+        receipt.sanitized_wrapped_key = None
+        receipt.sanitized_blob_key = None
+        session.add(receipt)
     version.status = VersionStatus.DELETED
     version.wrapped_key = None
     version.blob_key = None
@@ -230,6 +256,8 @@ def delete_version(
             "uid": version.uid,
             "reason_chars": len(reason),
             "content_hash": version.content_hash,
+            "scan_cache_rows_deleted": cache_rows,
+            "sanitized_views_destroyed": len(sanitized),
         },
     )
     # Deletion propagates: every model version trained on this data is tainted in the same
@@ -239,8 +267,9 @@ def delete_version(
     taint_trained_on(session, version, actor=actor)
     session.commit()
     # The key is gone with the commit; removing the ciphertext is the belt to those braces.
-    if blob_key:
-        store.delete(blob_key)
+    for key in (blob_key, *sanitized):
+        if key:
+            store.delete(key)
     return version
 
 

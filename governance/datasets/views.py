@@ -192,7 +192,9 @@ def delete_version(path: VersionPath, body: DeleteBody):
     dataset, domain = dataset_for(path.dataset_id, "delete")
     session = get_session()
     version = service.get_version(session, dataset, path.number)
-    version = service.delete_version(session, store(), version, body.reason, actor=current_actor())
+    version = service.delete_version(
+        session, keyring(), store(), version, body.reason, actor=current_actor()
+    )
     return version_read(version, dataset, domain)
 
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
 import threading
 import time
 from collections import defaultdict, deque
@@ -13,13 +12,14 @@ from flask_openapi3 import APIBlueprint, Tag
 from pydantic import BaseModel, ConfigDict, Field
 
 from governance.authz.service import current_principal, log_event
-from governance.datasets.views import store
+from governance.datasets.views import keyring, store
 from governance.db import get_session
 from governance.errors import Conflict, GovernanceError
 from governance.gateway.backends import LocalBackend, servable
 from governance.models import service as models
 from governance.models.models import BaseModelRecord
 from governance.models.views import family_for
+from governance.pii.cache import content_key, keyed_hash
 from governance.views_common import ERROR_RESPONSES, SECURITY
 
 BACKEND_KEY = "governance.serving"
@@ -100,9 +100,10 @@ def limiter() -> RateLimiter:
 def generate(path: FamilyPath, body: GenerateRequest):
     """Answer a prompt with the family's production version; the query is audited, the
     prompt only by its hash."""
-    prompt_hash = hashlib.sha256(body.prompt.encode()).hexdigest()
     # The authorization decision (allowed or denied) is itself an audit entry.
     family, domain = family_for(path.family, "query")
+    # Keyed under the domain's content key: a short prompt cannot be confirmed by guessing.
+    prompt_hash = keyed_hash(content_key(keyring(), get_session(), domain), body.prompt)
     principal = current_principal().name
     if not limiter().allow(principal):
         log_event(
@@ -110,7 +111,7 @@ def generate(path: FamilyPath, body: GenerateRequest):
             f"model/{family.name}",
             domain.name,
             "deny",
-            {"reason": "rate_limited", "prompt_sha256": prompt_hash},
+            {"reason": "rate_limited", "prompt_hmac": prompt_hash},
         )
         raise TooManyRequests(
             f"{principal} sent more than {limiter().per_minute} queries in a minute"
@@ -123,7 +124,7 @@ def generate(path: FamilyPath, body: GenerateRequest):
             f"model/{family.name}",
             domain.name,
             "failed",
-            {"reason": "no_serving_version", "prompt_sha256": prompt_hash},
+            {"reason": "no_serving_version", "prompt_hmac": prompt_hash},
         )
         raise Conflict(f"{family.name} has no version that may serve", code="no_serving_version")
     target = servable(version, session.get(BaseModelRecord, version.base_model_id))
@@ -141,7 +142,7 @@ def generate(path: FamilyPath, body: GenerateRequest):
             "latency_ms": latency_ms,
             "prompt_tokens": answer.prompt_tokens,
             "completion_tokens": answer.completion_tokens,
-            "prompt_sha256": prompt_hash,
+            "prompt_hmac": prompt_hash,
         },
     )
     return GenerateResponse(

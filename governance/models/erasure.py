@@ -84,6 +84,8 @@ def erasure_report(session: Session, uid: str, key: Ed25519PrivateKey) -> dict[s
         },
         "affected_model_versions": affected,
         "actions": actions,
+        # What was destroyed, as the deletion recorded it: keys, blobs and derived rows.
+        "destroyed": destroyed(version, actions),
     }
     digest = hashlib.sha256(canonical(report)).hexdigest()
     return {
@@ -92,6 +94,19 @@ def erasure_report(session: Session, uid: str, key: Ed25519PrivateKey) -> dict[s
         "signature": key.sign(bytes.fromhex(digest)).hex(),
         "key_id": key_id(key.public_key()),
         "public_key": crypto.public_key_pem(key.public_key()).decode(),
+    }
+
+
+def destroyed(version: DatasetVersion, actions: list[dict[str, Any]]) -> dict[str, Any]:
+    """The destroyed material of a deleted version, from its deletion's audit entry."""
+    deletion = next((a["details"] for a in actions if a["action"] == "dataset.delete"), {})
+    return {
+        "data_key": version.wrapped_key is None,
+        "encrypted_records": version.blob_key is None,
+        "sanitized_views": deletion.get("sanitized_views_destroyed"),
+        "scan_cache_rows": deletion.get("scan_cache_rows_deleted"),
+        "keyed_hashes": "scan cache keys and prompt hashes are HMACs under the domain's "
+        "content key; the rows of this version were deleted",
     }
 
 

@@ -21,6 +21,7 @@ from governance.domains.models import Domain
 from governance.errors import Conflict
 from governance.gateway.backends import ServingBackend, servable
 from governance.models.models import BaseModelRecord, ModelFamily, ModelVersion, VersionState
+from governance.pii.cache import content_key
 from governance.pii.models import ScanReceipt
 from governance.pii.rules import load_rules
 from governance.pii.service import cached_findings
@@ -62,10 +63,13 @@ def probe(
     rules = load_rules(policy_dir, domain.name)
     target = servable(version, session.get(BaseModelRecord, version.base_model_id))
     probes, leaks = 0, []
+    hash_key = content_key(keyring, session, domain)
     for used in version.datasets:
         data = session.get(DatasetVersion, session.get(ScanReceipt, used["receipt"]).version_id)
         records = iter_version_records(session, keyring, store, data)
-        for record_, findings in cached_findings(session, scanner, rules, records, Counter()):
+        for record_, findings in cached_findings(
+            session, scanner, rules, records, Counter(), hash_key
+        ):
             for finding in findings:
                 if probes >= limit:
                     break

@@ -28,6 +28,7 @@ from governance.domains.keys import KeyRing
 from governance.domains.models import Domain
 from governance.errors import Conflict, InvalidInput, NotFound
 from governance.pii import canaries
+from governance.pii.cache import content_key, keyed_hash
 from governance.pii.models import (
     QuarantineDecision,
     QuarantinedRecord,
@@ -60,22 +61,20 @@ def cache_key(scanner: TextScanner, rules: DomainRules) -> str:
     ).hexdigest()
 
 
-def text_hash(text: str) -> str:
-    return hashlib.sha256(text.encode()).hexdigest()
-
-
 def cached_findings(
     session: Session,
     scanner: TextScanner,
     rules: DomainRules,
     records: Iterable[dict[str, Any]],
     stats: Counter,
+    hash_key: bytes,
 ) -> Iterator[tuple[dict[str, Any], list[Finding]]]:
     """Yield each record with its findings per field, scanning only records not yet seen.
 
     A record is scanned as the trainer reads it, prompt and completion joined; the cache is
-    keyed by the hash of that joined text and by the rules and scanner, so a refresh that
-    changes only a record's metadata rescans nothing. It holds offsets and types, never text.
+    keyed by the HMAC of that joined text under the domain's content key (`pii.cache`) and by
+    the rules and scanner, so a refresh that changes only a record's metadata rescans nothing.
+    It holds offsets and types, never text.
     """
     key = cache_key(scanner, rules)
     iterator = iter(records)
@@ -84,7 +83,7 @@ def cached_findings(
         if not block:
             return
         joined = [record_text(rec) for rec in block]
-        hashes = [text_hash(text) for text, _layout in joined]
+        hashes = [keyed_hash(hash_key, text) for text, _layout in joined]
         known = {
             entry.text_hash: entry.findings
             for entry in session.exec(
@@ -178,13 +177,14 @@ def scan_version(
     }
     names = getattr(scanner, "names", None)
     rng = random.SystemRandom()
+    hash_key = content_key(keyring, session, domain)
     data_key, wrapped = keyring.new_data_key(session, domain, sanitized_uid(uid))
     try:
         with store.stage(uid) as staged:
             writer = BlobWriter(staged, data_key, sanitized_uid(uid))
             raw = iter_version_records(session, keyring, store, version)
             for index, (rec, findings) in enumerate(
-                cached_findings(session, scanner, rules, raw, stats)
+                cached_findings(session, scanner, rules, raw, stats, hash_key)
             ):
                 stats["total"] += 1
                 # A reservoir sample of the version's own texts hosts the canaries.
@@ -396,6 +396,12 @@ def iter_sanitized(
     session: Session, keyring: KeyRing, store: LocalBlobStore, receipt: ScanReceipt
 ) -> Iterator[dict[str, Any]]:
     """Yield the sanitized records of a receipt: the only view a worker ever gets."""
+    if receipt.sanitized_blob_key is None or receipt.sanitized_wrapped_key is None:
+        raise Conflict(
+            "the sanitized view is gone: its dataset version was deleted",
+            details={"receipt": receipt.id},
+            code="erased",
+        )
     domain = session.get(Domain, receipt.domain_id)
     uid = receipt.sanitized_blob_key.rsplit("/", 1)[1].removesuffix(".sanitized.blob")
     key = keyring.open_data_key(session, domain, sanitized_uid(uid), receipt.sanitized_wrapped_key)

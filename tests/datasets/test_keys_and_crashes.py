@@ -165,7 +165,7 @@ def test_a_server_killed_mid_upload_leaves_no_version_and_no_stray_blob(env):
             "POST",
             f"/api/v1/datasets/{dataset_id}/versions?tax_year=2025",
             body=RECORDS,
-            headers={"Authorization": f"Bearer {token}"},
+            headers={"Authorization": f"Bearer {token}", "Content-Type": "application/x-ndjson"},
         )
         assert connection.getresponse().status == 201
     finally:

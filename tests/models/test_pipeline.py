@@ -342,7 +342,7 @@ def test_train_evaluate_promote_query_and_taint(app, client, world, live, config
     )
     allowed = [e for e in queries["items"] if e["decision"] == "allow"]
     assert (
-        allowed and allowed[0]["details"]["prompt_sha256"] and "prompt" not in allowed[0]["details"]
+        allowed and allowed[0]["details"]["prompt_hmac"] and "prompt" not in allowed[0]["details"]
     )
     assert {e["principal"] for e in entries["items"] if e["decision"] == "deny"} >= {"ledgerbot"}
 

@@ -332,3 +332,26 @@ def test_no_planted_value_reaches_the_sanitized_view(app, client, world):
     squeezed = "".join(c for c in text if c.isalnum())
     leaked = [v for v in values if v in text or v in squeezed]
     assert leaked == []
+
+
+def test_cache_keys_are_keyed_hashes_and_die_with_the_version(app, client, world):
+    import hashlib
+
+    from governance.pii.models import ScanCacheEntry
+
+    number = upload(client, world, PII_RECORDS)
+    assert scan(client, world, number).status_code == 201
+    with get_db(app).session_scope() as session:
+        keys = {row.text_hash for row in session.exec(sa.select(ScanCacheEntry)).scalars()}
+    plain = {hashlib.sha256(r["text"].encode()).hexdigest() for r in PII_RECORDS if "text" in r}
+    assert keys and not keys & plain  # a guessed text cannot be confirmed from the database
+    deleted = client.delete(
+        f"/api/v1/datasets/{world['dataset']}/versions/{number}",
+        json={"reason": "withdrawn"},
+        headers=auth(world["casey"]),
+    )
+    assert deleted.status_code == 200
+    with get_db(app).session_scope() as session:
+        assert session.execute(sa.select(sa.func.count()).select_from(ScanCacheEntry)).scalar() == 0
+        receipt = session.exec(sa.select(pii.ScanReceipt)).scalars().first()
+        assert receipt.sanitized_wrapped_key is None and receipt.sanitized_blob_key is None
