@@ -159,7 +159,17 @@ def evaluations(body: EvaluationsRequest):
     and context they leave out."""
     if not body.evaluations:
         # Without entries the request is a single evaluation (AuthZEN §7.1).
-        single = Evaluation.model_validate(body.model_dump(exclude={"evaluations", "options"}))
+        missing = [
+            part for part in ("subject", "resource", "action") if getattr(body, part) is None
+        ]
+        if missing:
+            raise InvalidInput(
+                f"no evaluations and no {missing[0]}: give entries or one whole evaluation",
+                details=[{"field": missing[0]}],
+            )
+        single = Evaluation(
+            subject=body.subject, resource=body.resource, action=body.action, context=body.context
+        )
         return decide(single)
     semantic = (body.options or Options()).evaluations_semantic
     answers = []

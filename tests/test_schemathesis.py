@@ -1,0 +1,66 @@
+"""Schemathesis generates requests from /openapi.json, valid and invalid, with and without
+credentials: whatever it sends, the API answers with its JSON envelope and never a 5xx.
+
+The budget is fixed (examples per operation, derandomized) so CI runs the same requests each
+time; raise SCHEMATHESIS_EXAMPLES locally to search harder.
+"""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+import schemathesis
+from hypothesis import HealthCheck, given, settings
+
+from governance import create_app
+from governance.config import load_config
+from governance.instance import init_instance
+from tests.factories import close_app, make_domain, principal_token
+
+EXAMPLES = int(os.environ.get("SCHEMATHESIS_EXAMPLES", "8"))
+
+
+@pytest.fixture(scope="module")
+def hostile_app(tmp_path_factory):
+    """An initialized instance on SQLite, shared by the generated requests."""
+    home = tmp_path_factory.mktemp("schemathesis") / "home"
+    settings = load_config({"GOVERNANCE_HOME": str(home), "AUDIT_CHECKPOINT_SECONDS": 0})
+    init_instance(settings)
+    app = create_app({**settings, "TESTING": True})
+    make_domain(app, "consumer-tax")
+    app.config["SCHEMATHESIS_TOKEN"] = principal_token(app, "admin")
+    yield app
+    close_app(app)
+
+
+def test_no_request_gets_a_server_error(hostile_app):
+    schema = schemathesis.openapi.from_wsgi("/openapi.json", hostile_app)
+    headers = {"Authorization": f"Bearer {hostile_app.config['SCHEMATHESIS_TOKEN']}"}
+    failures: list[str] = []
+    operations = 0
+    for result in schema.get_all_operations():
+        operation = result.ok()
+        operations += 1
+
+        @settings(
+            max_examples=EXAMPLES,
+            deadline=None,
+            derandomize=True,
+            database=None,
+            suppress_health_check=list(HealthCheck),
+        )
+        @given(case=operation.as_strategy())
+        def check(case):
+            response = case.call(headers=headers)
+            if response.status_code >= 500:
+                failures.append(
+                    f"{case.method} {case.formatted_path}: {response.status_code} "
+                    f"{response.text[:200]}"
+                )
+            elif response.status_code >= 400 and "json" in response.headers.get("Content-Type", ""):
+                assert "error" in response.json(), (case.method, case.formatted_path)
+
+        check()
+    assert operations > 40
+    assert failures == []
