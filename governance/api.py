@@ -25,6 +25,7 @@ from governance.errors import (
     UnsupportedMediaType,
     error_response,
 )
+from governance.training import service as training
 
 log = logging.getLogger(__name__)
 
@@ -138,6 +139,9 @@ def init_app(app: Flask) -> None:
         # API paths answer 401 too, which tells a stranger nothing about what exists.
         if request.endpoint in JOB_ENDPOINTS:
             g.job_token = bearer_token()
+            # The job token is checked before anything of the body is read: a stranger gets a
+            # 401, not a description of what is wrong with their JSON.
+            training.job_for_token(get_session(), str(request.view_args.get("uid")), g.job_token)
             if request.endpoint not in STREAMING_ENDPOINTS:
                 check_json_body()
             return None

@@ -268,6 +268,7 @@ def domain() -> None:
 @fail_cleanly
 def domain_create(name: str, jurisdiction: str, retention_days: int, description: str) -> None:
     """Create the data domain NAME."""
+    from governance.authz.lint import declared_domains
     from governance.domains import service
     from governance.domains.models import DomainCreate
 
@@ -279,7 +280,8 @@ def domain_create(name: str, jurisdiction: str, retention_days: int, description
         description=description,
     )
     with instance_session() as session:
-        created = service.create_domain(session, data, actor=cli_actor())
+        declared, _problems = declared_domains(Path(settings()["GOVERNANCE_POLICY_DIR"]))
+        created = service.create_domain(session, data, actor=cli_actor(), declared=declared)
         click.echo(f"created domain {created.name} ({created.jurisdiction})")
 
 

@@ -117,3 +117,22 @@ def test_integers_beyond_64_bits_in_paths_queries_and_bodies(client, world):
         headers=auth(world["casey"]),
     )
     assert bounded.status_code in (400, 422)
+
+
+def test_domains_come_from_the_policy_files(client, world):
+    undeclared = client.post(
+        "/api/v1/domains",
+        json={"name": "payroll", "jurisdiction": "US", "retention_days": 365},
+        headers=auth(world["admin"]),
+    )
+    assert undeclared.status_code == 422
+    error = undeclared.get_json()["error"]
+    assert error["code"] == "undeclared_domain" and error["details"][0]["field"] == "name"
+
+
+def test_job_routes_check_the_token_before_reading_the_body(client, world):
+    path = f"/api/v1/jobs/{'a' * 32}/heartbeat"
+    malformed = client.post(
+        path, data=b"{not json", content_type="application/json", headers=auth("job_bad.x")
+    )
+    assert malformed.status_code == 401

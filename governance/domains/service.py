@@ -8,11 +8,24 @@ from sqlmodel import Session, select
 from governance.audit.service import Actor, record
 from governance.db import utcnow
 from governance.domains.models import Domain, DomainCreate, DomainUpdate
-from governance.errors import Conflict, NotFound
+from governance.errors import Conflict, InvalidInput, NotFound
 
 
-def create_domain(session: Session, data: DomainCreate, *, actor: Actor) -> Domain:
-    """Create a domain; a name already taken is a conflict."""
+def create_domain(
+    session: Session, data: DomainCreate, *, actor: Actor, declared: set[str] | None = None
+) -> Domain:
+    """Create a domain; a name already taken is a conflict.
+
+    With `declared` (the domains of policies/domains.yaml), a domain the policy does not
+    declare is refused: a domain exists because a reviewed policy change says so.
+    """
+    if declared is not None and data.name not in declared:
+        raise InvalidInput(
+            f"domain {data.name!r} is not declared in policies/domains.yaml; declare it there "
+            f"(reviewed like the rest of the policy), then create it",
+            details=[{"field": "name"}],
+            code="undeclared_domain",
+        )
     domain = Domain(**data.model_dump(), created_by=actor.principal)
     session.add(domain)
     try:

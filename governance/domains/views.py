@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
+from flask import current_app
 from flask_openapi3 import APIBlueprint, Tag
 
+from governance.authz.lint import declared_domains
 from governance.authz.policy import SYSTEM_DOMAIN
 from governance.authz.service import (
     allowed_domains,
@@ -47,7 +51,8 @@ def list_domains():
 def create_domain(body: DomainCreate):
     """Create a data domain."""
     require("create", "domain", SYSTEM_DOMAIN)
-    domain = service.create_domain(get_session(), body, actor=current_actor())
+    declared, _problems = declared_domains(Path(current_app.config["GOVERNANCE_POLICY_DIR"]))
+    domain = service.create_domain(get_session(), body, actor=current_actor(), declared=declared)
     return DomainRead.model_validate(domain).model_dump(mode="json"), 201
 
 
