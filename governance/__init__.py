@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Mapping
 from typing import Any
 
@@ -42,6 +43,8 @@ def create_app(config: Mapping[str, Any] | None = None):
             kwargs.setdefault("max", BIGINT_MAX)
             super().__init__(map, *args, **kwargs)
 
+    # Everything the service writes (database journals, blobs, exports) is owner-only.
+    os.umask(0o077)
     settings = load_config(config)
     app = OpenAPI(
         __name__,

@@ -112,6 +112,8 @@ def instance_session() -> Iterator[Session]:
 @click.version_option(package_name="governance")
 def main() -> None:
     """Govern fine-tuned models: data domains, policies, approvals, training and audit."""
+    # Whatever a command writes (database journals, blobs, exports, reports) is owner-only.
+    os.umask(0o077)
 
 
 @main.command()

@@ -80,6 +80,7 @@ def init_instance(config: dict[str, Any]) -> InitReport:
         report.created.append("signing key")
     if migrate(config["GOVERNANCE_DATABASE_URL"]):
         report.created.append("database schema")
+    restrict_database_files(config["GOVERNANCE_DATABASE_URL"])
     db = Database(config["GOVERNANCE_DATABASE_URL"])
     try:
         with db.session_scope() as session:
@@ -91,6 +92,19 @@ def init_instance(config: dict[str, Any]) -> InitReport:
     finally:
         db.dispose()
     return report
+
+
+def restrict_database_files(url: str) -> None:
+    """Make an SQLite database and its journal files owner-only (0600)."""
+    from sqlalchemy.engine import make_url
+
+    parsed = make_url(url)
+    if parsed.get_backend_name() != "sqlite" or not parsed.database:
+        return
+    for suffix in ("", "-wal", "-shm", "-journal"):
+        path = Path(parsed.database + suffix)
+        if path.exists():
+            os.chmod(path, 0o600)
 
 
 def redact_url(url: str) -> str:

@@ -59,7 +59,8 @@ class LocalBlobStore:
         """Write a new blob under staging; it is removed if the block fails."""
         path = self._staged(uid)
         path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
-        handle = open(path, "xb")  # noqa: SIM115 (closed below, on every path)
+        # Owner-only from the first byte (0600), whatever the process umask.
+        handle = os.fdopen(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600), "wb")
         try:
             yield handle
             handle.flush()

@@ -65,3 +65,21 @@ def test_master_key_from_environment_value_is_validated(tmp_path):
         crypto.load_master_key(tmp_path, base64.b64encode(b"short").decode())
     with pytest.raises(NotInitialized, match="base64"):
         crypto.load_master_key(tmp_path, "not base64!!")
+
+
+def test_database_and_blob_files_are_owner_only(tmp_path):
+    import stat
+
+    from governance.config import load_config
+    from governance.instance import init_instance
+    from governance.storage import LocalBlobStore
+
+    config = load_config({"GOVERNANCE_HOME": str(tmp_path / "home")})
+    init_instance(config)
+    database = tmp_path / "home" / "governance.db"
+    assert stat.S_IMODE(database.stat().st_mode) == 0o600
+    store = LocalBlobStore(tmp_path / "home" / "blobs")
+    with store.stage("abc") as handle:
+        handle.write(b"ciphertext")
+    store.publish("abc", "d/abc.blob")
+    assert stat.S_IMODE((tmp_path / "home" / "blobs" / "d" / "abc.blob").stat().st_mode) == 0o600
