@@ -37,6 +37,10 @@ DEFAULTS: dict[str, Any] = {
     # Witnesses every checkpoint is sent to: `dir:PATH` or `URL=VERIFIER_KEY`, comma-separated
     # (governance/audit/witnessing.py).
     "AUDIT_WITNESSES": "",
+    # Failed authentications per client address per minute before a 429 (moving window);
+    # AUTH_RATE_STORAGE shares the count between processes (e.g. redis://127.0.0.1:6379/2).
+    "AUTH_FAILURES_PER_MINUTE": 20,
+    "AUTH_RATE_STORAGE": "",
     # Queries per principal per minute at the gateway (per service process).
     "GATEWAY_RATE_PER_MINUTE": 60,
     # Where training jobs run: "local" (govern worker) or "celery" (workers on GPU hosts).
@@ -68,6 +72,8 @@ ENVIRONMENT_KEYS = (
     "AUDIT_CHECKPOINT_SECONDS",
     "AUDIT_ORIGIN",
     "AUDIT_WITNESSES",
+    "AUTH_FAILURES_PER_MINUTE",
+    "AUTH_RATE_STORAGE",
     "PII_MODEL",
     "PII_SCAN_PROCESSES",
     "TRAINING_EXECUTOR",

@@ -65,6 +65,15 @@ class UnsupportedMediaType(GovernanceError):
     code = "unsupported_media_type"
 
 
+class TooManyRequests(GovernanceError):
+    status = 429
+    code = "rate_limited"
+
+    def __init__(self, message: str, *, retry_after: int = 60, **kwargs: Any) -> None:
+        super().__init__(message, **kwargs)
+        self.retry_after = retry_after
+
+
 class PayloadTooLarge(GovernanceError):
     status = 413
     code = "payload_too_large"
@@ -81,6 +90,8 @@ def error_response(error: GovernanceError):
     response.status_code = error.status
     if error.status == 401:
         response.headers["WWW-Authenticate"] = 'Bearer realm="governance"'
+    if isinstance(error, TooManyRequests):
+        response.headers["Retry-After"] = str(error.retry_after)
     return response
 
 

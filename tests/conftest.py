@@ -109,7 +109,13 @@ def database_url(backend, tmp_path) -> str:
 def config(tmp_path, database_url) -> dict:
     """Settings of an initialized instance in a fresh GOVERNANCE_HOME."""
     settings = load_config(
-        {"GOVERNANCE_HOME": str(tmp_path / "home"), "GOVERNANCE_DATABASE_URL": database_url}
+        {
+            "GOVERNANCE_HOME": str(tmp_path / "home"),
+            "GOVERNANCE_DATABASE_URL": database_url,
+            # Tests knock without credentials on purpose, far more often than a client would;
+            # the limit itself has its own test.
+            "AUTH_FAILURES_PER_MINUTE": 100000,
+        }
     )
     init_instance(settings)
     return settings

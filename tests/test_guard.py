@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import json
 import re
 
 import pytest
+import sqlalchemy as sa
 from flask_openapi3 import APIBlueprint
 
 from governance import create_app
@@ -137,3 +139,24 @@ def test_request_ids_are_echoed_only_when_plain(app, client):
     hostile = client.get("/api/v1/me", headers={**auth(token), "X-Request-Id": "x" * 500})
     assert hostile.status_code == 200
     assert len(hostile.headers["X-Request-Id"]) == 32
+
+
+def test_repeated_failed_authentication_is_rate_limited_and_audited(app, client):
+    from governance.audit.models import AuditEntry
+    from governance.db import get_db
+
+    app.config["AUTH_FAILURES_PER_MINUTE"] = 3
+    app.extensions.pop("governance.auth_limiter", None)
+    answers = [
+        client.get("/api/v1/domains", headers={"Authorization": "Bearer wrong"}).status_code
+        for _ in range(5)
+    ]
+    assert answers == [401, 401, 401, 429, 429]
+    limited = client.get("/api/v1/domains", headers={"Authorization": "Bearer wrong"})
+    assert limited.headers["Retry-After"] == "60"
+    with get_db(app).session_scope() as session:
+        rows = session.execute(
+            sa.select(AuditEntry.details).where(AuditEntry.action == "authenticate")
+        ).scalars()
+        reasons = [json.loads(d)["reason"] if isinstance(d, str) else d["reason"] for d in rows]
+    assert reasons.count("rate_limited") == 3

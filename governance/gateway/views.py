@@ -14,7 +14,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from governance.authz.service import current_principal, log_event
 from governance.datasets.views import keyring, store
 from governance.db import get_session
-from governance.errors import Conflict, GovernanceError
+from governance.errors import Conflict, TooManyRequests
 from governance.gateway.backends import LocalBackend, servable
 from governance.models import service as models
 from governance.models.models import BaseModelRecord
@@ -33,11 +33,6 @@ bp = APIBlueprint(
     abp_security=SECURITY,
     abp_responses=ERROR_RESPONSES,
 )
-
-
-class TooManyRequests(GovernanceError):
-    status = 429
-    code = "rate_limited"
 
 
 class FamilyPath(BaseModel):
