@@ -177,3 +177,40 @@ def test_audit_commands(env, tmp_path):
     tampered = govern(env, "audit", "verify")
     assert tampered.returncode == 1
     assert "entry 2 was altered" in tampered.stderr
+
+
+def test_serve_stops_cleanly_on_sigterm(env, tmp_path):
+    """An idle `govern serve` exits 0 promptly on SIGTERM (gunicorn's control socket is off and
+    workers skip the interpreter's teardown); BENCHMARKS-free: the bound here is generous."""
+    import signal
+    import socket
+    import time
+
+    govern(env, "init", check=True)
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    server = subprocess.Popen(
+        [*GOVERN, "serve", "--port", str(port), "--workers", "1"],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            try:
+                with socket.create_connection(("127.0.0.1", port), timeout=1):
+                    break
+            except OSError:
+                time.sleep(0.2)
+        time.sleep(1)  # let the worker finish booting
+        server.send_signal(signal.SIGTERM)
+        assert server.wait(timeout=10) == 0
+        assert "Traceback" not in server.stderr.read()
+    finally:
+        if server.poll() is None:
+            server.kill()
+            server.wait(timeout=10)
+        server.stderr.close()

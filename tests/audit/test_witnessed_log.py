@@ -156,10 +156,37 @@ def test_truncation_with_the_newer_checkpoints_deleted_is_caught(witnessed):
 def test_restoring_an_older_copy_of_the_database_is_caught(witnessed):
     database = witnessed["home"] / "governance.db"
     shutil.copy(database, witnessed["tmp"] / "backup.db")
+    assert export(witnessed, "old.tar.gz").returncode == 0
     grow(witnessed, "sam")
     shutil.copy(witnessed["tmp"] / "backup.db", database)
     verified = govern(witnessed["env"], "audit", "verify")
     assert verified.returncode == 1 and "truncated or rolled back" in verified.stderr
+    assert export(witnessed, "after.tar.gz").returncode == 1
+    offline = run(
+        witnessed["env"],
+        "-m",
+        "audit",
+        "verify",
+        str(witnessed["tmp"] / "old.tar.gz"),
+        "--trust-bundle-key",
+        "--witness-key",
+        witnessed["witness_key"],
+        "--witnessed",
+        str(latest_from_witness(witnessed)),
+    )
+    assert offline.returncode == 1 and "truncated or rolled back" in offline.stderr
+
+
+def test_truncation_that_keeps_the_checkpoints_is_refused_by_export(witnessed):
+    grow(witnessed, "sam")
+    with sqlite3.connect(witnessed["home"] / "governance.db") as db:
+        top = db.execute("SELECT max(seq) FROM audit_entries").fetchone()[0]
+        db.execute("DELETE FROM audit_entries WHERE seq > ?", (top - 2,))
+        db.execute("UPDATE audit_head SET size = ?", (top - 2,))
+    verified = govern(witnessed["env"], "audit", "verify")
+    assert verified.returncode == 1
+    refused = export(witnessed, "t.tar.gz")
+    assert refused.returncode == 1 and "does not verify" in refused.stderr
 
 
 def test_a_rewritten_log_under_a_replaced_key_is_caught(witnessed):
