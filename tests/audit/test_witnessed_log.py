@@ -86,6 +86,22 @@ def latest_from_witness(world) -> Path:
     return path
 
 
+def verify_against_witness(world, bundle: str) -> subprocess.CompletedProcess:
+    """The offline verifier, given what the witness cosigned last (fetched from it)."""
+    return run(
+        world["env"],
+        "-m",
+        "audit",
+        "verify",
+        str(world["tmp"] / bundle),
+        "--trust-bundle-key",
+        "--witness-key",
+        world["witness_key"],
+        "--witnessed",
+        str(latest_from_witness(world)),
+    )
+
+
 def export(world, name: str) -> subprocess.CompletedProcess:
     return govern(
         world["env"], "audit", "export", "--format", "bundle", "--out", str(world["tmp"] / name)
@@ -138,18 +154,7 @@ def test_truncation_with_the_newer_checkpoints_deleted_is_caught(witnessed):
     assert refused.returncode == 1 and "truncated or rolled back" in refused.stderr
     assert not (witnessed["tmp"] / "late.tar.gz").exists()
     # Offline: the older bundle is smaller than what the witness says it cosigned.
-    offline = run(
-        witnessed["env"],
-        "-m",
-        "audit",
-        "verify",
-        str(witnessed["tmp"] / "early.tar.gz"),
-        "--trust-bundle-key",
-        "--witness-key",
-        witnessed["witness_key"],
-        "--witnessed",
-        str(latest_from_witness(witnessed)),
-    )
+    offline = verify_against_witness(witnessed, "early.tar.gz")
     assert offline.returncode == 1 and "truncated or rolled back" in offline.stderr
 
 
@@ -162,18 +167,7 @@ def test_restoring_an_older_copy_of_the_database_is_caught(witnessed):
     verified = govern(witnessed["env"], "audit", "verify")
     assert verified.returncode == 1 and "truncated or rolled back" in verified.stderr
     assert export(witnessed, "after.tar.gz").returncode == 1
-    offline = run(
-        witnessed["env"],
-        "-m",
-        "audit",
-        "verify",
-        str(witnessed["tmp"] / "old.tar.gz"),
-        "--trust-bundle-key",
-        "--witness-key",
-        witnessed["witness_key"],
-        "--witnessed",
-        str(latest_from_witness(witnessed)),
-    )
+    offline = verify_against_witness(witnessed, "old.tar.gz")
     assert offline.returncode == 1 and "truncated or rolled back" in offline.stderr
 
 
