@@ -9,6 +9,24 @@ from typing import Any
 __version__ = "0.1.0"
 
 
+def index():
+    """Where to go: a browser to the console, a program to the API's description."""
+    from flask import jsonify, redirect, request
+
+    if request.accept_mimetypes.best_match(["application/json", "text/html"]) == "text/html":
+        return redirect("/console/")
+    return jsonify(
+        {
+            "service": "governance",
+            "console": "/console/",
+            "openapi": "/openapi.json",
+            "api": "/api/v1",
+            "authzen": "/access/v1",
+            "health": "/api/v1/health",
+        }
+    )
+
+
 def create_app(config: Mapping[str, Any] | None = None):
     """Create and configure an instance of the Flask application.
 
@@ -89,4 +107,5 @@ def create_app(config: Mapping[str, Any] | None = None):
         app.register_api(blueprint)
     console_views.init_app(app)
     app.add_url_rule("/openapi.json", "openapi_json", lambda: jsonify(app.api_doc))
+    app.add_url_rule("/", "index", index)
     return app

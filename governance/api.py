@@ -33,7 +33,7 @@ log = logging.getLogger(__name__)
 
 # Paths of the JSON API: ours, and the OpenID AuthZEN evaluation API's.
 API_PREFIX = ("/api/", "/access/")
-PUBLIC_ENDPOINTS = frozenset({"health.health", "openapi_json", "static"})
+PUBLIC_ENDPOINTS = frozenset({"health.health", "openapi_json", "static", "index"})
 # Endpoints that read their body as a stream themselves (not as one JSON document).
 STREAMING_ENDPOINTS = frozenset({"datasets.upload_version", "training.job_result"})
 # Endpoints a worker calls with a job-scoped token (checked by the view), not a principal's.

@@ -1476,9 +1476,13 @@ def bench(
 @fail_cleanly
 def demo() -> None:
     """Run the product end to end on this instance and print what happened."""
-    from governance.demo import run_demo
+    from governance.demo import DemoError, run_demo
 
-    summary = run_demo(settings(), echo=click.echo)
+    try:
+        summary = run_demo(settings(), echo=click.echo)
+    except DemoError as exc:
+        click.echo(f"error: the demo stopped: {exc}", err=True)
+        sys.exit(EXIT_FAILED)
     click.echo(json.dumps(summary, sort_keys=True))
 
 

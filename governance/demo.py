@@ -70,10 +70,23 @@ class ApiClient:
         if self.token:
             request.add_header("Authorization", f"Bearer {self.token}")
         try:
-            with urllib.request.urlopen(request, timeout=30) as response:  # noqa: S310
+            # Generous: the first scan in a process loads spaCy, and a busy machine is slow.
+            with urllib.request.urlopen(request, timeout=DEMO_REQUEST_SECONDS) as response:  # noqa: S310
                 return response.status, json.loads(response.read() or b"null")
         except urllib.error.HTTPError as error:
             return error.code, json.loads(error.read() or b"null")
+        except TimeoutError as exc:
+            raise DemoError(
+                f"{method} {path} got no answer in {DEMO_REQUEST_SECONDS} s; the machine may "
+                f"be very busy: try `make demo` again"
+            ) from exc
+
+
+DEMO_REQUEST_SECONDS = 600
+
+
+class DemoError(RuntimeError):
+    """The demo could not go on; the message says why (no traceback for the user)."""
 
 
 class QuietRequestHandler(WSGIRequestHandler):
@@ -509,12 +522,14 @@ def console_glance(config: dict[str, Any], base_url: str, say: Narrator) -> str:
     browser = urllib.request.build_opener(
         urllib.request.HTTPCookieProcessor(http.cookiejar.CookieJar())
     )
-    with browser.open(base_url + "/console/sign-in", timeout=30) as response:
+    with browser.open(base_url + "/console/sign-in", timeout=DEMO_REQUEST_SECONDS) as response:
         nonce = re.search(r'name="csrf_token" value="([^"]+)"', response.read().decode())
     form = {"csrf_token": nonce.group(1), "token": auditor.token, "next": "/console/audit"}
     # The sign-in answers with the session cookie and a redirect to the audit page.
     with browser.open(
-        base_url + "/console/sign-in", urllib.parse.urlencode(form).encode(), timeout=60
+        base_url + "/console/sign-in",
+        urllib.parse.urlencode(form).encode(),
+        timeout=DEMO_REQUEST_SECONDS,
     ) as response:
         page = response.read().decode()
     found = re.search(r'data-testid="checkpoint-status"><strong>(.*?)</strong>', page)

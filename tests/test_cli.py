@@ -18,7 +18,7 @@ GOVERN = [sys.executable, "-m", "governance.cli"]
 
 def govern(env: dict, *args: str, check: bool = False) -> subprocess.CompletedProcess:
     result = subprocess.run(
-        [*GOVERN, *args], capture_output=True, text=True, env=env, timeout=120, check=False
+        [*GOVERN, *args], capture_output=True, text=True, env=env, timeout=600, check=False
     )
     if check:
         assert result.returncode == 0, result.stderr

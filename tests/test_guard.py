@@ -160,3 +160,10 @@ def test_repeated_failed_authentication_is_rate_limited_and_audited(app, client)
         ).scalars()
         reasons = [json.loads(d)["reason"] if isinstance(d, str) else d["reason"] for d in rows]
     assert reasons.count("rate_limited") == 3
+
+
+def test_the_root_points_to_the_console_and_the_api(client):
+    browser = client.get("/", headers={"Accept": "text/html"})
+    assert browser.status_code == 302 and browser.headers["Location"].endswith("/console/")
+    program = client.get("/", headers={"Accept": "application/json"}).get_json()
+    assert program["openapi"] == "/openapi.json" and program["console"] == "/console/"

@@ -204,10 +204,10 @@ def parse_expiry(text: str | None, default_days: int, now: dt.datetime | None = 
     now = now or utcnow()
     if text is None:
         return now + dt.timedelta(days=default_days)
-    text = text.strip().lower()
-    if text == "never":
+    text = text.strip()
+    if text.lower() == "never":
         return None
-    match = DURATION.match(text)
+    match = DURATION.match(text.lower())
     if match:
         amount, unit = int(match.group(1)), match.group(2)
         hours = {"h": 1, "d": 24, "w": 24 * 7, "y": 24 * 365}[unit] * amount
@@ -215,6 +215,7 @@ def parse_expiry(text: str | None, default_days: int, now: dt.datetime | None = 
             raise InvalidInput("expiry must be positive", details=[{"field": "expires"}])
         return now + dt.timedelta(hours=hours)
     try:
+        # Any ISO 8601 time, `2026-12-02T01:11:22Z` included (read as written, not lower-cased).
         moment = dt.datetime.fromisoformat(text)
     except ValueError as exc:
         raise InvalidInput(

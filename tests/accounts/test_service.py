@@ -94,6 +94,14 @@ def test_parse_expiry_other_forms():
     assert service.parse_expiry(None, 90, now=now) == now + dt.timedelta(days=90)
     assert service.parse_expiry("never", 90) is None
     assert service.parse_expiry("2030-01-01", 90) == dt.datetime(2030, 1, 1, tzinfo=dt.UTC)
+    # An ISO 8601 time with its Z and T as written (refused before: the text was lower-cased).
+    assert service.parse_expiry("2030-12-02T01:11:22Z", 90) == dt.datetime(
+        2030, 12, 2, 1, 11, 22, tzinfo=dt.UTC
+    )
+    assert service.parse_expiry("2030-12-02T01:11:22+02:00", 90) == dt.datetime(
+        2030, 12, 1, 23, 11, 22, tzinfo=dt.UTC
+    )
+    assert service.parse_expiry("NEVER", 90) is None
     with pytest.raises(InvalidInput):
         service.parse_expiry("soon", 90)
     with pytest.raises(InvalidInput):
