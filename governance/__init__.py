@@ -20,6 +20,7 @@ def index():
             "service": "governance",
             "console": "/console/",
             "openapi": "/openapi.json",
+            "docs": "/docs/swagger",
             "api": "/api/v1",
             "authzen": "/access/v1",
             "health": "/api/v1/health",
@@ -72,7 +73,10 @@ def create_app(config: Mapping[str, Any] | None = None):
             description="Model governance and data segregation for fine-tuned LLMs",
         ),
         security_schemes=SECURITY_SCHEMES,
-        doc_ui=False,
+        # Swagger UI at /docs/swagger, from assets in the installed package (offline); the
+        # description itself is also at /openapi.json. Neither needs credentials.
+        doc_ui=True,
+        doc_prefix="/docs",
         validation_error_status=422,
         validation_error_callback=validation_error_response,
     )

@@ -33,7 +33,19 @@ log = logging.getLogger(__name__)
 
 # Paths of the JSON API: ours, and the OpenID AuthZEN evaluation API's.
 API_PREFIX = ("/api/", "/access/")
-PUBLIC_ENDPOINTS = frozenset({"health.health", "openapi_json", "static", "index"})
+# The API's description and its Swagger UI (flask-openapi3's "openapi" and "swagger"
+# blueprints under /docs) are public, like /openapi.json.
+DOCS_ENDPOINTS = frozenset(
+    {
+        "openapi.doc_url",
+        "openapi.openapi",
+        "openapi.static",
+        "swagger.swagger",
+        "swagger.static",
+        "swagger.oauth2-redirect",
+    }
+)
+PUBLIC_ENDPOINTS = frozenset({"health.health", "openapi_json", "static", "index"}) | DOCS_ENDPOINTS
 # Endpoints that read their body as a stream themselves (not as one JSON document).
 STREAMING_ENDPOINTS = frozenset({"datasets.upload_version", "training.job_result"})
 # Endpoints a worker calls with a job-scoped token (checked by the view), not a principal's.

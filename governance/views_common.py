@@ -22,3 +22,22 @@ SECURITY_SCHEMES = {"bearer": {"type": "http", "scheme": "bearer"}}
 ERROR_RESPONSES: dict[Any, Any] = {
     code: ErrorEnvelope for code in (400, 401, 403, 404, 409, 413, 415, 422)
 }
+
+
+def binary_body(media_type: str, description: str) -> dict:
+    """An operation's request body that the view streams itself (not a JSON model)."""
+    return {
+        "requestBody": {
+            "required": True,
+            "description": description,
+            "content": {media_type: {"schema": {"type": "string", "format": "binary"}}},
+        }
+    }
+
+
+def download(description: str, *media_types: str) -> dict:
+    """A 2xx response that is a file download in one of these media types."""
+    return {
+        "description": description,
+        "content": {t: {"schema": {"type": "string", "format": "binary"}} for t in media_types},
+    }

@@ -167,3 +167,17 @@ def test_the_root_points_to_the_console_and_the_api(client):
     assert browser.status_code == 302 and browser.headers["Location"].endswith("/console/")
     program = client.get("/", headers={"Accept": "application/json"}).get_json()
     assert program["openapi"] == "/openapi.json" and program["console"] == "/console/"
+
+
+def test_the_api_docs_are_served_without_credentials_and_offline(client):
+    page = client.get("/docs/swagger")
+    assert page.status_code == 200 and "swagger-ui" in page.text
+    assert "http://" not in page.text and "https://" not in page.text  # no CDN
+    script = client.get("/docs/swagger/js/swagger-ui-bundle.js")
+    assert script.status_code == 200
+    script.close()
+    spec = client.get("/docs/openapi.json").get_json()
+    upload = spec["paths"]["/api/v1/datasets/{dataset_id}/versions"]["post"]["requestBody"]
+    assert "application/x-ndjson" in upload["content"]
+    export = spec["paths"]["/api/v1/audit/export"]["get"]["responses"]["200"]["content"]
+    assert {"text/csv", "application/x-ndjson", "application/gzip"} <= set(export)

@@ -48,7 +48,7 @@ from governance.authz.service import (
 from governance.db import get_db, get_session
 from governance.domains.service import list_domains
 from governance.errors import Conflict, Forbidden, InvalidInput, NotFound
-from governance.views_common import ERROR_RESPONSES, SECURITY
+from governance.views_common import ERROR_RESPONSES, SECURITY, download
 
 EXTENSION_KEY = "governance.audit"
 
@@ -212,7 +212,17 @@ class ExportQuery(EntryQuery):
     format: Literal["csv", "jsonl", "bundle"] = "jsonl"
 
 
-@bp.get("/export")
+@bp.get(
+    "/export",
+    responses={
+        200: download(
+            "The entries: CSV, JSON lines, or a bundle that `python -m audit verify` checks",
+            "text/csv",
+            "application/x-ndjson",
+            "application/gzip",
+        )
+    },
+)
 def export(query: ExportQuery):
     """Download entries as CSV, JSON lines or a bundle (.tar.gz) that verifies offline."""
     allowed = permitted_domains("export")
@@ -287,7 +297,16 @@ class ReportQuery(BaseModel):
     format: Literal["json", "csv"] = "json"
 
 
-@bp.get("/reports/who-may")
+@bp.get(
+    "/reports/who-may",
+    responses={
+        200: download(
+            "A signed report (JSON, or CSV with X-Signature-Ed25519)",
+            "application/json",
+            "text/csv",
+        )
+    },
+)
 def report_who_may(query: ReportQuery):
     """Who may query which model, computed from the policy in force; signed."""
     allowed = permitted_domains("export")
@@ -300,7 +319,16 @@ class WhoDidQuery(EntryQuery):
     format: Literal["json", "csv"] = "json"
 
 
-@bp.get("/reports/who-did")
+@bp.get(
+    "/reports/who-did",
+    responses={
+        200: download(
+            "A signed report (JSON, or CSV with X-Signature-Ed25519)",
+            "application/json",
+            "text/csv",
+        )
+    },
+)
 def report_who_did(query: WhoDidQuery):
     """Who did query which model in a period, from the log: counts, first, last, denials."""
     allowed = permitted_domains("export")

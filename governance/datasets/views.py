@@ -35,7 +35,7 @@ from governance.pii.models import (
     ReceiptRead,
 )
 from governance.storage import LocalBlobStore
-from governance.views_common import ERROR_RESPONSES, SECURITY
+from governance.views_common import ERROR_RESPONSES, SECURITY, binary_body
 
 KEYRING_KEY = "governance.keyring"
 UPLOAD_TYPES = frozenset(
@@ -149,7 +149,15 @@ def list_versions(path: DatasetPath):
     return {"items": [version_read(v, dataset, domain) for v in versions]}
 
 
-@bp.post("/datasets/<int:dataset_id>/versions", responses={201: VersionRead})
+@bp.post(
+    "/datasets/<int:dataset_id>/versions",
+    responses={201: VersionRead},
+    openapi_extensions=binary_body(
+        "application/x-ndjson",
+        'The records, one JSON object a line: {"text"} or {"prompt", "completion"}, '
+        'optionally with {"metadata"}. Streamed; each line is validated.',
+    ),
+)
 def upload_version(path: DatasetPath, query: UploadQuery):
     """Upload a version as JSON lines in the request body (streamed); Content-Type
     `application/x-ndjson` (or `application/jsonl`, `application/json`)."""

@@ -28,7 +28,7 @@ from governance.training.models import (
     JobRead,
     TrainingJob,
 )
-from governance.views_common import ERROR_RESPONSES, SECURITY
+from governance.views_common import ERROR_RESPONSES, SECURITY, binary_body
 
 log = logging.getLogger(__name__)
 
@@ -108,7 +108,14 @@ def job_heartbeat(path: JobPath, body: Heartbeat):
     return job_read(service.heartbeat(get_session(), job, body.progress, lease_seconds()))
 
 
-@bp.post("/<uid>/result", responses={200: JobRead})
+@bp.post(
+    "/<uid>/result",
+    responses={200: JobRead},
+    openapi_extensions=binary_body(
+        "application/gzip",
+        "A gzipped tar of adapter/, metrics.json and manifest.json (SHA-256 of every file).",
+    ),
+)
 def job_result(path: JobPath):
     """Upload the result (gzipped tar of adapter/, metrics.json, manifest.json)."""
     job, actor = job_from_token(path.uid)

@@ -285,3 +285,22 @@ def test_a_data_steward_sees_versions_scans_and_tombstones(client, world, live, 
     expect(versions).to_contain_text("superseded by the 2026 upload")
     shots(page, "datasets")
     context.close()
+
+
+def test_the_api_docs_load_in_the_browser_without_credentials(live, browser, shots):
+    """Swagger UI renders the API's description from assets served by the service itself."""
+    context = browser.new_context(viewport=DESKTOP)
+    page = context.new_page()
+    outside = []
+    page.on(
+        "request",
+        lambda request: (
+            outside.append(request.url) if not request.url.startswith((live, "data:")) else None
+        ),
+    )
+    page.goto(live + "/docs/swagger")
+    expect(page.locator(".swagger-ui .info .title")).to_contain_text("governance")
+    expect(page.locator("#swagger-ui")).to_contain_text("/api/v1/datasets/{dataset_id}/versions")
+    shots(page, "1-swagger")
+    assert outside == []  # nothing fetched from anywhere but the service
+    context.close()
