@@ -66,3 +66,83 @@ def api_request(
         raise error from None
     except urllib.error.URLError as exc:
         raise ApiError(f"cannot reach {base}: {exc.reason}") from None
+
+
+class Client:
+    """The service's API for applications and reviewers' scripts, as one object.
+
+        from governance.client import Client
+        api = Client("https://governance.internal", token)     # or GOVERNANCE_URL/_TOKEN
+        version = api.upload(dataset_id, 2026, records)        # records: an iterable of dicts
+        receipt = api.scan(dataset_id, version["version"])
+        for request in api.inbox():
+            api.decide(request["uid"], "approve", "receipt and samples reviewed")
+
+    Every call is made with the caller's own token, so the service authenticates, authorizes
+    and audits it as that principal. Errors raise `ApiError` with the service's message and
+    `status`; `call` reaches any endpoint the methods do not cover.
+    """
+
+    def __init__(self, url: str | None = None, token: str | None = None) -> None:
+        self.url = url
+        self.token = token
+
+    def call(self, method: str, path: str, body: Any = None) -> Any:
+        """Any endpoint: the decoded JSON answer."""
+        return api_call(method, path, body, url=self.url, token=self.token)
+
+    def upload(self, dataset_id: int, tax_year: int, records) -> dict[str, Any]:
+        """Upload a dataset version from an iterable of records (sent as JSON lines)."""
+        data = b"".join(json.dumps(r).encode() + b"\n" for r in records)
+        raw = api_request(
+            "POST",
+            f"/api/v1/datasets/{dataset_id}/versions?tax_year={int(tax_year)}",
+            data,
+            "application/x-ndjson",
+            url=self.url,
+            token=self.token,
+        )
+        return json.loads(raw)
+
+    def scan(self, dataset_id: int, version: int) -> dict[str, Any]:
+        """Scan a version for PII; the receipt (verdict, counts, canary recall)."""
+        return self.call("POST", f"/api/v1/datasets/{dataset_id}/versions/{version}/scans")
+
+    def quarantine(self, dataset_id: int, version: int) -> list[dict[str, Any]]:
+        """The records the residual pass held back, digits masked."""
+        path = f"/api/v1/datasets/{dataset_id}/versions/{version}/quarantine"
+        return self.call("GET", path)["items"]
+
+    def inbox(self) -> list[dict[str, Any]]:
+        """Approval requests waiting for a role the caller holds."""
+        return self.call("GET", "/api/v1/approvals/inbox")["items"]
+
+    def decide(
+        self, uid: str, decision: str, comment: str, role: str | None = None
+    ) -> dict[str, Any]:
+        """Approve or reject a request, with a comment (signed and audited)."""
+        body: dict[str, Any] = {"decision": decision, "comment": comment}
+        if role:
+            body["role"] = role
+        return self.call("POST", f"/api/v1/approvals/{uid}/decisions", body)
+
+    def authorize(self, subject: str, domain: str, obj: str, action: str) -> dict[str, Any]:
+        """Ask the policy whether subject may act (the caller needs decision rights)."""
+        return self.call(
+            "POST",
+            "/api/v1/authorize",
+            {"subject": subject, "domain": domain, "object": obj, "action": action},
+        )
+
+    def generate(self, family: str, prompt: str, max_new_tokens: int = 32) -> dict[str, Any]:
+        """Query a model family's serving version."""
+        return self.call(
+            "POST",
+            f"/api/v1/models/{family}/generate",
+            {"prompt": prompt, "max_new_tokens": max_new_tokens},
+        )
+
+    def audit_entries(self, **filters: Any) -> list[dict[str, Any]]:
+        """Audit entries matching filters (principal, domain, model, action, decision...)."""
+        query = "&".join(f"{k}={urllib.request.quote(str(v))}" for k, v in filters.items())
+        return self.call("GET", f"/api/v1/audit/entries?{query}")["items"]
