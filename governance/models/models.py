@@ -158,6 +158,10 @@ class FamilyRead(BaseModel):
     created_at: dt.datetime
 
 
+class FamilyList(BaseModel):
+    items: list[FamilyRead]
+
+
 class DatasetRef(BaseModel):
     model_config = ConfigDict(extra="forbid")
 

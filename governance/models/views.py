@@ -13,7 +13,15 @@ from governance.approvals.models import RequestRead
 from governance.approvals.rules import load_approval_rules
 from governance.audit.service import Actor
 from governance.audit.views import get_audit_log
-from governance.authz.service import check, current_actor, require
+from governance.authz.service import (
+    check,
+    current_actor,
+    current_principal,
+    get_authorizer,
+    log_event,
+    mark_checked,
+    require,
+)
 from governance.db import BIGINT_MAX, get_session
 from governance.domains.models import Domain
 from governance.domains.service import get_domain
@@ -22,6 +30,7 @@ from governance.models import service
 from governance.models.models import (
     BaseModelRecord,
     FamilyCreate,
+    FamilyList,
     FamilyRead,
     ModelFamily,
     ModelVersion,
@@ -122,6 +131,37 @@ def create_family(path: DomainPath, body: FamilyCreate):
     domain = get_domain(get_session(), path.name)
     family = service.create_family(get_session(), domain, body, actor=current_actor())
     return family_read(family, domain), 201
+
+
+def readable_families(domains: list[Domain] | None = None) -> list[dict]:
+    """The families the caller may read (in these domains, or anywhere), logged as a listing."""
+    session = get_session()
+    principal = current_principal().name
+    policy = get_authorizer().policy
+    wanted = {d.id for d in domains} if domains is not None else None
+    items = []
+    for family in session.exec(select(ModelFamily).order_by(ModelFamily.name)):
+        if wanted is not None and family.domain_id not in wanted:
+            continue
+        domain = session.get(Domain, family.domain_id)
+        if policy.decide(principal, domain.name, f"model/{family.name}", "read").allowed:
+            items.append(family_read(family, domain))
+    log_event("list", "model", None, "allow", {"visible": [f["name"] for f in items]})
+    mark_checked()
+    return items
+
+
+@bp.get("/models", responses={200: FamilyList})
+def list_families():
+    """The model families the caller may read, in every domain."""
+    return {"items": readable_families()}
+
+
+@bp.get("/domains/<name>/models", responses={200: FamilyList})
+def list_domain_families(path: DomainPath):
+    """A domain's model families that the caller may read."""
+    require("read", "domain", path.name)
+    return {"items": readable_families([get_domain(get_session(), path.name)])}
 
 
 @bp.get("/models/<family>", responses={200: FamilyRead})
