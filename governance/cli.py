@@ -329,7 +329,23 @@ def instance_storage():
 
 @main.group()
 def dataset() -> None:
-    """Create datasets, upload and delete their versions."""
+    """Create datasets, upload, scan and delete their versions.
+
+    With GOVERNANCE_URL set, every command goes through that service's API with your token
+    (GOVERNANCE_TOKEN) and is authorized and audited as you; otherwise it acts on this
+    instance directly, as the local operator."""
+
+
+def remote() -> str | None:
+    """The service to act through, when GOVERNANCE_URL names one: then the command runs over
+    the API with the caller's token (GOVERNANCE_TOKEN) and is recorded as that principal."""
+    return os.environ.get("GOVERNANCE_URL") or None
+
+
+def remote_call(method: str, path: str, body: Any = None) -> Any:
+    from governance.client import api_call
+
+    return api_call(method, path, body)
 
 
 @dataset.command("create")
@@ -344,6 +360,10 @@ def dataset_create(domain_name: str, name: str, description: str) -> None:
     from governance.domains.service import get_domain
 
     data = validated(DatasetCreate, name=name, description=description)
+    if remote():
+        created = remote_call("POST", f"/api/v1/domains/{domain_name}/datasets", data.model_dump())
+        click.echo(created["id"])
+        return
     with instance_session() as session:
         created = service.create_dataset(
             session, get_domain(session, domain_name), data, actor=cli_actor()
@@ -359,6 +379,15 @@ def dataset_list(domain_name: str) -> None:
     from governance.datasets import service
     from governance.domains.service import get_domain
 
+    if remote():
+        for ds in remote_call("GET", f"/api/v1/domains/{domain_name}/datasets")["items"]:
+            click.echo(f"{ds['id']}\t{ds['name']}")
+            for v in remote_call("GET", f"/api/v1/datasets/{ds['id']}/versions")["items"]:
+                click.echo(
+                    f"  v{v['version']}\ttax_year={v['tax_year']}\t{v['status']}\t"
+                    f"records={v['record_count']}\t{(v['content_hash'] or '')[:16]}"
+                )
+        return
     with instance_session() as session:
         for ds in service.list_datasets(session, get_domain(session, domain_name)):
             click.echo(f"{ds.id}\t{ds.name}")
@@ -376,10 +405,25 @@ def dataset_list(domain_name: str) -> None:
 @fail_cleanly
 def dataset_upload(dataset_id: int, file, tax_year: int) -> None:
     """Upload FILE (JSONL) as a new version of DATASET_ID, validated and encrypted."""
-    import os
-
     from governance.datasets import service
 
+    if remote():
+        from governance.client import api_request
+
+        size = os.fstat(file.fileno()).st_size if hasattr(file, "fileno") else 0
+        with progress_reader(file, size, "uploading") as stream:
+            raw = api_request(
+                "POST",
+                f"/api/v1/datasets/{dataset_id}/versions?tax_year={tax_year}",
+                stream.read(),
+                "application/x-ndjson",
+            )
+        version = json.loads(raw)
+        click.echo(
+            f"dataset {dataset_id} v{version['version']}: {version['record_count']} records, "
+            f"tax year {version['tax_year']}, content hash {version['content_hash']}"
+        )
+        return
     keyring, store = instance_storage()
     config = settings()
     limits = service.UploadLimits(
@@ -416,6 +460,11 @@ def dataset_delete(dataset_id: int, number: int, reason: str) -> None:
     """Delete VERSION of DATASET_ID: destroy its key and blob, keep a tombstone."""
     from governance.datasets import service
 
+    if remote():
+        path = f"/api/v1/datasets/{dataset_id}/versions/{number}"
+        remote_call("DELETE", path, {"reason": reason})
+        click.echo(f"deleted v{number} of dataset {dataset_id}; tombstone kept")
+        return
     keyring, store = instance_storage()
     with instance_session() as session:
         ds, _domain = service.get_dataset(session, dataset_id)
@@ -444,6 +493,10 @@ def dataset_scan(dataset_id: int, number: int, processes: int | None) -> None:
     from governance.pii.rules import load_rules
     from governance.pii.scanner import open_scanner
 
+    if remote():
+        receipt = remote_call("POST", f"/api/v1/datasets/{dataset_id}/versions/{number}/scans")
+        click.echo(json.dumps(receipt))
+        return
     keyring, store = instance_storage()
     config = settings()
     with instance_session() as session:

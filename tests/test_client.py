@@ -31,3 +31,37 @@ def test_a_reviewer_script_through_the_client(world, live):
     auditor = Client(live, world["admin"])
     entries = auditor.audit_entries(principal="casey", action="upload")
     assert entries and all(e["principal"] == "casey" for e in entries)
+
+
+def test_dataset_commands_act_as_the_steward_over_the_api(world, live, tmp_path):
+    import json
+    import os
+    import subprocess
+    import sys
+
+    env = {**os.environ, "GOVERNANCE_URL": live, "GOVERNANCE_TOKEN": world["casey"]}
+
+    def govern(*args: str) -> subprocess.CompletedProcess:
+        return subprocess.run(
+            [sys.executable, "-m", "governance.cli", "dataset", *args],
+            capture_output=True,
+            text=True,
+            env=env,
+            timeout=600,
+            check=False,
+        )
+
+    created = govern("create", "consumer-tax", "remote")
+    assert created.returncode == 0, created.stderr
+    dataset_id = created.stdout.strip()
+    data = tmp_path / "records.jsonl"
+    data.write_text("".join(json.dumps({"text": f"Form 1040 line {i}"}) + "\n" for i in range(4)))
+    uploaded = govern("upload", dataset_id, str(data), "--tax-year", "2025")
+    assert uploaded.returncode == 0 and "4 records" in uploaded.stdout, uploaded.stderr
+    scanned = govern("scan", dataset_id, "1")
+    assert scanned.returncode == 0 and json.loads(scanned.stdout)["verdict"] == "pass"
+    assert "remote" in govern("list", "consumer-tax").stdout
+    deleted = govern("delete", dataset_id, "1", "--reason", "test")
+    assert deleted.returncode == 0, deleted.stderr
+    entries = Client(live, world["admin"]).audit_entries(action="dataset.delete")
+    assert entries[-1]["principal"] == "casey"  # recorded as the steward, not local:root
