@@ -19,7 +19,9 @@ DEFAULT_URL = "http://127.0.0.1:8000"
 
 
 class ApiError(GovernanceError):
-    """The service answered with an error envelope."""
+    """The service answered with an error envelope (or could not be reached: `unreachable`)."""
+
+    unreachable = False
 
 
 def api_call(
@@ -64,8 +66,10 @@ def api_request(
         )
         error.status = exc.code
         raise error from None
-    except urllib.error.URLError as exc:
-        raise ApiError(f"cannot reach {base}: {exc.reason}") from None
+    except (urllib.error.URLError, ConnectionError, TimeoutError) as exc:
+        error = ApiError(f"cannot reach {base}: {getattr(exc, 'reason', exc)}")
+        error.unreachable = True
+        raise error from None
 
 
 class Client:

@@ -214,3 +214,40 @@ def test_serve_stops_cleanly_on_sigterm(env, tmp_path):
             server.kill()
             server.wait(timeout=10)
         server.stderr.close()
+
+
+def test_a_worker_waits_for_the_service_to_come_up(env, tmp_path):
+    """Started before the service (or during its restart), the worker retries with backoff
+    instead of dying, and works once the service answers."""
+    import socket
+    import time
+
+    govern(env, "init", check=True)
+    govern(env, "principal", "create", "gpu-worker", "--kind", "service", check=True)
+    token = govern(env, "token", "create", "gpu-worker", check=True).stdout.strip()
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    worker = subprocess.Popen(
+        [*GOVERN, "worker", "--once", "--poll", "0.2"],
+        env={**env, "GOVERNANCE_URL": f"http://127.0.0.1:{port}", "GOVERNANCE_TOKEN": token},
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    time.sleep(2)
+    server = subprocess.Popen(
+        [*GOVERN, "serve", "--port", str(port), "--workers", "1"],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        out, err = worker.communicate(timeout=180)
+        assert worker.returncode == 0, err
+        assert "trying again" in out and "0 job(s) done" in out
+    finally:
+        for process in (worker, server):
+            if process.poll() is None:
+                process.terminate()
+                process.wait(timeout=30)

@@ -13,6 +13,7 @@ import io
 import json
 import logging
 import os
+import random
 import socket
 import subprocess
 import sys
@@ -22,8 +23,11 @@ import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import TypeVar
 
 from governance.client import ApiError, api_call, api_request
+
+T = TypeVar("T")
 
 log = logging.getLogger(__name__)
 
@@ -88,16 +92,46 @@ def run_job(claim: dict, url: str | None, echo: Callable[[str], None]) -> bool:
             api_call("POST", f"/api/v1/jobs/{uid}/fail", {"error": message}, url=url, token=token)
             echo(f"job {uid[:8]}: failed: {message}")
             return False
-        api_request(
-            "POST",
-            f"/api/v1/jobs/{uid}/result",
-            pack(root / "out"),
-            "application/gzip",
-            url=url,
-            token=token,
+        result = pack(root / "out")
+        retrying(
+            lambda: api_request(
+                "POST",
+                f"/api/v1/jobs/{uid}/result",
+                result,
+                "application/gzip",
+                url=url,
+                token=token,
+            ),
+            echo,
+            f"job {uid[:8]}: sending the result",
         )
         echo(f"job {uid[:8]}: result accepted ({claim['family']} v{claim['version']})")
         return True
+
+
+BACKOFF_FIRST = 1.0
+BACKOFF_MAX = 60.0
+# How long a worker keeps trying to reach a service that is down before giving up.
+UNREACHABLE_GIVE_UP = 900.0
+
+
+def retrying(call: Callable[[], T], echo: Callable[[str], None], what: str) -> T:
+    """Run `call`, retrying with exponential backoff (and jitter) while the service cannot be
+    reached or answers 5xx, as during a restart; give up after UNREACHABLE_GIVE_UP seconds."""
+    delay = BACKOFF_FIRST
+    waited = 0.0
+    while True:
+        try:
+            return call()
+        except ApiError as exc:
+            transient = exc.unreachable or exc.status >= 500
+            if not transient or waited >= UNREACHABLE_GIVE_UP:
+                raise
+            pause = min(delay, BACKOFF_MAX) * random.uniform(0.8, 1.2)  # noqa: S311 (jitter)
+            echo(f"{what}: {exc.message}; trying again in {pause:.0f} s")
+            time.sleep(pause)
+            waited += pause
+            delay *= 2
 
 
 def serve(
@@ -106,11 +140,19 @@ def serve(
     poll_seconds: float = 5.0,
     echo: Callable[[str], None] = print,
 ) -> int:
-    """Claim and run jobs until stopped (or, with once, until the queue is empty)."""
+    """Claim and run jobs until stopped (or, with once, until the queue is empty).
+
+    A service that is down or restarting is waited for, with backoff; the worker carries on
+    where it was when it answers again.
+    """
     name = f"{socket.gethostname()}:{os.getpid()}"
     done = 0
     while True:
-        claim = api_call("POST", "/api/v1/jobs/claim", {"worker": name}, url=url)
+        claim = retrying(
+            lambda: api_call("POST", "/api/v1/jobs/claim", {"worker": name}, url=url),
+            echo,
+            "claiming a job",
+        )
         if claim is None:
             if once:
                 return done
