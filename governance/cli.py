@@ -504,11 +504,30 @@ def dataset_scan(dataset_id: int, number: int, processes: int | None) -> None:
         version = service.get_version(session, ds, number)
         rules = load_rules(config["GOVERNANCE_POLICY_DIR"], domain.name)
         count = processes or int(config["PII_SCAN_PROCESSES"])
-        with open_scanner(config["PII_MODEL"], count) as scanner:
+        with (
+            open_scanner(config["PII_MODEL"], count) as scanner,
+            progress_bar(version.record_count, "scanning") as advance,
+        ):
             receipt = pii_service.scan_version(
-                session, keyring, store, scanner, version, rules, actor=cli_actor()
+                session,
+                keyring,
+                store,
+                scanner,
+                version,
+                rules,
+                actor=cli_actor(),
+                progress=advance,
             )
-        click.echo(json.dumps(pii_service.receipt_read(receipt, version, rules.hash)))
+        read = pii_service.receipt_read(receipt, version, rules.hash)
+    found = ", ".join(f"{t} {sum(f.values())}" for t, f in sorted(read["counts"].items()))
+    click.echo(
+        f"{ds.name} v{number}: {read['verdict']}; {read['records_total']} records, "
+        f"{read['records_redacted']} redacted, {read['records_dropped']} dropped, "
+        f"{read['records_quarantined']} held for review; canary recall "
+        f"{read['canary_recall']}; found {found or 'nothing'}",
+        err=True,
+    )
+    click.echo(json.dumps(read))
 
 
 @main.group()
@@ -1488,6 +1507,19 @@ def validated(model, **values: Any):
         raise InvalidInput(
             "; ".join(f"{d['field']}: {d['message']}" for d in details), details=details
         ) from exc
+
+
+@contextmanager
+def progress_bar(total: int, label: str):
+    """Yield a function that advances a progress bar (records, rate, time left) on a terminal;
+    a no-op when stderr is not one (scripts, CI)."""
+    if not sys.stderr.isatty() or not total:
+        yield lambda _n: None
+        return
+    with click.progressbar(
+        length=total, label=label, file=sys.stderr, show_pos=True, show_eta=True
+    ) as bar:
+        yield bar.update
 
 
 @contextmanager

@@ -449,6 +449,10 @@ class ParallelScanner(TextScanner):
             maxtasksperchild=RECYCLE_CHUNKS,
         )
         self.versions = self.pool.apply(_worker_versions)
+        # The residual pass runs here, in the parent, and needs the same name lists.
+        from governance.pii.recognizers import NameGazetteerRecognizer
+
+        self.names = NameGazetteerRecognizer()
 
     def scan_texts(self, texts: Iterable[str], rules: DomainRules) -> Iterator[list[Finding]]:
         iterator = iter(texts)

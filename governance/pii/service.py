@@ -13,7 +13,7 @@ import logging
 import random
 import uuid
 from collections import Counter, defaultdict
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 
 from sqlmodel import Session, select
@@ -147,8 +147,11 @@ def scan_version(
     rules: DomainRules,
     *,
     actor: Actor,
+    progress: Callable[[int], Any] | None = None,
 ) -> ScanReceipt:
-    """Scan a version under the rules, store its sanitized view encrypted, and write a receipt."""
+    """Scan a version under the rules, store its sanitized view encrypted, and write a receipt.
+
+    `progress(n)` is told of every n records scanned (for a progress bar)."""
     if version.status != VersionStatus.READY:
         raise Conflict(f"dataset version {version.uid} was deleted", details={"uid": version.uid})
     domain = session.get(Domain, version.domain_id)
@@ -187,6 +190,8 @@ def scan_version(
                 cached_findings(session, scanner, rules, raw, stats, hash_key)
             ):
                 stats["total"] += 1
+                if progress is not None:
+                    progress(1)
                 # A reservoir sample of the version's own texts hosts the canaries.
                 if len(sample_hosts) < CANARY_HOSTS:
                     sample_hosts.append(record_text(rec)[0])
