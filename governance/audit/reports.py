@@ -181,3 +181,33 @@ def build_report(
     body = signed_report(kind, rows, meta, key)
     text = report_csv(rows, columns)
     return body, text, sign_bytes(text.encode(), key)
+
+
+def utc_day(column: Any, dialect: str) -> Any:
+    """A SQL expression for the UTC calendar day (YYYY-MM-DD) of a timestamp column."""
+    if dialect == "postgresql":
+        return sa.func.to_char(sa.func.timezone("UTC", column), "YYYY-MM-DD")
+    # SQLite keeps naive UTC text ("YYYY-MM-DD HH:MM:SS..."), see governance.db.UTCDateTime.
+    return sa.func.substr(sa.cast(column, sa.String), 1, 10)
+
+
+def activity_by_day(
+    session: Session, entries: EntryFilter, days: int = 30
+) -> tuple[list[str], dict[str, list[int]], int]:
+    """Entries per UTC day for the filtered log: (days, {allow, deny, other: counts}, total).
+
+    Only the `days` most recent days that have entries are returned; the total counts all of
+    the filtered entries. Counting happens in the database, grouped by day and decision.
+    """
+    day = utc_day(AuditEntry.time, session.get_bind().dialect.name).label("day")
+    grouped = entries.apply(select(day, AuditEntry.decision, sa.func.count().label("n")))
+    rows = session.exec(grouped.group_by(day, AuditEntry.decision)).all()
+    per_day: dict[str, dict[str, int]] = {}
+    for when, decision, count in rows:
+        kind = decision if decision in ("allow", "deny") else "other"
+        bucket = per_day.setdefault(str(when), {"allow": 0, "deny": 0, "other": 0})
+        bucket[kind] += count
+    labels = sorted(per_day)[-days:]
+    series = {kind: [per_day[d][kind] for d in labels] for kind in ("allow", "deny", "other")}
+    total = sum(sum(bucket.values()) for bucket in per_day.values())
+    return labels, series, total

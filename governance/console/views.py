@@ -9,6 +9,7 @@ answers without an authorization decision is refused, as on the API.
 from __future__ import annotations
 
 import datetime as dt
+import json
 import re
 import secrets
 from urllib.parse import urlencode
@@ -24,6 +25,7 @@ from flask import (
     request,
     url_for,
 )
+from markupsafe import Markup
 from pydantic import ValidationError
 from sqlmodel import select
 
@@ -64,6 +66,7 @@ from governance.authz.service import (
     require,
 )
 from governance.console import service
+from governance.console.charts import bar_chart, line_chart
 from governance.console.graph import lineage_svg
 from governance.console.verification import CheckpointStatus
 from governance.datasets import service as datasets
@@ -643,6 +646,12 @@ def quarantine_context(dataset_id: int, number: int, dataset_for, pii) -> dict:
     version = datasets.get_version(session, dataset, number)
     receipt = latest_receipts(session, [version.id]).get(version.id)
     may_decide = get_authorizer().policy.decide(g.principal.name, domain.name, "scan", "create")
+    findings = sorted(
+        ((entity, sum(fields.values())) for entity, fields in (receipt.counts or {}).items())
+        if receipt
+        else [],
+        key=lambda item: -item[1],
+    )
     return {
         "dataset": dataset,
         "domain": domain,
@@ -650,6 +659,9 @@ def quarantine_context(dataset_id: int, number: int, dataset_for, pii) -> dict:
         "receipt": receipt,
         "held": pii.list_quarantine(session, version),
         "may_decide": may_decide.allowed,
+        "findings_chart": bar_chart(
+            f"PII findings per entity type in {dataset.name} v{version.number}", findings
+        ),
     }
 
 
@@ -704,15 +716,71 @@ def family_page(family: str):
         .order_by(RefreshRun.id.desc())
         .limit(5)
     ).all()
+    serving = models.serving_version(session, found)
     return render_template(
         "console/family.html",
         section="models",
         family=found,
         domain=domain,
         versions=versions,
-        serving=models.serving_version(session, found),
+        serving=serving,
         runs=runs,
+        charts=metrics_charts(found.name, list(reversed(versions)), serving),
     )
+
+
+def numeric_metrics(metrics: dict | None, prefix: str = "") -> dict[str, float]:
+    """A version's numeric metrics, nested ones named with dots (counts left out)."""
+    found: dict[str, float] = {}
+    for key, value in (metrics or {}).items():
+        name = f"{prefix}{key}"
+        if isinstance(value, dict):
+            found.update(numeric_metrics(value, f"{name}."))
+        elif isinstance(value, int | float) and not isinstance(value, bool) and key != "n":
+            found[name] = float(value)
+    return found
+
+
+# Metric leaves that describe how a version was made, not how good it is: left out of charts.
+SETUP_SECTIONS = ("lora.", "hyperparameters.", "versions.")
+SETUP_KEYS = {"n", "steps", "seed", "seconds"}
+
+
+def quality_metrics(metrics: dict | None) -> dict[str, float]:
+    """The numeric metrics that measure a version (losses, perplexity, accuracies)."""
+    return {
+        name: value
+        for name, value in numeric_metrics(metrics).items()
+        if not name.startswith(SETUP_SECTIONS)
+        and name.rsplit(".", 1)[-1] not in SETUP_KEYS
+        and not name.endswith("_records")
+    }
+
+
+def metrics_charts(name: str, versions: list, serving) -> list[tuple[str, Markup]]:
+    """Small multiples across a family's versions, production marked: the losses together
+    (one scale), each section's leaves together (multiple_choice.acc and .acc_norm), every
+    other quality metric on its own scale."""
+    per_version = [quality_metrics(v.metrics) for v in versions]
+    panels: dict[str, list[str]] = {}
+    for key in sorted({k for m in per_version for k in m}):
+        panel = "loss" if "loss" in key else key.rsplit(".", 1)[0]  # a section's leaves together
+        panels.setdefault(panel, []).append(key)
+    marked = next((i for i, v in enumerate(versions) if serving and v.id == serving.id), None)
+    return [
+        (
+            panel,
+            line_chart(
+                f"{panel} of {name} across its versions",
+                [f"v{v.number}" for v in versions],
+                {key.removeprefix(f"{panel}."): [m.get(key) for m in per_version] for key in keys},
+                marked,
+                f"production: v{serving.number}" if serving else "",
+                height=170,
+            ),
+        )
+        for panel, keys in panels.items()
+    ]
 
 
 @bp.get("/models/<family>/versions/<int:number>")
@@ -731,7 +799,23 @@ def version_page(family: str, number: int):
         version=version,
         lineage=document,
         graph=lineage_svg(document, href),
+        metric_rows=sorted(numeric_metrics(document.get("metrics")).items()),
+        config_rows=sorted(numeric_or_text(document.get("training_config")).items()),
     )
+
+
+def numeric_or_text(config: dict | None, prefix: str = "") -> dict[str, str]:
+    """A nested configuration as `a.b: value` rows."""
+    rows: dict[str, str] = {}
+    for key, value in (config or {}).items():
+        name = f"{prefix}{key}"
+        if isinstance(value, dict):
+            rows.update(numeric_or_text(value, f"{name}."))
+        else:
+            rows[name] = (
+                json.dumps(value) if isinstance(value, list | bool) or value is None else str(value)
+            )
+    return rows
 
 
 # --- audit ----------------------------------------------------------------------------------
@@ -787,6 +871,7 @@ def audit():
     status = checkpoint_status().view(session, from_start=request.args.get("verify") == "all")
     policy = get_authorizer().policy
     may_export = any(policy.decide(g.principal.name, d, "audit", "export").allowed for d in allowed)
+    days, series, total = reports.activity_by_day(session, filters)
     filter_args = {
         k: v for k, v in request.args.items() if k in ENTRY_QUERY_FIELDS - {"after_seq"} and v
     }
@@ -803,6 +888,12 @@ def audit():
         may_export=may_export,
         decisions=AUDIT_DECISIONS,
         unanchored=log_size(session) - (status.result.verified_upto if status.result else 0),
+        total=total,
+        activity=line_chart(
+            "Audit entries per day (UTC) matching these filters",
+            [day[5:] for day in days],
+            {"allowed": series["allow"], "denied": series["deny"], "other": series["other"]},
+        ),
     )
 
 

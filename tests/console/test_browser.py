@@ -245,7 +245,17 @@ def test_the_lineage_graph_of_a_trained_version(app, client, world, live, browse
     page = context.new_page()
     sign_in(page, live, world["lee"], f"/console/models/{FAMILY}")
     expect(page.get_by_role("table", name=f"Versions of {FAMILY}")).to_contain_text("evaluated")
+    losses = page.get_by_role("img", name=f"loss of {FAMILY} across its versions")
+    expect(losses).to_be_visible()
+    expect(losses).to_contain_text("eval_loss")
+    expect(losses).not_to_contain_text("lora")  # how it was made is not charted as quality
+    expect(
+        page.get_by_role("img", name=f"perplexity of {FAMILY} across its versions")
+    ).to_be_visible()
+    shots(page, "family-metrics")
     page.get_by_role("link", name="v1", exact=True).click()
+    expect(page.get_by_role("table", name="Metrics")).to_contain_text("eval_loss")
+    expect(page.get_by_role("table", name="Training configuration")).to_contain_text("lora")
     graph = page.get_by_role("img", name=f"Lineage of {FAMILY} version 1")
     expect(graph).to_be_visible()
     for text in ("tiny-llama", "returns v1", "verdict redacted", "approved", f"{FAMILY} v1"):

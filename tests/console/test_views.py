@@ -389,6 +389,10 @@ def test_a_steward_reviews_quarantined_records_in_the_console(client, console_wo
     assert "keep by casey" in after.text
     rescanned = client.post(scans, headers=auth(world["casey"])).get_json()
     assert rescanned["records_kept"] == 1 and rescanned["sanitized_records"] == 9
+    # The first version's scan found an SSN: the gate page charts findings per entity type.
+    first = client.get(f"/console/datasets/{world['dataset']}/versions/1/quarantine")
+    assert 'aria-label="PII findings per entity type in returns v1"' in first.text
+    assert "<title>US_SSN: 1</title>" in first.text
 
 
 def test_the_policy_page_shows_one_domain_at_a_time(app, client, world):
