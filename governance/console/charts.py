@@ -56,6 +56,7 @@ def line_chart(
     marked: int | None = None,
     marked_label: str = "",
     height: int = 220,
+    from_zero: bool = False,
 ) -> Markup:
     """Lines over a common x axis (gaps where a value is None), with one x position marked
     (the version in production, say) by a dashed line."""
@@ -63,6 +64,8 @@ def line_chart(
     if not x_labels or not values:
         return Markup("")
     low, high = min(values), max(values)
+    if from_zero:  # counts: the axis starts at 0 so bar-like heights compare honestly
+        low, high = min(0, low), max(0, high)
     if high == low:  # one value: a band around it, so the point sits mid-chart
         pad = abs(high) * 0.1 or 1.0
         high, low = high + pad, low - pad

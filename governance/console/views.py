@@ -616,13 +616,32 @@ def domain_datasets(name: str):
     for dataset in datasets.list_datasets(session, domain):
         versions = datasets.list_versions(session, dataset)
         receipts = latest_receipts(session, [v.id for v in versions]) if may_read_scans else {}
-        listing.append((dataset, versions, receipts))
+        listing.append(
+            (dataset, versions, receipts, findings_across(dataset.name, versions, receipts))
+        )
     return render_template(
         "console/domain_datasets.html",
         section="datasets",
         domain=domain,
         listing=listing,
         may_read_scans=may_read_scans,
+    )
+
+
+def findings_across(name: str, versions: list, receipts: dict) -> Markup:
+    """PII findings per entity type across a dataset's scanned versions, oldest left."""
+    scanned = [v for v in versions if v.id in receipts]
+    totals = [
+        {entity: sum(fields.values()) for entity, fields in (receipts[v.id].counts or {}).items()}
+        for v in scanned
+    ]
+    entities = sorted({entity for counts in totals for entity in counts})
+    return line_chart(
+        f"PII findings per entity type across the versions of {name}",
+        [f"v{v.number}" for v in scanned],
+        {entity: [counts.get(entity, 0) for counts in totals] for entity in entities},
+        height=180,
+        from_zero=True,
     )
 
 
@@ -641,6 +660,8 @@ def quarantine_page(dataset_id: int, number: int):
 
 
 def quarantine_context(dataset_id: int, number: int, dataset_for, pii) -> dict:
+    from governance.datasets.views import keyring
+
     dataset, domain = dataset_for(dataset_id, "read", "scan")
     session = get_session()
     version = datasets.get_version(session, dataset, number)
@@ -658,6 +679,7 @@ def quarantine_context(dataset_id: int, number: int, dataset_for, pii) -> dict:
         "version": version,
         "receipt": receipt,
         "held": pii.list_quarantine(session, version),
+        "unflagged": pii.unflagged_sample(session, keyring(), receipt) if receipt else None,
         "may_decide": may_decide.allowed,
         "findings_chart": bar_chart(
             f"PII findings per entity type in {dataset.name} v{version.number}", findings
@@ -893,6 +915,8 @@ def audit():
             "Audit entries per day (UTC) matching these filters",
             [day[5:] for day in days],
             {"allowed": series["allow"], "denied": series["deny"], "other": series["other"]},
+            height=180,
+            from_zero=True,
         ),
     )
 

@@ -50,6 +50,10 @@ class ScanReceipt(SQLModel, table=True):
     verdict: str = SQLField(max_length=16, nullable=False)
     error: str | None = SQLField(default=None, max_length=500)
     samples: list[Any] = SQLField(default_factory=list, sa_type=sa.JSON, nullable=False)
+    # A random sample of records the scanner found nothing in (digits masked), sealed under the
+    # sanitized view's data key: reviewers read it to judge what the scanner missed, and it is
+    # shredded with the view. Never returned by the API.
+    unflagged_sealed: bytes | None = SQLField(default=None, sa_type=sa.LargeBinary)
     sanitized_blob_key: str | None = SQLField(default=None, max_length=200)
     sanitized_wrapped_key: bytes | None = SQLField(default=None, sa_type=sa.LargeBinary)
     sanitized_records: int = SQLField(default=0, nullable=False)

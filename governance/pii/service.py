@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import itertools
+import json
 import logging
 import random
 import uuid
@@ -20,6 +21,7 @@ from sqlmodel import Session, select
 
 from audit.log import canonical
 from governance.audit.service import Actor, record
+from governance.crypto import open_sealed, seal
 from governance.datasets.models import DatasetVersion, VersionStatus
 from governance.datasets.records import TEXT_FIELDS, BlobWriter, read_blob
 from governance.datasets.service import iter_version_records
@@ -170,6 +172,8 @@ def scan_version(
     samples: list[dict[str, Any]] = []
     seen_samples: set[str] = set()
     sample_hosts: list[str] = []
+    unflagged: list[dict[str, str]] = []
+    unflagged_seen = 0
     quarantine: list[tuple[int, dict[str, int], dict[str, str]]] = []
     blocked = False
     decisions = {
@@ -215,6 +219,18 @@ def scan_version(
                         stats["quarantined" if decision is None else "dropped"] += 1
                         continue
                     stats["kept"] += 1
+                if not findings and not result.residuals:
+                    # A reservoir sample of what the scanner passed untouched, for reviewers.
+                    unflagged_seen += 1
+                    shown = {
+                        f: mask_residuals(clean[f][:SAMPLE_CHARS])
+                        for f in TEXT_FIELDS
+                        if f in clean
+                    }
+                    if len(unflagged) < SAMPLES:
+                        unflagged.append(shown)
+                    elif (slot := rng.randrange(unflagged_seen)) < SAMPLES:
+                        unflagged[slot] = shown
                 if findings:
                     stats["redacted"] += 1
                     sample = {f: clean[f][:SAMPLE_CHARS] for f in TEXT_FIELDS if f in clean}
@@ -249,6 +265,7 @@ def scan_version(
     receipt.records_quarantined = stats["quarantined"]
     receipt.records_kept = stats["kept"]
     receipt.samples = samples
+    receipt.unflagged_sealed = seal(data_key, canonical(unflagged), unflagged_aad(uid))
     receipt.canaries = canary_counts
     found = sum(f for f, _ in canary_counts.values())
     planted = sum(p for _, p in canary_counts.values())
@@ -397,6 +414,22 @@ def require_trainable(session: Session, version: DatasetVersion, rules: DomainRu
     return receipt
 
 
+def unflagged_aad(receipt_uid: str) -> bytes:
+    return f"governance/unflagged-sample/{receipt_uid}".encode()
+
+
+def unflagged_sample(
+    session: Session, keyring: KeyRing, receipt: ScanReceipt
+) -> list[dict[str, str]] | None:
+    """The sealed sample of records the scan found nothing in; None once shredded or absent."""
+    if receipt.unflagged_sealed is None or receipt.sanitized_wrapped_key is None:
+        return None
+    domain = session.get(Domain, receipt.domain_id)
+    uid = receipt.sanitized_blob_key.rsplit("/", 1)[1].removesuffix(".sanitized.blob")
+    key = keyring.open_data_key(session, domain, sanitized_uid(uid), receipt.sanitized_wrapped_key)
+    return json.loads(open_sealed(key, receipt.unflagged_sealed, unflagged_aad(uid)))
+
+
 def iter_sanitized(
     session: Session, keyring: KeyRing, store: LocalBlobStore, receipt: ScanReceipt
 ) -> Iterator[dict[str, Any]]:
@@ -420,6 +453,12 @@ def receipt_read(receipt: ScanReceipt, version: DatasetVersion, current_hash: st
         dataset_version=version.uid,
         current_rules=receipt.rules_hash == current_hash,
         **receipt.model_dump(
-            exclude={"version_id", "domain_id", "sanitized_blob_key", "sanitized_wrapped_key"}
+            exclude={
+                "version_id",
+                "domain_id",
+                "sanitized_blob_key",
+                "sanitized_wrapped_key",
+                "unflagged_sealed",
+            }
         ),
     ).model_dump(mode="json")

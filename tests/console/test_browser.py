@@ -293,6 +293,10 @@ def test_a_data_steward_sees_versions_scans_and_tombstones(client, world, live, 
     expect(versions).to_contain_text("not scanned")  # the 2026 version awaits its scan
     expect(versions).to_contain_text("deleted by casey")
     expect(versions).to_contain_text("superseded by the 2026 upload")
+    chart = page.get_by_role(
+        "img", name="PII findings per entity type across the versions of returns"
+    )
+    expect(chart).to_contain_text("US_SSN")
     shots(page, "datasets")
     context.close()
 

@@ -67,3 +67,11 @@ def test_the_audit_page_counts_entries_per_day_in_the_database(app, client, cons
     page = client.get("/console/audit?principal=morgan")
     assert f"<strong>{len(morgan)}</strong> entr" in page.text
     assert 'aria-label="Audit entries per day (UTC) matching these filters"' in page.text
+
+
+def test_counts_start_at_zero():
+    axis = r'text-anchor="end" font-size="11">([^<]+)</text>'
+    counted = str(line_chart("Counts", ["a", "b"], {"n": [5, 7]}, from_zero=True))
+    assert re.findall(axis, counted) == ["7", "0"]
+    measured = str(line_chart("Loss", ["a", "b"], {"loss": [5, 7]}))
+    assert re.findall(axis, measured) == ["7", "5"]

@@ -5,6 +5,7 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 import json
+import re
 
 import pytest
 import sqlalchemy as sa
@@ -324,6 +325,7 @@ def test_a_domains_datasets_show_scan_status_and_tombstones(client, console_worl
     assert "Versions of returns" in page.text and "2025" in page.text
     assert "deleted by casey" in page.text and "tax year 2025 withdrawn" in page.text
     assert "redacted" in page.text and "US_SSN 1" in page.text
+    assert 'aria-label="PII findings per entity type across the versions of returns"' in page.text
     smb = client.get("/console/domains/smb-accounting/datasets")  # priya reviews both domains
     assert smb.status_code == 200 and "books" in smb.text
 
@@ -393,6 +395,10 @@ def test_a_steward_reviews_quarantined_records_in_the_console(client, console_wo
     first = client.get(f"/console/datasets/{world['dataset']}/versions/1/quarantine")
     assert 'aria-label="PII findings per entity type in returns v1"' in first.text
     assert "<title>US_SSN: 1</title>" in first.text
+    # The records the scan passed untouched are shown as a sample, digits masked.
+    unflagged = re.search(r'data-testid="unflagged">(.*?)</ol>', first.text, re.S).group(1)
+    assert 0 < unflagged.count("<li>") <= 5 and not re.search(r"\d", unflagged)
+    assert "US_SSN" not in unflagged and "Gonzalez" not in unflagged  # none had a finding
 
 
 def test_the_policy_page_shows_one_domain_at_a_time(app, client, world):
