@@ -83,6 +83,7 @@ class ApiClient:
 
 
 DEMO_REQUEST_SECONDS = 600
+WORKER_SECONDS = 1800  # one tiny training run; generous for a busy machine
 
 
 class DemoError(RuntimeError):
@@ -186,11 +187,16 @@ def upload_and_scan(steward: ApiClient, echo: Callable[[str], None], step: int) 
         "POST", "/api/v1/domains/consumer-tax/datasets", {"name": "returns-qa"}
     )
     if status == 409:
-        _status, listing = steward.call("GET", "/api/v1/domains/consumer-tax/datasets")
+        listing = expect(
+            *steward.call("GET", "/api/v1/domains/consumer-tax/datasets"), 200, "list datasets"
+        )
         dataset = next(d for d in listing["items"] if d["name"] == "returns-qa")
+    else:
+        expect(status, dataset, 201, "create dataset returns-qa")
     status, version = steward.call(
         "POST", f"/api/v1/datasets/{dataset['id']}/versions?tax_year=2025", raw=demo_records()
     )
+    expect(status, version, 201, "upload tax year 2025")
     echo(
         f"{step}. {DEMO_STEWARD} uploads tax-year 2025 records: HTTP {status}, "
         f"{version['record_count']} records, content hash {version['content_hash'][:16]}..."
@@ -200,10 +206,12 @@ def upload_and_scan(steward: ApiClient, echo: Callable[[str], None], step: int) 
         f"/api/v1/datasets/{dataset['id']}/versions?tax_year=2025",
         raw=b'{"text": "fine"}\n{"text": oops}\n',
     )
+    expect(status, bad, 422, "refuse a broken upload")
     echo(f"{step + 1}. a broken upload is refused: HTTP {status} ({bad['error']['message']})")
     status, receipt = steward.call(
         "POST", f"/api/v1/datasets/{dataset['id']}/versions/{version['version']}/scans"
     )
+    expect(status, receipt, 201, "scan tax year 2025")
     counts = {etype: sum(fields.values()) for etype, fields in receipt["counts"].items()}
     echo(
         f"{step + 2}. PII scan: HTTP {status}, verdict {receipt['verdict']}, "
@@ -245,7 +253,7 @@ class Narrator:
 
 def expect(status: int, body: Any, wanted: int, what: str) -> Any:
     if status != wanted:
-        raise RuntimeError(f"demo step failed: {what}: HTTP {status} {json.dumps(body)[:300]}")
+        raise DemoError(f"demo step failed: {what}: HTTP {status} {json.dumps(body)[:300]}")
     return body
 
 
@@ -260,16 +268,22 @@ def demo_people(config: dict[str, Any], base_url: str, names) -> dict[str, ApiCl
 def run_worker(config: dict[str, Any], base_url: str) -> subprocess.CompletedProcess:
     """Run `govern worker --once` as the example worker principal, against the demo server."""
     token = issue_demo_token(config, "gpu-worker", PrincipalKind.SERVICE)
-    worker = subprocess.run(
-        [sys.executable, "-m", "governance.cli", "worker", "--once", "--poll", "0.2"],
-        env={**os.environ, "GOVERNANCE_URL": base_url, "GOVERNANCE_TOKEN": token},
-        capture_output=True,
-        text=True,
-        check=False,
-        timeout=900,
-    )
+    try:
+        worker = subprocess.run(
+            [sys.executable, "-m", "governance.cli", "worker", "--once", "--poll", "0.2"],
+            env={**os.environ, "GOVERNANCE_URL": base_url, "GOVERNANCE_TOKEN": token},
+            capture_output=True,
+            text=True,
+            check=False,
+            timeout=WORKER_SECONDS,
+        )
+    except subprocess.TimeoutExpired as exc:
+        raise DemoError(
+            f"the training worker did not finish in {WORKER_SECONDS} s; the machine may be "
+            "very busy: try `make demo` again"
+        ) from exc
     if worker.returncode != 0:
-        raise RuntimeError(f"the worker failed: {worker.stderr[-1000:]}")
+        raise DemoError(f"the worker failed: {worker.stderr[-1000:]}")
     return worker
 
 
@@ -374,7 +388,9 @@ def train_and_serve(
     )
     say(f"{TRAINER} starts {FAMILY} v{version['version']} (tax year 2025): a job is queued")
     run_worker(config, base_url)
-    _status, trained = people[TRAINER].call("GET", f"/api/v1/models/{FAMILY}/versions/1")
+    trained = expect(
+        *people[TRAINER].call("GET", f"/api/v1/models/{FAMILY}/versions/1"), 200, "read v1"
+    )
     gate = trained["evaluation"]
     say(
         f"a worker process (no database, no keys) trained it from the sanitized bundle: "
@@ -421,13 +437,17 @@ def train_and_serve(
         else:
             denied += 1
             say(f"{who} (smb-accounting) queries {FAMILY}: HTTP {status} denied, and audited")
-    _status, lineage = people[SECOND_ENGINEER].call(
-        "GET", f"/api/v1/models/{FAMILY}/versions/1/lineage"
+    lineage = expect(
+        *people[SECOND_ENGINEER].call("GET", f"/api/v1/models/{FAMILY}/versions/1/lineage"),
+        200,
+        "read the lineage of v1",
     )
     say("lineage of the production version (signed by the service key):")
     for line in render_tree(lineage).splitlines():
         echo(f"   {line}")
-    _status, versions = people[TRAINER].call("GET", f"/api/v1/models/{FAMILY}/versions")
+    versions = expect(
+        *people[TRAINER].call("GET", f"/api/v1/models/{FAMILY}/versions"), 200, "list versions"
+    )
     return {
         "production": {FAMILY: promoted["version"]},
         **version_summary(versions["items"]),
@@ -485,7 +505,9 @@ def annual_cycle(
     say(f"the clock moves to 2027-01-15 06:00 UTC: the scheduler fires {', '.join(fired)}")
     for _ in range(8):
         advance_open_runs()
-        _status, listing = people["lee"].call("GET", "/api/v1/approvals?state=pending")
+        listing = expect(
+            *people["lee"].call("GET", "/api/v1/approvals?state=pending"), 200, "read the inbox"
+        )
         for request in listing["items"]:
             reviewers = REVIEWERS if request["kind"] == "dataset-use" else (SECOND_ENGINEER, "lee")
             for reviewer in reviewers:
@@ -497,7 +519,11 @@ def annual_cycle(
             say(f"{' and '.join(reviewers)} approve the refresh's {request['kind']} request")
         if "result accepted" in run_worker(config, base_url).stdout:
             say("a worker trains version 2 from the base model on the 2026 data; the gate runs")
-        _status, versions = people[SECOND_ENGINEER].call("GET", f"/api/v1/models/{FAMILY}/versions")
+        versions = expect(
+            *people[SECOND_ENGINEER].call("GET", f"/api/v1/models/{FAMILY}/versions"),
+            200,
+            "list versions",
+        )
         if any(v["status"] == "production" for v in versions["items"]):
             break
     # The retrain queued when v1 was tainted is moot now that 2026's model serves.
@@ -534,7 +560,7 @@ def console_glance(config: dict[str, Any], base_url: str, say: Narrator) -> str:
         page = response.read().decode()
     found = re.search(r'data-testid="checkpoint-status"><strong>(.*?)</strong>', page)
     if found is None:
-        raise RuntimeError("demo step failed: the console's audit page shows no checkpoint")
+        raise DemoError("demo step failed: the console's audit page shows no checkpoint")
     status = found.group(1).rstrip(".")
     say(f"auditor audrey signs in to the web console and opens /console/audit: {status}")
     return status
@@ -558,7 +584,7 @@ def run_demo(config: dict[str, Any], echo: Callable[[str], None] = print) -> dic
         echo(f"3. admin creates principal {DEMO_STEWARD}: HTTP {status}")
         steward_token = issue_demo_token(config, DEMO_STEWARD, PrincipalKind.USER)
         steward = ApiClient(base_url, steward_token)
-        status, me = steward.call("GET", "/api/v1/me")
+        me = expect(*steward.call("GET", "/api/v1/me"), 200, f"read {DEMO_STEWARD}'s roles")
         roles = ", ".join(f"{r['role']}@{r['domain']}" for r in me["roles"])
         echo(f"   {DEMO_STEWARD}'s roles from policies/policy.csv: {roles}")
 

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import sys
+from pathlib import Path
 
 import click
 import pytest
@@ -129,6 +131,19 @@ def test_demo_runs_end_to_end(env):
         check=False,
     )
     assert offline.returncode == 0, offline.stderr
+
+
+def test_a_failing_demo_step_is_named_without_a_traceback(env, tmp_path):
+    """With a policy that gives casey no role, the upload is refused: the demo says which step
+    failed and why, and exits non-zero, with no Python traceback for the user."""
+    policies = tmp_path / "policies"
+    shutil.copytree(Path(__file__).parents[1] / "policies", policies)
+    lines = (policies / "policy.csv").read_text().splitlines(keepends=True)
+    (policies / "policy.csv").write_text("".join(x for x in lines if ", casey," not in x))
+    result = govern({**env, "GOVERNANCE_POLICY_DIR": str(policies)}, "demo")
+    assert result.returncode != 0
+    assert "error: the demo stopped: demo step failed" in result.stderr
+    assert "HTTP 403" in result.stderr and "Traceback" not in result.stderr
 
 
 def test_audit_commands(env, tmp_path):
