@@ -34,6 +34,15 @@ def auth(token: str) -> dict[str, str]:
     return {"Authorization": f"Bearer {token}"}
 
 
+def create_dataset(client, token: str, domain: str, name: str, **fields) -> int:
+    """Create a dataset through the API as the given principal; return its id."""
+    created = client.post(
+        f"/api/v1/domains/{domain}/datasets", json={"name": name, **fields}, headers=auth(token)
+    )
+    assert created.status_code == 201, created.get_json()
+    return created.get_json()["id"]
+
+
 def make_domain(app, name: str, jurisdiction: str = "US", retention_days: int = 2555):
     with get_db(app).session_scope() as session:
         return domains.create_domain(

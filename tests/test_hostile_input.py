@@ -9,7 +9,7 @@ import sqlalchemy as sa
 
 from governance.datasets.models import DatasetVersion
 from governance.db import get_db
-from tests.factories import auth, make_domain, principal_token
+from tests.factories import auth, create_dataset, make_domain, principal_token
 
 NDJSON = "application/x-ndjson"
 
@@ -18,12 +18,7 @@ NDJSON = "application/x-ndjson"
 def world(app, client):
     make_domain(app, "consumer-tax")
     tokens = {name: principal_token(app, name) for name in ("admin", "casey", "audrey")}
-    created = client.post(
-        "/api/v1/domains/consumer-tax/datasets",
-        json={"name": "returns"},
-        headers=auth(tokens["casey"]),
-    )
-    tokens["dataset"] = created.get_json()["id"]
+    tokens["dataset"] = create_dataset(client, tokens["casey"], "consumer-tax", "returns")
     return tokens
 
 

@@ -12,6 +12,7 @@ import datetime as dt
 import json
 import re
 import secrets
+from typing import Any
 from urllib.parse import urlencode
 
 from flask import (
@@ -751,16 +752,27 @@ def family_page(family: str):
     )
 
 
-def numeric_metrics(metrics: dict | None, prefix: str = "") -> dict[str, float]:
-    """A version's numeric metrics, nested ones named with dots (counts left out)."""
-    found: dict[str, float] = {}
-    for key, value in (metrics or {}).items():
+def flatten(nested: dict | None, prefix: str = "") -> dict[str, Any]:
+    """The leaves of nested dictionaries, named with dots (`lora.r`)."""
+    leaves: dict[str, Any] = {}
+    for key, value in (nested or {}).items():
         name = f"{prefix}{key}"
         if isinstance(value, dict):
-            found.update(numeric_metrics(value, f"{name}."))
-        elif isinstance(value, int | float) and not isinstance(value, bool) and key != "n":
-            found[name] = float(value)
-    return found
+            leaves.update(flatten(value, f"{name}."))
+        else:
+            leaves[name] = value
+    return leaves
+
+
+def numeric_metrics(metrics: dict | None) -> dict[str, float]:
+    """A version's numeric metrics, nested ones named with dots (counts `n` left out)."""
+    return {
+        name: float(value)
+        for name, value in flatten(metrics).items()
+        if isinstance(value, int | float)
+        and not isinstance(value, bool)
+        and name.rsplit(".", 1)[-1] != "n"
+    }
 
 
 # Metric leaves that describe how a version was made, not how good it is: left out of charts.
@@ -822,22 +834,16 @@ def version_page(family: str, number: int):
         lineage=document,
         graph=lineage_svg(document, href),
         metric_rows=sorted(numeric_metrics(document.get("metrics")).items()),
-        config_rows=sorted(numeric_or_text(document.get("training_config")).items()),
+        config_rows=sorted(config_rows(document.get("training_config")).items()),
     )
 
 
-def numeric_or_text(config: dict | None, prefix: str = "") -> dict[str, str]:
+def config_rows(config: dict | None) -> dict[str, str]:
     """A nested configuration as `a.b: value` rows."""
-    rows: dict[str, str] = {}
-    for key, value in (config or {}).items():
-        name = f"{prefix}{key}"
-        if isinstance(value, dict):
-            rows.update(numeric_or_text(value, f"{name}."))
-        else:
-            rows[name] = (
-                json.dumps(value) if isinstance(value, list | bool) or value is None else str(value)
-            )
-    return rows
+    return {
+        name: json.dumps(value) if isinstance(value, list | bool) or value is None else str(value)
+        for name, value in flatten(config).items()
+    }
 
 
 # --- audit ----------------------------------------------------------------------------------

@@ -418,15 +418,23 @@ def unflagged_aad(receipt_uid: str) -> bytes:
     return f"governance/unflagged-sample/{receipt_uid}".encode()
 
 
+def sanitized_key(session: Session, keyring: KeyRing, receipt: ScanReceipt) -> tuple[bytes, str]:
+    """Unwrap the data key of a receipt's sanitized view; return it with the scan's uid.
+
+    The caller checks first that the view still exists (its wrapped key goes with erasure)."""
+    domain = session.get(Domain, receipt.domain_id)
+    uid = receipt.sanitized_blob_key.rsplit("/", 1)[1].removesuffix(".sanitized.blob")
+    key = keyring.open_data_key(session, domain, sanitized_uid(uid), receipt.sanitized_wrapped_key)
+    return key, uid
+
+
 def unflagged_sample(
     session: Session, keyring: KeyRing, receipt: ScanReceipt
 ) -> list[dict[str, str]] | None:
     """The sealed sample of records the scan found nothing in; None once shredded or absent."""
     if receipt.unflagged_sealed is None or receipt.sanitized_wrapped_key is None:
         return None
-    domain = session.get(Domain, receipt.domain_id)
-    uid = receipt.sanitized_blob_key.rsplit("/", 1)[1].removesuffix(".sanitized.blob")
-    key = keyring.open_data_key(session, domain, sanitized_uid(uid), receipt.sanitized_wrapped_key)
+    key, uid = sanitized_key(session, keyring, receipt)
     return json.loads(open_sealed(key, receipt.unflagged_sealed, unflagged_aad(uid)))
 
 
@@ -440,9 +448,7 @@ def iter_sanitized(
             details={"receipt": receipt.id},
             code="erased",
         )
-    domain = session.get(Domain, receipt.domain_id)
-    uid = receipt.sanitized_blob_key.rsplit("/", 1)[1].removesuffix(".sanitized.blob")
-    key = keyring.open_data_key(session, domain, sanitized_uid(uid), receipt.sanitized_wrapped_key)
+    key, uid = sanitized_key(session, keyring, receipt)
     with store.open(receipt.sanitized_blob_key) as handle:
         yield from read_blob(handle, key, sanitized_uid(uid))
 

@@ -17,7 +17,14 @@ from governance.approvals.models import ApprovalDecision, ApprovalRequest
 from governance.config import DEFAULT_POLICY_DIR
 from governance.db import get_db, utcnow
 from governance.pii.scanner import Scanner
-from tests.factories import auth, close_app, make_domain, make_family, principal_token
+from tests.factories import (
+    auth,
+    close_app,
+    create_dataset,
+    make_domain,
+    make_family,
+    principal_token,
+)
 
 RECORDS = [
     {"text": "My SSN is 536-22-8741; can I e-file Form 1040 for tax year 2025?"},
@@ -56,12 +63,7 @@ def world(app, client):
     make_domain(app, "consumer-tax")
     make_domain(app, "smb-accounting")
     tokens = {name: principal_token(app, name) for name in PEOPLE}
-    dataset = client.post(
-        "/api/v1/domains/consumer-tax/datasets",
-        json={"name": "returns"},
-        headers=auth(tokens["casey"]),
-    ).get_json()["id"]
-    tokens["dataset"] = dataset
+    tokens["dataset"] = create_dataset(client, tokens["casey"], "consumer-tax", "returns")
     make_family(app, "tax-assistant", "consumer-tax")
     upload(client, tokens)
     return tokens

@@ -16,7 +16,7 @@ from governance.datasets.views import KEYRING_KEY, STORE_KEY
 from governance.db import get_db
 from governance.domains.models import Domain
 from governance.errors import Conflict, Forbidden
-from tests.factories import auth, make_domain, principal_token, row_count
+from tests.factories import auth, create_dataset, make_domain, principal_token, row_count
 
 CANARY = "CANARY-7f3a9c-do-not-store-in-plaintext"
 RECORDS = [
@@ -39,13 +39,9 @@ def world(app, client):
     make_domain(app, "consumer-tax")
     make_domain(app, "smb-accounting")
     tokens = {n: principal_token(app, n) for n in ("casey", "sam", "audrey", "priya")}
-    created = client.post(
-        "/api/v1/domains/consumer-tax/datasets",
-        json={"name": "returns", "description": "1040 Q&A"},
-        headers=auth(tokens["casey"]),
+    tokens["dataset_id"] = create_dataset(
+        client, tokens["casey"], "consumer-tax", "returns", description="1040 Q&A"
     )
-    assert created.status_code == 201, created.get_json()
-    tokens["dataset_id"] = created.get_json()["id"]
     return tokens
 
 

@@ -17,7 +17,7 @@ from governance.pii import service as pii
 from governance.pii.models import Verdict
 from governance.pii.rules import load_rules
 from governance.pii.scanner import Scanner
-from tests.factories import auth, make_domain, principal_token
+from tests.factories import auth, create_dataset, make_domain, principal_token
 
 SSN = "536-22-8741"
 CARD = "4111 1111 1111 1111"
@@ -46,12 +46,7 @@ def world(app, client, scanner):
     app.extensions["governance.scanner"] = scanner
     make_domain(app, "consumer-tax")
     tokens = {n: principal_token(app, n) for n in ("casey", "priya", "sam")}
-    created = client.post(
-        "/api/v1/domains/consumer-tax/datasets",
-        json={"name": "returns"},
-        headers=auth(tokens["casey"]),
-    )
-    tokens["dataset"] = created.get_json()["id"]
+    tokens["dataset"] = create_dataset(client, tokens["casey"], "consumer-tax", "returns")
     return tokens
 
 
