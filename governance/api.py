@@ -12,12 +12,11 @@ import logging
 import re
 import uuid
 
-from flask import Flask, current_app, g, request
-from limits import parse, storage, strategies
+from flask import Flask, g, request
 
-from governance import strict_json
+from governance import runtime, strict_json
 from governance.accounts import service as accounts
-from governance.authz.service import PolicyRefused, get_authorizer, log_event
+from governance.authz.service import PolicyRefused
 from governance.db import get_session
 from governance.errors import (
     BadRequest,
@@ -27,6 +26,7 @@ from governance.errors import (
     UnsupportedMediaType,
     error_response,
 )
+from governance.guard import get_authorizer, log_event
 from governance.training import service as training
 
 log = logging.getLogger(__name__)
@@ -53,21 +53,6 @@ JOB_ENDPOINTS = frozenset(
     {"training.job_bundle", "training.job_heartbeat", "training.job_result", "training.job_fail"}
 )
 BODY_METHODS = frozenset({"POST", "PUT", "PATCH"})
-
-
-def auth_limiter():
-    """The failed-authentication limiter of this app: a moving window per address, in memory
-    (per process) or in Redis when AUTH_RATE_STORAGE names it (shared by every process)."""
-    if "governance.auth_limiter" not in current_app.extensions:
-        backend = storage.storage_from_string(
-            current_app.config.get("AUTH_RATE_STORAGE") or "memory://"
-        )
-        per_minute = int(current_app.config.get("AUTH_FAILURES_PER_MINUTE", 20))
-        current_app.extensions["governance.auth_limiter"] = (
-            strategies.MovingWindowRateLimiter(backend),
-            parse(f"{per_minute}/minute"),
-        )
-    return current_app.extensions["governance.auth_limiter"]
 
 
 def bearer_token() -> str:
@@ -174,9 +159,9 @@ def init_app(app: Flask) -> None:
             if request.endpoint not in STREAMING_ENDPOINTS:
                 check_json_body()
             return None
-        limiter, limit = auth_limiter()
+        limiter = runtime.current().auth_limiter
         address = request.remote_addr or "unknown"
-        if not limiter.test(limit, address):
+        if not limiter.test(address):
             # Too many failed authentications from this address: refuse before trying again.
             log_event(
                 "authenticate",
@@ -193,7 +178,7 @@ def init_app(app: Flask) -> None:
         try:
             principal, token = accounts.authenticate(get_session(), bearer_token())
         except Unauthenticated as exc:
-            limiter.hit(limit, address)
+            limiter.hit(address)
             log_event(
                 "authenticate",
                 "api",

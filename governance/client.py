@@ -9,8 +9,10 @@ from __future__ import annotations
 
 import json
 import os
+import time
 import urllib.error
 import urllib.request
+from collections.abc import Callable
 from typing import Any
 
 from governance.errors import GovernanceError, InvalidInput
@@ -72,6 +74,44 @@ def api_request(
         raise error from None
 
 
+def wait_for_job(
+    job: dict[str, Any],
+    *,
+    url: str | None = None,
+    token: str | None = None,
+    limit_seconds: float = 3600.0,
+    poll_seconds: float = 0.5,
+    on_progress: Callable[[dict[str, Any]], None] | None = None,
+) -> dict[str, Any]:
+    """Follow a job the service accepted (`202` + its status) until it ends; return it.
+
+    A cold job runner may take a minute to load the scanner, so there is no short timeout:
+    `limit_seconds` bounds the whole wait, and reaching it raises ApiError naming the job
+    (which goes on running; its status stays at its location).
+    """
+    deadline = time.monotonic() + limit_seconds
+    while job["state"] in ("queued", "running"):
+        if on_progress is not None:
+            on_progress(job)
+        if time.monotonic() > deadline:
+            raise ApiError(
+                f"job {job['job']} is still {job['state']} after {limit_seconds:.0f} s; "
+                f"follow it at {job['location']}",
+                details={"job": job["job"], "state": job["state"]},
+            )
+        time.sleep(poll_seconds)
+        job = api_call("GET", job["location"], url=url, token=token)
+    if on_progress is not None:
+        on_progress(job)
+    if job["state"] != "succeeded":
+        error = ApiError(
+            f"job {job['job']} ({job['kind']}) failed: {job.get('error') or 'no reason given'}",
+            details={"job": job["job"], **(job.get("result") or {})},
+        )
+        raise error
+    return job
+
+
 class Client:
     """The service's API for applications and reviewers' scripts, as one object.
 
@@ -108,9 +148,12 @@ class Client:
         )
         return json.loads(raw)
 
-    def scan(self, dataset_id: int, version: int) -> dict[str, Any]:
-        """Scan a version for PII; the receipt (verdict, counts, canary recall)."""
-        return self.call("POST", f"/api/v1/datasets/{dataset_id}/versions/{version}/scans")
+    def scan(self, dataset_id: int, version: int, limit_seconds: float = 3600.0) -> dict[str, Any]:
+        """Scan a version for PII (a job; this waits for it): the receipt (verdict, counts,
+        canary recall)."""
+        job = self.call("POST", f"/api/v1/datasets/{dataset_id}/versions/{version}/scans")
+        done = wait_for_job(job, url=self.url, token=self.token, limit_seconds=limit_seconds)
+        return done["result"]["receipt"]
 
     def quarantine(self, dataset_id: int, version: int) -> list[dict[str, Any]]:
         """The records the residual pass held back, digits masked."""

@@ -43,6 +43,8 @@ DEFAULTS: dict[str, Any] = {
     "AUTH_RATE_STORAGE": "",
     # Queries per principal per minute at the gateway (per service process).
     "GATEWAY_RATE_PER_MINUTE": 60,
+    # Where that count is kept: in memory (per process) or in Redis (redis://...), shared.
+    "GATEWAY_RATE_STORAGE": "",
     # Where training jobs run: "local" (govern worker) or "celery" (workers on GPU hosts).
     "TRAINING_EXECUTOR": "local",
     "CELERY_BROKER_URL": "redis://127.0.0.1:6379/0",
@@ -74,6 +76,8 @@ ENVIRONMENT_KEYS = (
     "AUDIT_WITNESSES",
     "AUTH_FAILURES_PER_MINUTE",
     "AUTH_RATE_STORAGE",
+    "GATEWAY_RATE_PER_MINUTE",
+    "GATEWAY_RATE_STORAGE",
     "PII_MODEL",
     "PII_SCAN_PROCESSES",
     "TRAINING_EXECUTOR",

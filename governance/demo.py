@@ -13,6 +13,7 @@ import re
 import subprocess
 import sys
 import threading
+import time
 import urllib.error
 import urllib.parse
 import urllib.request
@@ -23,9 +24,10 @@ from typing import Any
 
 from werkzeug.serving import WSGIRequestHandler, make_server
 
-from governance import create_app, crypto
+from governance import crypto
 from governance.accounts import service as accounts
 from governance.accounts.models import PrincipalKind
+from governance.app import create_app
 from governance.audit.service import Actor
 from governance.authz.policy import policy_hash
 from governance.db import Database, utcnow
@@ -82,7 +84,26 @@ class ApiClient:
             ) from exc
 
 
+    def job(self, status: int, body: Any, what: str) -> dict[str, Any]:
+        """Follow a job the service accepted (202) to its end, saying what it is waiting on."""
+        expect(status, body, 202, what)
+        deadline = time.monotonic() + JOB_SECONDS
+        while body["state"] in ("queued", "running"):
+            if time.monotonic() > deadline:
+                raise DemoError(
+                    f"{what}: the job was still {body['state']} after {JOB_SECONDS} s; the "
+                    "machine may be very busy: try `make demo` again"
+                )
+            time.sleep(0.3)
+            status, body = self.call("GET", body["location"])
+            expect(status, body, 200, f"{what}: read the job")
+        if body["state"] != "succeeded":
+            raise DemoError(f"demo step failed: {what}: {body.get('error')}")
+        return body["result"]
+
+
 DEMO_REQUEST_SECONDS = 600
+JOB_SECONDS = 1800  # a scan's job, on a cold runner (it loads the scanner first)
 WORKER_SECONDS = 1800  # one tiny training run; generous for a busy machine
 
 
@@ -99,16 +120,35 @@ class QuietRequestHandler(WSGIRequestHandler):
 
 @contextmanager
 def running_server(config: dict[str, Any]) -> Iterator[str]:
-    """Serve the app on a free loopback port for the duration of the block."""
+    """Serve the app on a free loopback port, with a job runner process beside it (as
+    `govern serve` runs them), for the duration of the block."""
     app = create_app(config)
     server = make_server("127.0.0.1", 0, app, threaded=True, request_handler=QuietRequestHandler)
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
+    runner = subprocess.Popen(
+        [sys.executable, "-m", "governance.cli", "jobs", "run", "--poll", "0.2"],
+        env={
+            **os.environ,
+            **{
+                key: str(config[key])
+                for key in ("GOVERNANCE_HOME", "GOVERNANCE_DATABASE_URL", "GOVERNANCE_POLICY_DIR")
+            },
+        },
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     try:
         yield f"http://127.0.0.1:{server.server_port}"
     finally:
         server.shutdown()
         thread.join()
+        runner.terminate()
+        try:
+            runner.communicate(timeout=60)
+        except subprocess.TimeoutExpired:
+            runner.kill()
 
 
 def issue_demo_token(config: dict[str, Any], name: str, kind: PrincipalKind) -> str:
@@ -208,10 +248,11 @@ def upload_and_scan(steward: ApiClient, echo: Callable[[str], None], step: int) 
     )
     expect(status, bad, 422, "refuse a broken upload")
     echo(f"{step + 1}. a broken upload is refused: HTTP {status} ({bad['error']['message']})")
-    status, receipt = steward.call(
+    started = steward.call(
         "POST", f"/api/v1/datasets/{dataset['id']}/versions/{version['version']}/scans"
     )
-    expect(status, receipt, 201, "scan tax year 2025")
+    status = started[0]
+    receipt = steward.job(*started, "scan tax year 2025")["receipt"]
     counts = {etype: sum(fields.values()) for etype, fields in receipt["counts"].items()}
     echo(
         f"{step + 2}. PII scan: HTTP {status}, verdict {receipt['verdict']}, "
@@ -285,6 +326,24 @@ def run_worker(config: dict[str, Any], base_url: str) -> subprocess.CompletedPro
     if worker.returncode != 0:
         raise DemoError(f"the worker failed: {worker.stderr[-1000:]}")
     return worker
+
+
+def wait_evaluated(client: ApiClient) -> None:
+    """Wait until no version of the family waits for its evaluation gate (a job the result
+    upload queued for the job runner)."""
+    deadline = time.monotonic() + JOB_SECONDS
+    while True:
+        listing = expect(
+            *client.call("GET", f"/api/v1/models/{FAMILY}/versions"), 200, "list versions"
+        )
+        if not any(v["status"] == "trained" for v in listing["items"]):
+            return
+        if time.monotonic() > deadline:
+            raise DemoError(
+                f"the evaluation gate did not finish in {JOB_SECONDS} s; the machine may be "
+                "very busy: try `make demo` again"
+            )
+        time.sleep(0.3)
 
 
 def version_summary(items: list[dict]) -> dict[str, Any]:
@@ -388,6 +447,7 @@ def train_and_serve(
     )
     say(f"{TRAINER} starts {FAMILY} v{version['version']} (tax year 2025): a job is queued")
     run_worker(config, base_url)
+    wait_evaluated(people[TRAINER])
     trained = expect(
         *people[TRAINER].call("GET", f"/api/v1/models/{FAMILY}/versions/1"), 200, "read v1"
     )
@@ -477,11 +537,10 @@ def annual_cycle(
         raw=demo_records(160, seed=2026),
     )
     expect(status, version, 201, "upload tax year 2026")
-    expect(
+    steward.job(
         *steward.call(
             "POST", f"/api/v1/datasets/{scan['dataset_id']}/versions/{version['version']}/scans"
         ),
-        201,
         "scan tax year 2026",
     )
     say(f"{DEMO_STEWARD} uploads and scans tax-year 2026 data (v{version['version']})")
@@ -517,7 +576,9 @@ def annual_cycle(
                     {"decision": "approve", "comment": "annual refresh reviewed"},
                 )
             say(f"{' and '.join(reviewers)} approve the refresh's {request['kind']} request")
-        if "result accepted" in run_worker(config, base_url).stdout:
+        accepted = "result accepted" in run_worker(config, base_url).stdout
+        wait_evaluated(people[SECOND_ENGINEER])
+        if accepted:
             say("a worker trains version 2 from the base model on the 2026 data; the gate runs")
         versions = expect(
             *people[SECOND_ENGINEER].call("GET", f"/api/v1/models/{FAMILY}/versions"),

@@ -18,7 +18,7 @@ import psycopg
 import pytest
 import sqlalchemy as sa
 
-from governance import create_app
+from governance.app import create_app
 from governance.config import load_config
 from governance.instance import init_instance, migrate
 from tests.factories import close_app

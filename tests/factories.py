@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 
+from governance import runtime
 from governance.accounts import service as accounts
 from governance.accounts.models import PrincipalKind
 from governance.audit.service import Actor
@@ -65,9 +66,9 @@ def close_app(app) -> None:
     A writer left running would sign checkpoints, with this app's key, into the next test's
     log when the database is shared (PostgreSQL).
     """
-    from governance.audit.views import get_audit_log
+    from governance import runtime
 
-    get_audit_log(app).close()
+    runtime.of(app).audit_log.close()
     get_db(app).dispose()
 
 
@@ -104,3 +105,68 @@ def make_family(app, name: str, domain: str, base: str = "registered-base") -> N
             )
         )
         session.commit()
+
+
+class Answer:
+    """A status and a JSON body, read like a test client's response."""
+
+    def __init__(self, status_code: int, body) -> None:
+        self.status_code, self.body = status_code, body
+
+    def get_json(self):
+        return self.body
+
+
+def run_jobs(app) -> int:
+    """Run every queued job (scans, evaluations) in this process, as `govern jobs run` would."""
+    from governance.jobs.runner import run_pending
+
+    return run_pending(runtime.of(app))
+
+
+def settle_jobs(app, timeout: float = 300.0) -> None:
+    """Wait until no scan or evaluation job is queued or running (a runner thread runs them)."""
+    import time
+
+    import sqlalchemy as sa
+
+    from governance.training.models import JobKind, JobState, TrainingJob
+
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        with get_db(app).session_scope() as session:
+            busy = session.execute(
+                sa.select(sa.func.count())
+                .select_from(TrainingJob)
+                .where(
+                    TrainingJob.kind.in_(JobKind.INTERNAL),
+                    TrainingJob.state.in_([JobState.QUEUED, JobState.RUNNING]),
+                )
+            ).scalar_one()
+        if not busy:
+            return
+        time.sleep(0.1)
+    raise AssertionError(f"jobs still busy after {timeout} s")
+
+
+def finished_job(app, client, response, headers: dict[str, str]) -> dict:
+    """Follow a `202 Accepted` job answer: run the queue here and return the finished job."""
+    assert response.status_code == 202, response.get_json()
+    location = response.headers["Location"]
+    assert location == response.get_json()["location"]
+    run_jobs(app)
+    settle_jobs(app)  # A runner thread (the `live` fixture's) may have taken it instead.
+    answer = client.get(location, headers=headers)
+    assert answer.status_code == 200, answer.get_json()
+    return answer.get_json()
+
+
+def scan_receipt(client, path: str, headers: dict[str, str]) -> Answer:
+    """Start a scan (POST .../scans) and run it to its end: (200, the receipt). A scan refused
+    before it starts answers as the request did (404, 409 ...)."""
+    response = client.post(path, headers=headers)
+    if response.status_code != 202:
+        return Answer(response.status_code, response.get_json())
+    job = finished_job(client.application, client, response, headers)
+    assert job["state"] == "succeeded", job
+    return Answer(200, job["result"]["receipt"])

@@ -9,9 +9,11 @@ import pytest
 import sqlalchemy as sa
 from flask_openapi3 import APIBlueprint
 
-from governance import create_app
+from governance import runtime
 from governance.api import PUBLIC_ENDPOINTS
-from governance.console.views import PUBLIC_ENDPOINTS as CONSOLE_PUBLIC_ENDPOINTS
+from governance.app import create_app
+from governance.console.blueprint import PUBLIC_ENDPOINTS as CONSOLE_PUBLIC_ENDPOINTS
+from governance.gateway.limits import RateLimiter
 from tests.factories import auth, close_app, make_domain, principal_token
 
 
@@ -145,8 +147,7 @@ def test_repeated_failed_authentication_is_rate_limited_and_audited(app, client)
     from governance.audit.models import AuditEntry
     from governance.db import get_db
 
-    app.config["AUTH_FAILURES_PER_MINUTE"] = 3
-    app.extensions.pop("governance.auth_limiter", None)
+    runtime.of(app).use(auth_limiter=RateLimiter(3))
     answers = [
         client.get("/api/v1/domains", headers={"Authorization": "Bearer wrong"}).status_code
         for _ in range(5)

@@ -13,7 +13,7 @@ import pytest
 import schemathesis
 from hypothesis import HealthCheck, given, settings
 
-from governance import create_app
+from governance.app import create_app
 from governance.config import load_config
 from governance.instance import init_instance
 from tests.factories import close_app, make_domain, principal_token

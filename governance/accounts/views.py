@@ -23,14 +23,8 @@ from governance.accounts.models import (
     WhoAmI,
 )
 from governance.authz.policy import SYSTEM_DOMAIN
-from governance.authz.service import (
-    current_actor,
-    current_principal,
-    get_authorizer,
-    mark_checked,
-    require,
-)
 from governance.db import get_session, utcnow
+from governance.guard import current_actor, current_principal, get_authorizer, mark_checked, require
 from governance.views_common import ERROR_RESPONSES, SECURITY
 
 bp = APIBlueprint(

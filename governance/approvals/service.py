@@ -16,7 +16,6 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 import uuid
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -28,119 +27,14 @@ from sqlmodel import Session, select
 from audit.log import canonical, key_id
 from governance.approvals.models import ApprovalDecision, ApprovalRequest, RequestState
 from governance.approvals.rules import ApprovalRules
+from governance.approvals.subjects import DATASET_USE, MODEL_PROMOTION, resolver_for
 from governance.audit.service import Actor, format_time, record
 from governance.authz.policy import PolicySet
-from governance.datasets.models import Dataset, DatasetVersion, VersionStatus
 from governance.db import utcnow
 from governance.domains.models import Domain
 from governance.errors import Conflict, Forbidden, InvalidInput, NotFound
-from governance.models.models import ModelFamily
 
-DATASET_USE = "dataset-use"
-MODEL_PROMOTION = "model-promotion"
-
-# kind -> function(session, request, policy_dir) -> the subject's digest now, or None if gone.
-SUBJECTS: dict[str, Callable[[Session, ApprovalRequest, Path], str | None]] = {}
-
-
-def subject_resolver(kind: str):
-    """Register how to recompute the digest of a kind of subject."""
-
-    def register(func):
-        SUBJECTS[kind] = func
-        return func
-
-    return register
-
-
-# --- dataset use ------------------------------------------------------------------------------
-
-
-def dataset_use_digest(version: DatasetVersion, receipt, family: str) -> str:
-    return hashlib.sha256(
-        canonical(
-            {
-                "kind": DATASET_USE,
-                "dataset_version": version.uid,
-                "content_hash": version.content_hash,
-                "receipt": receipt.id,
-                "rules_hash": receipt.rules_hash,
-                "sanitized_hash": receipt.sanitized_hash,
-                "family": family,
-            }
-        )
-    ).hexdigest()
-
-
-@subject_resolver(DATASET_USE)
-def _dataset_use_now(session: Session, request: ApprovalRequest, policy_dir: Path) -> str | None:
-    from governance.pii.rules import load_rules
-    from governance.pii.service import latest_receipt
-
-    uid = request.subject.removeprefix("dataset-version/")
-    version = session.exec(select(DatasetVersion).where(DatasetVersion.uid == uid)).first()
-    if version is None or version.status != VersionStatus.READY:
-        return None
-    domain = session.get(Domain, version.domain_id)
-    receipt = latest_receipt(session, version, load_rules(policy_dir, domain.name).hash)
-    if receipt is None:
-        return None
-    return dataset_use_digest(version, receipt, request.family)
-
-
-def request_dataset_use(
-    session: Session,
-    domain: Domain,
-    dataset: Dataset,
-    version: DatasetVersion,
-    family: str,
-    policy_dir: Path,
-    rules: ApprovalRules,
-    *,
-    actor: Actor,
-) -> ApprovalRequest:
-    """Ask for approval to train `family` on this version; it must have passed its scan."""
-    from governance.pii.rules import load_rules
-    from governance.pii.service import require_trainable
-
-    if version.domain_id != domain.id or dataset.domain_id != domain.id:
-        raise Forbidden("the dataset version belongs to another domain")
-    # The family must be this domain's; another domain's family is answered as a missing one.
-    if (
-        session.exec(
-            select(ModelFamily).where(
-                ModelFamily.name == family, ModelFamily.domain_id == domain.id
-            )
-        ).first()
-        is None
-    ):
-        raise NotFound(f"no model family {family!r}", details={"field": "family"})
-    if version.status != VersionStatus.READY:
-        raise Conflict(f"dataset version {version.uid} was deleted", details={"uid": version.uid})
-    receipt = require_trainable(session, version, load_rules(policy_dir, domain.name))
-    summary = {
-        "dataset": dataset.name,
-        "dataset_id": dataset.id,
-        "version": version.number,
-        "tax_year": version.tax_year,
-        "content_hash": version.content_hash,
-        "records": version.record_count,
-        "receipt": receipt.id,
-        "verdict": receipt.verdict,
-        "rules_hash": receipt.rules_hash,
-        "sanitized_hash": receipt.sanitized_hash,
-    }
-    return open_request(
-        session,
-        domain,
-        DATASET_USE,
-        f"dataset-version/{version.uid}",
-        dataset_use_digest(version, receipt, family),
-        family,
-        summary,
-        rules,
-        actor=actor,
-    )
+__all__ = ["DATASET_USE", "MODEL_PROMOTION"]
 
 
 # --- requests ---------------------------------------------------------------------------------
@@ -238,7 +132,7 @@ def refresh_state(
         close(session, request, RequestState.EXPIRED, "no decision before it expired", actor)
         session.commit()
         return request
-    resolver = SUBJECTS.get(request.kind)
+    resolver = resolver_for(request.kind)
     current = resolver(session, request, policy_dir) if resolver else None
     if current != request.subject_digest:
         reason = "the subject is gone" if current is None else "the subject changed"

@@ -173,3 +173,15 @@ class AuthorizeResponse(BaseModel):
     rule: list[str] | None
     policy_hash: str
     audit_seq: int
+
+
+class ReportQuery(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    format: Literal["json", "csv"] = "json"
+
+
+class WhoDidQuery(EntryQuery):
+    model_config = ConfigDict(extra="forbid", populate_by_name=True)
+
+    format: Literal["json", "csv"] = "json"

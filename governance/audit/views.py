@@ -2,19 +2,19 @@
 
 from __future__ import annotations
 
-import shutil
-import tempfile
-from pathlib import Path
 from typing import Literal
 
-from flask import Flask, Response, current_app
 from flask_openapi3 import APIBlueprint, Tag
-from pydantic import BaseModel, ConfigDict
+from pydantic import ConfigDict
 from sqlmodel import select
 
-from audit.bundle import VerificationError
-from governance.audit import reports
-from governance.audit.export import EntryFilter, iter_csv, iter_jsonl, write_bundle
+from governance import runtime
+from governance.audit.access import (
+    entry_filter,
+    export_response,
+    permitted_domains,
+    report_response,
+)
 from governance.audit.models import (
     AuditEntry,
     CheckpointRead,
@@ -25,10 +25,11 @@ from governance.audit.models import (
     EntryRead,
     InclusionProof,
     InclusionQuery,
+    ReportQuery,
     SeqPath,
+    WhoDidQuery,
 )
 from governance.audit.service import (
-    AuditLog,
     checkpoint_at,
     consistency_proof,
     inclusion_proof,
@@ -36,21 +37,11 @@ from governance.audit.service import (
     log_size,
     row_entry,
 )
-from governance.audit.witnessing import configured_witnesses
 from governance.authz.policy import SYSTEM_DOMAIN
-from governance.authz.service import (
-    current_principal,
-    get_authorizer,
-    log_event,
-    mark_checked,
-    require,
-)
-from governance.db import get_db, get_session
-from governance.domains.service import list_domains
-from governance.errors import Conflict, Forbidden, InvalidInput, NotFound
+from governance.db import get_session
+from governance.errors import InvalidInput, NotFound
+from governance.guard import require
 from governance.views_common import ERROR_RESPONSES, SECURITY, download
-
-EXTENSION_KEY = "governance.audit"
 
 bp = APIBlueprint(
     "audit",
@@ -60,63 +51,6 @@ bp = APIBlueprint(
     abp_security=SECURITY,
     abp_responses=ERROR_RESPONSES,
 )
-
-
-def init_app(app: Flask) -> AuditLog:
-    """Attach the process's AuditLog; its writer thread starts on the first append."""
-    audit_log = AuditLog(
-        get_db(app),
-        app.config["GOVERNANCE_HOME"],
-        checkpoint_seconds=float(app.config["AUDIT_CHECKPOINT_SECONDS"]),
-        origin=app.config.get("AUDIT_ORIGIN") or None,
-        witnesses=configured_witnesses(app.config.get("AUDIT_WITNESSES")),
-    )
-    app.extensions[EXTENSION_KEY] = audit_log
-    return audit_log
-
-
-def get_audit_log(app: Flask | None = None) -> AuditLog:
-    """Return the AuditLog of the given or current app."""
-    return (app or current_app).extensions[EXTENSION_KEY]
-
-
-def permitted_domains(action: str) -> frozenset[str]:
-    """Return the domains (and `system`) where the caller may perform action on the log.
-
-    The decision is logged once, naming the domains it covers.
-    """
-    principal = current_principal()
-    authorizer = get_authorizer()
-    candidates = [SYSTEM_DOMAIN, *(d.name for d in list_domains(get_session()))]
-    allowed = frozenset(
-        d for d in candidates if authorizer.decide(principal.name, d, "audit", action).allowed
-    )
-    log_event(action, "audit", None, "allow" if allowed else "deny", {"domains": sorted(allowed)})
-    mark_checked()
-    if not allowed:
-        raise Forbidden(
-            f"{principal.name} may not {action} the audit log in any domain",
-            details={"object": "audit", "action": action},
-        )
-    return allowed
-
-
-def entry_filter(query: EntryQuery, allowed: frozenset[str]) -> EntryFilter:
-    if query.domain is not None and query.domain not in allowed:
-        raise Forbidden(
-            f"{current_principal().name} may not read the audit log of domain {query.domain}",
-            details={"domain": query.domain},
-        )
-    return EntryFilter(
-        from_time=query.from_time,
-        to_time=query.to_time,
-        principal=query.principal,
-        domain=query.domain,
-        model=query.model,
-        action=query.action,
-        decision=query.decision,
-        domains_allowed=allowed,
-    )
 
 
 def entry_read(row: AuditEntry) -> EntryRead:
@@ -151,7 +85,7 @@ def get_latest_checkpoint():
 def create_checkpoint():
     """Sign a checkpoint over the log as it stands now."""
     require("checkpoint", "audit", SYSTEM_DOMAIN)
-    row = get_audit_log().checkpoint()
+    row = runtime.current().audit_log.checkpoint()
     if row is None:
         raise NotFound("the audit log is empty")
     return CheckpointRead.model_validate(row, from_attributes=True).model_dump(), 201
@@ -195,7 +129,7 @@ def get_consistency_proof(query: ConsistencyQuery):
         raise InvalidInput("old_size must not exceed new_size", details=[{"field": "old_size"}])
     if query.new_size > log_size(session):
         raise InvalidInput("new_size is beyond the log", details=[{"field": "new_size"}])
-    tree = get_audit_log().tree
+    tree = runtime.current().audit_log.tree
     connection = session.connection()
     return ConsistencyProof(
         old_size=query.old_size,
@@ -229,74 +163,6 @@ def export(query: ExportQuery):
     return export_response(entry_filter(query, allowed), query.format)
 
 
-def export_response(filters: EntryFilter, fmt: str) -> Response:
-    """Stream the selected entries as a download in one of the export formats."""
-    session = get_session()
-    if fmt == "bundle":
-        scratch = Path(tempfile.mkdtemp(prefix="audit-export-"))
-        try:
-            archive = scratch / "audit-bundle.tar.gz"
-            audit_log = get_audit_log()
-            try:
-                write_bundle(
-                    session,
-                    filters,
-                    archive,
-                    audit_log.signing_key,
-                    audit_log.tree,
-                    origin=audit_log.origin,
-                    witnesses=audit_log.witnesses,
-                )
-            except VerificationError as exc:
-                # Never sign a fresh checkpoint over a log that fails verification.
-                raise Conflict(
-                    f"the audit log does not verify, so it is not exported: {exc}",
-                    code="log_verification_failed",
-                    details={"seq": exc.seq},
-                ) from exc
-            handle = archive.open("rb")
-        finally:
-            # The open handle keeps the file readable after its directory is gone.
-            shutil.rmtree(scratch, ignore_errors=True)
-        return Response(
-            stream_file(handle),
-            mimetype="application/gzip",
-            headers={"Content-Disposition": "attachment; filename=audit-bundle.tar.gz"},
-        )
-    # Stream the rows as they are read: an export of a large log must not sit in memory. The
-    # stream has its own session, closed as soon as the last row is out.
-    if fmt == "csv":
-        render, mimetype, name = iter_csv, "text/csv", "audit.csv"
-    else:
-        render, mimetype, name = iter_jsonl, "application/x-ndjson", "audit.jsonl"
-    db = get_db()
-
-    def lines():
-        with db.session_scope() as stream_session:
-            yield from render(stream_session, filters)
-
-    return Response(
-        lines(),
-        mimetype=mimetype,
-        headers={"Content-Disposition": f"attachment; filename={name}"},
-    )
-
-
-def stream_file(handle, chunk: int = 1 << 16):
-    """Yield a file's bytes and close it, whether or not the client reads to the end."""
-    try:
-        while data := handle.read(chunk):
-            yield data
-    finally:
-        handle.close()
-
-
-class ReportQuery(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
-    format: Literal["json", "csv"] = "json"
-
-
 @bp.get(
     "/reports/who-may",
     responses={
@@ -313,12 +179,6 @@ def report_who_may(query: ReportQuery):
     return report_response("who-may", query, allowed)
 
 
-class WhoDidQuery(EntryQuery):
-    model_config = ConfigDict(extra="forbid", populate_by_name=True)
-
-    format: Literal["json", "csv"] = "json"
-
-
 @bp.get(
     "/reports/who-did",
     responses={
@@ -333,33 +193,3 @@ def report_who_did(query: WhoDidQuery):
     """Who did query which model in a period, from the log: counts, first, last, denials."""
     allowed = permitted_domains("export")
     return report_response("who-did", query, allowed)
-
-
-def report_response(kind: str, query, allowed: frozenset[str]):
-    """Build, sign, log and answer an access report as JSON or CSV."""
-    filters = entry_filter(query, allowed) if isinstance(query, EntryQuery) else None
-    body, csv_text, signature = reports.build_report(
-        kind,
-        get_session(),
-        get_authorizer().policy,
-        get_audit_log().signing_key,
-        filters,
-        allowed,
-    )
-    log_event(
-        f"report.{kind}",
-        "audit",
-        None,
-        "ok",
-        {"rows": len(body["report"]["rows"]), "format": query.format},
-    )
-    if query.format == "csv":
-        return Response(
-            csv_text,
-            mimetype="text/csv",
-            headers={
-                "Content-Disposition": f"attachment; filename={kind}.csv",
-                "X-Signature-Ed25519": signature,
-            },
-        )
-    return body

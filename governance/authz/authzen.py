@@ -26,14 +26,8 @@ from flask_openapi3 import APIBlueprint, Tag
 from pydantic import BaseModel, ConfigDict, Field
 
 from governance.authz.catalog import NAMED
-from governance.authz.service import (
-    audit_log,
-    current_principal,
-    decision_event,
-    get_authorizer,
-    require,
-)
 from governance.errors import InvalidInput
+from governance.guard import audit_log, current_principal, decision_event, get_authorizer, require
 from governance.views_common import ERROR_RESPONSES, SECURITY
 
 bp = APIBlueprint(

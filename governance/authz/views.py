@@ -8,8 +8,8 @@ from pydantic import BaseModel, Field
 
 from governance.audit.models import AuthorizeRequest, AuthorizeResponse
 from governance.authz.policy import SYSTEM_DOMAIN
-from governance.authz.service import (
-    PolicyRefused,
+from governance.authz.service import PolicyRefused
+from governance.guard import (
     audit_log,
     current_principal,
     decision_event,

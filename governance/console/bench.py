@@ -15,11 +15,10 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-from governance import create_app
-from governance.audit.views import get_audit_log
+from governance import runtime
+from governance.app import create_app
 from governance.bench import fill_log, machine
 from governance.config import load_config
-from governance.console.views import VERIFICATION_KEY
 from governance.db import get_db
 from governance.instance import init_instance
 
@@ -48,7 +47,7 @@ def run_console_bench(entries: int, echo: Callable[[str], None] = print) -> str:
         fill_log(config["GOVERNANCE_DATABASE_URL"], entries)
         app = create_app({**config, "AUDIT_CHECKPOINT_SECONDS": 0})
         try:
-            audit_log = get_audit_log(app)
+            audit_log = runtime.of(app).audit_log
             audit_log.checkpoint()
             with get_db(app).session_scope() as session:
                 admin = accounts.get_principal(session, "admin")
@@ -64,7 +63,7 @@ def run_console_bench(entries: int, echo: Callable[[str], None] = print) -> str:
             client.post("/console/sign-in", data={"csrf_token": nonce, "token": token})
             echo("opening the audit page ...")
             page_wait = timed_get(client, "/console/audit")
-            status = app.extensions[VERIFICATION_KEY]
+            status = runtime.of(app).checkpoint_status
             started = time.perf_counter()
             status.worker.join()
             first = page_wait + time.perf_counter() - started

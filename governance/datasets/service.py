@@ -18,6 +18,7 @@ from governance.db import utcnow
 from governance.domains.keys import KeyRing
 from governance.domains.models import Domain
 from governance.errors import Conflict, Forbidden, InvalidInput, NotFound, PayloadTooLarge
+from governance.models.taint import taint_trained_on
 from governance.pii.cache import content_key, forget
 from governance.pii.models import ScanReceipt
 from governance.storage import LocalBlobStore
@@ -262,9 +263,7 @@ def delete_version(
         },
     )
     # Deletion propagates: every model version trained on this data is tainted in the same
-    # transaction (imported here because models build on datasets, not the other way).
-    from governance.models.service import taint_trained_on
-
+    # transaction.
     taint_trained_on(session, version, actor=actor)
     session.commit()
     # The key is gone with the commit; removing the ciphertext is the belt to those braces.

@@ -4,44 +4,45 @@ from __future__ import annotations
 
 from flask import current_app, request
 from flask_openapi3 import APIBlueprint, Tag
+from sqlmodel import select
 
-from governance.authz.service import check, current_actor, require
+from governance import runtime
 from governance.datasets import service
+from governance.datasets.access import dataset_for, dataset_read, version_read
 from governance.datasets.models import (
-    Dataset,
     DatasetCreate,
     DatasetList,
     DatasetPath,
     DatasetRead,
-    DatasetVersion,
     DeleteBody,
     DomainDatasetsPath,
     UploadQuery,
     VersionList,
     VersionPath,
     VersionRead,
+    VersionStatus,
 )
 from governance.db import get_session
-from governance.domains.keys import KeyRing
-from governance.domains.models import Domain
 from governance.domains.service import get_domain
-from governance.errors import NotFound, UnsupportedMediaType
+from governance.errors import Conflict, UnsupportedMediaType
+from governance.guard import current_actor, require
+from governance.jobs import access as jobs
+from governance.jobs.models import JobStatus
+from governance.pii import service as pii
 from governance.pii.models import (
     QuarantineDecide,
     QuarantineList,
     QuarantinePath,
     QuarantineRead,
     ReceiptList,
-    ReceiptRead,
+    ScanReceipt,
 )
-from governance.storage import LocalBlobStore
+from governance.training.models import JobKind
 from governance.views_common import ERROR_RESPONSES, SECURITY, binary_body
 
-KEYRING_KEY = "governance.keyring"
 UPLOAD_TYPES = frozenset(
     {"application/x-ndjson", "application/jsonl", "application/x-jsonlines", "application/json"}
 )
-STORE_KEY = "governance.blobstore"
 
 bp = APIBlueprint(
     "datasets",
@@ -51,69 +52,6 @@ bp = APIBlueprint(
     abp_security=SECURITY,
     abp_responses=ERROR_RESPONSES,
 )
-
-
-def init_app(app) -> None:
-    """Attach the key ring and the blob store; neither touches disk until used."""
-    home = app.config["GOVERNANCE_HOME"]
-    app.extensions[KEYRING_KEY] = KeyRing(home, app.config.get("GOVERNANCE_MASTER_KEY"))
-    app.extensions[STORE_KEY] = LocalBlobStore(app.config.get("BLOB_ROOT") or f"{home}/blobs")
-
-
-def keyring() -> KeyRing:
-    return current_app.extensions[KEYRING_KEY]
-
-
-def store() -> LocalBlobStore:
-    return current_app.extensions[STORE_KEY]
-
-
-def dataset_read(dataset: Dataset, domain: Domain) -> dict:
-    return DatasetRead(
-        id=dataset.id,
-        domain=domain.name,
-        name=dataset.name,
-        description=dataset.description,
-        created_by=dataset.created_by,
-        created_at=dataset.created_at,
-    ).model_dump(mode="json")
-
-
-def version_read(version: DatasetVersion, dataset: Dataset, domain: Domain) -> dict:
-    return VersionRead(
-        dataset_id=dataset.id,
-        dataset=dataset.name,
-        domain=domain.name,
-        version=version.number,
-        **version.model_dump(
-            include={
-                "uid",
-                "tax_year",
-                "status",
-                "content_hash",
-                "record_count",
-                "plaintext_bytes",
-                "created_by",
-                "created_at",
-                "deleted_by",
-                "deleted_at",
-                "delete_reason",
-            }
-        ),
-    ).model_dump(mode="json")
-
-
-def dataset_for(dataset_id: int, action: str, obj: str = "dataset") -> tuple[Dataset, Domain]:
-    """Find a dataset the caller may act on; anything else is indistinguishable from absent."""
-    found = service.find_dataset(get_session(), dataset_id)
-    if found is not None:
-        dataset, domain = found
-        if check(action, obj, domain.name, {"dataset_id": dataset_id}).allowed:
-            return dataset, domain
-    else:
-        # Still decide (and log) so that probing unknown ids leaves a trace.
-        check(action, obj, "unknown", {"dataset_id": dataset_id})
-    raise NotFound(f"no dataset {dataset_id}", details={"dataset_id": dataset_id})
 
 
 @bp.get("/domains/<name>/datasets", responses={200: DatasetList})
@@ -169,10 +107,11 @@ def upload_version(path: DatasetPath, query: UploadQuery):
         )
     # Uploads are streamed, so they get their own, larger limit than JSON bodies.
     request.max_content_length = current_app.config["UPLOAD_MAX_BYTES"]
+    rt = runtime.current()
     version = service.upload_version(
         get_session(),
-        keyring(),
-        store(),
+        rt.keyring,
+        rt.store,
         dataset,
         domain,
         query.tax_year,
@@ -200,59 +139,44 @@ def delete_version(path: VersionPath, body: DeleteBody):
     dataset, domain = dataset_for(path.dataset_id, "delete")
     session = get_session()
     version = service.get_version(session, dataset, path.number)
+    rt = runtime.current()
     version = service.delete_version(
-        session, keyring(), store(), version, body.reason, actor=current_actor()
+        session, rt.keyring, rt.store, version, body.reason, actor=current_actor()
     )
     return version_read(version, dataset, domain)
 
 
 # --- scans ----------------------------------------------------------------------------------
 
-SCANNER_KEY = "governance.scanner"
 
-
-def scanner():
-    """The process's scanner, loaded on first use (spaCy takes a moment to load)."""
-    from governance.pii.scanner import Scanner
-
-    if SCANNER_KEY not in current_app.extensions:
-        current_app.extensions[SCANNER_KEY] = Scanner(current_app.config["PII_MODEL"])
-    return current_app.extensions[SCANNER_KEY]
-
-
-def domain_rules(domain: Domain):
-    from governance.pii.rules import load_rules
-
-    return load_rules(current_app.config["GOVERNANCE_POLICY_DIR"], domain.name)
-
-
-@bp.post("/datasets/<int:dataset_id>/versions/<int:number>/scans", responses={201: ReceiptRead})
+@bp.post("/datasets/<int:dataset_id>/versions/<int:number>/scans", responses={202: JobStatus})
 def scan_version(path: VersionPath):
-    """Scan a version for PII under its domain's rules; returns the receipt."""
-    from governance.pii import service as pii
-
+    """Scan a version for PII under its domain's rules, as a job: answers `202 Accepted` with
+    the job's `Location`; the finished job's result holds the receipt."""
     dataset, domain = dataset_for(path.dataset_id, "create", "scan")
     session = get_session()
     version = service.get_version(session, dataset, path.number)
-    rules = domain_rules(domain)
-    receipt = pii.scan_version(
-        session, keyring(), store(), scanner(), version, rules, actor=current_actor()
+    if version.status != VersionStatus.READY:
+        raise Conflict(f"dataset version {version.uid} was deleted", details={"uid": version.uid})
+    return jobs.start(
+        session,
+        JobKind.SCAN,
+        f"dataset-version/{version.uid}",
+        domain.name,
+        "scan",
+        {"dataset_id": dataset.id, "version": version.number},
     )
-    return pii.receipt_read(receipt, version, rules.hash), 201
 
 
 @bp.get("/datasets/<int:dataset_id>/versions/<int:number>/scans", responses={200: ReceiptList})
 def list_scans(path: VersionPath):
     """List a version's scan receipts, newest first, with redacted samples only."""
-    from sqlmodel import select
-
     from governance.pii import service as pii
-    from governance.pii.models import ScanReceipt
 
     dataset, domain = dataset_for(path.dataset_id, "read", "scan")
     session = get_session()
     version = service.get_version(session, dataset, path.number)
-    current = domain_rules(domain).hash
+    current = runtime.current().rules(domain.name).hash
     receipts = session.exec(
         select(ScanReceipt)
         .where(ScanReceipt.version_id == version.id)
@@ -267,8 +191,6 @@ def list_scans(path: VersionPath):
 )
 def list_quarantine(path: VersionPath):
     """Records the residual pass held back, with digits masked, and any steward decision."""
-    from governance.pii import service as pii
-
     dataset, _domain = dataset_for(path.dataset_id, "read", "scan")
     session = get_session()
     version = service.get_version(session, dataset, path.number)
@@ -287,8 +209,6 @@ def list_quarantine(path: VersionPath):
 )
 def decide_quarantine(path: QuarantinePath, body: QuarantineDecide):
     """Keep or drop a held-back record (a steward's call, audited); a rescan applies it."""
-    from governance.pii import service as pii
-
     dataset, domain = dataset_for(path.dataset_id, "create", "scan")
     session = get_session()
     version = service.get_version(session, dataset, path.number)

@@ -9,13 +9,6 @@ from flask_openapi3 import APIBlueprint, Tag
 
 from governance.authz.lint import declared_domains
 from governance.authz.policy import SYSTEM_DOMAIN
-from governance.authz.service import (
-    allowed_domains,
-    current_actor,
-    log_event,
-    mark_checked,
-    require,
-)
 from governance.db import get_session
 from governance.domains import service
 from governance.domains.models import (
@@ -25,6 +18,7 @@ from governance.domains.models import (
     DomainRead,
     DomainUpdate,
 )
+from governance.guard import allowed_domains, current_actor, log_event, mark_checked, require
 from governance.views_common import ERROR_RESPONSES, SECURITY
 
 bp = APIBlueprint(

@@ -2,28 +2,21 @@
 
 from __future__ import annotations
 
-import threading
 import time
-from collections import defaultdict, deque
-from pathlib import Path
 
-from flask import current_app
 from flask_openapi3 import APIBlueprint, Tag
 from pydantic import BaseModel, ConfigDict, Field
 
-from governance.authz.service import current_principal, log_event
-from governance.datasets.views import keyring, store
+from governance import runtime
 from governance.db import get_session
 from governance.errors import Conflict, TooManyRequests
-from governance.gateway.backends import LocalBackend, servable
+from governance.gateway.backends import servable
+from governance.guard import current_principal, log_event
 from governance.models import service as models
+from governance.models.access import family_for
 from governance.models.models import BaseModelRecord
-from governance.models.views import family_for
 from governance.pii.cache import content_key, keyed_hash
 from governance.views_common import ERROR_RESPONSES, SECURITY
-
-BACKEND_KEY = "governance.serving"
-LIMITER_KEY = "governance.rate_limit"
 
 bp = APIBlueprint(
     "gateway",
@@ -55,42 +48,6 @@ class GenerateResponse(BaseModel):
     completion_tokens: int
 
 
-class RateLimiter:
-    """A sliding one-minute window per principal, in this process."""
-
-    def __init__(self, per_minute: int) -> None:
-        self.per_minute = per_minute
-        self._calls: dict[str, deque] = defaultdict(deque)
-        self._lock = threading.Lock()
-
-    def allow(self, principal: str) -> bool:
-        now = time.monotonic()
-        with self._lock:
-            calls = self._calls[principal]
-            while calls and now - calls[0] > 60:
-                calls.popleft()
-            if len(calls) >= self.per_minute:
-                return False
-            calls.append(now)
-            return True
-
-
-def backend():
-    """The app's serving backend, made on first use (torch loads only then)."""
-    if BACKEND_KEY not in current_app.extensions:
-        cache = Path(current_app.config["GOVERNANCE_HOME"]) / "cache" / "adapters"
-        current_app.extensions[BACKEND_KEY] = LocalBackend(store(), cache)
-    return current_app.extensions[BACKEND_KEY]
-
-
-def limiter() -> RateLimiter:
-    if LIMITER_KEY not in current_app.extensions:
-        current_app.extensions[LIMITER_KEY] = RateLimiter(
-            int(current_app.config["GATEWAY_RATE_PER_MINUTE"])
-        )
-    return current_app.extensions[LIMITER_KEY]
-
-
 @bp.post("/<family>/generate", responses={200: GenerateResponse})
 def generate(path: FamilyPath, body: GenerateRequest):
     """Answer a prompt with the family's production version; the query is audited, the
@@ -98,9 +55,10 @@ def generate(path: FamilyPath, body: GenerateRequest):
     # The authorization decision (allowed or denied) is itself an audit entry.
     family, domain = family_for(path.family, "query")
     # Keyed under the domain's content key: a short prompt cannot be confirmed by guessing.
-    prompt_hash = keyed_hash(content_key(keyring(), get_session(), domain), body.prompt)
+    rt = runtime.current()
+    prompt_hash = keyed_hash(content_key(rt.keyring, get_session(), domain), body.prompt)
     principal = current_principal().name
-    if not limiter().allow(principal):
+    if not rt.limiter.allow(principal):
         log_event(
             "model.query",
             f"model/{family.name}",
@@ -109,7 +67,8 @@ def generate(path: FamilyPath, body: GenerateRequest):
             {"reason": "rate_limited", "prompt_hmac": prompt_hash},
         )
         raise TooManyRequests(
-            f"{principal} sent more than {limiter().per_minute} queries in a minute"
+            f"{principal} sent more than {rt.limiter.per_minute} queries in a minute",
+            retry_after=rt.limiter.retry_after(principal),
         )
     session = get_session()
     version = models.serving_version(session, family)
@@ -124,7 +83,7 @@ def generate(path: FamilyPath, body: GenerateRequest):
         raise Conflict(f"{family.name} has no version that may serve", code="no_serving_version")
     target = servable(version, session.get(BaseModelRecord, version.base_model_id))
     started = time.perf_counter()
-    answer = backend().generate(target, body.prompt, body.max_new_tokens)
+    answer = rt.backend.generate(target, body.prompt, body.max_new_tokens)
     latency_ms = round((time.perf_counter() - started) * 1000, 1)
     log_event(
         "model.query",

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import hashlib
 from collections import Counter
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from sqlmodel import Session
 
@@ -21,10 +21,14 @@ from governance.domains.models import Domain
 from governance.errors import Conflict
 from governance.gateway.backends import ServingBackend, servable
 from governance.models.models import BaseModelRecord, ModelFamily, ModelVersion, VersionState
+from governance.models.service import production_version
 from governance.pii.cache import content_key
 from governance.pii.models import ScanReceipt
 from governance.pii.rules import load_rules
 from governance.pii.service import cached_findings
+
+if TYPE_CHECKING:
+    from governance.runtime import Runtime
 
 PROBE_LIMIT = 50
 CONTEXT_CHARS = 200
@@ -101,7 +105,6 @@ def evaluate(
     actor: Actor,
 ) -> ModelVersion:
     """Run the gate on a trained version: evaluated when it passes, failed when it does not."""
-    from governance.models.service import production_version
 
     if version.status not in (VersionState.TRAINED, VersionState.EVALUATED):
         raise Conflict(f"version {version.number} is {version.status}, not trained")
@@ -147,3 +150,17 @@ def evaluate(
     )
     session.commit()
     return version
+
+
+def run_gate(rt: Runtime, session: Session, version: ModelVersion, actor: Actor) -> ModelVersion:
+    """Run the gate with a runtime's key ring, store, scanner and serving backend."""
+    return evaluate(
+        session,
+        rt.keyring,
+        rt.store,
+        rt.scanner,
+        rt.policy_dir,
+        version,
+        rt.backend,
+        actor=actor,
+    )

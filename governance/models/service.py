@@ -12,12 +12,13 @@ import sqlalchemy as sa
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from sqlmodel import Session, select
 
-import governance
 from audit.log import canonical, key_id
+from governance import __version__
 from governance.approvals import service as approvals
+from governance.approvals import subjects
+from governance.approvals.models import ApprovalRequest
 from governance.audit.service import Actor, format_time, record
 from governance.datasets import service as datasets
-from governance.datasets.models import DatasetVersion
 from governance.db import utcnow
 from governance.domains.models import Domain
 from governance.errors import Conflict, InvalidInput, NotFound
@@ -26,18 +27,21 @@ from governance.models.models import (
     FamilyCreate,
     ModelFamily,
     ModelVersion,
-    RetrainRequest,
     VersionCreate,
     VersionState,
 )
+from governance.pii.models import ScanReceipt
 from governance.pii.rules import load_rules
+from governance.pii.service import require_trainable
+from governance.training.cron import validate_cron
+from governance.training.models import JobState, TrainingJob
+from trainers.hashing import weights_hash
 
 # --- base models ------------------------------------------------------------------------------
 
 
 def register_base_model(session: Session, name: str, path: str | Path, *, actor: Actor):
     """Register a local Hugging Face model directory under a name, with its weight hash."""
-    from trainers.hashing import weights_hash
 
     root = Path(path).resolve()
     config = root / "config.json"
@@ -86,7 +90,6 @@ def get_base_model(session: Session, name: str) -> BaseModelRecord:
 
 def create_family(session: Session, domain: Domain, data: FamilyCreate, *, actor: Actor):
     """Create a model family in a domain."""
-    from governance.training.cron import validate_cron
 
     validate_cron(data.refresh_schedule)
     base = get_base_model(session, data.base_model)
@@ -187,8 +190,6 @@ def start_version(
 ) -> ModelVersion:
     """Check every dataset version (domain, scan, approval), create the version and its job."""
     # The PII service loads Presidio (and with it torch); the web process imports it on use.
-    from governance.pii.service import require_trainable
-    from governance.training.models import JobState, TrainingJob
 
     rules = load_rules(policy_dir, domain.name)
     used = []
@@ -262,7 +263,7 @@ def start_version(
             "from": "base-model",
             **({"refresh_run": refresh_run} if refresh_run is not None else {}),
         },
-        code_version=f"governance {governance.__version__}",
+        code_version=f"governance {__version__}",
         policy_hash=actor.policy_hash or "",
         trained_by=actor.principal,
     )
@@ -295,8 +296,6 @@ def start_version(
 
 def lineage(session: Session, version: ModelVersion) -> dict[str, Any]:
     """Everything that says how a version was made (without its signature)."""
-    from governance.approvals.models import ApprovalRequest
-    from governance.pii.models import ScanReceipt
 
     family = session.get(ModelFamily, version.family_id)
     domain = session.get(Domain, family.domain_id)
@@ -376,8 +375,12 @@ def signed_lineage(session: Session, version: ModelVersion, key: Ed25519PrivateK
     }
 
 
-@approvals.subject_resolver(approvals.MODEL_PROMOTION)
-def _promotion_now(session: Session, request, policy_dir: Path) -> str | None:
+def register_subject_kind() -> None:
+    """Register how a promotion request recomputes its subject's digest (at start-up)."""
+    subjects.register(subjects.MODEL_PROMOTION, promotion_now)
+
+
+def promotion_now(session: Session, request, policy_dir: Path) -> str | None:
     family_name, _, number = request.subject.removeprefix("model-version/").rpartition("/")
     found = find_family(session, family_name)
     if found is None:
@@ -523,56 +526,3 @@ def rollback(session: Session, family: ModelFamily, *, actor: Actor) -> ModelVer
     )
     session.commit()
     return previous
-
-
-def taint_trained_on(
-    session: Session, dataset_version: DatasetVersion, *, actor: Actor
-) -> list[ModelVersion]:
-    """Taint every model version trained on a deleted dataset version (the caller commits)."""
-    from governance.training.models import JobState, TrainingJob
-
-    tainted = []
-    for version in session.exec(select(ModelVersion)).all():
-        if version.status == VersionState.TAINTED:
-            continue
-        if not any(used["uid"] == dataset_version.uid for used in version.datasets):
-            continue
-        family = session.get(ModelFamily, version.family_id)
-        was = version.status
-        if was == VersionState.PRODUCTION:
-            # The family falls back to its newest untainted version at once (serving_version)
-            # and the year is queued to be trained again on the data that remains.
-            session.add(
-                RetrainRequest(
-                    family_id=family.id,
-                    tax_year=version.tax_year,
-                    reason=f"v{version.number} tainted: dataset version {dataset_version.uid} "
-                    "was deleted",
-                    requested_by=actor.principal,
-                )
-            )
-        version.status = VersionState.TAINTED
-        version.status_reason = f"trained on deleted dataset version {dataset_version.uid}"
-        version.tainted_at = utcnow()
-        session.add(version)
-        job = session.exec(select(TrainingJob).where(TrainingJob.version_id == version.id)).first()
-        if job is not None and job.state in (JobState.QUEUED, JobState.RUNNING):
-            job.state, job.error = JobState.FAILED, "its data was deleted"
-            session.add(job)
-        domain = session.get(Domain, family.domain_id)
-        record(
-            session,
-            actor,
-            "model.taint",
-            f"model/{family.name}",
-            domain.name,
-            details={
-                "version": version.number,
-                "was": was,
-                "dataset_version": dataset_version.uid,
-                "content_hash": dataset_version.content_hash,
-                "retrain_queued": was == VersionState.PRODUCTION,
-            },
-        )
-        tainted.append(version)
-    return tainted

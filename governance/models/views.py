@@ -9,35 +9,30 @@ from flask_openapi3 import APIBlueprint, Tag
 from pydantic import BaseModel, Field
 from sqlmodel import select
 
+from governance import runtime
+from governance.approvals import service as approvals
 from governance.approvals.models import RequestRead
 from governance.approvals.rules import load_approval_rules
-from governance.audit.service import Actor
-from governance.audit.views import get_audit_log
-from governance.authz.service import (
-    check,
+from governance.db import BIGINT_MAX, get_session
+from governance.domains.service import get_domain
+from governance.guard import (
     current_actor,
-    current_principal,
-    get_authorizer,
-    log_event,
-    mark_checked,
     require,
 )
-from governance.db import BIGINT_MAX, get_session
-from governance.domains.models import Domain
-from governance.domains.service import get_domain
-from governance.errors import NotFound
+from governance.jobs import access as jobs
+from governance.jobs.models import JobStatus
 from governance.models import service
+from governance.models.access import family_for, family_read, readable_families, version_read
 from governance.models.models import (
-    BaseModelRecord,
     FamilyCreate,
     FamilyList,
     FamilyRead,
-    ModelFamily,
-    ModelVersion,
     VersionCreate,
     VersionList,
     VersionRead,
 )
+from governance.training.executors import executor_from_config
+from governance.training.models import JobKind, TrainingJob
 from governance.views_common import ERROR_RESPONSES, SECURITY
 
 bp = APIBlueprint(
@@ -64,64 +59,7 @@ class FamilyVersionPath(BaseModel):
 
 
 def policy_dir() -> Path:
-    return Path(current_app.config["GOVERNANCE_POLICY_DIR"])
-
-
-def family_for(name: str, action: str) -> tuple[ModelFamily, Domain]:
-    """A family the caller may act on; another domain's is indistinguishable from absent."""
-    found = service.find_family(get_session(), name)
-    domain = found[1].name if found else "unknown"
-    if check(action, f"model/{name}", domain).allowed and found is not None:
-        return found
-    raise NotFound(f"no model family {name!r}", details={"family": name})
-
-
-def family_read(family: ModelFamily, domain: Domain) -> dict:
-    session = get_session()
-    production = service.production_version(session, family)
-    base = session.get(BaseModelRecord, family.base_model_id)
-    return FamilyRead(
-        domain=domain.name,
-        base_model=base.name,
-        production_version=production.number if production else None,
-        **family.model_dump(
-            include={
-                "name",
-                "lora",
-                "hyperparameters",
-                "eval_suite",
-                "refresh_schedule",
-                "created_by",
-                "created_at",
-            }
-        ),
-    ).model_dump(mode="json")
-
-
-def version_read(version: ModelVersion, family: ModelFamily) -> dict:
-    parent = get_session().get(ModelVersion, version.parent_id) if version.parent_id else None
-    return VersionRead(
-        family=family.name,
-        version=version.number,
-        parent=parent.number if parent else None,
-        **version.model_dump(
-            include={
-                "uid",
-                "tax_year",
-                "status",
-                "status_reason",
-                "base_weights_hash",
-                "datasets",
-                "metrics",
-                "evaluation",
-                "trained_by",
-                "policy_hash",
-                "created_at",
-                "promoted_at",
-                "tainted_at",
-            }
-        ),
-    ).model_dump(mode="json")
+    return runtime.current().policy_dir
 
 
 @bp.post("/domains/<name>/models", responses={201: FamilyRead})
@@ -131,24 +69,6 @@ def create_family(path: DomainPath, body: FamilyCreate):
     domain = get_domain(get_session(), path.name)
     family = service.create_family(get_session(), domain, body, actor=current_actor())
     return family_read(family, domain), 201
-
-
-def readable_families(domains: list[Domain] | None = None) -> list[dict]:
-    """The families the caller may read (in these domains, or anywhere), logged as a listing."""
-    session = get_session()
-    principal = current_principal().name
-    policy = get_authorizer().policy
-    wanted = {d.id for d in domains} if domains is not None else None
-    items = []
-    for family in session.exec(select(ModelFamily).order_by(ModelFamily.name)):
-        if wanted is not None and family.domain_id not in wanted:
-            continue
-        domain = session.get(Domain, family.domain_id)
-        if policy.decide(principal, domain.name, f"model/{family.name}", "read").allowed:
-            items.append(family_read(family, domain))
-    log_event("list", "model", None, "allow", {"visible": [f["name"] for f in items]})
-    mark_checked()
-    return items
 
 
 @bp.get("/models", responses={200: FamilyList})
@@ -182,9 +102,6 @@ def list_versions(path: FamilyPath):
 @bp.post("/models/<family>/versions", responses={201: VersionRead})
 def train_version(path: FamilyPath, body: VersionCreate):
     """Start a new version from the base model on approved, scanned dataset versions."""
-    from governance.training.executors import executor_from_config
-    from governance.training.models import TrainingJob
-
     family, domain = family_for(path.family, "train")
     executor = executor_from_config(current_app.config)
     session = get_session()
@@ -207,14 +124,12 @@ def show_lineage(path: FamilyVersionPath):
     """The version's lineage, its canonical digest signed by the service key."""
     family, _domain = family_for(path.family, "read")
     version = service.get_version(get_session(), family, path.number)
-    return service.signed_lineage(get_session(), version, get_audit_log().signing_key)
+    return service.signed_lineage(get_session(), version, runtime.current().audit_log.signing_key)
 
 
 @bp.post("/models/<family>/versions/<int:number>/promotion", responses={201: RequestRead})
 def request_promotion(path: FamilyVersionPath):
     """Ask for the approvals a promotion needs (the trainer may not give them)."""
-    from governance.approvals import service as approvals
-
     family, _domain = family_for(path.family, "promote")
     session = get_session()
     version = service.get_version(session, family, path.number)
@@ -242,28 +157,17 @@ def rollback(path: FamilyPath):
     return version_read(version, family)
 
 
-@bp.post("/models/<family>/versions/<int:number>/evaluate", responses={200: VersionRead})
+@bp.post("/models/<family>/versions/<int:number>/evaluate", responses={202: JobStatus})
 def evaluate_version(path: FamilyVersionPath):
-    """Run the evaluation gate (again): held-out metrics against production, the PII probe."""
-    family, _domain = family_for(path.family, "train")
+    """Run the evaluation gate (again) as a job: held-out metrics against production, the PII
+    probe. Answers `202 Accepted` with the job's `Location`."""
+    family, domain = family_for(path.family, "train")
     version = service.get_version(get_session(), family, path.number)
-    run_gate(version, current_actor())
-    return version_read(version, family)
-
-
-def run_gate(version: ModelVersion, actor: Actor) -> ModelVersion:
-    """Run the evaluation gate with this app's key ring, store, scanner and serving backend."""
-    from governance.datasets.views import keyring, scanner, store
-    from governance.gateway.views import backend
-    from governance.models.evaluation import evaluate
-
-    return evaluate(
+    return jobs.start(
         get_session(),
-        keyring(),
-        store(),
-        scanner(),
-        policy_dir(),
-        version,
-        backend(),
-        actor=actor,
+        JobKind.EVALUATE,
+        f"model-version/{version.uid}",
+        domain.name,
+        f"model/{family.name}",
+        {"family": family.name, "version": version.number},
     )

@@ -21,6 +21,7 @@ from governance.approvals import service as approvals
 from governance.approvals.models import RequestState
 from governance.approvals.rules import load_approval_rules
 from governance.audit.service import Actor, record
+from governance.datasets import approval as dataset_use
 from governance.datasets.models import Dataset, DatasetVersion, VersionStatus
 from governance.db import utcnow
 from governance.domains.models import Domain
@@ -160,7 +161,7 @@ def _approve_data(session: Session, run: RefreshRun, family, domain, policy_dir,
                 select(DatasetVersion).where(DatasetVersion.uid == used["uid"])
             ).one()
             try:
-                pending = approvals.request_dataset_use(
+                pending = dataset_use.request_dataset_use(
                     session,
                     domain,
                     session.get(Dataset, version.dataset_id),

@@ -20,8 +20,20 @@ class JobState:
     FAILED = "failed"
 
 
+class JobKind:
+    """Training runs on workers outside the service (GPU hosts, over the API, with job
+    tokens); the others run in the service's own job runner (`govern jobs run`)."""
+
+    TRAIN = "train"
+    SCAN = "scan"
+    EVALUATE = "evaluate"
+    EXPORT = "export"
+    INTERNAL = (SCAN, EVALUATE, EXPORT)
+
+
 class TrainingJob(SQLModel, table=True):
-    """A job runs under a lease; a lapsed lease puts it back in the queue for another try.
+    """A job (training, scan, evaluation, export) runs under a lease; a lapsed lease puts it
+    back in the queue for another try.
 
     Each claim is a new attempt with a new job-scoped token (only its hash is stored); a
     result or heartbeat is accepted only from the current attempt's token, so a worker that
@@ -29,10 +41,20 @@ class TrainingJob(SQLModel, table=True):
     """
 
     __tablename__ = "training_jobs"
+    __table_args__ = (sa.Index("ix_training_jobs_kind_state", "kind", "state"),)
 
     id: int | None = SQLField(default=None, primary_key=True)
     uid: str = SQLField(max_length=32, unique=True, nullable=False)
-    version_id: int = SQLField(foreign_key="model_versions.id", nullable=False, unique=True)
+    kind: str = SQLField(default=JobKind.TRAIN, max_length=16, nullable=False)
+    # A training job's model version; other kinds name their subject instead.
+    version_id: int | None = SQLField(
+        default=None, foreign_key="model_versions.id", nullable=True, unique=True
+    )
+    subject: str | None = SQLField(default=None, max_length=200)
+    domain: str | None = SQLField(default=None, max_length=63)
+    requested_by: str | None = SQLField(default=None, max_length=63)
+    params: dict[str, Any] = SQLField(default_factory=dict, sa_type=sa.JSON, nullable=False)
+    result: dict[str, Any] = SQLField(default_factory=dict, sa_type=sa.JSON, nullable=False)
     state: str = SQLField(max_length=16, nullable=False, index=True)
     executor: str = SQLField(max_length=16, nullable=False, default="local")
     attempt: int = SQLField(default=0, nullable=False)

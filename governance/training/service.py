@@ -29,8 +29,9 @@ from governance.domains.models import Domain
 from governance.errors import Conflict, InvalidInput, Unauthenticated
 from governance.models.models import BaseModelRecord, ModelFamily, ModelVersion, VersionState
 from governance.pii.models import ScanReceipt
+from governance.pii.service import iter_sanitized
 from governance.storage import LocalBlobStore
-from governance.training.models import JobState, TrainingJob
+from governance.training.models import JobKind, JobState, TrainingJob
 
 LEASE_SECONDS = 60
 TOKEN_PREFIX = "job_"  # noqa: S105 (a prefix, not a secret)
@@ -47,7 +48,9 @@ def requeue_lapsed(session: Session, now: dt.datetime | None = None) -> int:
     count = 0
     for job in session.exec(
         select(TrainingJob).where(
-            TrainingJob.state == JobState.RUNNING, TrainingJob.lease_expires_at < now
+            TrainingJob.kind == JobKind.TRAIN,
+            TrainingJob.state == JobState.RUNNING,
+            TrainingJob.lease_expires_at < now,
         )
     ).all():
         final = job.attempt >= job.max_attempts
@@ -80,7 +83,9 @@ def claim(
 ) -> tuple[TrainingJob, str] | None:
     """Claim the oldest queued job (or that one) for this worker, with a job-scoped token."""
     requeue_lapsed(session)
-    query = select(TrainingJob.id).where(TrainingJob.state == JobState.QUEUED)
+    query = select(TrainingJob.id).where(
+        TrainingJob.kind == JobKind.TRAIN, TrainingJob.state == JobState.QUEUED
+    )
     if job_uid is not None:
         query = query.where(TrainingJob.uid == job_uid)
     candidates = session.exec(query.order_by(TrainingJob.id).limit(20)).all()
@@ -163,7 +168,6 @@ def build_bundle(
     session: Session, keyring: KeyRing, store: LocalBlobStore, job: TrainingJob
 ) -> bytes:
     """The training bundle as a gzipped tar: spec.json, train.jsonl, eval.jsonl."""
-    from governance.pii.service import iter_sanitized
 
     version = session.get(ModelVersion, job.version_id)
     family = session.get(ModelFamily, version.family_id)

@@ -12,12 +12,14 @@ from flask import Response, current_app, g, request
 from flask_openapi3 import APIBlueprint, Tag
 from pydantic import BaseModel, Field
 
+from governance import runtime
 from governance.audit.service import Actor
 from governance.authz.policy import SYSTEM_DOMAIN
-from governance.authz.service import current_actor, get_authorizer, mark_checked, require
-from governance.datasets.views import keyring, store
 from governance.db import get_session
+from governance.domains.models import Domain
 from governance.errors import PayloadTooLarge
+from governance.guard import current_actor, get_authorizer, mark_checked, require
+from governance.jobs import service as jobs
 from governance.models.models import ModelFamily, ModelVersion
 from governance.training import service
 from governance.training.models import (
@@ -25,6 +27,7 @@ from governance.training.models import (
     ClaimResponse,
     Heartbeat,
     JobFailure,
+    JobKind,
     JobRead,
     TrainingJob,
 )
@@ -97,7 +100,9 @@ def claim(body: ClaimRequest):
 def job_bundle(path: JobPath):
     """The training bundle (gzipped tar): sanitized records and the spec, nothing else."""
     job, _actor = job_from_token(path.uid)
-    payload = service.build_bundle(get_session(), keyring(), store(), job)
+    payload = service.build_bundle(
+        get_session(), runtime.current().keyring, runtime.current().store, job
+    )
     return Response(payload, mimetype="application/gzip")
 
 
@@ -124,20 +129,26 @@ def job_result(path: JobPath):
     payload = request.stream.read(limit + 1)
     if len(payload) > limit:
         raise PayloadTooLarge("the result is larger than the limit", details={"limit": limit})
-    version = service.accept_result(get_session(), store(), job, payload, actor=actor)
-    evaluate_now(version, actor)
+    version = service.accept_result(
+        get_session(), runtime.current().store, job, payload, actor=actor
+    )
+    evaluate_next(version, actor)
     return job_read(job)
 
 
-def evaluate_now(version: ModelVersion, actor: Actor) -> None:
-    """Run the evaluation gate on a fresh result; a failure to evaluate leaves it trained."""
-    from governance.models.views import run_gate
-
-    try:
-        run_gate(version, actor)
-    except Exception:  # The result is stored; the gate can be run again on request.
-        get_session().rollback()
-        log.exception("evaluating %s failed", version.uid)
+def evaluate_next(version: ModelVersion, actor: Actor) -> None:
+    """Queue the evaluation gate of a fresh result; the job runner runs it, not this request."""
+    session = get_session()
+    family = session.get(ModelFamily, version.family_id)
+    domain = session.get(Domain, family.domain_id)
+    jobs.submit(
+        session,
+        JobKind.EVALUATE,
+        f"model-version/{version.uid}",
+        domain.name,
+        {"object": f"model/{family.name}", "family": family.name, "version": version.number},
+        actor=actor,
+    )
 
 
 @bp.post("/<uid>/fail", responses={200: JobRead})

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from governance.approvals import service
+from governance.approvals import service, subjects
 from governance.approvals.rules import ApprovalRulesError, load_approval_rules
 from governance.audit.service import Actor
 from governance.authz.policy import PolicySet
@@ -21,7 +21,7 @@ DIGEST = "ab" * 32
 
 def test_a_promotion_needs_legal_and_an_engineer_who_did_not_train(app, config, monkeypatch):
     # Model versions arrive with the training issue; here the subject is a fixed lineage digest.
-    monkeypatch.setitem(service.SUBJECTS, service.MODEL_PROMOTION, lambda *_: DIGEST)
+    monkeypatch.setitem(subjects._RESOLVERS, subjects.MODEL_PROMOTION, lambda *_: DIGEST)
     domain = make_domain(app, "consumer-tax")
     db = Database(config["GOVERNANCE_DATABASE_URL"])
     policy = PolicySet.load(DEFAULT_POLICY_DIR)

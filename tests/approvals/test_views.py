@@ -11,7 +11,8 @@ from pathlib import Path
 import pytest
 import sqlalchemy as sa
 
-from governance import create_app
+from governance import runtime
+from governance.app import create_app
 from governance.approvals import service
 from governance.approvals.models import ApprovalDecision, ApprovalRequest
 from governance.config import DEFAULT_POLICY_DIR
@@ -24,6 +25,7 @@ from tests.factories import (
     make_domain,
     make_family,
     principal_token,
+    scan_receipt,
 )
 
 RECORDS = [
@@ -52,8 +54,10 @@ def policies(tmp_path) -> Path:
 
 @pytest.fixture
 def app(config, policies, scanner):
-    application = create_app({**config, "TESTING": True, "GOVERNANCE_POLICY_DIR": str(policies)})
-    application.extensions["governance.scanner"] = scanner
+    application = create_app(
+        {**config, "TESTING": True, "GOVERNANCE_POLICY_DIR": str(policies)},
+        runtime_overrides={"scanner": scanner},
+    )
     yield application
     close_app(application)
 
@@ -82,10 +86,10 @@ def upload(client, world, year=2025) -> int:
 
 
 def scan(client, world, number=1):
-    response = client.post(
-        f"/api/v1/datasets/{world['dataset']}/versions/{number}/scans", headers=auth(world["casey"])
+    response = scan_receipt(
+        client, f"/api/v1/datasets/{world['dataset']}/versions/{number}/scans", auth(world["casey"])
     )
-    assert response.status_code == 201
+    assert response.status_code == 200
     return response.get_json()
 
 
@@ -149,7 +153,7 @@ def test_data_use_needs_both_reviewers_and_each_decision_is_signed_and_audited(a
 
     with get_db(app).session_scope() as session:
         row = session.exec(sa.select(ApprovalRequest)).scalar_one()
-        key = app.extensions["governance.audit"].signing_key.public_key()
+        key = runtime.of(app).audit_log.signing_key.public_key()
         assert service.verify_decisions(session, row, key) == []
         decision = session.exec(
             sa.select(ApprovalDecision).where(ApprovalDecision.reviewer == "lee")

@@ -15,10 +15,10 @@ from pathlib import Path
 import pytest
 import sqlalchemy as sa
 
+from governance import runtime
 from governance.audit.export import verify_log
 from governance.audit.models import AuditEntry
 from governance.audit.service import log_size
-from governance.audit.views import get_audit_log
 from governance.db import get_db
 from tests.factories import make_domain, principal_token
 
@@ -49,8 +49,8 @@ def assert_one_sequence(app) -> int:
         seqs = list(session.exec(sa.select(AuditEntry.seq).order_by(AuditEntry.seq)).scalars())
         assert seqs == list(range(1, len(seqs) + 1)), "the sequence has gaps or duplicates"
         assert log_size(session) == len(seqs)
-        get_audit_log(app).checkpoint()
-        result = verify_log(session, get_audit_log(app).signing_key.public_key())
+        runtime.of(app).audit_log.checkpoint()
+        result = verify_log(session, runtime.of(app).audit_log.signing_key.public_key())
         assert result.verified_upto == len(seqs)
         return len(seqs)
 
@@ -99,7 +99,7 @@ def gunicorn(config, tmp_path):
             "3",
             "-b",
             f"127.0.0.1:{port}",
-            "governance:create_app()",
+            "governance.app:create_app()",
         ],
         env=env,
         stdout=log,

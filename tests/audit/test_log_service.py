@@ -7,11 +7,11 @@ import pytest
 import sqlalchemy as sa
 
 from audit.bundle import VerificationError
+from governance import runtime
 from governance.accounts import service as accounts
 from governance.audit.export import verify_log
 from governance.audit.models import AuditEntry, AuditHead
 from governance.audit.service import AuditEvent, TreeCache, log_size
-from governance.audit.views import get_audit_log
 from governance.db import get_db
 from governance.errors import Conflict
 from tests.factories import TEST_ACTOR
@@ -32,7 +32,7 @@ def event(i: int) -> AuditEvent:
 
 @pytest.fixture
 def audit_log(app):
-    log = get_audit_log(app)
+    log = runtime.of(app).audit_log
     yield log
     log.close()
 

@@ -219,10 +219,10 @@ def test_csv_and_jsonl_exports(client, world):
 
 
 def test_access_reports_are_signed_and_logged(client, world, app):
+    from governance import runtime
     from governance.audit.service import AuditEvent
-    from governance.audit.views import get_audit_log
 
-    get_audit_log(app).append_many(
+    runtime.of(app).audit_log.append_many(
         [
             AuditEvent("taxbot", "query", "model/tax-assistant", "consumer-tax", "allow"),
             AuditEvent("taxbot", "query", "model/tax-assistant", "consumer-tax", "allow"),

@@ -158,7 +158,7 @@ def test_who_can():
 @pytest.fixture
 def live_policy(policies, config):
     """An app whose policy directory is a private copy, checked for changes on every call."""
-    from governance import create_app
+    from governance.app import create_app
 
     app = create_app(
         {

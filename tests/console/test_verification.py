@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import sqlalchemy as sa
 
+from governance import runtime
 from governance.audit.models import AuditEntry
 from governance.audit.service import AuditEvent
-from governance.audit.views import get_audit_log
 from governance.console.verification import CheckpointStatus
 from governance.db import get_db
 
@@ -16,7 +16,7 @@ def events(start: int, count: int) -> list[AuditEvent]:
 
 
 def test_the_status_verifies_in_the_background_resumes_and_keeps_a_failure(app):
-    audit_log = get_audit_log(app)
+    audit_log = runtime.of(app).audit_log
     db = get_db(app)
     status = CheckpointStatus(db, audit_log.signing_key.public_key())
     with db.session_scope() as session:

@@ -11,13 +11,13 @@ import pytest
 import sqlalchemy as sa
 from sqlmodel import select
 
-from governance import create_app
+from governance.app import create_app
 from governance.audit.models import AuditEntry
-from governance.authz.service import get_authorizer
 from governance.console.models import ConsoleSession
 from governance.db import get_db, utcnow
+from governance.guard import get_authorizer
 from tests.console.conftest import SMB_FAMILY, csrf_of, sign_in
-from tests.factories import auth, close_app, principal_token, row_count
+from tests.factories import auth, close_app, principal_token, row_count, scan_receipt
 
 
 def audit_rows(app, action: str) -> list[AuditEntry]:
@@ -375,7 +375,7 @@ def test_a_steward_reviews_quarantined_records_in_the_console(client, console_wo
     assert uploaded.status_code == 201, uploaded.get_json()
     number = uploaded.get_json()["version"]
     scans = f"/api/v1/datasets/{world['dataset']}/versions/{number}/scans"
-    receipt = client.post(scans, headers=auth(world["casey"])).get_json()
+    receipt = scan_receipt(client, scans, auth(world["casey"])).get_json()
     assert receipt["records_quarantined"] == 1 and receipt["canary_recall"] >= 0.95
     sign_in(client, world["casey"])
     path = f"/console/datasets/{world['dataset']}/versions/{number}/quarantine"

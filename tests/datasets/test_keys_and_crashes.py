@@ -99,7 +99,7 @@ def test_cli_upload_and_master_key_rotation(env, tmp_path):
 SERVER = """
 import sys
 from werkzeug.serving import make_server
-from governance import create_app
+from governance.app import create_app
 server = make_server("127.0.0.1", int(sys.argv[1]), create_app(), threaded=True)
 print("ready", flush=True)
 server.serve_forever()

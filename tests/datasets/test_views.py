@@ -10,9 +10,9 @@ import sqlalchemy as sa
 
 from audit import merkle
 from audit.log import canonical
+from governance import runtime
 from governance.datasets import service
 from governance.datasets.models import DatasetVersion
-from governance.datasets.views import KEYRING_KEY, STORE_KEY
 from governance.db import get_db
 from governance.domains.models import Domain
 from governance.errors import Conflict, Forbidden
@@ -75,7 +75,7 @@ def test_upload_is_hashed_encrypted_and_reads_back(app, client, world):
         ).scalar_one()
         records = list(
             service.iter_version_records(
-                session, app.extensions[KEYRING_KEY], app.extensions[STORE_KEY], version
+                session, runtime.of(app).keyring, runtime.of(app).store, version
             )
         )
     assert records == RECORDS
@@ -197,7 +197,7 @@ def test_delete_shreds_key_and_blob_and_keeps_a_tombstone(app, client, world):
         with pytest.raises(Conflict):
             list(
                 service.iter_version_records(
-                    session, app.extensions[KEYRING_KEY], app.extensions[STORE_KEY], version
+                    session, runtime.of(app).keyring, runtime.of(app).store, version
                 )
             )
     again = client.delete(

@@ -16,14 +16,22 @@ import pytest
 import sqlalchemy as sa
 
 from audit.log import load_public_key
-from governance import create_app, crypto
+from governance import crypto, runtime
+from governance.app import create_app
 from governance.audit.service import Actor
 from governance.db import get_db
 from governance.models.models import RetrainRequest
 from governance.models.service import register_base_model
 from governance.pii.scanner import Scanner
 from governance.training.models import TrainingJob
-from tests.factories import auth, close_app, make_domain, principal_token
+from tests.factories import (
+    auth,
+    close_app,
+    make_domain,
+    principal_token,
+    scan_receipt,
+    settle_jobs,
+)
 
 CANARY_SSN = "536-22-8741"
 RECORDS = [
@@ -54,22 +62,51 @@ def tiny(tmp_path_factory) -> Path:
 @pytest.fixture
 def app(config, scanner):
     application = create_app(
-        {**config, "TESTING": True, "GATEWAY_RATE_PER_MINUTE": 4, "JOB_LEASE_SECONDS": 3}
+        {**config, "TESTING": True, "GATEWAY_RATE_PER_MINUTE": 4, "JOB_LEASE_SECONDS": 3},
+        runtime_overrides={"scanner": scanner},
     )
-    application.extensions["governance.scanner"] = scanner
     yield application
     close_app(application)
 
 
 @pytest.fixture
 def live(app):
+    """The app served over HTTP, with a job runner beside it, as `govern serve` runs them."""
     from werkzeug.serving import make_server
+
+    from governance import runtime
+    from governance.jobs.runner import run_forever
 
     server = make_server("127.0.0.1", 0, app, threaded=True)
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
-    yield f"http://127.0.0.1:{server.server_port}"
+    stop = threading.Event()
+    runner = threading.Thread(
+        target=run_forever, args=(runtime.of(app), 0.1, stop.is_set), daemon=True
+    )
+    runner.start()
+    yield Live(f"http://127.0.0.1:{server.server_port}", app)
     server.shutdown()
+    stop.set()
+    runner.join(timeout=300)
+
+
+class Live(str):
+    """The live server's URL, knowing its app (to wait for its jobs)."""
+
+    def __new__(cls, url: str, app):
+        live = super().__new__(cls, url)
+        live.app = app
+        return live
+
+
+class TrainingWorker(subprocess.Popen):
+    """A `govern worker` process; when it has finished, the evaluation it queued has run."""
+
+    def communicate(self, *args, **kwargs):
+        out = super().communicate(*args, **kwargs)
+        settle_jobs(self.live.app)
+        return out
 
 
 def call(client, who, world, method, path, **kwargs):
@@ -133,10 +170,11 @@ def scanned_dataset(client, world, steward, domain, name, records, tax_year=2025
         content_type="application/x-ndjson",
     )
     assert status == 201
-    status, receipt = call(
-        client, steward, world, "POST", f"/api/v1/datasets/{dataset['id']}/versions/1/scans"
+    answer = scan_receipt(
+        client, f"/api/v1/datasets/{dataset['id']}/versions/1/scans", auth(world[steward])
     )
-    assert status == 201, receipt
+    status, receipt = answer.status_code, answer.get_json()
+    assert status == 200, receipt
     return dataset["id"], receipt
 
 
@@ -187,7 +225,7 @@ def train(client, world):
 
 def worker(live, world, *args: str, **kwargs) -> subprocess.Popen:
     env = {**os.environ, "GOVERNANCE_URL": live, "GOVERNANCE_TOKEN": world["gpu-worker"]}
-    return subprocess.Popen(
+    process = TrainingWorker(
         [sys.executable, "-m", "governance.cli", "worker", "--poll", "0.2", *args],
         env=env,
         stdout=subprocess.PIPE,
@@ -195,6 +233,8 @@ def worker(live, world, *args: str, **kwargs) -> subprocess.Popen:
         text=True,
         **kwargs,
     )
+    process.live = live
+    return process
 
 
 def test_training_needs_approved_data_of_the_same_domain(client, world):
@@ -361,7 +401,7 @@ def test_train_evaluate_promote_query_and_taint(app, client, world, live, config
     with get_db(app).session_scope() as session:
         retrain = session.exec(sa.select(RetrainRequest)).scalar_one()
         assert (retrain.tax_year, retrain.state) == (2025, "queued")
-    app.extensions.pop("governance.rate_limit")
+    runtime.of(app).limiter.reset()
     status, body = call(
         client,
         "taxbot",
@@ -397,14 +437,13 @@ def test_train_evaluate_promote_query_and_taint(app, client, world, live, config
 
 
 def test_the_bundle_holds_no_raw_value(app, client, world):
-    from governance.datasets.views import keyring, store
     from governance.training import service
 
     approve_data(client, world)
     assert train(client, world)[0] == 201
     with app.app_context(), get_db(app).session_scope() as session:
         job = session.exec(sa.select(TrainingJob)).scalar_one()
-        payload = service.build_bundle(session, keyring(), store(), job)
+        payload = service.build_bundle(session, runtime.of(app).keyring, runtime.of(app).store, job)
     import gzip
 
     text = gzip.decompress(payload).decode("utf-8", "replace")
@@ -552,7 +591,9 @@ def test_rollback_and_fallback_to_the_newest_untainted_version(app, client, worl
         content_type="application/x-ndjson",
     )
     assert status == 201
-    call(client, "casey", world, "POST", f"/api/v1/datasets/{world['dataset']}/versions/2/scans")
+    scan_receipt(
+        client, f"/api/v1/datasets/{world['dataset']}/versions/2/scans", auth(world["casey"])
+    )
     produce(2)
 
     def states():

@@ -8,16 +8,16 @@ from pathlib import Path
 import pytest
 import sqlalchemy as sa
 
+from governance import runtime
 from governance.audit.models import AuditEntry
 from governance.datasets.models import DatasetVersion
-from governance.datasets.views import KEYRING_KEY, STORE_KEY
 from governance.db import get_db
 from governance.errors import Conflict
 from governance.pii import service as pii
 from governance.pii.models import Verdict
 from governance.pii.rules import load_rules
 from governance.pii.scanner import Scanner
-from tests.factories import auth, create_dataset, make_domain, principal_token
+from tests.factories import auth, create_dataset, make_domain, principal_token, scan_receipt
 
 SSN = "536-22-8741"
 CARD = "4111 1111 1111 1111"
@@ -43,7 +43,7 @@ def jsonl(records) -> bytes:
 
 @pytest.fixture
 def world(app, client, scanner):
-    app.extensions["governance.scanner"] = scanner
+    runtime.of(app).use(scanner=scanner)
     make_domain(app, "consumer-tax")
     tokens = {n: principal_token(app, n) for n in ("casey", "priya", "sam")}
     tokens["dataset"] = create_dataset(client, tokens["casey"], "consumer-tax", "returns")
@@ -63,15 +63,15 @@ def upload(client, world, records, year=2025) -> int:
 
 
 def scan(client, world, number, who="casey"):
-    return client.post(
-        f"/api/v1/datasets/{world['dataset']}/versions/{number}/scans", headers=auth(world[who])
+    return scan_receipt(
+        client, f"/api/v1/datasets/{world['dataset']}/versions/{number}/scans", auth(world[who])
     )
 
 
 def test_scan_redacts_drops_and_never_shows_raw_values(app, client, world):
     number = upload(client, world, PII_RECORDS)
     response = scan(client, world, number)
-    assert response.status_code == 201, response.get_json()
+    assert response.status_code == 200, response.get_json()
     receipt = response.get_json()
     assert receipt["verdict"] == Verdict.REDACTED
     assert receipt["counts"]["US_SSN"] == {"text": 1}
@@ -89,9 +89,7 @@ def test_scan_redacts_drops_and_never_shows_raw_values(app, client, world):
         rules = load_rules(app.config["GOVERNANCE_POLICY_DIR"], "consumer-tax")
         passing = pii.require_trainable(session, version, rules)
         sanitized = list(
-            pii.iter_sanitized(
-                session, app.extensions[KEYRING_KEY], app.extensions[STORE_KEY], passing
-            )
+            pii.iter_sanitized(session, runtime.of(app).keyring, runtime.of(app).store, passing)
         )
     flat = json.dumps(sanitized)
     assert SSN not in flat and CARD not in flat and "Maria Gonzalez" not in flat
@@ -133,7 +131,7 @@ def test_a_scanner_failure_fails_closed(app, client, world, scanner):
     number = upload(client, world, PII_RECORDS)
     broken = FailingScanner.__new__(FailingScanner)
     broken.__dict__.update(scanner.__dict__)
-    app.extensions["governance.scanner"] = broken
+    runtime.of(app).use(scanner=broken)
     receipt = scan(client, world, number).get_json()
     assert receipt["verdict"] == Verdict.ERROR and receipt["sanitized_records"] == 0
     with get_db(app).session_scope() as session:
@@ -160,7 +158,7 @@ def sanitized(app, number) -> list[dict]:
             sa.select(DatasetVersion).where(DatasetVersion.number == number)
         ).scalar_one()
         receipt = pii.latest_receipt(session, version)
-        keyring, store = app.extensions[KEYRING_KEY], app.extensions[STORE_KEY]
+        keyring, store = runtime.of(app).keyring, runtime.of(app).store
         return list(pii.iter_sanitized(session, keyring, store, receipt))
 
 
@@ -335,7 +333,7 @@ def test_cache_keys_are_keyed_hashes_and_die_with_the_version(app, client, world
     from governance.pii.models import ScanCacheEntry
 
     number = upload(client, world, PII_RECORDS)
-    assert scan(client, world, number).status_code == 201
+    assert scan(client, world, number).status_code == 200
     with get_db(app).session_scope() as session:
         keys = {row.text_hash for row in session.exec(sa.select(ScanCacheEntry)).scalars()}
     plain = {hashlib.sha256(r["text"].encode()).hexdigest() for r in PII_RECORDS if "text" in r}

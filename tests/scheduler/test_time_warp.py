@@ -18,6 +18,7 @@ from governance.scheduler.clock import run_due, warp
 from governance.scheduler.models import RefreshRun
 from governance.scheduler.process import advance_open_runs, fire_refresh
 from governance.training.models import TrainingJob
+from tests.factories import auth, scan_receipt
 from tests.models.test_pipeline import (  # noqa: F401 (fixtures)
     FAMILY,
     app,
@@ -52,14 +53,12 @@ def upload_year(client, world, tax_year: int) -> int:
         content_type="application/x-ndjson",
     )
     assert status == 201, version
-    status, _ = call(
+    answer = scan_receipt(
         client,
-        "casey",
-        world,
-        "POST",
         f"/api/v1/datasets/{world['dataset']}/versions/{version['version']}/scans",
+        auth(world["casey"]),
     )
-    assert status == 201
+    assert answer.status_code == 200
     return version["version"]
 
 

@@ -1,0 +1,117 @@
+"""The app factory and the blueprint registry: the only importers of view modules."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from typing import Any
+
+from flask import jsonify, redirect, request
+from flask_openapi3 import Info, OpenAPI
+from werkzeug.routing import IntegerConverter
+
+from governance import __version__, api, health, runtime
+from governance.accounts import views as accounts_views
+from governance.approvals import views as approvals_views
+from governance.audit import views as audit_views
+from governance.authz import authzen
+from governance.authz import views as authz_views
+from governance.config import load_config
+from governance.console import registry as console_registry
+from governance.datasets import views as datasets_views
+from governance.db import BIGINT_MAX
+from governance.domains import views as domains_views
+from governance.errors import register_error_handlers, validation_error_response
+from governance.gateway import views as gateway_views
+from governance.jobs import views as jobs_views
+from governance.models import views as models_views
+from governance.training import views as training_views
+from governance.views_common import SECURITY_SCHEMES
+
+API_BLUEPRINTS = (
+    health.bp,
+    accounts_views.bp,
+    domains_views.bp,
+    datasets_views.bp,
+    authz_views.bp,
+    authzen.bp,
+    audit_views.bp,
+    approvals_views.bp,
+    models_views.bp,
+    training_views.bp,
+    jobs_views.bp,
+    gateway_views.bp,
+)
+
+
+def register_blueprints(app: OpenAPI) -> None:
+    """The blueprint registry: every API blueprint, then the console."""
+    for blueprint in API_BLUEPRINTS:
+        app.register_api(blueprint)
+    console_registry.init_app(app)
+
+
+def index():
+    """Where to go: a browser to the console, a program to the API's description."""
+    if request.accept_mimetypes.best_match(["application/json", "text/html"]) == "text/html":
+        return redirect("/console/")
+    return jsonify(
+        {
+            "service": "governance",
+            "console": "/console/",
+            "openapi": "/openapi.json",
+            "docs": "/docs/swagger",
+            "api": "/api/v1",
+            "authzen": "/access/v1",
+            "health": "/api/v1/health",
+        }
+    )
+
+
+def create_app(
+    config: Mapping[str, Any] | None = None,
+    *,
+    runtime_overrides: Mapping[str, Any] | None = None,
+) -> OpenAPI:
+    """Create and configure an instance of the Flask application.
+
+    Settings come from the defaults, then the environment (GOVERNANCE_HOME,
+    GOVERNANCE_DATABASE_URL, ...), then `config`. Nothing connects until a request needs it.
+    """
+
+    class BoundedIntConverter(IntegerConverter):
+        def __init__(self, map, *args, **kwargs) -> None:
+            kwargs.setdefault("max", BIGINT_MAX)
+            super().__init__(map, *args, **kwargs)
+
+    # Everything the service writes (database journals, blobs, exports) is owner-only.
+    os.umask(0o077)
+    settings = load_config(config)
+    app = OpenAPI(
+        __name__,
+        info=Info(
+            title="governance",
+            version=__version__,
+            description="Model governance and data segregation for fine-tuned LLMs",
+        ),
+        security_schemes=SECURITY_SCHEMES,
+        # Swagger UI at /docs/swagger, from assets in the installed package (offline); the
+        # description itself is also at /openapi.json. Neither needs credentials.
+        doc_ui=True,
+        doc_prefix="/docs",
+        validation_error_status=422,
+        validation_error_callback=validation_error_response,
+    )
+    app.config.update(settings)
+    app.json.sort_keys = False
+    # `<int:...>` in routes stops at 64 bits: a larger id matches no route (404), never
+    # reaching a database column it would overflow.
+    app.url_map.converters["int"] = BoundedIntConverter
+
+    register_error_handlers(app)
+    runtime.init_app(app, runtime.build(settings, **dict(runtime_overrides or {})))
+    api.init_app(app)
+    register_blueprints(app)
+    app.add_url_rule("/openapi.json", "openapi_json", lambda: jsonify(app.api_doc))
+    app.add_url_rule("/", "index", index)
+    return app

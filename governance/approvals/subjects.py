@@ -1,0 +1,40 @@
+"""The kinds of subject an approval request can bind, and how each recomputes its digest.
+
+Approvals are a generic mechanism: the package that owns a kind of subject (dataset use in
+`governance.datasets.approval`, promotion in `governance.models.service`) registers its
+resolver explicitly when a process starts (`governance.runtime.register_subject_kinds`), so
+this package depends on none of them. A request whose kind has no resolver is treated as
+one whose subject is gone: it can be invalidated, never approved by default.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from sqlmodel import Session
+
+    from governance.approvals.models import ApprovalRequest
+
+DATASET_USE = "dataset-use"
+MODEL_PROMOTION = "model-promotion"
+
+# (session, request, policy_dir) -> the subject's digest now, or None if it is gone.
+Resolver = Callable[["Session", "ApprovalRequest", Path], "str | None"]
+
+_RESOLVERS: dict[str, Resolver] = {}
+
+
+def register(kind: str, resolver: Resolver) -> None:
+    """Say how to recompute the digest of a kind of subject (idempotent)."""
+    _RESOLVERS[kind] = resolver
+
+
+def resolver_for(kind: str) -> Resolver | None:
+    return _RESOLVERS.get(kind)
+
+
+def registered() -> frozenset[str]:
+    return frozenset(_RESOLVERS)

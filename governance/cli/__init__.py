@@ -1,0 +1,56 @@
+"""The `govern` command line: one module per noun, registered on the main group here.
+
+Exit codes scripts can rely on: 0 success; 1 the operation was refused or failed (the message
+says why); 2 the command line itself was wrong; 3 the instance is not initialized.
+"""
+
+from __future__ import annotations
+
+from governance.cli import (
+    approvals,
+    audit,
+    bench,
+    datasets,
+    demo,
+    domains,
+    families,
+    instance,
+    jobs,
+    pii,
+    policy,
+    principals,
+    refresh,
+    training,
+)
+from governance.cli.base import main
+
+COMMANDS = (
+    instance.init,
+    instance.serve,
+    jobs.jobs,
+    principals.principal,
+    principals.token,
+    domains.domain,
+    datasets.dataset,
+    datasets.keys,
+    policy.policy,
+    approvals.approvals,
+    families.family,
+    families.version,
+    families.query,
+    training.base_model,
+    training.worker,
+    training.lineage,
+    training.erasure_report,
+    refresh.scheduler,
+    refresh.refresh,
+    pii.pii,
+    audit.audit_group,
+    bench.bench,
+    demo.demo,
+)
+
+for command in COMMANDS:
+    main.add_command(command)
+
+__all__ = ["main"]

@@ -1,0 +1,247 @@
+"""The audit log: verify, checkpoint, public key, export, reports."""
+
+from __future__ import annotations
+
+import json
+import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import click
+
+from audit.bundle import VerificationError
+from governance.cli.base import (
+    EXIT_FAILED,
+    cli_actor,
+    fail_cleanly,
+    filter_options,
+    open_database,
+    settings,
+)
+
+if TYPE_CHECKING:
+    from sqlmodel import Session
+
+
+@click.group("audit")
+def audit_group() -> None:
+    """Verify, checkpoint, export and report on the audit log."""
+
+
+@contextmanager
+def audit_log_session() -> Iterator[tuple[Any, Session]]:
+    """Yield this instance's AuditLog and a session on its database."""
+    from governance.audit.service import AuditLog
+    from governance.audit.witnessing import configured_witnesses
+
+    db = open_database()
+    config = settings()
+    audit_log = AuditLog(
+        db,
+        config["GOVERNANCE_HOME"],
+        checkpoint_seconds=0,
+        origin=config.get("AUDIT_ORIGIN") or None,
+        witnesses=configured_witnesses(config.get("AUDIT_WITNESSES")),
+    )
+    try:
+        with db.session_scope() as session:
+            yield audit_log, session
+    finally:
+        audit_log.close()
+        db.dispose()
+
+
+def log_cli_event(audit_log, action: str, details: dict[str, Any]) -> None:
+    from governance.audit.service import AuditEvent
+
+    actor = cli_actor()
+    audit_log.append(
+        AuditEvent(
+            principal=actor.principal,
+            action=action,
+            object="audit",
+            domain=None,
+            decision="ok",
+            policy_hash=actor.policy_hash,
+            details=details,
+        )
+    )
+
+
+@audit_group.command("verify")
+@fail_cleanly
+def audit_verify() -> None:
+    """Recompute the tree from the database, check every entry and checkpoint, and compare
+    the log with what every configured witness last cosigned (AUDIT_WITNESSES)."""
+    from governance.audit.export import verify_against_witnesses
+
+    with audit_log_session() as (audit_log, session):
+        try:
+            result, witnessed = verify_against_witnesses(
+                session,
+                audit_log.signing_key,
+                audit_log.tree,
+                origin=audit_log.origin,
+                witnesses=audit_log.witnesses,
+            )
+        except VerificationError as exc:
+            click.echo(f"FAILED: {exc}", err=True)
+            sys.exit(EXIT_FAILED)
+    seen = ", ".join(f"{w.witness} at {w.size}" for w in witnessed) or "none configured"
+    click.echo(
+        f"OK: {result.entries} entries, {result.checkpoints} checkpoints; verified up to entry "
+        f"{result.verified_upto}, signed at {result.signed_at or '-'}; "
+        f"{result.unanchored} newer entries not yet under a checkpoint; witnesses: {seen}"
+    )
+
+
+@audit_group.command("checkpoint")
+@click.option(
+    "--format",
+    "fmt",
+    type=click.Choice(["text", "note", "json"]),
+    default="text",
+    show_default=True,
+    help="note: the C2SP tlog-checkpoint signed note, with the witnesses' cosignatures.",
+)
+@fail_cleanly
+def audit_checkpoint(fmt: str) -> None:
+    """Sign a checkpoint over the log as it stands (and send it to the witnesses)."""
+    from sqlmodel import select
+
+    from governance.audit.models import AuditCosignature
+
+    with audit_log_session() as (audit_log, session):
+        row = audit_log.checkpoint()
+        cosignatures = (
+            []
+            if row is None
+            else list(
+                session.exec(
+                    select(AuditCosignature.line).where(AuditCosignature.tree_size == row.tree_size)
+                )
+            )
+        )
+    if row is None:
+        click.echo("the audit log is empty; nothing to sign", err=fmt != "text")
+        if fmt != "text":
+            sys.exit(EXIT_FAILED)
+    elif fmt == "note":
+        click.echo(row.note + "".join(cosignatures), nl=False)
+    elif fmt == "json":
+        click.echo(json.dumps({**row.model_dump(exclude={"id"}), "cosignatures": cosignatures}))
+    else:
+        click.echo(f"checkpoint: tree size {row.tree_size}, root {row.root}, at {row.timestamp}")
+
+
+@audit_group.command("public-key")
+@click.option(
+    "--format",
+    "fmt",
+    type=click.Choice(["pem", "note"]),
+    default="pem",
+    show_default=True,
+    help="note: the C2SP note verifier key (name+hash+base64key).",
+)
+@fail_cleanly
+def audit_public_key(fmt: str) -> None:
+    """Print the log's public key, for auditors to pin (`python -m audit trust FILE`)."""
+    from governance import crypto
+
+    with audit_log_session() as (audit_log, _session):
+        if fmt == "note":
+            click.echo(audit_log.verifier_key.encode())
+        else:
+            click.echo(crypto.public_key_pem(audit_log.signing_key.public_key()).decode(), nl=False)
+
+
+def build_filter(**kwargs: Any):
+    import datetime as dt
+
+    from governance.audit.export import EntryFilter
+
+    def utc(value):
+        return value.replace(tzinfo=dt.UTC) if value is not None else None
+
+    return EntryFilter(
+        from_time=utc(kwargs["from_time"]),
+        to_time=utc(kwargs["to_time"]),
+        principal=kwargs["principal"],
+        domain=kwargs["domain"],
+        model=kwargs["model"],
+        action=kwargs["action"],
+        decision=kwargs["decision"],
+    )
+
+
+@audit_group.command("export")
+@filter_options
+@click.option(
+    "--format",
+    "fmt",
+    type=click.Choice(["csv", "jsonl", "bundle"]),
+    default="bundle",
+    show_default=True,
+)
+@click.option("--out", required=True, type=click.Path(dir_okay=True), help="File or directory.")
+@fail_cleanly
+def audit_export(fmt: str, out: str, **filters: Any) -> None:
+    """Export entries, streaming in constant memory; a bundle verifies offline with
+    `python -m audit verify PATH` (a directory, or a .tar.gz when PATH ends so)."""
+    from governance.audit.export import write_bundle, write_csv, write_jsonl
+
+    entry_filter = build_filter(**filters)
+    with audit_log_session() as (audit_log, session):
+        log_cli_event(audit_log, "audit.export", {"format": fmt, **entry_filter.as_dict()})
+        if fmt == "bundle":
+            manifest = write_bundle(
+                session,
+                entry_filter,
+                Path(out),
+                audit_log.signing_key,
+                audit_log.tree,
+                origin=audit_log.origin,
+                witnesses=audit_log.witnesses,
+            )
+            count = manifest["entries"]
+        else:
+            writer = write_csv if fmt == "csv" else write_jsonl
+            with open(out, "w", encoding="utf-8", newline="") as handle:
+                count = writer(session, entry_filter, handle)
+    click.echo(f"exported {count} entries to {out}")
+
+
+@audit_group.command("report")
+@click.argument("kind", type=click.Choice(["who-may", "who-did"]))
+@filter_options
+@click.option("--format", "fmt", type=click.Choice(["json", "csv"]), default="json")
+@click.option("--out", required=True, type=click.Path(dir_okay=False))
+@fail_cleanly
+def audit_report(kind: str, fmt: str, out: str, **filters: Any) -> None:
+    """Write a signed access report: who may, or who did, query which model.
+
+    JSON carries its signature inside; CSV gets a detached OUT.sig (base64 Ed25519).
+    """
+    from governance.audit.reports import build_report
+    from governance.authz.policy import PolicySet
+
+    entry_filter = build_filter(**filters)
+    policy = PolicySet.load(settings()["GOVERNANCE_POLICY_DIR"])
+    with audit_log_session() as (audit_log, session):
+        body, text, signature = build_report(
+            kind, session, policy, audit_log.signing_key, entry_filter, {"*"}
+        )
+        log_cli_event(
+            audit_log, f"report.{kind}", {"rows": len(body["report"]["rows"]), "format": fmt}
+        )
+    if fmt == "json":
+        with open(out, "w", encoding="utf-8") as handle:
+            json.dump(body, handle, indent=2, sort_keys=True)
+    else:
+        with open(out, "w", encoding="utf-8", newline="") as handle:
+            handle.write(text)
+        with open(out + ".sig", "w", encoding="utf-8") as handle:
+            handle.write(signature + "\n")
+    click.echo(f"wrote {kind} report ({len(body['report']['rows'])} rows) to {out}")

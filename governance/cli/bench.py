@@ -1,0 +1,101 @@
+"""`govern bench`: measure and write BENCHMARKS.md."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import click
+
+from governance.cli.base import fail_cleanly, settings
+
+if TYPE_CHECKING:
+    pass
+
+
+@click.command()
+@click.option(
+    "--only",
+    type=click.Choice(["all", "audit", "pii", "scale", "console", "authz"]),
+    default="all",
+    show_default=True,
+    help="Which benchmarks to run.",
+)
+@click.option("--appends", default=20000, show_default=True, help="Appends per database.")
+@click.option("--threads", default=64, show_default=True, help="Concurrent appending threads.")
+@click.option(
+    "--verify-entries",
+    default=1_000_000,
+    show_default=True,
+    help="Size of the log exported and verified.",
+)
+@click.option(
+    "--console-entries",
+    default=200_000,
+    show_default=True,
+    help="Size of the log behind the console's pages.",
+)
+@click.option(
+    "--postgres-url",
+    default="postgresql://postgres@127.0.0.1:5432/test",
+    show_default=True,
+    help="PostgreSQL to measure on; '' to skip.",
+)
+@click.option(
+    "--shared-pii",
+    default="../shared/benchmarks/pii",
+    show_default=True,
+    type=click.Path(file_okay=False),
+    help="The shared PII benchmark folder.",
+)
+@click.option("--out", default="BENCHMARKS.md", show_default=True, type=click.Path())
+@fail_cleanly
+def bench(
+    only: str,
+    appends: int,
+    threads: int,
+    verify_entries: int,
+    console_entries: int,
+    postgres_url: str,
+    shared_pii: str,
+    out: str,
+) -> None:
+    """Measure the audit log, the PII scanner, authorization, datasets at scale and the
+    console; write OUT."""
+    from governance.bench import run_bench, write_section
+
+    if only in ("all", "audit"):
+        section = run_bench(postgres_url or None, appends, threads, verify_entries, echo=click.echo)
+        write_section(out, "## Audit log", section)
+        click.echo(section)
+    if only in ("all", "pii"):
+        from governance.pii.bench import run_pii_bench
+
+        config = settings()
+        click.echo("scanning the shared PII corpus with both engines ...")
+        section = run_pii_bench(
+            config["GOVERNANCE_POLICY_DIR"], Path(shared_pii), config["PII_MODEL"]
+        )
+        write_section(out, "## PII scanner", section)
+        click.echo(section)
+    if only in ("all", "authz"):
+        from governance.authz.bench import run_authz_bench
+
+        section = run_authz_bench(settings()["GOVERNANCE_POLICY_DIR"], echo=click.echo)
+        write_section(out, "## Authorization at company size", section)
+        click.echo(section)
+    if only in ("all", "scale"):
+        from governance.datasets.bench import run_scale_bench
+
+        config = settings()
+        section = run_scale_bench(
+            config["PII_MODEL"], config["GOVERNANCE_POLICY_DIR"], echo=click.echo
+        )
+        write_section(out, "## Dataset uploads and scans at scale", section)
+        click.echo(section)
+    if only in ("all", "console"):
+        from governance.console.bench import run_console_bench
+
+        section = run_console_bench(console_entries, echo=click.echo)
+        write_section(out, "## Console", section)
+        click.echo(section)

@@ -1,0 +1,182 @@
+"""The ML engineer's commands over the API: families, versions, queries."""
+
+from __future__ import annotations
+
+import json
+from typing import TYPE_CHECKING, Any
+
+import click
+
+from governance.cli.approvals import show_request
+from governance.cli.base import fail_cleanly, url_option
+
+if TYPE_CHECKING:
+    pass
+
+
+def show_family(item: dict) -> None:
+    production = item["production_version"] or "-"
+    click.echo(
+        f"{item['name']}  {item['domain']}  base {item['base_model']}  production v{production}"
+        f"  refresh '{item['refresh_schedule']}'"
+    )
+
+
+def show_version(item: dict) -> None:
+    metrics = item.get("metrics") or {}
+    summary = ", ".join(
+        f"{k} {v:.3g}" for k, v in sorted(metrics.items()) if isinstance(v, int | float)
+    )
+    click.echo(
+        f"{item['family']} v{item['version']}  {item['status']:<10} tax year {item['tax_year']}"
+        f"  by {item['trained_by']}{'  ' + summary if summary else ''}"
+    )
+
+
+@click.group()
+def family() -> None:
+    """Model families, over the API with your token (GOVERNANCE_URL, GOVERNANCE_TOKEN)."""
+
+
+@family.command("create")
+@click.argument("domain")
+@click.argument("name")
+@click.option("--base-model", required=True, help="A registered base model.")
+@click.option("--schedule", default=None, help="Refresh schedule (cron), default yearly.")
+@url_option
+@fail_cleanly
+def family_create(domain: str, name: str, base_model: str, schedule: str | None, url) -> None:
+    """Create the model family NAME in DOMAIN."""
+    from governance.client import api_call
+
+    body: dict[str, Any] = {"name": name, "base_model": base_model}
+    if schedule:
+        body["refresh_schedule"] = schedule
+    show_family(api_call("POST", f"/api/v1/domains/{domain}/models", body, url=url))
+
+
+@family.command("list")
+@click.option("--domain", default=None, help="Only this domain's families.")
+@url_option
+@fail_cleanly
+def family_list(domain: str | None, url) -> None:
+    """The model families you may read."""
+    from governance.client import api_call
+
+    path = f"/api/v1/domains/{domain}/models" if domain else "/api/v1/models"
+    for item in api_call("GET", path, url=url)["items"]:
+        show_family(item)
+
+
+@family.command("show")
+@click.argument("name")
+@url_option
+@fail_cleanly
+def family_show(name: str, url) -> None:
+    """A family, its recipe and its versions."""
+    from governance.client import api_call
+
+    click.echo(json.dumps(api_call("GET", f"/api/v1/models/{name}", url=url), indent=2))
+    for item in api_call("GET", f"/api/v1/models/{name}/versions", url=url)["items"]:
+        show_version(item)
+
+
+@click.group()
+def version() -> None:
+    """Model versions: train, list, show, promote, roll back (over the API, your token)."""
+
+
+@version.command("train")
+@click.argument("family_name", metavar="FAMILY")
+@click.option("--tax-year", type=int, required=True)
+@click.option(
+    "--dataset",
+    "datasets",
+    multiple=True,
+    required=True,
+    metavar="ID:VERSION",
+    help="An approved, scanned dataset version (repeatable).",
+)
+@url_option
+@fail_cleanly
+def version_train(family_name: str, tax_year: int, datasets: tuple[str, ...], url) -> None:
+    """Start a new version of FAMILY from its base model on approved data."""
+    from governance.client import api_call
+    from governance.errors import InvalidInput
+
+    refs = []
+    for ref in datasets:
+        dataset_id, _, number = ref.partition(":")
+        if not (dataset_id.isdigit() and number.isdigit()):
+            raise InvalidInput(f"--dataset {ref!r}: write DATASET_ID:VERSION, as 3:1")
+        refs.append({"dataset_id": int(dataset_id), "version": int(number)})
+    body = {"tax_year": tax_year, "datasets": refs}
+    show_version(api_call("POST", f"/api/v1/models/{family_name}/versions", body, url=url))
+
+
+@version.command("list")
+@click.argument("family_name", metavar="FAMILY")
+@url_option
+@fail_cleanly
+def version_list(family_name: str, url) -> None:
+    """FAMILY's versions and their status."""
+    from governance.client import api_call
+
+    for item in api_call("GET", f"/api/v1/models/{family_name}/versions", url=url)["items"]:
+        show_version(item)
+
+
+@version.command("show")
+@click.argument("family_name", metavar="FAMILY")
+@click.argument("number", type=int, metavar="VERSION")
+@url_option
+@fail_cleanly
+def version_show(family_name: str, number: int, url) -> None:
+    """One version: status, metrics, evaluation, the data it was trained on."""
+    from governance.client import api_call
+
+    path = f"/api/v1/models/{family_name}/versions/{number}"
+    click.echo(json.dumps(api_call("GET", path, url=url), indent=2))
+
+
+@version.command("promote")
+@click.argument("family_name", metavar="FAMILY")
+@click.argument("number", type=int, metavar="VERSION")
+@click.option("--request", "request_only", is_flag=True, help="Only ask for the approvals.")
+@url_option
+@fail_cleanly
+def version_promote(family_name: str, number: int, request_only: bool, url) -> None:
+    """Put VERSION in production once approved (--request asks for the approvals)."""
+    from governance.client import api_call
+
+    base = f"/api/v1/models/{family_name}/versions/{number}"
+    if request_only:
+        show_request(api_call("POST", f"{base}/promotion", {}, url=url))
+    else:
+        show_version(api_call("POST", f"{base}/promote", {}, url=url))
+
+
+@version.command("rollback")
+@click.argument("family_name", metavar="FAMILY")
+@url_option
+@fail_cleanly
+def version_rollback(family_name: str, url) -> None:
+    """Put the previous untainted version of FAMILY back in production."""
+    from governance.client import api_call
+
+    show_version(api_call("POST", f"/api/v1/models/{family_name}/rollback", {}, url=url))
+
+
+@click.command("query")
+@click.argument("family_name", metavar="FAMILY")
+@click.argument("prompt")
+@click.option("--max-new-tokens", default=32, show_default=True, type=click.IntRange(1, 512))
+@url_option
+@fail_cleanly
+def query(family_name: str, prompt: str, max_new_tokens: int, url) -> None:
+    """Ask FAMILY's serving version (audited; the prompt only by its keyed hash)."""
+    from governance.client import api_call
+
+    body = {"prompt": prompt, "max_new_tokens": max_new_tokens}
+    answer = api_call("POST", f"/api/v1/models/{family_name}/generate", body, url=url)
+    click.echo(answer.get("text", ""))

@@ -1,0 +1,109 @@
+"""Setting an instance up and serving it: `govern init`, `govern serve`."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from typing import TYPE_CHECKING
+
+import click
+
+from governance.cli.base import fail_cleanly, instance_session, instance_storage, settings
+
+if TYPE_CHECKING:
+    pass
+
+
+@click.command()
+@fail_cleanly
+def init() -> None:
+    """Create the instance: directory, keys, database schema and the admin principal."""
+    from governance.instance import init_instance
+
+    report = init_instance(settings())
+    if report.created:
+        click.echo(f"initialized {report.home}: created {', '.join(report.created)}")
+    else:
+        click.echo(f"{report.home} is already initialized; nothing changed")
+    click.echo(f"database: {report.database_url}")
+
+
+@click.command()
+@click.option("--host", default="127.0.0.1", show_default=True, help="Address to listen on.")
+@click.option("--port", default=8000, show_default=True, type=click.IntRange(1, 65535))
+@click.option("--workers", default=2, show_default=True, type=click.IntRange(1, 64))
+@click.option(
+    "--threads", default=8, show_default=True, type=click.IntRange(1, 256), help="Per worker."
+)
+@click.option(
+    "--runners",
+    default=1,
+    show_default=True,
+    type=click.IntRange(0, 64),
+    help="Job runners (scans, evaluations) started beside the web workers; 0 if they run "
+    "elsewhere.",
+)
+@fail_cleanly
+def serve(host: str, port: int, workers: int, threads: int, runners: int) -> None:
+    """Serve the API with gunicorn, and job runners beside it.
+
+    Web workers never load the PII scanner or torch: scans and evaluations run in the job
+    runners (`govern jobs run`). For more gunicorn options run
+    `gunicorn -k gthread 'governance.app:create_app()'` and start runners yourself.
+    """
+    from gunicorn.app.base import BaseApplication
+
+    from governance import runtime
+    from governance.app import create_app
+    from governance.datasets.service import sweep
+
+    _keyring, store = instance_storage()
+    with instance_session() as session:
+        settled = sweep(session, store)
+    if any(settled.values()):
+        click.echo(f"settled blobs left by interrupted uploads: {settled}", err=True)
+    app = create_app()
+    children = [
+        subprocess.Popen([sys.executable, "-m", "governance.cli", "jobs", "run"])
+        for _ in range(runners)
+    ]
+
+    def stop_children(_arbiter) -> None:
+        for child in children:
+            child.terminate()
+        for child in children:
+            try:
+                child.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                child.kill()
+        os._exit(0)
+
+    def worker_exit(_arbiter, worker) -> None:
+        """A worker that served and was told to stop: finish its audit appends, then leave
+        without the interpreter's slow teardown of a large heap (most of a second)."""
+        if worker.booted and not worker.alive:
+            runtime.of(app).audit_log.close()
+            sys.stdout.flush()
+            sys.stderr.flush()
+            os._exit(0)
+
+    class Server(BaseApplication):
+        def load_config(self) -> None:
+            self.cfg.set("bind", f"{host}:{port}")
+            self.cfg.set("workers", workers)
+            # Threaded workers: a slow request (a large upload) never stops the worker from
+            # answering gunicorn's heartbeat, so nothing is killed as a "WORKER TIMEOUT".
+            self.cfg.set("worker_class", "gthread")
+            self.cfg.set("threads", threads)
+            self.cfg.set("accesslog", "-")
+            # gunicorn's control socket (a thread in the master) takes a second to stop, and
+            # nothing here uses it: without it, SIGTERM stops an idle server at once.
+            self.cfg.set("control_socket_disable", True)
+            self.cfg.set("worker_exit", worker_exit)
+            self.cfg.set("on_exit", stop_children)
+
+        def load(self):
+            return app
+
+    Server().run()

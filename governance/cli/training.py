@@ -1,0 +1,141 @@
+"""Base models, the training worker, lineage and erasure reports."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import click
+
+from governance.cli.base import (
+    EXIT_FAILED,
+    cli_actor,
+    fail_cleanly,
+    instance_session,
+    settings,
+    url_option,
+)
+
+if TYPE_CHECKING:
+    pass
+
+
+@click.group("base-model")
+def base_model() -> None:
+    """Register local base models (Hugging Face format); build a tiny one for demos."""
+
+
+@base_model.command("create-tiny")
+@click.argument("path", type=click.Path(file_okay=False))
+@click.option("--seed", default=0, show_default=True, type=int)
+@click.option("--register", "name", default=None, help="Also register it under this name.")
+@fail_cleanly
+def base_model_create_tiny(path: str, seed: int, name: str | None) -> None:
+    """Build a tiny Llama-architecture model and tokenizer at PATH, deterministically."""
+    from trainers.tiny import create_tiny
+
+    digest = create_tiny(path, seed)
+    click.echo(f"{path}: weights {digest}")
+    if name:
+        from governance.models.service import register_base_model
+
+        with instance_session() as session:
+            register_base_model(session, name, path, actor=cli_actor())
+        click.echo(f"registered as {name}")
+
+
+@base_model.command("register")
+@click.argument("name")
+@click.argument("path", type=click.Path(exists=True, file_okay=False))
+@fail_cleanly
+def base_model_register(name: str, path: str) -> None:
+    """Register the model directory PATH as NAME, with the hash of its weights."""
+    from governance.models.service import register_base_model
+
+    with instance_session() as session:
+        base = register_base_model(session, name, path, actor=cli_actor())
+        click.echo(f"{base.name}: {base.architecture}, weights {base.weights_hash}")
+
+
+@click.command()
+@url_option
+@click.option("--once", is_flag=True, help="Stop when the queue is empty.")
+@click.option("--poll", default=5.0, show_default=True, help="Seconds between empty claims.")
+@fail_cleanly
+def worker(url: str | None, once: bool, poll: float) -> None:
+    """Claim training jobs over the API and run them here (GOVERNANCE_TOKEN: a worker's).
+
+    The worker needs no database, keys or raw data: only a token allowed to claim jobs.
+    """
+    from governance.training.worker import serve
+
+    count = serve(url, once=once, poll_seconds=poll, echo=click.echo)
+    click.echo(f"{count} job(s) done")
+
+
+@click.command()
+@click.argument("family")
+@click.argument("number", type=int, metavar="VERSION")
+@click.option(
+    "--format", "fmt", type=click.Choice(["text", "json"]), default="text", show_default=True
+)
+@fail_cleanly
+def lineage(family: str, number: int, fmt: str) -> None:
+    """Print how VERSION of FAMILY was made, as a tree or as signed JSON."""
+    from governance import crypto
+    from governance.errors import NotFound
+    from governance.models import service
+    from governance.models.lineage import render_tree
+
+    key = crypto.load_signing_key(settings()["GOVERNANCE_HOME"])
+    with instance_session() as session:
+        found = service.find_family(session, family)
+        if found is None:
+            raise NotFound(f"no model family {family!r}")
+        version = service.get_version(session, found[0], number)
+        document = service.signed_lineage(session, version, key)
+    if fmt == "json":
+        click.echo(json.dumps(document, indent=2, sort_keys=True))
+    else:
+        click.echo(render_tree(document))
+
+
+@click.command("erasure-report")
+@click.argument("dataset_version", metavar="DATASET_VERSION_UID")
+@click.option("--out", type=click.Path(dir_okay=False), default=None, help="Write it here.")
+@click.option(
+    "--verify",
+    "verify_file",
+    is_flag=True,
+    help="Treat the argument as a report file and check it.",
+)
+@fail_cleanly
+def erasure_report(dataset_version: str, out: str | None, verify_file: bool) -> None:
+    """Export, signed, which model versions a deleted dataset version tainted and what was done.
+
+    With --verify, check a report file's digest and signature instead (exit 1 if bad).
+    """
+    from governance import crypto
+    from governance.models.erasure import erasure_report as build
+    from governance.models.erasure import verify_erasure_report
+
+    if verify_file:
+        ok = verify_erasure_report(json.loads(Path(dataset_version).read_text()))
+        click.echo("OK: signature and digest verified" if ok else "FAILED: bad digest or signature")
+        if not ok:
+            sys.exit(EXIT_FAILED)
+        return
+    key = crypto.load_signing_key(settings()["GOVERNANCE_HOME"])
+    with instance_session() as session:
+        report = build(session, dataset_version, key)
+    text = json.dumps(report, indent=2, sort_keys=True)
+    if out:
+        Path(out).write_text(text + "\n")
+        click.echo(
+            f"{out}: {len(report['affected_model_versions'])} model version(s) affected, "
+            f"{len(report['actions'])} action(s); digest {report['digest'][:16]}"
+        )
+    else:
+        click.echo(text)

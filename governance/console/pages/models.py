@@ -1,0 +1,169 @@
+"""Console pages of model families and versions: metrics, lineage, configuration."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from flask import (
+    g,
+    render_template,
+    url_for,
+)
+from markupsafe import Markup
+from sqlmodel import select
+
+from governance import runtime
+from governance.console.blueprint import (
+    bp,
+)
+from governance.console.charts import line_chart
+from governance.console.graph import lineage_svg
+from governance.db import get_session
+from governance.domains.models import Domain
+from governance.guard import (
+    get_authorizer,
+    log_event,
+    mark_checked,
+)
+from governance.models import service as models
+from governance.models.access import family_for
+from governance.models.models import ModelFamily
+from governance.scheduler.models import RefreshRun
+
+# --- models ---------------------------------------------------------------------------------
+
+
+@bp.get("/models")
+def models_home():
+    """The model families I may read, by domain."""
+    session = get_session()
+    policy = get_authorizer().policy
+    families = []
+    for family in session.exec(select(ModelFamily).order_by(ModelFamily.name)):
+        domain = session.get(Domain, family.domain_id)
+        if policy.decide(g.principal.name, domain.name, f"model/{family.name}", "read").allowed:
+            production = models.production_version(session, family)
+            families.append((family, domain, production))
+    log_event("list", "model", None, "allow", {"visible": [f[0].name for f in families]})
+    mark_checked()
+    return render_template("console/models.html", section="models", families=families)
+
+
+@bp.get("/models/<family>")
+def family_page(family: str):
+    """A family's versions and status, and its latest refresh."""
+    found, domain = family_for(family, "read")
+    session = get_session()
+    versions = list(reversed(models.list_versions(session, found)))
+    runs = session.exec(
+        select(RefreshRun)
+        .where(RefreshRun.family_id == found.id)
+        .order_by(RefreshRun.id.desc())
+        .limit(5)
+    ).all()
+    serving = models.serving_version(session, found)
+    return render_template(
+        "console/family.html",
+        section="models",
+        family=found,
+        domain=domain,
+        versions=versions,
+        serving=serving,
+        runs=runs,
+        charts=metrics_charts(found.name, list(reversed(versions)), serving),
+    )
+
+
+def flatten(nested: dict | None, prefix: str = "") -> dict[str, Any]:
+    """The leaves of nested dictionaries, named with dots (`lora.r`)."""
+    leaves: dict[str, Any] = {}
+    for key, value in (nested or {}).items():
+        name = f"{prefix}{key}"
+        if isinstance(value, dict):
+            leaves.update(flatten(value, f"{name}."))
+        else:
+            leaves[name] = value
+    return leaves
+
+
+def numeric_metrics(metrics: dict | None) -> dict[str, float]:
+    """A version's numeric metrics, nested ones named with dots (counts `n` left out)."""
+    return {
+        name: float(value)
+        for name, value in flatten(metrics).items()
+        if isinstance(value, int | float)
+        and not isinstance(value, bool)
+        and name.rsplit(".", 1)[-1] != "n"
+    }
+
+
+# Metric leaves that describe how a version was made, not how good it is: left out of charts.
+SETUP_SECTIONS = ("lora.", "hyperparameters.", "versions.")
+SETUP_KEYS = {"n", "steps", "seed", "seconds"}
+
+
+def quality_metrics(metrics: dict | None) -> dict[str, float]:
+    """The numeric metrics that measure a version (losses, perplexity, accuracies)."""
+    return {
+        name: value
+        for name, value in numeric_metrics(metrics).items()
+        if not name.startswith(SETUP_SECTIONS)
+        and name.rsplit(".", 1)[-1] not in SETUP_KEYS
+        and not name.endswith("_records")
+    }
+
+
+def metrics_charts(name: str, versions: list, serving) -> list[tuple[str, Markup]]:
+    """Small multiples across a family's versions, production marked: the losses together
+    (one scale), each section's leaves together (multiple_choice.acc and .acc_norm), every
+    other quality metric on its own scale."""
+    per_version = [quality_metrics(v.metrics) for v in versions]
+    panels: dict[str, list[str]] = {}
+    for key in sorted({k for m in per_version for k in m}):
+        panel = "loss" if "loss" in key else key.rsplit(".", 1)[0]  # a section's leaves together
+        panels.setdefault(panel, []).append(key)
+    marked = next((i for i, v in enumerate(versions) if serving and v.id == serving.id), None)
+    return [
+        (
+            panel,
+            line_chart(
+                f"{panel} of {name} across its versions",
+                [f"v{v.number}" for v in versions],
+                {key.removeprefix(f"{panel}."): [m.get(key) for m in per_version] for key in keys},
+                marked,
+                f"production: v{serving.number}" if serving else "",
+                height=170,
+            ),
+        )
+        for panel, keys in panels.items()
+    ]
+
+
+@bp.get("/models/<family>/versions/<int:number>")
+def version_page(family: str, number: int):
+    """One version's lineage, drawn as a graph and listed in full."""
+    found, domain = family_for(family, "read")
+    session = get_session()
+    version = models.get_version(session, found, number)
+    document = models.signed_lineage(session, version, runtime.current().audit_log.signing_key)
+    href = url_for("console.family_page", family=found.name)
+    return render_template(
+        "console/version.html",
+        section="models",
+        family=found,
+        domain=domain,
+        version=version,
+        lineage=document,
+        graph=lineage_svg(document, href),
+        metric_rows=sorted(numeric_metrics(document.get("metrics")).items()),
+        config_rows=sorted(config_rows(document.get("training_config")).items()),
+    )
+
+
+def config_rows(config: dict | None) -> dict[str, str]:
+    """A nested configuration as `a.b: value` rows."""
+    return {
+        name: json.dumps(value) if isinstance(value, list | bool) or value is None else str(value)
+        for name, value in flatten(config).items()
+    }

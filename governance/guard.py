@@ -1,0 +1,125 @@
+"""The request guard: who is calling, may they, and the audit entry that says so.
+
+Views call `require`/`check` (decide for the current principal and log the decision durably),
+`current_actor` (the actor of the audit entries of their state changes) and `log_event`.
+These use Flask's request context (`g`); the authorizer they ask is pure
+(`governance.authz.service`), and both it and the audit log come from the runtime.
+"""
+
+from __future__ import annotations
+
+from flask import g
+
+from governance import runtime
+from governance.accounts.models import Principal
+from governance.audit.service import Actor, AuditEvent, AuditLog
+from governance.authz.policy import Decision
+from governance.authz.service import Authorizer
+from governance.db import get_session
+from governance.domains.models import Domain
+from governance.domains.service import list_domains
+from governance.errors import Forbidden, Unauthenticated
+
+
+def get_authorizer() -> Authorizer:
+    """The authorizer of the current app."""
+    return runtime.current().authorizer
+
+
+def current_principal() -> Principal:
+    """Return the principal this request authenticated as."""
+    principal = g.get("principal")
+    if principal is None:
+        raise Unauthenticated("authentication required")
+    return principal
+
+
+def current_actor() -> Actor:
+    """Return the Actor of this request, for the audit entries of its state changes."""
+    return Actor(
+        principal=current_principal().name,
+        request_id=g.get("request_id"),
+        policy_hash=get_authorizer().policy.hash,
+    )
+
+
+def audit_log() -> AuditLog:
+    """Return the AuditLog of the current app."""
+    return runtime.current().audit_log
+
+
+def log_event(
+    action: str,
+    obj: str,
+    domain: str | None,
+    decision: str,
+    details: dict | None = None,
+    *,
+    principal: str | None = None,
+) -> int:
+    """Append an event of the current request to the audit log; return its seq once durable."""
+    return audit_log().append(
+        AuditEvent(
+            principal=principal or current_principal().name,
+            action=action,
+            object=obj,
+            domain=domain,
+            decision=decision,
+            policy_hash=get_authorizer().policy.hash,
+            request_id=g.get("request_id"),
+            details=details or {},
+        )
+    )
+
+
+def decision_event(decision: Decision, details: dict | None = None) -> AuditEvent:
+    """Describe an authorization decision as an audit event."""
+    return AuditEvent(
+        principal=decision.subject,
+        action=decision.action,
+        object=decision.obj,
+        domain=decision.domain,
+        decision="allow" if decision.allowed else "deny",
+        policy_hash=decision.policy_hash,
+        request_id=g.get("request_id"),
+        details={"rule": list(decision.rule) if decision.rule else None, **(details or {})},
+    )
+
+
+def allowed_domains(obj: str, action: str) -> list[Domain]:
+    """The data domains where the current principal may perform action on obj.
+
+    Nothing is logged: a listing logs once, naming what it showed.
+    """
+    principal = current_principal()
+    policy = get_authorizer().policy
+    return [
+        d
+        for d in list_domains(get_session())
+        if policy.decide(principal.name, d.name, obj, action).allowed
+    ]
+
+
+def mark_checked() -> None:
+    """Note that this request's view has made its authorization decision."""
+    g.authz_checked = True
+
+
+def check(action: str, obj: str, domain: str, details: dict | None = None) -> Decision:
+    """Decide for the current principal and log the decision durably, without raising."""
+    principal = current_principal()
+    decision = get_authorizer().decide(principal.name, domain, obj, action)
+    audit_log().append(decision_event(decision, details))
+    mark_checked()
+    return decision
+
+
+def require(action: str, obj: str, domain: str) -> Decision:
+    """Allow the current principal to go on, or raise Forbidden."""
+    decision = check(action, obj, domain)
+    if not decision.allowed:
+        raise Forbidden(
+            f"{decision.subject} may not {action} '{obj}' in domain {domain}",
+            details={"domain": domain, "object": obj, "action": action},
+        )
+    return decision

@@ -1,0 +1,1 @@
+"""Long work off the request path: jobs, their runner, and their status endpoint."""

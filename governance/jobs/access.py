@@ -1,0 +1,37 @@
+"""Jobs as a caller may see them, and the `202 Accepted` answer of a request that starts one.
+
+A job is readable by whoever may read its subject (`params.object` in the job's domain);
+anyone else is told it does not exist, and the decision is logged either way.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sqlmodel import Session
+
+from governance.errors import NotFound
+from governance.guard import check, current_actor
+from governance.jobs import service
+from governance.training.models import TrainingJob
+
+
+def readable_job(session: Session, uid: str) -> dict[str, Any]:
+    try:
+        job = service.get_job(session, uid)
+    except NotFound:
+        check("read", "job", "unknown", {"job": uid})
+        raise
+    if not check("read", job.params.get("object", "job"), job.domain or "unknown").allowed:
+        raise NotFound(f"no job {uid}", details={"job": uid})
+    return service.job_read(job)
+
+
+def start(
+    session: Session, kind: str, subject: str, domain: str, obj: str, params: dict[str, Any]
+) -> tuple[dict[str, Any], int, dict[str, str]]:
+    """Queue a job for the current caller and answer 202 with where to follow it."""
+    job: TrainingJob = service.submit(
+        session, kind, subject, domain, {"object": obj, **params}, actor=current_actor()
+    )
+    return service.job_read(job), 202, {"Location": f"/api/v1/jobs/{job.uid}"}

@@ -1,0 +1,30 @@
+"""HTTP API of jobs: the status of long work a request started (`202` + `Location`)."""
+
+from __future__ import annotations
+
+from flask_openapi3 import APIBlueprint, Tag
+from pydantic import BaseModel, Field
+
+from governance.db import get_session
+from governance.jobs import access
+from governance.jobs.models import JobStatus
+from governance.views_common import ERROR_RESPONSES, SECURITY
+
+bp = APIBlueprint(
+    "jobs",
+    __name__,
+    url_prefix="/api/v1/jobs",
+    abp_tags=[Tag(name="jobs", description="Scans, evaluations and exports running as jobs")],
+    abp_security=SECURITY,
+    abp_responses=ERROR_RESPONSES,
+)
+
+
+class JobPath(BaseModel):
+    uid: str = Field(pattern=r"^[0-9a-f]{32}$")
+
+
+@bp.get("/<uid>", responses={200: JobStatus})
+def show_job(path: JobPath):
+    """A job's state, progress and result; readable by whoever may read its subject."""
+    return access.readable_job(get_session(), path.uid)

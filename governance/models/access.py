@@ -1,0 +1,94 @@
+"""Principal-aware lookups of model families and versions, shared by the API, the console and
+the gateway. Another domain's family is answered exactly as a missing one."""
+
+from __future__ import annotations
+
+from sqlmodel import select
+
+from governance.db import get_session
+from governance.domains.models import Domain
+from governance.errors import NotFound
+from governance.guard import check, current_principal, get_authorizer, log_event, mark_checked
+from governance.models import service
+from governance.models.models import (
+    BaseModelRecord,
+    FamilyRead,
+    ModelFamily,
+    ModelVersion,
+    VersionRead,
+)
+
+
+def family_for(name: str, action: str) -> tuple[ModelFamily, Domain]:
+    """A family the caller may act on; another domain's is indistinguishable from absent."""
+    found = service.find_family(get_session(), name)
+    domain = found[1].name if found else "unknown"
+    if check(action, f"model/{name}", domain).allowed and found is not None:
+        return found
+    raise NotFound(f"no model family {name!r}", details={"family": name})
+
+
+def family_read(family: ModelFamily, domain: Domain) -> dict:
+    session = get_session()
+    production = service.production_version(session, family)
+    base = session.get(BaseModelRecord, family.base_model_id)
+    return FamilyRead(
+        domain=domain.name,
+        base_model=base.name,
+        production_version=production.number if production else None,
+        **family.model_dump(
+            include={
+                "name",
+                "lora",
+                "hyperparameters",
+                "eval_suite",
+                "refresh_schedule",
+                "created_by",
+                "created_at",
+            }
+        ),
+    ).model_dump(mode="json")
+
+
+def version_read(version: ModelVersion, family: ModelFamily) -> dict:
+    parent = get_session().get(ModelVersion, version.parent_id) if version.parent_id else None
+    return VersionRead(
+        family=family.name,
+        version=version.number,
+        parent=parent.number if parent else None,
+        **version.model_dump(
+            include={
+                "uid",
+                "tax_year",
+                "status",
+                "status_reason",
+                "base_weights_hash",
+                "datasets",
+                "metrics",
+                "evaluation",
+                "trained_by",
+                "policy_hash",
+                "created_at",
+                "promoted_at",
+                "tainted_at",
+            }
+        ),
+    ).model_dump(mode="json")
+
+
+def readable_families(domains: list[Domain] | None = None) -> list[dict]:
+    """The families the caller may read (in these domains, or anywhere), logged as a listing."""
+    session = get_session()
+    principal = current_principal().name
+    policy = get_authorizer().policy
+    wanted = {d.id for d in domains} if domains is not None else None
+    items = []
+    for family in session.exec(select(ModelFamily).order_by(ModelFamily.name)):
+        if wanted is not None and family.domain_id not in wanted:
+            continue
+        domain = session.get(Domain, family.domain_id)
+        if policy.decide(principal, domain.name, f"model/{family.name}", "read").allowed:
+            items.append(family_read(family, domain))
+    log_event("list", "model", None, "allow", {"visible": [f["name"] for f in items]})
+    mark_checked()
+    return items

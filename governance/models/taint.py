@@ -1,0 +1,67 @@
+"""Deletion propagates: model versions trained on a deleted dataset version are tainted.
+
+Called by `datasets.service.delete_version` in the deletion's own transaction; it needs only
+the tables, so the data layer can call it without depending on the model services.
+"""
+
+from __future__ import annotations
+
+from sqlmodel import Session, select
+
+from governance.audit.service import Actor, record
+from governance.datasets.models import DatasetVersion
+from governance.db import utcnow
+from governance.domains.models import Domain
+from governance.models.models import ModelFamily, ModelVersion, RetrainRequest, VersionState
+from governance.training.models import JobState, TrainingJob
+
+
+def taint_trained_on(
+    session: Session, dataset_version: DatasetVersion, *, actor: Actor
+) -> list[ModelVersion]:
+    """Taint every model version trained on a deleted dataset version (the caller commits)."""
+    tainted = []
+    for version in session.exec(select(ModelVersion)).all():
+        if version.status == VersionState.TAINTED:
+            continue
+        if not any(used["uid"] == dataset_version.uid for used in version.datasets):
+            continue
+        family = session.get(ModelFamily, version.family_id)
+        was = version.status
+        if was == VersionState.PRODUCTION:
+            # The family falls back to its newest untainted version at once (serving_version)
+            # and the year is queued to be trained again on the data that remains.
+            session.add(
+                RetrainRequest(
+                    family_id=family.id,
+                    tax_year=version.tax_year,
+                    reason=f"v{version.number} tainted: dataset version {dataset_version.uid} "
+                    "was deleted",
+                    requested_by=actor.principal,
+                )
+            )
+        version.status = VersionState.TAINTED
+        version.status_reason = f"trained on deleted dataset version {dataset_version.uid}"
+        version.tainted_at = utcnow()
+        session.add(version)
+        job = session.exec(select(TrainingJob).where(TrainingJob.version_id == version.id)).first()
+        if job is not None and job.state in (JobState.QUEUED, JobState.RUNNING):
+            job.state, job.error = JobState.FAILED, "its data was deleted"
+            session.add(job)
+        domain = session.get(Domain, family.domain_id)
+        record(
+            session,
+            actor,
+            "model.taint",
+            f"model/{family.name}",
+            domain.name,
+            details={
+                "version": version.number,
+                "was": was,
+                "dataset_version": dataset_version.uid,
+                "content_hash": dataset_version.content_hash,
+                "retrain_queued": was == VersionState.PRODUCTION,
+            },
+        )
+        tainted.append(version)
+    return tainted

@@ -1,0 +1,194 @@
+"""The composition root: every long-lived runtime object of a process, built in one place.
+
+The app factory, the CLI, the scheduler, the job runner and the benchmarks all build a
+`Runtime` from the configuration here, and take the key ring, blob store, scanner, serving
+backend, audit log and authorizer from it. Views ask for it with `current()`; tests replace
+a part with `build(settings, scanner=fake)` or `create_app(config, runtime_overrides=...)`,
+never by writing into `app.extensions`.
+
+Heavy parts are made on first use: the PII scanner (spaCy, Presidio) and the local serving
+backend (torch) are imported only by the processes that use them (the job runner and the
+serving engine), never by the web process.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable, Mapping
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from flask import Flask, current_app
+
+from governance.audit.service import AuditLog
+from governance.audit.witnessing import configured_witnesses
+from governance.authz.service import Authorizer
+from governance.config import load_config
+from governance.console.verification import CheckpointStatus
+from governance.datasets import approval as dataset_use
+from governance.db import Database
+from governance.domains.keys import KeyRing
+from governance.gateway.backends import ServingBackend
+from governance.gateway.limits import RateLimiter
+from governance.models import service as models
+from governance.pii.rules import DomainRules, load_rules
+from governance.storage import BlobStore, LocalBlobStore
+
+if TYPE_CHECKING:
+    from governance.pii.scanner import TextScanner
+
+EXTENSION_KEY = "governance.runtime"
+
+
+def default_scanner(settings: Mapping[str, Any]) -> TextScanner:
+    """The Presidio + spaCy scanner (imported only here, in the processes that scan)."""
+    from governance.pii.scanner import Scanner
+
+    return Scanner(settings["PII_MODEL"])
+
+
+def default_backend(settings: Mapping[str, Any], store: BlobStore) -> ServingBackend:
+    """The serving backend the gateway calls (torch loads on its first query)."""
+    from governance.gateway.backends import LocalBackend
+
+    return LocalBackend(store, Path(settings["GOVERNANCE_HOME"]) / "cache" / "adapters")
+
+
+@dataclasses.dataclass
+class Runtime:
+    """What a process needs to do the service's work, owned by nobody but this object."""
+
+    settings: dict[str, Any]
+    database: Database
+    authorizer: Authorizer
+    audit_log: AuditLog
+    keyring: KeyRing
+    store: BlobStore
+    limiter: RateLimiter
+    auth_limiter: RateLimiter
+    scanner_factory: Callable[[], TextScanner]
+    backend_factory: Callable[[], ServingBackend]
+    _scanner: TextScanner | None = None
+    _backend: ServingBackend | None = None
+    _checkpoint_status: CheckpointStatus | None = None
+
+    @property
+    def scanner(self) -> TextScanner:
+        """The PII scanner, loaded on first use (spaCy takes a while to load)."""
+        if self._scanner is None:
+            self._scanner = self.scanner_factory()
+        return self._scanner
+
+    @property
+    def backend(self) -> ServingBackend:
+        if self._backend is None:
+            self._backend = self.backend_factory()
+        return self._backend
+
+    @property
+    def checkpoint_status(self) -> CheckpointStatus:
+        """How far the console has verified the log (made on first use)."""
+        if self._checkpoint_status is None:
+            self._checkpoint_status = CheckpointStatus(
+                self.database, self.audit_log.signing_key.public_key()
+            )
+        return self._checkpoint_status
+
+    @property
+    def home(self) -> Path:
+        return Path(self.settings["GOVERNANCE_HOME"])
+
+    @property
+    def policy_dir(self) -> Path:
+        return Path(self.settings["GOVERNANCE_POLICY_DIR"])
+
+    def rules(self, domain: str) -> DomainRules:
+        """The PII rules in force for a domain."""
+        return load_rules(self.policy_dir, domain)
+
+    def use(self, **parts: Any) -> None:
+        """Replace parts of a running runtime (tests: a fake scanner, a tighter limiter)."""
+        for name, part in parts.items():
+            if name == "scanner":
+                self._scanner, self.scanner_factory = part, (lambda part=part: part)
+            elif name == "backend":
+                self._backend, self.backend_factory = part, (lambda part=part: part)
+            elif name in ("keyring", "store", "limiter", "auth_limiter", "audit_log"):
+                setattr(self, name, part)
+            else:
+                raise TypeError(f"no runtime part {name!r} to replace")
+
+    def close(self) -> None:
+        """Finish pending audit appends and close the database's connections."""
+        self.audit_log.close()
+        self.database.dispose()
+
+
+def build(settings: Mapping[str, Any] | None = None, **overrides: Any) -> Runtime:
+    """Build every runtime object from the configuration (defaults, environment, `settings`).
+
+    `overrides` replace parts by name: `scanner`, `backend`, `store`, `keyring`, `audit_log`,
+    `authorizer`, `database`, `limiter` (tests use these; nothing else does).
+    """
+    # Defaults, then the environment, then `settings` (so settings already loaded load the same).
+    config = load_config(settings)
+    home = config["GOVERNANCE_HOME"]
+    database = overrides.pop("database", None) or Database(config["GOVERNANCE_DATABASE_URL"])
+    store = overrides.pop("store", None) or LocalBlobStore(
+        config.get("BLOB_ROOT") or f"{home}/blobs"
+    )
+    scanner = overrides.pop("scanner", None)
+    backend = overrides.pop("backend", None)
+    runtime = Runtime(
+        settings=config,
+        database=database,
+        authorizer=overrides.pop("authorizer", None)
+        or Authorizer(config["GOVERNANCE_POLICY_DIR"], float(config["POLICY_CHECK_SECONDS"])),
+        audit_log=overrides.pop("audit_log", None)
+        or AuditLog(
+            database,
+            home,
+            checkpoint_seconds=float(config["AUDIT_CHECKPOINT_SECONDS"]),
+            origin=config.get("AUDIT_ORIGIN") or None,
+            witnesses=configured_witnesses(config.get("AUDIT_WITNESSES")),
+        ),
+        keyring=overrides.pop("keyring", None)
+        or KeyRing(home, config.get("GOVERNANCE_MASTER_KEY")),
+        store=store,
+        limiter=overrides.pop("limiter", None)
+        or RateLimiter(int(config["GATEWAY_RATE_PER_MINUTE"]), config.get("GATEWAY_RATE_STORAGE")),
+        auth_limiter=overrides.pop("auth_limiter", None)
+        or RateLimiter(int(config["AUTH_FAILURES_PER_MINUTE"]), config.get("AUTH_RATE_STORAGE")),
+        scanner_factory=(lambda: scanner)
+        if scanner is not None
+        else (lambda: default_scanner(config)),
+        backend_factory=(lambda: backend)
+        if backend is not None
+        else (lambda: default_backend(config, store)),
+    )
+    if overrides:
+        raise TypeError(f"unknown runtime parts: {sorted(overrides)}")
+    register_subject_kinds()
+    return runtime
+
+
+def register_subject_kinds() -> None:
+    """Each kind of approval subject registers how to recompute its digest (at start-up)."""
+    dataset_use.register()
+    models.register_subject_kind()
+
+
+def init_app(app: Flask, runtime: Runtime) -> Runtime:
+    """Attach the runtime to the app, and its database's per-request session."""
+    app.extensions[EXTENSION_KEY] = runtime
+    runtime.database.init_app(app)
+    return runtime
+
+
+def of(app: Flask) -> Runtime:
+    return app.extensions[EXTENSION_KEY]
+
+
+def current() -> Runtime:
+    """The runtime of the app handling this request (or of the pushed app context)."""
+    return current_app.extensions[EXTENSION_KEY]
