@@ -45,6 +45,14 @@ DEFAULTS: dict[str, Any] = {
     "GATEWAY_RATE_PER_MINUTE": 60,
     # Where that count is kept: in memory (per process) or in Redis (redis://...), shared.
     "GATEWAY_RATE_STORAGE": "",
+    # The serving engine the gateway asks: empty for the embedded `govern engine` that
+    # `govern serve` starts on SERVING_PORT; the URL of an OpenAI-compatible server with LoRA
+    # adapters (vLLM --enable-lora); or `inprocess` (answer in the asking process: scripts).
+    "SERVING_URL": "",
+    "SERVING_PORT": 8100,
+    # The engine's API key (vLLM --api-key); `govern serve` makes a random one for its engine.
+    "SERVING_API_KEY": "",
+    "SERVING_TIMEOUT_SECONDS": 120,
     # Where training jobs run: "local" (govern worker) or "celery" (workers on GPU hosts).
     "TRAINING_EXECUTOR": "local",
     "CELERY_BROKER_URL": "redis://127.0.0.1:6379/0",
@@ -81,6 +89,10 @@ ENVIRONMENT_KEYS = (
     "PII_MODEL",
     "PII_SCAN_PROCESSES",
     "TRAINING_EXECUTOR",
+    "SERVING_URL",
+    "SERVING_PORT",
+    "SERVING_API_KEY",
+    "SERVING_TIMEOUT_SECONDS",
     "CELERY_BROKER_URL",
     "CONSOLE_IDLE_MINUTES",
     "CONSOLE_SESSION_HOURS",

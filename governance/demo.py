@@ -31,6 +31,7 @@ from governance.app import create_app
 from governance.audit.service import Actor
 from governance.authz.policy import policy_hash
 from governance.db import Database, utcnow
+from governance.gateway.engine import engine_process
 from governance.instance import init_instance
 
 DEMO_DOMAINS = [
@@ -83,7 +84,6 @@ class ApiClient:
                 f"be very busy: try `make demo` again"
             ) from exc
 
-
     def job(self, status: int, body: Any, what: str) -> dict[str, Any]:
         """Follow a job the service accepted (202) to its end, saying what it is waiting on."""
         expect(status, body, 202, what)
@@ -120,8 +120,15 @@ class QuietRequestHandler(WSGIRequestHandler):
 
 @contextmanager
 def running_server(config: dict[str, Any]) -> Iterator[str]:
-    """Serve the app on a free loopback port, with a job runner process beside it (as
-    `govern serve` runs them), for the duration of the block."""
+    """Serve the app on a free loopback port, with a serving engine and a job runner process
+    beside it (as `govern serve` runs them), for the duration of the block."""
+    with engine_process() as (engine_url, engine_key):
+        yield from serve_with_runner(
+            {**config, "SERVING_URL": engine_url, "SERVING_API_KEY": engine_key}
+        )
+
+
+def serve_with_runner(config: dict[str, Any]) -> Iterator[str]:
     app = create_app(config)
     server = make_server("127.0.0.1", 0, app, threaded=True, request_handler=QuietRequestHandler)
     thread = threading.Thread(target=server.serve_forever, daemon=True)

@@ -6,9 +6,9 @@ backend, audit log and authorizer from it. Views ask for it with `current()`; te
 a part with `build(settings, scanner=fake)` or `create_app(config, runtime_overrides=...)`,
 never by writing into `app.extensions`.
 
-Heavy parts are made on first use: the PII scanner (spaCy, Presidio) and the local serving
-backend (torch) are imported only by the processes that use them (the job runner and the
-serving engine), never by the web process.
+Heavy parts are made on first use: the PII scanner (spaCy, Presidio) and the serving
+engine's models (torch) are loaded only by the processes that use them (the job runner and
+`govern engine`), never by the web process.
 """
 
 from __future__ import annotations
@@ -28,7 +28,7 @@ from governance.console.verification import CheckpointStatus
 from governance.datasets import approval as dataset_use
 from governance.db import Database
 from governance.domains.keys import KeyRing
-from governance.gateway.backends import ServingBackend
+from governance.gateway.backends import EngineBackend, LocalBackend, ServingBackend
 from governance.gateway.limits import RateLimiter
 from governance.models import service as models
 from governance.pii.rules import DomainRules, load_rules
@@ -48,10 +48,19 @@ def default_scanner(settings: Mapping[str, Any]) -> TextScanner:
 
 
 def default_backend(settings: Mapping[str, Any], store: BlobStore) -> ServingBackend:
-    """The serving backend the gateway calls (torch loads on its first query)."""
-    from governance.gateway.backends import LocalBackend
-
-    return LocalBackend(store, Path(settings["GOVERNANCE_HOME"]) / "cache" / "adapters")
+    """The serving backend: a serving engine over HTTP (the embedded one on SERVING_PORT, or
+    SERVING_URL), or this process itself when SERVING_URL is `inprocess`."""
+    cache = Path(settings["GOVERNANCE_HOME"]) / "cache" / "adapters"
+    url = settings.get("SERVING_URL") or ""
+    if url == "inprocess":
+        return LocalBackend(store, cache)
+    return EngineBackend(
+        url or f"http://127.0.0.1:{int(settings['SERVING_PORT'])}",
+        store,
+        cache,
+        api_key=settings.get("SERVING_API_KEY") or "",
+        timeout=float(settings["SERVING_TIMEOUT_SECONDS"]),
+    )
 
 
 @dataclasses.dataclass

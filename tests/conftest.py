@@ -131,3 +131,12 @@ def app(config):
 @pytest.fixture
 def client(app):
     return app.test_client()
+
+
+@pytest.fixture(scope="session")
+def engine():
+    """One real serving engine process (`govern engine`) for the session: (url, api key)."""
+    from governance.gateway.engine import engine_process
+
+    with engine_process() as started:
+        yield started

@@ -133,7 +133,14 @@ def refresh_state(
         session.commit()
         return request
     resolver = resolver_for(request.kind)
-    current = resolver(session, request, policy_dir) if resolver else None
+    if resolver is None:
+        # A process that forgot to register the kinds at start-up must not invalidate
+        # every request it reads: fail loudly instead.
+        raise RuntimeError(
+            f"no resolver for approval subjects of kind {request.kind!r}: call "
+            "governance.runtime.register_subject_kinds() when the process starts"
+        )
+    current = resolver(session, request, policy_dir)
     if current != request.subject_digest:
         reason = "the subject is gone" if current is None else "the subject changed"
         close(session, request, RequestState.INVALIDATED, reason, actor)

@@ -2,9 +2,9 @@
 
 Approvals are a generic mechanism: the package that owns a kind of subject (dataset use in
 `governance.datasets.approval`, promotion in `governance.models.service`) registers its
-resolver explicitly when a process starts (`governance.runtime.register_subject_kinds`), so
-this package depends on none of them. A request whose kind has no resolver is treated as
-one whose subject is gone: it can be invalidated, never approved by default.
+resolver explicitly when a process starts (`governance.runtime.register_subject_kinds`: the
+app factory, the CLI, the runner and the scheduler call it), so this package depends on none
+of them. Reading a request whose kind has no resolver is an error, never a silent verdict.
 """
 
 from __future__ import annotations

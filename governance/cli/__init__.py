@@ -27,6 +27,7 @@ from governance.cli.base import main
 COMMANDS = (
     instance.init,
     instance.serve,
+    instance.engine,
     jobs.jobs,
     principals.principal,
     principals.token,

@@ -113,6 +113,9 @@ def main() -> None:
     """Govern fine-tuned models: data domains, policies, approvals, training and audit."""
     # Whatever a command writes (database journals, blobs, exports, reports) is owner-only.
     os.umask(0o077)
+    from governance.runtime import register_subject_kinds
+
+    register_subject_kinds()
 
 
 def instance_storage():

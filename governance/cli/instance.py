@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
+import secrets
+import signal
 import subprocess
 import sys
-from typing import TYPE_CHECKING
+import threading
+from typing import TYPE_CHECKING, Any
 
 import click
 
@@ -63,8 +67,21 @@ def serve(host: str, port: int, workers: int, threads: int, runners: int) -> Non
         settled = sweep(session, store)
     if any(settled.values()):
         click.echo(f"settled blobs left by interrupted uploads: {settled}", err=True)
-    app = create_app()
-    children = [
+    config = settings()
+    overrides: dict[str, Any] = {}
+    children = []
+    if not config.get("SERVING_URL"):
+        # The embedded serving engine, on loopback, with a key only this server knows.
+        key = config.get("SERVING_API_KEY") or secrets.token_urlsafe(32)
+        overrides["SERVING_API_KEY"] = key
+        children.append(
+            subprocess.Popen(
+                [sys.executable, "-m", "governance.cli", "engine"],
+                env={**os.environ, "SERVING_API_KEY": key},
+            )
+        )
+    app = create_app(overrides)
+    children += [
         subprocess.Popen([sys.executable, "-m", "governance.cli", "jobs", "run"])
         for _ in range(runners)
     ]
@@ -107,3 +124,32 @@ def serve(host: str, port: int, workers: int, threads: int, runners: int) -> Non
             return app
 
     Server().run()
+
+
+@click.command()
+@click.option("--host", default="127.0.0.1", show_default=True, help="Address to listen on.")
+@click.option("--port", default=None, type=click.IntRange(1, 65535), help="Default: SERVING_PORT.")
+@click.option("--keep", default=2, show_default=True, help="Adapters kept loaded in memory.")
+@fail_cleanly
+def engine(host: str, port: int | None, keep: int) -> None:
+    """Run the embedded serving engine (base models + LoRA adapters, OpenAI-compatible API).
+
+    `govern serve` starts one; run it yourself to serve models on another host. The API key
+    is SERVING_API_KEY (empty: none, so listen on loopback only).
+    """
+    from werkzeug.serving import make_server
+
+    from governance.gateway.engine import create_engine_app
+
+    config = settings()
+    port = port or int(config["SERVING_PORT"])
+    app = create_engine_app(config.get("SERVING_API_KEY") or "", keep=keep)
+    server = make_server(host, port, app, threaded=True)
+    click.echo(f"serving engine on http://{host}:{port}", err=True)
+    stop = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    with contextlib.suppress(KeyboardInterrupt):
+        stop.wait()
+    server.shutdown()

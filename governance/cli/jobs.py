@@ -28,7 +28,14 @@ def jobs_run(poll: float, once: bool) -> None:
 
     open_database().dispose()  # Refuse an uninitialized instance before waiting for work.
     logging.basicConfig(level=logging.INFO, format="%(asctime)s jobs %(message)s")
-    rt = runtime.build(settings())
+    config = settings()
+    rt = runtime.build(config)
+    if not config.get("SERVING_URL"):
+        # The evaluation gate loads the candidate in this process rather than in the serving
+        # engine, which keeps serving production while a candidate is judged.
+        from governance.gateway.backends import LocalBackend
+
+        rt.use(backend=LocalBackend(rt.store, rt.home / "cache" / "adapters"))
     try:
         if once:
             click.echo(f"ran {run_pending(rt)} job(s)")

@@ -37,12 +37,15 @@ def run_job(rt: Runtime, job: TrainingJob, lease_seconds: int = service.LEASE_SE
     """Run one claimed job to its end; return its final state."""
     handler = HANDLERS[job.kind]
     last = [0.0]
+    latest: dict[str, Any] = {}
     lock = threading.Lock()
     stop = threading.Event()
 
     with rt.database.session_scope() as progress_session:
 
         def progress(update: dict[str, Any]) -> None:
+            latest.clear()
+            latest.update(update)
             now = time.monotonic()
             if now - last[0] < PROGRESS_SECONDS and "stage" not in update:
                 return
@@ -66,6 +69,7 @@ def run_job(rt: Runtime, job: TrainingJob, lease_seconds: int = service.LEASE_SE
                     error = None
                 except GovernanceError as exc:
                     session.rollback()
+                    log.warning("job %s (%s) failed: %s", job.uid, job.kind, exc.message)
                     result, error = {"code": exc.code, "details": exc.details or {}}, exc.message
                 except Exception as exc:  # A failed job is recorded, never left running.
                     session.rollback()
@@ -75,7 +79,7 @@ def run_job(rt: Runtime, job: TrainingJob, lease_seconds: int = service.LEASE_SE
             stop.set()
             beat.join()
         with lock:
-            service.finish(progress_session, job, result, error)
+            service.finish(progress_session, job, result, error, latest)
     return "failed" if error else "succeeded"
 
 

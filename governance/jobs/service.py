@@ -164,9 +164,15 @@ def renew(
 
 
 def finish(
-    session: Session, job: TrainingJob, result: dict[str, Any], error: str | None = None
+    session: Session,
+    job: TrainingJob,
+    result: dict[str, Any],
+    error: str | None = None,
+    progress: dict[str, Any] | None = None,
 ) -> bool:
-    """Record this attempt's outcome; False if the job had already moved on (lease lapsed)."""
+    """Record this attempt's outcome (and its last progress); False if the job had already
+    moved on (its lease lapsed and another attempt took it)."""
+    extra: dict[str, Any] = {"progress": progress} if progress else {}
     changed = session.execute(
         sa.update(TrainingJob)
         .where(
@@ -180,6 +186,7 @@ def finish(
             error=error[:1000] if error else None,
             finished_at=utcnow(),
             lease_expires_at=None,
+            **extra,
         )
     ).rowcount
     session.commit()

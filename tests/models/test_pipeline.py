@@ -60,9 +60,17 @@ def tiny(tmp_path_factory) -> Path:
 
 
 @pytest.fixture
-def app(config, scanner):
+def app(config, scanner, engine):
+    url, key = engine
     application = create_app(
-        {**config, "TESTING": True, "GATEWAY_RATE_PER_MINUTE": 4, "JOB_LEASE_SECONDS": 3},
+        {
+            **config,
+            "TESTING": True,
+            "GATEWAY_RATE_PER_MINUTE": 4,
+            "JOB_LEASE_SECONDS": 3,
+            "SERVING_URL": url,
+            "SERVING_API_KEY": key,
+        },
         runtime_overrides={"scanner": scanner},
     )
     yield application
@@ -442,7 +450,7 @@ def test_the_bundle_holds_no_raw_value(app, client, world):
     approve_data(client, world)
     assert train(client, world)[0] == 201
     with app.app_context(), get_db(app).session_scope() as session:
-        job = session.exec(sa.select(TrainingJob)).scalar_one()
+        job = session.exec(sa.select(TrainingJob).where(TrainingJob.kind == "train")).scalar_one()
         payload = service.build_bundle(session, runtime.of(app).keyring, runtime.of(app).store, job)
     import gzip
 
@@ -458,7 +466,9 @@ def test_a_worker_killed_mid_job_leaves_a_job_that_completes_exactly_once(app, c
     deadline = time.monotonic() + 120
     with get_db(app).session_scope() as session:
         while time.monotonic() < deadline:
-            job = session.exec(sa.select(TrainingJob)).scalar_one()
+            job = session.exec(
+                sa.select(TrainingJob).where(TrainingJob.kind == "train")
+            ).scalar_one()
             session.expire_all()
             if job.state == "running":
                 break
@@ -471,7 +481,7 @@ def test_a_worker_killed_mid_job_leaves_a_job_that_completes_exactly_once(app, c
     _out, err = second.communicate(timeout=300)
     assert second.returncode == 0, err
     with get_db(app).session_scope() as session:
-        job = session.exec(sa.select(TrainingJob)).scalar_one()
+        job = session.exec(sa.select(TrainingJob).where(TrainingJob.kind == "train")).scalar_one()
         assert job.state == "succeeded" and job.attempt == 2
     _, completions = call(
         client,
@@ -540,7 +550,7 @@ def test_a_real_celery_worker_trains_a_job_sent_through_redis(app, client, world
         _, err = celery.communicate(timeout=60)
     assert "governance.train_job" in err
     with get_db(app).session_scope() as session:
-        job = session.exec(sa.select(TrainingJob)).scalar_one()
+        job = session.exec(sa.select(TrainingJob).where(TrainingJob.kind == "train")).scalar_one()
         assert (
             job.executor == "celery"
             and job.state == "succeeded"

@@ -75,7 +75,11 @@ def work_the_pipeline(app, client, world, live) -> None:
         approved = approve_everything_pending(client, world)
         with get_db(app).session_scope() as session:
             queued = (
-                session.exec(sa.select(TrainingJob).where(TrainingJob.state == "queued"))
+                session.exec(
+                    sa.select(TrainingJob).where(
+                        TrainingJob.kind == "train", TrainingJob.state == "queued"
+                    )
+                )
                 .scalars()
                 .all()
             )

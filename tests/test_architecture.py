@@ -1,0 +1,182 @@
+"""The shape of the code: no import circle in governance/, views imported only by the app
+factory and the blueprint registry, and a web process that never loads the heavy stacks."""
+
+from __future__ import annotations
+
+import ast
+import subprocess
+import sys
+from collections import defaultdict
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+PACKAGE = ROOT / "governance"
+# Modules allowed to import view modules: the app factory and the console's registry.
+REGISTRIES = {"governance.app", "governance.console.registry"}
+HEAVY = ("torch", "transformers", "spacy", "presidio_analyzer", "presidio_anonymizer", "peft")
+
+
+def module_names() -> dict[str, Path]:
+    names = {}
+    for path in PACKAGE.rglob("*.py"):
+        parts = list(path.relative_to(ROOT).with_suffix("").parts)
+        if parts[-1] == "__init__":
+            parts.pop()
+        names[".".join(parts)] = path
+    return names
+
+
+def import_graph() -> dict[str, set[str]]:
+    """Every import statement of every module (top level, in functions, under TYPE_CHECKING)."""
+    modules = module_names()
+
+    def resolve(name: str) -> str | None:
+        while name and name not in modules:
+            name = name.rpartition(".")[0]
+        return name or None
+
+    graph: dict[str, set[str]] = defaultdict(set)
+    for name, path in modules.items():
+        package = name if path.name == "__init__.py" else name.rpartition(".")[0]
+        for node in ast.walk(ast.parse(path.read_text())):
+            targets: list[str] = []
+            if isinstance(node, ast.Import):
+                targets = [alias.name for alias in node.names]
+            elif isinstance(node, ast.ImportFrom):
+                base = node.module or ""
+                if node.level:
+                    parts = package.split(".")[: len(package.split(".")) - node.level + 1]
+                    base = ".".join([*parts, base] if base else parts)
+                targets = [
+                    f"{base}.{a.name}" if f"{base}.{a.name}" in modules else base
+                    for a in node.names
+                ]
+            for target in targets:
+                found = resolve(target) if target.startswith("governance") else None
+                if found and found != name:
+                    graph[name].add(found)
+    return graph
+
+
+def cycles(graph: dict[str, set[str]]) -> list[list[str]]:
+    """Strongly connected components of more than one module (Tarjan)."""
+    index: dict[str, int] = {}
+    low: dict[str, int] = {}
+    stack: list[str] = []
+    on_stack: set[str] = set()
+    found: list[list[str]] = []
+    counter = [0]
+
+    def visit(node: str) -> None:
+        index[node] = low[node] = counter[0]
+        counter[0] += 1
+        stack.append(node)
+        on_stack.add(node)
+        for nxt in graph.get(node, ()):
+            if nxt not in index:
+                visit(nxt)
+                low[node] = min(low[node], low[nxt])
+            elif nxt in on_stack:
+                low[node] = min(low[node], index[nxt])
+        if low[node] == index[node]:
+            component = []
+            while True:
+                top = stack.pop()
+                on_stack.discard(top)
+                component.append(top)
+                if top == node:
+                    break
+            if len(component) > 1:
+                found.append(sorted(component))
+
+    sys.setrecursionlimit(10000)
+    for node in list(graph):
+        if node not in index:
+            visit(node)
+    return found
+
+
+def is_view(module: str) -> bool:
+    return (
+        module.endswith(".views")
+        or module.startswith("governance.console.pages.")
+        or module == "governance.console.session"
+    )
+
+
+def test_the_import_graph_has_no_circle():
+    graph = import_graph()
+    assert len(graph) > 50  # the walk saw the package
+    assert cycles(graph) == []
+
+
+def test_a_circle_would_be_found():
+    # The check itself can fail: a made-up circle is reported.
+    assert cycles({"a": {"b"}, "b": {"c"}, "c": {"a"}, "d": {"a"}}) == [["a", "b", "c"]]
+
+
+def test_views_are_imported_only_by_the_app_factory_and_the_registry():
+    importers = [
+        (name, target)
+        for name, targets in import_graph().items()
+        for target in targets
+        if is_view(target) and name not in REGISTRIES
+    ]
+    assert importers == []
+
+
+def test_services_do_not_use_the_request_context():
+    # Services, access modules aside, are usable from the CLI, the runner and the scheduler.
+    graph = import_graph()
+    offenders = []
+    for name, path in module_names().items():
+        if name.startswith("governance.console") or not name.endswith(
+            (".service", ".models", ".records", ".evaluation", ".taint")
+        ):
+            continue
+        flask = any(
+            isinstance(node, ast.ImportFrom | ast.Import)
+            and any(
+                (getattr(node, "module", None) or alias.name).split(".")[0] == "flask"
+                for alias in node.names
+            )
+            for node in ast.walk(ast.parse(path.read_text()))
+        )
+        if flask or "governance.guard" in graph.get(name, ()):
+            offenders.append(name)
+    assert offenders == []
+
+
+def test_the_web_process_never_loads_the_scanner_or_torch(config):
+    """Serve every kind of request a reviewer or an application makes, then look at what the
+    process imported: the scan and the query went elsewhere (a job, the serving engine)."""
+    script = f"""
+import sys, json
+sys.path.insert(0, {str(ROOT)!r})
+from governance.app import create_app
+from tests.factories import auth, create_dataset, make_domain, principal_token
+config = json.loads({__import__("json").dumps(__import__("json").dumps(config))})
+app = create_app({{**config, "SERVING_URL": "http://127.0.0.1:9", "SERVING_TIMEOUT_SECONDS": 2}})
+client = app.test_client()
+make_domain(app, "consumer-tax")
+casey = auth(principal_token(app, "casey"))
+dataset = create_dataset(client, casey["Authorization"].split()[1], "consumer-tax", "returns")
+up = client.post(f"/api/v1/datasets/{{dataset}}/versions?tax_year=2025",
+    data=b'{{"text": "My SSN is 536-22-8741"}}\\n', content_type="application/x-ndjson",
+    headers=casey)
+assert up.status_code == 201, up.get_json()
+scan = client.post(f"/api/v1/datasets/{{dataset}}/versions/1/scans", headers=casey)
+assert scan.status_code == 202, scan.get_json()
+assert client.get(scan.headers["Location"], headers=casey).status_code == 200
+admin = auth(principal_token(app, "admin"))
+for path in ("/openapi.json", "/api/v1/audit/entries", "/api/v1/approvals/inbox",
+             "/api/v1/models", "/console/sign-in"):
+    assert client.get(path, headers=admin).status_code == 200, path
+heavy = sorted(m for m in sys.modules if m.split(".")[0] in {HEAVY!r})
+print(json.dumps(heavy))
+"""
+    done = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, cwd=ROOT, timeout=300
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout.strip().splitlines()[-1] == "[]"
