@@ -165,11 +165,17 @@ def authenticate(session: Session, token: str) -> tuple[Principal, ApiToken]:
     """Return the principal a bearer token stands for, or raise Unauthenticated."""
     if not token.startswith(TOKEN_PREFIX):
         raise Unauthenticated("malformed bearer token")
-    record = session.exec(select(ApiToken).where(ApiToken.token_hash == hash_token(token))).first()
-    if record is None:
+    # One round trip for the token and its principal: this runs on every API request.
+    found = session.exec(
+        select(ApiToken, Principal)
+        .join(Principal, Principal.id == ApiToken.principal_id)
+        .where(ApiToken.token_hash == hash_token(token))
+    ).first()
+    if found is None:
         raise Unauthenticated("unknown bearer token")
+    record, principal = found
     now = utcnow()
-    principal = token_principal(session, record, now)
+    check_token(record, principal, now)
     # Record use at most once a minute, so busy clients do not turn every read into a write.
     if record.last_used_at is None or now - record.last_used_at > dt.timedelta(minutes=1):
         record.last_used_at = now
@@ -180,14 +186,19 @@ def authenticate(session: Session, token: str) -> tuple[Principal, ApiToken]:
 
 def token_principal(session: Session, record: ApiToken, now: dt.datetime) -> Principal:
     """The principal of a stored token that is still good at `now`, or raise Unauthenticated."""
+    principal = session.get(Principal, record.principal_id)
+    check_token(record, principal, now)
+    return principal
+
+
+def check_token(record: ApiToken, principal: Principal | None, now: dt.datetime) -> None:
+    """Raise Unauthenticated unless the token and its principal are good at `now`."""
     if record.revoked_at is not None:
         raise Unauthenticated("token has been revoked", details={"token_id": record.id})
     if record.expires_at is not None and record.expires_at <= now:
         raise Unauthenticated("token has expired", details={"token_id": record.id})
-    principal = session.get(Principal, record.principal_id)
     if principal is None or principal.disabled:
         raise Unauthenticated("principal is disabled", details={"token_id": record.id})
-    return principal
 
 
 def token_owner(session: Session, record: ApiToken) -> str:

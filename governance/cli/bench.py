@@ -3,20 +3,16 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 import click
 
 from governance.cli.base import fail_cleanly, settings
 
-if TYPE_CHECKING:
-    pass
-
 
 @click.command()
 @click.option(
     "--only",
-    type=click.Choice(["all", "audit", "pii", "scale", "console", "authz"]),
+    type=click.Choice(["all", "audit", "pii", "scale", "console", "authz", "requests"]),
     default="all",
     show_default=True,
     help="Which benchmarks to run.",
@@ -60,16 +56,16 @@ def bench(
     shared_pii: str,
     out: str,
 ) -> None:
-    """Measure the audit log, the PII scanner, authorization, datasets at scale and the
-    console; write OUT."""
-    from governance.bench import run_bench, write_section
+    """Measure the audit log, the PII scanner, authorization, datasets at scale, the cost of
+    a request against a bare Flask app, and the console; write OUT."""
+    from benchmarks.audit_log import run_bench, write_section
 
     if only in ("all", "audit"):
         section = run_bench(postgres_url or None, appends, threads, verify_entries, echo=click.echo)
         write_section(out, "## Audit log", section)
         click.echo(section)
     if only in ("all", "pii"):
-        from governance.pii.bench import run_pii_bench
+        from benchmarks.pii_scanner import run_pii_bench
 
         config = settings()
         click.echo("scanning the shared PII corpus with both engines ...")
@@ -79,13 +75,13 @@ def bench(
         write_section(out, "## PII scanner", section)
         click.echo(section)
     if only in ("all", "authz"):
-        from governance.authz.bench import run_authz_bench
+        from benchmarks.authz import run_authz_bench
 
         section = run_authz_bench(settings()["GOVERNANCE_POLICY_DIR"], echo=click.echo)
         write_section(out, "## Authorization at company size", section)
         click.echo(section)
     if only in ("all", "scale"):
-        from governance.datasets.bench import run_scale_bench
+        from benchmarks.scale import run_scale_bench
 
         config = settings()
         section = run_scale_bench(
@@ -93,8 +89,14 @@ def bench(
         )
         write_section(out, "## Dataset uploads and scans at scale", section)
         click.echo(section)
+    if only in ("all", "requests"):
+        from benchmarks.requests import run_requests_bench
+
+        section = run_requests_bench(postgres_url or None, echo=click.echo)
+        write_section(out, "## Request cost", section)
+        click.echo(section)
     if only in ("all", "console"):
-        from governance.console.bench import run_console_bench
+        from benchmarks.console import run_console_bench
 
         section = run_console_bench(console_entries, echo=click.echo)
         write_section(out, "## Console", section)

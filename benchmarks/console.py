@@ -15,9 +15,9 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
+from benchmarks.audit_log import fill_log, machine
 from governance import runtime
 from governance.app import create_app
-from governance.bench import fill_log, machine
 from governance.config import load_config
 from governance.db import get_db
 from governance.instance import init_instance
