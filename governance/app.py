@@ -103,7 +103,7 @@ def create_app(
         validation_error_callback=validation_error_response,
     )
     app.config.update(settings)
-    app.json.sort_keys = False
+    app.json.sort_keys = False  # type: ignore[attr-defined]
     # `<int:...>` in routes stops at 64 bits: a larger id matches no route (404), never
     # reaching a database column it would overflow.
     app.url_map.converters["int"] = BoundedIntConverter

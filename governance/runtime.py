@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Callable, Mapping
+from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -61,6 +62,11 @@ def default_backend(settings: Mapping[str, Any], store: BlobStore) -> ServingBac
         api_key=settings.get("SERVING_API_KEY") or "",
         timeout=float(settings["SERVING_TIMEOUT_SECONDS"]),
     )
+
+
+def constant(part: Any) -> Callable[[], Any]:
+    """A factory that returns a part made elsewhere (an override)."""
+    return lambda: part
 
 
 @dataclasses.dataclass
@@ -119,9 +125,9 @@ class Runtime:
         """Replace parts of a running runtime (tests: a fake scanner, a tighter limiter)."""
         for name, part in parts.items():
             if name == "scanner":
-                self._scanner, self.scanner_factory = part, (lambda part=part: part)
+                self._scanner, self.scanner_factory = part, constant(part)
             elif name == "backend":
-                self._backend, self.backend_factory = part, (lambda part=part: part)
+                self._backend, self.backend_factory = part, constant(part)
             elif name in ("keyring", "store", "limiter", "auth_limiter", "audit_log"):
                 setattr(self, name, part)
             else:
@@ -143,7 +149,7 @@ def build(settings: Mapping[str, Any] | None = None, **overrides: Any) -> Runtim
     config = load_config(settings)
     home = config["GOVERNANCE_HOME"]
     database = overrides.pop("database", None) or Database(config["GOVERNANCE_DATABASE_URL"])
-    store = overrides.pop("store", None) or LocalBlobStore(
+    store: BlobStore = overrides.pop("store", None) or LocalBlobStore(
         config.get("BLOB_ROOT") or f"{home}/blobs"
     )
     scanner = overrides.pop("scanner", None)
@@ -168,12 +174,12 @@ def build(settings: Mapping[str, Any] | None = None, **overrides: Any) -> Runtim
         or RateLimiter(int(config["GATEWAY_RATE_PER_MINUTE"]), config.get("GATEWAY_RATE_STORAGE")),
         auth_limiter=overrides.pop("auth_limiter", None)
         or RateLimiter(int(config["AUTH_FAILURES_PER_MINUTE"]), config.get("AUTH_RATE_STORAGE")),
-        scanner_factory=(lambda: scanner)
+        scanner_factory=constant(scanner)
         if scanner is not None
-        else (lambda: default_scanner(config)),
-        backend_factory=(lambda: backend)
+        else partial(default_scanner, config),
+        backend_factory=constant(backend)
         if backend is not None
-        else (lambda: default_backend(config, store)),
+        else partial(default_backend, config, store),
     )
     if overrides:
         raise TypeError(f"unknown runtime parts: {sorted(overrides)}")

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager
 from pathlib import Path
 from typing import IO, Protocol
 
@@ -20,7 +20,7 @@ STAGING = ".staging"
 
 
 class BlobStore(Protocol):
-    def stage(self, uid: str) -> Iterator[IO[bytes]]: ...
+    def stage(self, uid: str) -> AbstractContextManager[IO[bytes]]: ...
     def publish(self, uid: str, key: str) -> None: ...
     def open(self, key: str) -> IO[bytes]: ...
     def delete(self, key: str) -> None: ...

@@ -18,7 +18,7 @@ class ErrorEnvelope(BaseModel):
 
 
 SECURITY = [{"bearer": []}]
-SECURITY_SCHEMES = {"bearer": {"type": "http", "scheme": "bearer"}}
+SECURITY_SCHEMES: dict[str, Any] = {"bearer": {"type": "http", "scheme": "bearer"}}
 ERROR_RESPONSES: dict[Any, Any] = {
     code: ErrorEnvelope for code in (400, 401, 403, 404, 409, 413, 415, 422)
 }

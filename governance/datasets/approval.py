@@ -53,6 +53,8 @@ def dataset_use_now(session: Session, request: ApprovalRequest, policy_dir: Path
     if version is None or version.status != VersionStatus.READY:
         return None
     domain = session.get(Domain, version.domain_id)
+    if domain is None:
+        return None
     receipt = latest_receipt(session, version, load_rules(policy_dir, domain.name).hash)
     if receipt is None:
         return None

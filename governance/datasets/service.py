@@ -21,7 +21,7 @@ from governance.errors import Conflict, Forbidden, InvalidInput, NotFound, Paylo
 from governance.models.taint import taint_trained_on
 from governance.pii.cache import content_key, forget
 from governance.pii.models import ScanReceipt
-from governance.storage import LocalBlobStore
+from governance.storage import BlobStore
 
 
 @dataclass(frozen=True)
@@ -107,7 +107,7 @@ def list_versions(session: Session, dataset: Dataset) -> list[DatasetVersion]:
 def upload_version(
     session: Session,
     keyring: KeyRing,
-    store: LocalBlobStore,
+    store: BlobStore,
     dataset: Dataset,
     domain: Domain,
     tax_year: int,
@@ -194,7 +194,7 @@ def upload_version(
 
 
 def iter_version_records(
-    session: Session, keyring: KeyRing, store: LocalBlobStore, version: DatasetVersion
+    session: Session, keyring: KeyRing, store: BlobStore, version: DatasetVersion
 ) -> Iterator[dict[str, Any]]:
     """Decrypt and yield a version's records (raw data: only for the scanner and probes)."""
     if version.status != VersionStatus.READY or version.wrapped_key is None:
@@ -208,7 +208,7 @@ def iter_version_records(
 def delete_version(
     session: Session,
     keyring: KeyRing,
-    store: LocalBlobStore,
+    store: BlobStore,
     version: DatasetVersion,
     reason: str,
     *,
@@ -284,7 +284,7 @@ def ensure_same_domain(version: DatasetVersion, domain: Domain) -> None:
         )
 
 
-def sweep(session: Session, store: LocalBlobStore) -> dict[str, int]:
+def sweep(session: Session, store: BlobStore) -> dict[str, int]:
     """Settle blobs left by writers that died mid-upload."""
 
     def committed(uid: str) -> str | None:

@@ -82,10 +82,15 @@ def create_engine_app(api_key: str = "", keep: int = 2, preload: bool = True) ->
     @app.post("/v1/load_lora_adapter")
     def load_adapter():
         body = request.get_json(silent=True) or {}
-        name, path = body.get("lora_name"), body.get("lora_path")
-        base = body.get("base_model_path")
-        if not all(isinstance(v, str) and v for v in (name, path, base)):
+        name, path, base = (
+            body.get("lora_name"),
+            body.get("lora_path"),
+            body.get("base_model_path"),
+        )
+        if not (isinstance(name, str) and isinstance(path, str) and isinstance(base, str)):
             return error(400, "lora_name, lora_path and base_model_path are required")
+        if not (name and path and base):
+            return error(400, "lora_name, lora_path and base_model_path must not be empty")
         if name in adapters and adapters[name] != (base, path):
             return error(400, f"the adapter {name} is already loaded from another path")
         adapters[name] = (base, path)
@@ -94,7 +99,7 @@ def create_engine_app(api_key: str = "", keep: int = 2, preload: bool = True) ->
     @app.post("/v1/unload_lora_adapter")
     def unload_adapter():
         body = request.get_json(silent=True) or {}
-        if adapters.pop(body.get("lora_name"), None) is None:
+        if adapters.pop(str(body.get("lora_name")), None) is None:
             return error(404, f"no adapter {body.get('lora_name')!r}", "not_found_error")
         return f"Success: LoRA adapter '{body['lora_name']}' removed successfully.", 200
 
@@ -170,9 +175,7 @@ def engine_process(port: int | None = None, api_key: str | None = None, timeout:
             except (OSError, urllib.error.URLError):
                 pass
             if process.poll() is not None or time.monotonic() > deadline:
-                raise RuntimeError(
-                    f"the serving engine did not start: {(process.stderr.read() or '')[-500:]}"
-                )
+                raise RuntimeError(f"the serving engine did not start: {stderr_tail(process)}")
             time.sleep(0.2)
         yield url, key
     finally:
@@ -181,3 +184,7 @@ def engine_process(port: int | None = None, api_key: str | None = None, timeout:
             process.communicate(timeout=30)
         except subprocess.TimeoutExpired:
             process.kill()
+
+
+def stderr_tail(process: subprocess.Popen) -> str:
+    return (process.stderr.read() if process.stderr else "")[-500:]

@@ -36,11 +36,11 @@ def scan(
     rt: Runtime, session: Session, job: TrainingJob, actor: Actor, progress: Progress
 ) -> dict[str, Any]:
     """Scan a dataset version for PII under its domain's rules; the result is the receipt."""
-    uid = job.subject.removeprefix("dataset-version/")
+    uid = (job.subject or "").removeprefix("dataset-version/")
     version = session.exec(select(DatasetVersion).where(DatasetVersion.uid == uid)).first()
     if version is None:
         raise NotFound(f"no dataset version {uid}")
-    rules = rt.rules(job.domain)
+    rules = rt.rules(job.domain or "")
     total = version.record_count or 0
     done = 0
 
@@ -68,7 +68,7 @@ def evaluate(
     rt: Runtime, session: Session, job: TrainingJob, actor: Actor, progress: Progress
 ) -> dict[str, Any]:
     """Run the evaluation gate on a model version: held-out metrics, the PII probe."""
-    uid = job.subject.removeprefix("model-version/")
+    uid = (job.subject or "").removeprefix("model-version/")
     version = session.exec(select(ModelVersion).where(ModelVersion.uid == uid)).first()
     if version is None:
         raise NotFound(f"no model version {uid}")

@@ -42,7 +42,7 @@ from governance.pii.models import (
 from governance.pii.rules import DomainRules
 from governance.pii.sanitize import mask_residuals, sanitize
 from governance.pii.scanner import Finding, TextScanner, record_text, split_findings
-from governance.storage import LocalBlobStore
+from governance.storage import BlobStore
 
 log = logging.getLogger(__name__)
 
@@ -143,7 +143,7 @@ def measure_canaries(
 def scan_version(
     session: Session,
     keyring: KeyRing,
-    store: LocalBlobStore,
+    store: BlobStore,
     scanner: TextScanner,
     version: DatasetVersion,
     rules: DomainRules,
@@ -439,7 +439,7 @@ def unflagged_sample(
 
 
 def iter_sanitized(
-    session: Session, keyring: KeyRing, store: LocalBlobStore, receipt: ScanReceipt
+    session: Session, keyring: KeyRing, store: BlobStore, receipt: ScanReceipt
 ) -> Iterator[dict[str, Any]]:
     """Yield the sanitized records of a receipt: the only view a worker ever gets."""
     if receipt.sanitized_blob_key is None or receipt.sanitized_wrapped_key is None:

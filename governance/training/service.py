@@ -30,7 +30,7 @@ from governance.errors import Conflict, InvalidInput, Unauthenticated
 from governance.models.models import BaseModelRecord, ModelFamily, ModelVersion, VersionState
 from governance.pii.models import ScanReceipt
 from governance.pii.service import iter_sanitized
-from governance.storage import LocalBlobStore
+from governance.storage import BlobStore
 from governance.training.models import JobKind, JobState, TrainingJob
 
 LEASE_SECONDS = 60
@@ -164,9 +164,7 @@ def split(records: list[dict[str, Any]], fraction: float) -> tuple[list, list]:
     return train, held
 
 
-def build_bundle(
-    session: Session, keyring: KeyRing, store: LocalBlobStore, job: TrainingJob
-) -> bytes:
+def build_bundle(session: Session, keyring: KeyRing, store: BlobStore, job: TrainingJob) -> bytes:
     """The training bundle as a gzipped tar: spec.json, train.jsonl, eval.jsonl."""
 
     version = session.get(ModelVersion, job.version_id)
@@ -231,7 +229,7 @@ def unpack_result(payload: bytes, target: Path) -> tuple[dict, dict]:
 
 
 def accept_result(
-    session: Session, store: LocalBlobStore, job: TrainingJob, payload: bytes, *, actor: Actor
+    session: Session, store: BlobStore, job: TrainingJob, payload: bytes, *, actor: Actor
 ) -> ModelVersion:
     """Store the adapter and metrics of the current attempt; the job succeeds exactly once."""
     version = session.get(ModelVersion, job.version_id)

@@ -11,11 +11,11 @@ import pytest
 import sqlalchemy as sa
 from sqlmodel import select
 
+from governance import runtime
 from governance.app import create_app
 from governance.audit.models import AuditEntry
 from governance.console.models import ConsoleSession
 from governance.db import get_db, utcnow
-from governance.guard import get_authorizer
 from tests.console.conftest import SMB_FAMILY, csrf_of, sign_in
 from tests.factories import auth, close_app, principal_token, row_count, scan_receipt
 
@@ -300,7 +300,7 @@ def test_the_policy_page_shows_the_hash_and_the_matrix(app, client, world):
     world["audrey"] = principal_token(app, "audrey")
     sign_in(client, world["audrey"])
     page = client.get("/console/policy")
-    assert get_authorizer(app).policy.hash in page.text
+    assert runtime.of(app).authorizer.policy.hash in page.text
     assert "Effective permissions in consumer-tax" in page.text
     assert "upload" in page.text  # casey's dataset upload appears in the matrix
 
@@ -389,7 +389,7 @@ def test_a_steward_reviews_quarantined_records_in_the_console(client, console_wo
     assert decided.status_code == 302
     after = client.get(decided.headers["Location"])
     assert "keep by casey" in after.text
-    rescanned = client.post(scans, headers=auth(world["casey"])).get_json()
+    rescanned = scan_receipt(client, scans, auth(world["casey"])).get_json()
     assert rescanned["records_kept"] == 1 and rescanned["sanitized_records"] == 9
     # The first version's scan found an SSN: the gate page charts findings per entity type.
     first = client.get(f"/console/datasets/{world['dataset']}/versions/1/quarantine")
