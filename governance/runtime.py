@@ -194,7 +194,10 @@ def register_subject_kinds() -> None:
 
 
 def init_app(app: Flask, runtime: Runtime) -> Runtime:
-    """Attach the runtime to the app, and its database's per-request session."""
+    """Attach the runtime to the app, and its database's per-request session. From here on
+    the runtime reads the app's config, so the two never disagree."""
+    app.config.update(runtime.settings)
+    runtime.settings = app.config
     app.extensions[EXTENSION_KEY] = runtime
     runtime.database.init_app(app)
     return runtime

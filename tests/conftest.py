@@ -33,9 +33,34 @@ BACKENDS = [
 ]
 
 
+# What makes a test slow: the real PII scanner (spaCy and Presidio load in seconds), a real
+# serving engine, a trained model, live servers and worker processes, a browser, Celery.
+SLOW_FIXTURES = frozenset({"scanner", "engine", "tiny", "live", "adapter", "page", "browser"})
+SLOW_MODULES = frozenset(
+    {
+        "test_browser",
+        "test_cli",
+        "test_client",
+        "test_concurrency",
+        "test_keys_and_crashes",
+        "test_witnessed_log",
+        "test_tooling",
+        "test_scanner",
+        "test_forms",
+        "test_lora",
+        "test_schemathesis",
+    }
+)
+
+
 def pytest_collection_modifyitems(config, items):
-    """In the second process of `make test` (tests/run_backends.py), run only database tests:
-    the first process runs the rest once."""
+    """Mark the slow tests (`pytest -m "not slow"` runs the rest in under a minute). In the
+    second process of `make test` (tests/run_backends.py), run only database tests: the first
+    process runs the rest once."""
+    for item in items:
+        module = item.module.__name__.rpartition(".")[2] if item.module else ""
+        if SLOW_FIXTURES & set(getattr(item, "fixturenames", ())) or module in SLOW_MODULES:
+            item.add_marker(pytest.mark.slow)
     if os.environ.get("GOVERNANCE_TEST_DATABASE_TESTS_ONLY") != "1":
         return
     keep = [item for item in items if "backend" in getattr(item, "fixturenames", ())]

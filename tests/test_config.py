@@ -32,8 +32,8 @@ def test_default_home_is_instance_under_the_working_directory(monkeypatch, tmp_p
 def test_import_and_create_app_open_nothing(tmp_path):
     home = tmp_path / "untouched"
     code = (
-        "import sys, governance, governance.cli\n"
-        f"app = governance.create_app({{'GOVERNANCE_HOME': {str(home)!r}}})\n"
+        "import sys, governance, governance.app, governance.cli\n"
+        f"app = governance.app.create_app({{'GOVERNANCE_HOME': {str(home)!r}}})\n"
         "assert 'torch' not in sys.modules, 'web process imported torch'\n"
         "print('ok')\n"
     )

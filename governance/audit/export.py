@@ -7,7 +7,7 @@ import csv
 import datetime as dt
 import io
 import json
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any
@@ -153,11 +153,13 @@ def verify_log(
     *,
     upto: int | None = None,
     resume: LogProgress | None = None,
+    advance: Callable[[int], object] | None = None,
 ) -> LogVerification:
     """Recompute every entry's hash and the tree, and check every checkpoint against it.
 
     With `upto`, stop after that entry (the log may grow meanwhile). With `resume`, trust the
-    entries a previous verification covered and check only what follows them.
+    entries a previous verification covered and check only what follows them. `advance(n)`
+    is told of every `chunk` entries checked (a progress bar).
     """
     progress = copy.deepcopy(resume) if resume else LogProgress()
     compact = progress.compact
@@ -186,6 +188,8 @@ def verify_log(
                 seq=row.seq,
             )
         compact.append(computed)
+        if advance is not None and compact.size % chunk == 0:
+            advance(chunk)
         checkpoint = checkpoints.get(compact.size)
         if checkpoint is not None:
             if compact.root().hex() != checkpoint.root:
@@ -225,9 +229,10 @@ def verify_against_witnesses(
     *,
     origin: str | None = None,
     witnesses: Sequence[WitnessClient] = (),
+    advance: Callable[[int], object] | None = None,
 ) -> tuple[LogVerification, list[Witnessed]]:
     """Verify the stored log, then compare it with what every witness last cosigned."""
-    result = verify_log(session, key.public_key())
+    result = verify_log(session, key.public_key(), advance=advance)
     log_key = log_verifier_key(key, origin)
     seen = check_witnesses(
         witnesses,

@@ -41,6 +41,9 @@ from governance.authz.policy import SYSTEM_DOMAIN
 from governance.db import get_session
 from governance.errors import InvalidInput, NotFound
 from governance.guard import require
+from governance.jobs import access as jobs
+from governance.jobs.models import JobStatus
+from governance.training.models import JobKind
 from governance.views_common import ERROR_RESPONSES, SECURITY, download
 
 bp = APIBlueprint(
@@ -161,6 +164,36 @@ def export(query: ExportQuery):
     """Download entries as CSV, JSON lines or a bundle (.tar.gz) that verifies offline."""
     allowed = permitted_domains("export")
     return export_response(entry_filter(query, allowed), query.format)
+
+
+@bp.post("/exports", responses={202: JobStatus})
+def start_export(query: ExportQuery):
+    """Export entries as a job, for logs of any size: answers `202 Accepted` with the job's
+    `Location`; the finished job's file downloads from `/api/v1/jobs/{uid}/file` (only its
+    requester may follow it)."""
+    allowed = permitted_domains("export")
+    filters = entry_filter(query, allowed)
+    return jobs.start(
+        get_session(),
+        JobKind.EXPORT,
+        "audit",
+        SYSTEM_DOMAIN,
+        "audit",
+        {
+            "format": query.format,
+            "filters": {
+                "from_time": filters.from_time.isoformat() if filters.from_time else None,
+                "to_time": filters.to_time.isoformat() if filters.to_time else None,
+                "principal": filters.principal,
+                "domain": filters.domain,
+                "model": filters.model,
+                "action": filters.action,
+                "decision": filters.decision,
+            },
+            "domains": sorted(allowed),
+            "owner_only": True,
+        },
+    )
 
 
 @bp.get(

@@ -18,6 +18,7 @@ from governance.cli.base import (
     fail_cleanly,
     filter_options,
     open_database,
+    progress_bar,
     settings,
 )
 
@@ -76,16 +77,19 @@ def audit_verify() -> None:
     """Recompute the tree from the database, check every entry and checkpoint, and compare
     the log with what every configured witness last cosigned (AUDIT_WITNESSES)."""
     from governance.audit.export import verify_against_witnesses
+    from governance.audit.service import log_size
 
     with audit_log_session() as (audit_log, session):
         try:
-            result, witnessed = verify_against_witnesses(
-                session,
-                audit_log.signing_key,
-                audit_log.tree,
-                origin=audit_log.origin,
-                witnesses=audit_log.witnesses,
-            )
+            with progress_bar(log_size(session), "verifying") as advance:
+                result, witnessed = verify_against_witnesses(
+                    session,
+                    audit_log.signing_key,
+                    audit_log.tree,
+                    origin=audit_log.origin,
+                    witnesses=audit_log.witnesses,
+                    advance=advance,
+                )
         except VerificationError as exc:
             click.echo(f"FAILED: {exc}", err=True)
             sys.exit(EXIT_FAILED)
@@ -191,6 +195,7 @@ def audit_export(fmt: str, out: str, **filters: Any) -> None:
     """Export entries, streaming in constant memory; a bundle verifies offline with
     `python -m audit verify PATH` (a directory, or a .tar.gz when PATH ends so)."""
     from governance.audit.export import write_bundle, write_csv, write_jsonl
+    from governance.audit.service import log_size
 
     entry_filter = build_filter(**filters)
     with audit_log_session() as (audit_log, session):
@@ -208,8 +213,11 @@ def audit_export(fmt: str, out: str, **filters: Any) -> None:
             count = manifest["entries"]
         else:
             writer = write_csv if fmt == "csv" else write_jsonl
-            with open(out, "w", encoding="utf-8", newline="") as handle:
-                count = writer(session, entry_filter, handle)
+            with (
+                open(out, "w", encoding="utf-8", newline="") as handle,
+                progress_bar(log_size(session), "exporting") as advance,
+            ):
+                count = writer(session, entry_filter, LineCounter(handle, advance))
     click.echo(f"exported {count} entries to {out}")
 
 
@@ -245,3 +253,15 @@ def audit_report(kind: str, fmt: str, out: str, **filters: Any) -> None:
         with open(out + ".sig", "w", encoding="utf-8") as handle:
             handle.write(signature + "\n")
     click.echo(f"wrote {kind} report ({len(body['report']['rows'])} rows) to {out}")
+
+
+class LineCounter:
+    """A text file that advances a progress bar by each line written (entries scanned, an
+    upper bound: the bar reaches its end only for an unfiltered export)."""
+
+    def __init__(self, handle, advance) -> None:
+        self.handle, self.advance = handle, advance
+
+    def write(self, text: str) -> int:
+        self.advance(text.count("\n"))
+        return self.handle.write(text)

@@ -11,7 +11,7 @@ from typing import Any
 from sqlmodel import Session
 
 from governance.errors import NotFound
-from governance.guard import check, current_actor
+from governance.guard import check, current_actor, current_principal, log_event, mark_checked
 from governance.jobs import service
 from governance.training.models import TrainingJob
 
@@ -22,7 +22,15 @@ def readable_job(session: Session, uid: str) -> dict[str, Any]:
     except NotFound:
         check("read", "job", "unknown", {"job": uid})
         raise
-    if not check("read", job.params.get("object", "job"), job.domain or "unknown").allowed:
+    if job.params.get("owner_only"):
+        # An export holds entries of the domains its requester may export: only they may
+        # follow it and download its file.
+        mine = job.requested_by == current_principal().name
+        log_event("read", f"job/{uid}", None, "allow" if mine else "deny", {"job": uid})
+        mark_checked()
+        if not mine:
+            raise NotFound(f"no job {uid}", details={"job": uid})
+    elif not check("read", job.params.get("object", "job"), job.domain or "unknown").allowed:
         raise NotFound(f"no job {uid}", details={"job": uid})
     return service.job_read(job)
 

@@ -7,14 +7,18 @@ made (a receipt, an evaluation, an export file), never raw data.
 
 from __future__ import annotations
 
+import datetime as dt
+import hashlib
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from sqlmodel import Session, select
 
+from governance.audit.export import EntryFilter, iter_csv, iter_jsonl, write_bundle
 from governance.audit.service import Actor
 from governance.datasets.models import DatasetVersion
 from governance.errors import NotFound
+from governance.jobs.service import export_file
 from governance.models.evaluation import run_gate
 from governance.models.models import ModelVersion
 from governance.pii import service as pii
@@ -81,4 +85,67 @@ def evaluate(
     }
 
 
-HANDLERS: dict[str, Handler] = {JobKind.SCAN: scan, JobKind.EVALUATE: evaluate}
+def entry_filter(params: dict[str, Any]) -> EntryFilter:
+    values = dict(params.get("filters") or {})
+    for name in ("from_time", "to_time"):
+        if values.get(name):
+            values[name] = dt.datetime.fromisoformat(values[name])
+    return EntryFilter(**values, domains_allowed=frozenset(params["domains"]))
+
+
+def export(
+    rt: Runtime, session: Session, job: TrainingJob, actor: Actor, progress: Progress
+) -> dict[str, Any]:
+    """Export audit entries (CSV, JSON lines, or a bundle that verifies offline) to a file the
+    requester downloads from the job (`GET /api/v1/jobs/{uid}/file`)."""
+    target = export_file(rt.home, job.uid, job.params["format"])
+    target.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+    # Written under a hidden name with the same suffix (a bundle's suffix chooses its form).
+    partial = target.with_name("." + target.name)
+    filters = entry_filter(job.params)
+    fmt = job.params["format"]
+    if fmt == "bundle":
+        progress({"stage": "verifying the log and writing the bundle"})
+        log = rt.audit_log
+        manifest = write_bundle(
+            session,
+            filters,
+            partial,
+            log.signing_key,
+            log.tree,
+            origin=log.origin,
+            witnesses=log.witnesses,
+        )
+        entries = int(manifest.get("entries", 0)) if isinstance(manifest, dict) else 0
+    else:
+        render = iter_csv if fmt == "csv" else iter_jsonl
+        entries = 0
+        with partial.open("w", encoding="utf-8") as out:
+            for line in render(session, filters):
+                out.write(line)
+                entries += 1
+                if entries % 1000 == 0:
+                    progress({"entries": entries})
+        if fmt == "csv":
+            entries -= 1  # the header line
+    partial.chmod(0o600)
+    partial.replace(target)
+    digest = hashlib.sha256()
+    with target.open("rb") as handle:
+        while chunk := handle.read(1 << 20):
+            digest.update(chunk)
+    progress({"entries": entries})
+    return {
+        "format": fmt,
+        "entries": entries,
+        "bytes": target.stat().st_size,
+        "sha256": digest.hexdigest(),
+        "download": f"/api/v1/jobs/{job.uid}/file",
+    }
+
+
+HANDLERS: dict[str, Handler] = {
+    JobKind.SCAN: scan,
+    JobKind.EVALUATE: evaluate,
+    JobKind.EXPORT: export,
+}

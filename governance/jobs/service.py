@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import datetime as dt
 import uuid
+from pathlib import Path
 from typing import Any
 
 import sqlalchemy as sa
@@ -27,6 +28,17 @@ from governance.training.models import JobKind, JobState, TrainingJob
 
 LEASE_SECONDS = 60
 MAX_ATTEMPTS = 2
+# The files export jobs write, by format: suffix and media type.
+EXPORT_FORMATS = {
+    "bundle": ("tar.gz", "application/gzip"),
+    "jsonl": ("jsonl", "application/x-ndjson"),
+    "csv": ("csv", "text/csv"),
+}
+
+
+def export_file(home: Path, uid: str, fmt: str) -> Path:
+    """Where the export job `uid` writes its file (owner-only, under GOVERNANCE_HOME)."""
+    return home / "exports" / "jobs" / f"{uid}.{EXPORT_FORMATS[fmt][0]}"
 
 
 def submit(
