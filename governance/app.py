@@ -22,9 +22,9 @@ from governance.datasets import views as datasets_views
 from governance.db import BIGINT_MAX
 from governance.domains import views as domains_views
 from governance.errors import register_error_handlers, validation_error_response
+from governance.families import views as models_views
 from governance.gateway import views as gateway_views
 from governance.jobs import views as jobs_views
-from governance.models import views as models_views
 from governance.training import views as training_views
 from governance.views_common import SECURITY_SCHEMES
 

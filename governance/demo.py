@@ -373,8 +373,8 @@ def train_and_serve(
     echo: Callable[[str], None],
 ) -> dict[str, Any]:
     """Tiny base model, family, approvals, a worker process, the gate, promotion, queries."""
-    from governance.models.lineage import render_tree
-    from governance.models.service import register_base_model
+    from governance.families.lineage import render_tree
+    from governance.families.service import register_base_model
     from trainers.tiny import create_tiny
 
     people = demo_people(

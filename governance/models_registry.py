@@ -11,7 +11,7 @@ def import_all_models() -> None:
     import governance.console.models
     import governance.datasets.models
     import governance.domains.models
-    import governance.models.models
+    import governance.families.models
     import governance.pii.models
     import governance.scheduler.models
     import governance.training.models  # noqa: F401

@@ -29,9 +29,9 @@ from governance.console.verification import CheckpointStatus
 from governance.datasets import approval as dataset_use
 from governance.db import Database
 from governance.domains.keys import KeyRing
+from governance.families import service as models
 from governance.gateway.backends import EngineBackend, LocalBackend, ServingBackend
 from governance.gateway.limits import RateLimiter
-from governance.models import service as models
 from governance.pii.rules import DomainRules, load_rules
 from governance.storage import BlobStore, LocalBlobStore
 

@@ -78,7 +78,7 @@ def make_family(app, name: str, domain: str, base: str = "registered-base") -> N
     import sqlmodel
 
     from governance.domains.models import Domain
-    from governance.models.models import BaseModelRecord, ModelFamily
+    from governance.families.models import BaseModelRecord, ModelFamily
 
     with get_db(app).session_scope() as session:
         record = session.exec(

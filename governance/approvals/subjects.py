@@ -1,7 +1,7 @@
 """The kinds of subject an approval request can bind, and how each recomputes its digest.
 
 Approvals are a generic mechanism: the package that owns a kind of subject (dataset use in
-`governance.datasets.approval`, promotion in `governance.models.service`) registers its
+`governance.datasets.approval`, promotion in `governance.families.service`) registers its
 resolver explicitly when a process starts (`governance.runtime.register_subject_kinds`: the
 app factory, the CLI, the runner and the scheduler call it), so this package depends on none
 of them. Reading a request whose kind has no resolver is an error, never a silent verdict.

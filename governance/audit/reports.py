@@ -140,7 +140,7 @@ WHO_DID_COLUMNS = ["principal", "domain", "model", "queries", "denied", "first",
 def families_by_domain(session: Session) -> dict[str, list[str]]:
     """The model families of each domain, so grants on `model/*` name the models they cover."""
     from governance.domains.models import Domain
-    from governance.models.models import ModelFamily
+    from governance.families.models import ModelFamily
 
     found: dict[str, list[str]] = {}
     statement = select(ModelFamily.name, Domain.name).join(

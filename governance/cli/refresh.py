@@ -50,8 +50,8 @@ def refresh(family: str, tax_year: int | None) -> None:
 
     from governance.authz.policy import policy_hash
     from governance.errors import InvalidInput, NotFound
-    from governance.models.models import ModelFamily
-    from governance.models.service import find_family
+    from governance.families.models import ModelFamily
+    from governance.families.service import find_family
     from governance.scheduler.models import RefreshRun
     from governance.scheduler.pipeline import advance, refresh_actor, start_run
     from governance.scheduler.process import next_fire_times

@@ -39,7 +39,7 @@ def base_model_create_tiny(path: str, seed: int, name: str | None) -> None:
     digest = create_tiny(path, seed)
     click.echo(f"{path}: weights {digest}")
     if name:
-        from governance.models.service import register_base_model
+        from governance.families.service import register_base_model
 
         with instance_session() as session:
             register_base_model(session, name, path, actor=cli_actor())
@@ -52,7 +52,7 @@ def base_model_create_tiny(path: str, seed: int, name: str | None) -> None:
 @fail_cleanly
 def base_model_register(name: str, path: str) -> None:
     """Register the model directory PATH as NAME, with the hash of its weights."""
-    from governance.models.service import register_base_model
+    from governance.families.service import register_base_model
 
     with instance_session() as session:
         base = register_base_model(session, name, path, actor=cli_actor())
@@ -86,8 +86,8 @@ def lineage(family: str, number: int, fmt: str) -> None:
     """Print how VERSION of FAMILY was made, as a tree or as signed JSON."""
     from governance import crypto
     from governance.errors import NotFound
-    from governance.models import service
-    from governance.models.lineage import render_tree
+    from governance.families import service
+    from governance.families.lineage import render_tree
 
     key = crypto.load_signing_key(settings()["GOVERNANCE_HOME"])
     with instance_session() as session:
@@ -118,8 +118,8 @@ def erasure_report(dataset_version: str, out: str | None, verify_file: bool) -> 
     With --verify, check a report file's digest and signature instead (exit 1 if bad).
     """
     from governance import crypto
-    from governance.models.erasure import erasure_report as build
-    from governance.models.erasure import verify_erasure_report
+    from governance.families.erasure import erasure_report as build
+    from governance.families.erasure import verify_erasure_report
 
     if verify_file:
         ok = verify_erasure_report(json.loads(Path(dataset_version).read_text()))

@@ -21,7 +21,7 @@ from governance.audit.service import Actor
 from governance.datasets.models import Dataset, DatasetVersion, VersionStatus
 from governance.domains.models import Domain
 from governance.errors import Conflict, Forbidden, NotFound
-from governance.models.models import ModelFamily
+from governance.families.models import ModelFamily
 from governance.pii.rules import load_rules
 from governance.pii.service import latest_receipt, require_trainable
 

@@ -18,7 +18,7 @@ from governance.db import utcnow
 from governance.domains.keys import KeyRing
 from governance.domains.models import Domain
 from governance.errors import Conflict, Forbidden, InvalidInput, NotFound, PayloadTooLarge
-from governance.models.taint import taint_trained_on
+from governance.families.taint import taint_trained_on
 from governance.pii.cache import content_key, forget
 from governance.pii.models import ScanReceipt
 from governance.storage import BlobStore

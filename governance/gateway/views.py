@@ -10,11 +10,11 @@ from pydantic import BaseModel, ConfigDict, Field
 from governance import runtime
 from governance.db import get_session
 from governance.errors import Conflict, TooManyRequests
+from governance.families import service as models
+from governance.families.access import family_for
+from governance.families.models import BaseModelRecord
 from governance.gateway.backends import servable
 from governance.guard import current_principal, log_event
-from governance.models import service as models
-from governance.models.access import family_for
-from governance.models.models import BaseModelRecord
 from governance.pii.cache import content_key, keyed_hash
 from governance.views_common import ERROR_RESPONSES, SECURITY
 

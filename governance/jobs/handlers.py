@@ -18,9 +18,9 @@ from governance.audit.export import EntryFilter, iter_csv, iter_jsonl, write_bun
 from governance.audit.service import Actor
 from governance.datasets.models import DatasetVersion
 from governance.errors import NotFound
+from governance.families.evaluation import run_gate
+from governance.families.models import ModelVersion
 from governance.jobs.service import export_file
-from governance.models.evaluation import run_gate
-from governance.models.models import ModelVersion
 from governance.pii import service as pii
 from governance.training.models import JobKind, TrainingJob
 

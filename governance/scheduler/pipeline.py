@@ -26,8 +26,8 @@ from governance.datasets.models import Dataset, DatasetVersion, VersionStatus
 from governance.db import utcnow
 from governance.domains.models import Domain
 from governance.errors import GovernanceError
-from governance.models import service as models
-from governance.models.models import (
+from governance.families import service as models
+from governance.families.models import (
     DatasetRef,
     ModelFamily,
     ModelVersion,
@@ -319,7 +319,7 @@ def tax_year_for(moment: dt.datetime) -> int:
 
 def take_up_retrains(session: Session, actor: Actor) -> int:
     """Start a retrain run for each queued retrain request (a tainted production version)."""
-    from governance.models.models import RetrainRequest
+    from governance.families.models import RetrainRequest
 
     count = 0
     for request in session.exec(

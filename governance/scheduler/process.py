@@ -67,7 +67,7 @@ def use_settings(config: dict[str, Any]) -> None:
 
 def fire_refresh(family_name: str) -> None:
     """The scheduled job: start (once) and advance the family's refresh for last tax year."""
-    from governance.models.service import find_family
+    from governance.families.service import find_family
 
     config = _config()
     db = Database(config["GOVERNANCE_DATABASE_URL"])
@@ -151,7 +151,7 @@ def release_lease(db: Database, holder: str) -> None:
 
 def sync_families(scheduler, db: Database) -> int:
     """Register each family's cron job; drop the jobs of families that are gone."""
-    from governance.models.models import ModelFamily
+    from governance.families.models import ModelFamily
     from governance.training.cron import validate_cron
 
     with db.session_scope() as session:

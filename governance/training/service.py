@@ -27,7 +27,7 @@ from governance.db import utcnow
 from governance.domains.keys import KeyRing
 from governance.domains.models import Domain
 from governance.errors import Conflict, InvalidInput, Unauthenticated
-from governance.models.models import BaseModelRecord, ModelFamily, ModelVersion, VersionState
+from governance.families.models import BaseModelRecord, ModelFamily, ModelVersion, VersionState
 from governance.pii.models import ScanReceipt
 from governance.pii.service import iter_sanitized
 from governance.storage import BlobStore

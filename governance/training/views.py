@@ -18,9 +18,9 @@ from governance.authz.policy import SYSTEM_DOMAIN
 from governance.db import get_session
 from governance.domains.models import Domain
 from governance.errors import PayloadTooLarge
+from governance.families.models import ModelFamily, ModelVersion
 from governance.guard import current_actor, get_authorizer, mark_checked, require
 from governance.jobs import service as jobs
-from governance.models.models import ModelFamily, ModelVersion
 from governance.training import service
 from governance.training.models import (
     ClaimRequest,

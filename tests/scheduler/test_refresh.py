@@ -12,11 +12,11 @@ import pytest
 import sqlalchemy as sa
 
 from governance.db import get_db
-from governance.models.models import ModelVersion
+from governance.families.models import ModelVersion
 from governance.scheduler.models import RefreshRun
 from governance.scheduler.pipeline import REFRESH_PRINCIPAL, refresh_actor, start_run
 from governance.scheduler.process import advance_open_runs, use_settings
-from tests.models.test_pipeline import (  # noqa: F401 (fixtures)
+from tests.families.test_pipeline import (  # noqa: F401 (fixtures)
     FAMILY,
     app,
     approve,
@@ -72,7 +72,7 @@ def test_the_refresh_pipeline_waits_resumes_and_never_repeats_work(app, client, 
         assert versions[0].training_config["from"] == "base-model"
         family = versions[0].family_id
         # A duplicate scheduled fire for the same year changes nothing.
-        from governance.models.models import ModelFamily
+        from governance.families.models import ModelFamily
 
         run, created = start_run(
             session, session.get(ModelFamily, family), 2025, "schedule", refresh_actor("x")

@@ -13,13 +13,13 @@ import random
 import sqlalchemy as sa
 
 from governance.db import get_db
-from governance.models.models import ModelVersion
+from governance.families.models import ModelVersion
 from governance.scheduler.clock import run_due, warp
 from governance.scheduler.models import RefreshRun
 from governance.scheduler.process import advance_open_runs, fire_refresh
 from governance.training.models import TrainingJob
 from tests.factories import auth, scan_receipt
-from tests.models.test_pipeline import (  # noqa: F401 (fixtures)
+from tests.families.test_pipeline import (  # noqa: F401 (fixtures)
     FAMILY,
     app,
     call,

@@ -21,14 +21,14 @@ from governance.console.charts import line_chart
 from governance.console.graph import lineage_svg
 from governance.db import get_session
 from governance.domains.models import Domain
+from governance.families import service as models
+from governance.families.access import family_for
+from governance.families.models import ModelFamily
 from governance.guard import (
     get_authorizer,
     log_event,
     mark_checked,
 )
-from governance.models import service as models
-from governance.models.access import family_for
-from governance.models.models import ModelFamily
 from governance.scheduler.models import RefreshRun
 
 # --- models ---------------------------------------------------------------------------------

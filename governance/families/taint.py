@@ -12,7 +12,7 @@ from governance.audit.service import Actor, record
 from governance.datasets.models import DatasetVersion
 from governance.db import utcnow
 from governance.domains.models import Domain
-from governance.models.models import ModelFamily, ModelVersion, RetrainRequest, VersionState
+from governance.families.models import ModelFamily, ModelVersion, RetrainRequest, VersionState
 from governance.training.models import JobState, TrainingJob
 
 

@@ -15,15 +15,9 @@ from governance.approvals.models import RequestRead
 from governance.approvals.rules import load_approval_rules
 from governance.db import BIGINT_MAX, get_session
 from governance.domains.service import get_domain
-from governance.guard import (
-    current_actor,
-    require,
-)
-from governance.jobs import access as jobs
-from governance.jobs.models import JobStatus
-from governance.models import service
-from governance.models.access import family_for, family_read, readable_families, version_read
-from governance.models.models import (
+from governance.families import service
+from governance.families.access import family_for, family_read, readable_families, version_read
+from governance.families.models import (
     FamilyCreate,
     FamilyList,
     FamilyRead,
@@ -31,6 +25,12 @@ from governance.models.models import (
     VersionList,
     VersionRead,
 )
+from governance.guard import (
+    current_actor,
+    require,
+)
+from governance.jobs import access as jobs
+from governance.jobs.models import JobStatus
 from governance.training.executors import executor_from_config
 from governance.training.models import JobKind, TrainingJob
 from governance.views_common import ERROR_RESPONSES, SECURITY

@@ -19,9 +19,9 @@ from governance.datasets.models import DatasetVersion
 from governance.datasets.service import iter_version_records
 from governance.domains.models import Domain
 from governance.errors import Conflict
+from governance.families.models import BaseModelRecord, ModelFamily, ModelVersion, VersionState
+from governance.families.service import production_version
 from governance.gateway.backends import ServingBackend, servable
-from governance.models.models import BaseModelRecord, ModelFamily, ModelVersion, VersionState
-from governance.models.service import production_version
 from governance.pii.cache import content_key
 from governance.pii.models import ScanReceipt
 from governance.pii.rules import load_rules

@@ -23,7 +23,7 @@ from governance.audit.service import format_time
 from governance.datasets.models import DatasetVersion, VersionStatus
 from governance.db import utcnow
 from governance.errors import Conflict, NotFound
-from governance.models.models import ModelFamily, ModelVersion
+from governance.families.models import ModelFamily, ModelVersion
 
 
 def erasure_report(session: Session, uid: str, key: Ed25519PrivateKey) -> dict[str, Any]:

@@ -8,15 +8,15 @@ from sqlmodel import select
 from governance.db import get_session
 from governance.domains.models import Domain
 from governance.errors import NotFound
-from governance.guard import check, current_principal, get_authorizer, log_event, mark_checked
-from governance.models import service
-from governance.models.models import (
+from governance.families import service
+from governance.families.models import (
     BaseModelRecord,
     FamilyRead,
     ModelFamily,
     ModelVersion,
     VersionRead,
 )
+from governance.guard import check, current_principal, get_authorizer, log_event, mark_checked
 
 
 def family_for(name: str, action: str) -> tuple[ModelFamily, Domain]:

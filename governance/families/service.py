@@ -22,7 +22,7 @@ from governance.datasets import service as datasets
 from governance.db import utcnow
 from governance.domains.models import Domain
 from governance.errors import Conflict, InvalidInput, NotFound
-from governance.models.models import (
+from governance.families.models import (
     BaseModelRecord,
     FamilyCreate,
     ModelFamily,

@@ -20,8 +20,8 @@ from governance import crypto, runtime
 from governance.app import create_app
 from governance.audit.service import Actor
 from governance.db import get_db
-from governance.models.models import RetrainRequest
-from governance.models.service import register_base_model
+from governance.families.models import RetrainRequest
+from governance.families.service import register_base_model
 from governance.pii.scanner import Scanner
 from governance.training.models import TrainingJob
 from tests.factories import (
