@@ -7,7 +7,7 @@ from __future__ import annotations
 import pytest
 
 from governance.client import ApiError, Client
-from tests.families.test_pipeline import (  # noqa: F401 (fixtures)
+from tests.pipeline import (  # noqa: F401 (fixtures)
     app,
     live,
     scanner,

@@ -8,7 +8,7 @@ import re
 import pytest
 
 from tests.factories import principal_token
-from tests.families.test_pipeline import (  # noqa: F401 (fixtures)
+from tests.pipeline import (  # noqa: F401 (fixtures)
     FAMILY,
     app,
     call,

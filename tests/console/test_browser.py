@@ -22,7 +22,7 @@ from governance.db import get_db
 from tests.audit.test_log_views import verify_offline
 from tests.console.conftest import SMB_FAMILY
 from tests.factories import auth
-from tests.families.test_pipeline import FAMILY, approve_data, train, worker
+from tests.pipeline import FAMILY, approve_data, train, worker
 
 CHROMIUM = os.environ.get("GOVERNANCE_CHROMIUM", "/usr/bin/chromium")
 # What Chromium needs on these machines (as root, offline): see the env page in the README.

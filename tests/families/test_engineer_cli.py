@@ -8,7 +8,7 @@ import os
 import subprocess
 import sys
 
-from tests.families.test_pipeline import (  # noqa: F401 (fixtures and helpers)
+from tests.pipeline import (  # noqa: F401 (fixtures and helpers)
     FAMILY,
     app,
     approve,

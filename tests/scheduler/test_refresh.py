@@ -16,7 +16,7 @@ from governance.families.models import ModelVersion
 from governance.scheduler.models import RefreshRun
 from governance.scheduler.pipeline import REFRESH_PRINCIPAL, refresh_actor, start_run
 from governance.scheduler.process import advance_open_runs, use_settings
-from tests.families.test_pipeline import (  # noqa: F401 (fixtures)
+from tests.pipeline import (  # noqa: F401 (fixtures)
     FAMILY,
     app,
     approve,

@@ -19,7 +19,7 @@ from governance.scheduler.models import RefreshRun
 from governance.scheduler.process import advance_open_runs, fire_refresh
 from governance.training.models import TrainingJob
 from tests.factories import auth, scan_receipt
-from tests.families.test_pipeline import (  # noqa: F401 (fixtures)
+from tests.pipeline import (  # noqa: F401 (fixtures)
     FAMILY,
     app,
     call,
