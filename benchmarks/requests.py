@@ -211,6 +211,67 @@ def measure(
         process.wait(timeout=60)
 
 
+def cpu_breakdown(config: dict[str, Any], token: str, count: int = 1000) -> dict[str, float]:
+    """Where an authorized GET spends its CPU (ms per request, all threads of the process,
+    the audit writer included), measured in this process with Flask's test client."""
+    from benchmarks.bare_app import create_app as create_bare
+    from governance import runtime
+    from governance.app import create_app
+    from governance.audit.service import AuditEvent
+
+    headers = {"Authorization": f"Bearer {token}"}
+
+    def per_request(app, n: int = count) -> float:
+        client = app.test_client()
+        for _ in range(50):
+            client.get(PATH, headers=headers)
+        started = time.process_time()
+        for _ in range(n):
+            assert client.get(PATH, headers=headers).status_code == 200
+        return (time.process_time() - started) / n * 1000
+
+    saved = os.environ.get("GOVERNANCE_DATABASE_URL")
+    os.environ["GOVERNANCE_DATABASE_URL"] = config["GOVERNANCE_DATABASE_URL"]
+    try:
+        out = {"bare": per_request(create_bare())}
+    finally:
+        if saved is None:
+            os.environ.pop("GOVERNANCE_DATABASE_URL")
+        else:
+            os.environ["GOVERNANCE_DATABASE_URL"] = saved
+    app = create_app(config)
+    out["governance"] = per_request(app)
+    rt = runtime.of(app)
+    with rt.database.session_scope() as session:
+        started = time.process_time()
+        for _ in range(count):
+            accounts.authenticate(session, token)
+        out["authenticate"] = (time.process_time() - started) / count * 1000
+    started = time.process_time()
+    for _ in range(count):
+        rt.authorizer.decide("casey", "consumer-tax", "domain", "read")
+    out["decide"] = (time.process_time() - started) / count * 1000
+    event = AuditEvent("casey", "read", "domain", "consumer-tax", "allow", "ab" * 32, None, {})
+    started = time.process_time()
+    for _ in range(count // 4):
+        rt.audit_log.append(event)
+    out["audit_append_1"] = (time.process_time() - started) / (count // 4) * 1000
+
+    def appends() -> None:
+        for _ in range(count // 32):
+            rt.audit_log.append(event)
+
+    threads = [threading.Thread(target=appends) for _ in range(32)]
+    started = time.process_time()
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    out["audit_append_32"] = (time.process_time() - started) / (count // 32 * 32) * 1000
+    rt.close()
+    return {k: round(v, 3) for k, v in out.items()}
+
+
 def run_requests_bench(
     postgres_url: str | None,
     workers: int = 4,
@@ -220,6 +281,7 @@ def run_requests_bench(
     echo=print,
 ) -> str:
     rows = []
+    cpu: dict[str, float] = {}
     with tempfile.TemporaryDirectory(prefix="governance-requests-") as scratch:
         databases = [("SQLite", None)]
         if postgres_url:
@@ -227,6 +289,9 @@ def run_requests_bench(
         for label, url in databases:
             home = Path(scratch) / label.lower()
             config, token = prepare(home, url)
+            if label == "PostgreSQL":
+                echo("measuring where a request spends its CPU ...")
+                cpu = cpu_breakdown(config, token)
             for name, spec in (
                 ("bare Flask app", "benchmarks.bare_app:create_app()"),
                 ("governance (authn + policy + audit)", "governance.app:create_app()"),
@@ -263,6 +328,21 @@ def run_requests_bench(
             f"and {ours['p99_ms'] - bare['p99_ms']:.2f} ms at p99, and serves "
             f"{ours['per_second'] / bare['per_second']:.0%} of the bare app's throughput."
         )
+    if cpu:
+        lines += [
+            "",
+            "Where the time goes (PostgreSQL, one client in one process, CPU of all its "
+            "threads per request): the bare app "
+            f"{cpu['bare']} ms, the governance app {cpu['governance']} ms. Of the "
+            f"difference: authentication {cpu['authenticate']} ms (one indexed query that "
+            f"reads the token and its principal together), the policy decision "
+            f"{cpu['decide']} ms (the compiled policy), a durable audit append "
+            f"{cpu['audit_append_1']} ms alone (a transaction of its own) but "
+            f"{cpu['audit_append_32']} ms when 32 callers share group commits; the rest is "
+            "the request guard and flask-openapi3's validation. Under 32 clients on 2 cores "
+            "every request queues behind that CPU (and the database's), so the added "
+            "latency at saturation is queueing, not work.",
+        ]
     lines += [
         "",
         "Targets (PostgreSQL): at most 5 ms added at p99, and at least half the bare app's "
