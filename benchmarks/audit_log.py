@@ -91,14 +91,6 @@ def fill_log(database_url: str, total: int, chunk: int = 10000) -> None:
         db.dispose()
 
 
-PEAK_WRAPPER = """
-import resource, subprocess, sys
-result = subprocess.run(sys.argv[1:])
-print(resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss, file=sys.stderr)
-sys.exit(result.returncode)
-"""
-
-
 def run_measured(command: list[str]) -> tuple[float, int, subprocess.CompletedProcess]:
     """Run a command on one core; return wall seconds, its own peak RSS in MiB, the result.
 
@@ -106,7 +98,7 @@ def run_measured(command: list[str]) -> tuple[float, int, subprocess.CompletedPr
     """
     started = time.perf_counter()
     result = subprocess.run(
-        ["taskset", "-c", "0", sys.executable, "-c", PEAK_WRAPPER, *command],
+        ["taskset", "-c", "0", sys.executable, "-m", "benchmarks.scripts.peak", *command],
         capture_output=True,
         text=True,
         check=False,
@@ -114,20 +106,6 @@ def run_measured(command: list[str]) -> tuple[float, int, subprocess.CompletedPr
     elapsed = time.perf_counter() - started
     peak_kib = int(result.stderr.strip().splitlines()[-1])
     return elapsed, peak_kib // 1024, result
-
-
-EXPORT_SCRIPT = """
-import sys, time
-from pathlib import Path
-from governance.audit.export import EntryFilter, write_bundle
-from governance.audit.service import AuditLog
-from governance.db import Database
-db = Database(sys.argv[1])
-log = AuditLog(db, sys.argv[2], checkpoint_seconds=0)
-with db.session_scope() as session:
-    write_bundle(session, EntryFilter(), Path(sys.argv[3]), log.signing_key, log.tree)
-db.dispose()
-"""
 
 
 def bench_verify(entries: int, workdir: Path) -> dict[str, Any]:
@@ -142,8 +120,8 @@ def bench_verify(entries: int, workdir: Path) -> dict[str, Any]:
     export_seconds, export_peak, exported = run_measured(
         [
             sys.executable,
-            "-c",
-            EXPORT_SCRIPT,
+            "-m",
+            "benchmarks.scripts.export_bundle",
             config["GOVERNANCE_DATABASE_URL"],
             str(home),
             str(bundle),

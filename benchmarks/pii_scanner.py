@@ -285,67 +285,17 @@ def run_pii_bench(policy_dir: str, shared_dir: Path, model: str) -> str:
     )
 
 
-INCREMENTAL_SCRIPT = """
-import json, sys, time
-from governance.config import load_config
-from governance.instance import init_instance
-from governance.db import Database
-from governance.audit.service import Actor
-from governance.domains.keys import KeyRing
-from governance.domains.models import DomainCreate
-from governance.domains.service import create_domain
-from governance.datasets.models import DatasetCreate
-from governance.datasets import service as datasets
-from governance.pii import service as pii
-from governance.pii.rules import load_rules
-from governance.pii.scanner import Scanner
-from governance.pii.synthetic import generate
-from governance.storage import LocalBlobStore
-import io
-home, count = sys.argv[1], int(sys.argv[2])
-config = load_config({"GOVERNANCE_HOME": home})
-init_instance(config)
-db = Database(config["GOVERNANCE_DATABASE_URL"])
-actor = Actor("bench")
-keyring, store = KeyRing(home), LocalBlobStore(home + "/blobs")
-scanner = Scanner(config["PII_MODEL"])
-rules = load_rules(config["GOVERNANCE_POLICY_DIR"], "consumer-tax")
-prompts = [r["text"] for r in generate(count, seed=11)]
-answers = [r["text"] for r in generate(count, seed=13, clean_share=0.8)]
-def qa(year, prompt, answer):
-    return {"prompt": prompt, "completion": answer, "metadata": {"tax_year": year}}
-base = [qa(2025, p, a) for p, a in zip(prompts, answers)]
-changed = count // 10
-new_answers = [r["text"] + " (updated for 2026)" for r in generate(changed, seed=12)]
-new_prompts = [r["text"] + " (asked in 2027)" for r in generate(changed, seed=14)]
-newer_answers = [r["text"] + " (updated for 2027)" for r in generate(changed, seed=15)]
-keep = [qa(2026, p, a) for p, a in zip(prompts[changed:], answers[changed:])]
-# A tax-law refresh: every record's metadata moves to 2026 and 10% of the answers change.
-answers_changed = [qa(2026, p, a) for p, a in zip(prompts, new_answers)] + keep
-# The worst case for the cache: 10% of the records are wholly new.
-records_new = [qa(2026, p, a) for p, a in zip(new_prompts, newer_answers)] + keep
-def jsonl(rs):
-    return io.BytesIO(b"".join(json.dumps(r).encode() + b"\\n" for r in rs))
-timings = []
-with db.session_scope() as session:
-    domain = create_domain(session, DomainCreate(name="consumer-tax", jurisdiction="US",
-                                                 retention_days=2555), actor=actor)
-    dataset = datasets.create_dataset(session, domain, DatasetCreate(name="refresh"), actor=actor)
-    for year, rs in ((2025, base), (2026, answers_changed), (2027, records_new)):
-        version = datasets.upload_version(session, keyring, store, dataset, domain, year,
-                                          jsonl(rs), actor=actor)
-        started = time.perf_counter()
-        receipt = pii.scan_version(session, keyring, store, scanner, version, rules, actor=actor)
-        timings.append([time.perf_counter() - started, receipt.records_from_cache])
-print(json.dumps(timings))
-"""
-
-
 def run_incremental_bench(count: int = 3000) -> str:
     """Scan a version in full, then a refresh whose records are 90% unchanged."""
     with tempfile.TemporaryDirectory() as scratch:
         result = subprocess.run(
-            [sys.executable, "-c", INCREMENTAL_SCRIPT, str(Path(scratch) / "home"), str(count)],
+            [
+                sys.executable,
+                "-m",
+                "benchmarks.scripts.incremental_scan",
+                str(Path(scratch) / "home"),
+                str(count),
+            ],
             capture_output=True,
             text=True,
             check=True,

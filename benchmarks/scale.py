@@ -22,92 +22,6 @@ from pathlib import Path
 
 MB = 1 << 20
 
-SCRIPT = r"""
-import json, os, sys, time
-from governance.audit.service import Actor
-from governance.config import load_config
-from governance.db import Database
-from governance.domains.keys import KeyRing
-from governance.storage import LocalBlobStore
-
-mode, home, arg, processes = sys.argv[1], sys.argv[2], sys.argv[3], int(sys.argv[4])
-
-
-def peak_kib(pid="self"):
-    # VmHWM starts afresh at exec, unlike ru_maxrss, which Linux carries over from the parent.
-    with open(f"/proc/{pid}/status") as status:
-        for line in status:
-            if line.startswith("VmHWM:"):
-                return int(line.split()[1])
-    return 0
-
-
-def children():
-    pids = []
-    for task in os.listdir("/proc/self/task"):
-        with open(f"/proc/self/task/{task}/children") as handle:
-            pids += handle.read().split()
-    return pids
-
-
-workers_peak = 0
-config = load_config({"GOVERNANCE_HOME": home})
-db = Database(config["GOVERNANCE_DATABASE_URL"])
-actor = Actor("bench")
-keyring, store = KeyRing(home), LocalBlobStore(home + "/blobs")
-started = time.perf_counter()
-with db.session_scope() as session:
-    from governance.datasets import service as datasets
-
-    dataset, domain = datasets.get_dataset(session, 1)
-    if mode == "upload":
-        with open(arg, "rb") as stream:
-            version = datasets.upload_version(
-                session, keyring, store, dataset, domain, 2025, stream, actor=actor
-            )
-        result = {"version": version.number, "records": version.record_count}
-    else:
-        from governance.pii import service as pii
-        from governance.pii.rules import load_rules
-        from governance.pii.scanner import open_scanner
-
-        version = datasets.get_version(session, dataset, int(arg))
-        rules = load_rules(config["GOVERNANCE_POLICY_DIR"], domain.name)
-        with open_scanner(config["PII_MODEL"], processes) as scanner:
-            started = time.perf_counter()
-            receipt = pii.scan_version(
-                session, keyring, store, scanner, version, rules, actor=actor
-            )
-            seconds = time.perf_counter() - started
-            workers_peak = max((peak_kib(pid) for pid in children()), default=0)
-        result = {"verdict": receipt.verdict, "records": receipt.records_total,
-                  "from_cache": receipt.records_from_cache}
-result["seconds"] = time.perf_counter() - started if mode == "upload" else seconds
-result["peak_kib"] = peak_kib()
-result["children_peak_kib"] = workers_peak
-print(json.dumps(result))
-"""
-
-SETUP = r"""
-import sys
-from governance.audit.service import Actor
-from governance.config import load_config
-from governance.datasets import service as datasets
-from governance.datasets.models import DatasetCreate
-from governance.db import Database
-from governance.domains.models import DomainCreate
-from governance.domains.service import create_domain
-from governance.instance import init_instance
-
-config = load_config({"GOVERNANCE_HOME": sys.argv[1]})
-init_instance(config)
-with Database(config["GOVERNANCE_DATABASE_URL"]).session_scope() as session:
-    actor = Actor("bench")
-    domain = create_domain(session, DomainCreate(name="consumer-tax", jurisdiction="US",
-                                                 retention_days=2555), actor=actor)
-    datasets.create_dataset(session, domain, DatasetCreate(name="scale"), actor=actor)
-"""
-
 
 def write_corpus(path: Path, size: int) -> int:
     """Write about `size` bytes of unique JSONL tax questions; return the record count."""
@@ -128,7 +42,10 @@ def write_corpus(path: Path, size: int) -> int:
 
 def _run(*args: str) -> dict:
     result = subprocess.run(
-        [sys.executable, "-c", SCRIPT, *args], capture_output=True, text=True, check=False
+        [sys.executable, "-m", "benchmarks.scripts.scale_step", *args],
+        capture_output=True,
+        text=True,
+        check=False,
     )
     if result.returncode != 0:
         raise RuntimeError(result.stderr[-2000:])
@@ -137,7 +54,11 @@ def _run(*args: str) -> dict:
 
 def measure_size(scratch: Path, size_mb: int, scan: bool, processes: int) -> dict:
     home = scratch / f"home-{size_mb}"
-    subprocess.run([sys.executable, "-c", SETUP, str(home)], check=True, capture_output=True)
+    subprocess.run(
+        [sys.executable, "-m", "benchmarks.scripts.scale_setup", str(home)],
+        check=True,
+        capture_output=True,
+    )
     corpus = scratch / f"corpus-{size_mb}.jsonl"
     write_corpus(corpus, size_mb * MB)
     upload = _run("upload", str(home), str(corpus), "1")
