@@ -10,9 +10,10 @@ import http.cookiejar
 import json
 import os
 import re
+import signal
+import socket
 import subprocess
 import sys
-import threading
 import time
 import urllib.error
 import urllib.parse
@@ -22,16 +23,12 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from werkzeug.serving import WSGIRequestHandler, make_server
-
 from governance import crypto
 from governance.accounts import service as accounts
 from governance.accounts.models import PrincipalKind
-from governance.app import create_app
 from governance.audit.service import Actor
 from governance.authz.policy import policy_hash
 from governance.db import Database, utcnow
-from governance.gateway.engine import engine_process
 from governance.instance import init_instance
 
 DEMO_DOMAINS = [
@@ -111,51 +108,68 @@ class DemoError(RuntimeError):
     """The demo could not go on; the message says why (no traceback for the user)."""
 
 
-class QuietRequestHandler(WSGIRequestHandler):
-    """Keep the demo's narration readable: no access log lines."""
-
-    def log_request(self, *args: Any, **kwargs: Any) -> None:
-        return None
-
-
 @contextmanager
 def running_server(config: dict[str, Any]) -> Iterator[str]:
-    """Serve the app on a free loopback port, with a serving engine and a job runner process
-    beside it (as `govern serve` runs them), for the duration of the block."""
-    with engine_process() as (engine_url, engine_key):
-        yield from serve_with_runner(
-            {**config, "SERVING_URL": engine_url, "SERVING_API_KEY": engine_key}
-        )
-
-
-def serve_with_runner(config: dict[str, Any]) -> Iterator[str]:
-    app = create_app(config)
-    server = make_server("127.0.0.1", 0, app, threaded=True, request_handler=QuietRequestHandler)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    runner = subprocess.Popen(
-        [sys.executable, "-m", "governance.cli", "jobs", "run", "--poll", "0.2"],
-        env={
-            **os.environ,
-            **{
-                key: str(config[key])
-                for key in ("GOVERNANCE_HOME", "GOVERNANCE_DATABASE_URL", "GOVERNANCE_POLICY_DIR")
-            },
+    """Run `govern serve` on free loopback ports for the duration of the block: gunicorn's
+    threaded web workers, the serving engine and a job runner, started cold, as deployed. The
+    demo is a client of that server; its log goes to `serve.log` in the instance."""
+    port, engine_port = free_port(), free_port()
+    log_path = Path(config["GOVERNANCE_HOME"]) / "serve.log"
+    env = {
+        **os.environ,
+        **{
+            key: str(config[key])
+            for key in ("GOVERNANCE_HOME", "GOVERNANCE_DATABASE_URL", "GOVERNANCE_POLICY_DIR")
         },
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
+        "SERVING_PORT": str(engine_port),
+        "SERVING_URL": "",
+    }
+    with log_path.open("ab") as log:
+        server = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "governance.cli",
+                "serve",
+                "--port",
+                str(port),
+                "--workers",
+                "2",
+                "--runners",
+                "1",
+            ],
+            env=env,
+            stdout=log,
+            stderr=log,
+            start_new_session=True,
+        )
+    url = f"http://127.0.0.1:{port}"
     try:
-        yield f"http://127.0.0.1:{server.server_port}"
+        deadline = time.monotonic() + JOB_SECONDS
+        while True:
+            try:
+                with urllib.request.urlopen(url + "/api/v1/health", timeout=10):  # noqa: S310
+                    break
+            except (OSError, urllib.error.URLError) as exc:
+                if server.poll() is not None or time.monotonic() > deadline:
+                    raise DemoError(
+                        f"`govern serve` did not start ({exc}); see {log_path}"
+                    ) from None
+                time.sleep(0.3)
+        yield url
     finally:
-        server.shutdown()
-        thread.join()
-        runner.terminate()
+        server.terminate()  # gunicorn stops its workers, then the engine and the runner
         try:
-            runner.communicate(timeout=60)
+            server.wait(timeout=90)
         except subprocess.TimeoutExpired:
-            runner.kill()
+            os.killpg(server.pid, signal.SIGKILL)
+            server.wait()
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
 
 
 def issue_demo_token(config: dict[str, Any], name: str, kind: PrincipalKind) -> str:
