@@ -53,6 +53,9 @@ DEFAULTS: dict[str, Any] = {
     # The engine's API key (vLLM --api-key); `govern serve` makes a random one for its engine.
     "SERVING_API_KEY": "",
     "SERVING_TIMEOUT_SECONDS": 120,
+    # Where the service's own jobs (scans, gates, exports) run: "runner" (`govern jobs run`,
+    # which `govern serve` starts) or "celery" (governance/jobs/celery_app.py).
+    "JOBS_EXECUTOR": "runner",
     # Where training jobs run: "local" (govern worker) or "celery" (workers on GPU hosts).
     "TRAINING_EXECUTOR": "local",
     "CELERY_BROKER_URL": "redis://127.0.0.1:6379/0",
@@ -89,6 +92,7 @@ ENVIRONMENT_KEYS = (
     "PII_MODEL",
     "PII_SCAN_PROCESSES",
     "TRAINING_EXECUTOR",
+    "JOBS_EXECUTOR",
     "SERVING_URL",
     "SERVING_PORT",
     "SERVING_API_KEY",

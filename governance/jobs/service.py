@@ -117,15 +117,17 @@ def claim(
     worker: str,
     kinds: tuple[str, ...] = JobKind.INTERNAL,
     lease_seconds: int = LEASE_SECONDS,
+    uid: str | None = None,
 ) -> TrainingJob | None:
-    """Claim the oldest queued job of these kinds; a conditional update decides the race."""
+    """Claim the oldest queued job of these kinds (or that one); a conditional update
+    decides the race between runners."""
     requeue_lapsed(session)
-    candidates = session.exec(
-        select(TrainingJob.id)
-        .where(TrainingJob.kind.in_(kinds), TrainingJob.state == JobState.QUEUED)
-        .order_by(TrainingJob.id)
-        .limit(20)
-    ).all()
+    query = select(TrainingJob.id).where(
+        TrainingJob.kind.in_(kinds), TrainingJob.state == JobState.QUEUED
+    )
+    if uid is not None:
+        query = query.where(TrainingJob.uid == uid)
+    candidates = session.exec(query.order_by(TrainingJob.id).limit(20)).all()
     for job_id in candidates:
         now = utcnow()
         won = session.execute(
