@@ -129,8 +129,23 @@ def claim(
         query = query.where(TrainingJob.uid == uid)
     candidates = session.exec(query.order_by(TrainingJob.id).limit(20)).all()
     for job_id in candidates:
-        now = utcnow()
-        won = session.execute(
+        won = take_queued(session, job_id, worker, lease_seconds, error=None)
+        session.commit()
+        if won:
+            job = session.get(TrainingJob, job_id)
+            session.refresh(job)
+            return job
+    return None
+
+
+def take_queued(
+    session: Session, job_id: int, worker: str, lease_seconds: int, **values: Any
+) -> bool:
+    """The claim itself, for every kind of job: a conditional update of a queued row, so of
+    two workers exactly one changes it. Starts the next attempt under a fresh lease."""
+    now = utcnow()
+    return bool(
+        session.execute(
             sa.update(TrainingJob)
             .where(TrainingJob.id == job_id, TrainingJob.state == JobState.QUEUED)
             .values(
@@ -139,15 +154,10 @@ def claim(
                 worker=worker,
                 lease_expires_at=now + dt.timedelta(seconds=lease_seconds),
                 heartbeat_at=now,
-                error=None,
+                **values,
             )
         ).rowcount
-        session.commit()
-        if won:
-            job = session.get(TrainingJob, job_id)
-            session.refresh(job)
-            return job
-    return None
+    )
 
 
 def renew(

@@ -28,6 +28,7 @@ from governance.domains.keys import KeyRing
 from governance.domains.models import Domain
 from governance.errors import Conflict, InvalidInput, Unauthenticated
 from governance.families.models import BaseModelRecord, ModelFamily, ModelVersion, VersionState
+from governance.jobs.service import take_queued
 from governance.pii.models import ScanReceipt
 from governance.pii.service import iter_sanitized
 from governance.storage import BlobStore
@@ -92,20 +93,7 @@ def claim(
     for job_id in candidates:
         job = session.get(TrainingJob, job_id)
         token = f"{TOKEN_PREFIX}{job.uid}.{secrets.token_urlsafe(32)}"
-        now = utcnow()
-        # A conditional update is the claim: of two workers, exactly one changes the row.
-        won = session.execute(
-            sa.update(TrainingJob)
-            .where(TrainingJob.id == job_id, TrainingJob.state == JobState.QUEUED)
-            .values(
-                state=JobState.RUNNING,
-                attempt=TrainingJob.attempt + 1,
-                worker=worker,
-                token_hash=token_hash(token),
-                lease_expires_at=now + dt.timedelta(seconds=lease_seconds),
-                heartbeat_at=now,
-            )
-        ).rowcount
+        won = take_queued(session, job_id, worker, lease_seconds, token_hash=token_hash(token))
         if not won:
             session.rollback()
             continue
