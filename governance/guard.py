@@ -12,6 +12,7 @@ from flask import g
 
 from governance import runtime
 from governance.accounts.models import Principal
+from governance.accounts.service import Caller
 from governance.audit.service import Actor, AuditEvent, AuditLog
 from governance.authz.policy import Decision
 from governance.authz.service import Authorizer
@@ -26,7 +27,7 @@ def get_authorizer() -> Authorizer:
     return runtime.current().authorizer
 
 
-def current_principal() -> Principal:
+def current_principal() -> Principal | Caller:
     """Return the principal this request authenticated as."""
     principal = g.get("principal")
     if principal is None:

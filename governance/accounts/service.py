@@ -6,6 +6,7 @@ import datetime as dt
 import hashlib
 import re
 import secrets
+from dataclasses import dataclass, replace
 
 import sqlalchemy as sa
 from sqlmodel import Session, select
@@ -161,26 +162,70 @@ def revoke_token(session: Session, token_id: str, *, actor: Actor) -> ApiToken:
     return token
 
 
-def authenticate(session: Session, token: str) -> tuple[Principal, ApiToken]:
+@dataclass(frozen=True)
+class Caller:
+    """The principal a request authenticated as: what requests read of it, not a row."""
+
+    id: int
+    name: str
+    kind: str
+    display_name: str | None
+    disabled: bool
+    created_at: dt.datetime
+
+
+@dataclass(frozen=True)
+class TokenUse:
+    """The token a request came with: what requests read of it, not a row."""
+
+    id: str
+    principal_id: int
+    expires_at: dt.datetime | None
+    revoked_at: dt.datetime | None
+    last_used_at: dt.datetime | None
+
+
+_TOKENS = ApiToken.__table__.c  # type: ignore[attr-defined]
+_PRINCIPALS = Principal.__table__.c  # type: ignore[attr-defined]
+# One round trip, read without the ORM: this runs on every API request.
+_AUTHENTICATE = (
+    sa.select(
+        _TOKENS.id,
+        _TOKENS.principal_id,
+        _TOKENS.expires_at,
+        _TOKENS.revoked_at,
+        _TOKENS.last_used_at,
+        _PRINCIPALS.name,
+        _PRINCIPALS.kind,
+        _PRINCIPALS.display_name,
+        _PRINCIPALS.disabled,
+        _PRINCIPALS.created_at,
+    )
+    .join_from(ApiToken.__table__, Principal.__table__, _PRINCIPALS.id == _TOKENS.principal_id)
+    .where(_TOKENS.token_hash == sa.bindparam("token_hash"))
+)
+
+
+def authenticate(session: Session, token: str) -> tuple[Caller, TokenUse]:
     """Return the principal a bearer token stands for, or raise Unauthenticated."""
     if not token.startswith(TOKEN_PREFIX):
         raise Unauthenticated("malformed bearer token")
-    # One round trip for the token and its principal: this runs on every API request.
-    found = session.exec(
-        select(ApiToken, Principal)
-        .join(Principal, Principal.id == ApiToken.principal_id)
-        .where(ApiToken.token_hash == hash_token(token))
-    ).first()
-    if found is None:
+    row = session.execute(_AUTHENTICATE, {"token_hash": hash_token(token)}).first()
+    if row is None:
         raise Unauthenticated("unknown bearer token")
-    record, principal = found
     now = utcnow()
+    record = TokenUse(row.id, row.principal_id, row.expires_at, row.revoked_at, row.last_used_at)
+    principal = Caller(
+        row.principal_id, row.name, row.kind, row.display_name, row.disabled, row.created_at
+    )
     check_token(record, principal, now)
     # Record use at most once a minute, so busy clients do not turn every read into a write.
     if record.last_used_at is None or now - record.last_used_at > dt.timedelta(minutes=1):
-        record.last_used_at = now
-        session.add(record)
+        session.execute(
+            sa.update(ApiToken.__table__).where(_TOKENS.id == record.id).values(last_used_at=now)
+        )
         session.commit()
+        record = replace(record, last_used_at=now)
     return principal, record
 
 
@@ -191,7 +236,9 @@ def token_principal(session: Session, record: ApiToken, now: dt.datetime) -> Pri
     return principal
 
 
-def check_token(record: ApiToken, principal: Principal | None, now: dt.datetime) -> None:
+def check_token(
+    record: ApiToken | TokenUse, principal: Principal | Caller | None, now: dt.datetime
+) -> None:
     """Raise Unauthenticated unless the token and its principal are good at `now`."""
     if record.revoked_at is not None:
         raise Unauthenticated("token has been revoked", details={"token_id": record.id})

@@ -46,8 +46,8 @@ def csrf_matches(cookie: str, submitted: str | None) -> bool:
 
 def start_session(
     session: Session,
-    principal: Principal,
-    token: ApiToken | None,
+    principal: Principal | accounts.Caller,
+    token: ApiToken | accounts.TokenUse | None,
     limits: SessionLimits,
     *,
     actor: Actor,
@@ -84,7 +84,7 @@ def start_session(
 
 def sign_in_with_token(
     session: Session, token: str, limits: SessionLimits, *, actor: Actor
-) -> tuple[str, ConsoleSession, Principal]:
+) -> tuple[str, ConsoleSession, accounts.Caller]:
     """Exchange an API token for a session; raise Unauthenticated as the API would."""
     principal, record_ = accounts.authenticate(session, token)
     cookie, row = start_session(
