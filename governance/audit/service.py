@@ -321,6 +321,7 @@ class AuditLog:
         self._thread: threading.Thread | None = None
         self._start_lock = threading.Lock()
         self._key: Ed25519PrivateKey | None = None
+        self._connection: sa.Connection | None = None
         self._last_checkpoint = time.monotonic()
 
     @property
@@ -381,10 +382,51 @@ class AuditLog:
             if stop:
                 return
 
+    def _writer_connection(self) -> sa.Connection:
+        """The writer's own connection, kept between batches (no checkout or ping per batch)."""
+        if self._connection is None or self._connection.closed:
+            self._connection = self.db.engine.connect()
+        return self._connection
+
+    def _drop_writer_connection(self) -> None:
+        if self._connection is not None:
+            try:
+                self._connection.invalidate()
+                self._connection.close()
+            except Exception:  # It is being thrown away: nothing more to do with it.
+                log.debug("closing the audit writer's connection failed", exc_info=True)
+        self._connection = None
+
+    def _append(self, events: list[AuditEvent]) -> list[int]:
+        """One transaction on the writer's connection. A connection the database dropped
+        while idle fails on its first statement, before anything was written: then, and only
+        then, the batch is tried once more on a fresh connection. A failure at commit is never
+        retried (it may have committed)."""
+        for attempt in (1, 2):
+            connection = self._writer_connection()
+            transaction = connection.begin()
+            try:
+                seqs = append_events(connection, events)
+            except sa.exc.DBAPIError as exc:
+                stale = exc.connection_invalidated
+                self._drop_writer_connection()
+                if stale and attempt == 1:
+                    continue
+                raise
+            except BaseException:
+                self._drop_writer_connection()
+                raise
+            try:
+                transaction.commit()
+            except BaseException:
+                self._drop_writer_connection()
+                raise
+            return seqs
+        raise AssertionError("unreachable")
+
     def _write(self, batch: list[_Pending]) -> None:
         try:
-            with self.db.engine.begin() as connection:
-                seqs = append_events(connection, [item.event for item in batch])
+            seqs = self._append([item.event for item in batch])
         except BaseException as exc:  # Every waiter must hear about the failure.
             log.exception("audit append failed")
             for item in batch:
@@ -426,4 +468,9 @@ class AuditLog:
         if self._thread is not None and self._thread.is_alive():
             self._queue.put(None)
             self._thread.join(timeout=30)
+        stopped = self._thread is None or not self._thread.is_alive()
+        if stopped and self._connection is not None:
+            # The writer has stopped, so its connection is nobody's now.
+            self._connection.close()
+            self._connection = None
         self._thread = None

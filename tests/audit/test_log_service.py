@@ -58,6 +58,24 @@ def test_appends_form_one_sequence_and_verify(audit_log, session):
     assert seqs(session) == list(range(1, start + 51))
 
 
+def test_the_writer_survives_the_database_dropping_its_idle_connection(
+    audit_log, session, backend
+):
+    """The writer keeps one connection between batches; if the database dropped it while it
+    was idle, the next batch runs on a fresh one and nothing is written twice."""
+    if backend.name != "postgresql":
+        pytest.skip("needs a server that can end a session")
+    start = log_size(session)
+    assert audit_log.append_many([event(1), event(2)]) == [start + 1, start + 2]
+    pid = audit_log._connection.exec_driver_sql("SELECT pg_backend_pid()").scalar_one()
+    audit_log._connection.rollback()
+    session.execute(sa.text("SELECT pg_terminate_backend(:pid)"), {"pid": pid})
+    session.commit()
+    assert audit_log.append(event(3)) == start + 3
+    assert seqs(session) == list(range(1, start + 4))
+    assert verify_log(session, audit_log.signing_key.public_key()).entries == start + 3
+
+
 def test_a_state_change_and_its_entry_commit_together(app, session):
     before = log_size(session)
     accounts.create_principal(session, "casey", actor=TEST_ACTOR)
