@@ -170,3 +170,34 @@ def scan_receipt(client, path: str, headers: dict[str, str]) -> Answer:
     job = finished_job(client.application, client, response, headers)
     assert job["state"] == "succeeded", job
     return Answer(200, job["result"]["receipt"])
+
+
+def celery_worker(app_module: str, queue: str, env: dict[str, str]):
+    """Start a real Celery worker process (one task at a time) on a queue; stderr is piped."""
+    import subprocess
+    import sys
+
+    return subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "celery",
+            "-A",
+            app_module,
+            "worker",
+            "-Q",
+            queue,
+            "--pool",
+            "solo",
+            "--concurrency",
+            "1",
+            "--without-gossip",
+            "--without-mingle",
+            "--loglevel",
+            "info",
+        ],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+    )

@@ -58,9 +58,7 @@ def test_appends_form_one_sequence_and_verify(audit_log, session):
     assert seqs(session) == list(range(1, start + 51))
 
 
-def test_the_writer_survives_the_database_dropping_its_idle_connection(
-    audit_log, session, backend
-):
+def test_the_writer_survives_the_database_dropping_its_idle_connection(audit_log, session, backend):
     """The writer keeps one connection between batches; if the database dropped it while it
     was idle, the next batch runs on a fresh one and nothing is written twice."""
     if backend.name != "postgresql":

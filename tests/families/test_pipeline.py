@@ -7,8 +7,6 @@ from __future__ import annotations
 import json
 import os
 import signal
-import subprocess
-import sys
 import time
 
 import sqlalchemy as sa
@@ -20,6 +18,7 @@ from governance.families.models import RetrainRequest
 from governance.training.models import TrainingJob
 from tests.factories import (
     auth,
+    celery_worker,
     scan_receipt,
 )
 from tests.pipeline import (  # noqa: F401 (fixtures)
@@ -309,30 +308,7 @@ def test_a_real_celery_worker_trains_a_job_sent_through_redis(app, client, world
         "GOVERNANCE_URL": live,
         "GOVERNANCE_TOKEN": world["gpu-worker"],
     }
-    celery = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "celery",
-            "-A",
-            "governance.training.celery_app",
-            "worker",
-            "-Q",
-            "governance-training",
-            "--pool",
-            "solo",
-            "--concurrency",
-            "1",
-            "--without-gossip",
-            "--without-mingle",
-            "--loglevel",
-            "info",
-        ],
-        env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
+    celery = celery_worker("governance.training.celery_app", "governance-training", env)
     try:
         approve_data(client, world)
         status, _version = train(client, world)

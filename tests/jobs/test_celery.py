@@ -4,13 +4,11 @@ from __future__ import annotations
 
 import json
 import os
-import subprocess
-import sys
 import time
 
 import pytest
 
-from tests.factories import auth, create_dataset, make_domain, principal_token
+from tests.factories import auth, celery_worker, create_dataset, make_domain, principal_token
 
 pytestmark = pytest.mark.slow
 
@@ -42,28 +40,7 @@ def test_a_celery_worker_runs_a_scan_sent_through_redis(app, client, tmp_path):
         "GOVERNANCE_DATABASE_URL": app.config["GOVERNANCE_DATABASE_URL"],
         "CELERY_BROKER_URL": broker,
     }
-    celery = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "celery",
-            "-A",
-            "governance.jobs.celery_app",
-            "worker",
-            "-Q",
-            "governance-jobs",
-            "--pool",
-            "solo",
-            "--without-gossip",
-            "--without-mingle",
-            "--loglevel",
-            "info",
-        ],
-        env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
+    celery = celery_worker("governance.jobs.celery_app", "governance-jobs", env)
     try:
         deadline = time.monotonic() + 300
         while time.monotonic() < deadline:
