@@ -13,7 +13,6 @@ import datetime as dt
 import http.client
 import json
 import os
-import socket
 import subprocess
 import sys
 import tempfile
@@ -33,16 +32,11 @@ from governance.config import load_config
 from governance.db import Database, utcnow
 from governance.domains import service as domains
 from governance.domains.models import DomainCreate
+from governance.gateway.engine import free_port
 from governance.instance import init_instance
 
 PATH = "/api/v1/domains/consumer-tax"
 BENCH_DATABASE = "governance_bench"
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
 
 
 def postgres_database(url: str) -> str:

@@ -11,7 +11,6 @@ import json
 import os
 import re
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -28,7 +27,9 @@ from governance.accounts import service as accounts
 from governance.accounts.models import PrincipalKind
 from governance.audit.service import Actor
 from governance.authz.policy import policy_hash
+from governance.client import ApiError, wait_for_job
 from governance.db import Database, utcnow
+from governance.gateway.engine import free_port
 from governance.instance import init_instance
 
 DEMO_DOMAINS = [
@@ -84,19 +85,20 @@ class ApiClient:
     def job(self, status: int, body: Any, what: str) -> dict[str, Any]:
         """Follow a job the service accepted (202) to its end, saying what it is waiting on."""
         expect(status, body, 202, what)
-        deadline = time.monotonic() + JOB_SECONDS
-        while body["state"] in ("queued", "running"):
-            if time.monotonic() > deadline:
-                raise DemoError(
-                    f"{what}: the job was still {body['state']} after {JOB_SECONDS} s; the "
-                    "machine may be very busy: try `make demo` again"
-                )
-            time.sleep(0.3)
-            status, body = self.call("GET", body["location"])
-            expect(status, body, 200, f"{what}: read the job")
-        if body["state"] != "succeeded":
-            raise DemoError(f"demo step failed: {what}: {body.get('error')}")
-        return body["result"]
+        try:
+            done = wait_for_job(
+                body,
+                url=self.base_url,
+                token=self.token,
+                limit_seconds=JOB_SECONDS,
+                poll_seconds=0.3,
+            )
+        except ApiError as exc:  # Still running at the limit, failed, or unreachable.
+            raise DemoError(
+                f"demo step failed: {what}: {exc.message} (the machine may be very busy: "
+                "try `make demo` again)"
+            ) from None
+        return done["result"]
 
 
 DEMO_REQUEST_SECONDS = 600
@@ -164,12 +166,6 @@ def running_server(config: dict[str, Any]) -> Iterator[str]:
         except subprocess.TimeoutExpired:
             os.killpg(server.pid, signal.SIGKILL)
             server.wait()
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
 
 
 def issue_demo_token(config: dict[str, Any], name: str, kind: PrincipalKind) -> str:

@@ -32,6 +32,7 @@ from governance.domains.keys import KeyRing
 from governance.families import service as models
 from governance.gateway.backends import EngineBackend, LocalBackend, ServingBackend
 from governance.gateway.limits import RateLimiter
+from governance.jobs.executors import Executor, executor_from_config
 from governance.pii.rules import DomainRules, load_rules
 from governance.storage import BlobStore, LocalBlobStore
 
@@ -86,6 +87,7 @@ class Runtime:
     _scanner: TextScanner | None = None
     _backend: ServingBackend | None = None
     _checkpoint_status: CheckpointStatus | None = None
+    _job_executor: Executor | None = None
 
     @property
     def scanner(self) -> TextScanner:
@@ -108,6 +110,14 @@ class Runtime:
                 self.database, self.audit_log.signing_key.public_key()
             )
         return self._checkpoint_status
+
+    @property
+    def job_executor(self) -> Executor:
+        """Where the service's own jobs are announced (runners poll; Celery gets a message),
+        made once (a Celery client is not built per request)."""
+        if self._job_executor is None:
+            self._job_executor = executor_from_config(self.settings)
+        return self._job_executor
 
     @property
     def home(self) -> Path:

@@ -12,7 +12,7 @@ from flask import Response
 from audit.bundle import VerificationError
 from governance import runtime
 from governance.audit import reports
-from governance.audit.export import EntryFilter, iter_csv, iter_jsonl, write_bundle
+from governance.audit.export import EntryFilter, iter_csv, iter_jsonl, write_log_bundle
 from governance.audit.models import EntryQuery
 from governance.authz.policy import SYSTEM_DOMAIN
 from governance.db import get_session
@@ -67,17 +67,8 @@ def export_response(filters: EntryFilter, fmt: str) -> Response:
         scratch = Path(tempfile.mkdtemp(prefix="audit-export-"))
         try:
             archive = scratch / "audit-bundle.tar.gz"
-            audit_log = runtime.current().audit_log
             try:
-                write_bundle(
-                    session,
-                    filters,
-                    archive,
-                    audit_log.signing_key,
-                    audit_log.tree,
-                    origin=audit_log.origin,
-                    witnesses=audit_log.witnesses,
-                )
+                write_log_bundle(session, filters, archive, runtime.current().audit_log)
             except VerificationError as exc:
                 # Never sign a fresh checkpoint over a log that fails verification.
                 raise Conflict(

@@ -22,6 +22,7 @@ from audit.log import ENTRY_FIELDS, canonical
 from governance import crypto
 from governance.audit.models import AuditCheckpoint, AuditEntry
 from governance.audit.service import (
+    AuditLog,
     TreeCache,
     as_checkpoint,
     iter_leaf_hashes,
@@ -73,6 +74,18 @@ class EntryFilter:
             "action": self.action,
             "decision": self.decision,
         }
+
+    @classmethod
+    def from_dict(
+        cls, values: dict[str, Any], domains_allowed: frozenset[str] | None = None
+    ) -> EntryFilter:
+        """The filter `as_dict` described (a job's parameters carry it this way)."""
+        times = {
+            f"{key}_time": dt.datetime.fromisoformat(values[key]) if values.get(key) else None
+            for key in ("from", "to")
+        }
+        rest = {k: v for k, v in values.items() if k not in ("from", "to")}
+        return cls(**times, **rest, domains_allowed=domains_allowed)
 
     def apply(self, query):
         """Add this filter's conditions to a select over AuditEntry."""
@@ -292,6 +305,21 @@ def write_jsonl(session: Session, entry_filter: EntryFilter, out: IO[str]) -> in
 def write_csv(session: Session, entry_filter: EntryFilter, out: IO[str]) -> int:
     """Write matching entries as CSV with a header row; return how many."""
     return write_lines(iter_csv(session, entry_filter), out) - 1
+
+
+def write_log_bundle(
+    session: Session, entry_filter: EntryFilter, out: Path, log: AuditLog
+) -> dict[str, Any]:
+    """`write_bundle` with the log's own signing key, tree cache, origin and witnesses."""
+    return write_bundle(
+        session,
+        entry_filter,
+        out,
+        log.signing_key,
+        log.tree,
+        origin=log.origin,
+        witnesses=log.witnesses,
+    )
 
 
 def write_bundle(

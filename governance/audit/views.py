@@ -181,15 +181,7 @@ def start_export(query: ExportQuery):
         "audit",
         {
             "format": query.format,
-            "filters": {
-                "from_time": filters.from_time.isoformat() if filters.from_time else None,
-                "to_time": filters.to_time.isoformat() if filters.to_time else None,
-                "principal": filters.principal,
-                "domain": filters.domain,
-                "model": filters.model,
-                "action": filters.action,
-                "decision": filters.decision,
-            },
+            "filters": filters.as_dict(),
             "domains": sorted(allowed),
             "owner_only": True,
         },

@@ -194,23 +194,14 @@ def build_filter(**kwargs: Any):
 def audit_export(fmt: str, out: str, **filters: Any) -> None:
     """Export entries, streaming in constant memory; a bundle verifies offline with
     `python -m audit verify PATH` (a directory, or a .tar.gz when PATH ends so)."""
-    from governance.audit.export import write_bundle, write_csv, write_jsonl
+    from governance.audit.export import write_csv, write_jsonl, write_log_bundle
     from governance.audit.service import log_size
 
     entry_filter = build_filter(**filters)
     with audit_log_session() as (audit_log, session):
         log_cli_event(audit_log, "audit.export", {"format": fmt, **entry_filter.as_dict()})
         if fmt == "bundle":
-            manifest = write_bundle(
-                session,
-                entry_filter,
-                Path(out),
-                audit_log.signing_key,
-                audit_log.tree,
-                origin=audit_log.origin,
-                witnesses=audit_log.witnesses,
-            )
-            count = manifest["entries"]
+            count = write_log_bundle(session, entry_filter, Path(out), audit_log)["entries"]
         else:
             writer = write_csv if fmt == "csv" else write_jsonl
             with (

@@ -148,14 +148,19 @@ def create_engine_app(api_key: str = "", keep: int = 2, preload: bool = True) ->
     return app
 
 
+def free_port() -> int:
+    """A loopback port nothing listens on now (for a process started next)."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
 @contextlib.contextmanager
 def engine_process(port: int | None = None, api_key: str | None = None, timeout: float = 600.0):
     """Start `govern engine` on loopback (a free port unless given) and wait until it is
     ready; yield (url, api key). Used by `govern demo`, the tests and the benchmarks."""
     if port is None:
-        with socket.socket() as probe:
-            probe.bind(("127.0.0.1", 0))
-            port = probe.getsockname()[1]
+        port = free_port()
     key = api_key if api_key is not None else secrets.token_urlsafe(24)
     process = subprocess.Popen(
         [sys.executable, "-m", "governance.cli", "engine", "--port", str(port)],

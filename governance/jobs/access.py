@@ -8,13 +8,12 @@ from __future__ import annotations
 
 from typing import Any
 
-from flask import current_app
 from sqlmodel import Session
 
+from governance import runtime
 from governance.errors import NotFound
 from governance.guard import check, current_actor, current_principal, log_event, mark_checked
 from governance.jobs import service
-from governance.jobs.executors import executor_from_config
 from governance.training.models import TrainingJob
 
 
@@ -44,5 +43,5 @@ def start(
     job: TrainingJob = service.submit(
         session, kind, subject, domain, {"object": obj, **params}, actor=current_actor()
     )
-    executor_from_config(current_app.config).submit(job.uid)
+    runtime.current().job_executor.submit(job.uid)
     return service.job_read(job), 202, {"Location": f"/api/v1/jobs/{job.uid}"}

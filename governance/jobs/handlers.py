@@ -7,14 +7,12 @@ made (a receipt, an evaluation, an export file), never raw data.
 
 from __future__ import annotations
 
-import datetime as dt
-import hashlib
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from sqlmodel import Session, select
 
-from governance.audit.export import EntryFilter, iter_csv, iter_jsonl, write_bundle
+from governance.audit.export import EntryFilter, iter_csv, iter_jsonl, write_log_bundle
 from governance.audit.service import Actor
 from governance.datasets.models import DatasetVersion
 from governance.errors import NotFound
@@ -23,6 +21,7 @@ from governance.families.models import ModelVersion
 from governance.jobs.service import export_file
 from governance.pii import service as pii
 from governance.training.models import JobKind, TrainingJob
+from trainers.hashing import file_sha256
 
 if TYPE_CHECKING:
     from governance.runtime import Runtime
@@ -36,14 +35,20 @@ def job_actor(rt: Runtime, job: TrainingJob) -> Actor:
     return Actor(job.requested_by or "system", None, rt.authorizer.policy.hash)
 
 
+def subject_row(session: Session, job: TrainingJob, table: Any, kind: str) -> Any:
+    """The row a job's subject (`kind/uid`) names, or NotFound (it may have gone since)."""
+    uid = (job.subject or "").removeprefix(f"{kind}/")
+    row = session.exec(select(table).where(table.uid == uid)).first()
+    if row is None:
+        raise NotFound(f"no {kind.replace('-', ' ')} {uid}")
+    return row
+
+
 def scan(
     rt: Runtime, session: Session, job: TrainingJob, actor: Actor, progress: Progress
 ) -> dict[str, Any]:
     """Scan a dataset version for PII under its domain's rules; the result is the receipt."""
-    uid = (job.subject or "").removeprefix("dataset-version/")
-    version = session.exec(select(DatasetVersion).where(DatasetVersion.uid == uid)).first()
-    if version is None:
-        raise NotFound(f"no dataset version {uid}")
+    version = subject_row(session, job, DatasetVersion, "dataset-version")
     rules = rt.rules(job.domain or "")
     total = version.record_count or 0
     done = 0
@@ -72,10 +77,7 @@ def evaluate(
     rt: Runtime, session: Session, job: TrainingJob, actor: Actor, progress: Progress
 ) -> dict[str, Any]:
     """Run the evaluation gate on a model version: held-out metrics, the PII probe."""
-    uid = (job.subject or "").removeprefix("model-version/")
-    version = session.exec(select(ModelVersion).where(ModelVersion.uid == uid)).first()
-    if version is None:
-        raise NotFound(f"no model version {uid}")
+    version = subject_row(session, job, ModelVersion, "model-version")
     progress({"stage": "evaluating"})
     version = run_gate(rt, session, version, actor)
     return {
@@ -83,14 +85,6 @@ def evaluate(
         "status": version.status,
         "gate": (version.evaluation or {}).get("gate"),
     }
-
-
-def entry_filter(params: dict[str, Any]) -> EntryFilter:
-    values = dict(params.get("filters") or {})
-    for name in ("from_time", "to_time"):
-        if values.get(name):
-            values[name] = dt.datetime.fromisoformat(values[name])
-    return EntryFilter(**values, domains_allowed=frozenset(params["domains"]))
 
 
 def export(
@@ -102,21 +96,11 @@ def export(
     target.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
     # Written under a hidden name with the same suffix (a bundle's suffix chooses its form).
     partial = target.with_name("." + target.name)
-    filters = entry_filter(job.params)
+    filters = EntryFilter.from_dict(job.params["filters"], frozenset(job.params["domains"]))
     fmt = job.params["format"]
     if fmt == "bundle":
         progress({"stage": "verifying the log and writing the bundle"})
-        log = rt.audit_log
-        manifest = write_bundle(
-            session,
-            filters,
-            partial,
-            log.signing_key,
-            log.tree,
-            origin=log.origin,
-            witnesses=log.witnesses,
-        )
-        entries = int(manifest.get("entries", 0)) if isinstance(manifest, dict) else 0
+        entries = write_log_bundle(session, filters, partial, rt.audit_log)["entries"]
     else:
         render = iter_csv if fmt == "csv" else iter_jsonl
         entries = 0
@@ -130,16 +114,12 @@ def export(
             entries -= 1  # the header line
     partial.chmod(0o600)
     partial.replace(target)
-    digest = hashlib.sha256()
-    with target.open("rb") as handle:
-        while chunk := handle.read(1 << 20):
-            digest.update(chunk)
     progress({"entries": entries})
     return {
         "format": fmt,
         "entries": entries,
         "bytes": target.stat().st_size,
-        "sha256": digest.hexdigest(),
+        "sha256": file_sha256(target),
         "download": f"/api/v1/jobs/{job.uid}/file",
     }
 

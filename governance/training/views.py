@@ -21,7 +21,6 @@ from governance.errors import PayloadTooLarge
 from governance.families.models import ModelFamily, ModelVersion
 from governance.guard import current_actor, get_authorizer, mark_checked, require
 from governance.jobs import service as jobs
-from governance.jobs.executors import executor_from_config as jobs_executor
 from governance.training import service
 from governance.training.models import (
     ClaimRequest,
@@ -150,7 +149,7 @@ def evaluate_next(version: ModelVersion, actor: Actor) -> None:
         {"object": f"model/{family.name}", "family": family.name, "version": version.number},
         actor=actor,
     )
-    jobs_executor(current_app.config).submit(job.uid)
+    runtime.current().job_executor.submit(job.uid)
 
 
 @bp.post("/<uid>/fail", responses={200: JobRead})
