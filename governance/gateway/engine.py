@@ -5,7 +5,9 @@ OpenAI-compatible API that vLLM serves with `--enable-lora`.
     GET  /v1/models              the adapters loaded
     POST /v1/load_lora_adapter   {"lora_name", "lora_path", "base_model_path"}
     POST /v1/unload_lora_adapter {"lora_name"}
-    POST /v1/completions         {"model", "prompt", "max_tokens", "temperature", "seed"}
+    POST /v1/completions         {"model", "prompt", "max_tokens", "temperature", "stop",
+                                  "seed", "stream", "stream_options"}
+    POST /v1/chat/completions    the same with "messages" instead of "prompt"
 
 `govern serve` starts one beside the web workers, on loopback, with a random API key both
 share; production points SERVING_URL at vLLM instead (one engine per base model). The
@@ -17,6 +19,7 @@ from __future__ import annotations
 
 import contextlib
 import hmac
+import json
 import os
 import secrets
 import socket
@@ -27,11 +30,12 @@ import time
 import urllib.error
 import urllib.request
 import uuid
+from collections.abc import Iterator
 from typing import Any
 
-from flask import Flask, jsonify, request
+from flask import Flask, Response, jsonify, request
 
-from governance.gateway.backends import LocalModels
+from governance.gateway.backends import Generation, LocalModels, Query
 
 MAX_TOKENS = 2048
 
@@ -103,49 +107,148 @@ def create_engine_app(api_key: str = "", keep: int = 2, preload: bool = True) ->
             return error(404, f"no adapter {body.get('lora_name')!r}", "not_found_error")
         return f"Success: LoRA adapter '{body['lora_name']}' removed successfully.", 200
 
-    @app.post("/v1/completions")
-    def completions():
-        body: dict[str, Any] = request.get_json(silent=True) or {}
-        name = body.get("model")
-        if name not in adapters:
-            return error(404, f"The model `{name}` does not exist.", "not_found_error")
-        prompt = body.get("prompt")
-        if not isinstance(prompt, str):
-            # An empty prompt is allowed (the model starts from its beginning-of-text token).
-            return error(400, "prompt must be a string")
-        max_tokens = body.get("max_tokens", 16)
+    def query_of(body: dict[str, Any], chat: bool) -> Query | tuple:
+        """The Query of a request body, or the error response to answer instead."""
+        max_tokens = body.get("max_tokens", body.get("max_completion_tokens", 16))
         temperature = body.get("temperature", 1.0)
         seed = body.get("seed")
+        stop = body.get("stop") or ()
+        if isinstance(stop, str):
+            stop = (stop,)
         if not isinstance(max_tokens, int) or not 1 <= max_tokens <= MAX_TOKENS:
             return error(400, f"max_tokens must be an integer from 1 to {MAX_TOKENS}")
         if not isinstance(temperature, int | float) or not 0 <= temperature <= 2:
             return error(400, "temperature must be from 0 to 2")
         if seed is not None and not isinstance(seed, int):
             return error(400, "seed must be an integer")
+        if not isinstance(stop, list | tuple) or not all(isinstance(s, str) for s in stop):
+            return error(400, "stop must be a string or a list of strings")
+        common = {
+            "max_tokens": max_tokens,
+            "temperature": float(temperature),
+            "stop": tuple(stop),
+            "seed": seed,
+        }
+        if chat:
+            messages = body.get("messages")
+            if not isinstance(messages, list) or not messages:
+                return error(400, "messages must be a non-empty list")
+            for item in messages:
+                if not (
+                    isinstance(item, dict)
+                    and isinstance(item.get("role"), str)
+                    and isinstance(item.get("content"), str)
+                ):
+                    return error(400, "each message needs a role and a text content")
+            return Query(
+                messages=tuple({"role": m["role"], "content": m["content"]} for m in messages),
+                **common,
+            )
+        prompt = body.get("prompt")
+        if not isinstance(prompt, str):
+            # An empty prompt is allowed (the model starts from its beginning-of-text token).
+            return error(400, "prompt must be a string")
+        return Query(prompt=prompt, **common)
+
+    def answer(chat: bool):
+        body: dict[str, Any] = request.get_json(silent=True) or {}
+        name = body.get("model")
+        if name not in adapters:
+            return error(404, f"The model `{name}` does not exist.", "not_found_error")
+        query = query_of(body, chat)
+        if not isinstance(query, Query):
+            return query
         ready.wait()
         base, path = adapters[name]
-        answer = models.generate(name, base, path, prompt, max_tokens, float(temperature), seed)
+        ident = f"{'chatcmpl' if chat else 'cmpl'}-{uuid.uuid4().hex}"
+        created = int(time.time())
+        if body.get("stream"):
+            usage_too = bool((body.get("stream_options") or {}).get("include_usage"))
+            pieces = models.stream(name, base, path, query)
+            return Response(
+                stream_chunks(ident, created, name, chat, pieces, usage_too),
+                mimetype="text/event-stream",
+                headers={"Cache-Control": "no-cache"},
+            )
+        result = models.complete(name, base, path, query)
+        choice: dict[str, Any] = {"index": 0, "finish_reason": result.finish_reason}
+        if chat:
+            choice["message"] = {"role": "assistant", "content": result.text}
+        else:
+            choice.update(text=result.text, logprobs=None)
         return {
-            "id": f"cmpl-{uuid.uuid4().hex}",
-            "object": "text_completion",
-            "created": int(time.time()),
+            "id": ident,
+            "object": "chat.completion" if chat else "text_completion",
+            "created": created,
             "model": name,
-            "choices": [
-                {
-                    "index": 0,
-                    "text": answer.text,
-                    "logprobs": None,
-                    "finish_reason": "length" if answer.completion_tokens >= max_tokens else "stop",
-                }
-            ],
-            "usage": {
-                "prompt_tokens": answer.prompt_tokens,
-                "completion_tokens": answer.completion_tokens,
-                "total_tokens": answer.prompt_tokens + answer.completion_tokens,
-            },
+            "choices": [choice],
+            "usage": usage_of(result),
         }
 
+    @app.post("/v1/completions")
+    def completions():
+        return answer(chat=False)
+
+    @app.post("/v1/chat/completions")
+    def chat_completions():
+        return answer(chat=True)
+
     return app
+
+
+def usage_of(result: Generation) -> dict[str, int]:
+    return {
+        "prompt_tokens": result.prompt_tokens,
+        "completion_tokens": result.completion_tokens,
+        "total_tokens": result.prompt_tokens + result.completion_tokens,
+    }
+
+
+def sse(payload: dict[str, Any] | str) -> str:
+    """One server-sent event of an OpenAI-style stream."""
+    return f"data: {payload if isinstance(payload, str) else json.dumps(payload)}\n\n"
+
+
+def stream_chunks(
+    ident: str,
+    created: int,
+    model: str,
+    chat: bool,
+    pieces: Iterator[str | Generation],
+    usage_too: bool,
+) -> Iterator[str]:
+    """The chunks of an OpenAI-style stream (`chat.completion.chunk` or `text_completion`):
+    one per piece of text, a last one with the finish reason, a usage chunk when asked, and
+    `[DONE]`."""
+    kind = "chat.completion.chunk" if chat else "text_completion"
+
+    def chunk(choices: list[dict], **extra) -> str:
+        return sse(
+            {"id": ident, "object": kind, "created": created, "model": model, "choices": choices}
+            | extra
+        )
+
+    if chat:
+        yield chunk(
+            [{"index": 0, "delta": {"role": "assistant", "content": ""}, "finish_reason": None}]
+        )
+    result: Generation | None = None
+    for piece in pieces:
+        if isinstance(piece, Generation):
+            result = piece
+            continue
+        if chat:
+            yield chunk([{"index": 0, "delta": {"content": piece}, "finish_reason": None}])
+        else:
+            yield chunk([{"index": 0, "text": piece, "logprobs": None, "finish_reason": None}])
+    reason = result.finish_reason if result else "stop"
+    if chat:
+        yield chunk([{"index": 0, "delta": {}, "finish_reason": reason}])
+    else:
+        yield chunk([{"index": 0, "text": "", "logprobs": None, "finish_reason": reason}])
+    if usage_too and result is not None:
+        yield chunk([], usage=usage_of(result))
+    yield sse("[DONE]")
 
 
 def free_port() -> int:

@@ -113,3 +113,55 @@ def test_the_gateway_backend_verifies_the_adapter_before_the_engine_sees_it(
     with pytest.raises(BackendError, match="did not answer") as refused:
         down.generate(good, "Schedule C", 3)
     assert refused.value.status == 503
+
+
+def test_the_engine_chats_streams_and_stops_at_a_stop_string(engine, adapter):
+    base, path = adapter
+    load(engine, "tax-v1", base, path)
+    client = openai.OpenAI(base_url=engine[0] + "/v1", api_key=engine[1], max_retries=0)
+    whole = client.completions.create(
+        model="tax-v1", prompt="Form 1040 line 1", max_tokens=12, temperature=0
+    )
+    pieces = list(
+        client.completions.create(
+            model="tax-v1",
+            prompt="Form 1040 line 1",
+            max_tokens=12,
+            temperature=0,
+            stream=True,
+            stream_options={"include_usage": True},
+        )
+    )
+    streamed = "".join(c.choices[0].text for c in pieces if c.choices)
+    assert streamed == whole.choices[0].text
+    assert pieces[-1].usage.completion_tokens == whole.usage.completion_tokens
+    # A stop string taken from the greedy answer cuts it there, in whole and streamed answers.
+    text = whole.choices[0].text
+    if len(text) >= 4:
+        stop = text[2:4]
+        cut = client.completions.create(
+            model="tax-v1", prompt="Form 1040 line 1", max_tokens=12, temperature=0, stop=[stop]
+        )
+        assert cut.choices[0].text == text[: text.find(stop)]
+        assert cut.choices[0].finish_reason == "stop"
+    chat = client.chat.completions.create(
+        model="tax-v1",
+        messages=[{"role": "user", "content": "What is Schedule C?"}],
+        max_tokens=6,
+        temperature=0,
+    )
+    assert chat.object == "chat.completion" and chat.choices[0].message.role == "assistant"
+    assert chat.usage.completion_tokens <= 6
+    chunks = list(
+        client.chat.completions.create(
+            model="tax-v1",
+            messages=[{"role": "user", "content": "What is Schedule C?"}],
+            max_tokens=6,
+            temperature=0,
+            stream=True,
+        )
+    )
+    assert (
+        "".join(c.choices[0].delta.content or "" for c in chunks) == chat.choices[0].message.content
+    )
+    assert chunks[-1].choices[0].finish_reason in ("stop", "length")
