@@ -31,8 +31,9 @@ from governance.training import service as training
 
 log = logging.getLogger(__name__)
 
-# Paths of the JSON API: ours, and the OpenID AuthZEN evaluation API's.
-API_PREFIX = ("/api/", "/access/")
+# Paths of the JSON API: ours, the OpenID AuthZEN evaluation API's, and the OpenAI-compatible
+# gateway's.
+API_PREFIX = ("/api/", "/access/", "/v1/")
 # The API's description and its Swagger UI (flask-openapi3's "openapi" and "swagger"
 # blueprints under /docs) are public, like /openapi.json.
 DOCS_ENDPOINTS = frozenset(

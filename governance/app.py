@@ -40,7 +40,9 @@ API_BLUEPRINTS = (
     models_views.bp,
     training_views.bp,
     jobs_views.bp,
+    gateway_views.legacy_bp,
     gateway_views.bp,
+    gateway_views.telemetry_bp,
 )
 
 

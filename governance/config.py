@@ -41,9 +41,12 @@ DEFAULTS: dict[str, Any] = {
     # AUTH_RATE_STORAGE shares the count between processes (e.g. redis://127.0.0.1:6379/2).
     "AUTH_FAILURES_PER_MINUTE": 20,
     "AUTH_RATE_STORAGE": "",
-    # Queries per principal per minute at the gateway (per service process).
+    # Queries per principal per minute at the gateway, and tokens (prompt and answer) per
+    # principal per minute (0: no token limit). Per-family limits are in routing.yaml.
     "GATEWAY_RATE_PER_MINUTE": 60,
-    # Where that count is kept: in memory (per process) or in Redis (redis://...), shared.
+    "GATEWAY_TOKENS_PER_MINUTE": 0,
+    # Where these counts are kept: in memory (per process) or in Redis (redis://...), shared
+    # by every process and host of the service.
     "GATEWAY_RATE_STORAGE": "",
     # The serving engine the gateway asks: empty for the embedded `govern engine` that
     # `govern serve` starts on SERVING_PORT; the URL of an OpenAI-compatible server with LoRA
@@ -53,6 +56,16 @@ DEFAULTS: dict[str, Any] = {
     # The engine's API key (vLLM --api-key); `govern serve` makes a random one for its engine.
     "SERVING_API_KEY": "",
     "SERVING_TIMEOUT_SECONDS": 120,
+    # Engines per base model: `BASE=URL,BASE=URL` (each an engine serving that base, e.g. one
+    # vLLM per base); bases not named here go to SERVING_URL.
+    "SERVING_ENGINES": "",
+    # The guard that scans prompts and answers (policies/guardrails.yaml): empty for the
+    # embedded `govern guard` that `govern serve` starts on GUARD_PORT; a URL of one
+    # (it speaks Presidio's analyzer API); or `inprocess` (scan in the asking process).
+    "GUARD_URL": "",
+    "GUARD_PORT": 8101,
+    "GUARD_API_KEY": "",
+    "GUARD_TIMEOUT_SECONDS": 30,
     # Where the service's own jobs (scans, gates, exports) run: "runner" (`govern jobs run`,
     # which `govern serve` starts) or "celery" (governance/jobs/celery_app.py).
     "JOBS_EXECUTOR": "runner",
@@ -88,6 +101,7 @@ ENVIRONMENT_KEYS = (
     "AUTH_FAILURES_PER_MINUTE",
     "AUTH_RATE_STORAGE",
     "GATEWAY_RATE_PER_MINUTE",
+    "GATEWAY_TOKENS_PER_MINUTE",
     "GATEWAY_RATE_STORAGE",
     "PII_MODEL",
     "PII_SCAN_PROCESSES",
@@ -97,6 +111,11 @@ ENVIRONMENT_KEYS = (
     "SERVING_PORT",
     "SERVING_API_KEY",
     "SERVING_TIMEOUT_SECONDS",
+    "SERVING_ENGINES",
+    "GUARD_URL",
+    "GUARD_PORT",
+    "GUARD_API_KEY",
+    "GUARD_TIMEOUT_SECONDS",
     "CELERY_BROKER_URL",
     "CONSOLE_IDLE_MINUTES",
     "CONSOLE_SESSION_HOURS",

@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-from flask import Flask, jsonify
+from flask import Flask, has_request_context, jsonify, request
 from pydantic import ValidationError
 from werkzeug.exceptions import HTTPException
 
@@ -84,10 +84,44 @@ class NotInitialized(GovernanceError):
     code = "not_initialized"
 
 
+# OpenAI's error types by status, for the OpenAI-compatible routes under /v1.
+OPENAI_TYPES = {
+    400: "invalid_request_error",
+    401: "authentication_error",
+    403: "permission_error",
+    404: "not_found_error",
+    409: "invalid_request_error",
+    413: "invalid_request_error",
+    415: "invalid_request_error",
+    429: "rate_limit_error",
+}
+
+
+def openai_error(error: GovernanceError) -> tuple[dict[str, Any], int]:
+    """The error in OpenAI's shape: {"error": {message, type, param, code}}. A request that
+    does not validate is a 400 there, as OpenAI answers it."""
+    status = 400 if error.status == 422 else error.status
+    details = error.details
+    param = None
+    if isinstance(details, dict):
+        param = details.get("field")
+    elif isinstance(details, list) and details and isinstance(details[0], dict):
+        param = details[0].get("field")
+    kind = OPENAI_TYPES.get(status, "server_error" if status >= 500 else "invalid_request_error")
+    return {
+        "error": {"message": error.message, "type": kind, "param": param, "code": error.code}
+    }, status
+
+
 def error_response(error: GovernanceError):
-    """Build the Flask response for a GovernanceError."""
-    response = jsonify(error.to_dict())
-    response.status_code = error.status
+    """Build the Flask response for a GovernanceError (in OpenAI's shape under /v1)."""
+    if has_request_context() and request.path.startswith("/v1/"):
+        body, status = openai_error(error)
+        response = jsonify(body)
+        response.status_code = status
+    else:
+        response = jsonify(error.to_dict())
+        response.status_code = error.status
     if error.status == 401:
         response.headers["WWW-Authenticate"] = 'Bearer realm="governance"'
     if isinstance(error, TooManyRequests):

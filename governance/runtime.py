@@ -31,7 +31,8 @@ from governance.db import Database
 from governance.domains.keys import KeyRing
 from governance.families import service as models
 from governance.gateway.backends import EngineBackend, LocalBackend, ServingBackend
-from governance.gateway.limits import RateLimiter
+from governance.gateway.guardrails import Guard, GuardClient, LocalGuard
+from governance.gateway.limits import QueryLimits, RateLimiter
 from governance.jobs.executors import Executor, executor_from_config
 from governance.pii.rules import DomainRules, load_rules
 from governance.storage import BlobStore, LocalBlobStore
@@ -62,6 +63,31 @@ def default_backend(settings: Mapping[str, Any], store: BlobStore) -> ServingBac
         cache,
         api_key=settings.get("SERVING_API_KEY") or "",
         timeout=float(settings["SERVING_TIMEOUT_SECONDS"]),
+        engines=engine_map(settings.get("SERVING_ENGINES") or ""),
+    )
+
+
+def engine_map(text: str) -> dict[str, str]:
+    """SERVING_ENGINES: `BASE=URL,BASE=URL`."""
+    engines = {}
+    for item in filter(None, (part.strip() for part in text.split(","))):
+        base, sep, url = item.partition("=")
+        if not sep or not base.strip() or not url.strip().startswith(("http://", "https://")):
+            raise ValueError(f"SERVING_ENGINES: {item!r} is not BASE=http(s)://HOST:PORT")
+        engines[base.strip()] = url.strip()
+    return engines
+
+
+def default_guard(settings: Mapping[str, Any], scanner: Callable[[], TextScanner]) -> Guard:
+    """The guard that scans prompts and answers: the guard process over HTTP (the embedded one
+    on GUARD_PORT, or GUARD_URL), or this process when GUARD_URL is `inprocess`."""
+    url = settings.get("GUARD_URL") or ""
+    if url == "inprocess":
+        return LocalGuard(scanner(), settings["GOVERNANCE_POLICY_DIR"])
+    return GuardClient(
+        url or f"http://127.0.0.1:{int(settings['GUARD_PORT'])}",
+        api_key=settings.get("GUARD_API_KEY") or settings.get("SERVING_API_KEY") or "",
+        timeout=float(settings["GUARD_TIMEOUT_SECONDS"]),
     )
 
 
@@ -86,6 +112,8 @@ class Runtime:
     backend_factory: Callable[[], ServingBackend]
     _scanner: TextScanner | None = None
     _backend: ServingBackend | None = None
+    _guard: Guard | None = None
+    _query_limits: QueryLimits | None = None
     _checkpoint_status: CheckpointStatus | None = None
     _job_executor: Executor | None = None
 
@@ -101,6 +129,22 @@ class Runtime:
         if self._backend is None:
             self._backend = self.backend_factory()
         return self._backend
+
+    @property
+    def guard(self) -> Guard:
+        """What scans prompts and answers at query time (the guard process, by default)."""
+        if self._guard is None:
+            self._guard = default_guard(self.settings, lambda: self.scanner)
+        return self._guard
+
+    @property
+    def query_limits(self) -> QueryLimits:
+        """The gateway's request and token limits (over `limiter`'s storage)."""
+        if self._query_limits is None or self._query_limits.requests is not self.limiter:
+            self._query_limits = QueryLimits(
+                self.limiter, int(self.settings.get("GATEWAY_TOKENS_PER_MINUTE") or 0)
+            )
+        return self._query_limits
 
     @property
     def checkpoint_status(self) -> CheckpointStatus:
@@ -138,6 +182,8 @@ class Runtime:
                 self._scanner, self.scanner_factory = part, constant(part)
             elif name == "backend":
                 self._backend, self.backend_factory = part, constant(part)
+            elif name == "guard":
+                self._guard = part
             elif name in ("keyring", "store", "limiter", "auth_limiter", "audit_log"):
                 setattr(self, name, part)
             else:
@@ -153,7 +199,7 @@ def build(settings: Mapping[str, Any] | None = None, **overrides: Any) -> Runtim
     """Build every runtime object from the configuration (defaults, environment, `settings`).
 
     `overrides` replace parts by name: `scanner`, `backend`, `store`, `keyring`, `audit_log`,
-    `authorizer`, `database`, `limiter` (tests use these; nothing else does).
+    `authorizer`, `database`, `limiter`, `guard` (tests use these; nothing else does).
     """
     # Defaults, then the environment, then `settings` (so settings already loaded load the same).
     config = load_config(settings)
@@ -164,6 +210,7 @@ def build(settings: Mapping[str, Any] | None = None, **overrides: Any) -> Runtim
     )
     scanner = overrides.pop("scanner", None)
     backend = overrides.pop("backend", None)
+    guard = overrides.pop("guard", None)
     runtime = Runtime(
         settings=config,
         database=database,
@@ -193,6 +240,7 @@ def build(settings: Mapping[str, Any] | None = None, **overrides: Any) -> Runtim
     )
     if overrides:
         raise TypeError(f"unknown runtime parts: {sorted(overrides)}")
+    runtime._guard = guard
     register_subject_kinds()
     return runtime
 

@@ -42,8 +42,11 @@ def byte_level_tokenizer():
     )
 
 
-def create_tiny(path: str | Path, seed: int = 0) -> str:
-    """Write the model and tokenizer to `path`; return the weight hash."""
+def create_tiny(path: str | Path, seed: int = 0, hidden_size: int = 64) -> str:
+    """Write the model and tokenizer to `path`; return the weight hash. `hidden_size` sets
+    the width (a multiple of 4: the heads), so tiny bases of several sizes can be compared."""
+    if hidden_size < 8 or hidden_size % 4:
+        raise ValueError("hidden_size must be a multiple of 4, at least 8")
     import torch
     from transformers import LlamaConfig, LlamaForCausalLM
     from transformers.utils import logging as hf_logging
@@ -55,8 +58,8 @@ def create_tiny(path: str | Path, seed: int = 0) -> str:
     tokenizer = byte_level_tokenizer()
     config = LlamaConfig(
         vocab_size=len(tokenizer),
-        hidden_size=64,
-        intermediate_size=128,
+        hidden_size=hidden_size,
+        intermediate_size=2 * hidden_size,
         num_hidden_layers=2,
         num_attention_heads=4,
         num_key_value_heads=4,
@@ -78,8 +81,9 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m trainers.tiny", description=__doc__)
     parser.add_argument("path")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--hidden-size", type=int, default=64)
     args = parser.parse_args(argv)
-    print(create_tiny(args.path, args.seed))
+    print(create_tiny(args.path, args.seed, args.hidden_size))
     return 0
 
 

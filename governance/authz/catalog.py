@@ -20,6 +20,7 @@ ACTIONS: dict[str, tuple[str, ...]] = {
     "report": ("read",),
     "authorization": ("query",),
     "job": ("claim",),
+    "metrics": ("read",),
 }
 
 # Object types that are named per instance (model/NAME); the others are plain types.

@@ -24,6 +24,8 @@ from governance.authz.compiled import key_match
 from governance.authz.lint import declared_domains, read_rules
 from governance.authz.policy import POLICY_FILE, SYSTEM_DOMAIN, PolicySet
 from governance.errors import InvalidInput
+from governance.gateway.guardrails import GUARDRAILS_FILE
+from governance.gateway.routing import ROUTING_FILE
 from governance.pii.rules import RULES_FILE
 
 Permission = tuple[str, str, str, str]  # principal, domain, object, action
@@ -204,7 +206,7 @@ def diff_directories(base: Path, head: Path, base_name: str, head_name: str) -> 
     before = effective_permissions(before_policy, universe)
     after = effective_permissions(after_policy, universe)
     settings = {}
-    for name in (APPROVALS_FILE, RULES_FILE):
+    for name in (APPROVALS_FILE, RULES_FILE, ROUTING_FILE, GUARDRAILS_FILE):
         old, new = _settings(base, name), _settings(head, name)
         settings[name] = [
             (key, old.get(key), new.get(key))

@@ -15,6 +15,7 @@ from governance.approvals.rules import APPROVALS_FILE, ApprovalRulesError, load_
 from governance.authz.catalog import ACTIONS, object_type
 from governance.authz.files import Problem, read_rules
 from governance.authz.policy import MODEL_FILE, POLICY_FILE, SYSTEM_DOMAIN, PolicyError, PolicySet
+from governance.gateway import guardrails, routing
 from governance.pii.rules import RULES_FILE, PiiRulesError, load_rules
 
 DOMAINS_FILE = "domains.yaml"
@@ -174,6 +175,10 @@ def lint(directory: str | Path, principals: set[str] | None = None) -> list[Prob
 
     problems += _lint_pii(root, known_domains)
     problems += _lint_approvals(root, domains, grants, bindings)
+    problems += [Problem(routing.ROUTING_FILE, 0, "error", m) for m in routing.lint(root)]
+    problems += [
+        Problem(guardrails.GUARDRAILS_FILE, 0, "error", m) for m in guardrails.lint(root, domains)
+    ]
     return sorted(set(problems))
 
 

@@ -28,6 +28,7 @@ COMMANDS = (
     instance.init,
     instance.serve,
     instance.engine,
+    instance.guard,
     jobs.jobs,
     principals.principal,
     principals.token,

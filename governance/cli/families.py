@@ -97,9 +97,16 @@ def version() -> None:
     metavar="ID:VERSION",
     help="An approved, scanned dataset version (repeatable).",
 )
+@click.option(
+    "--base-model",
+    default=None,
+    help="Train a variant on another registered base model (default: the family's).",
+)
 @url_option
 @fail_cleanly
-def version_train(family_name: str, tax_year: int, datasets: tuple[str, ...], url) -> None:
+def version_train(
+    family_name: str, tax_year: int, datasets: tuple[str, ...], base_model: str | None, url
+) -> None:
     """Start a new version of FAMILY from its base model on approved data."""
     from governance.client import api_call
     from governance.errors import InvalidInput
@@ -111,6 +118,8 @@ def version_train(family_name: str, tax_year: int, datasets: tuple[str, ...], ur
             raise InvalidInput(f"--dataset {ref!r}: write DATASET_ID:VERSION, as 3:1")
         refs.append({"dataset_id": int(dataset_id), "version": int(number)})
     body = {"tax_year": tax_year, "datasets": refs}
+    if base_model:
+        body["base_model"] = base_model
     show_version(api_call("POST", f"/api/v1/models/{family_name}/versions", body, url=url))
 
 
@@ -158,13 +167,17 @@ def version_promote(family_name: str, number: int, request_only: bool, url) -> N
 
 @version.command("rollback")
 @click.argument("family_name", metavar="FAMILY")
+@click.option("--base-model", default=None, help="The variant to roll back (its base model).")
 @url_option
 @fail_cleanly
-def version_rollback(family_name: str, url) -> None:
+def version_rollback(family_name: str, base_model: str | None, url) -> None:
     """Put the previous untainted version of FAMILY back in production."""
+    from urllib.parse import quote
+
     from governance.client import api_call
 
-    show_version(api_call("POST", f"/api/v1/models/{family_name}/rollback", {}, url=url))
+    query = f"?base_model={quote(base_model)}" if base_model else ""
+    show_version(api_call("POST", f"/api/v1/models/{family_name}/rollback{query}", {}, url=url))
 
 
 @click.command("query")

@@ -5,10 +5,12 @@ from __future__ import annotations
 import contextlib
 import os
 import secrets
+import shutil
 import signal
 import subprocess
 import sys
 import threading
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import click
@@ -80,6 +82,22 @@ def serve(host: str, port: int, workers: int, threads: int, runners: int) -> Non
                 env={**os.environ, "SERVING_API_KEY": key},
             )
         )
+    if not config.get("GUARD_URL"):
+        # The embedded guard (prompt and answer scans), on loopback, with its own key.
+        key = config.get("GUARD_API_KEY") or secrets.token_urlsafe(32)
+        overrides["GUARD_API_KEY"] = key
+        children.append(
+            subprocess.Popen(
+                [sys.executable, "-m", "governance.cli", "guard"],
+                env={**os.environ, "GUARD_API_KEY": key},
+            )
+        )
+    # Every worker's metrics in one place, summed by GET /api/v1/metrics (emptied at start,
+    # as prometheus_client's multiprocess mode asks).
+    metrics_dir = Path(config["GOVERNANCE_HOME"]) / "run" / "metrics"
+    shutil.rmtree(metrics_dir, ignore_errors=True)
+    metrics_dir.mkdir(parents=True, mode=0o700)
+    os.environ["PROMETHEUS_MULTIPROC_DIR"] = str(metrics_dir)
     app = create_app(overrides)
     children += [
         subprocess.Popen([sys.executable, "-m", "governance.cli", "jobs", "run"])
@@ -99,6 +117,9 @@ def serve(host: str, port: int, workers: int, threads: int, runners: int) -> Non
     def worker_exit(_arbiter, worker) -> None:
         """A worker that served and was told to stop: finish its audit appends, then leave
         without the interpreter's slow teardown of a large heap (most of a second)."""
+        from prometheus_client import multiprocess
+
+        multiprocess.mark_process_dead(worker.pid)
         if worker.booted and not worker.alive:
             runtime.of(app).audit_log.close()
             sys.stdout.flush()
@@ -130,22 +151,53 @@ def serve(host: str, port: int, workers: int, threads: int, runners: int) -> Non
 @click.option("--host", default="127.0.0.1", show_default=True, help="Address to listen on.")
 @click.option("--port", default=None, type=click.IntRange(1, 65535), help="Default: SERVING_PORT.")
 @click.option("--keep", default=2, show_default=True, help="Adapters kept loaded in memory.")
+@click.option(
+    "--echo",
+    is_flag=True,
+    help="Load no models: answer each prompt with itself (load tests, smoke tests).",
+)
 @fail_cleanly
-def engine(host: str, port: int | None, keep: int) -> None:
+def engine(host: str, port: int | None, keep: int, echo: bool) -> None:
     """Run the embedded serving engine (base models + LoRA adapters, OpenAI-compatible API).
 
     `govern serve` starts one; run it yourself to serve models on another host. The API key
     is SERVING_API_KEY (empty: none, so listen on loopback only).
     """
-    from werkzeug.serving import make_server
-
     from governance.gateway.engine import create_engine_app
 
     config = settings()
     port = port or int(config["SERVING_PORT"])
-    app = create_engine_app(config.get("SERVING_API_KEY") or "", keep=keep)
+    app = create_engine_app(config.get("SERVING_API_KEY") or "", keep=keep, echo=echo)
+    serve_until_stopped(app, host, port, "serving engine")
+
+
+@click.command()
+@click.option("--host", default="127.0.0.1", show_default=True, help="Address to listen on.")
+@click.option("--port", default=None, type=click.IntRange(1, 65535), help="Default: GUARD_PORT.")
+@fail_cleanly
+def guard(host: str, port: int | None) -> None:
+    """Run the guard: PII scans of prompts and answers for the gateway (Presidio's analyzer
+    API, with each domain's pii.yaml rules).
+
+    `govern serve` starts one; run it yourself to scan on another host. The API key is
+    GUARD_API_KEY (empty: none, so listen on loopback only).
+    """
+    from governance.gateway.guard_server import create_guard_app
+
+    config = settings()
+    port = port or int(config["GUARD_PORT"])
+    app = create_guard_app(
+        config["GOVERNANCE_POLICY_DIR"], config.get("GUARD_API_KEY") or "", config["PII_MODEL"]
+    )
+    serve_until_stopped(app, host, port, "guard")
+
+
+def serve_until_stopped(app, host: str, port: int, name: str) -> None:
+    """Serve a small loopback app (the engine, the guard) with threads until SIGTERM."""
+    from werkzeug.serving import make_server
+
     server = make_server(host, port, app, threaded=True)
-    click.echo(f"serving engine on http://{host}:{port}", err=True)
+    click.echo(f"{name} on http://{host}:{port}", err=True)
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     thread = threading.Thread(target=server.serve_forever, daemon=True)

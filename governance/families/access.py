@@ -32,10 +32,19 @@ def family_read(family: ModelFamily, domain: Domain) -> dict:
     session = get_session()
     production = service.production_version(session, family)
     base = session.get(BaseModelRecord, family.base_model_id)
+    variants = [
+        {
+            "base_model": variant_base.name,
+            "version": version.number,
+            "status": version.status,
+        }
+        for variant_base, version in service.serving_variants(session, family)
+    ]
     return FamilyRead(
         domain=domain.name,
         base_model=base.name,
         production_version=production.number if production else None,
+        variants=variants,
         **family.model_dump(
             include={
                 "name",
@@ -51,10 +60,12 @@ def family_read(family: ModelFamily, domain: Domain) -> dict:
 
 
 def version_read(version: ModelVersion, family: ModelFamily) -> dict:
-    parent = get_session().get(ModelVersion, version.parent_id) if version.parent_id else None
+    session = get_session()
+    parent = session.get(ModelVersion, version.parent_id) if version.parent_id else None
     return VersionRead(
         family=family.name,
         version=version.number,
+        base_model=session.get(BaseModelRecord, version.base_model_id).name,
         parent=parent.number if parent else None,
         **version.model_dump(
             include={

@@ -109,7 +109,7 @@ def evaluate(
     if version.status not in (VersionState.TRAINED, VersionState.EVALUATED):
         raise Conflict(f"version {version.number} is {version.status}, not trained")
     family = session.get(ModelFamily, version.family_id)
-    production = production_version(session, family)
+    production = production_version(session, family, version.base_model_id)
     tolerance = float((version.training_config.get("eval_suite") or {}).get("tolerance", 0.05))
     reasons = regressions(version.metrics, production.metrics if production else None, tolerance)
     pii = probe(session, keyring, store, scanner, policy_dir, version, backend)

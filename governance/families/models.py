@@ -154,6 +154,10 @@ class FamilyRead(BaseModel):
     eval_suite: dict[str, Any]
     refresh_schedule: str
     production_version: int | None
+    variants: list[dict[str, Any]] = Field(
+        default_factory=list,
+        description="Each base model the family serves from: its serving version and state.",
+    )
     created_by: str
     created_at: dt.datetime
 
@@ -174,12 +178,20 @@ class VersionCreate(BaseModel):
 
     tax_year: int = Field(ge=1900, le=2200)
     datasets: list[DatasetRef] = Field(min_length=1, max_length=20)
+    base_model: str | None = Field(
+        default=None,
+        min_length=1,
+        max_length=63,
+        description="Train a variant on another registered base model (by default the "
+        "family's own); each base's versions are promoted and served as a variant.",
+    )
 
 
 class VersionRead(BaseModel):
     family: str
     version: int
     uid: str
+    base_model: str
     tax_year: int
     status: str
     status_reason: str | None

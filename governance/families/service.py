@@ -153,25 +153,63 @@ def list_versions(session: Session, family: ModelFamily) -> list[ModelVersion]:
     )
 
 
-def production_version(session: Session, family: ModelFamily) -> ModelVersion | None:
+def variant_base(family: ModelFamily, base_model_id: int | None) -> int:
+    """The base of a variant: a family serves one variant per base model it was trained on,
+    and the family's own base is its default variant."""
+    return base_model_id if base_model_id is not None else family.base_model_id
+
+
+def production_version(
+    session: Session, family: ModelFamily, base_model_id: int | None = None
+) -> ModelVersion | None:
+    """The version in production for one variant (by default the family's own base)."""
     return session.exec(
         select(ModelVersion).where(
             ModelVersion.family_id == family.id,
+            ModelVersion.base_model_id == variant_base(family, base_model_id),
             ModelVersion.status == VersionState.PRODUCTION,
         )
     ).first()
 
 
-def serving_version(session: Session, family: ModelFamily) -> ModelVersion | None:
-    """The version queries go to: production, else the newest untainted retired one."""
+def serving_version(
+    session: Session, family: ModelFamily, base_model_id: int | None = None
+) -> ModelVersion | None:
+    """The version a variant's queries go to: production, else the newest untainted retired
+    one."""
     return (
-        production_version(session, family)
+        production_version(session, family, base_model_id)
         or session.exec(
             select(ModelVersion)
-            .where(ModelVersion.family_id == family.id, ModelVersion.status == VersionState.RETIRED)
+            .where(
+                ModelVersion.family_id == family.id,
+                ModelVersion.base_model_id == variant_base(family, base_model_id),
+                ModelVersion.status == VersionState.RETIRED,
+            )
             .order_by(ModelVersion.number.desc())
         ).first()
     )
+
+
+def serving_variants(
+    session: Session, family: ModelFamily
+) -> list[tuple[BaseModelRecord, ModelVersion]]:
+    """Every variant of the family that may serve, as (base model, serving version), the
+    family's own base first."""
+    bases = session.exec(
+        select(ModelVersion.base_model_id)
+        .where(
+            ModelVersion.family_id == family.id,
+            ModelVersion.status.in_(sorted(VersionState.SERVABLE)),
+        )
+        .distinct()
+    ).all()
+    found = []
+    for base_id in sorted(bases, key=lambda b: (b != family.base_model_id, b)):
+        version = serving_version(session, family, base_id)
+        if version is not None:
+            found.append((session.get(BaseModelRecord, base_id), version))
+    return found
 
 
 # --- training ---------------------------------------------------------------------------------
@@ -236,8 +274,14 @@ def start_version(
                 "approval": approval.uid,
             }
         )
-    base = session.get(BaseModelRecord, family.base_model_id)
-    parent = production_version(session, family)
+    # A version may be trained on another registered base than the family's: a variant of
+    # the family (the same data on a base of another size), served and promoted on its own.
+    base = (
+        get_base_model(session, data.base_model)
+        if data.base_model
+        else session.get(BaseModelRecord, family.base_model_id)
+    )
+    parent = production_version(session, family, base.id)
     number = 1 + (
         session.exec(
             select(sa.func.max(ModelVersion.number)).where(ModelVersion.family_id == family.id)
@@ -411,7 +455,7 @@ def request_promotion(
         )
     domain = session.get(Domain, family.domain_id)
     document = lineage(session, version)
-    production = production_version(session, family)
+    production = production_version(session, family, version.base_model_id)
     request = approvals.open_request(
         session,
         domain,
@@ -469,7 +513,7 @@ def promote(
     session.execute(
         sa.update(ModelFamily).where(ModelFamily.id == family.id).values(seed=ModelFamily.seed)
     )
-    old = production_version(session, family)
+    old = production_version(session, family, version.base_model_id)
     if old is not None:
         old.status = VersionState.RETIRED
         session.add(old)
@@ -487,15 +531,18 @@ def promote(
             "version": version.number,
             "replaces": old.number if old else None,
             "approval": approval.uid,
+            "variant": session.get(BaseModelRecord, version.base_model_id).name,
         },
     )
     session.commit()
     return version
 
 
-def rollback(session: Session, family: ModelFamily, *, actor: Actor) -> ModelVersion:
-    """Retire the production version and put the previous untainted one back."""
-    current = production_version(session, family)
+def rollback(
+    session: Session, family: ModelFamily, *, actor: Actor, base_model_id: int | None = None
+) -> ModelVersion:
+    """Retire a variant's production version and put its previous untainted one back."""
+    current = production_version(session, family, base_model_id)
     if current is None:
         raise Conflict(f"{family.name} has no production version to roll back")
     previous = session.exec(
@@ -503,6 +550,7 @@ def rollback(session: Session, family: ModelFamily, *, actor: Actor) -> ModelVer
         .where(
             ModelVersion.family_id == family.id,
             ModelVersion.status == VersionState.RETIRED,
+            ModelVersion.base_model_id == current.base_model_id,
             ModelVersion.number < current.number,
         )
         .order_by(ModelVersion.number.desc())

@@ -149,11 +149,20 @@ def promote(path: FamilyVersionPath):
     return version_read(promoted, family)
 
 
+class RollbackQuery(BaseModel):
+    base_model: str | None = Field(
+        default=None, max_length=63, description="The variant to roll back (by its base model)."
+    )
+
+
 @bp.post("/models/<family>/rollback", responses={200: VersionRead})
-def rollback(path: FamilyPath):
-    """Put the previous untainted version back in production, in one call."""
+def rollback(path: FamilyPath, query: RollbackQuery):
+    """Put the previous untainted version back in production, in one call (for the family's
+    own base, or the variant of `base_model`)."""
     family, _domain = family_for(path.family, "promote")
-    version = service.rollback(get_session(), family, actor=current_actor())
+    session = get_session()
+    base = service.get_base_model(session, query.base_model).id if query.base_model else None
+    version = service.rollback(session, family, actor=current_actor(), base_model_id=base)
     return version_read(version, family)
 
 

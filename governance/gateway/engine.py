@@ -35,16 +35,50 @@ from typing import Any
 
 from flask import Flask, Response, jsonify, request
 
-from governance.gateway.backends import Generation, LocalModels, Query
+from governance.gateway.backends import Generation, LocalModels, Query, StopText
 
 MAX_TOKENS = 2048
 
 
-def create_engine_app(api_key: str = "", keep: int = 2, preload: bool = True) -> Flask:
+class EchoModels:
+    """An engine without models (`govern engine --echo`): each answer repeats the prompt (for
+    a chat, its last message) word by word, up to max_tokens words, at once. For load tests
+    of the gateway (an upstream that costs nothing) and for seeing what reached the engine;
+    it loads no torch and keeps nothing."""
+
+    def complete(self, name: str, base_path: str, adapter_path: str, query: Query) -> Generation:
+        *_pieces, last = self.stream(name, base_path, adapter_path, query)
+        assert isinstance(last, Generation)
+        return last
+
+    def stream(self, name: str, base_path: str, adapter_path: str, query: Query):
+        prompt = query.messages[-1]["content"] if query.messages else query.prompt or ""
+        words = prompt.split()
+        answer = StopText(query.stop)
+        used = 0
+        for index, word in enumerate(words[: query.max_tokens]):
+            used += 1
+            piece = answer.feed(word if index == 0 else " " + word)
+            if piece:
+                yield piece
+            if answer.stopped:
+                break
+        rest = answer.finish()
+        if rest:
+            yield rest
+        reason = "length" if used >= query.max_tokens and not answer.stopped else "stop"
+        prompt_words = sum(len(m["content"].split()) for m in query.messages or ()) or len(words)
+        yield Generation(answer.text, prompt_words, used, reason)
+
+
+def create_engine_app(
+    api_key: str = "", keep: int = 2, preload: bool = True, echo: bool = False
+) -> Flask:
     app = Flask("governance-engine")
-    models = LocalModels(keep)
+    models: LocalModels | EchoModels = EchoModels() if echo else LocalModels(keep)
     adapters: dict[str, tuple[str, str]] = {}
     ready = threading.Event()
+    preload = preload and not echo
 
     def warm() -> None:
         # Importing torch and transformers takes seconds: do it before the first query.
@@ -123,7 +157,7 @@ def create_engine_app(api_key: str = "", keep: int = 2, preload: bool = True) ->
             return error(400, "seed must be an integer")
         if not isinstance(stop, list | tuple) or not all(isinstance(s, str) for s in stop):
             return error(400, "stop must be a string or a list of strings")
-        common = {
+        common: dict[str, Any] = {
             "max_tokens": max_tokens,
             "temperature": float(temperature),
             "stop": tuple(stop),
@@ -216,6 +250,7 @@ def stream_chunks(
     chat: bool,
     pieces: Iterator[str | Generation],
     usage_too: bool,
+    fingerprint: str | None = None,
 ) -> Iterator[str]:
     """The chunks of an OpenAI-style stream (`chat.completion.chunk` or `text_completion`):
     one per piece of text, a last one with the finish reason, a usage chunk when asked, and
@@ -223,10 +258,10 @@ def stream_chunks(
     kind = "chat.completion.chunk" if chat else "text_completion"
 
     def chunk(choices: list[dict], **extra) -> str:
-        return sse(
-            {"id": ident, "object": kind, "created": created, "model": model, "choices": choices}
-            | extra
-        )
+        head = {"id": ident, "object": kind, "created": created, "model": model}
+        if fingerprint:
+            head["system_fingerprint"] = fingerprint
+        return sse(head | {"choices": choices} | extra)
 
     if chat:
         yield chunk(
@@ -259,15 +294,35 @@ def free_port() -> int:
 
 
 @contextlib.contextmanager
-def engine_process(port: int | None = None, api_key: str | None = None, timeout: float = 600.0):
-    """Start `govern engine` on loopback (a free port unless given) and wait until it is
-    ready; yield (url, api key). Used by `govern demo`, the tests and the benchmarks."""
+def engine_process(
+    port: int | None = None, api_key: str | None = None, timeout: float = 600.0, echo=False
+):
+    """Start `govern engine` (with --echo: no models) on loopback (a free port unless given)
+    and wait until it is ready; yield (url, api key). Used by `govern demo`, the tests and
+    the benchmarks."""
+    extra = ("--echo",) if echo else ()
+    with loopback_process("engine", "SERVING_API_KEY", port, api_key, timeout, extra) as started:
+        yield started
+
+
+@contextlib.contextmanager
+def loopback_process(
+    command: str,
+    key_variable: str,
+    port: int | None = None,
+    api_key: str | None = None,
+    timeout: float = 600.0,
+    arguments: tuple[str, ...] = (),
+    env: dict[str, str] | None = None,
+):
+    """Start `govern COMMAND --port PORT` (the engine, the guard) with a random key in
+    `key_variable`, wait until its /health answers 200, and yield (url, api key)."""
     if port is None:
         port = free_port()
     key = api_key if api_key is not None else secrets.token_urlsafe(24)
     process = subprocess.Popen(
-        [sys.executable, "-m", "governance.cli", "engine", "--port", str(port)],
-        env={**os.environ, "SERVING_API_KEY": key},
+        [sys.executable, "-m", "governance.cli", command, "--port", str(port), *arguments],
+        env={**os.environ, **(env or {}), key_variable: key},
         stdout=subprocess.DEVNULL,
         stderr=subprocess.PIPE,
         text=True,
@@ -283,7 +338,7 @@ def engine_process(port: int | None = None, api_key: str | None = None, timeout:
             except (OSError, urllib.error.URLError):
                 pass
             if process.poll() is not None or time.monotonic() > deadline:
-                raise RuntimeError(f"the serving engine did not start: {stderr_tail(process)}")
+                raise RuntimeError(f"govern {command} did not start: {stderr_tail(process)}")
             time.sleep(0.2)
         yield url, key
     finally:

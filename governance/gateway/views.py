@@ -1,24 +1,205 @@
-"""POST /api/v1/models/{family}/generate: policy, production version, backend, audit."""
+"""The gateway's routes: the OpenAI-compatible API under /v1 (models, chat completions,
+completions), and `POST /api/v1/models/{family}/generate`.
+
+The caller's API key is its governance token. `model` names a model family; the gateway
+picks the variant (routing.yaml), guards the prompt and the answer (guardrails.yaml), and
+answers in OpenAI's shapes, streamed as server-sent events when `stream` is true. Errors take
+OpenAI's error shape with its status codes (401 bad key, 404 a family the caller may not
+query or that does not exist, 429 with Retry-After). A task tag for routing comes as
+`metadata: {"task": ...}` or the `X-Governance-Task` header.
+"""
 
 from __future__ import annotations
 
+import datetime as dt
 import time
+import uuid
+from typing import Any, Literal
 
+from flask import Response, request, stream_with_context
 from flask_openapi3 import APIBlueprint, Tag
 from pydantic import BaseModel, ConfigDict, Field
+from sqlmodel import select
 
 from governance import runtime
+from governance.authz.policy import SYSTEM_DOMAIN
 from governance.db import get_session
-from governance.errors import Conflict, TooManyRequests
-from governance.families import service as models
+from governance.domains.models import Domain
+from governance.errors import InvalidInput
+from governance.families import service as families
 from governance.families.access import family_for
-from governance.families.models import BaseModelRecord
-from governance.gateway.backends import servable
-from governance.guard import current_principal, log_event
-from governance.pii.cache import content_key, keyed_hash
+from governance.families.models import ModelFamily
+from governance.gateway import access, routing, telemetry
+from governance.gateway.backends import Query
+from governance.gateway.engine import stream_chunks, usage_of
+from governance.gateway.service import parse_messages
+from governance.gateway.traffic import traffic
+from governance.guard import current_principal, get_authorizer, log_event, mark_checked, require
 from governance.views_common import ERROR_RESPONSES, SECURITY
 
 bp = APIBlueprint(
+    "openai",
+    __name__,
+    url_prefix="/v1",
+    abp_tags=[Tag(name="openai", description="OpenAI-compatible model queries")],
+    abp_security=SECURITY,
+)
+
+MAX_TOKENS = 2048
+DEFAULT_MAX_TOKENS = 256
+UNSUPPORTED = ("tools", "functions", "tool_choice", "function_call", "logit_bias", "audio")
+
+
+class OpenAIParams(BaseModel):
+    # Clients send fields this gateway does not use (LangChain sends many); unknown ones are
+    # ignored, unsupported ones that would change the answer are refused by name.
+    model_config = ConfigDict(extra="allow")
+
+    model: str = Field(min_length=1, max_length=63, description="A model family's name.")
+    max_tokens: int | None = Field(default=None, ge=1, le=MAX_TOKENS)
+    temperature: float = Field(default=1.0, ge=0, le=2)
+    stop: str | list[str] | None = Field(default=None)
+    seed: int | None = Field(default=None, ge=-(2**63), le=2**63 - 1)
+    stream: bool = False
+    stream_options: dict[str, Any] | None = None
+    n: int = Field(default=1, ge=1, le=1, description="Only one choice is generated.")
+    user: str | None = Field(default=None, max_length=256)
+    metadata: dict[str, str] | None = Field(
+        default=None, description="`task` names the task for routing rules."
+    )
+
+    def common(self) -> dict[str, Any]:
+        for name in UNSUPPORTED:
+            if (self.model_extra or {}).get(name) not in (None, [], {}):
+                raise InvalidInput(f"{name} is not supported", details={"field": name})
+        for name in ("logprobs", "echo"):
+            if (self.model_extra or {}).get(name):
+                raise InvalidInput(f"{name} is not supported", details={"field": name})
+        stops = [self.stop] if isinstance(self.stop, str) else list(self.stop or [])
+        if len(stops) > 4 or not all(0 < len(s) <= 100 for s in stops):
+            raise InvalidInput(
+                "stop takes up to 4 strings of 1 to 100 characters", details={"field": "stop"}
+            )
+        return {
+            "temperature": self.temperature,
+            "stop": tuple(stops),
+            "seed": self.seed,
+        }
+
+    def task(self) -> str | None:
+        return (self.metadata or {}).get("task") or request.headers.get("X-Governance-Task")
+
+
+class ChatMessage(BaseModel):
+    model_config = ConfigDict(extra="allow")
+
+    role: Literal["system", "developer", "user", "assistant", "tool"]
+    content: str | list[dict[str, Any]] | None = None
+
+
+class ChatRequest(OpenAIParams):
+    messages: list[ChatMessage] = Field(min_length=1, max_length=256)
+    max_completion_tokens: int | None = Field(default=None, ge=1, le=MAX_TOKENS)
+
+
+class CompletionRequest(OpenAIParams):
+    prompt: str = Field(max_length=32_000)
+
+
+class ModelPath(BaseModel):
+    model: str = Field(max_length=63)
+
+
+def _model(family: ModelFamily, domain: Domain) -> dict:
+    return {
+        "id": family.name,
+        "object": "model",
+        "created": int(family.created_at.timestamp()),
+        "owned_by": domain.name,
+    }
+
+
+@bp.get("/models")
+def list_models():
+    """The model families the caller may query (other families are not shown)."""
+    session = get_session()
+    principal = current_principal().name
+    policy = get_authorizer().policy
+    data = []
+    for family in session.exec(select(ModelFamily).order_by(ModelFamily.name)):
+        domain = session.get(Domain, family.domain_id)
+        assert domain is not None
+        if policy.decide(principal, domain.name, f"model/{family.name}", "query").allowed:
+            data.append(_model(family, domain))
+    log_event("list", "model", None, "allow", {"visible": [m["id"] for m in data], "api": "openai"})
+    mark_checked()
+    return {"object": "list", "data": data}
+
+
+@bp.get("/models/<model>")
+def retrieve_model(path: ModelPath):
+    """One model family, if the caller may query it."""
+    family, domain = family_for(path.model, "query")
+    return _model(family, domain)
+
+
+def _respond(prepared, body: OpenAIParams, chat: bool):
+    ident = f"{'chatcmpl' if chat else 'cmpl'}-{uuid.uuid4().hex}"
+    created = int(time.time())
+    model = prepared.family.name
+    if body.stream:
+        target, pieces = access.open_stream(prepared)
+        usage_too = bool((body.stream_options or {}).get("include_usage"))
+        fingerprint = f"{target.choice.variant}-v{target.version.number}"
+        return Response(
+            stream_with_context(
+                stream_chunks(ident, created, model, chat, pieces, usage_too, fingerprint)
+            ),
+            mimetype="text/event-stream",
+            headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
+        )
+    answer = access.complete(prepared)
+    choice: dict[str, Any] = {"index": 0, "finish_reason": answer.finish_reason}
+    if chat:
+        choice["message"] = {"role": "assistant", "content": answer.text}
+    else:
+        choice.update(text=answer.text, logprobs=None)
+    return {
+        "id": ident,
+        "object": "chat.completion" if chat else "text_completion",
+        "created": created,
+        "model": model,
+        "system_fingerprint": f"{prepared.details['variant']}-v{prepared.details['version']}",
+        "choices": [choice],
+        "usage": usage_of(answer),
+    }
+
+
+@bp.post("/chat/completions")
+def chat_completions(body: ChatRequest):
+    """A chat completion from the family's routed variant (streamed when `stream` is true)."""
+    query = Query(
+        messages=parse_messages([m.model_dump() for m in body.messages]),
+        max_tokens=body.max_completion_tokens or body.max_tokens or DEFAULT_MAX_TOKENS,
+        **body.common(),
+    )
+    prepared = access.prepare(body.model, query, body.task(), "chat.completions")
+    return _respond(prepared, body, chat=True)
+
+
+@bp.post("/completions")
+def completions(body: CompletionRequest):
+    """A text completion from the family's routed variant (streamed when `stream` is true)."""
+    query = Query(
+        prompt=body.prompt, max_tokens=body.max_tokens or DEFAULT_MAX_TOKENS, **body.common()
+    )
+    prepared = access.prepare(body.model, query, body.task(), "completions")
+    return _respond(prepared, body, chat=False)
+
+
+# --- the gateway's own route ----------------------------------------------------------------
+
+legacy_bp = APIBlueprint(
     "gateway",
     __name__,
     url_prefix="/api/v1/models",
@@ -37,73 +218,81 @@ class GenerateRequest(BaseModel):
 
     prompt: str = Field(min_length=1, max_length=8000)
     max_new_tokens: int = Field(default=64, ge=1, le=512)
+    task: str | None = Field(default=None, max_length=63, description="For routing rules.")
 
 
 class GenerateResponse(BaseModel):
     family: str
     version: int
     version_uid: str
+    variant: str
     text: str
     prompt_tokens: int
     completion_tokens: int
 
 
-@bp.post("/<family>/generate", responses={200: GenerateResponse})
+@legacy_bp.post("/<family>/generate", responses={200: GenerateResponse})
 def generate(path: FamilyPath, body: GenerateRequest):
-    """Answer a prompt with the family's production version; the query is audited, the
-    prompt only by its hash."""
-    # The authorization decision (allowed or denied) is itself an audit entry.
-    family, domain = family_for(path.family, "query")
-    # Keyed under the domain's content key: a short prompt cannot be confirmed by guessing.
-    rt = runtime.current()
-    prompt_hash = keyed_hash(content_key(rt.keyring, get_session(), domain), body.prompt)
-    principal = current_principal().name
-    if not rt.limiter.allow(principal):
-        log_event(
-            "model.query",
-            f"model/{family.name}",
-            domain.name,
-            "deny",
-            {"reason": "rate_limited", "prompt_hmac": prompt_hash},
-        )
-        raise TooManyRequests(
-            f"{principal} sent more than {rt.limiter.per_minute} queries in a minute",
-            retry_after=rt.limiter.retry_after(principal),
-        )
-    session = get_session()
-    version = models.serving_version(session, family)
-    if version is None:
-        log_event(
-            "model.query",
-            f"model/{family.name}",
-            domain.name,
-            "failed",
-            {"reason": "no_serving_version", "prompt_hmac": prompt_hash},
-        )
-        raise Conflict(f"{family.name} has no version that may serve", code="no_serving_version")
-    target = servable(version, session.get(BaseModelRecord, version.base_model_id))
-    started = time.perf_counter()
-    answer = rt.backend.generate(target, body.prompt, body.max_new_tokens)
-    latency_ms = round((time.perf_counter() - started) * 1000, 1)
-    log_event(
-        "model.query",
-        f"model/{family.name}",
-        domain.name,
-        "allow",
-        {
-            "version": version.number,
-            "version_uid": version.uid,
-            "latency_ms": latency_ms,
-            "prompt_tokens": answer.prompt_tokens,
-            "completion_tokens": answer.completion_tokens,
-            "prompt_hmac": prompt_hash,
-        },
-    )
+    """Answer a prompt greedily with the family's routed variant; the query is audited, the
+    prompt only by its keyed hash. (The OpenAI-compatible routes under /v1 do the same.)"""
+    query = Query(prompt=body.prompt, max_tokens=body.max_new_tokens, temperature=0.0)
+    prepared = access.prepare(path.family, query, body.task, "generate")
+    answer = access.complete(prepared)
     return GenerateResponse(
-        family=family.name,
-        version=version.number,
-        version_uid=version.uid,
+        family=prepared.family.name,
+        version=prepared.details["version"],
+        version_uid=prepared.details["version_uid"],
+        variant=prepared.details["variant"],
         text=answer.text,
         prompt_tokens=answer.prompt_tokens,
         completion_tokens=answer.completion_tokens,
     ).model_dump()
+
+
+class TrafficQuery(BaseModel):
+    model_config = ConfigDict(extra="forbid", populate_by_name=True)
+
+    since: dt.datetime | None = Field(default=None, description="Default: 30 days ago.")
+    until: dt.datetime | None = Field(default=None, description="Default: now.")
+
+
+@legacy_bp.get("/<family>/traffic")
+def family_traffic(path: FamilyPath, query: TrafficQuery):
+    """Traffic, latency and token cost per variant over a period, from the audit log."""
+    family, _domain = family_for(path.family, "read")
+    now = dt.datetime.now(dt.UTC)
+    until = _aware(query.until) if query.until else now
+    since = _aware(query.since) if query.since else until - dt.timedelta(days=30)
+    if since >= until:
+        raise InvalidInput("since must be before until", details={"field": "since"})
+    rt = runtime.current()
+    session = get_session()
+    sizes = {
+        base.name: routing.weights_size(base.path)
+        for base, _version in families.serving_variants(session, family)
+    }
+    family_routing = routing.load(rt.policy_dir).for_family(family.name)
+    return traffic(session, family.name, since, until, family_routing, sizes)
+
+
+def _aware(moment: dt.datetime) -> dt.datetime:
+    return moment if moment.tzinfo else moment.replace(tzinfo=dt.UTC)
+
+
+# --- metrics --------------------------------------------------------------------------------
+
+telemetry_bp = APIBlueprint(
+    "telemetry",
+    __name__,
+    url_prefix="/api/v1",
+    abp_tags=[Tag(name="telemetry", description="Prometheus metrics")],
+    abp_security=SECURITY,
+)
+
+
+@telemetry_bp.get("/metrics")
+def metrics():
+    """The gateway's Prometheus metrics (scrape with a token allowed `read` on `metrics`)."""
+    require("read", "metrics", SYSTEM_DOMAIN)
+    body, content_type = telemetry.exposition()
+    return Response(body, content_type=content_type)

@@ -1,0 +1,369 @@
+"""One model query through the gateway: limits, the prompt guard, routing across variants,
+the engine, the answer guard, and what the audit entry says of it.
+
+The views (`/v1/...` and `/api/v1/models/{family}/generate`) authorize the caller first and
+log the audit entry; everything between is here, without Flask. A refusal raises a
+`GovernanceError` with `audit_decision` and `audit_details` attached, so the view logs the
+refusal it answers.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from sqlmodel import Session
+
+from governance.domains.models import Domain
+from governance.errors import Conflict, GovernanceError, InvalidInput
+from governance.families import service as families
+from governance.families.models import ModelFamily, ModelVersion
+from governance.gateway import guardrails, routing, telemetry
+from governance.gateway.backends import BackendError, Generation, Query, Servable, servable
+from governance.gateway.guardrails import GuardUnavailable, Span
+from governance.pii.cache import content_key, keyed_hash
+
+if TYPE_CHECKING:
+    from governance.runtime import Runtime
+
+
+class PromptBlocked(GovernanceError):
+    status = 400
+    code = "prompt_blocked"
+
+
+@dataclass
+class Target:
+    choice: routing.Choice
+    servable: Servable
+    version: ModelVersion
+
+
+@dataclass
+class Prepared:
+    """A query admitted, guarded and routed; ready to send to an engine."""
+
+    family: ModelFamily
+    domain: Domain
+    principal: str
+    query: Query
+    targets: list[Target]
+    family_routing: routing.FamilyRouting
+    guard: guardrails.DomainGuard
+    details: dict[str, Any] = field(default_factory=dict)
+    started: float = field(default_factory=time.perf_counter)
+
+
+def refused(error: GovernanceError, decision: str, **details: Any) -> GovernanceError:
+    error.audit_decision = decision  # type: ignore[attr-defined]
+    error.audit_details = details  # type: ignore[attr-defined]
+    return error
+
+
+def prompt_texts(query: Query) -> list[str]:
+    if query.chat:
+        return [m["content"] for m in query.messages or ()]
+    return [query.prompt or ""]
+
+
+def with_texts(query: Query, texts: list[str]) -> Query:
+    if query.chat:
+        messages = tuple(
+            {"role": m["role"], "content": text}
+            for m, text in zip(query.messages or (), texts, strict=True)
+        )
+        return dataclasses.replace(query, messages=messages)
+    return dataclasses.replace(query, prompt=texts[0])
+
+
+def prompt_hmac(rt: Runtime, session: Session, domain: Domain, query: Query) -> str:
+    """The prompt's keyed hash under the domain's content key: a short prompt cannot be
+    confirmed by guessing, and shredding the domain's keys unlinks it."""
+    text = (
+        json.dumps([[m["role"], m["content"]] for m in query.messages or ()])
+        if query.chat
+        else query.prompt or ""
+    )
+    return keyed_hash(content_key(rt.keyring, session, domain), text)
+
+
+def _scan(rt: Runtime, texts: list[str], domain: str, guard, family: str, where: str):
+    started = time.perf_counter()
+    try:
+        found = rt.guard.analyze(texts, domain)
+    except GuardUnavailable:
+        if guard.required:
+            raise
+        return None, 0.0
+    seconds = time.perf_counter() - started
+    telemetry.GUARD_LATENCY.labels(family, where).observe(seconds)
+    for spans in found:
+        for span in spans:
+            telemetry.GUARD_FINDINGS.labels(family, where, span.entity_type).inc()
+    return found, seconds
+
+
+def guard_prompt(rt: Runtime, prepared: Prepared) -> None:
+    guard = prepared.guard
+    if guard.prompts == "off" and not guard.block:
+        return
+    texts = prompt_texts(prepared.query)
+    found, seconds = _scan(rt, texts, prepared.domain.name, guard, prepared.family.name, "prompt")
+    if found is None:
+        prepared.details["guard"] = {"prompt": "unavailable"}
+        return
+    counts = guardrails.counts(found)
+    blocking = sorted({s.entity_type for spans in found for s in spans} & guard.block)
+    entry = {"prompt": counts, "prompt_ms": round(seconds * 1000, 2)}
+    prepared.details["guard"] = entry
+    if blocking or (guard.prompts == "block" and counts):
+        entry["action"] = "blocked"
+        raise refused(
+            PromptBlocked(
+                "the prompt holds personal data this domain does not let reach a model: "
+                + ", ".join(blocking or sorted(counts)),
+                details={"entities": counts},
+            ),
+            "blocked",
+            reason="prompt_pii",
+            guard=entry,
+        )
+    if counts and guard.prompts == "mask":
+        entry["action"] = "masked"
+        prepared.query = with_texts(
+            prepared.query, [guardrails.mask(t, s) for t, s in zip(texts, found, strict=True)]
+        )
+
+
+def guard_answer(rt: Runtime, prepared: Prepared, text: str) -> str:
+    guard = prepared.guard
+    if guard.answers == "off" or not text:
+        return text
+    found, seconds = _scan(rt, [text], prepared.domain.name, guard, prepared.family.name, "answer")
+    entry = prepared.details.setdefault("guard", {})
+    if found is None:
+        entry["answer"] = "unavailable"
+        return text
+    spans: list[Span] = found[0]
+    entry["answer"] = guardrails.counts([spans])
+    entry["answer_ms"] = round(seconds * 1000, 2)
+    return guardrails.mask(text, spans) if spans else text
+
+
+def variants(rt: Runtime, session: Session, family: ModelFamily, family_routing):
+    """The family's serving variants as routing sees them, with what each needs to serve."""
+    found = []
+    for base, version in families.serving_variants(session, family):
+        target = servable(version, base)
+        score = routing.score_of(
+            version.evaluation or {}, version.metrics or {}, family_routing.metric
+        )
+        found.append(
+            (
+                routing.Variant(
+                    base.name,
+                    score,
+                    routing.cost_of(family_routing, base.name, routing.weights_size(base.path)),
+                    rt.backend.healthy(target),
+                ),
+                target,
+                version,
+            )
+        )
+    return found
+
+
+def prepare(
+    rt: Runtime,
+    session: Session,
+    principal: str,
+    family: ModelFamily,
+    domain: Domain,
+    query: Query,
+    task: str | None = None,
+) -> Prepared:
+    """Admit, guard and route a query the caller was authorized to make."""
+    policy = routing.load(rt.policy_dir)
+    family_routing = policy.for_family(family.name)
+    prepared = Prepared(
+        family=family,
+        domain=domain,
+        principal=principal,
+        query=query,
+        targets=[],
+        family_routing=family_routing,
+        guard=guardrails.load(rt.policy_dir).for_domain(domain.name),
+    )
+    prepared.details["prompt_hmac"] = prompt_hmac(rt, session, domain, query)
+    if task is not None:
+        prepared.details["task"] = task
+    try:
+        rt.query_limits.admit(principal, family.name, family_routing.limits)
+    except GovernanceError as exc:
+        raise refused(exc, "deny", reason="rate_limited", **prepared.details) from None
+    prompt_chars = sum(len(t) for t in prompt_texts(query))
+    try:
+        guard_prompt(rt, prepared)
+    except GuardUnavailable as exc:
+        raise refused(exc, "failed", reason="guard_unavailable", **prepared.details) from None
+    found = variants(rt, session, family, family_routing)
+    by_name = {v.name: (t, ver) for v, t, ver in found}
+    own_base = session.get(families.BaseModelRecord, family.base_model_id)
+    base_name = own_base.name if own_base else ""
+    choices = routing.route(
+        family_routing,
+        [v for v, _t, _ver in found],
+        routing.RouteRequest(principal, prompt_chars, task),
+        base_name,
+    )
+    if not choices:
+        raise refused(
+            Conflict(f"{family.name} has no version that may serve", code="no_serving_version"),
+            "failed",
+            reason="no_serving_version",
+            **prepared.details,
+        )
+    prepared.targets = [Target(c, *by_name[c.variant]) for c in choices]
+    prepared.details["routing_policy"] = policy.hash or None
+    return prepared
+
+
+def _served(prepared: Prepared, target: Target, answer: Generation, tried: list[str]) -> None:
+    details = prepared.details
+    details.update(
+        version=target.version.number,
+        version_uid=target.version.uid,
+        variant=target.choice.variant,
+        route=target.choice.reason,
+        latency_ms=round((time.perf_counter() - prepared.started) * 1000, 1),
+        prompt_tokens=answer.prompt_tokens,
+        completion_tokens=answer.completion_tokens,
+    )
+    if tried:
+        details["unavailable"] = tried
+
+
+def record_metrics(prepared: Prepared, decision: str) -> None:
+    variant = str(prepared.details.get("variant", ""))
+    family = prepared.family.name
+    telemetry.REQUESTS.labels(family, variant, decision).inc()
+    if decision == "allow":
+        telemetry.TOKENS.labels(family, variant, "prompt").inc(
+            prepared.details.get("prompt_tokens", 0)
+        )
+        telemetry.TOKENS.labels(family, variant, "completion").inc(
+            prepared.details.get("completion_tokens", 0)
+        )
+        telemetry.LATENCY.labels(family, variant).observe(time.perf_counter() - prepared.started)
+
+
+def _fail(prepared: Prepared, error: BackendError, tried: list[str]) -> GovernanceError:
+    return refused(
+        error, "failed", reason="backend_unavailable", unavailable=tried, **prepared.details
+    )
+
+
+def complete(rt: Runtime, prepared: Prepared) -> Generation:
+    """The answer, from the first variant whose engine answers; guarded; limits spent."""
+    tried: list[str] = []
+    for target in prepared.targets:
+        try:
+            answer = rt.backend.complete(target.servable, prepared.query)
+        except BackendError as exc:
+            tried.append(target.choice.variant)
+            if target is prepared.targets[-1]:
+                raise _fail(prepared, exc, tried) from None
+            continue
+        text = guard_answer(rt, prepared, answer.text)
+        answer = Generation(
+            text, answer.prompt_tokens, answer.completion_tokens, answer.finish_reason
+        )
+        _served(prepared, target, answer, tried)
+        rt.query_limits.spend(
+            prepared.principal,
+            prepared.family.name,
+            prepared.family_routing.limits,
+            answer.prompt_tokens + answer.completion_tokens,
+        )
+        return answer
+    raise AssertionError("no targets")  # prepare() never returns an empty list
+
+
+def open_stream(rt: Runtime, prepared: Prepared) -> tuple[Target, Iterator[str | Generation]]:
+    """Start streaming from the first variant whose engine answers; the engine's first piece
+    has arrived (so a refusal is still an HTTP error, not a broken stream)."""
+    tried: list[str] = []
+    for target in prepared.targets:
+        pieces = rt.backend.stream(target.servable, prepared.query)
+        try:
+            first = next(pieces)
+        except BackendError as exc:
+            tried.append(target.choice.variant)
+            if target is prepared.targets[-1]:
+                raise _fail(prepared, exc, tried) from None
+            continue
+        if tried:
+            prepared.details["unavailable"] = tried
+        return target, _chain(first, pieces)
+    raise AssertionError("no targets")
+
+
+def _chain(first, rest: Iterator) -> Iterator:
+    yield first
+    yield from rest
+
+
+def stream(rt: Runtime, prepared: Prepared, target: Target, pieces) -> Iterator[str | Generation]:
+    """The pieces of an answer for the caller; masked whole when the domain guards answers
+    (the answer is then held back until it is complete: a value split across pieces could
+    not be found otherwise). Ends with the Generation; limits are spent at the end."""
+    hold = prepared.guard.answers != "off"
+    held: list[str] = []
+    for piece in pieces:
+        if isinstance(piece, Generation):
+            text = piece.text
+            if hold:
+                text = guard_answer(rt, prepared, "".join(held))
+                if text:
+                    yield text
+            answer = Generation(
+                text, piece.prompt_tokens, piece.completion_tokens, piece.finish_reason
+            )
+            _served(prepared, target, answer, list(prepared.details.get("unavailable", [])))
+            rt.query_limits.spend(
+                prepared.principal,
+                prepared.family.name,
+                prepared.family_routing.limits,
+                answer.prompt_tokens + answer.completion_tokens,
+            )
+            yield answer
+            return
+        if hold:
+            held.append(piece)
+        else:
+            yield piece
+
+
+def parse_messages(messages: list[Any]) -> tuple[dict[str, str], ...]:
+    """Chat messages as role and text; a content given as parts keeps its text parts."""
+    found = []
+    for index, message in enumerate(messages):
+        role, content = message.get("role"), message.get("content")
+        if isinstance(content, list):
+            texts = []
+            for part in content:
+                if not (isinstance(part, dict) and part.get("type") == "text"):
+                    raise InvalidInput(
+                        "only text content parts are supported",
+                        details={"field": f"messages.{index}.content"},
+                    )
+                texts.append(str(part.get("text", "")))
+            content = "".join(texts)
+        if content is None:
+            content = ""
+        found.append({"role": str(role), "content": str(content)})
+    return tuple(found)

@@ -1,0 +1,92 @@
+"""Gateway telemetry: Prometheus metrics, and OpenTelemetry spans named by the GenAI semantic
+conventions.
+
+Metrics are per family, variant and decision. Under gunicorn (`govern serve`) every worker
+writes to PROMETHEUS_MULTIPROC_DIR and `GET /metrics` sums them; a single process reports
+its own. Spans use only the OpenTelemetry API: they record nothing until the process
+configures an SDK (for example with `opentelemetry-instrument`, or the OTEL_* environment of
+an SDK set up by the deployment), so the default costs next to nothing.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+from collections.abc import Iterator
+
+from opentelemetry import trace
+from prometheus_client import (
+    CONTENT_TYPE_LATEST,
+    CollectorRegistry,
+    Counter,
+    Histogram,
+    generate_latest,
+    multiprocess,
+)
+
+LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120)
+
+REQUESTS = Counter(
+    "governance_gateway_requests",
+    "Model queries by family, variant and decision (allow, deny, failed, blocked).",
+    ["family", "variant", "decision"],
+)
+TOKENS = Counter(
+    "governance_gateway_tokens",
+    "Tokens by family, variant and kind (prompt, completion).",
+    ["family", "variant", "kind"],
+)
+LATENCY = Histogram(
+    "governance_gateway_latency_seconds",
+    "Time from the query's arrival to its answer (the whole stream, when streamed).",
+    ["family", "variant"],
+    buckets=LATENCY_BUCKETS,
+)
+GUARD_FINDINGS = Counter(
+    "governance_gateway_guard_findings",
+    "PII the guardrails found, by family, where (prompt, answer) and entity type.",
+    ["family", "where", "entity"],
+)
+GUARD_LATENCY = Histogram(
+    "governance_gateway_guard_seconds",
+    "Time the guardrails' scans added to a query.",
+    ["family", "where"],
+    buckets=LATENCY_BUCKETS,
+)
+
+tracer = trace.get_tracer("governance.gateway")
+
+
+def exposition() -> tuple[bytes, str]:
+    """The metrics in Prometheus' text format: every worker's, under gunicorn."""
+    if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+        registry = CollectorRegistry()
+        multiprocess.MultiProcessCollector(registry)
+        return generate_latest(registry), CONTENT_TYPE_LATEST
+    return generate_latest(), CONTENT_TYPE_LATEST
+
+
+@contextlib.contextmanager
+def span(operation: str, family: str, max_tokens: int, temperature: float) -> Iterator:
+    """A GenAI client span: `{operation} {family}` with the request's attributes."""
+    with tracer.start_as_current_span(
+        f"{operation} {family}",
+        kind=trace.SpanKind.CLIENT,
+        attributes={
+            "gen_ai.operation.name": operation,
+            "gen_ai.provider.name": "governance",
+            "gen_ai.request.model": family,
+            "gen_ai.request.max_tokens": max_tokens,
+            "gen_ai.request.temperature": temperature,
+        },
+    ) as current:
+        yield current
+
+
+def finish_span(current, *, variant: str, version_uid: str, usage, finish_reason: str) -> None:
+    if not current.is_recording():
+        return
+    current.set_attribute("gen_ai.response.model", f"{variant}/{version_uid}")
+    current.set_attribute("gen_ai.usage.input_tokens", usage.prompt_tokens)
+    current.set_attribute("gen_ai.usage.output_tokens", usage.completion_tokens)
+    current.set_attribute("gen_ai.response.finish_reasons", [finish_reason])
