@@ -115,7 +115,7 @@ def running_server(config: dict[str, Any]) -> Iterator[str]:
     """Run `govern serve` on free loopback ports for the duration of the block: gunicorn's
     threaded web workers, the serving engine and a job runner, started cold, as deployed. The
     demo is a client of that server; its log goes to `serve.log` in the instance."""
-    port, engine_port = free_port(), free_port()
+    port, engine_port, guard_port = free_port(), free_port(), free_port()
     log_path = Path(config["GOVERNANCE_HOME"]) / "serve.log"
     env = {
         **os.environ,
@@ -125,6 +125,8 @@ def running_server(config: dict[str, Any]) -> Iterator[str]:
         },
         "SERVING_PORT": str(engine_port),
         "SERVING_URL": "",
+        "GUARD_PORT": str(guard_port),
+        "GUARD_URL": "",
     }
     with log_path.open("ab") as log:
         server = subprocess.Popen(
@@ -644,6 +646,51 @@ def console_glance(config: dict[str, Any], base_url: str, say: Narrator) -> str:
     return status
 
 
+def openai_queries(config: dict[str, Any], base_url: str, say: Narrator) -> dict[str, Any]:
+    """An application queries through the official openai SDK: the model list, a chat whose
+    SSN the guard masks before the model sees it, a streamed answer; another domain's
+    application is refused."""
+    import openai
+
+    apps = demo_people(config, base_url, ("taxbot", "ledgerbot"))
+    tokens = {name: client.token for name, client in apps.items()}
+    client = openai.OpenAI(base_url=base_url + "/v1", api_key=tokens["taxbot"], max_retries=0)
+    listed = [m.id for m in client.models.list()]
+    say(f"taxbot, through the openai SDK: client.models.list() -> {listed}")
+    chat = client.chat.completions.create(
+        model=FAMILY,
+        messages=[{"role": "user", "content": "My SSN is 536-22-8741. Which form reports wages?"}],
+        max_tokens=12,
+        temperature=0,
+    )
+    say(
+        f"taxbot chats with {FAMILY} ({chat.system_fingerprint}): "
+        f"{chat.choices[0].message.content!r}, {chat.usage.total_tokens} tokens; the SSN was "
+        "masked before the model saw it, and audited as a count"
+    )
+    pieces = client.chat.completions.create(
+        model=FAMILY,
+        messages=[{"role": "user", "content": "What is Schedule C?"}],
+        max_tokens=12,
+        temperature=0,
+        stream=True,
+    )
+    chunks = [c.choices[0].delta.content or "" for c in pieces if c.choices]
+    say(f"taxbot streams an answer: {len(chunks)} server-sent chunks, {''.join(chunks)!r}")
+    other = openai.OpenAI(base_url=base_url + "/v1", api_key=tokens["ledgerbot"], max_retries=0)
+    try:
+        other.chat.completions.create(
+            model=FAMILY, messages=[{"role": "user", "content": "hello"}], max_tokens=2
+        )
+        refused = None
+    except openai.NotFoundError as exc:
+        refused = exc.status_code
+    say(f"ledgerbot (smb-accounting) asks {FAMILY} through the SDK: HTTP {refused}, audited")
+    if refused is None:
+        raise DemoError("demo step failed: another domain's application was answered")
+    return {"openai_models": listed, "openai_refused": refused}
+
+
 def run_demo(config: dict[str, Any], echo: Callable[[str], None] = print) -> dict[str, Any]:
     """Run the demo against the instance in config; return its summary."""
     report = init_instance(config)
@@ -688,6 +735,7 @@ def run_demo(config: dict[str, Any], echo: Callable[[str], None] = print) -> dic
         models = train_and_serve(config, base_url, scan, say, echo)
         models.update(annual_cycle(config, base_url, steward, scan, say))
         console = console_glance(config, base_url, say)
+        models.update(openai_queries(config, base_url, say))
 
     bundle, verified = export_and_verify(config, echo, step=say.step)
     return {

@@ -190,9 +190,14 @@ class Runtime:
                 raise TypeError(f"no runtime part {name!r} to replace")
 
     def close(self) -> None:
-        """Finish pending audit appends and close the database's connections."""
+        """Finish pending audit appends; close the database's connections and those kept
+        to the engines and the guard."""
         self.audit_log.close()
         self.database.dispose()
+        for part in (self._backend, self._guard):
+            closer = getattr(part, "close", None)
+            if closer is not None:
+                closer()
 
 
 def build(settings: Mapping[str, Any] | None = None, **overrides: Any) -> Runtime:

@@ -68,8 +68,7 @@ def close_app(app) -> None:
     """
     from governance import runtime
 
-    runtime.of(app).audit_log.close()
-    get_db(app).dispose()
+    runtime.of(app).close()
 
 
 def make_family(app, name: str, domain: str, base: str = "registered-base") -> None:

@@ -19,26 +19,35 @@ def _log(prepared_or_family, domain: str, decision: str, details: dict) -> None:
     log_event("model.query", f"model/{prepared_or_family}", domain, decision, details)
 
 
-def _refusal(family: str, domain: str, error: GovernanceError) -> None:
+def _refusal(family: str, domain: str, error: GovernanceError, span) -> None:
     decision = getattr(error, "audit_decision", "failed")
     details = dict(getattr(error, "audit_details", {}) or {})
     details.setdefault("reason", error.code)
     _log(family, domain, decision, details)
     telemetry.REQUESTS.labels(family, str(details.get("variant", "")), decision).inc()
+    telemetry.end_span(span, details, decision)
+
+
+# The GenAI semantic conventions' operation names.
+OPERATIONS = {"chat.completions": "chat"}
 
 
 def prepare(family_name: str, query: Query, task: str | None, api: str) -> Prepared:
     """Authorize (a family of another domain is answered as absent), admit, guard, route."""
     family, domain = family_for(family_name, "query")
     rt = runtime.current()
+    span = telemetry.start_span(
+        OPERATIONS.get(api, "text_completion"), family.name, query.max_tokens, query.temperature
+    )
     try:
         prepared = service.prepare(
             rt, get_session(), current_principal().name, family, domain, query, task
         )
     except GovernanceError as exc:
-        _refusal(family.name, domain.name, exc)
+        _refusal(family.name, domain.name, exc, span)
         raise
     prepared.details["api"] = api
+    prepared.span = span
     return prepared
 
 
@@ -47,10 +56,11 @@ def complete(prepared: Prepared) -> Generation:
     try:
         answer = service.complete(runtime.current(), prepared)
     except GovernanceError as exc:
-        _refusal(prepared.family.name, prepared.domain.name, exc)
+        _refusal(prepared.family.name, prepared.domain.name, exc, prepared.span)
         raise
     _log(prepared.family.name, prepared.domain.name, "allow", prepared.details)
     service.record_metrics(prepared, "allow")
+    telemetry.end_span(prepared.span, prepared.details, "allow", answer.finish_reason)
     return answer
 
 
@@ -60,15 +70,15 @@ def open_stream(prepared: Prepared) -> tuple[Target, Iterator[str | Generation]]
     try:
         target, pieces = service.open_stream(rt, prepared)
     except GovernanceError as exc:
-        _refusal(prepared.family.name, prepared.domain.name, exc)
+        _refusal(prepared.family.name, prepared.domain.name, exc, prepared.span)
         raise
 
     def audited() -> Iterator[str | Generation]:
-        finished = False
+        finished: Generation | None = None
         try:
             for piece in service.stream(rt, prepared, target, pieces):
                 if isinstance(piece, Generation):
-                    finished = True
+                    finished = piece
                 yield piece
         finally:
             if not finished:
@@ -82,5 +92,11 @@ def open_stream(prepared: Prepared) -> tuple[Target, Iterator[str | Generation]]
             decision = "allow" if finished else "failed"
             _log(prepared.family.name, prepared.domain.name, decision, prepared.details)
             service.record_metrics(prepared, decision)
+            telemetry.end_span(
+                prepared.span,
+                prepared.details,
+                decision,
+                finished.finish_reason if finished else None,
+            )
 
     return target, audited()

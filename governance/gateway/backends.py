@@ -358,6 +358,10 @@ class EngineBackend(BackendBase):
             maxsize=64, block=False, retries=False, timeout=urllib3.Timeout(connect=5, read=timeout)
         )
 
+    def close(self) -> None:
+        """Close the connections kept to the engines."""
+        self._http.clear()
+
     def engine_for(self, servable: Servable) -> Engine:
         return self._by_base.get(servable.base_name) or self._engines[self.url]
 

@@ -213,6 +213,9 @@ class GuardClient:
             maxsize=64, block=False, retries=False, timeout=urllib3.Timeout(connect=3, read=timeout)
         )
 
+    def close(self) -> None:
+        self._http.clear()
+
     def analyze(self, texts: Sequence[str], domain: str) -> list[list[Span]]:
         headers = {"Content-Type": "application/json"}
         if self.api_key:

@@ -16,6 +16,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session
 
 from governance.domains.models import Domain
@@ -56,6 +57,7 @@ class Prepared:
     guard: guardrails.DomainGuard
     details: dict[str, Any] = field(default_factory=dict)
     started: float = field(default_factory=time.perf_counter)
+    span: Any = None  # the OpenTelemetry span of the query (gateway.access)
 
 
 def refused(error: GovernanceError, decision: str, **details: Any) -> GovernanceError:
@@ -88,7 +90,16 @@ def prompt_hmac(rt: Runtime, session: Session, domain: Domain, query: Query) -> 
         if query.chat
         else query.prompt or ""
     )
-    return keyed_hash(content_key(rt.keyring, session, domain), text)
+    key = content_key(rt.keyring, session, domain)
+    # The domain's first query may have made its key just now: commit it before anything
+    # else writes (the audit writer), and take the one a concurrent request committed first.
+    try:
+        session.commit()
+    except IntegrityError:
+        session.rollback()
+        key = content_key(rt.keyring, session, domain)
+        session.commit()
+    return keyed_hash(key, text)
 
 
 def _scan(rt: Runtime, texts: list[str], domain: str, guard, family: str, where: str):

@@ -10,9 +10,7 @@ an SDK set up by the deployment), so the default costs next to nothing.
 
 from __future__ import annotations
 
-import contextlib
 import os
-from collections.abc import Iterator
 
 from opentelemetry import trace
 from prometheus_client import (
@@ -66,10 +64,10 @@ def exposition() -> tuple[bytes, str]:
     return generate_latest(), CONTENT_TYPE_LATEST
 
 
-@contextlib.contextmanager
-def span(operation: str, family: str, max_tokens: int, temperature: float) -> Iterator:
-    """A GenAI client span: `{operation} {family}` with the request's attributes."""
-    with tracer.start_as_current_span(
+def start_span(operation: str, family: str, max_tokens: int, temperature: float):
+    """A GenAI client span `{operation} {family}`, ended by `end_span` (a stream outlives the
+    view that starts it)."""
+    return tracer.start_span(
         f"{operation} {family}",
         kind=trace.SpanKind.CLIENT,
         attributes={
@@ -79,14 +77,23 @@ def span(operation: str, family: str, max_tokens: int, temperature: float) -> It
             "gen_ai.request.max_tokens": max_tokens,
             "gen_ai.request.temperature": temperature,
         },
-    ) as current:
-        yield current
+    )
 
 
-def finish_span(current, *, variant: str, version_uid: str, usage, finish_reason: str) -> None:
-    if not current.is_recording():
-        return
-    current.set_attribute("gen_ai.response.model", f"{variant}/{version_uid}")
-    current.set_attribute("gen_ai.usage.input_tokens", usage.prompt_tokens)
-    current.set_attribute("gen_ai.usage.output_tokens", usage.completion_tokens)
-    current.set_attribute("gen_ai.response.finish_reasons", [finish_reason])
+def end_span(current, details: dict, decision: str, finish_reason: str | None = None) -> None:
+    """Record the response's model (variant and version), usage and outcome; never text."""
+    if current.is_recording():
+        if details.get("variant"):
+            current.set_attribute(
+                "gen_ai.response.model", f"{details['variant']}/{details.get('version_uid')}"
+            )
+        if "prompt_tokens" in details:
+            current.set_attribute("gen_ai.usage.input_tokens", details["prompt_tokens"])
+            current.set_attribute("gen_ai.usage.output_tokens", details["completion_tokens"])
+        if finish_reason:
+            current.set_attribute("gen_ai.response.finish_reasons", [finish_reason])
+        current.set_attribute("governance.decision", decision)
+        if decision != "allow":
+            current.set_status(trace.StatusCode.ERROR, str(details.get("reason", decision)))
+            current.set_attribute("error.type", str(details.get("reason", decision)))
+    current.end()

@@ -1,0 +1,222 @@
+"""Gateway fixtures: tiny bases of two sizes with an adapter each, promoted variants of a
+family built through the services, engines (real, and `--echo`), and a live gateway whose
+policy directory a test may edit (routing.yaml, guardrails.yaml)."""
+
+from __future__ import annotations
+
+import io
+import shutil
+import tarfile
+import threading
+import uuid
+import warnings
+from pathlib import Path
+
+import pytest
+import sqlmodel
+
+from governance import runtime
+from governance.app import create_app
+from governance.audit.service import Actor
+from governance.db import get_db
+from governance.domains.models import Domain
+from governance.families.models import ModelFamily, ModelVersion, VersionState
+from governance.families.service import get_base_model, register_base_model
+from governance.gateway.engine import engine_process
+from tests.factories import close_app, make_domain, principal_token
+
+ROOT = Path(__file__).resolve().parents[2]
+FAMILY = "tax-helper"
+# Two bases of different widths: "small" and "large" variants of one family.
+WIDTHS = {"tiny-small": 32, "tiny-large": 64}
+
+
+@pytest.fixture(scope="session")
+def bases(tmp_path_factory) -> dict[str, tuple[Path, Path]]:
+    """{name: (base directory, adapter directory)} for a small and a large tiny base."""
+    from peft import LoraConfig, get_peft_model
+    from transformers import AutoModelForCausalLM
+
+    from trainers.tiny import create_tiny
+
+    root = tmp_path_factory.mktemp("bases")
+    built = {}
+    for index, (name, width) in enumerate(WIDTHS.items()):
+        base = root / name
+        create_tiny(base, seed=index, hidden_size=width)
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", message=".*is_gradient_checkpointing.*")
+            model = get_peft_model(
+                AutoModelForCausalLM.from_pretrained(base),
+                LoraConfig(
+                    r=4, lora_alpha=8, target_modules=["q_proj", "v_proj"], task_type="CAUSAL_LM"
+                ),
+            )
+        model.save_pretrained(root / f"{name}-adapter")
+        built[name] = (base, root / f"{name}-adapter")
+    return built
+
+
+@pytest.fixture(scope="session")
+def echo_engine():
+    """A `govern engine --echo` process: answers repeat the prompt the engine received."""
+    with engine_process(echo=True) as started:
+        yield started
+
+
+@pytest.fixture
+def policy_dir(tmp_path) -> Path:
+    """A copy of the repository's policies for this test to edit."""
+    target = tmp_path / "policies"
+    shutil.copytree(ROOT / "policies", target)
+    return target
+
+
+def write_policy(policy_dir: Path, name: str, text: str) -> None:
+    (policy_dir / name).write_text(text)
+
+
+def promote_variant(
+    app, base_name: str, bases, *, metrics: dict | None = None, domain: str = "consumer-tax"
+) -> ModelVersion:
+    """A production version of FAMILY on base_name (registering the base, and the family on
+    the first base), its adapter packed into the blob store as training leaves it."""
+    from trainers.hashing import file_sha256
+
+    base_path, adapter_path = bases[base_name]
+    rt = runtime.of(app)
+    with get_db(app).session_scope() as session:
+        register_base_model(session, base_name, base_path, actor=Actor("admin"))
+        base = get_base_model(session, base_name)
+        family = session.exec(
+            sqlmodel.select(ModelFamily).where(ModelFamily.name == FAMILY)
+        ).first()
+        if family is None:
+            owner = session.exec(sqlmodel.select(Domain).where(Domain.name == domain)).one()
+            family = ModelFamily(
+                name=FAMILY,
+                domain_id=owner.id,
+                base_model_id=base.id,
+                refresh_schedule="0 6 15 1 *",
+                created_by="tests",
+            )
+            session.add(family)
+            session.flush()
+        number = 1 + len(
+            session.exec(
+                sqlmodel.select(ModelVersion).where(ModelVersion.family_id == family.id)
+            ).all()
+        )
+        uid = uuid.uuid4().hex
+        payload = io.BytesIO()
+        with tarfile.open(fileobj=payload, mode="w:gz") as tar:
+            tar.add(adapter_path, arcname="adapter")
+        with rt.store.stage(uid) as staged:
+            staged.write(payload.getvalue())
+        key = f"adapters/{uid}.tar.gz"
+        rt.store.publish(uid, key)
+        version = ModelVersion(
+            uid=uid,
+            family_id=family.id,
+            number=number,
+            tax_year=2025,
+            status=VersionState.PRODUCTION,
+            base_model_id=base.id,
+            base_weights_hash=base.weights_hash,
+            code_version="tests",
+            policy_hash="",
+            trained_by="tests",
+            metrics=metrics or {},
+            adapter_key=key,
+            adapter_manifest={
+                "adapter/adapter_model.safetensors": file_sha256(
+                    adapter_path / "adapter_model.safetensors"
+                )
+            },
+        )
+        session.add(version)
+        session.commit()
+        session.refresh(version)
+        return version
+
+
+@pytest.fixture
+def gateway(config, policy_dir, request):
+    """make(engine=(url, key), **settings) -> a live gateway (URL) with a fresh app; the
+    domains consumer-tax and smb-accounting exist and `tokens` has one per example person."""
+    made = []
+
+    def make(engine, **settings):
+        from werkzeug.serving import make_server
+
+        url, key = engine
+        app = create_app(
+            {
+                **config,
+                "TESTING": True,
+                "GOVERNANCE_POLICY_DIR": str(policy_dir),
+                "SERVING_URL": url,
+                "SERVING_API_KEY": key,
+                **settings,
+            },
+        )
+        if not made:  # Gateways of one test share the database.
+            make_domain(app, "consumer-tax")
+            make_domain(app, "smb-accounting")
+        server = make_server("127.0.0.1", 0, app, threaded=True)
+        thread = threading.Thread(target=server.serve_forever, daemon=True)
+        thread.start()
+        made.append((server, app))
+        live = Gateway(f"http://127.0.0.1:{server.server_port}", app)
+        return live
+
+    yield make
+    for server, app in made:
+        server.shutdown()
+        close_app(app)
+
+
+class Gateway(str):
+    """A live gateway's URL, with its app and a token per person."""
+
+    def __new__(cls, url: str, app):
+        live = super().__new__(cls, url)
+        live.app = app
+        live.tokens = {}
+        return live
+
+    def token(self, name: str, kind: str = "user") -> str:
+        if name not in self.tokens:
+            self.tokens[name] = principal_token(self.app, name, kind)
+        return self.tokens[name]
+
+    def client(self, name: str, **options):
+        import openai
+
+        return openai.OpenAI(
+            base_url=self + "/v1", api_key=self.token(name), max_retries=0, **options
+        )
+
+    def queries(self, at_least: int = 0) -> list[dict]:
+        """The audit log's model.query entries, oldest first (details parsed); waits a while
+        for `at_least` of them (a stream's entry is written as the stream closes)."""
+        import json
+        import time
+
+        from governance.audit.models import AuditEntry
+
+        deadline = time.monotonic() + 10
+        while True:
+            with get_db(self.app).session_scope() as session:
+                rows = session.exec(
+                    sqlmodel.select(AuditEntry)
+                    .where(AuditEntry.action == "model.query")
+                    .order_by(AuditEntry.seq)
+                ).all()
+                found = [
+                    {"principal": r.principal, "decision": r.decision, **json.loads(r.details)}
+                    for r in rows
+                ]
+            if len(found) >= at_least or time.monotonic() > deadline:
+                return found
+            time.sleep(0.05)
