@@ -74,7 +74,13 @@ def prepare(home: Path, database_url: str | None) -> tuple[dict[str, Any], str]:
     return config, token
 
 
-def serve(spec: str, config: dict[str, Any], workers: int, threads: int):
+def serve(
+    spec: str,
+    config: dict[str, Any],
+    workers: int,
+    threads: int,
+    extra_env: dict[str, str] | None = None,
+):
     """Start gunicorn on a free port with these settings; wait until it answers."""
     port = free_port()
     env = {
@@ -82,6 +88,7 @@ def serve(spec: str, config: dict[str, Any], workers: int, threads: int):
         "GOVERNANCE_HOME": config["GOVERNANCE_HOME"],
         "GOVERNANCE_DATABASE_URL": config["GOVERNANCE_DATABASE_URL"],
         "AUDIT_CHECKPOINT_SECONDS": "0",
+        **(extra_env or {}),
     }
     process = subprocess.Popen(
         [
@@ -122,13 +129,26 @@ def serve(spec: str, config: dict[str, Any], workers: int, threads: int):
     return process, port
 
 
-def load(port: int, token: str, clients: int, seconds: float, warmup: float) -> dict[str, Any]:
-    """`clients` threads send the GET back to back for `seconds` after `warmup`."""
+def load(
+    port: int,
+    token: str,
+    clients: int,
+    seconds: float,
+    warmup: float,
+    path: str = PATH,
+    body: dict | None = None,
+) -> dict[str, Any]:
+    """`clients` threads send the request (a GET, or a POST of `body`) back to back for
+    `seconds` after `warmup`."""
     latencies: list[list[float]] = [[] for _ in range(clients)]
     errors = [0]
     start = time.monotonic()
     measure_from, stop_at = start + warmup, start + warmup + seconds
     headers = {"Authorization": f"Bearer {token}"}
+    method, payload = "GET", None
+    if body is not None:
+        method, payload = "POST", json.dumps(body).encode()
+        headers["Content-Type"] = "application/json"
 
     def client(index: int) -> None:
         connection = http.client.HTTPConnection("127.0.0.1", port, timeout=60)
@@ -138,7 +158,7 @@ def load(port: int, token: str, clients: int, seconds: float, warmup: float) -> 
             if began >= stop_at:
                 break
             try:
-                connection.request("GET", PATH, headers=headers)
+                connection.request(method, path, body=payload, headers=headers)
                 response = connection.getresponse()
                 response.read()
                 ok = response.status == 200
@@ -177,29 +197,37 @@ def load(port: int, token: str, clients: int, seconds: float, warmup: float) -> 
 LOAD_SCRIPT = "benchmarks.requests"
 
 
+def run_load(
+    port: int, token: str, clients: int, seconds: float, path: str = PATH, body=None
+) -> dict[str, Any]:
+    """The load, in its own process so the clients do not share this one's GIL."""
+    spec = {"path": path, "body": body}
+    done = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            LOAD_SCRIPT,
+            "load",
+            str(port),
+            token,
+            str(clients),
+            str(seconds),
+            "3",
+            json.dumps(spec),
+        ],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
 def measure(
     spec: str, config, token, workers: int, threads: int, clients: int, seconds: float
 ) -> dict[str, Any]:
     process, port = serve(spec, config, workers, threads)
     try:
-        # The load runs in its own process, so the clients do not share this one's GIL.
-        done = subprocess.run(
-            [
-                sys.executable,
-                "-m",
-                LOAD_SCRIPT,
-                "load",
-                str(port),
-                token,
-                str(clients),
-                str(seconds),
-                "3",
-            ],
-            capture_output=True,
-            text=True,
-            check=True,
-        )
-        return json.loads(done.stdout.strip().splitlines()[-1])
+        return run_load(port, token, clients, seconds)
     finally:
         process.terminate()
         process.wait(timeout=60)
@@ -350,4 +378,17 @@ def run_requests_bench(
 if __name__ == "__main__":
     if sys.argv[1] == "load":
         port, token, clients, seconds, warmup = sys.argv[2:7]
-        print(json.dumps(load(int(port), token, int(clients), float(seconds), float(warmup))))
+        request = json.loads(sys.argv[7]) if len(sys.argv) > 7 else {}
+        print(
+            json.dumps(
+                load(
+                    int(port),
+                    token,
+                    int(clients),
+                    float(seconds),
+                    float(warmup),
+                    request.get("path") or PATH,
+                    request.get("body"),
+                )
+            )
+        )

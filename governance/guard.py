@@ -58,8 +58,9 @@ def log_event(
     *,
     principal: str | None = None,
 ) -> int:
-    """Append an event of the current request to the audit log; return its seq once durable."""
-    return audit_log().append(
+    """Append an event of the current request to the audit log; return its seq once durable
+    (and every entry the request queued before it)."""
+    seq = audit_log().append(
         AuditEvent(
             principal=principal or current_principal().name,
             action=action,
@@ -71,6 +72,17 @@ def log_event(
             details=details or {},
         )
     )
+    settle_queued()
+    return seq
+
+
+def settle_queued() -> None:
+    """Wait until the entries this request queued without waiting are durable (they were
+    queued before anything the request appends later, so this is at most one group commit).
+    The API's after-request hook calls it too: no answer leaves before its audit does."""
+    queued = g.pop("audit_queued", None)
+    for item in queued or ():
+        AuditLog.wait(item)
 
 
 def decision_event(decision: Decision, details: dict | None = None) -> AuditEvent:
@@ -106,11 +118,20 @@ def mark_checked() -> None:
     g.authz_checked = True
 
 
-def check(action: str, obj: str, domain: str, details: dict | None = None) -> Decision:
-    """Decide for the current principal and log the decision durably, without raising."""
+def check(
+    action: str, obj: str, domain: str, details: dict | None = None, *, queue: bool = False
+) -> Decision:
+    """Decide for the current principal and log the decision, without raising: durably now,
+    or (`queue`) queued to be durable before the request answers (for a request that appends
+    its own entry later, such as a model query, so both share one group commit)."""
     principal = current_principal()
     decision = get_authorizer().decide(principal.name, domain, obj, action)
-    audit_log().append(decision_event(decision, details))
+    if queue:
+        g.setdefault("audit_queued", []).append(
+            audit_log().enqueue(decision_event(decision, details))
+        )
+    else:
+        audit_log().append(decision_event(decision, details))
     mark_checked()
     return decision
 

@@ -336,16 +336,26 @@ class AuditLog:
 
     def append_many(self, events: Iterable[AuditEvent], timeout: float = 60.0) -> list[int]:
         """Append events (in this order) and return their sequence numbers once durable."""
+        pending = [self.enqueue(e) for e in events]
+        return [self.wait(item, timeout) for item in pending]
+
+    def enqueue(self, event: AuditEvent) -> _Pending:
+        """Queue an event without waiting; `wait` on what this returns before answering
+        anyone who must not learn of the event before it is durable. It joins the group
+        commit of whatever is appended next, so waiting for it then costs nothing extra."""
         self._ensure_writer()
-        pending = [_Pending(e) for e in events]
-        for item in pending:
-            self._queue.put(item)
-        for item in pending:
-            if not item.done.wait(timeout):
-                raise TimeoutError("the audit log did not confirm an append in time")
-            if item.error is not None:
-                raise RuntimeError("the audit log could not store an entry") from item.error
-        return [item.seq for item in pending]  # type: ignore[misc]
+        item = _Pending(event)
+        self._queue.put(item)
+        return item
+
+    @staticmethod
+    def wait(item: _Pending, timeout: float = 60.0) -> int:
+        """The sequence number of a queued event, once it is durable."""
+        if not item.done.wait(timeout):
+            raise TimeoutError("the audit log did not confirm an append in time")
+        if item.error is not None:
+            raise RuntimeError("the audit log could not store an entry") from item.error
+        return item.seq  # type: ignore[return-value]
 
     def _ensure_writer(self) -> None:
         if self._thread is not None and self._thread.is_alive():

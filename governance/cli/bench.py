@@ -12,7 +12,7 @@ from governance.cli.base import fail_cleanly, settings
 @click.command()
 @click.option(
     "--only",
-    type=click.Choice(["all", "audit", "pii", "scale", "console", "authz", "requests"]),
+    type=click.Choice(["all", "audit", "pii", "scale", "console", "authz", "requests", "gateway"]),
     default="all",
     show_default=True,
     help="Which benchmarks to run.",
@@ -94,6 +94,12 @@ def bench(
 
         section = run_requests_bench(postgres_url or None, echo=click.echo)
         write_section(out, "## Request cost", section)
+        click.echo(section)
+    if only in ("all", "gateway"):
+        from benchmarks.gateway import run_gateway_bench
+
+        section = run_gateway_bench(postgres_url or None, echo=click.echo)
+        write_section(out, "## Gateway cost", section)
         click.echo(section)
     if only in ("all", "console"):
         from benchmarks.console import run_console_bench

@@ -19,11 +19,12 @@ from governance.families.models import (
 from governance.guard import check, current_principal, get_authorizer, log_event, mark_checked
 
 
-def family_for(name: str, action: str) -> tuple[ModelFamily, Domain]:
-    """A family the caller may act on; another domain's is indistinguishable from absent."""
+def family_for(name: str, action: str, *, queue: bool = False) -> tuple[ModelFamily, Domain]:
+    """A family the caller may act on; another domain's is indistinguishable from absent.
+    `queue`: the decision's entry joins the request's next append (see guard.check)."""
     found = service.find_family(get_session(), name)
     domain = found[1].name if found else "unknown"
-    if check(action, f"model/{name}", domain).allowed and found is not None:
+    if check(action, f"model/{name}", domain, queue=queue).allowed and found is not None:
         return found
     raise NotFound(f"no model family {name!r}", details={"family": name})
 

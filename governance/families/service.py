@@ -126,10 +126,13 @@ def create_family(session: Session, domain: Domain, data: FamilyCreate, *, actor
 
 
 def find_family(session: Session, name: str) -> tuple[ModelFamily, Domain] | None:
-    family = session.exec(select(ModelFamily).where(ModelFamily.name == name)).first()
-    if family is None:
-        return None
-    return family, session.get(Domain, family.domain_id)
+    """The family of that name and its domain (one query)."""
+    found = session.exec(
+        select(ModelFamily, Domain)
+        .join(Domain, Domain.id == ModelFamily.domain_id)
+        .where(ModelFamily.name == name)
+    ).first()
+    return (found[0], found[1]) if found else None
 
 
 def get_version(session: Session, family: ModelFamily, number: int) -> ModelVersion:
@@ -195,21 +198,26 @@ def serving_variants(
     session: Session, family: ModelFamily
 ) -> list[tuple[BaseModelRecord, ModelVersion]]:
     """Every variant of the family that may serve, as (base model, serving version), the
-    family's own base first."""
-    bases = session.exec(
-        select(ModelVersion.base_model_id)
+    family's own base first: per base, its production version, else its newest retired one
+    (what `serving_version` picks), read in one query."""
+    rows = session.exec(
+        select(ModelVersion, BaseModelRecord)
+        .join(BaseModelRecord, BaseModelRecord.id == ModelVersion.base_model_id)
         .where(
             ModelVersion.family_id == family.id,
             ModelVersion.status.in_(sorted(VersionState.SERVABLE)),
         )
-        .distinct()
+        .order_by(ModelVersion.number.desc())
     ).all()
-    found = []
-    for base_id in sorted(bases, key=lambda b: (b != family.base_model_id, b)):
-        version = serving_version(session, family, base_id)
-        if version is not None:
-            found.append((session.get(BaseModelRecord, base_id), version))
-    return found
+    chosen: dict[int, tuple[BaseModelRecord, ModelVersion]] = {}
+    for version, base in rows:
+        current = chosen.get(base.id)
+        if current is None or (
+            version.status == VersionState.PRODUCTION
+            and current[1].status != VersionState.PRODUCTION
+        ):
+            chosen[base.id] = (base, version)
+    return [chosen[b] for b in sorted(chosen, key=lambda b: (b != family.base_model_id, b))]
 
 
 # --- training ---------------------------------------------------------------------------------

@@ -34,7 +34,9 @@ OPERATIONS = {"chat.completions": "chat"}
 
 def prepare(family_name: str, query: Query, task: str | None, api: str) -> Prepared:
     """Authorize (a family of another domain is answered as absent), admit, guard, route."""
-    family, domain = family_for(family_name, "query")
+    # The decision's entry is queued: it becomes durable with the query's own entry, before
+    # the answer leaves (a refusal below is logged, and waits for both).
+    family, domain = family_for(family_name, "query", queue=True)
     rt = runtime.current()
     span = telemetry.start_span(
         OPERATIONS.get(api, "text_completion"), family.name, query.max_tokens, query.temperature

@@ -82,14 +82,18 @@ def with_texts(query: Query, texts: list[str]) -> Query:
     return dataclasses.replace(query, prompt=texts[0])
 
 
-def prompt_hmac(rt: Runtime, session: Session, domain: Domain, query: Query) -> str:
-    """The prompt's keyed hash under the domain's content key: a short prompt cannot be
-    confirmed by guessing, and shredding the domain's keys unlinks it."""
-    text = (
-        json.dumps([[m["role"], m["content"]] for m in query.messages or ()])
-        if query.chat
-        else query.prompt or ""
-    )
+# Domain content keys as the gateway last derived them: (key ring, domain id) -> (expiry,
+# key). Unwrapping a domain key costs a query and a decryption per query otherwise; after a
+# domain's keys are shredded, a process forgets the derived key within this many seconds.
+CONTENT_KEY_SECONDS = 30.0
+_content_keys: dict[tuple[int, int], tuple[float, bytes]] = {}
+
+
+def domain_content_key(rt: Runtime, session: Session, domain: Domain) -> bytes:
+    slot = (id(rt.keyring), int(domain.id or 0))
+    cached = _content_keys.get(slot)
+    if cached and cached[0] > time.monotonic():
+        return cached[1]
     key = content_key(rt.keyring, session, domain)
     # The domain's first query may have made its key just now: commit it before anything
     # else writes (the audit writer), and take the one a concurrent request committed first.
@@ -99,7 +103,19 @@ def prompt_hmac(rt: Runtime, session: Session, domain: Domain, query: Query) -> 
         session.rollback()
         key = content_key(rt.keyring, session, domain)
         session.commit()
-    return keyed_hash(key, text)
+    _content_keys[slot] = (time.monotonic() + CONTENT_KEY_SECONDS, key)
+    return key
+
+
+def prompt_hmac(rt: Runtime, session: Session, domain: Domain, query: Query) -> str:
+    """The prompt's keyed hash under the domain's content key: a short prompt cannot be
+    confirmed by guessing, and shredding the domain's keys unlinks it."""
+    text = (
+        json.dumps([[m["role"], m["content"]] for m in query.messages or ()])
+        if query.chat
+        else query.prompt or ""
+    )
+    return keyed_hash(domain_content_key(rt, session, domain), text)
 
 
 def _scan(rt: Runtime, texts: list[str], domain: str, guard, family: str, where: str):
@@ -223,8 +239,10 @@ def prepare(
         raise refused(exc, "failed", reason="guard_unavailable", **prepared.details) from None
     found = variants(rt, session, family, family_routing)
     by_name = {v.name: (t, ver) for v, t, ver in found}
-    own_base = session.get(families.BaseModelRecord, family.base_model_id)
-    base_name = own_base.name if own_base else ""
+    # The family's own base, if it serves (routing's default when no rule names a variant).
+    base_name = next(
+        (v.name for v, _t, ver in found if ver.base_model_id == family.base_model_id), ""
+    )
     choices = routing.route(
         family_routing,
         [v for v, _t, _ver in found],

@@ -4,24 +4,18 @@ policy directory a test may edit (routing.yaml, guardrails.yaml)."""
 
 from __future__ import annotations
 
-import io
 import shutil
-import tarfile
 import threading
-import uuid
-import warnings
 from pathlib import Path
 
 import pytest
 import sqlmodel
 
+from benchmarks.served import serve_version, tiny_adapter
 from governance import runtime
 from governance.app import create_app
-from governance.audit.service import Actor
 from governance.db import get_db
-from governance.domains.models import Domain
-from governance.families.models import ModelFamily, ModelVersion, VersionState
-from governance.families.service import get_base_model, register_base_model
+from governance.families.models import ModelVersion
 from governance.gateway.engine import engine_process
 from tests.factories import close_app, make_domain, principal_token
 
@@ -34,26 +28,11 @@ WIDTHS = {"tiny-small": 32, "tiny-large": 64}
 @pytest.fixture(scope="session")
 def bases(tmp_path_factory) -> dict[str, tuple[Path, Path]]:
     """{name: (base directory, adapter directory)} for a small and a large tiny base."""
-    from peft import LoraConfig, get_peft_model
-    from transformers import AutoModelForCausalLM
-
-    from trainers.tiny import create_tiny
-
     root = tmp_path_factory.mktemp("bases")
     built = {}
     for index, (name, width) in enumerate(WIDTHS.items()):
-        base = root / name
-        create_tiny(base, seed=index, hidden_size=width)
-        with warnings.catch_warnings():
-            warnings.filterwarnings("ignore", message=".*is_gradient_checkpointing.*")
-            model = get_peft_model(
-                AutoModelForCausalLM.from_pretrained(base),
-                LoraConfig(
-                    r=4, lora_alpha=8, target_modules=["q_proj", "v_proj"], task_type="CAUSAL_LM"
-                ),
-            )
-        model.save_pretrained(root / f"{name}-adapter")
-        built[name] = (base, root / f"{name}-adapter")
+        tiny_adapter(root / name, root / f"{name}-adapter", hidden_size=width, seed=index)
+        built[name] = (root / name, root / f"{name}-adapter")
     return built
 
 
@@ -79,65 +58,12 @@ def write_policy(policy_dir: Path, name: str, text: str) -> None:
 def promote_variant(
     app, base_name: str, bases, *, metrics: dict | None = None, domain: str = "consumer-tax"
 ) -> ModelVersion:
-    """A production version of FAMILY on base_name (registering the base, and the family on
-    the first base), its adapter packed into the blob store as training leaves it."""
-    from trainers.hashing import file_sha256
-
+    """A production version of FAMILY on base_name (the family made on its first base)."""
     base_path, adapter_path = bases[base_name]
     rt = runtime.of(app)
-    with get_db(app).session_scope() as session:
-        register_base_model(session, base_name, base_path, actor=Actor("admin"))
-        base = get_base_model(session, base_name)
-        family = session.exec(
-            sqlmodel.select(ModelFamily).where(ModelFamily.name == FAMILY)
-        ).first()
-        if family is None:
-            owner = session.exec(sqlmodel.select(Domain).where(Domain.name == domain)).one()
-            family = ModelFamily(
-                name=FAMILY,
-                domain_id=owner.id,
-                base_model_id=base.id,
-                refresh_schedule="0 6 15 1 *",
-                created_by="tests",
-            )
-            session.add(family)
-            session.flush()
-        number = 1 + len(
-            session.exec(
-                sqlmodel.select(ModelVersion).where(ModelVersion.family_id == family.id)
-            ).all()
-        )
-        uid = uuid.uuid4().hex
-        payload = io.BytesIO()
-        with tarfile.open(fileobj=payload, mode="w:gz") as tar:
-            tar.add(adapter_path, arcname="adapter")
-        with rt.store.stage(uid) as staged:
-            staged.write(payload.getvalue())
-        key = f"adapters/{uid}.tar.gz"
-        rt.store.publish(uid, key)
-        version = ModelVersion(
-            uid=uid,
-            family_id=family.id,
-            number=number,
-            tax_year=2025,
-            status=VersionState.PRODUCTION,
-            base_model_id=base.id,
-            base_weights_hash=base.weights_hash,
-            code_version="tests",
-            policy_hash="",
-            trained_by="tests",
-            metrics=metrics or {},
-            adapter_key=key,
-            adapter_manifest={
-                "adapter/adapter_model.safetensors": file_sha256(
-                    adapter_path / "adapter_model.safetensors"
-                )
-            },
-        )
-        session.add(version)
-        session.commit()
-        session.refresh(version)
-        return version
+    return serve_version(
+        rt.database, rt.store, FAMILY, domain, base_name, base_path, adapter_path, metrics
+    )
 
 
 @pytest.fixture

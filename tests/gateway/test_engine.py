@@ -4,12 +4,12 @@ the gateway's backend against it: adapters by name, completions with usage, erro
 from __future__ import annotations
 
 import urllib.request
-import warnings
 from pathlib import Path
 
 import openai
 import pytest
 
+from benchmarks.served import tiny_adapter
 from governance.gateway.backends import BackendError, EngineBackend, Servable
 from governance.storage import LocalBlobStore
 
@@ -17,25 +17,9 @@ from governance.storage import LocalBlobStore
 @pytest.fixture(scope="module")
 def adapter(tmp_path_factory) -> tuple[Path, Path]:
     """A tiny base model and an (untrained) LoRA adapter for it, built here."""
-    from peft import LoraConfig, get_peft_model
-    from transformers import AutoModelForCausalLM
-
-    from trainers.tiny import create_tiny
-
     root = tmp_path_factory.mktemp("engine")
-    base = root / "base"
-    create_tiny(base)
-    with warnings.catch_warnings():
-        # peft 0.21 still asks transformers 5 for a deprecated attribute.
-        warnings.filterwarnings("ignore", message=".*is_gradient_checkpointing.*")
-        model = get_peft_model(
-            AutoModelForCausalLM.from_pretrained(base),
-            LoraConfig(
-                r=4, lora_alpha=8, target_modules=["q_proj", "v_proj"], task_type="CAUSAL_LM"
-            ),
-        )
-    model.save_pretrained(root / "adapter")
-    return base, root / "adapter"
+    tiny_adapter(root / "base", root / "adapter")
+    return root / "base", root / "adapter"
 
 
 def load(engine, name: str, base: Path, path: Path) -> int:

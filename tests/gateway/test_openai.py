@@ -318,19 +318,28 @@ def test_a_second_engine_serves_its_base_and_traffic_falls_back_when_one_is_down
     assert entry["unavailable"] == ["tiny-small"] and entry["route"].startswith("fallback")
 
 
-def test_metrics_and_spans_describe_queries_without_their_text(
-    gateway, echo_engine, bases, policy_dir
-):
+@pytest.fixture(scope="session")
+def spans():
+    """The process's OpenTelemetry SDK (a process sets its tracer provider once), exporting
+    to memory."""
     from opentelemetry import trace
     from opentelemetry.sdk.trace import TracerProvider
     from opentelemetry.sdk.trace.export import SimpleSpanProcessor
     from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
-    write_policy(policy_dir, "guardrails.yaml", NO_GUARDS)
     exporter = InMemorySpanExporter()
     provider = TracerProvider()
     provider.add_span_processor(SimpleSpanProcessor(exporter))
     trace.set_tracer_provider(provider)
+    return exporter
+
+
+def test_metrics_and_spans_describe_queries_without_their_text(
+    gateway, echo_engine, bases, policy_dir, spans
+):
+    write_policy(policy_dir, "guardrails.yaml", NO_GUARDS)
+    spans.clear()
+    exporter = spans
     live = gateway(echo_engine, GATEWAY_RATE_PER_MINUTE=100)
     promote_variant(live.app, "tiny-small", bases)
     live.client("taxbot").chat.completions.create(
