@@ -5,6 +5,14 @@ Each file in `policies/tests/*.yaml` holds a description and cases, one question
     cases:
       - allow: casey consumer-tax dataset upload     # SUBJECT DOMAIN OBJECT ACTION
       - deny:  casey smb-accounting dataset upload
+
+A case may also ask routing.yaml which variant serves a query:
+
+      - route: {family: tax-assistant, principal: taxbot, prompt_chars: 120, task: null,
+                own_base: llama-8b,
+                variants: {llama-1b: {score: 2.1, cost: 0.2},
+                           llama-8b: {score: 2.0, cost: 1.0, healthy: false}}}
+        expect: llama-1b
 """
 
 from __future__ import annotations
@@ -15,6 +23,7 @@ from pathlib import Path
 import yaml
 
 from governance.authz.policy import PolicySet
+from governance.gateway import routing
 
 TESTS_DIR = "tests"
 
@@ -54,7 +63,36 @@ def run_policy_tests(directory: str | Path, policy: PolicySet | None = None) -> 
     return results
 
 
+def _run_route_case(directory: Path, name: str, index: int, case: dict) -> CaseResult:
+    spec, expected = case.get("route"), case.get("expect")
+    question = repr(spec)
+    try:
+        if not isinstance(spec, dict) or not isinstance(expected, str):
+            raise ValueError("a routing case is `route: {...}` with `expect: VARIANT`")
+        variants = [
+            routing.Variant(
+                str(variant),
+                None if facts.get("score") is None else float(facts["score"]),
+                float(facts.get("cost", 1.0)),
+                bool(facts.get("healthy", True)),
+            )
+            for variant, facts in (spec.get("variants") or {}).items()
+        ]
+        request = routing.RouteRequest(
+            str(spec.get("principal", "")), int(spec.get("prompt_chars", 0)), spec.get("task")
+        )
+        policy = routing.load(directory).for_family(str(spec.get("family", "")))
+        choices = routing.route(policy, variants, request, str(spec.get("own_base", "")))
+    except (ValueError, TypeError, AttributeError, routing.RoutingError) as exc:
+        return CaseResult(name, index, "malformed", question, False, str(exc))
+    got = choices[0].variant if choices else None
+    detail = f"got {got} ({choices[0].reason})" if choices else "got no variant"
+    return CaseResult(name, index, f"route to {expected}", question, got == expected, detail)
+
+
 def _run_case(policy: PolicySet, name: str, index: int, case) -> CaseResult:
+    if isinstance(case, dict) and "route" in case:
+        return _run_route_case(Path(policy.directory), name, index, case)
     if not isinstance(case, dict) or len(case) != 1 or next(iter(case)) not in ("allow", "deny"):
         return CaseResult(
             name, index, "malformed", repr(case), False, "a case is `allow: ...` or `deny: ...`"
