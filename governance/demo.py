@@ -688,6 +688,16 @@ def openai_queries(config: dict[str, Any], base_url: str, say: Narrator) -> dict
     say(f"ledgerbot (smb-accounting) asks {FAMILY} through the SDK: HTTP {refused}, audited")
     if refused is None:
         raise DemoError("demo step failed: another domain's application was answered")
+    engineer = demo_people(config, base_url, [TRAINER])[TRAINER]
+    traffic = expect(
+        *engineer.call("GET", f"/api/v1/models/{FAMILY}/traffic"), 200, "read the traffic"
+    )
+    for row in traffic["variants"]:
+        say(
+            f"traffic of {FAMILY} via {row['variant']}: {row['answered']} answered, "
+            f"{row['refused']} refused, {row['failed']} failed, p50 {row['latency_ms_p50']} ms, "
+            f"{row['prompt_tokens'] + row['completion_tokens']} tokens"
+        )
     return {"openai_models": listed, "openai_refused": refused}
 
 

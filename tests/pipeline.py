@@ -90,6 +90,7 @@ def live(app):
     runner.start()
     yield Live(f"http://127.0.0.1:{server.server_port}", app)
     server.shutdown()
+    server.server_close()
     stop.set()
     runner.join(timeout=300)
 

@@ -81,6 +81,35 @@ def family_show(name: str, url) -> None:
         show_version(item)
 
 
+@family.command("traffic")
+@click.argument("name")
+@click.option("--since", default=None, help="ISO date or time (default: 30 days ago).")
+@click.option("--until", default=None, help="ISO date or time (default: now).")
+@url_option
+@fail_cleanly
+def family_traffic(name: str, since: str | None, until: str | None, url) -> None:
+    """Per variant: queries answered, refused and failed, latency, tokens and their cost."""
+    from urllib.parse import urlencode
+
+    from governance.client import api_call
+
+    query = urlencode({k: v for k, v in (("since", since), ("until", until)) if v})
+    report = api_call("GET", f"/api/v1/models/{name}/traffic?{query}", url=url)
+    click.echo(f"{report['family']}: {report['since']} .. {report['until']}")
+    click.echo(
+        f"{'variant':<24} {'answered':>8} {'refused':>7} {'failed':>6} {'p50 ms':>8} "
+        f"{'p95 ms':>8} {'tokens':>9} {'cost':>10}"
+    )
+    for row in report["variants"]:
+        tokens = row["prompt_tokens"] + row["completion_tokens"]
+        p50 = "-" if row["latency_ms_p50"] is None else f"{row['latency_ms_p50']:.1f}"
+        p95 = "-" if row["latency_ms_p95"] is None else f"{row['latency_ms_p95']:.1f}"
+        click.echo(
+            f"{row['variant']:<24} {row['answered']:>8} {row['refused']:>7} {row['failed']:>6} "
+            f"{p50:>8} {p95:>8} {tokens:>9} {row['cost']:>10.4f}"
+        )
+
+
 @click.group()
 def version() -> None:
     """Model versions: train, list, show, promote, roll back (over the API, your token)."""

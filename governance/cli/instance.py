@@ -205,3 +205,4 @@ def serve_until_stopped(app, host: str, port: int, name: str) -> None:
     with contextlib.suppress(KeyboardInterrupt):
         stop.wait()
     server.shutdown()
+    server.server_close()

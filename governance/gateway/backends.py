@@ -95,7 +95,7 @@ class BackendError(GovernanceError):
 
 
 class StopText:
-    """A growing answer cut at the first stop string (which is not part of the answer).
+    """A growing answer cut at the first stop string to complete (not part of the answer).
 
     `feed` returns only text that cannot turn out to be the start of a stop string, so a
     stream never shows a caller what a stop string later takes back.
@@ -111,9 +111,11 @@ class StopText:
         if self.stopped:
             return ""
         self.text += piece
-        cuts = [i for i in (self.text.find(s) for s in self.stops) if i >= 0]
-        if cuts:
-            self.text = self.text[: min(cuts)]
+        # Generation stops where a stop string is first complete: the earliest end wins
+        # (then the earliest start), however the text was cut into pieces.
+        found = [(i + len(s), i) for s in self.stops if (i := self.text.find(s)) >= 0]
+        if found:
+            self.text = self.text[: min(found)[1]]
             self.stopped = True
             return self._release(len(self.text))
         hold = 0
@@ -455,6 +457,8 @@ class EngineBackend(BackendBase):
             response = self._request(engine, path, body, stream)
         if response.status != 200:
             raw = response.read() if stream else response.data
+            if stream:
+                response.release_conn()
             raise BackendError(
                 f"the serving engine answered HTTP {response.status}: "
                 f"{raw.decode(errors='replace')[:200]}"

@@ -262,7 +262,10 @@ def family_traffic(path: FamilyPath, query: TrafficQuery):
     family, _domain = family_for(path.family, "read")
     now = dt.datetime.now(dt.UTC)
     until = _aware(query.until) if query.until else now
-    since = _aware(query.since) if query.since else until - dt.timedelta(days=30)
+    try:
+        since = _aware(query.since) if query.since else until - dt.timedelta(days=30)
+    except OverflowError:
+        raise InvalidInput("until is too early", details={"field": "until"}) from None
     if since >= until:
         raise InvalidInput("since must be before until", details={"field": "since"})
     rt = runtime.current()

@@ -314,6 +314,7 @@ def live_url(app):
     thread.start()
     yield f"http://127.0.0.1:{server.server_port}"
     server.shutdown()
+    server.server_close()
 
 
 def test_reviewers_work_from_the_cli_through_the_api(client, world, config, live_url):

@@ -99,6 +99,7 @@ def gateway(config, policy_dir, request):
     yield make
     for server, app in made:
         server.shutdown()
+        server.server_close()
         close_app(app)
 
 
@@ -146,3 +147,12 @@ class Gateway(str):
             if len(found) >= at_least or time.monotonic() > deadline:
                 return found
             time.sleep(0.05)
+
+
+@pytest.fixture(autouse=True)
+def _collect_garbage():
+    """Collect after each test, so an unclosed socket is reported by the test that left it."""
+    yield
+    import gc
+
+    gc.collect()

@@ -97,6 +97,9 @@ def test_the_gateway_backend_verifies_the_adapter_before_the_engine_sees_it(
     with pytest.raises(BackendError, match="did not answer") as refused:
         down.generate(good, "Schedule C", 3)
     assert refused.value.status == 503
+    assert not down.healthy(good) and backend.healthy(good)
+    backend.close()
+    down.close()
 
 
 def test_the_engine_chats_streams_and_stops_at_a_stop_string(engine, adapter):

@@ -345,22 +345,21 @@ def test_metrics_and_spans_describe_queries_without_their_text(
     live.client("taxbot").chat.completions.create(
         model=FAMILY, messages=[{"role": "user", "content": "secret words here"}], max_tokens=3
     )
-    request = urllib.request.Request(
-        live + "/api/v1/metrics", headers={"Authorization": f"Bearer {live.token('prometheus')}"}
+    client = live.app.test_client()
+    scraped = client.get(
+        "/api/v1/metrics", headers={"Authorization": f"Bearer {live.token('prometheus')}"}
     )
-    with urllib.request.urlopen(request) as answer:
-        metrics = answer.read().decode()
+    assert scraped.status_code == 200 and scraped.content_type.startswith("text/plain")
+    metrics = scraped.get_data(as_text=True)
     assert (
         f'governance_gateway_requests_total{{decision="allow",family="{FAMILY}",'
         'variant="tiny-small"}' in metrics
     )
     assert "secret" not in metrics
-    taxbot = urllib.request.Request(
-        live + "/api/v1/metrics", headers={"Authorization": f"Bearer {live.token('taxbot')}"}
+    refused = client.get(
+        "/api/v1/metrics", headers={"Authorization": f"Bearer {live.token('taxbot')}"}
     )
-    with pytest.raises(urllib.error.HTTPError) as refused:
-        urllib.request.urlopen(taxbot)
-    assert refused.value.code == 403
+    assert refused.status_code == 403
     spans = [s for s in exporter.get_finished_spans() if s.name == f"chat {FAMILY}"]
     assert spans, [s.name for s in exporter.get_finished_spans()]
     attributes = spans[-1].attributes
