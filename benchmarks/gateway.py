@@ -27,16 +27,11 @@ from typing import Any
 
 from benchmarks.audit_log import machine
 from benchmarks.requests import postgres_database, run_load, serve
+from benchmarks.requests import prepare as prepare_instance
 from benchmarks.served import serve_version, tiny_adapter
-from governance.accounts import service as accounts
 from governance.accounts.models import PrincipalKind
-from governance.audit.service import Actor
-from governance.config import load_config
-from governance.db import Database, utcnow
-from governance.domains import service as domains
-from governance.domains.models import DomainCreate
+from governance.db import Database
 from governance.gateway.engine import free_port, loopback_process
-from governance.instance import init_instance
 from governance.storage import LocalBlobStore
 
 FAMILY = "tax-helper"
@@ -59,27 +54,9 @@ def prepare(home: Path, database_url: str | None) -> tuple[dict[str, Any], str, 
     """An instance with consumer-tax, a served version of FAMILY (a tiny base, an untrained
     adapter) and a token of taxbot (a model-consumer there); return config, token, the
     version's uid."""
-    overrides = {"GOVERNANCE_HOME": str(home), "AUDIT_CHECKPOINT_SECONDS": 0}
-    if database_url:
-        overrides["GOVERNANCE_DATABASE_URL"] = database_url
-    config = load_config(overrides)
-    init_instance(config)
-    db = Database(config["GOVERNANCE_DATABASE_URL"])
-    actor = Actor("bench")
-    with db.session_scope() as session:
-        domains.create_domain(
-            session,
-            DomainCreate(name="consumer-tax", jurisdiction="US", retention_days=2555),
-            actor=actor,
-        )
-        accounts.ensure_principal(session, "taxbot", PrincipalKind.SERVICE, actor=actor)
-        _record, token = accounts.issue_token(
-            session,
-            accounts.get_principal(session, "taxbot"),
-            expires_at=utcnow() + dt.timedelta(hours=2),
-            actor=actor,
-        )
+    config, token = prepare_instance(home, database_url, "taxbot", PrincipalKind.SERVICE)
     tiny_adapter(home / "base", home / "adapter")
+    db = Database(config["GOVERNANCE_DATABASE_URL"])
     version = serve_version(
         db,
         LocalBlobStore(Path(config["GOVERNANCE_HOME"]) / "blobs"),
@@ -195,6 +172,15 @@ def run_gateway_bench(
     rows: list[tuple[str, dict[str, Any]]] = []
     notes: list[str] = []
     key = secrets.token_urlsafe(24)
+
+    def measure(name: str, port: int, token: str, model: str) -> None:
+        # One query first: the gateway registers the adapter with the engine on it.
+        run_load(port, token, 1, 1, "/v1/chat/completions", body(model))
+        echo(f"{clients} clients for {seconds:.0f} s: {name} ...")
+        rows.append(
+            (name, run_load(port, token, clients, seconds, "/v1/chat/completions", body(model)))
+        )
+
     with tempfile.TemporaryDirectory(prefix="governance-gateway-") as scratch_dir:
         scratch = Path(scratch_dir)
         url = postgres_database(postgres_url) if postgres_url else None
@@ -207,93 +193,52 @@ def run_gateway_bench(
             32,
         )
         upstream_url = f"http://127.0.0.1:{upstream_port}"
-        common = {"SERVING_URL": upstream_url, "SERVING_API_KEY": key}
-        common |= {"GATEWAY_RATE_PER_MINUTE": "100000000"}
-        try:
-            plain, port = serve(
+        common = {
+            "SERVING_URL": upstream_url,
+            "SERVING_API_KEY": key,
+            "GATEWAY_RATE_PER_MINUTE": "100000000",
+        }
+
+        def gateway(name: str, guarded: bool, **env: str) -> None:
+            policy_dir = policies(scratch / name, guarded)
+            process, port = serve(
                 "governance.app:create_app()",
                 config,
                 workers,
                 threads,
-                {**common, "GOVERNANCE_POLICY_DIR": str(policies(scratch / "plain", False))},
+                {**common, "GOVERNANCE_POLICY_DIR": str(policy_dir), **env},
             )
             try:
-                # The first query registers the adapter with the engine, under the version's uid.
-                run_load(port, token, 1, 1, "/v1/chat/completions", body(FAMILY))
-                echo(f"{clients} clients straight to the upstream for {seconds:.0f} s ...")
-                rows.append(
-                    (
-                        "upstream alone (govern engine --echo)",
-                        run_load(
-                            upstream_port, key, clients, seconds, "/v1/chat/completions", body(uid)
-                        ),
-                    )
-                )
-                echo(f"{clients} clients through the gateway for {seconds:.0f} s ...")
-                rows.append(
-                    (
-                        "governance gateway (authn, policy, limits, routing, audit)",
-                        run_load(
-                            port, token, clients, seconds, "/v1/chat/completions", body(FAMILY)
-                        ),
-                    )
-                )
+                measure(GATEWAY_ROWS[guarded], port, token, FAMILY)
             finally:
-                stop(plain)
+                stop(process)
+
+        try:
+            gateway("plain", False)
+            measure("upstream alone (govern engine --echo)", upstream_port, key, uid)
             with loopback_process(
                 "guard", "GUARD_API_KEY", env={"GOVERNANCE_HOME": config["GOVERNANCE_HOME"]}
             ) as (guard_url, guard_key):
-                guarded, port = serve(
-                    "governance.app:create_app()",
-                    config,
-                    workers,
-                    threads,
-                    {
-                        **common,
-                        "GOVERNANCE_POLICY_DIR": str(policies(scratch / "guarded", True)),
-                        "GUARD_URL": guard_url,
-                        "GUARD_API_KEY": guard_key,
-                    },
-                )
-                try:
-                    run_load(port, token, 1, 1, "/v1/chat/completions", body(FAMILY))
-                    echo(f"{clients} clients through the gateway with guardrails ...")
-                    rows.append(
-                        (
-                            "governance gateway + guardrails (prompt and answer scans)",
-                            run_load(
-                                port, token, clients, seconds, "/v1/chat/completions", body(FAMILY)
-                            ),
-                        )
-                    )
-                finally:
-                    stop(guarded)
+                gateway("guarded", True, GUARD_URL=guard_url, GUARD_API_KEY=guard_key)
             binary, why = litellm_bin(echo)
             if binary is None:
                 notes.append(why)
             else:
                 litellm, port = start_litellm(binary, upstream_url, key, uid, workers, scratch)
                 try:
-                    run_load(port, "sk-bench-master", 1, 1, "/v1/chat/completions", body(FAMILY))
-                    echo(f"{clients} clients through LiteLLM's proxy for {seconds:.0f} s ...")
-                    rows.append(
-                        (
-                            f"LiteLLM proxy {LITELLM.split('==')[1]} (master key, no database)",
-                            run_load(
-                                port,
-                                "sk-bench-master",
-                                clients,
-                                seconds,
-                                "/v1/chat/completions",
-                                body(FAMILY),
-                            ),
-                        )
-                    )
+                    name = f"LiteLLM proxy {LITELLM.split('==')[1]} (master key, no database)"
+                    measure(name, port, "sk-bench-master", FAMILY)
                 finally:
                     stop(litellm)
         finally:
             stop(upstream)
     return report(rows, notes, database, workers, threads, clients, seconds)
+
+
+GATEWAY_ROWS = {
+    False: "governance gateway (authn, policy, limits, routing, audit)",
+    True: "governance gateway + guardrails (prompt and answer scans)",
+}
 
 
 def report(rows, notes, database, workers, threads, clients, seconds) -> str:
@@ -320,8 +265,8 @@ def report(rows, notes, database, workers, threads, clients, seconds) -> str:
         )
     lines.append("")
     base = next((r for n, r in rows if n.startswith("upstream")), None)
-    ours = next((r for n, r in rows if n.startswith("governance gateway (")), None)
-    guarded = next((r for n, r in rows if "guardrails" in n), None)
+    ours = next((r for n, r in rows if n == GATEWAY_ROWS[False]), None)
+    guarded = next((r for n, r in rows if n == GATEWAY_ROWS[True]), None)
     other = next((r for n, r in rows if n.startswith("LiteLLM")), None)
     if base and ours:
         lines.append(

@@ -49,8 +49,14 @@ def postgres_database(url: str) -> str:
     return f"{base}/{BENCH_DATABASE}"
 
 
-def prepare(home: Path, database_url: str | None) -> tuple[dict[str, Any], str]:
-    """An instance with the consumer-tax domain and a token of a principal who may read it."""
+def prepare(
+    home: Path,
+    database_url: str | None,
+    principal_name: str = "casey",
+    kind: PrincipalKind = PrincipalKind.USER,
+) -> tuple[dict[str, Any], str]:
+    """An instance with the consumer-tax domain and a token of a principal of it (casey, a
+    data steward there in the example policy, who may read it)."""
     overrides = {"GOVERNANCE_HOME": str(home), "AUDIT_CHECKPOINT_SECONDS": 0}
     if database_url:
         overrides["GOVERNANCE_DATABASE_URL"] = database_url
@@ -64,9 +70,8 @@ def prepare(home: Path, database_url: str | None) -> tuple[dict[str, Any], str]:
             DomainCreate(name="consumer-tax", jurisdiction="US", retention_days=2555),
             actor=actor,
         )
-        # casey is a data steward of consumer-tax in the example policy.
-        accounts.ensure_principal(session, "casey", PrincipalKind.USER, actor=actor)
-        principal = accounts.get_principal(session, "casey")
+        accounts.ensure_principal(session, principal_name, kind, actor=actor)
+        principal = accounts.get_principal(session, principal_name)
         _record, token = accounts.issue_token(
             session, principal, expires_at=utcnow() + dt.timedelta(hours=2), actor=actor
         )

@@ -72,24 +72,20 @@ def serve(host: str, port: int, workers: int, threads: int, runners: int) -> Non
     config = settings()
     overrides: dict[str, Any] = {}
     children = []
-    if not config.get("SERVING_URL"):
-        # The embedded serving engine, on loopback, with a key only this server knows.
-        key = config.get("SERVING_API_KEY") or secrets.token_urlsafe(32)
-        overrides["SERVING_API_KEY"] = key
+    # The embedded serving engine and guard (prompt and answer scans), unless URLs name
+    # others: on loopback, each with a key only it and this server know.
+    for command, url_key, api_key in (
+        ("engine", "SERVING_URL", "SERVING_API_KEY"),
+        ("guard", "GUARD_URL", "GUARD_API_KEY"),
+    ):
+        if config.get(url_key):
+            continue
+        key = config.get(api_key) or secrets.token_urlsafe(32)
+        overrides[api_key] = key
         children.append(
             subprocess.Popen(
-                [sys.executable, "-m", "governance.cli", "engine"],
-                env={**os.environ, "SERVING_API_KEY": key},
-            )
-        )
-    if not config.get("GUARD_URL"):
-        # The embedded guard (prompt and answer scans), on loopback, with its own key.
-        key = config.get("GUARD_API_KEY") or secrets.token_urlsafe(32)
-        overrides["GUARD_API_KEY"] = key
-        children.append(
-            subprocess.Popen(
-                [sys.executable, "-m", "governance.cli", "guard"],
-                env={**os.environ, "GUARD_API_KEY": key},
+                [sys.executable, "-m", "governance.cli", command],
+                env={**os.environ, api_key: key},
             )
         )
     # Every worker's metrics in one place, summed by GET /api/v1/metrics (emptied at start,

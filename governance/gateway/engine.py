@@ -95,14 +95,7 @@ def create_engine_app(
     def error(status: int, message: str, kind: str = "invalid_request_error"):
         return jsonify({"error": {"message": message, "type": kind, "code": status}}), status
 
-    @app.before_request
-    def _authenticate():
-        if request.path == "/health" or not api_key:
-            return None
-        given = request.headers.get("Authorization", "").removeprefix("Bearer ")
-        if not hmac.compare_digest(given.encode(), api_key.encode()):
-            return error(401, "invalid API key", "authentication_error")
-        return None
+    require_key(app, api_key, lambda: error(401, "invalid API key", "authentication_error"))
 
     @app.get("/health")
     def health():
@@ -205,19 +198,7 @@ def create_engine_app(
                 headers={"Cache-Control": "no-cache"},
             )
         result = models.complete(name, base, path, query)
-        choice: dict[str, Any] = {"index": 0, "finish_reason": result.finish_reason}
-        if chat:
-            choice["message"] = {"role": "assistant", "content": result.text}
-        else:
-            choice.update(text=result.text, logprobs=None)
-        return {
-            "id": ident,
-            "object": "chat.completion" if chat else "text_completion",
-            "created": created,
-            "model": name,
-            "choices": [choice],
-            "usage": usage_of(result),
-        }
+        return completion_body(ident, created, name, chat, result)
 
     @app.post("/v1/completions")
     def completions():
@@ -228,6 +209,40 @@ def create_engine_app(
         return answer(chat=True)
 
     return app
+
+
+def require_key(app: Flask, api_key: str, refusal) -> None:
+    """Refuse every request but /health without `Authorization: Bearer <api_key>` (none
+    when the key is empty: such a process listens on loopback only)."""
+
+    @app.before_request
+    def _authenticate():
+        if request.path == "/health" or not api_key:
+            return None
+        given = request.headers.get("Authorization", "").removeprefix("Bearer ")
+        if not hmac.compare_digest(given.encode(), api_key.encode()):
+            return refusal()
+        return None
+
+
+def completion_body(
+    ident: str, created: int, model: str, chat: bool, result: Generation, fingerprint=None
+) -> dict[str, Any]:
+    """A whole answer in OpenAI's shape: `chat.completion` or `text_completion`."""
+    choice: dict[str, Any] = {"index": 0, "finish_reason": result.finish_reason}
+    if chat:
+        choice["message"] = {"role": "assistant", "content": result.text}
+    else:
+        choice.update(text=result.text, logprobs=None)
+    body = {
+        "id": ident,
+        "object": "chat.completion" if chat else "text_completion",
+        "created": created,
+        "model": model,
+    }
+    if fingerprint:
+        body["system_fingerprint"] = fingerprint
+    return body | {"choices": [choice], "usage": usage_of(result)}
 
 
 def usage_of(result: Generation) -> dict[str, int]:

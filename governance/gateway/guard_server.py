@@ -12,13 +12,13 @@ on loopback, sharing their random key; the web process never loads Presidio itse
 
 from __future__ import annotations
 
-import hmac
 import threading
 from pathlib import Path
 from typing import Any
 
 from flask import Flask, jsonify, request
 
+from governance.gateway.engine import require_key
 from governance.gateway.guardrails import LocalGuard
 
 MAX_TEXTS = 256
@@ -46,14 +46,7 @@ def create_guard_app(
     def error(status: int, message: str):
         return jsonify({"error": message}), status
 
-    @app.before_request
-    def _authenticate():
-        if request.path == "/health" or not api_key:
-            return None
-        given = request.headers.get("Authorization", "").removeprefix("Bearer ")
-        if not hmac.compare_digest(given.encode(), api_key.encode()):
-            return error(401, "invalid API key")
-        return None
+    require_key(app, api_key, lambda: error(401, "invalid API key"))
 
     @app.get("/health")
     def health():

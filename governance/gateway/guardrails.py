@@ -35,6 +35,7 @@ import urllib3
 import yaml
 
 from governance.errors import GovernanceError
+from governance.pii.masking import mask_spans
 
 GUARDRAILS_FILE = "guardrails.yaml"
 PROMPT_ACTIONS = ("off", "mask", "block")
@@ -155,24 +156,8 @@ def lint(policy_dir: str | Path, domains: set[str]) -> list[str]:
 
 
 def mask(text: str, spans: Sequence[Span]) -> str:
-    """The text with each span replaced by its type's placeholder; overlapping spans are
-    covered as their union, labelled by the stronger one."""
-    merged: list[list[Any]] = []
-    for span in sorted(spans, key=lambda s: (s.start, -s.end)):
-        if merged and span.start < merged[-1][1]:
-            last = merged[-1]
-            if span.score > last[3]:
-                last[2], last[3] = span.entity_type, span.score
-            last[1] = max(last[1], span.end)
-        else:
-            merged.append([span.start, span.end, span.entity_type, span.score])
-    pieces, position = [], 0
-    for start, end, entity, _score in merged:
-        pieces.append(text[position:start])
-        pieces.append(f"<{entity}>")
-        position = end
-    pieces.append(text[position:])
-    return "".join(pieces)
+    """The text with each span replaced by its type's placeholder, as in the training view."""
+    return mask_spans(text, spans)
 
 
 def counts(spans_of_texts: Sequence[Sequence[Span]]) -> dict[str, int]:

@@ -261,6 +261,22 @@ def prepare(
     return prepared
 
 
+def _finish(
+    rt: Runtime, prepared: Prepared, target: Target, answer: Generation, text: str, tried
+) -> Generation:
+    """The answer the caller gets (its text guarded), recorded for the audit entry, its
+    tokens counted against the limits."""
+    answer = dataclasses.replace(answer, text=text)
+    _served(prepared, target, answer, tried)
+    rt.query_limits.spend(
+        prepared.principal,
+        prepared.family.name,
+        prepared.family_routing.limits,
+        answer.prompt_tokens + answer.completion_tokens,
+    )
+    return answer
+
+
 def _served(prepared: Prepared, target: Target, answer: Generation, tried: list[str]) -> None:
     details = prepared.details
     details.update(
@@ -307,18 +323,7 @@ def complete(rt: Runtime, prepared: Prepared) -> Generation:
             if target is prepared.targets[-1]:
                 raise _fail(prepared, exc, tried) from None
             continue
-        text = guard_answer(rt, prepared, answer.text)
-        answer = Generation(
-            text, answer.prompt_tokens, answer.completion_tokens, answer.finish_reason
-        )
-        _served(prepared, target, answer, tried)
-        rt.query_limits.spend(
-            prepared.principal,
-            prepared.family.name,
-            prepared.family_routing.limits,
-            answer.prompt_tokens + answer.completion_tokens,
-        )
-        return answer
+        return _finish(rt, prepared, target, answer, guard_answer(rt, prepared, answer.text), tried)
     raise AssertionError("no targets")  # prepare() never returns an empty list
 
 
@@ -359,17 +364,8 @@ def stream(rt: Runtime, prepared: Prepared, target: Target, pieces) -> Iterator[
                 text = guard_answer(rt, prepared, "".join(held))
                 if text:
                     yield text
-            answer = Generation(
-                text, piece.prompt_tokens, piece.completion_tokens, piece.finish_reason
-            )
-            _served(prepared, target, answer, list(prepared.details.get("unavailable", [])))
-            rt.query_limits.spend(
-                prepared.principal,
-                prepared.family.name,
-                prepared.family_routing.limits,
-                answer.prompt_tokens + answer.completion_tokens,
-            )
-            yield answer
+            tried = list(prepared.details.get("unavailable", []))
+            yield _finish(rt, prepared, target, piece, text, tried)
             return
         if hold:
             held.append(piece)

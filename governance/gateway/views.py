@@ -31,7 +31,7 @@ from governance.families.access import family_for
 from governance.families.models import ModelFamily
 from governance.gateway import access, routing, telemetry
 from governance.gateway.backends import Query
-from governance.gateway.engine import stream_chunks, usage_of
+from governance.gateway.engine import completion_body, stream_chunks
 from governance.gateway.service import parse_messages
 from governance.gateway.traffic import traffic
 from governance.guard import current_principal, get_authorizer, log_event, mark_checked, require
@@ -159,20 +159,8 @@ def _respond(prepared, body: OpenAIParams, chat: bool):
             headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
         )
     answer = access.complete(prepared)
-    choice: dict[str, Any] = {"index": 0, "finish_reason": answer.finish_reason}
-    if chat:
-        choice["message"] = {"role": "assistant", "content": answer.text}
-    else:
-        choice.update(text=answer.text, logprobs=None)
-    return {
-        "id": ident,
-        "object": "chat.completion" if chat else "text_completion",
-        "created": created,
-        "model": model,
-        "system_fingerprint": f"{prepared.details['variant']}-v{prepared.details['version']}",
-        "choices": [choice],
-        "usage": usage_of(answer),
-    }
+    fingerprint = f"{prepared.details['variant']}-v{prepared.details['version']}"
+    return completion_body(ident, created, model, chat, answer, fingerprint)
 
 
 @bp.post("/chat/completions")

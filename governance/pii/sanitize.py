@@ -23,6 +23,7 @@ from typing import Any
 
 from governance.datasets.records import TEXT_FIELDS
 from governance.pii.identifiers import _is_date, _runs, _unexplained
+from governance.pii.masking import mask_spans
 from governance.pii.rules import DomainRules
 from governance.pii.scanner import JOIN, Finding
 
@@ -72,23 +73,7 @@ def redact(record: dict[str, Any], findings: list[Finding]) -> dict[str, Any]:
         value = record.get(name)
         if not isinstance(value, str):
             continue
-        spans = sorted(by_field.get(name, []), key=lambda f: (f.start, -f.end))
-        pieces, position = [], 0
-        merged: list[list[Any]] = []
-        for f in spans:
-            if merged and f.start < merged[-1][1]:
-                last = merged[-1]
-                if f.score > last[3]:
-                    last[2], last[3] = f.entity_type, f.score
-                last[1] = max(last[1], f.end)
-            else:
-                merged.append([f.start, f.end, f.entity_type, f.score])
-        for start, end, entity, _score in merged:
-            pieces.append(value[position:start])
-            pieces.append(f"<{entity}>")
-            position = end
-        pieces.append(value[position:])
-        clean[name] = "".join(pieces)
+        clean[name] = mask_spans(value, by_field.get(name, []))
     return clean
 
 

@@ -174,3 +174,32 @@ def test_policy_tests_check_routing_and_report_a_wrong_expectation(tmp_path):
     wrong, malformed = [r for r in run_policy_tests(target) if r.file == "tests/wrong.yaml"]
     assert not wrong.passed and "got llama-3.1-8b (default)" in str(wrong)
     assert not malformed.passed and malformed.expected == "malformed"
+
+
+def test_query_limits_kept_in_redis_hold_across_processes():
+    """Two limiters on the same Redis (two gateway processes) share the counts."""
+    import uuid
+
+    import pytest as _pytest
+
+    from governance.errors import TooManyRequests
+    from governance.gateway.limits import QueryLimits, RateLimiter
+
+    url = "redis://127.0.0.1:6379/11"
+    first = QueryLimits(RateLimiter(3, url), tokens_per_minute=0)
+    second = QueryLimits(RateLimiter(3, url), tokens_per_minute=0)
+    family_limits = {"tokens_per_minute": 50}
+    principal, family = f"p-{uuid.uuid4().hex}", f"f-{uuid.uuid4().hex}"
+    first.admit(principal, family, family_limits)
+    second.admit(principal, family, family_limits)
+    first.admit(principal, family, family_limits)
+    with _pytest.raises(TooManyRequests) as refused:
+        second.admit(principal, family, family_limits)
+    assert refused.value.details["limit"] == "the principal's requests"
+    other = f"p-{uuid.uuid4().hex}"
+    first.admit(other, family, family_limits)
+    second.spend(other, family, family_limits, 60)  # over the family's 50 tokens
+    with _pytest.raises(TooManyRequests) as refused:
+        first.admit(f"p-{uuid.uuid4().hex}", family, family_limits)
+    assert refused.value.details["limit"] == "the family's tokens"
+    assert refused.value.retry_after >= 1
