@@ -26,7 +26,7 @@ from governance.errors import (
     UnsupportedMediaType,
     error_response,
 )
-from governance.guard import get_authorizer, log_event, settle_queued
+from governance.guard import get_authorizer, log_event, settle_held
 from governance.training import service as training
 
 log = logging.getLogger(__name__)
@@ -202,7 +202,7 @@ def init_app(app: Flask) -> None:
 
     @app.after_request
     def _require_decision(response):
-        settle_queued()
+        settle_held()
         if (
             request.path.startswith(API_PREFIX)
             and request.endpoint not in PUBLIC_ENDPOINTS

@@ -58,31 +58,27 @@ def log_event(
     *,
     principal: str | None = None,
 ) -> int:
-    """Append an event of the current request to the audit log; return its seq once durable
-    (and every entry the request queued before it)."""
-    seq = audit_log().append(
-        AuditEvent(
-            principal=principal or current_principal().name,
-            action=action,
-            object=obj,
-            domain=domain,
-            decision=decision,
-            policy_hash=get_authorizer().policy.hash,
-            request_id=g.get("request_id"),
-            details=details or {},
-        )
+    """Append an event of the current request to the audit log, after the entries the request
+    held back (in the same group commit); return its seq once all are durable."""
+    event = AuditEvent(
+        principal=principal or current_principal().name,
+        action=action,
+        object=obj,
+        domain=domain,
+        decision=decision,
+        policy_hash=get_authorizer().policy.hash,
+        request_id=g.get("request_id"),
+        details=details or {},
     )
-    settle_queued()
-    return seq
+    return audit_log().append_many([*g.pop("audit_held", ()), event])[-1]
 
 
-def settle_queued() -> None:
-    """Wait until the entries this request queued without waiting are durable (they were
-    queued before anything the request appends later, so this is at most one group commit).
-    The API's after-request hook calls it too: no answer leaves before its audit does."""
-    queued = g.pop("audit_queued", None)
-    for item in queued or ():
-        AuditLog.wait(item)
+def settle_held() -> None:
+    """Append the entries this request held back, if nothing appended them yet. The API's
+    after-request hook calls it: no answer leaves before its audit entries are durable."""
+    held = g.pop("audit_held", None)
+    if held:
+        audit_log().append_many(held)
 
 
 def decision_event(decision: Decision, details: dict | None = None) -> AuditEvent:
@@ -122,14 +118,12 @@ def check(
     action: str, obj: str, domain: str, details: dict | None = None, *, queue: bool = False
 ) -> Decision:
     """Decide for the current principal and log the decision, without raising: durably now,
-    or (`queue`) queued to be durable before the request answers (for a request that appends
-    its own entry later, such as a model query, so both share one group commit)."""
+    or (`queue`) held back and appended with the request's next entry, or before it answers
+    (a model query appends its own entry later: both go in one transaction)."""
     principal = current_principal()
     decision = get_authorizer().decide(principal.name, domain, obj, action)
     if queue:
-        g.setdefault("audit_queued", []).append(
-            audit_log().enqueue(decision_event(decision, details))
-        )
+        g.setdefault("audit_held", []).append(decision_event(decision, details))
     else:
         audit_log().append(decision_event(decision, details))
     mark_checked()

@@ -317,7 +317,7 @@ class AuditLog:
         self.checkpoint_seconds = checkpoint_seconds
         self.max_batch = max_batch
         self.tree = TreeCache()
-        self._queue: queue.SimpleQueue[_Pending | None] = queue.SimpleQueue()
+        self._queue: queue.SimpleQueue[list[_Pending] | None] = queue.SimpleQueue()
         self._thread: threading.Thread | None = None
         self._start_lock = threading.Lock()
         self._key: Ed25519PrivateKey | None = None
@@ -336,26 +336,16 @@ class AuditLog:
 
     def append_many(self, events: Iterable[AuditEvent], timeout: float = 60.0) -> list[int]:
         """Append events (in this order) and return their sequence numbers once durable."""
-        pending = [self.enqueue(e) for e in events]
-        return [self.wait(item, timeout) for item in pending]
-
-    def enqueue(self, event: AuditEvent) -> _Pending:
-        """Queue an event without waiting; `wait` on what this returns before answering
-        anyone who must not learn of the event before it is durable. It joins the group
-        commit of whatever is appended next, so waiting for it then costs nothing extra."""
         self._ensure_writer()
-        item = _Pending(event)
-        self._queue.put(item)
-        return item
-
-    @staticmethod
-    def wait(item: _Pending, timeout: float = 60.0) -> int:
-        """The sequence number of a queued event, once it is durable."""
-        if not item.done.wait(timeout):
-            raise TimeoutError("the audit log did not confirm an append in time")
-        if item.error is not None:
-            raise RuntimeError("the audit log could not store an entry") from item.error
-        return item.seq  # type: ignore[return-value]
+        pending = [_Pending(e) for e in events]
+        # One queue item: the events of one call go into the same transaction.
+        self._queue.put(pending)
+        for item in pending:
+            if not item.done.wait(timeout):
+                raise TimeoutError("the audit log did not confirm an append in time")
+            if item.error is not None:
+                raise RuntimeError("the audit log could not store an entry") from item.error
+        return [item.seq for item in pending]  # type: ignore[misc]
 
     def _ensure_writer(self) -> None:
         if self._thread is not None and self._thread.is_alive():
@@ -376,7 +366,7 @@ class AuditLog:
                 continue
             if first is None:
                 return
-            batch = [first]
+            batch = list(first)
             stop = False
             while len(batch) < self.max_batch:
                 try:
@@ -386,7 +376,7 @@ class AuditLog:
                 if item is None:
                     stop = True
                     break
-                batch.append(item)
+                batch.extend(item)
             self._write(batch)
             self._maybe_checkpoint()
             if stop:
