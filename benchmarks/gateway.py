@@ -268,6 +268,9 @@ def report(rows, notes, database, workers, threads, clients, seconds) -> str:
             f"{r['p99_ms']} | {r['errors']} |"
         )
     lines.append("")
+    for name, r in rows:
+        for kind, count in sorted((r.get("error_kinds") or {}).items()):
+            lines.append(f"Errors of {name}: {count} x {kind}.")
     found = dict(rows)
     other = next((r for n, r in rows if n.startswith("LiteLLM") and "1 client" not in n), None)
     for suffix, load in ((", 1 client", "one client alone"), ("", f"{clients} clients")):

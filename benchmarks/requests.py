@@ -147,6 +147,7 @@ def load(
     `seconds` after `warmup`."""
     latencies: list[list[float]] = [[] for _ in range(clients)]
     errors = [0]
+    kinds: dict[str, int] = {}
     start = time.monotonic()
     measure_from, stop_at = start + warmup, start + warmup + seconds
     headers = {"Authorization": f"Bearer {token}"}
@@ -165,18 +166,21 @@ def load(
             try:
                 connection.request(method, path, body=payload, headers=headers)
                 response = connection.getresponse()
-                response.read()
+                answer = response.read()
                 ok = response.status == 200
-            except (OSError, http.client.HTTPException):
+                kind = f"HTTP {response.status} {answer[:80]!r}"
+            except (OSError, http.client.HTTPException) as exc:
                 connection.close()
                 connection = http.client.HTTPConnection("127.0.0.1", port, timeout=60)
                 ok = False
+                kind = type(exc).__name__
             ended = time.monotonic()
             if began >= measure_from:
                 if ok:
                     mine.append(ended - began)
                 else:
                     errors[0] += 1
+                    kinds[kind] = kinds.get(kind, 0) + 1
         connection.close()
 
     workers = [threading.Thread(target=client, args=(i,)) for i in range(clients)]
@@ -192,6 +196,7 @@ def load(
     return {
         "requests": len(values),
         "errors": errors[0],
+        "error_kinds": kinds,
         "per_second": round(len(values) / seconds),
         "p50_ms": pct(0.50),
         "p90_ms": pct(0.90),
