@@ -89,6 +89,14 @@ class BackendBase:
         return True
 
 
+# A kept-alive connection that the server closed while idle fails on reuse, before any answer
+# (gunicorn and uvicorn close idle ones after seconds): one retry on a fresh connection. POST
+# is retried too: asking an engine or the guard again is harmless.
+ONE_RETRY = urllib3.Retry(
+    total=1, connect=1, read=1, redirect=0, status=0, other=0, allowed_methods=None
+)
+
+
 class BackendError(GovernanceError):
     status = 503
     code = "backend_unavailable"
@@ -357,7 +365,10 @@ class EngineBackend(BackendBase):
             self._by_base[base] = self._engines.setdefault(key, Engine(key))
         self._lock = threading.Lock()
         self._http = urllib3.PoolManager(
-            maxsize=64, block=False, retries=False, timeout=urllib3.Timeout(connect=5, read=timeout)
+            maxsize=64,
+            block=False,
+            retries=ONE_RETRY,
+            timeout=urllib3.Timeout(connect=5, read=timeout),
         )
 
     def close(self) -> None:

@@ -35,6 +35,7 @@ import urllib3
 import yaml
 
 from governance.errors import GovernanceError
+from governance.gateway.backends import ONE_RETRY
 from governance.pii.masking import mask_spans
 
 GUARDRAILS_FILE = "guardrails.yaml"
@@ -195,7 +196,10 @@ class GuardClient:
         self.url = url.rstrip("/")
         self.api_key = api_key
         self._http = urllib3.PoolManager(
-            maxsize=64, block=False, retries=False, timeout=urllib3.Timeout(connect=3, read=timeout)
+            maxsize=64,
+            block=False,
+            retries=ONE_RETRY,
+            timeout=urllib3.Timeout(connect=3, read=timeout),
         )
 
     def close(self) -> None:
