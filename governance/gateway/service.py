@@ -94,10 +94,11 @@ def domain_content_key(rt: Runtime, session: Session, domain: Domain) -> bytes:
     cached = _content_keys.get(slot)
     if cached and cached[0] > time.monotonic():
         return cached[1]
-    key = content_key(rt.keyring, session, domain)
-    # The domain's first query may have made its key just now: commit it before anything
-    # else writes (the audit writer), and take the one a concurrent request committed first.
+    # The domain's first query may make its key: commit it before anything else writes (the
+    # audit writer). Concurrent first queries race to make it; the losers (their flush or
+    # commit refused by the unique key) take the one the winner committed.
     try:
+        key = content_key(rt.keyring, session, domain)
         session.commit()
     except IntegrityError:
         session.rollback()

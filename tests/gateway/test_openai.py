@@ -367,3 +367,20 @@ def test_metrics_and_spans_describe_queries_without_their_text(
     assert attributes["gen_ai.request.model"] == FAMILY
     assert attributes["gen_ai.usage.output_tokens"] == 3
     assert "secret" not in json.dumps(dict(attributes))
+
+
+def test_concurrent_first_queries_of_a_domain_all_answer(gateway, echo_engine, bases, policy_dir):
+    """The domain's content key is made by its first query; queries racing to make it do not
+    fail (the losers take the winner's)."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    write_policy(policy_dir, "guardrails.yaml", NO_GUARDS)
+    live = gateway(echo_engine, GATEWAY_RATE_PER_MINUTE=1000)
+    promote_variant(live.app, "tiny-small", bases)
+    client = live.client("taxbot")
+
+    def ask(_):
+        return client.completions.create(model=FAMILY, prompt="Form 1040?", max_tokens=2).model
+
+    with ThreadPoolExecutor(8) as pool:
+        assert list(pool.map(ask, range(16))) == [FAMILY] * 16
