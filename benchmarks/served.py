@@ -16,7 +16,8 @@ from governance.audit.service import Actor
 from governance.db import Database
 from governance.domains.models import Domain
 from governance.families.models import ModelFamily, ModelVersion, VersionState
-from governance.families.service import get_base_model, register_base_model
+from governance.families.intake import register_base_model
+from governance.families.service import get_base_model
 from governance.storage import BlobStore
 from trainers.hashing import file_sha256
 
@@ -34,7 +35,14 @@ def serve_version(
     """Register the base (once), create the family on its first base, and put a new version
     on base_name in production with the adapter at adapter_path."""
     with database.session_scope() as session:
-        register_base_model(session, base_name, base_path, actor=Actor("admin"))
+        register_base_model(
+            session,
+            base_name,
+            base_path,
+            source="generated:trainers.tiny",
+            license="CC0-1.0",
+            actor=Actor("admin"),
+        )
         base = get_base_model(session, base_name)
         family = session.exec(
             sqlmodel.select(ModelFamily).where(ModelFamily.name == family_name)

@@ -298,6 +298,7 @@ def upload_and_scan(steward: ApiClient, echo: Callable[[str], None], step: int) 
 FAMILY = "tax-assistant"
 REVIEWERS = ("priya", "lee")  # privacy and legal reviewers of consumer-tax
 TRAINER, SECOND_ENGINEER = "morgan", "jordan"  # ml-engineers of consumer-tax
+SECURITY_REVIEWER = "quinn"  # reviews base models before a domain builds on them
 
 
 class Narrator:
@@ -386,11 +387,13 @@ def train_and_serve(
 ) -> dict[str, Any]:
     """Tiny base model, family, approvals, a worker process, the gate, promotion, queries."""
     from governance.families.lineage import render_tree
-    from governance.families.service import register_base_model
+    from governance.families.intake import register_base_model
     from trainers.tiny import create_tiny
 
     people = demo_people(
-        config, base_url, (*REVIEWERS, TRAINER, SECOND_ENGINEER, "taxbot", "ledgerbot")
+        config,
+        base_url,
+        (*REVIEWERS, TRAINER, SECOND_ENGINEER, SECURITY_REVIEWER, "taxbot", "ledgerbot"),
     )
     base_path = Path(config["GOVERNANCE_HOME"]) / "base-models" / "tiny-llama"
     weights = create_tiny(base_path, seed=0)
@@ -398,12 +401,41 @@ def train_and_serve(
     try:
         with db.session_scope() as session:
             actor = Actor("system:demo", None, policy_hash(config["GOVERNANCE_POLICY_DIR"]))
-            register_base_model(session, "tiny-llama", base_path, actor=actor)
+            base = register_base_model(
+                session,
+                "tiny-llama",
+                base_path,
+                source="generated:trainers.tiny seed=0",
+                license="CC0-1.0",
+                actor=actor,
+            )
+            files = len(base.files)
     finally:
         db.dispose()
     say(
-        f"base model tiny-llama built and registered: Llama architecture, weights {weights[:16]}..."
+        f"base model tiny-llama built and taken in: safetensors only, {files} files hashed, "
+        f"model card read, license CC0-1.0, weights {weights[:16]}..."
     )
+    intake = expect(
+        *people[TRAINER].call(
+            "POST",
+            "/api/v1/approvals/base-model-use",
+            {"base_model": "tiny-llama", "domain": "consumer-tax"},
+        ),
+        201,
+        "request approval of the base model",
+    )
+    for reviewer in ("lee", SECURITY_REVIEWER):
+        decision = expect(
+            *people[reviewer].call(
+                "POST",
+                f"/api/v1/approvals/{intake['uid']}/decisions",
+                {"decision": "approve", "comment": "license, source, card and hashes reviewed"},
+            ),
+            201,
+            f"{reviewer} approves the base model",
+        )
+        say(f"{reviewer} approves tiny-llama for consumer-tax as {decision['role']}")
     expect(
         *people[TRAINER].call(
             "POST",

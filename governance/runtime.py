@@ -29,6 +29,7 @@ from governance.console.verification import CheckpointStatus
 from governance.datasets import approval as dataset_use
 from governance.db import Database
 from governance.domains.keys import KeyRing
+from governance.families import intake
 from governance.families import service as models
 from governance.gateway.backends import EngineBackend, LocalBackend, ServingBackend
 from governance.gateway.guardrails import Guard, GuardClient, LocalGuard
@@ -254,6 +255,7 @@ def register_subject_kinds() -> None:
     """Each kind of approval subject registers how to recompute its digest (at start-up)."""
     dataset_use.register()
     models.register_subject_kind()
+    intake.register()
 
 
 def init_app(app: Flask, runtime: Runtime) -> Runtime:

@@ -17,7 +17,7 @@ from governance import runtime
 from governance.app import create_app
 from governance.audit.service import Actor
 from governance.db import get_db
-from governance.families.service import register_base_model
+from governance.families.intake import register_base_model
 from governance.pii.scanner import Scanner
 from tests.factories import (
     auth,
@@ -36,7 +36,18 @@ RECORDS = [
     {"text": f"Client Maria Gonzalez, SSN {CANARY_SSN}, asks about Schedule C line 31."},
     {"text": "Report Form 1099-INT interest on Schedule B line 1."},
 ]
-PEOPLE = ("admin", "casey", "priya", "lee", "morgan", "jordan", "taxbot", "ledgerbot", "sam")
+PEOPLE = (
+    "admin",
+    "casey",
+    "priya",
+    "lee",
+    "quinn",
+    "morgan",
+    "jordan",
+    "taxbot",
+    "ledgerbot",
+    "sam",
+)
 FAMILY = "tax-assistant"
 
 
@@ -125,7 +136,15 @@ def world(app, client, tiny):
     world = {name: principal_token(app, name) for name in PEOPLE}
     world["gpu-worker"] = principal_token(app, "gpu-worker", kind="service")
     with get_db(app).session_scope() as session:
-        register_base_model(session, "tiny-llama", tiny, actor=Actor("admin"))
+        register_base_model(
+            session,
+            "tiny-llama",
+            tiny,
+            source="generated:trainers.tiny",
+            license="CC0-1.0",
+            actor=Actor("admin"),
+        )
+    approve_base(client, world, "tiny-llama", "consumer-tax")
     world["dataset"], receipt = scanned_dataset(
         client, world, "casey", "consumer-tax", "returns", RECORDS
     )
@@ -180,6 +199,21 @@ def scanned_dataset(client, world, steward, domain, name, records, tax_year=2025
     status, receipt = answer.status_code, answer.get_json()
     assert status == 200, receipt
     return dataset["id"], receipt
+
+
+def approve_base(client, world, base: str, domain: str, requester: str = "morgan") -> str:
+    """Take a base model through its intake review for a domain; return the request uid."""
+    status, request = call(
+        client,
+        requester,
+        world,
+        "POST",
+        "/api/v1/approvals/base-model-use",
+        json={"base_model": base, "domain": domain},
+    )
+    assert status == 201, request
+    approve(client, world, request["uid"], ("lee", "quinn"), "license, card and hashes reviewed")
+    return request["uid"]
 
 
 def request_data_use(

@@ -73,6 +73,12 @@ def create_tiny(path: str | Path, seed: int = 0, hidden_size: int = 64) -> str:
     model = LlamaForCausalLM(config)
     model.save_pretrained(target, safe_serialization=True)
     tokenizer.save_pretrained(target)
+    (target / "README.md").write_text(
+        "# Tiny Llama-architecture model\n\n"
+        f"Random weights (seed {seed}, hidden size {hidden_size}) and a byte-level tokenizer, "
+        "built by `trainers.tiny` for demos and tests. Trained on nothing; knows nothing.\n\n"
+        "- License: CC0-1.0\n- Intended use: exercising the governance pipeline offline.\n"
+    )
     (target / "tiny.json").write_text(json.dumps({"seed": seed, "builder": "trainers.tiny"}))
     return weights_hash(target)
 

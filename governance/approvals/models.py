@@ -82,6 +82,13 @@ class ApprovalDecision(SQLModel, table=True):
 # --- API schemas ---------------------------------------------------------------------------
 
 
+class BaseModelUseCreate(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    base_model: str = Field(min_length=1, max_length=63)
+    domain: str = Field(min_length=1, max_length=63)
+
+
 class DatasetUseCreate(BaseModel):
     """Ask reviewers to approve one dataset version for training one model family."""
 

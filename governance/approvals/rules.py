@@ -11,7 +11,7 @@ import yaml
 from governance.errors import GovernanceError
 
 APPROVALS_FILE = "approvals.yaml"
-KINDS = ("dataset-use", "model-promotion")
+KINDS = ("dataset-use", "model-promotion", "base-model-use")
 EXCLUSIONS = ("requester", "trainer")
 
 

@@ -61,6 +61,7 @@ def open_request(
             ApprovalRequest.kind == kind,
             ApprovalRequest.subject == subject,
             ApprovalRequest.family == family,
+            ApprovalRequest.domain_id == domain.id,
             ApprovalRequest.state.in_(RequestState.OPEN),
         )
     ):
@@ -405,24 +406,37 @@ def inbox(
 
 
 def request_in_state(
-    session: Session, kind: str, subject: str, family: str, state: str
+    session: Session,
+    kind: str,
+    subject: str,
+    family: str,
+    state: str,
+    domain_id: int | None = None,
 ) -> ApprovalRequest | None:
-    """The request of this kind for this subject and family that is in `state`, if any."""
-    return session.exec(
-        select(ApprovalRequest).where(
-            ApprovalRequest.kind == kind,
-            ApprovalRequest.subject == subject,
-            ApprovalRequest.family == family,
-            ApprovalRequest.state == state,
-        )
-    ).first()
+    """The request of this kind for this subject and family (and domain, for a subject that
+    each domain approves on its own) that is in `state`, if any."""
+    statement = select(ApprovalRequest).where(
+        ApprovalRequest.kind == kind,
+        ApprovalRequest.subject == subject,
+        ApprovalRequest.family == family,
+        ApprovalRequest.state == state,
+    )
+    if domain_id is not None:
+        statement = statement.where(ApprovalRequest.domain_id == domain_id)
+    return session.exec(statement).first()
 
 
 def approved_request(
-    session: Session, kind: str, subject: str, family: str, policy_dir: Path, actor: Actor
+    session: Session,
+    kind: str,
+    subject: str,
+    family: str,
+    policy_dir: Path,
+    actor: Actor,
+    domain_id: int | None = None,
 ) -> ApprovalRequest | None:
     """The approved request for this subject and family, if it still holds."""
-    request = request_in_state(session, kind, subject, family, RequestState.APPROVED)
+    request = request_in_state(session, kind, subject, family, RequestState.APPROVED, domain_id)
     if request is None:
         return None
     refresh_state(session, request, policy_dir, actor)

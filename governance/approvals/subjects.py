@@ -1,7 +1,8 @@
 """The kinds of subject an approval request can bind, and how each recomputes its digest.
 
 Approvals are a generic mechanism: the package that owns a kind of subject (dataset use in
-`governance.datasets.approval`, promotion in `governance.families.service`) registers its
+`governance.datasets.approval`, promotion in `governance.families.service`, base-model use in
+`governance.families.intake`) registers its
 resolver explicitly when a process starts (`governance.runtime.register_subject_kinds`: the
 app factory, the CLI, the runner and the scheduler call it), so this package depends on none
 of them. Reading a request whose kind has no resolver is an error, never a silent verdict.
@@ -20,6 +21,7 @@ if TYPE_CHECKING:
 
 DATASET_USE = "dataset-use"
 MODEL_PROMOTION = "model-promotion"
+BASE_MODEL_USE = "base-model-use"
 
 # (session, request, policy_dir) -> the subject's digest now, or None if it is gone.
 Resolver = Callable[["Session", "ApprovalRequest", Path], "str | None"]

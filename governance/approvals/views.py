@@ -15,6 +15,7 @@ from governance.approvals.access import (
     record_decision,
 )
 from governance.approvals.models import (
+    BaseModelUseCreate,
     DatasetUseCreate,
     DecisionCreate,
     DecisionRead,
@@ -27,7 +28,9 @@ from governance.datasets import approval as dataset_use
 from governance.datasets import service as datasets
 from governance.datasets.access import dataset_for
 from governance.db import get_session
-from governance.guard import current_actor, get_authorizer
+from governance.domains.service import get_domain
+from governance.families import intake
+from governance.guard import current_actor, get_authorizer, require
 from governance.views_common import ERROR_RESPONSES, SECURITY
 
 bp = APIBlueprint(
@@ -62,6 +65,22 @@ def request_dataset_use(body: DatasetUseCreate):
         version,
         body.family,
         policy_dir(),
+        load_approval_rules(policy_dir()),
+        actor=current_actor(),
+    )
+    return RequestRead(**service.request_read(session, request)).model_dump(mode="json"), 201
+
+
+@bp.post("/base-model-use", responses={201: RequestRead})
+def request_base_model_use(body: BaseModelUseCreate):
+    """Ask a domain's reviewers to approve building models on a registered base model."""
+    require("request", "approval", body.domain)
+    session = get_session()
+    domain = get_domain(session, body.domain)
+    request = intake.request_base_use(
+        session,
+        intake.find_base_model(session, body.base_model),
+        domain,
         load_approval_rules(policy_dir()),
         actor=current_actor(),
     )

@@ -21,6 +21,7 @@ ACTIONS: dict[str, tuple[str, ...]] = {
     "authorization": ("query",),
     "job": ("claim",),
     "metrics": ("read",),
+    "base-model": ("read", "withdraw"),
 }
 
 # Object types that are named per instance (model/NAME); the others are plain types.

@@ -42,6 +42,19 @@ def approvals_request_data(dataset_id: int, number: int, family: str, url: str |
     show_request(api_call("POST", "/api/v1/approvals/dataset-use", body, url=url))
 
 
+@approvals.command("request-base")
+@click.argument("base_model")
+@click.option("--domain", required=True, help="The domain that would build on it.")
+@url_option
+@fail_cleanly
+def approvals_request_base(base_model: str, domain: str, url: str | None) -> None:
+    """Ask DOMAIN's reviewers to approve building models on BASE_MODEL."""
+    from governance.client import api_call
+
+    body = {"base_model": base_model, "domain": domain}
+    show_request(api_call("POST", "/api/v1/approvals/base-model-use", body, url=url))
+
+
 @approvals.command("inbox")
 @url_option
 @fail_cleanly

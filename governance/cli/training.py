@@ -27,36 +27,96 @@ def base_model() -> None:
     """Register local base models (Hugging Face format); build a tiny one for demos."""
 
 
+TINY_LICENSE = "CC0-1.0"
+
+
 @base_model.command("create-tiny")
 @click.argument("path", type=click.Path(file_okay=False))
 @click.option("--seed", default=0, show_default=True, type=int)
+@click.option("--hidden-size", default=64, show_default=True, type=int)
 @click.option("--register", "name", default=None, help="Also register it under this name.")
 @fail_cleanly
-def base_model_create_tiny(path: str, seed: int, name: str | None) -> None:
+def base_model_create_tiny(path: str, seed: int, hidden_size: int, name: str | None) -> None:
     """Build a tiny Llama-architecture model and tokenizer at PATH, deterministically."""
     from trainers.tiny import create_tiny
 
-    digest = create_tiny(path, seed)
+    digest = create_tiny(path, seed, hidden_size)
     click.echo(f"{path}: weights {digest}")
     if name:
-        from governance.families.service import register_base_model
+        from governance.families.intake import register_base_model
 
         with instance_session() as session:
-            register_base_model(session, name, path, actor=cli_actor())
-        click.echo(f"registered as {name}")
+            register_base_model(
+                session,
+                name,
+                path,
+                source=f"generated:trainers.tiny seed={seed} hidden_size={hidden_size}",
+                license=TINY_LICENSE,
+                actor=cli_actor(),
+            )
+        click.echo(f"registered as {name}; its use in a domain waits for that domain's approval")
 
 
 @base_model.command("register")
 @click.argument("name")
 @click.argument("path", type=click.Path(exists=True, file_okay=False))
+@click.option(
+    "--source", required=True, help="Where the weights came from (URL and revision, vendor)."
+)
+@click.option(
+    "--license",
+    "license_",
+    required=True,
+    help="SPDX license expression (Apache-2.0, or LicenseRef-<name> for another license).",
+)
 @fail_cleanly
-def base_model_register(name: str, path: str) -> None:
-    """Register the model directory PATH as NAME, with the hash of its weights."""
-    from governance.families.service import register_base_model
+def base_model_register(name: str, path: str, source: str, license_: str) -> None:
+    """Take the model directory PATH in as NAME: safetensors weights only, every file hashed,
+    its README.md as the model card. Each domain's reviewers must then approve its use."""
+    from governance.families.intake import register_base_model
 
     with instance_session() as session:
-        base = register_base_model(session, name, path, actor=cli_actor())
-        click.echo(f"{base.name}: {base.architecture}, weights {base.weights_hash}")
+        base = register_base_model(
+            session, name, path, source=source, license=license_, actor=cli_actor()
+        )
+        click.echo(
+            f"{base.name}: {base.architecture}, {base.license}, {len(base.files)} files, "
+            f"weights {base.weights_hash}"
+        )
+        click.echo(f"next: govern approvals request-base {base.name} --domain DOMAIN")
+
+
+@base_model.command("list")
+@fail_cleanly
+def base_model_list() -> None:
+    """Registered base models with their license, state and approved domains."""
+    from sqlmodel import select
+
+    from governance.families.intake import approved_domains
+    from governance.families.models import BaseModelRecord
+
+    with instance_session() as session:
+        for base in session.exec(select(BaseModelRecord).order_by(BaseModelRecord.name)).all():
+            domains = ", ".join(approved_domains(session, base)) or "-"
+            click.echo(
+                f"{base.name:<20} {base.status:<9} {base.license or '(none)':<16} "
+                f"approved in: {domains}  source: {base.source or '(unknown)'}"
+            )
+
+
+@base_model.command("withdraw")
+@click.argument("name")
+@click.option("--reason", required=True, help="Why (license change, security finding, ...).")
+@fail_cleanly
+def base_model_withdraw(name: str, reason: str) -> None:
+    """Withdraw NAME: no new use, and every version built on it is tainted."""
+    from governance.families.intake import find_base_model, withdraw_base_model
+
+    with instance_session() as session:
+        tainted = withdraw_base_model(
+            session, find_base_model(session, name), reason, actor=cli_actor()
+        )
+        click.echo(f"{name} withdrawn; {len(tainted)} model version(s) tainted")
 
 
 @click.command()

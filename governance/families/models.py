@@ -40,6 +40,50 @@ class BaseModelRecord(SQLModel, table=True):
     architecture: str = SQLField(max_length=63, nullable=False)
     registered_by: str = SQLField(max_length=63, nullable=False)
     created_at: dt.datetime = SQLField(default_factory=utcnow, sa_type=UTCDateTime, nullable=False)
+    # Intake: where the weights came from, under which license (an SPDX expression), the
+    # SHA-256 of every file and of the model card. A family may use a base only in a domain
+    # whose reviewers approved it (a `base-model-use` approval bound to all of these).
+    source: str = SQLField(default="", max_length=500, nullable=False)
+    license: str = SQLField(default="", max_length=200, nullable=False)
+    files: dict[str, Any] = SQLField(default_factory=dict, sa_type=sa.JSON, nullable=False)
+    card_sha256: str | None = SQLField(default=None, max_length=64)
+    # `active`, or `withdrawn`: no new use, and every version built on it is tainted.
+    status: str = SQLField(default="active", max_length=16, nullable=False)
+    withdrawn_reason: str | None = SQLField(default=None, max_length=500)
+    withdrawn_at: dt.datetime | None = SQLField(default=None, sa_type=UTCDateTime)
+
+
+class BaseModelState:
+    ACTIVE = "active"
+    WITHDRAWN = "withdrawn"
+
+
+class BaseModelRead(BaseModel):
+    name: str
+    architecture: str
+    weights_hash: str
+    source: str
+    license: str
+    files: dict[str, Any]
+    card_sha256: str | None
+    status: str
+    withdrawn_reason: str | None
+    registered_by: str
+    created_at: dt.datetime
+    withdrawn_at: dt.datetime | None
+    approved_domains: list[str] = Field(
+        default_factory=list, description="Domains whose reviewers approved its use."
+    )
+
+
+class BaseModelList(BaseModel):
+    items: list[BaseModelRead]
+
+
+class BaseWithdraw(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    reason: str = Field(min_length=3, max_length=500)
 
 
 class ModelFamily(SQLModel, table=True):

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import hashlib
-import json
 import uuid
 from pathlib import Path
 from typing import Any
@@ -22,6 +21,7 @@ from governance.datasets import service as datasets
 from governance.db import utcnow
 from governance.domains.models import Domain
 from governance.errors import Conflict, InvalidInput, NotFound
+from governance.families import intake
 from governance.families.models import (
     BaseModelRecord,
     FamilyCreate,
@@ -35,47 +35,8 @@ from governance.pii.rules import load_rules
 from governance.pii.service import require_trainable
 from governance.training.cron import validate_cron
 from governance.training.models import JobState, TrainingJob
-from trainers.hashing import weights_hash
 
 # --- base models ------------------------------------------------------------------------------
-
-
-def register_base_model(session: Session, name: str, path: str | Path, *, actor: Actor):
-    """Register a local Hugging Face model directory under a name, with its weight hash."""
-
-    root = Path(path).resolve()
-    config = root / "config.json"
-    if not config.is_file():
-        raise InvalidInput(f"{root} is not a Hugging Face model directory (no config.json)")
-    try:
-        digest = weights_hash(root)
-    except FileNotFoundError as exc:
-        raise InvalidInput(str(exc)) from exc
-    architecture = json.loads(config.read_text()).get("model_type", "unknown")
-    existing = session.exec(select(BaseModelRecord).where(BaseModelRecord.name == name)).first()
-    if existing is not None:
-        if existing.weights_hash == digest and existing.path == str(root):
-            return existing
-        raise Conflict(f"a base model named {name!r} is registered with other weights")
-    base = BaseModelRecord(
-        name=name,
-        path=str(root),
-        weights_hash=digest,
-        architecture=architecture,
-        registered_by=actor.principal,
-    )
-    session.add(base)
-    session.flush()
-    record(
-        session,
-        actor,
-        "base_model.register",
-        f"base-model/{name}",
-        "system",
-        details={"weights_hash": digest, "architecture": architecture},
-    )
-    session.commit()
-    return base
 
 
 def get_base_model(session: Session, name: str) -> BaseModelRecord:
@@ -88,11 +49,14 @@ def get_base_model(session: Session, name: str) -> BaseModelRecord:
 # --- families ---------------------------------------------------------------------------------
 
 
-def create_family(session: Session, domain: Domain, data: FamilyCreate, *, actor: Actor):
+def create_family(
+    session: Session, domain: Domain, data: FamilyCreate, policy_dir: Path, *, actor: Actor
+):
     """Create a model family in a domain."""
 
     validate_cron(data.refresh_schedule)
     base = get_base_model(session, data.base_model)
+    intake.require_base_approved(session, base, domain, policy_dir, actor)
     if session.exec(select(ModelFamily).where(ModelFamily.name == data.name)).first():
         # Family names are global (the gateway addresses a family by name); the answer is the
         # same whichever domain holds the name, so it tells another domain nothing.
@@ -289,6 +253,8 @@ def start_version(
         if data.base_model
         else session.get(BaseModelRecord, family.base_model_id)
     )
+    # The base must be approved for this domain (and not withdrawn) for every new version.
+    base_approval = intake.require_base_approved(session, base, domain, policy_dir, actor)
     parent = production_version(session, family, base.id)
     number = 1 + (
         session.exec(
@@ -313,6 +279,7 @@ def start_version(
             "eval_suite": family.eval_suite,
             # Every version trains from the base model, never on top of an earlier adapter.
             "from": "base-model",
+            "base_approval": base_approval.uid,
             **({"refresh_run": refresh_run} if refresh_run is not None else {}),
         },
         code_version=f"governance {__version__}",
@@ -396,7 +363,13 @@ def lineage(session: Session, version: ModelVersion) -> dict[str, Any]:
         "uid": version.uid,
         "tax_year": version.tax_year,
         "status": version.status,
-        "base_model": {"name": base.name, "weights_sha256": version.base_weights_hash},
+        "base_model": {
+            "name": base.name,
+            "weights_sha256": version.base_weights_hash,
+            "source": base.source,
+            "license": base.license,
+            "approval": version.training_config.get("base_approval"),
+        },
         "datasets": entries,
         "policy_hash": version.policy_hash,
         "training_config": version.training_config,

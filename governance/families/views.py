@@ -15,9 +15,13 @@ from governance.approvals.models import RequestRead
 from governance.approvals.rules import load_approval_rules
 from governance.db import BIGINT_MAX, get_session
 from governance.domains.service import get_domain
-from governance.families import service
+from governance.families import intake, service
 from governance.families.access import family_for, family_read, readable_families, version_read
 from governance.families.models import (
+    BaseModelList,
+    BaseModelRead,
+    BaseModelRecord,
+    BaseWithdraw,
     FamilyCreate,
     FamilyList,
     FamilyRead,
@@ -62,12 +66,44 @@ def policy_dir() -> Path:
     return runtime.current().policy_dir
 
 
+class BasePath(BaseModel):
+    name: str = Field(max_length=63)
+
+
+def base_read(session, base) -> BaseModelRead:
+    return BaseModelRead(
+        **base.model_dump(exclude={"id", "path"}),
+        approved_domains=intake.approved_domains(session, base),
+    )
+
+
+@bp.get("/base-models", responses={200: BaseModelList})
+def list_base_models():
+    """Registered base models: source, license, file hashes, card, and approved domains."""
+    require("read", "base-model", "system")
+    session = get_session()
+    bases = session.exec(select(BaseModelRecord).order_by(BaseModelRecord.name)).all()
+    return BaseModelList(items=[base_read(session, b) for b in bases]).model_dump(mode="json")
+
+
+@bp.post("/base-models/<name>/withdraw", responses={200: BaseModelRead})
+def withdraw_base_model(path: BasePath, body: BaseWithdraw):
+    """Withdraw a base model: no new use, and every version built on it is tainted."""
+    require("withdraw", "base-model", "system")
+    session = get_session()
+    base = intake.find_base_model(session, path.name)
+    intake.withdraw_base_model(session, base, body.reason, actor=current_actor())
+    return base_read(session, base).model_dump(mode="json")
+
+
 @bp.post("/domains/<name>/models", responses={201: FamilyRead})
 def create_family(path: DomainPath, body: FamilyCreate):
     """Create a model family in a domain (base model, LoRA recipe, eval suite, schedule)."""
     require("create", f"model/{body.name}", path.name)
     domain = get_domain(get_session(), path.name)
-    family = service.create_family(get_session(), domain, body, actor=current_actor())
+    family = service.create_family(
+        get_session(), domain, body, runtime.current().policy_dir, actor=current_actor()
+    )
     return family_read(family, domain), 201
 
 

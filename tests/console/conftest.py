@@ -11,6 +11,7 @@ from tests.factories import principal_token
 from tests.pipeline import (  # noqa: F401 (fixtures)
     FAMILY,
     app,
+    approve_base,
     call,
     live,
     request_data_use,
@@ -54,6 +55,7 @@ def console_world(app, client, world):
     world["smb_dataset"], _ = scanned_dataset(
         client, world, "sam", "smb-accounting", "books", SMB_RECORDS
     )
+    approve_base(client, world, "tiny-llama", "smb-accounting", requester="riley")
     status, family = call(
         client,
         "riley",
