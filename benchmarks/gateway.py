@@ -32,6 +32,7 @@ from benchmarks.served import serve_version, tiny_adapter
 from governance.accounts.models import PrincipalKind
 from governance.db import Database
 from governance.gateway.engine import free_port, loopback_process
+from governance.runtime import version_signer
 from governance.storage import LocalBlobStore
 
 FAMILY = "tax-helper"
@@ -65,6 +66,7 @@ def prepare(home: Path, database_url: str | None) -> tuple[dict[str, Any], str, 
         "tiny-base",
         home / "base",
         home / "adapter",
+        version_signer(config),
     )
     db.dispose()
     return config, token, version.uid

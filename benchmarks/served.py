@@ -8,6 +8,7 @@ from __future__ import annotations
 import io
 import tarfile
 import uuid
+from collections.abc import Callable
 from pathlib import Path
 
 import sqlmodel
@@ -15,8 +16,8 @@ import sqlmodel
 from governance.audit.service import Actor
 from governance.db import Database
 from governance.domains.models import Domain
-from governance.families.models import ModelFamily, ModelVersion, VersionState
 from governance.families.intake import register_base_model
+from governance.families.models import BaseModelRecord, ModelFamily, ModelVersion, VersionState
 from governance.families.service import get_base_model
 from governance.storage import BlobStore
 from trainers.hashing import file_sha256
@@ -30,10 +31,12 @@ def serve_version(
     base_name: str,
     base_path: Path,
     adapter_path: Path,
+    sign: Callable[[ModelVersion, BaseModelRecord], str],
     metrics: dict | None = None,
 ) -> ModelVersion:
     """Register the base (once), create the family on its first base, and put a new version
-    on base_name in production with the adapter at adapter_path."""
+    on base_name in production with the adapter at adapter_path, signed with `sign` (the
+    runtime's sign_version) as a promotion signs it."""
     with database.session_scope() as session:
         register_base_model(
             session,
@@ -90,6 +93,7 @@ def serve_version(
                 )
             },
         )
+        version.adapter_signature = sign(version, base)
         session.add(version)
         session.commit()
         session.refresh(version)

@@ -386,8 +386,8 @@ def train_and_serve(
     echo: Callable[[str], None],
 ) -> dict[str, Any]:
     """Tiny base model, family, approvals, a worker process, the gate, promotion, queries."""
-    from governance.families.lineage import render_tree
     from governance.families.intake import register_base_model
+    from governance.families.lineage import render_tree
     from trainers.tiny import create_tiny
 
     people = demo_people(

@@ -19,6 +19,7 @@ from governance.audit.service import Actor
 from governance.authz.policy import policy_hash
 from governance.config import ALEMBIC_DIR
 from governance.db import Database
+from governance.families.signing import ensure_model_signing_key
 
 
 @dataclass
@@ -78,6 +79,8 @@ def init_instance(config: dict[str, Any]) -> InitReport:
         report.created.append("master key")
     if crypto.ensure_signing_key(home):
         report.created.append("signing key")
+    if ensure_model_signing_key(home):
+        report.created.append("model-signing key")
     if migrate(config["GOVERNANCE_DATABASE_URL"]):
         report.created.append("database schema")
     restrict_database_files(config["GOVERNANCE_DATABASE_URL"])

@@ -31,6 +31,7 @@ from governance.db import Database
 from governance.domains.keys import KeyRing
 from governance.families import intake
 from governance.families import service as models
+from governance.families.signing import ModelSigner, sign_version
 from governance.gateway.backends import EngineBackend, LocalBackend, ServingBackend
 from governance.gateway.guardrails import Guard, GuardClient, LocalGuard
 from governance.gateway.limits import QueryLimits, RateLimiter
@@ -51,13 +52,24 @@ def default_scanner(settings: Mapping[str, Any]) -> TextScanner:
     return Scanner(settings["PII_MODEL"])
 
 
+def default_store(settings: Mapping[str, Any]) -> BlobStore:
+    return LocalBlobStore(settings.get("BLOB_ROOT") or f"{settings['GOVERNANCE_HOME']}/blobs")
+
+
+def version_signer(settings: Mapping[str, Any]) -> Callable[[Any, Any], str]:
+    """Sign a version's adapter at promotion, for processes that hold no runtime (the
+    scheduler, the CLI's refresh)."""
+    return partial(sign_version, default_store(settings), ModelSigner(settings["GOVERNANCE_HOME"]))
+
+
 def default_backend(settings: Mapping[str, Any], store: BlobStore) -> ServingBackend:
     """The serving backend: a serving engine over HTTP (the embedded one on SERVING_PORT, or
     SERVING_URL), or this process itself when SERVING_URL is `inprocess`."""
     cache = Path(settings["GOVERNANCE_HOME"]) / "cache" / "adapters"
     url = settings.get("SERVING_URL") or ""
+    signer = ModelSigner(settings["GOVERNANCE_HOME"])
     if url == "inprocess":
-        return LocalBackend(store, cache)
+        return LocalBackend(store, cache, signer=signer)
     return EngineBackend(
         url or f"http://127.0.0.1:{int(settings['SERVING_PORT'])}",
         store,
@@ -65,6 +77,7 @@ def default_backend(settings: Mapping[str, Any], store: BlobStore) -> ServingBac
         api_key=settings.get("SERVING_API_KEY") or "",
         timeout=float(settings["SERVING_TIMEOUT_SECONDS"]),
         engines=engine_map(settings.get("SERVING_ENGINES") or ""),
+        signer=signer,
     )
 
 
@@ -117,6 +130,17 @@ class Runtime:
     _query_limits: QueryLimits | None = None
     _checkpoint_status: CheckpointStatus | None = None
     _job_executor: Executor | None = None
+    _model_signer: ModelSigner | None = None
+
+    @property
+    def model_signer(self) -> ModelSigner:
+        """Signs promoted adapters and verifies them before they are served."""
+        if self._model_signer is None:
+            self._model_signer = ModelSigner(self.settings["GOVERNANCE_HOME"])
+        return self._model_signer
+
+    def sign_version(self, version, base) -> str:
+        return sign_version(self.store, self.model_signer, version, base)
 
     @property
     def scanner(self) -> TextScanner:
@@ -211,9 +235,7 @@ def build(settings: Mapping[str, Any] | None = None, **overrides: Any) -> Runtim
     config = load_config(settings)
     home = config["GOVERNANCE_HOME"]
     database = overrides.pop("database", None) or Database(config["GOVERNANCE_DATABASE_URL"])
-    store: BlobStore = overrides.pop("store", None) or LocalBlobStore(
-        config.get("BLOB_ROOT") or f"{home}/blobs"
-    )
+    store: BlobStore = overrides.pop("store", None) or default_store(config)
     scanner = overrides.pop("scanner", None)
     backend = overrides.pop("backend", None)
     guard = overrides.pop("guard", None)

@@ -41,6 +41,7 @@ COMMANDS = (
     families.version,
     families.query,
     training.base_model,
+    training.model,
     training.worker,
     training.lineage,
     training.erasure_report,

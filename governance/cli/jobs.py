@@ -35,7 +35,9 @@ def jobs_run(poll: float, once: bool) -> None:
         # engine, which keeps serving production while a candidate is judged.
         from governance.gateway.backends import LocalBackend
 
-        rt.use(backend=LocalBackend(rt.store, rt.home / "cache" / "adapters"))
+        rt.use(
+            backend=LocalBackend(rt.store, rt.home / "cache" / "adapters", signer=rt.model_signer)
+        )
     try:
         if once:
             click.echo(f"ran {run_pending(rt)} job(s)")

@@ -162,6 +162,63 @@ def lineage(family: str, number: int, fmt: str) -> None:
         click.echo(render_tree(document))
 
 
+@click.group("model")
+def model() -> None:
+    """Signed model artifacts (OpenSSF model signing) on this instance."""
+
+
+def _version_and_base(session, family: str, number: int):
+    from governance.errors import NotFound
+    from governance.families import service
+    from governance.families.models import BaseModelRecord
+
+    found = service.find_family(session, family)
+    if found is None:
+        raise NotFound(f"no model family {family!r}")
+    version = service.get_version(session, found[0], number)
+    if not version.adapter_key:
+        raise NotFound(f"{family} v{number} has no adapter yet")
+    return version, session.get(BaseModelRecord, version.base_model_id)
+
+
+@model.command("verify")
+@click.argument("family")
+@click.argument("number", type=int, metavar="VERSION")
+@click.option("--export", "export_dir", type=click.Path(file_okay=False), default=None,
+              help="Also write the adapter, its signature and the public key here, for "
+              "`python -m model_signing verify key` to check on its own.")  # fmt: skip
+@fail_cleanly
+def model_verify(family: str, number: int, export_dir: str | None) -> None:
+    """Check VERSION of FAMILY's stored adapter (and its base's manifest) against its
+    signature; exit 1 if it does not verify."""
+    import shutil
+
+    from governance.families.signing import ModelSigner, prepared_adapter, verify_version
+    from governance.runtime import default_store
+
+    config = settings()
+    signer = ModelSigner(config["GOVERNANCE_HOME"])
+    store = default_store(config)
+    with instance_session() as session:
+        version, base = _version_and_base(session, family, number)
+        result = verify_version(store, signer, version, base)
+        if export_dir:
+            target = Path(export_dir)
+            prepared_adapter(store, version, base, target)
+            (target / "adapter.sig").write_text(version.adapter_signature or "")
+            shutil.copy(signer.public_key, target / "model-signing.pub")
+    click.echo(
+        f"{family} v{number}: signature verifies ({len(result['files'])} files, "
+        f"key {result['key_hint'][:16]}...)"
+    )
+    if export_dir:
+        click.echo(
+            f"check it yourself: python -m model_signing verify key --signature "
+            f"{export_dir}/adapter.sig --public_key {export_dir}/model-signing.pub "
+            f"{export_dir}/adapter"
+        )
+
+
 @click.command("erasure-report")
 @click.argument("dataset_version", metavar="DATASET_VERSION_UID")
 @click.option("--out", type=click.Path(dir_okay=False), default=None, help="Write it here.")

@@ -132,6 +132,9 @@ class ModelVersion(SQLModel, table=True):
     metrics: dict[str, Any] = SQLField(default_factory=dict, sa_type=sa.JSON, nullable=False)
     evaluation: dict[str, Any] = SQLField(default_factory=dict, sa_type=sa.JSON, nullable=False)
     adapter_key: str | None = SQLField(default=None, max_length=200)
+    # The OpenSSF model-signing bundle over the adapter and its base's manifest, made at
+    # promotion; the gateway serves no adapter whose signature does not verify.
+    adapter_signature: str | None = SQLField(default=None, sa_type=sa.Text)
     adapter_manifest: dict[str, Any] = SQLField(
         default_factory=dict, sa_type=sa.JSON, nullable=False
     )

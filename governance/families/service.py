@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import uuid
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -469,9 +470,16 @@ def request_promotion(
 
 
 def promote(
-    session: Session, family: ModelFamily, version: ModelVersion, policy_dir: Path, *, actor: Actor
+    session: Session,
+    family: ModelFamily,
+    version: ModelVersion,
+    policy_dir: Path,
+    *,
+    actor: Actor,
+    sign: Callable[[ModelVersion, BaseModelRecord], str],
 ) -> ModelVersion:
-    """Put an approved version in production; the previous one is retired (kept for rollback)."""
+    """Put an approved version in production, its adapter signed (`sign`: the runtime's
+    sign_version); the previous one is retired (kept for rollback)."""
     if version.status not in (VersionState.EVALUATED, VersionState.PENDING_APPROVAL):
         raise Conflict(
             f"version {version.number} is {version.status} and cannot be promoted",
@@ -498,6 +506,8 @@ def promote(
     if old is not None:
         old.status = VersionState.RETIRED
         session.add(old)
+    base = session.get(BaseModelRecord, version.base_model_id)
+    version.adapter_signature = sign(version, base)
     version.status = VersionState.PRODUCTION
     version.promoted_at = utcnow()
     session.add(version)
@@ -512,7 +522,8 @@ def promote(
             "version": version.number,
             "replaces": old.number if old else None,
             "approval": approval.uid,
-            "variant": session.get(BaseModelRecord, version.base_model_id).name,
+            "variant": base.name,
+            "signature_sha256": hashlib.sha256(version.adapter_signature.encode()).hexdigest(),
         },
     )
     session.commit()

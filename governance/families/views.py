@@ -181,7 +181,14 @@ def promote(path: FamilyVersionPath):
     family, _domain = family_for(path.family, "promote")
     session = get_session()
     version = service.get_version(session, family, path.number)
-    promoted = service.promote(session, family, version, policy_dir(), actor=current_actor())
+    promoted = service.promote(
+        session,
+        family,
+        version,
+        policy_dir(),
+        actor=current_actor(),
+        sign=runtime.current().sign_version,
+    )
     return version_read(promoted, family)
 
 

@@ -11,9 +11,7 @@ A backend answers a `Query` (a prompt, or chat messages, with the sampling param
 
 from __future__ import annotations
 
-import io
 import json
-import tarfile
 import threading
 import time
 import warnings
@@ -26,6 +24,13 @@ from typing import Any, Protocol
 import urllib3
 
 from governance.errors import GovernanceError
+from governance.families.signing import (
+    ADAPTER_WEIGHTS,
+    BASE_MANIFEST,
+    UntrustedAdapter,
+    base_manifest,
+    unpack_adapter,
+)
 from trainers.hashing import file_sha256
 
 
@@ -39,6 +44,10 @@ class Servable:
     adapter_sha256: str
     # The base model's registered name: the engine that serves it (SERVING_ENGINES).
     base_name: str = ""
+    # What a production version must carry to be served: its model-signing bundle over the
+    # adapter and the base's manifest. None for a candidate under evaluation (not yet signed).
+    signature: str | None = None
+    base_manifest: bytes = b""
 
 
 @dataclass(frozen=True)
@@ -154,20 +163,24 @@ def render_chat(tokenizer, messages) -> str:
     return "\n".join([*lines, "assistant:"])
 
 
-def adapter_dir(store, cache_dir: Path, servable: Servable) -> Path:
+def adapter_dir(store, cache_dir: Path, servable: Servable, signer=None) -> Path:
     """The version's adapter unpacked from the blob store into the cache, its weights checked
-    against the SHA-256 recorded at training: an adapter that does not match is never served."""
+    against the SHA-256 recorded at training: an adapter that does not match is never served.
+    A production version's adapter must also verify against its model-signing signature
+    (with its base's manifest beside it), the first time this process serves it."""
     target = cache_dir / servable.uid
-    weights = target / "adapter" / "adapter_model.safetensors"
+    weights = target / "adapter" / ADAPTER_WEIGHTS
     if not weights.is_file():
-        target.mkdir(parents=True, exist_ok=True)
-        with store.open(servable.adapter_key) as handle:
-            payload = handle.read()
-        with tarfile.open(fileobj=io.BytesIO(payload), mode="r:*") as tar:
-            tar.extractall(target, filter="data")
+        unpack_adapter(store, servable.adapter_key, target)
     if file_sha256(weights) != servable.adapter_sha256:
-        raise BackendError(f"the adapter of version {servable.uid} does not match its hash")
-    return target / "adapter"
+        raise UntrustedAdapter(f"the adapter of version {servable.uid} does not match its hash")
+    adapter = target / "adapter"
+    if servable.signature is not None:
+        if signer is None:
+            raise UntrustedAdapter("this process has no model-signing key to verify adapters")
+        (adapter / BASE_MANIFEST).write_bytes(servable.base_manifest)
+        signer.verify_once(servable.uid, adapter, servable.signature)
+    return adapter
 
 
 class LocalModels:
@@ -305,17 +318,18 @@ class LocalBackend(BackendBase):
     """Serve in this process (the job runner's evaluation gate, scripts): adapters from the
     blob store, models from LocalModels."""
 
-    def __init__(self, store, cache_dir: str | Path, keep: int = 2) -> None:
+    def __init__(self, store, cache_dir: str | Path, keep: int = 2, signer=None) -> None:
         self.store = store
         self.cache_dir = Path(cache_dir)
         self.models = LocalModels(keep)
+        self.signer = signer
 
     def complete(self, servable: Servable, query: Query) -> Generation:
-        adapter = adapter_dir(self.store, self.cache_dir, servable)
+        adapter = adapter_dir(self.store, self.cache_dir, servable, self.signer)
         return self.models.complete(servable.uid, servable.base_path, str(adapter), query)
 
     def stream(self, servable: Servable, query: Query) -> Iterator[str | Generation]:
-        adapter = adapter_dir(self.store, self.cache_dir, servable)
+        adapter = adapter_dir(self.store, self.cache_dir, servable, self.signer)
         return self.models.stream(servable.uid, servable.base_path, str(adapter), query)
 
 
@@ -351,8 +365,10 @@ class EngineBackend(BackendBase):
         timeout: float = 120.0,
         engines: Mapping[str, str] | None = None,
         cooldown: float = 30.0,
+        signer=None,
     ) -> None:
         self.url = url.rstrip("/")
+        self.signer = signer
         self.store = store
         self.cache_dir = Path(cache_dir)
         self.api_key = api_key
@@ -417,7 +433,7 @@ class EngineBackend(BackendBase):
         return response.status, parsed
 
     def _register(self, engine: Engine, servable: Servable) -> None:
-        adapter = adapter_dir(self.store, self.cache_dir, servable)
+        adapter = adapter_dir(self.store, self.cache_dir, servable, self.signer)
         status, body = self._post(
             engine,
             "/v1/load_lora_adapter",
@@ -525,12 +541,15 @@ class EngineBackend(BackendBase):
         )
 
 
-def servable(version, base) -> Servable:
+def servable(version, base, signed: bool = False) -> Servable:
+    """What serves a version; `signed`: it must verify against its signature (production)."""
     manifest = version.adapter_manifest or {}
     return Servable(
         uid=version.uid,
         base_path=base.path,
         adapter_key=version.adapter_key,
-        adapter_sha256=manifest.get("adapter/adapter_model.safetensors", ""),
+        adapter_sha256=manifest.get(f"adapter/{ADAPTER_WEIGHTS}", ""),
         base_name=base.name,
+        signature=(version.adapter_signature or "") if signed else None,
+        base_manifest=base_manifest(base) if signed else b"",
     )

@@ -186,7 +186,7 @@ def variants(rt: Runtime, session: Session, family: ModelFamily, family_routing)
     """The family's serving variants as routing sees them, with what each needs to serve."""
     found = []
     for base, version in families.serving_variants(session, family):
-        target = servable(version, base)
+        target = servable(version, base, signed=True)
         score = routing.score_of(
             version.evaluation or {}, version.metrics or {}, family_routing.metric
         )

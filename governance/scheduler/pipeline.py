@@ -12,7 +12,10 @@ so finished work is never repeated. Training always starts from the base model.
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Callable
+from functools import partial
 from pathlib import Path
+from typing import Any
 
 import sqlalchemy as sa
 from sqlmodel import Session, select
@@ -252,10 +255,10 @@ def _approve_promotion(session: Session, run: RefreshRun, family, domain, policy
     return _wait(run, f"approval of promotion {pending.uid}")
 
 
-def _promote(session: Session, run: RefreshRun, family, domain, policy_dir, actor):
+def _promote(session: Session, run: RefreshRun, family, domain, policy_dir, actor, sign):
     version = session.get(ModelVersion, run.version_id)
     if version.status != VersionState.PRODUCTION:
-        models.promote(session, family, version, policy_dir, actor=actor)
+        models.promote(session, family, version, policy_dir, actor=actor, sign=sign)
     return Step.DONE
 
 
@@ -269,8 +272,15 @@ HANDLERS = {
 }
 
 
-def advance(session: Session, run: RefreshRun, policy_dir: Path, actor: Actor) -> RefreshRun:
-    """Move the run on as far as it can go now; return it (resting, done or failed)."""
+def advance(
+    session: Session,
+    run: RefreshRun,
+    policy_dir: Path,
+    actor: Actor,
+    sign: Callable[[ModelVersion, Any], str],
+) -> RefreshRun:
+    """Move the run on as far as it can go now; return it (resting, done or failed).
+    `sign` signs a version's adapter when it is promoted (the runtime's sign_version)."""
     family = session.get(ModelFamily, run.family_id)
     domain = session.get(Domain, family.domain_id)
     for _ in range(len(Step.ORDER) + 2):
@@ -278,7 +288,8 @@ def advance(session: Session, run: RefreshRun, policy_dir: Path, actor: Actor) -
             break
         run.waiting_for = None
         before = run.step
-        after = HANDLERS[before](session, run, family, domain, Path(policy_dir), actor)
+        handler = partial(_promote, sign=sign) if before == Step.PROMOTE else HANDLERS[before]
+        after = handler(session, run, family, domain, Path(policy_dir), actor)
         run.updated_at = utcnow()
         if after is None:  # Waiting: keep the step, keep the reason.
             session.add(run)

@@ -25,6 +25,7 @@ from sqlmodel import select
 
 from governance.authz.policy import policy_hash
 from governance.db import Database, utcnow
+from governance.runtime import version_signer
 from governance.scheduler.models import SchedulerLease
 from governance.scheduler.pipeline import (
     advance,
@@ -85,7 +86,7 @@ def fire_refresh(family_name: str) -> None:
                 run.tax_year,
                 "started" if created else "already under way (duplicate fire ignored)",
             )
-            advance(session, run, config["GOVERNANCE_POLICY_DIR"], actor)
+            advance(session, run, config["GOVERNANCE_POLICY_DIR"], actor, version_signer(config))
     finally:
         db.dispose()
 
@@ -101,7 +102,9 @@ def advance_open_runs() -> int:
             runs = open_runs(session)
             for run in runs:
                 try:
-                    advance(session, run, config["GOVERNANCE_POLICY_DIR"], actor)
+                    advance(
+                        session, run, config["GOVERNANCE_POLICY_DIR"], actor, version_signer(config)
+                    )
                 except Exception:
                     session.rollback()
                     log.exception("advancing refresh run %s failed; it will be retried", run.id)

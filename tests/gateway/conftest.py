@@ -62,7 +62,15 @@ def promote_variant(
     base_path, adapter_path = bases[base_name]
     rt = runtime.of(app)
     return serve_version(
-        rt.database, rt.store, FAMILY, domain, base_name, base_path, adapter_path, metrics
+        rt.database,
+        rt.store,
+        FAMILY,
+        domain,
+        base_name,
+        base_path,
+        adapter_path,
+        rt.sign_version,
+        metrics,
     )
 
 
