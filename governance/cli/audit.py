@@ -17,6 +17,7 @@ from governance.cli.base import (
     cli_actor,
     fail_cleanly,
     filter_options,
+    instance_session,
     open_database,
     progress_bar,
     settings,
@@ -210,6 +211,56 @@ def audit_export(fmt: str, out: str, **filters: Any) -> None:
             ):
                 count = writer(session, entry_filter, LineCounter(handle, advance))
     click.echo(f"exported {count} entries to {out}")
+
+
+@audit_group.command("openlineage")
+@click.option("--after", "after", default=0, show_default=True, type=int,
+              help="Only entries after this sequence number (a consumer's cursor).")  # fmt: skip
+@click.option("--out", type=click.Path(dir_okay=False), default=None,
+              help="Append JSONL here (default: standard output).")  # fmt: skip
+@click.option("--url", default=None, envvar="OPENLINEAGE_URL",
+              help="Post each event to this OpenLineage endpoint instead.")  # fmt: skip
+@fail_cleanly
+def audit_openlineage(after: int, out: str | None, url: str | None) -> None:
+    """Emit the OpenLineage run events of uploads, scans, approvals, training, evaluations and
+    promotions, derived from committed audit entries in order; prints the last sequence number
+    read, the cursor for the next call."""
+    from sqlmodel import select
+
+    from governance.audit.models import AuditEntry
+    from governance.audit.openlineage import events_for, lineage_events
+
+    client = None
+    if url:
+        from openlineage.client import OpenLineageClient
+        from openlineage.client.transport.http import HttpConfig, HttpTransport
+
+        client = OpenLineageClient(transport=HttpTransport(HttpConfig(url=url)))
+    last, count = after, 0
+    with instance_session() as session:
+        entries = session.exec(
+            select(AuditEntry).where(AuditEntry.seq > after).order_by(AuditEntry.seq)
+        ).all()
+        handle = open(out, "a") if out else None  # noqa: SIM115 (closed below)
+        try:
+            for entry in entries:
+                last = entry.seq
+                if client is not None:
+                    for event in events_for(entry):
+                        client.emit(event)
+                        count += 1
+                    continue
+                for document in lineage_events([entry]):
+                    line = json.dumps(document, sort_keys=True)
+                    if handle is not None:
+                        handle.write(line + "\n")
+                    else:
+                        click.echo(line)
+                    count += 1
+        finally:
+            if handle is not None:
+                handle.close()
+    click.echo(f"{count} events; cursor {last}", err=True)
 
 
 @audit_group.command("report")

@@ -151,7 +151,7 @@ def test_a_grant_added_in_a_commit_appears_in_the_diff(tmp_path):
 
 def test_who_can():
     found = dict(who_can(PolicySet.load(DEFAULT_POLICY_DIR), "decide", "approval", "consumer-tax"))
-    assert set(found) == {"admin", "priya", "lee", "morgan", "jordan"}
+    assert set(found) == {"admin", "priya", "lee", "quinn", "morgan", "jordan"}
     assert found["priya"] == ("privacy-reviewer", "*", "approval", "decide")
 
 

@@ -9,6 +9,7 @@ import os
 import signal
 import time
 
+import pytest
 import sqlalchemy as sa
 
 from audit.log import load_public_key
@@ -143,6 +144,8 @@ def test_train_evaluate_promote_query_and_taint(app, client, world, live, config
         client, "morgan", world, "POST", f"/api/v1/models/{FAMILY}/versions/1/promote"
     )
     assert status == 200 and promoted["status"] == "production"
+    check_evidence_formats(app, world)
+    check_openlineage_events(app)
 
     status, answer = call(
         client,
@@ -420,3 +423,89 @@ def test_rollback_and_fallback_to_the_newest_untainted_version(app, client, worl
         query_string={"action": "model.rollback"},
     )
     assert [e["details"]["to"] for e in rollbacks["items"]] == [1]
+
+
+def check_evidence_formats(app, world) -> None:
+    """The promoted version's ML-BOM validates as CycloneDX 1.6 and names what it came from;
+    a document the schema refuses is refused; the model card says the same."""
+    from sqlmodel import select
+
+    from governance.families.mlbom import BomInvalid, mlbom, model_card, validate_bom
+    from governance.families.models import ModelVersion
+
+    with get_db(app).session_scope() as session:
+        version = session.exec(select(ModelVersion).where(ModelVersion.number == 1)).one()
+        bom = mlbom(session, version)
+        markdown, card = model_card(session, version)
+    assert bom["bomFormat"] == "CycloneDX" and bom["specVersion"] == "1.6"
+    model = bom["metadata"]["component"]
+    assert model["type"] == "machine-learning-model" and model["version"] == "v1"
+    assert model["hashes"][0]["content"] == version.adapter_manifest[
+        "adapter/adapter_model.safetensors"
+    ]
+    (data,) = [c for c in bom["components"] if c["type"] == "data"]
+    (base,) = [c for c in bom["components"] if c["type"] == "machine-learning-model"]
+    assert base["licenses"] == [{"expression": "CC0-1.0"}]
+    assert data["hashes"][0]["content"] == version.datasets[0]["content_hash"]
+    assert {p["name"]: p["value"] for p in data["properties"]}["governance:scan:verdict"] == (
+        "redacted"
+    )
+    properties = {p["name"]: p["value"] for p in model["properties"]}
+    assert properties["governance:promotion-approval"] != "none"
+    assert model["modelCard"]["modelParameters"]["datasets"] == [{"ref": data["bom-ref"]}]
+    # The validator is not a formality: a wrong enum value is refused.
+    model["modelCard"]["modelParameters"]["approach"]["type"] = "guesswork"
+    with pytest.raises(BomInvalid):
+        validate_bom(bom)
+    assert card["promotion"]["decisions"] and "## Training data" in markdown
+    assert CANARY_SSN not in markdown and CANARY_SSN not in json.dumps(bom)
+
+
+def check_openlineage_events(app) -> None:
+    """The audit log's OpenLineage projection: one event per step, a training run that starts
+    and completes under one run id, and every event rebuilt through the client's classes
+    (generated from the OpenLineage schema, whose validators check times, URIs and ids)."""
+    from openlineage.client.event_v2 import (
+        InputDataset,
+        Job,
+        OutputDataset,
+        Run,
+        RunEvent,
+        RunState,
+    )
+    from sqlmodel import select
+
+    from governance.audit.models import AuditEntry
+    from governance.audit.openlineage import lineage_events
+
+    with get_db(app).session_scope() as session:
+        entries = session.exec(select(AuditEntry).order_by(AuditEntry.seq)).all()
+        events = list(lineage_events(entries))
+    text = "\n".join(json.dumps(e) for e in events)
+    assert CANARY_SSN not in text
+    for event in events:
+        RunEvent(
+            eventType=RunState(event["eventType"]),
+            eventTime=event["eventTime"],
+            run=Run(runId=event["run"]["runId"]),
+            job=Job(namespace=event["job"]["namespace"], name=event["job"]["name"]),
+            inputs=[InputDataset(d["namespace"], d["name"]) for d in event.get("inputs", [])],
+            outputs=[OutputDataset(d["namespace"], d["name"]) for d in event.get("outputs", [])],
+            producer=event["producer"],
+        )
+        assert event["schemaURL"].startswith("https://openlineage.io/spec/")
+        for facet in event["run"]["facets"].values():
+            assert facet["_producer"] and facet["_schemaURL"]
+    jobs = [(e["job"]["name"], e["eventType"]) for e in events]
+    for step in ("dataset.upload", "pii.scan", "approval.decide"):
+        assert (step, "COMPLETE") in jobs, jobs
+    train = [e for e in events if e["job"]["name"] == f"model.train.{FAMILY}"]
+    assert [e["eventType"] for e in train] == ["START", "COMPLETE"]
+    assert train[0]["run"]["runId"] == train[1]["run"]["runId"]
+    assert [(d["namespace"], d["name"]) for d in train[1]["outputs"]] == [
+        ("governance://consumer-tax", f"model-version/{FAMILY}/1")
+    ]
+    assert (f"model.evaluate.{FAMILY}", "COMPLETE") in jobs
+    assert (f"model.promote.{FAMILY}", "COMPLETE") in jobs
+    audit = train[0]["run"]["facets"]["governance_audit"]
+    assert audit["action"] == "model.train" and len(audit["leafHash"]) == 64

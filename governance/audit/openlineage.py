@@ -1,0 +1,184 @@
+"""OpenLineage run events, projected from the audit log.
+
+The audit log is the one source of truth: every upload, scan, approval decision, training
+run, evaluation and promotion is an entry there, committed with the change it records. The
+events are derived from committed entries (never from a transaction that might roll back),
+in order, so a consumer (Marquez, a data catalog, an auditor's tool) sees exactly what the
+log proves. Each event carries a `governance_audit` run facet (sequence number and leaf hash)
+that ties it to the entry, verifiable against an audit bundle, plus facets for what the step
+was judged on: the scan receipt, the approval decision, the policy hash.
+
+Events are built with the `openlineage-python` client's classes (generated from the
+OpenLineage JSON schema, with its validators) and written as JSONL, or posted to an HTTP
+endpoint by the client's own transport (`OPENLINEAGE_URL`).
+
+Runs: a training run is one run (START at `model.train`, COMPLETE at `job.complete`, FAIL at
+`job.fail`), keyed by the model version; every other step is a run of its own that completes
+at once. Run ids are UUIDs derived from the audit facts, so a re-export gives the same ids.
+"""
+
+from __future__ import annotations
+
+import json
+import uuid
+from collections.abc import Iterable, Iterator
+from typing import Any
+
+import attr
+from openlineage.client.event_v2 import InputDataset, Job, OutputDataset, Run, RunEvent, RunState
+from openlineage.client.facet_v2 import RunFacet
+from openlineage.client.serde import Serde
+
+from governance import __version__
+from governance.audit.service import format_time
+
+PRODUCER = f"https://governance.invalid/producer/{__version__}"
+FACET_SCHEMA = "https://governance.invalid/spec/openlineage/{name}.json"
+NAMESPACE = "governance"
+RUN_NAMESPACE = uuid.UUID("7d3f0b8e-1c55-4d0e-9a51-6b1f0c2a9e44")
+
+
+@attr.define
+class GovernanceAuditRunFacet(RunFacet):
+    """The audit entry this event was derived from."""
+
+    seq: int
+    leafHash: str
+    principal: str
+    action: str
+    policyHash: str | None = None
+
+    @staticmethod
+    def _get_schema() -> str:
+        return FACET_SCHEMA.format(name="GovernanceAuditRunFacet")
+
+
+@attr.define
+class GovernanceEvidenceRunFacet(RunFacet):
+    """What the step was judged on: a scan receipt, an approval decision, a gate's verdict."""
+
+    kind: str
+    facts: dict[str, Any]
+
+    @staticmethod
+    def _get_schema() -> str:
+        return FACET_SCHEMA.format(name="GovernanceEvidenceRunFacet")
+
+
+def _run_id(*parts: Any) -> str:
+    return str(uuid.uuid5(RUN_NAMESPACE, "/".join(str(p) for p in parts)))
+
+
+def _dataset(domain: str, name: str) -> dict[str, str]:
+    return {"namespace": f"{NAMESPACE}://{domain}", "name": name}
+
+
+def _event(entry, state, job: str, run_id: str, inputs=(), outputs=(), evidence=None) -> RunEvent:
+    facets: dict[str, Any] = {
+        "governance_audit": GovernanceAuditRunFacet(
+            seq=entry.seq,
+            leafHash=entry.leaf_hash,
+            principal=entry.principal,
+            action=entry.action,
+            policyHash=entry.policy_hash,
+            producer=PRODUCER,
+        )
+    }
+    if evidence is not None:
+        kind, facts = evidence
+        facets["governance_evidence"] = GovernanceEvidenceRunFacet(
+            kind=kind, facts=facts, producer=PRODUCER
+        )
+    return RunEvent(
+        eventType=state,
+        eventTime=format_time(entry.time),
+        run=Run(runId=run_id, facets=facets),
+        job=Job(namespace=f"{NAMESPACE}://{entry.domain or 'system'}", name=job),
+        inputs=[InputDataset(**d) for d in inputs],
+        outputs=[OutputDataset(**d) for d in outputs],
+        producer=PRODUCER,
+    )
+
+
+def events_for(entry) -> list[RunEvent]:
+    """The OpenLineage events an audit entry stands for (most entries stand for none)."""
+    details = entry.details if isinstance(entry.details, dict) else json.loads(entry.details)
+    domain = entry.domain or "system"
+    action, obj = entry.action, entry.object
+    if entry.decision == "deny":  # a refused call changed nothing: no lineage
+        return []
+    if action == "dataset.upload":
+        return [
+            _event(
+                entry, RunState.COMPLETE, "dataset.upload", _run_id(entry.seq),
+                outputs=[_dataset(domain, f"dataset-version/{details['uid']}")],
+                evidence=("upload", {k: details.get(k) for k in ("content_hash", "tax_year")}),
+            )
+        ]  # fmt: skip
+    if action == "scan.complete":
+        receipt = {k: details.get(k) for k in ("receipt", "verdict", "rules_hash", "records")}
+        return [
+            _event(
+                entry, RunState.COMPLETE, "pii.scan", _run_id(entry.seq),
+                inputs=[_dataset(domain, obj)],
+                outputs=[_dataset(domain, f"{obj}/sanitized")],
+                evidence=("scan-receipt", receipt),
+            )
+        ]  # fmt: skip
+    if action == "approval.decide":
+        decision = {k: details.get(k) for k in ("role", "subject", "subject_digest", "digest")}
+        decision["decision"] = entry.decision
+        return [
+            _event(
+                entry, RunState.COMPLETE, "approval.decide", _run_id(entry.seq),
+                inputs=[_dataset(domain, str(details.get("subject")))],
+                evidence=("approval-decision", decision),
+            )
+        ]  # fmt: skip
+    family = obj.removeprefix("model/")
+    version = details.get("version")
+    model = _dataset(domain, f"model-version/{family}/{version}")
+    if action == "model.train":
+        inputs = [
+            _dataset(domain, f"dataset-version/{uid}/sanitized") for uid in details["datasets"]
+        ]
+        inputs.append(_dataset("system", f"base-model/{details.get('base_weights_hash')}"))
+        return [
+            _event(
+                entry, RunState.START, f"model.train.{family}",
+                _run_id("train", family, version), inputs=inputs,
+                evidence=("training", {"tax_year": details.get("tax_year")}),
+            )
+        ]  # fmt: skip
+    if action in ("job.complete", "job.fail") and version is not None:
+        state = RunState.COMPLETE if action == "job.complete" else RunState.FAIL
+        return [
+            _event(
+                entry, state, f"model.train.{family}", _run_id("train", family, version),
+                outputs=[model] if state == RunState.COMPLETE else [],
+                evidence=("training-result", {k: v for k, v in details.items() if k != "error"}),
+            )
+        ]  # fmt: skip
+    if action == "model.evaluate":
+        return [
+            _event(
+                entry, RunState.COMPLETE, f"model.evaluate.{family}", _run_id(entry.seq),
+                inputs=[model], evidence=("gate", {"reasons": details.get("reasons")}),
+            )
+        ]  # fmt: skip
+    if action == "model.promote":
+        return [
+            _event(
+                entry, RunState.COMPLETE, f"model.promote.{family}", _run_id(entry.seq),
+                inputs=[model],
+                evidence=("promotion", {k: details.get(k) for k in ("approval", "variant")}),
+            )
+        ]  # fmt: skip
+    return []
+
+
+def lineage_events(entries: Iterable) -> Iterator[dict[str, Any]]:
+    """The events of a run of audit entries, in order, as JSON-ready dicts."""
+    for entry in entries:
+        for event in events_for(entry):
+            yield Serde.to_dict(event)

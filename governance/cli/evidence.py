@@ -1,0 +1,63 @@
+"""Evidence in standard formats, from this instance's records: ML-BOMs and model cards."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import click
+
+from governance.cli.base import fail_cleanly, instance_session
+
+
+@click.group("export")
+def export() -> None:
+    """Write evidence for auditors: a CycloneDX ML-BOM, a model card."""
+
+
+def _version(session, family: str, number: int):
+    from governance.errors import NotFound
+    from governance.families import service
+
+    found = service.find_family(session, family)
+    if found is None:
+        raise NotFound(f"no model family {family!r}")
+    return service.get_version(session, found[0], number)
+
+
+@export.command("mlbom")
+@click.argument("family")
+@click.argument("number", type=int, metavar="VERSION")
+@click.option("--out", type=click.Path(dir_okay=False), default=None, help="Write it here.")
+@fail_cleanly
+def export_mlbom(family: str, number: int, out: str | None) -> None:
+    """VERSION of FAMILY as a CycloneDX 1.6 ML-BOM (validated against the schema): base model,
+    datasets by content hash, scan receipts, adapter hash, evaluation, approvals."""
+    from governance.families.mlbom import mlbom
+
+    with instance_session() as session:
+        document = mlbom(session, _version(session, family, number))
+    text = json.dumps(document, indent=2, sort_keys=True)
+    if out:
+        Path(out).write_text(text + "\n")
+        click.echo(f"wrote {out}: CycloneDX {document['specVersion']}, valid")
+    else:
+        click.echo(text)
+
+
+@export.command("model-card")
+@click.argument("family")
+@click.argument("number", type=int, metavar="VERSION")
+@click.option("--out-dir", type=click.Path(file_okay=False), required=True)
+@fail_cleanly
+def export_model_card(family: str, number: int, out_dir: str) -> None:
+    """VERSION of FAMILY's model card, as MODEL_CARD.md and model-card.json in OUT_DIR."""
+    from governance.families.mlbom import model_card
+
+    with instance_session() as session:
+        markdown, card = model_card(session, _version(session, family, number))
+    target = Path(out_dir)
+    target.mkdir(parents=True, exist_ok=True)
+    (target / "MODEL_CARD.md").write_text(markdown)
+    (target / "model-card.json").write_text(json.dumps(card, indent=2, sort_keys=True) + "\n")
+    click.echo(f"wrote {target / 'MODEL_CARD.md'} and {target / 'model-card.json'}")
