@@ -536,6 +536,7 @@ def train_and_serve(
         "promote",
     )
     say(f"{SECOND_ENGINEER} and lee approve; v1 is {promoted['status']}")
+    say_evidence(config, say)
     denied = 0
     for who in ("taxbot", "ledgerbot"):
         status, answer = people[who].call(
@@ -564,6 +565,33 @@ def train_and_serve(
         **version_summary(versions["items"]),
         "denied_queries": denied,
     }
+
+
+def say_evidence(config: dict[str, Any], say: Narrator) -> None:
+    """The promoted adapter's signature, and its ML-BOM, checked as an auditor would."""
+    from governance.families import service
+    from governance.families.mlbom import mlbom
+    from governance.families.models import BaseModelRecord
+    from governance.families.signing import ModelSigner, verify_version
+    from governance.runtime import default_store
+
+    db = Database(config["GOVERNANCE_DATABASE_URL"])
+    try:
+        with db.session_scope() as session:
+            family, _ = service.find_family(session, FAMILY)
+            version = service.get_version(session, family, 1)
+            base = session.get(BaseModelRecord, version.base_model_id)
+            checked = verify_version(
+                default_store(config), ModelSigner(config["GOVERNANCE_HOME"]), version, base
+            )
+            bom = mlbom(session, version)
+    finally:
+        db.dispose()
+    say(
+        f"v1's adapter is signed (OpenSSF model signing, {len(checked['files'])} files with the "
+        f"base's manifest) and verifies; its CycloneDX {bom['specVersion']} ML-BOM validates "
+        f"({len(bom['components'])} components: base model and datasets by hash)"
+    )
 
 
 def annual_cycle(
