@@ -440,9 +440,10 @@ def check_evidence_formats(app, world) -> None:
     assert bom["bomFormat"] == "CycloneDX" and bom["specVersion"] == "1.6"
     model = bom["metadata"]["component"]
     assert model["type"] == "machine-learning-model" and model["version"] == "v1"
-    assert model["hashes"][0]["content"] == version.adapter_manifest[
-        "adapter/adapter_model.safetensors"
-    ]
+    assert (
+        model["hashes"][0]["content"]
+        == version.adapter_manifest["adapter/adapter_model.safetensors"]
+    )
     (data,) = [c for c in bom["components"] if c["type"] == "data"]
     (base,) = [c for c in bom["components"] if c["type"] == "machine-learning-model"]
     assert base["licenses"] == [{"expression": "CC0-1.0"}]
