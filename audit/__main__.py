@@ -22,11 +22,14 @@ import argparse
 import json
 import os
 import sys
+import tarfile
+import tempfile
 from pathlib import Path
 
 from cryptography.hazmat.primitives import serialization
 
 from audit.bundle import PUBLIC_KEY, BundleReader, VerificationError, verify_bundle
+from audit.evidence import BUNDLE_DIR, is_pack, verify_pack
 from audit.log import key_id, load_public_key
 from audit.note import COSIGNATURE_V1, ED25519, NoteError, VerifierKey
 
@@ -124,6 +127,20 @@ def main(argv: list[str] | None = None) -> int:
         help="a witness's latest cosigned checkpoint, fetched from the witness itself",
     )
     args = parser.parse_args(argv)
+    if args.command == "verify" and is_pack(args.bundle):
+        # An evidence pack: its index is signed by the same key, and it holds an audit bundle.
+        if args.bundle.is_dir():
+            return _verify(args, args.bundle)
+        with tempfile.TemporaryDirectory() as scratch:
+            with tarfile.open(args.bundle, "r:*") as tar:
+                tar.extractall(scratch, filter="data")
+            return _verify(args, Path(scratch))
+    return _verify(args, args.bundle)
+
+
+def _verify(args: argparse.Namespace, path: Path) -> int:
+    pack = args.command == "verify" and is_pack(path)
+    bundle = path / BUNDLE_DIR if pack else path
     try:
         if args.command == "trust":
             print(f"pinned {pin(args.keyfile)} in {trust_file()}")
@@ -131,7 +148,7 @@ def main(argv: list[str] | None = None) -> int:
         if args.public_key:
             trusted = args.public_key.read_bytes()
         else:
-            trusted = pinned_log_key(args.bundle)
+            trusted = pinned_log_key(bundle)
             if trusted is None and not args.trust_bundle_key:
                 print(
                     "FAILED: the bundle's signing key is not pinned: pass --public-key, pin it "
@@ -141,7 +158,28 @@ def main(argv: list[str] | None = None) -> int:
                 return 1
         witness_keys = [*args.witness_key, *load_trust()["witness_keys"]]
         notes = [path.read_text() for path in args.witnessed]
-        report = verify_bundle(args.bundle, trusted, witness_keys, args.require_witnesses, notes)
+        if pack:
+            if trusted is None:  # --trust-bundle-key: the key the bundle carries
+                reader = BundleReader(bundle)
+                try:
+                    trusted = reader.read_bytes(PUBLIC_KEY)
+                finally:
+                    reader.close()
+            checked = verify_pack(
+                path,
+                trusted,
+                witness_keys=witness_keys,
+                required_witnesses=args.require_witnesses,
+                witnessed_notes=notes,
+            )
+            print(
+                f"OK: evidence pack for {checked.period}: signed index and {checked.items} "
+                f"files verified under key {checked.key_id}; audit bundle of "
+                f"{checked.bundle['entries']} entries verified"
+            )
+            print(json.dumps({"verified": True, **checked.as_dict()}, sort_keys=True))
+            return 0
+        report = verify_bundle(bundle, trusted, witness_keys, args.require_witnesses, notes)
     except VerificationError as exc:
         print(f"FAILED: {exc}", file=sys.stderr)
         return 1

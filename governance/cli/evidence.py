@@ -61,3 +61,39 @@ def export_model_card(family: str, number: int, out_dir: str) -> None:
     (target / "MODEL_CARD.md").write_text(markdown)
     (target / "model-card.json").write_text(json.dumps(card, indent=2, sort_keys=True) + "\n")
     click.echo(f"wrote {target / 'MODEL_CARD.md'} and {target / 'model-card.json'}")
+
+
+@export.command("evidence")
+@click.option("--period", required=True, help="FROM..TO as dates: 2026-01-01..2026-12-31.")
+@click.option("--family", default=None, help="Only this model family's versions and approvals.")
+@click.option("--out", required=True, type=click.Path(), help="A .tar.gz, or a directory.")
+@fail_cleanly
+def export_evidence(period: str, family: str | None, out: str) -> None:
+    """One signed archive for an auditor or regulator: the period's audit bundle, reports,
+    lineage, ML-BOMs, model cards, approvals, scan receipts, erasure reports and OpenLineage
+    events, indexed by the AI Act duty each answers. Verify it with
+    `python -m audit verify OUT --public-key KEY`."""
+    from governance.audit.evidence import write_evidence_pack
+    from governance.authz.policy import PolicySet
+    from governance.cli.audit import audit_log_session, log_cli_event
+    from governance.cli.base import settings
+
+    policy = PolicySet.load(settings()["GOVERNANCE_POLICY_DIR"])
+    with audit_log_session() as (audit_log, session):
+        log_cli_event(audit_log, "audit.export", {"format": "evidence", "period": period})
+        index = write_evidence_pack(
+            session,
+            Path(out),
+            audit_log.signing_key,
+            policy,
+            period,
+            family,
+            tree=audit_log.tree,
+            origin=audit_log.origin,
+            witnesses=audit_log.witnesses,
+        )
+    click.echo(
+        f"wrote {out}: {len(index['items'])} files, audit bundle of "
+        f"{index['audit_bundle']['entries']} entries; verify with "
+        f"python -m audit verify {out} --public-key KEY"
+    )
