@@ -16,7 +16,7 @@ from playwright.sync_api import expect, sync_playwright
 from sqlmodel import select
 
 from governance import crypto
-from governance.approvals.models import ApprovalDecision
+from governance.approvals.models import ApprovalDecision, ApprovalRequest
 from governance.audit.models import AuditEntry
 from governance.db import get_db
 from tests.audit.test_log_views import verify_offline
@@ -147,7 +147,16 @@ def test_a_self_approval_is_refused(app, console_world, live, browser, shots):
     page.set_content(refused.text().replace('href="/console/', f'href="{live}/console/'))
     shots(page, "2-refused")
     with get_db(app).session_scope() as session:
-        assert session.exec(select(ApprovalDecision)).all() == []
+        # None on this request (the world's base model was approved beforehand).
+        request = session.exec(
+            select(ApprovalRequest).where(ApprovalRequest.uid == world["request"])
+        ).one()
+        assert (
+            session.exec(
+                select(ApprovalDecision).where(ApprovalDecision.request_id == request.id)
+            ).all()
+            == []
+        )
     context.close()
 
 
