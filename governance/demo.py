@@ -420,6 +420,21 @@ def version_summary(items: list[dict]) -> dict[str, Any]:
     }
 
 
+def approve_all(people, uid: str, reviewers, reviewed: str):
+    """Each reviewer approves the request in turn; yield (reviewer, decision)."""
+    for reviewer in reviewers:
+        decision = expect(
+            *people[reviewer].call(
+                "POST",
+                f"/api/v1/approvals/{uid}/decisions",
+                {"decision": "approve", "comment": f"{reviewed} reviewed"},
+            ),
+            201,
+            f"{reviewer} approves request {uid}",
+        )
+        yield reviewer, decision
+
+
 def train_and_serve(
     config: dict[str, Any],
     base_url: str,
@@ -467,16 +482,9 @@ def train_and_serve(
         201,
         "request approval of the base model",
     )
-    for reviewer in ("lee", SECURITY_REVIEWER):
-        decision = expect(
-            *people[reviewer].call(
-                "POST",
-                f"/api/v1/approvals/{intake['uid']}/decisions",
-                {"decision": "approve", "comment": "license, source, card and hashes reviewed"},
-            ),
-            201,
-            f"{reviewer} approves the base model",
-        )
+    for reviewer, decision in approve_all(
+        people, intake["uid"], ("lee", SECURITY_REVIEWER), "license, source, card and hashes"
+    ):
         say(f"{reviewer} approves tiny-llama for consumer-tax as {decision['role']}")
     expect(
         *people[TRAINER].call(
@@ -512,16 +520,9 @@ def train_and_serve(
         201,
         "request approval for the data",
     )
-    for reviewer in REVIEWERS:
-        decision = expect(
-            *people[reviewer].call(
-                "POST",
-                f"/api/v1/approvals/{request['uid']}/decisions",
-                {"decision": "approve", "comment": "receipt and redacted samples reviewed"},
-            ),
-            201,
-            f"{reviewer} approves the data",
-        )
+    for reviewer, decision in approve_all(
+        people, request["uid"], REVIEWERS, "receipt and redacted samples"
+    ):
         say(
             f"{reviewer} approves training on the scanned version as {decision['role']} "
             f"(signed {decision['signature'][:16]}...)"
