@@ -135,7 +135,7 @@ def main(argv: list[str] | None = None) -> int:
             with tarfile.open(args.bundle, "r:*") as tar:
                 tar.extractall(scratch, filter="data")
             return _verify(args, Path(scratch))
-    return _verify(args, args.bundle)
+    return _verify(args, getattr(args, "bundle", Path()))
 
 
 def _verify(args: argparse.Namespace, path: Path) -> int:

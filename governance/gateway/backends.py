@@ -11,7 +11,11 @@ A backend answers a `Query` (a prompt, or chat messages, with the sampling param
 
 from __future__ import annotations
 
+import contextlib
 import json
+import os
+import shutil
+import tempfile
 import threading
 import time
 import warnings
@@ -169,18 +173,43 @@ def adapter_dir(store, cache_dir: Path, servable: Servable, signer=None) -> Path
     A production version's adapter must also verify against its model-signing signature
     (with its base's manifest beside it), the first time this process serves it."""
     target = cache_dir / servable.uid
-    weights = target / "adapter" / ADAPTER_WEIGHTS
-    if not weights.is_file():
-        unpack_adapter(store, servable.adapter_key, target)
-    if file_sha256(weights) != servable.adapter_sha256:
-        raise UntrustedAdapter(f"the adapter of version {servable.uid} does not match its hash")
     adapter = target / "adapter"
-    if servable.signature is not None:
-        if signer is None:
-            raise UntrustedAdapter("this process has no model-signing key to verify adapters")
-        (adapter / BASE_MANIFEST).write_bytes(servable.base_manifest)
-        signer.verify_once(servable.uid, adapter, servable.signature)
+    weights = adapter / ADAPTER_WEIGHTS
+    with _unpack_lock(target):
+        # Concurrent first queries of a version unpack it once; a reader never sees a
+        # half-written file (the archive is unpacked beside the target, then renamed in).
+        if not weights.is_file():
+            cache_dir.mkdir(parents=True, exist_ok=True)
+            staging = Path(tempfile.mkdtemp(prefix=f".{servable.uid}-", dir=cache_dir))
+            try:
+                unpacked = unpack_adapter(store, servable.adapter_key, staging)
+                target.mkdir(parents=True, exist_ok=True)
+                # If another process unpacked it first, theirs is as good.
+                with contextlib.suppress(OSError):
+                    os.rename(unpacked, adapter)
+            finally:
+                shutil.rmtree(staging, ignore_errors=True)
+        if file_sha256(weights) != servable.adapter_sha256:
+            raise UntrustedAdapter(f"the adapter of version {servable.uid} does not match its hash")
+        if servable.signature is not None:
+            if signer is None:
+                raise UntrustedAdapter("this process has no model-signing key to verify adapters")
+            manifest = adapter / BASE_MANIFEST
+            if not manifest.is_file() or manifest.read_bytes() != servable.base_manifest:
+                written = target / f".{BASE_MANIFEST}.{os.getpid()}"
+                written.write_bytes(servable.base_manifest)
+                os.replace(written, manifest)
+            signer.verify_once(servable.uid, adapter, servable.signature)
     return adapter
+
+
+_UNPACK_LOCKS: dict[Path, threading.Lock] = {}
+_UNPACK_GUARD = threading.Lock()
+
+
+def _unpack_lock(target: Path) -> threading.Lock:
+    with _UNPACK_GUARD:
+        return _UNPACK_LOCKS.setdefault(target, threading.Lock())
 
 
 class LocalModels:

@@ -10,6 +10,7 @@ import openai
 import pytest
 
 from benchmarks.served import tiny_adapter
+from governance.families.signing import UntrustedAdapter
 from governance.gateway.backends import BackendError, EngineBackend, Servable
 from governance.storage import LocalBlobStore
 
@@ -91,7 +92,8 @@ def test_the_gateway_backend_verifies_the_adapter_before_the_engine_sees_it(
     tampered = Servable(
         uid="b" * 32, base_path=str(base), adapter_key="adapters/v1", adapter_sha256="0" * 64
     )
-    with pytest.raises(BackendError, match="does not match its hash"):
+    # An adapter whose weights do not match is refused as untrusted (it may have been swapped).
+    with pytest.raises(UntrustedAdapter, match="does not match its hash"):
         backend.generate(tampered, "Schedule C", 3)
     down = EngineBackend("http://127.0.0.1:9", store, tmp_path / "cache2", timeout=2)
     with pytest.raises(BackendError, match="did not answer") as refused:
