@@ -62,12 +62,13 @@ def version_signer(settings: Mapping[str, Any]) -> Callable[[Any, Any], str]:
     return partial(sign_version, default_store(settings), ModelSigner(settings["GOVERNANCE_HOME"]))
 
 
-def default_backend(settings: Mapping[str, Any], store: BlobStore) -> ServingBackend:
+def default_backend(
+    settings: Mapping[str, Any], store: BlobStore, signer: ModelSigner
+) -> ServingBackend:
     """The serving backend: a serving engine over HTTP (the embedded one on SERVING_PORT, or
     SERVING_URL), or this process itself when SERVING_URL is `inprocess`."""
     cache = Path(settings["GOVERNANCE_HOME"]) / "cache" / "adapters"
     url = settings.get("SERVING_URL") or ""
-    signer = ModelSigner(settings["GOVERNANCE_HOME"])
     if url == "inprocess":
         return LocalBackend(store, cache, signer=signer)
     return EngineBackend(
@@ -124,20 +125,15 @@ class Runtime:
     auth_limiter: RateLimiter
     scanner_factory: Callable[[], TextScanner]
     backend_factory: Callable[[], ServingBackend]
+    # Signs promoted adapters and verifies them before they are served (one per process, so
+    # a verified adapter is verified once).
+    model_signer: ModelSigner
     _scanner: TextScanner | None = None
     _backend: ServingBackend | None = None
     _guard: Guard | None = None
     _query_limits: QueryLimits | None = None
     _checkpoint_status: CheckpointStatus | None = None
     _job_executor: Executor | None = None
-    _model_signer: ModelSigner | None = None
-
-    @property
-    def model_signer(self) -> ModelSigner:
-        """Signs promoted adapters and verifies them before they are served."""
-        if self._model_signer is None:
-            self._model_signer = ModelSigner(self.settings["GOVERNANCE_HOME"])
-        return self._model_signer
 
     def sign_version(self, version, base) -> str:
         return sign_version(self.store, self.model_signer, version, base)
@@ -239,6 +235,7 @@ def build(settings: Mapping[str, Any] | None = None, **overrides: Any) -> Runtim
     scanner = overrides.pop("scanner", None)
     backend = overrides.pop("backend", None)
     guard = overrides.pop("guard", None)
+    signer = ModelSigner(home)
     runtime = Runtime(
         settings=config,
         database=database,
@@ -264,7 +261,8 @@ def build(settings: Mapping[str, Any] | None = None, **overrides: Any) -> Runtim
         else partial(default_scanner, config),
         backend_factory=constant(backend)
         if backend is not None
-        else partial(default_backend, config, store),
+        else partial(default_backend, config, store, signer),
+        model_signer=signer,
     )
     if overrides:
         raise TypeError(f"unknown runtime parts: {sorted(overrides)}")

@@ -40,7 +40,7 @@ from governance.errors import InvalidInput
 from governance.families.erasure import erasure_report
 from governance.families.mlbom import mlbom, model_card
 from governance.families.models import ModelFamily, ModelVersion
-from governance.families.service import signed_lineage
+from governance.families.service import lineage, sign_lineage
 from governance.pii.models import ScanReceipt
 
 # What each kind of file answers (EU AI Act, Regulation (EU) 2024/1689).
@@ -177,11 +177,10 @@ def write_evidence_pack(
             if chosen is not None and owner.id != chosen.id:
                 continue
             where = f"models/{owner.name}/v{version.number}"
-            items.add_json(
-                f"{where}/lineage.json", signed_lineage(session, version, key), "lineage"
-            )
-            items.add_json(f"{where}/mlbom.cdx.json", mlbom(session, version), "mlbom")
-            markdown, card = model_card(session, version)
+            document = lineage(session, version)  # read once; serves all three
+            items.add_json(f"{where}/lineage.json", sign_lineage(document, key), "lineage")
+            items.add_json(f"{where}/mlbom.cdx.json", mlbom(session, version, document), "mlbom")
+            markdown, card = model_card(session, version, document)
             items.add(f"{where}/MODEL_CARD.md", markdown, "model-card")
             items.add_json(f"{where}/model-card.json", card, "model-card")
             if version.adapter_signature:

@@ -225,10 +225,11 @@ def audit_openlineage(after: int, out: str | None, url: str | None) -> None:
     """Emit the OpenLineage run events of uploads, scans, approvals, training, evaluations and
     promotions, derived from committed audit entries in order; prints the last sequence number
     read, the cursor for the next call."""
+    from openlineage.client.serde import Serde
     from sqlmodel import select
 
     from governance.audit.models import AuditEntry
-    from governance.audit.openlineage import events_for, lineage_events
+    from governance.audit.openlineage import events_for
 
     client = None
     if url:
@@ -245,17 +246,15 @@ def audit_openlineage(after: int, out: str | None, url: str | None) -> None:
         try:
             for entry in entries:
                 last = entry.seq
-                if client is not None:
-                    for event in events_for(entry):
+                for event in events_for(entry):
+                    if client is not None:
                         client.emit(event)
-                        count += 1
-                    continue
-                for document in lineage_events([entry]):
-                    line = json.dumps(document, sort_keys=True)
-                    if handle is not None:
-                        handle.write(line + "\n")
                     else:
-                        click.echo(line)
+                        line = json.dumps(Serde.to_dict(event), sort_keys=True)
+                        if handle is not None:
+                            handle.write(line + "\n")
+                        else:
+                            click.echo(line)
                     count += 1
         finally:
             if handle is not None:

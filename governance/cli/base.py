@@ -74,6 +74,17 @@ def settings() -> dict[str, Any]:
     return load_config()
 
 
+def family_version(session, family: str, number: int):
+    """VERSION of FAMILY on this instance, or NotFound naming what is missing."""
+    from governance.errors import NotFound
+    from governance.families import service
+
+    found = service.find_family(session, family)
+    if found is None:
+        raise NotFound(f"no model family {family!r}")
+    return service.get_version(session, found[0], number)
+
+
 def open_database(require_schema: bool = True):
     """Return the Database of this instance, checking that `govern init` has run."""
     from governance.db import Database

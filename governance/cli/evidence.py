@@ -7,22 +7,12 @@ from pathlib import Path
 
 import click
 
-from governance.cli.base import fail_cleanly, instance_session
+from governance.cli.base import fail_cleanly, family_version, instance_session
 
 
 @click.group("export")
 def export() -> None:
     """Write evidence for auditors: a CycloneDX ML-BOM, a model card."""
-
-
-def _version(session, family: str, number: int):
-    from governance.errors import NotFound
-    from governance.families import service
-
-    found = service.find_family(session, family)
-    if found is None:
-        raise NotFound(f"no model family {family!r}")
-    return service.get_version(session, found[0], number)
 
 
 @export.command("mlbom")
@@ -36,7 +26,7 @@ def export_mlbom(family: str, number: int, out: str | None) -> None:
     from governance.families.mlbom import mlbom
 
     with instance_session() as session:
-        document = mlbom(session, _version(session, family, number))
+        document = mlbom(session, family_version(session, family, number))
     text = json.dumps(document, indent=2, sort_keys=True)
     if out:
         Path(out).write_text(text + "\n")
@@ -55,7 +45,7 @@ def export_model_card(family: str, number: int, out_dir: str) -> None:
     from governance.families.mlbom import model_card
 
     with instance_session() as session:
-        markdown, card = model_card(session, _version(session, family, number))
+        markdown, card = model_card(session, family_version(session, family, number))
     target = Path(out_dir)
     target.mkdir(parents=True, exist_ok=True)
     (target / "MODEL_CARD.md").write_text(markdown)

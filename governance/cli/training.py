@@ -13,6 +13,7 @@ from governance.cli.base import (
     EXIT_FAILED,
     cli_actor,
     fail_cleanly,
+    family_version,
     instance_session,
     settings,
     url_option,
@@ -145,16 +146,12 @@ def worker(url: str | None, once: bool, poll: float) -> None:
 def lineage(family: str, number: int, fmt: str) -> None:
     """Print how VERSION of FAMILY was made, as a tree or as signed JSON."""
     from governance import crypto
-    from governance.errors import NotFound
     from governance.families import service
     from governance.families.lineage import render_tree
 
     key = crypto.load_signing_key(settings()["GOVERNANCE_HOME"])
     with instance_session() as session:
-        found = service.find_family(session, family)
-        if found is None:
-            raise NotFound(f"no model family {family!r}")
-        version = service.get_version(session, found[0], number)
+        version = family_version(session, family, number)
         document = service.signed_lineage(session, version, key)
     if fmt == "json":
         click.echo(json.dumps(document, indent=2, sort_keys=True))
@@ -169,13 +166,9 @@ def model() -> None:
 
 def _version_and_base(session, family: str, number: int):
     from governance.errors import NotFound
-    from governance.families import service
     from governance.families.models import BaseModelRecord
 
-    found = service.find_family(session, family)
-    if found is None:
-        raise NotFound(f"no model family {family!r}")
-    version = service.get_version(session, found[0], number)
+    version = family_version(session, family, number)
     if not version.adapter_key:
         raise NotFound(f"{family} v{number} has no adapter yet")
     return version, session.get(BaseModelRecord, version.base_model_id)

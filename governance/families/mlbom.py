@@ -74,8 +74,11 @@ def _metrics(document: dict[str, Any]) -> list[tuple[str, Any]]:
     return found
 
 
-def mlbom(session: Session, version: ModelVersion) -> dict[str, Any]:
-    """The version's CycloneDX 1.6 ML-BOM as a JSON document, validated."""
+def mlbom(
+    session: Session, version: ModelVersion, document: dict[str, Any] | None = None
+) -> dict[str, Any]:
+    """The version's CycloneDX 1.6 ML-BOM as a JSON document, validated. `document`: its
+    lineage, when the caller has it already."""
     from cyclonedx.model import (
         ExternalReference,
         ExternalReferenceType,
@@ -90,7 +93,7 @@ def mlbom(session: Session, version: ModelVersion) -> dict[str, Any]:
     from cyclonedx.output.json import JsonV1Dot6
 
     family = session.get(ModelFamily, version.family_id)
-    document = lineage(session, version)
+    document = document or lineage(session, version)
     base = document["base_model"]
     sha = HashAlgorithm.SHA_256
     base_component = Component(
@@ -207,10 +210,13 @@ def validate_bom(document: dict[str, Any]) -> None:
         raise BomInvalid(f"the ML-BOM does not validate: {str(error)[:300]}")
 
 
-def model_card(session: Session, version: ModelVersion) -> tuple[str, dict[str, Any]]:
-    """The version's model card: (Markdown, JSON), from its lineage."""
+def model_card(
+    session: Session, version: ModelVersion, document: dict[str, Any] | None = None
+) -> tuple[str, dict[str, Any]]:
+    """The version's model card: (Markdown, JSON), from its lineage (`document`, when the
+    caller has it already)."""
     family = session.get(ModelFamily, version.family_id)
-    document = lineage(session, version)
+    document = document or lineage(session, version)
     base = document["base_model"]
     promotion = promotion_of(session, family.name, version)
     card = {

@@ -391,7 +391,11 @@ def lineage_digest(document: dict[str, Any]) -> str:
 
 
 def signed_lineage(session: Session, version: ModelVersion, key: Ed25519PrivateKey) -> dict:
-    document = lineage(session, version)
+    return sign_lineage(lineage(session, version), key)
+
+
+def sign_lineage(document: dict[str, Any], key: Ed25519PrivateKey) -> dict:
+    """A lineage document with its digest and the service key's signature over it."""
     digest = lineage_digest(document)
     return {
         **document,

@@ -178,11 +178,9 @@ def verify_version(store, signer: ModelSigner, version, base) -> dict[str, Any]:
     with tempfile.TemporaryDirectory() as scratch:
         adapter = prepared_adapter(store, version, base, Path(scratch) / version.uid)
         signer.verify(adapter, version.adapter_signature or "")
-        envelope = json.loads(version.adapter_signature)["dsseEnvelope"]
+        bundle = json.loads(version.adapter_signature)
         return {
             "files": sorted(p.name for p in adapter.iterdir()),
-            "key_hint": json.loads(version.adapter_signature)["verificationMaterial"]["publicKey"][
-                "hint"
-            ],
-            "payload_type": envelope["payloadType"],
+            "key_hint": bundle["verificationMaterial"]["publicKey"]["hint"],
+            "payload_type": bundle["dsseEnvelope"]["payloadType"],
         }

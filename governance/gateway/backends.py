@@ -189,8 +189,6 @@ def adapter_dir(store, cache_dir: Path, servable: Servable, signer=None) -> Path
                     os.rename(unpacked, adapter)
             finally:
                 shutil.rmtree(staging, ignore_errors=True)
-        if file_sha256(weights) != servable.adapter_sha256:
-            raise UntrustedAdapter(f"the adapter of version {servable.uid} does not match its hash")
         if servable.signature is not None:
             if signer is None:
                 raise UntrustedAdapter("this process has no model-signing key to verify adapters")
@@ -200,6 +198,9 @@ def adapter_dir(store, cache_dir: Path, servable: Servable, signer=None) -> Path
                 written.write_bytes(servable.base_manifest)
                 os.replace(written, manifest)
             signer.verify_once(servable.uid, adapter, servable.signature)
+    # Every use, outside the lock: concurrent queries of one version hash in parallel.
+    if file_sha256(weights) != servable.adapter_sha256:
+        raise UntrustedAdapter(f"the adapter of version {servable.uid} does not match its hash")
     return adapter
 
 

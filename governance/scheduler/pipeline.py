@@ -262,13 +262,13 @@ def _promote(session: Session, run: RefreshRun, family, domain, policy_dir, acto
     return Step.DONE
 
 
+# Every step but PROMOTE, which `advance` binds to its signer.
 HANDLERS = {
     Step.FIND_DATA: _find_data,
     Step.APPROVE_DATA: _approve_data,
     Step.TRAIN: _train,
     Step.EVALUATE: _evaluate,
     Step.APPROVE_PROMOTION: _approve_promotion,
-    Step.PROMOTE: _promote,
 }
 
 
@@ -283,13 +283,14 @@ def advance(
     `sign` signs a version's adapter when it is promoted (the runtime's sign_version)."""
     family = session.get(ModelFamily, run.family_id)
     domain = session.get(Domain, family.domain_id)
+    # Promotion signs the adapter, with the signer this process was given.
+    handlers = {**HANDLERS, Step.PROMOTE: partial(_promote, sign=sign)}
     for _ in range(len(Step.ORDER) + 2):
         if run.step in Step.FINAL:
             break
         run.waiting_for = None
         before = run.step
-        handler = partial(_promote, sign=sign) if before == Step.PROMOTE else HANDLERS[before]
-        after = handler(session, run, family, domain, Path(policy_dir), actor)
+        after = handlers[before](session, run, family, domain, Path(policy_dir), actor)
         run.updated_at = utcnow()
         if after is None:  # Waiting: keep the step, keep the reason.
             session.add(run)

@@ -100,11 +100,10 @@ def advance_open_runs() -> int:
         with db.session_scope() as session:
             take_up_retrains(session, actor)
             runs = open_runs(session)
+            sign = version_signer(config)
             for run in runs:
                 try:
-                    advance(
-                        session, run, config["GOVERNANCE_POLICY_DIR"], actor, version_signer(config)
-                    )
+                    advance(session, run, config["GOVERNANCE_POLICY_DIR"], actor, sign)
                 except Exception:
                     session.rollback()
                     log.exception("advancing refresh run %s failed; it will be retried", run.id)
