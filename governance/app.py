@@ -27,6 +27,7 @@ from governance.gateway import views as gateway_views
 from governance.jobs import views as jobs_views
 from governance.training import views as training_views
 from governance.views_common import SECURITY_SCHEMES
+from governance.webhooks import views as webhooks_views
 
 API_BLUEPRINTS = (
     health.bp,
@@ -40,6 +41,7 @@ API_BLUEPRINTS = (
     models_views.bp,
     training_views.bp,
     jobs_views.bp,
+    webhooks_views.bp,
     gateway_views.legacy_bp,
     gateway_views.bp,
     gateway_views.telemetry_bp,

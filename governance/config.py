@@ -72,6 +72,11 @@ DEFAULTS: dict[str, Any] = {
     # Where training jobs run: "local" (govern worker) or "celery" (workers on GPU hosts).
     "TRAINING_EXECUTOR": "local",
     "CELERY_BROKER_URL": "redis://127.0.0.1:6379/0",
+    # Lifecycle webhooks (subscribers in policies/domains.yaml): how often the job runner
+    # queues and sends them, and the retry backoff (exponential, full jitter, capped).
+    "WEBHOOK_POLL_SECONDS": 2.0,
+    "WEBHOOK_RETRY_BASE_SECONDS": 5.0,
+    "WEBHOOK_RETRY_CAP_SECONDS": 6 * 3600.0,
     # Seconds a training job's lease lasts without a heartbeat.
     "JOB_LEASE_SECONDS": 60,
     # How often each process checks whether the policy files changed (seconds).
@@ -117,6 +122,9 @@ ENVIRONMENT_KEYS = (
     "GUARD_API_KEY",
     "GUARD_TIMEOUT_SECONDS",
     "CELERY_BROKER_URL",
+    "WEBHOOK_POLL_SECONDS",
+    "WEBHOOK_RETRY_BASE_SECONDS",
+    "WEBHOOK_RETRY_CAP_SECONDS",
     "CONSOLE_IDLE_MINUTES",
     "CONSOLE_SESSION_HOURS",
     "CONSOLE_COOKIE_SECURE",

@@ -14,4 +14,5 @@ def import_all_models() -> None:
     import governance.families.models
     import governance.pii.models
     import governance.scheduler.models
-    import governance.training.models  # noqa: F401
+    import governance.training.models
+    import governance.webhooks.models  # noqa: F401

@@ -20,9 +20,12 @@ from governance.domains.service import list_domains
 from governance.errors import Conflict, Forbidden
 from governance.guard import current_principal, get_authorizer, log_event, mark_checked
 
+_NOUNS = {"audit": "the audit log", "webhook": "webhook deliveries"}
 
-def permitted_domains(action: str) -> frozenset[str]:
-    """Return the domains (and `system`) where the caller may perform action on the log.
+
+def permitted_domains(action: str, obj: str = "audit") -> frozenset[str]:
+    """Return the domains (and `system`) where the caller may perform action on the log (or
+    on another per-domain object type, such as `webhook`).
 
     The decision is logged once, naming the domains it covers.
     """
@@ -30,14 +33,14 @@ def permitted_domains(action: str) -> frozenset[str]:
     authorizer = get_authorizer()
     candidates = [SYSTEM_DOMAIN, *(d.name for d in list_domains(get_session()))]
     allowed = frozenset(
-        d for d in candidates if authorizer.decide(principal.name, d, "audit", action).allowed
+        d for d in candidates if authorizer.decide(principal.name, d, obj, action).allowed
     )
-    log_event(action, "audit", None, "allow" if allowed else "deny", {"domains": sorted(allowed)})
+    log_event(action, obj, None, "allow" if allowed else "deny", {"domains": sorted(allowed)})
     mark_checked()
     if not allowed:
         raise Forbidden(
-            f"{principal.name} may not {action} the audit log in any domain",
-            details={"object": "audit", "action": action},
+            f"{principal.name} may not {action} {_NOUNS.get(obj, obj)} in any domain",
+            details={"object": obj, "action": action},
         )
     return allowed
 

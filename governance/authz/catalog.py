@@ -22,6 +22,7 @@ ACTIONS: dict[str, tuple[str, ...]] = {
     "job": ("claim",),
     "metrics": ("read",),
     "base-model": ("read", "withdraw"),
+    "webhook": ("read", "redeliver"),
 }
 
 # Object types that are named per instance (model/NAME); the others are plain types.

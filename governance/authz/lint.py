@@ -15,10 +15,11 @@ from governance.approvals.rules import APPROVALS_FILE, ApprovalRulesError, load_
 from governance.authz.catalog import ACTIONS, object_type
 from governance.authz.files import Problem, read_rules
 from governance.authz.policy import MODEL_FILE, POLICY_FILE, SYSTEM_DOMAIN, PolicyError, PolicySet
+from governance.domains import settings as domain_settings
+from governance.domains.settings import DOMAINS_FILE
 from governance.gateway import guardrails, routing
 from governance.pii.rules import RULES_FILE, PiiRulesError, load_rules
 
-DOMAINS_FILE = "domains.yaml"
 ADMIN_ROLE = "admin"
 
 
@@ -179,6 +180,7 @@ def lint(directory: str | Path, principals: set[str] | None = None) -> list[Prob
     problems += [
         Problem(guardrails.GUARDRAILS_FILE, 0, "error", m) for m in guardrails.lint(root, domains)
     ]
+    problems += [Problem(DOMAINS_FILE, 0, "error", m) for m in domain_settings.lint(root)]
     return sorted(set(problems))
 
 

@@ -22,6 +22,7 @@ from governance.cli import (
     principals,
     refresh,
     training,
+    webhooks,
 )
 from governance.cli.base import main
 
@@ -53,6 +54,7 @@ COMMANDS = (
     audit.audit_group,
     bench.bench,
     demo.demo,
+    webhooks.webhooks,
 )
 
 for command in COMMANDS:

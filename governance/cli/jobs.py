@@ -22,9 +22,10 @@ def jobs() -> None:
 @fail_cleanly
 def jobs_run(poll: float, once: bool) -> None:
     """Claim queued jobs and run them, one at a time, until stopped (SIGTERM finishes the
-    current job first)."""
+    current job first); send lifecycle webhooks meanwhile."""
     from governance import runtime
     from governance.jobs.runner import run_forever, run_pending
+    from governance.webhooks.service import Dispatcher
 
     open_database().dispose()  # Refuse an uninitialized instance before waiting for work.
     logging.basicConfig(level=logging.INFO, format="%(asctime)s jobs %(message)s")
@@ -45,6 +46,13 @@ def jobs_run(poll: float, once: bool) -> None:
         stop = threading.Event()
         signal.signal(signal.SIGTERM, lambda *_: stop.set())
         signal.signal(signal.SIGINT, lambda *_: stop.set())
-        run_forever(rt, poll, stop.is_set)
+        # Lifecycle webhooks go out from here too, on their own thread, so a long job does not
+        # hold them back.
+        dispatcher = Dispatcher(rt.database, config)
+        dispatcher.start()
+        try:
+            run_forever(rt, poll, stop.is_set)
+        finally:
+            dispatcher.stop()
     finally:
         rt.close()

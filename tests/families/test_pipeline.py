@@ -243,6 +243,7 @@ def test_train_evaluate_promote_query_and_taint(app, client, world, live, config
     report["affected_model_versions"] = []
     out.write_text(json.dumps(report))
     assert govern(env, "erasure-report", str(out), "--verify").returncode == 1
+    check_lifecycle_webhooks(app, config, tmp_path)
 
 
 def test_the_bundle_holds_no_raw_value(app, client, world):
@@ -510,3 +511,35 @@ def check_openlineage_events(app) -> None:
     assert (f"model.promote.{FAMILY}", "COMPLETE") in jobs
     audit = train[0]["run"]["facets"]["governance_audit"]
     assert audit["action"] == "model.train" and len(audit["leafHash"]) == 64
+
+
+def check_lifecycle_webhooks(app, config, tmp_path) -> None:
+    """A subscriber to consumer-tax hears every lifecycle step of this test, once, signed."""
+    from governance.webhooks import service
+    from tests.webhooks.support import SUBSCRIBER, Clock, Receiver, subscribe
+
+    secret = service.create_secret(config["GOVERNANCE_HOME"], SUBSCRIBER)
+    receiver = Receiver(tmp_path, secret)
+    sender = service.Sender(
+        {**config, "GOVERNANCE_POLICY_DIR": str(subscribe(tmp_path, receiver.url))}, clock=Clock()
+    )
+    try:
+        counts = service.pump(get_db(app), sender)
+        got = receiver.received()
+    finally:
+        sender.close()
+        receiver.stop()
+    assert counts["delivered"] == counts["queued"] == len(got), counts
+    assert all(r["verified"] for r in got)
+    types = [r["event"]["type"] for r in got]
+    for expected in (
+        "model.version.created",
+        "approval.decided",
+        "model.version.promoted",
+        "dataset.version.deleted",
+        "model.version.tainted",
+    ):
+        assert expected in types, types
+    assert types.index("model.version.promoted") < types.index("model.version.tainted")
+    assert {r["event"]["data"]["domain"] for r in got} == {"consumer-tax"}
+    assert CANARY_SSN not in json.dumps(got)

@@ -1,0 +1,186 @@
+"""What `policies/domains.yaml` says of each domain beyond its name: who hears of its
+lifecycle events (webhook subscribers) and how long its records are kept (retention).
+
+Both are policy as code: reviewed in pull requests, checked by `govern policy lint`, hashed
+with the rest of the policy. Secrets are never written here: a subscriber's signing secret is
+read from the environment or a 0600 file under GOVERNANCE_HOME (see governance.webhooks).
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import re
+from functools import lru_cache
+from pathlib import Path
+from typing import Annotated, Any
+from urllib.parse import urlsplit
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+DOMAINS_FILE = "domains.yaml"
+
+# The lifecycle events a subscriber may ask for, each derived from one audit action.
+EVENT_TYPES: dict[str, str] = {
+    "model.train": "model.version.created",
+    "approval.decide": "approval.decided",
+    "model.promote": "model.version.promoted",
+    "model.taint": "model.version.tainted",
+    "model.rollback": "model.version.rolled_back",
+    "dataset.delete": "dataset.version.deleted",
+}
+EVENTS = tuple(EVENT_TYPES.values())
+
+_DURATION = re.compile(r"^(\d{1,4})([dy])$")
+DAYS_PER_YEAR = 366  # a year of retention is never shorter than a calendar year
+
+
+def duration_days(text: str) -> int:
+    """`90d` or `7y` as a number of days (years count 366 days: never too short)."""
+    match = _DURATION.match(text.strip())
+    if not match:
+        raise ValueError(f"{text!r} is not a duration like 90d or 7y")
+    count, unit = int(match[1]), match[2]
+    if count < 1:
+        raise ValueError("a retention period is at least one day")
+    return count * (DAYS_PER_YEAR if unit == "y" else 1)
+
+
+Duration = Annotated[str, Field(pattern=r"^\d{1,4}[dy]$")]
+
+
+class Retention(BaseModel):
+    """How long a domain's records are kept; none of them is pruned unless named here.
+
+    audit_entries  the audit log's entries (pruned ranges stay provable by their checkpoints)
+    receipts       scan receipts of deleted dataset versions
+    reports        job reports (scan, evaluation and export results) of finished jobs
+    """
+
+    model_config = ConfigDict(extra="forbid")
+
+    audit_entries: Duration | None = None
+    receipts: Duration | None = None
+    reports: Duration | None = None
+
+    def days(self) -> dict[str, int]:
+        return {k: duration_days(v) for k, v in self.model_dump().items() if v is not None}
+
+
+class Subscriber(BaseModel):
+    """A system that receives a domain's lifecycle events, signed (Standard Webhooks)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    name: str = Field(pattern=r"^[a-z0-9][a-z0-9-]{0,62}$")
+    url: str = Field(max_length=2000)
+    events: list[str] = Field(min_length=1)
+    # Attempts before a delivery is marked failed (it can still be redelivered by hand).
+    max_attempts: int = Field(default=8, ge=1, le=30)
+    timeout_seconds: float = Field(default=10.0, gt=0, le=60)
+
+    @field_validator("url")
+    @classmethod
+    def _url(cls, value: str) -> str:
+        parts = urlsplit(value)
+        if parts.scheme not in ("http", "https") or not parts.hostname:
+            raise ValueError("must be an http(s) URL")
+        if parts.username or parts.password:
+            raise ValueError("must not carry credentials (the signature authenticates us)")
+        if parts.scheme == "http" and not _loopback(parts.hostname):
+            raise ValueError("must be https (plain http only to a loopback address)")
+        return value
+
+    @field_validator("events")
+    @classmethod
+    def _events(cls, value: list[str]) -> list[str]:
+        if value == ["*"]:
+            return list(EVENTS)
+        unknown = sorted(set(value) - set(EVENTS))
+        if unknown:
+            raise ValueError(f"unknown events {unknown}; known: {', '.join(EVENTS)}")
+        return sorted(set(value))
+
+
+def _loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+class DomainSettings(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    description: str = ""
+    retention: Retention = Field(default_factory=Retention)
+    webhooks: list[Subscriber] = Field(default_factory=list)
+
+
+class SettingsError(ValueError):
+    """domains.yaml does not say something this module can use."""
+
+
+def _parse(text: str) -> dict[str, DomainSettings]:
+    document = yaml.safe_load(text) or {}
+    domains = document.get("domains") or {}
+    if not isinstance(domains, dict):
+        raise SettingsError("`domains` must be a mapping")
+    parsed: dict[str, DomainSettings] = {}
+    names: dict[str, str] = {}
+    for name, body in domains.items():
+        try:
+            parsed[str(name)] = DomainSettings.model_validate(body or {})
+        except ValidationError as exc:
+            first = exc.errors()[0]
+            where = ".".join(str(p) for p in first["loc"])
+            raise SettingsError(f"domains.{name}.{where}: {first['msg']}") from exc
+        for subscriber in parsed[str(name)].webhooks:
+            if subscriber.name in names:
+                raise SettingsError(
+                    f"domains.{name}.webhooks: subscriber {subscriber.name!r} is already "
+                    f"declared in {names[subscriber.name]} (names are unique: they key secrets)"
+                )
+            names[subscriber.name] = str(name)
+    return parsed
+
+
+@lru_cache(maxsize=16)
+def _cached(path: str, mtime_ns: int, size: int) -> dict[str, DomainSettings]:
+    return _parse(Path(path).read_text())
+
+
+def load_domain_settings(policy_dir: str | Path) -> dict[str, DomainSettings]:
+    """Every declared domain's settings (cached until the file changes)."""
+    path = Path(policy_dir) / DOMAINS_FILE
+    if not path.is_file():
+        return {}
+    stat = path.stat()
+    return _cached(str(path), stat.st_mtime_ns, stat.st_size)
+
+
+def subscribers(policy_dir: str | Path) -> dict[str, tuple[str, Subscriber]]:
+    """Every webhook subscriber by name, with its domain."""
+    return {
+        s.name: (domain, s)
+        for domain, settings in load_domain_settings(policy_dir).items()
+        for s in settings.webhooks
+    }
+
+
+def lint(root: Path) -> list[str]:
+    """Problems in domains.yaml's webhook and retention sections (empty when it is fine)."""
+    path = root / DOMAINS_FILE
+    if not path.is_file():
+        return []
+    try:
+        _parse(path.read_text())
+    except (SettingsError, yaml.YAMLError) as exc:
+        return [str(exc)]
+    return []
+
+
+def describe(settings: DomainSettings) -> dict[str, Any]:
+    return settings.model_dump(mode="json")
