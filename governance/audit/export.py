@@ -14,13 +14,14 @@ from typing import IO, Any
 
 import sqlalchemy as sa
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
-from sqlmodel import Session, select
+from sqlmodel import Session, col, select
 
 from audit import merkle
 from audit.bundle import VerificationError, bundle_writer
 from audit.log import ENTRY_FIELDS, canonical
 from governance import crypto
 from governance.audit.models import AuditCheckpoint, AuditEntry
+from governance.audit.pruning import PruneLedger
 from governance.audit.service import (
     AuditLog,
     TreeCache,
@@ -144,6 +145,8 @@ class LogProgress:
 
     compact: merkle.CompactRange = field(default_factory=merkle.CompactRange)
     previous_checkpoint: int = 0
+    # Tombstones seen that no `audit.prune` entry seen so far accounts for.
+    unaccounted: list[int] = field(default_factory=list)
 
 
 @dataclass
@@ -188,18 +191,24 @@ def verify_log(
         if not as_checkpoint(row).verify(public_key):
             raise VerificationError(f"checkpoint at tree size {row.tree_size} has a bad signature")
     previous_checkpoint = progress.previous_checkpoint
+    ledger = PruneLedger(progress.unaccounted)
     for row in iter_entries(session, EntryFilter(), upto=upto, chunk=chunk, after=compact.size):
         expected = compact.size + 1
         if row.seq != expected:
             raise VerificationError(
                 f"audit entry {expected} is missing (found {row.seq} next)", seq=expected
             )
-        computed = merkle.leaf_hash(canonical(row_entry(row)))
-        if computed.hex() != row.leaf_hash:
-            raise VerificationError(
-                f"audit entry {row.seq} was altered: its content no longer matches its hash",
-                seq=row.seq,
-            )
+        ledger.see(row)
+        if row.pruned_at is not None:
+            # Retention removed its content; its leaf hash is still checked by the tree.
+            computed = bytes.fromhex(row.leaf_hash)
+        else:
+            computed = merkle.leaf_hash(canonical(row_entry(row)))
+            if computed.hex() != row.leaf_hash:
+                raise VerificationError(
+                    f"audit entry {row.seq} was altered: its content no longer matches its hash",
+                    seq=row.seq,
+                )
         compact.append(computed)
         if advance is not None and compact.size % chunk == 0:
             advance(chunk)
@@ -220,6 +229,9 @@ def verify_log(
     beyond = [s for s in checkpoints if s > size]
     if beyond:
         raise VerificationError(f"checkpoint at tree size {beyond[0]} lies beyond the log")
+    if upto is None:  # at the head, every pruning that happened has its record in view
+        ledger.check()
+    progress.unaccounted = sorted(ledger.unaccounted)
     progress.previous_checkpoint = previous_checkpoint
     last = session.exec(
         select(AuditCheckpoint).where(AuditCheckpoint.tree_size == previous_checkpoint)
@@ -347,7 +359,14 @@ def write_bundle(
     witnessed = check_witnesses(
         witnesses, log_key.name, log_key, size, lambda n: tree.root_at(session.connection(), n)
     )
-    complete = entry_filter.is_empty()
+    pruned = session.exec(
+        select(sa.func.count())
+        .select_from(AuditEntry)
+        .where(col(AuditEntry.pruned_at).is_not(None), AuditEntry.seq <= size)
+    ).one()
+    # Pruned entries have no content to list: the bundle then carries every leaf hash, which
+    # the checkpoints vouch for, and lists the entries that still have content.
+    complete = entry_filter.is_empty() and not pruned
     checkpoints = list(
         session.exec(
             select(AuditCheckpoint)
@@ -362,6 +381,8 @@ def write_bundle(
             writer.add_checkpoint(as_checkpoint(row))
         first = last = None
         for row in iter_entries(session, entry_filter, upto=size):
+            if row.pruned_at is not None:
+                continue
             writer.add_entry(row_entry(row))
             first = first or row.seq
             last = row.seq
@@ -403,6 +424,7 @@ def write_bundle(
             "tree_size": size,
             "complete": complete,
             "filters": entry_filter.as_dict(),
+            "pruned_entries": pruned,
             "key_id": anchor.key_id,
             "origin": log_key.name,
             "log_key": log_key.encode(),

@@ -44,6 +44,9 @@ class AuditEntry(SQLModel, table=True):
     request_id: str | None = SQLField(default=None, max_length=64)
     details: str = SQLField(default="{}", sa_type=sa.Text, nullable=False)
     leaf_hash: str = SQLField(max_length=64, nullable=False)
+    # Set when retention pruned the entry: its content is gone (a fixed tombstone), its leaf
+    # hash stays, so the tree, every checkpoint and every proof over it still verify.
+    pruned_at: dt.datetime | None = SQLField(default=None, sa_type=UTCDateTime)
 
 
 class AuditCheckpoint(SQLModel, table=True):

@@ -21,6 +21,7 @@ from governance.cli import (
     policy,
     principals,
     refresh,
+    retention,
     training,
     webhooks,
 )
@@ -55,6 +56,7 @@ COMMANDS = (
     bench.bench,
     demo.demo,
     webhooks.webhooks,
+    retention.retention,
 )
 
 for command in COMMANDS:

@@ -60,6 +60,8 @@ class ScanReceipt(SQLModel, table=True):
     sanitized_hash: str | None = SQLField(default=None, max_length=64)
     created_by: str = SQLField(max_length=63, nullable=False)
     created_at: dt.datetime = SQLField(default_factory=utcnow, sa_type=UTCDateTime, nullable=False)
+    # Set when retention removed the receipt's text samples (counts and hashes stay).
+    pruned_at: dt.datetime | None = SQLField(default=None, sa_type=UTCDateTime)
 
 
 class ScanCacheEntry(SQLModel, table=True):

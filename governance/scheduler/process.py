@@ -2,7 +2,8 @@
 
 Jobs live in APScheduler's SQLAlchemy job store in the service's database: one cron job per
 model family (`refresh:<family>`, its `refresh_schedule`), kept in sync with the families,
-and one interval job that advances the open refresh runs. `coalesce=True` and
+one interval job that advances the open refresh runs, and a daily retention pass
+(governance/domains/retention.py). `coalesce=True` and
 `max_instances=1`; a generous misfire grace runs a late refresh instead of dropping it.
 
 Several scheduler processes may point at one database: only the holder of the leader lease
@@ -43,6 +44,7 @@ LEASE_SECONDS = 15.0
 MISFIRE_GRACE_SECONDS = 60 * 24 * 3600  # a refresh up to 60 days late still runs
 ADVANCE_SECONDS = 10
 JOB_TABLE = "apscheduler_jobs"
+RETENTION_HOURS = 24
 
 
 def now() -> dt.datetime:
@@ -108,6 +110,27 @@ def advance_open_runs() -> int:
                     session.rollback()
                     log.exception("advancing refresh run %s failed; it will be retried", run.id)
             return len(runs)
+    finally:
+        db.dispose()
+
+
+def enforce_retention() -> int:
+    """The daily retention pass over every domain; return how many records it pruned."""
+    from governance.audit.service import Actor
+    from governance.domains.retention import enforce
+
+    config = _config()
+    db = Database(config["GOVERNANCE_DATABASE_URL"])
+    actor = Actor("scheduler", None, policy_hash(config["GOVERNANCE_POLICY_DIR"]))
+    try:
+        with db.session_scope() as session:
+            results = enforce(
+                session, config["GOVERNANCE_POLICY_DIR"], config["GOVERNANCE_HOME"], actor, now()
+            )
+        for result in results:
+            if result.count:
+                log.info("retention: %s %s: %d pruned", result.domain, result.kind, result.count)
+        return sum(r.count for r in results)
     finally:
         db.dispose()
 
@@ -229,6 +252,14 @@ def run_scheduler(
                     "interval",
                     seconds=advance_seconds,
                     id="advance-refresh-runs",
+                    replace_existing=True,
+                )
+                scheduler.add_job(
+                    enforce_retention,
+                    "interval",
+                    hours=RETENTION_HOURS,
+                    id="retention",
+                    name="retention of audit entries, receipts and reports",
                     replace_existing=True,
                 )
                 scheduler.resume()
