@@ -12,13 +12,17 @@ from flask import Response
 from audit.bundle import VerificationError
 from governance import runtime
 from governance.audit import reports
+from governance.audit.evidence import parse_period
 from governance.audit.export import EntryFilter, iter_csv, iter_jsonl, write_log_bundle
 from governance.audit.models import EntryQuery
 from governance.authz.policy import SYSTEM_DOMAIN
 from governance.db import get_session
 from governance.domains.service import list_domains
-from governance.errors import Conflict, Forbidden
+from governance.errors import Conflict, Forbidden, InvalidInput
+from governance.families.service import find_family
 from governance.guard import current_principal, get_authorizer, log_event, mark_checked
+from governance.jobs import access as jobs
+from governance.training.models import JobKind
 
 _NOUNS = {"audit": "the audit log", "webhook": "webhook deliveries"}
 
@@ -144,3 +148,36 @@ def report_response(kind: str, query, allowed: frozenset[str]):
             },
         )
     return body
+
+
+def start_evidence_job(session, period: str, family: str | None):
+    """Queue an evidence pack for the caller (API and console); 202 with where to follow it.
+
+    A pack covers every domain and the system log, so only a caller who may export the audit
+    log in all of them may ask for one. The period and family are checked here, so bad input
+    is a 422 now rather than a failed job later."""
+    allowed = permitted_domains("export")
+    every = {SYSTEM_DOMAIN, *(d.name for d in list_domains(session))}
+    if missing := sorted(every - allowed):
+        raise Forbidden(
+            f"an evidence pack spans every domain; {current_principal().name} may not export "
+            f"the audit log of {', '.join(missing)}",
+            details={"object": "audit", "action": "export", "domains": missing},
+        )
+    parse_period(period)
+    if family is not None and find_family(session, family) is None:
+        raise InvalidInput(f"no model family {family!r}", details={"field": "family"})
+    return jobs.start(
+        session,
+        JobKind.EXPORT,
+        "audit",
+        SYSTEM_DOMAIN,
+        "audit",
+        {
+            "format": "evidence",
+            "period": period,
+            "family": family,
+            "domains": sorted(allowed),
+            "owner_only": True,
+        },
+    )

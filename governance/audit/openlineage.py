@@ -107,6 +107,8 @@ def events_for(entry) -> list[RunEvent]:
     action, obj = entry.action, entry.object
     if entry.decision == "deny":  # a refused call changed nothing: no lineage
         return []
+    if getattr(entry, "pruned_at", None) is not None:  # retention removed what it said
+        return []
     if action == "dataset.upload":
         return [
             _event(

@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Literal
 
 from flask_openapi3 import APIBlueprint, Tag
-from pydantic import ConfigDict
+from pydantic import BaseModel, ConfigDict, Field
 from sqlmodel import select
 
 from governance import runtime
@@ -14,6 +14,7 @@ from governance.audit.access import (
     export_response,
     permitted_domains,
     report_response,
+    start_evidence_job,
 )
 from governance.audit.models import (
     AuditEntry,
@@ -143,6 +144,17 @@ def get_consistency_proof(query: ConsistencyQuery):
     ).model_dump()
 
 
+class EvidenceQuery(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    period: str = Field(
+        max_length=40,
+        pattern=r"^\d{4}-\d{2}-\d{2}\.\.\d{4}-\d{2}-\d{2}$",
+        description="FROM..TO as dates (UTC): 2026-01-01..2026-12-31",
+    )
+    family: str | None = Field(default=None, max_length=63, description="Only this family")
+
+
 class ExportQuery(EntryQuery):
     model_config = ConfigDict(extra="forbid", populate_by_name=True)
 
@@ -186,6 +198,16 @@ def start_export(query: ExportQuery):
             "owner_only": True,
         },
     )
+
+
+@bp.post("/evidence-packs", responses={202: JobStatus})
+def start_evidence_pack(query: EvidenceQuery):
+    """Write an evidence pack for an auditor or regulator as a job (`202 Accepted` with the
+    job's `Location`; its requester downloads it from `/api/v1/jobs/{uid}/file`): the period's
+    audit bundle, reports, lineage, ML-BOMs, model cards, approvals, receipts, erasure reports
+    and OpenLineage events, indexed by AI Act duty and signed. It spans every domain, so the
+    caller must be allowed to export the audit log in all of them."""
+    return start_evidence_job(get_session(), query.period, query.family)
 
 
 @bp.get(

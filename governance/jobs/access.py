@@ -8,13 +8,16 @@ from __future__ import annotations
 
 from typing import Any
 
+from flask import Response, send_file
 from sqlmodel import Session
 
 from governance import runtime
-from governance.errors import NotFound
+from governance.errors import Conflict, NotFound
 from governance.guard import check, current_actor, current_principal, log_event, mark_checked
 from governance.jobs import service
-from governance.training.models import TrainingJob
+from governance.training.models import JobKind, JobState, TrainingJob
+
+DOWNLOAD_NAMES = {"evidence": "evidence-pack"}
 
 
 def readable_job(session: Session, uid: str) -> dict[str, Any]:
@@ -45,3 +48,24 @@ def start(
     )
     runtime.current().job_executor.submit(job.uid)
     return service.job_read(job), 202, {"Location": f"/api/v1/jobs/{job.uid}"}
+
+
+def job_file(session: Session, uid: str) -> Response:
+    """Send what a finished export job wrote; only its requester may (API and console)."""
+    job = readable_job(session, uid)
+    if job["kind"] != JobKind.EXPORT or job["state"] != JobState.SUCCEEDED:
+        raise Conflict(
+            f"job {uid} has no file to download (it is a {job['kind']} job, {job['state']})",
+            details={"job": uid, "state": job["state"]},
+        )
+    fmt = job["result"]["format"]
+    target = service.export_file(runtime.current().home, uid, fmt)
+    if not target.is_file():
+        raise NotFound("the export's file is gone", details={"job": uid})
+    suffix, mimetype = service.EXPORT_FORMATS[fmt]
+    return send_file(
+        target,
+        mimetype=mimetype,
+        as_attachment=True,
+        download_name=f"{DOWNLOAD_NAMES.get(fmt, 'audit-export')}.{suffix}",
+    )

@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Any
 
 from sqlmodel import Session, select
 
+from governance.audit.evidence import write_evidence_pack
 from governance.audit.export import EntryFilter, iter_csv, iter_jsonl, write_log_bundle
 from governance.audit.service import Actor
 from governance.datasets.models import DatasetVersion
@@ -90,14 +91,33 @@ def evaluate(
 def export(
     rt: Runtime, session: Session, job: TrainingJob, actor: Actor, progress: Progress
 ) -> dict[str, Any]:
-    """Export audit entries (CSV, JSON lines, or a bundle that verifies offline) to a file the
-    requester downloads from the job (`GET /api/v1/jobs/{uid}/file`)."""
+    """Export audit entries (CSV, JSON lines, or a bundle that verifies offline), or an
+    evidence pack, to a file the requester downloads from the job
+    (`GET /api/v1/jobs/{uid}/file`)."""
     target = export_file(rt.home, job.uid, job.params["format"])
     target.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
     # Written under a hidden name with the same suffix (a bundle's suffix chooses its form).
     partial = target.with_name("." + target.name)
-    filters = EntryFilter.from_dict(job.params["filters"], frozenset(job.params["domains"]))
     fmt = job.params["format"]
+    if fmt == "evidence":
+        progress({"stage": "verifying the log and writing the evidence pack"})
+        log = rt.audit_log
+        index = write_evidence_pack(
+            session, partial, log.signing_key, rt.authorizer.policy, job.params["period"],
+            job.params.get("family"), tree=log.tree, origin=log.origin, witnesses=log.witnesses,
+        )  # fmt: skip
+        partial.chmod(0o600)
+        partial.replace(target)
+        return {
+            "format": fmt,
+            "period": job.params["period"],
+            "files": len(index["items"]),
+            "entries": index["audit_bundle"]["entries"],
+            "bytes": target.stat().st_size,
+            "sha256": file_sha256(target),
+            "download": f"/api/v1/jobs/{job.uid}/file",
+        }
+    filters = EntryFilter.from_dict(job.params["filters"], frozenset(job.params["domains"]))
     if fmt == "bundle":
         progress({"stage": "verifying the log and writing the bundle"})
         entries = write_log_bundle(session, filters, partial, rt.audit_log)["entries"]

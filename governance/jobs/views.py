@@ -2,16 +2,12 @@
 
 from __future__ import annotations
 
-from flask import send_file
 from flask_openapi3 import APIBlueprint, Tag
 from pydantic import BaseModel, Field
 
-from governance import runtime
 from governance.db import get_session
-from governance.errors import Conflict, NotFound
-from governance.jobs import access, service
+from governance.jobs import access
 from governance.jobs.models import JobStatus
-from governance.training.models import JobKind, JobState
 from governance.views_common import ERROR_RESPONSES, SECURITY, download
 
 bp = APIBlueprint(
@@ -38,7 +34,7 @@ def show_job(path: JobPath):
     "/<uid>/file",
     responses={
         200: download(
-            "The file a finished export job wrote (CSV, JSON lines, or a bundle)",
+            "The file a finished export job wrote (CSV, JSON lines, a bundle or an evidence pack)",
             "text/csv",
             "application/x-ndjson",
             "application/gzip",
@@ -47,19 +43,4 @@ def show_job(path: JobPath):
 )
 def job_file(path: JobPath):
     """Download what a finished export job wrote; only its requester may."""
-    job = access.readable_job(get_session(), path.uid)
-    if job["kind"] != JobKind.EXPORT or job["state"] != JobState.SUCCEEDED:
-        raise Conflict(
-            f"job {path.uid} has no file to download (it is a {job['kind']} job, {job['state']})",
-            details={"job": path.uid, "state": job["state"]},
-        )
-    fmt = job["result"]["format"]
-    target = service.export_file(runtime.current().home, path.uid, fmt)
-    if not target.is_file():
-        raise NotFound("the export's file is gone", details={"job": path.uid})
-    return send_file(
-        target,
-        mimetype=service.EXPORT_FORMATS[fmt][1],
-        as_attachment=True,
-        download_name=f"audit-export.{service.EXPORT_FORMATS[fmt][0]}",
-    )
+    return access.job_file(get_session(), path.uid)

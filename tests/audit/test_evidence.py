@@ -94,3 +94,45 @@ def test_a_bad_period_is_refused_by_field():
     assert caught.value.details == {"field": "period"}
     with pytest.raises(InvalidInput):
         parse_period("2026-12-31..2026-01-01")
+
+
+def test_the_api_writes_a_pack_as_a_job_for_whoever_may_export_every_domain(app, client, tmp_path):
+    from governance.jobs.runner import run_pending
+    from tests.factories import auth
+
+    make_domain(app, "consumer-tax")
+    make_domain(app, "smb-accounting")
+    audrey, casey = principal_token(app, "audrey"), principal_token(app, "casey")
+    path = "/api/v1/audit/evidence-packs"
+    refused = client.post(
+        path, query_string={"period": "2026-01-01..2026-12-31"}, headers=auth(casey)
+    )
+    assert refused.status_code == 403
+    for period in ("2026-13-01..2026-12-31", "2026-12-31..2026-01-01", "last year"):
+        bad = client.post(path, query_string={"period": period}, headers=auth(audrey))
+        assert bad.status_code == 422, (period, bad.get_json())
+    unknown = client.post(
+        path,
+        query_string={"period": "2026-01-01..2026-12-31", "family": "nope"},
+        headers=auth(audrey),
+    )
+    assert unknown.status_code == 422 and unknown.get_json()["error"]["details"] == {
+        "field": "family"
+    }
+    year = utcnow().year
+    started = client.post(
+        path, query_string={"period": f"{year}-01-01..{year}-12-31"}, headers=auth(audrey)
+    )
+    assert started.status_code == 202, started.get_json()
+    location = started.headers["Location"]
+    assert run_pending(runtime.of(app)) == 1
+    job = client.get(location, headers=auth(audrey)).get_json()
+    assert job["state"] == "succeeded" and job["result"]["format"] == "evidence", job
+    download = client.get(job["result"]["download"], headers=auth(audrey))
+    pack = tmp_path / "api-pack.tar.gz"
+    pack.write_bytes(download.data)
+    download.close()
+    key = tmp_path / "service.pem"
+    key.write_bytes(crypto.public_key_pem(runtime.of(app).audit_log.signing_key.public_key()))
+    result = verify(pack, key)
+    assert result.returncode == 0, result.stderr

@@ -426,3 +426,60 @@ def test_the_policy_page_shows_one_domain_at_a_time(app, client, world):
     assert 'href="/console/policy?domain=consumer-tax"' in page.text
     assert client.get("/console/policy?domain=nowhere").status_code == 404
     assert client.get("/console/policy?page=x").status_code == 422
+
+
+def test_an_auditor_writes_and_downloads_an_evidence_pack(app, client, console_world, tmp_path):
+    from audit.evidence import verify_pack
+    from governance import crypto
+    from governance.jobs.runner import run_pending
+
+    world = console_world
+    sign_in(client, world["casey"])
+    page = client.get("/console/audit")
+    assert "evidence-button" not in page.text  # a steward exports nothing
+    refused = client.post(
+        "/console/audit/evidence",
+        data={"csrf_token": csrf_of(page.text), "from": "2026-01-01", "to": "2026-12-31"},
+    )
+    assert refused.status_code == 403
+
+    sign_in(client, world["audrey"])
+    page = client.get("/console/audit")
+    assert 'data-testid="evidence-button"' in page.text
+    token = csrf_of(page.text)
+    backwards = client.post(
+        "/console/audit/evidence",
+        data={"csrf_token": token, "from": "2026-12-31", "to": "2026-01-01"},
+    )
+    assert backwards.status_code == 422 and "period" in backwards.text
+    unknown = client.post(
+        "/console/audit/evidence",
+        data={"csrf_token": token, "from": "2020-01-01", "to": "2099-12-31", "family": "nope"},
+    )
+    assert unknown.status_code == 422 and "family" in unknown.text
+    started = client.post(
+        "/console/audit/evidence",
+        data={"csrf_token": token, "from": "2020-01-01", "to": "2099-12-31"},
+    )
+    assert started.status_code == 302, started.text
+    job_page = started.headers["Location"]
+    waiting = client.get(job_page)
+    assert waiting.status_code == 200 and 'http-equiv="refresh"' in waiting.text
+    assert run_pending(runtime.of(app)) >= 1
+    done = client.get(job_page)
+    assert "succeeded" in done.text and 'data-testid="job-download"' in done.text
+    download = client.get(job_page + "/file")
+    assert download.status_code == 200 and download.mimetype == "application/gzip"
+    assert "evidence-pack.tar.gz" in download.headers["Content-Disposition"]
+    pack = tmp_path / "pack.tar.gz"
+    pack.write_bytes(download.data)
+    download.close()
+    key = crypto.public_key_pem(runtime.of(app).audit_log.signing_key.public_key())
+    assert verify_pack(pack, key).items > 0
+
+    # Only its requester may follow or download it.
+    sign_in(client, world["admin"])
+    assert client.get(job_page).status_code == 404
+    refused = client.get(job_page + "/file")
+    assert refused.status_code == 404
+    refused.close()

@@ -7,8 +7,10 @@ import datetime as dt
 from flask import (
     current_app,
     g,
+    redirect,
     render_template,
     request,
+    url_for,
 )
 from pydantic import ValidationError
 from sqlmodel import select
@@ -20,6 +22,7 @@ from governance.audit.access import (
     export_response,
     permitted_domains,
     report_response,
+    start_evidence_job,
 )
 from governance.audit.models import (
     AUDIT_DECISIONS,
@@ -31,19 +34,23 @@ from governance.audit.models import (
 from governance.audit.service import log_size
 from governance.authz.policy import SYSTEM_DOMAIN
 from governance.console.blueprint import (
+    UID,
     bp,
 )
 from governance.console.charts import line_chart
 from governance.console.verification import CheckpointStatus
 from governance.db import get_session
+from governance.domains.service import list_domains
 from governance.errors import (
     InvalidInput,
     NotFound,
     invalid_input,
 )
+from governance.families.models import ModelFamily
 from governance.guard import (
     get_authorizer,
 )
+from governance.jobs.access import job_file, readable_job
 
 # --- audit ----------------------------------------------------------------------------------
 
@@ -92,6 +99,11 @@ def audit():
     status = checkpoint_status().view(session, from_start=request.args.get("verify") == "all")
     policy = get_authorizer().policy
     may_export = any(policy.decide(g.principal.name, d, "audit", "export").allowed for d in allowed)
+    every = {SYSTEM_DOMAIN, *(d.name for d in list_domains(session))}
+    may_export_all = all(
+        policy.decide(g.principal.name, d, "audit", "export").allowed for d in every
+    )
+    today = dt.datetime.now(dt.UTC).date()
     days, series, total = reports.activity_by_day(session, filters)
     filter_args = {
         k: v for k, v in request.args.items() if k in ENTRY_QUERY_FIELDS - {"after_seq"} and v
@@ -107,6 +119,10 @@ def audit():
         status=status,
         verified=status.result,
         may_export=may_export,
+        may_export_all=may_export_all,
+        period_from=today.replace(month=1, day=1).isoformat(),
+        period_to=today.isoformat(),
+        families=sorted(session.exec(select(ModelFamily.name)).all()) if may_export_all else [],
         decisions=AUDIT_DECISIONS,
         unanchored=log_size(session) - (status.result.verified_upto if status.result else 0),
         total=total,
@@ -128,6 +144,40 @@ def audit_export():
     if fmt not in ("csv", "jsonl", "bundle"):
         raise InvalidInput("format must be csv, jsonl or bundle", details=[{"field": "format"}])
     return export_response(filters, fmt)
+
+
+@bp.post("/audit/evidence")
+def audit_evidence():
+    """Start an evidence pack for the period, then follow its job."""
+    period = f"{request.form.get('from', '')}..{request.form.get('to', '')}"
+    job, _status, _headers = start_evidence_job(
+        get_session(), period, request.form.get("family") or None
+    )
+    return redirect(url_for("console.job", uid=job["job"]))
+
+
+@bp.get("/jobs/<uid>")
+def job(uid: str):
+    """A job the caller started from the console: its state, then its download."""
+    if not UID.match(uid):
+        raise NotFound("no such job", details={"job": uid})
+    found = readable_job(get_session(), uid)
+    titles = {"evidence": "Evidence pack"}
+    return render_template(
+        "console/job.html",
+        section="audit",
+        job=found,
+        title=titles.get(found["result"].get("format", ""), "Job"),
+        running=found["state"] in ("queued", "running"),
+    )
+
+
+@bp.get("/jobs/<uid>/file")
+def job_download(uid: str):
+    """Download what a finished export job wrote (its requester only)."""
+    if not UID.match(uid):
+        raise NotFound("no such job", details={"job": uid})
+    return job_file(get_session(), uid)
 
 
 # --- access reports -------------------------------------------------------------------------
