@@ -77,6 +77,10 @@ DEFAULTS: dict[str, Any] = {
     "WEBHOOK_POLL_SECONDS": 2.0,
     "WEBHOOK_RETRY_BASE_SECONDS": 5.0,
     "WEBHOOK_RETRY_CAP_SECONDS": 6 * 3600.0,
+    # OpenLineage events of the audit log, emitted by the job runner as entries commit: to an
+    # OpenLineage HTTP backend (Marquez: http://host:5000) or appended to a JSONL file.
+    "OPENLINEAGE_URL": "",
+    "OPENLINEAGE_FILE": "",
     # Seconds a training job's lease lasts without a heartbeat.
     "JOB_LEASE_SECONDS": 60,
     # How often each process checks whether the policy files changed (seconds).
@@ -123,6 +127,8 @@ ENVIRONMENT_KEYS = (
     "GUARD_TIMEOUT_SECONDS",
     "CELERY_BROKER_URL",
     "WEBHOOK_POLL_SECONDS",
+    "OPENLINEAGE_URL",
+    "OPENLINEAGE_FILE",
     "WEBHOOK_RETRY_BASE_SECONDS",
     "WEBHOOK_RETRY_CAP_SECONDS",
     "CONSOLE_IDLE_MINUTES",

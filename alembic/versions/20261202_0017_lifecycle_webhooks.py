@@ -1,11 +1,12 @@
-"""lifecycle webhooks: the queue cursor, deliveries and the delivery log
+"""lifecycle webhooks: cursors of the log's consumers, deliveries and the delivery log
 
 Revision ID: 0017
 Revises: 0016
 Create Date: 2026-12-02 22:00:00
 
-The cursor starts at the log's current size: an instance that upgrades sends events for what
-happens from now on, not its whole history.
+The webhooks' cursor starts at the log's current size: an instance that upgrades sends events
+for what happens from now on, not its whole history. (The OpenLineage emitter's starts at 0
+when first configured: lineage wants the whole history.)
 """
 
 from typing import Sequence, Union
@@ -24,12 +25,14 @@ depends_on: Union[str, Sequence[str], None] = None
 
 def upgrade() -> None:
     op.create_table(
-        "webhook_cursor",
-        sa.Column("id", sa.Integer(), nullable=False),
+        "audit_cursors",
+        sa.Column("name", sa.String(length=32), nullable=False),
         sa.Column("audit_seq", sa.BigInteger(), nullable=False),
-        sa.PrimaryKeyConstraint("id", name=op.f("pk_webhook_cursor")),
+        sa.PrimaryKeyConstraint("name", name=op.f("pk_audit_cursors")),
     )
-    op.execute("INSERT INTO webhook_cursor (id, audit_seq) SELECT id, size FROM audit_head")
+    op.execute(
+        "INSERT INTO audit_cursors (name, audit_seq) SELECT 'webhooks', size FROM audit_head"
+    )
     op.create_table(
         "webhook_deliveries",
         sa.Column("id", sa.Integer(), nullable=False),
@@ -83,4 +86,4 @@ def downgrade() -> None:
     op.drop_index("ix_webhook_deliveries_domain_created", table_name="webhook_deliveries")
     op.drop_index("ix_webhook_deliveries_due", table_name="webhook_deliveries")
     op.drop_table("webhook_deliveries")
-    op.drop_table("webhook_cursor")
+    op.drop_table("audit_cursors")

@@ -49,6 +49,17 @@ class AuditEntry(SQLModel, table=True):
     pruned_at: dt.datetime | None = SQLField(default=None, sa_type=UTCDateTime)
 
 
+class AuditCursor(SQLModel, table=True):
+    """How far a consumer of the log (webhooks, the OpenLineage emitter) has read: the last
+    entry it handled. It moves in the same transaction as what the consumer wrote, or only
+    after what it sent was accepted, so nothing is skipped."""
+
+    __tablename__ = "audit_cursors"
+
+    name: str = SQLField(primary_key=True, max_length=32)
+    audit_seq: int = SQLField(default=0, sa_type=sa.BigInteger, nullable=False)
+
+
 class AuditCheckpoint(SQLModel, table=True):
     __tablename__ = "audit_checkpoints"
 

@@ -30,6 +30,7 @@ from openlineage.client.facet_v2 import RunFacet
 from openlineage.client.serde import Serde
 
 from governance import __version__
+from governance.audit.cursors import entries_after, locked_cursor
 from governance.audit.service import format_time
 
 PRODUCER = f"https://governance.invalid/producer/{__version__}"
@@ -184,3 +185,55 @@ def lineage_events(entries: Iterable) -> Iterator[dict[str, Any]]:
     for entry in entries:
         for event in events_for(entry):
             yield Serde.to_dict(event)
+
+
+# --- the emitter ------------------------------------------------------------------------------
+
+CURSOR = "openlineage"
+EMIT_BATCH = 500
+
+
+class Emitter:
+    """Emits the events of newly committed entries after its cursor, to OPENLINEAGE_URL (the
+    client's HTTP transport: Marquez and other OpenLineage backends) or appended to
+    OPENLINEAGE_FILE (JSON lines). The cursor moves only once the batch was accepted, so a
+    backend that is down delays events and loses none (delivery is at least once: a consumer
+    keys events by run id, state and time)."""
+
+    def __init__(self, settings: dict[str, Any], retries: int = 2) -> None:
+        self.url = settings.get("OPENLINEAGE_URL") or ""
+        self.file = settings.get("OPENLINEAGE_FILE") or ""
+        self.transport = None
+        if self.url:
+            from openlineage.client.transport.http import HttpConfig, HttpTransport
+
+            self.transport = HttpTransport(
+                HttpConfig.from_dict(
+                    {"url": self.url, "timeout": 10.0, "retry": {"total": retries}}
+                )
+            )
+
+    @property
+    def enabled(self) -> bool:
+        return bool(self.url or self.file)
+
+    def pump(self, session, batch: int = EMIT_BATCH) -> int:
+        """Emit one batch; return how many events went out."""
+        cursor = locked_cursor(session, CURSOR)
+        entries, position = entries_after(session, cursor.audit_seq, batch)
+        events = [event for entry in entries for event in events_for(entry)]
+        try:
+            if self.transport is not None:
+                for event in events:
+                    self.transport.emit(event)
+            elif events:
+                with open(self.file, "a", encoding="utf-8") as handle:
+                    for event in events:
+                        handle.write(json.dumps(Serde.to_dict(event), sort_keys=True) + "\n")
+        except Exception:
+            session.rollback()  # the cursor stays: the batch goes again next time
+            raise
+        cursor.audit_seq = position
+        session.add(cursor)
+        session.commit()
+        return len(events)

@@ -19,16 +19,6 @@ class DeliveryState(StrEnum):
     FAILED = "failed"  # out of attempts, or the subscriber is no longer configured
 
 
-class WebhookCursor(SQLModel, table=True):
-    """One row: the last audit entry whose events were queued. Queuing reads entries after it
-    and moves it in the same transaction as the deliveries it adds."""
-
-    __tablename__ = "webhook_cursor"
-
-    id: int = SQLField(default=1, primary_key=True)
-    audit_seq: int = SQLField(default=0, sa_type=sa.BigInteger, nullable=False)
-
-
 class WebhookDelivery(SQLModel, table=True):
     """One event owed to one subscriber. The payload is the exact body signed and sent (the
     same on every retry, so a receiver deduplicates by `webhook-id`)."""

@@ -47,8 +47,10 @@ import urllib3
 from sqlmodel import Session, col, select
 
 from governance import __version__
+from governance.audit.cursors import entries_after, locked_cursor
 from governance.audit.models import AuditEntry
-from governance.audit.service import Actor, format_time, log_size, record
+from governance.audit.openlineage import Emitter
+from governance.audit.service import Actor, format_time, record
 from governance.db import Database, utcnow
 from governance.domains.settings import EVENT_TYPES, Subscriber, subscribers
 from governance.errors import Conflict, NotFound
@@ -57,13 +59,13 @@ from governance.webhooks.models import (
     DeliveryRead,
     DeliveryState,
     WebhookAttempt,
-    WebhookCursor,
     WebhookDelivery,
 )
 
 log = logging.getLogger(__name__)
 
 SECRET_PREFIX = "whsec_"  # noqa: S105 - the format's prefix, not a secret
+CURSOR = "webhooks"
 SECRET_ENV = "GOVERNANCE_WEBHOOK_SECRET_"  # noqa: S105 - a variable name
 LEASE_SECONDS = 120
 QUEUE_BATCH = 500
@@ -159,39 +161,18 @@ def payload_for(entry: AuditEntry, event_type: str) -> dict[str, Any]:
     }
 
 
-def _cursor(session: Session) -> WebhookCursor:
-    """The cursor row, locked for this transaction (a no-op update takes the row lock on
-    PostgreSQL and the write lock on SQLite, so two queuers take turns)."""
-    table = WebhookCursor.__table__
-    locked = session.execute(
-        sa.update(table).where(table.c.id == 1).values(audit_seq=table.c.audit_seq)
-    ).rowcount
-    if not locked:  # a database migrated before its head row, or emptied by hand
-        session.add(WebhookCursor(id=1, audit_seq=0))
-        session.flush()
-    cursor = session.get(WebhookCursor, 1, populate_existing=True)
-    assert cursor is not None
-    return cursor
-
-
 def enqueue(session: Session, policy_dir: str | Path, batch: int = QUEUE_BATCH) -> int:
     """Queue the events of audit entries committed since the last call; return how many
-    deliveries were added. Entries up to the log's committed size are final (appends take
-    their numbers from the head row, which they hold until they commit)."""
-    cursor = _cursor(session)
-    size = log_size(session)
+    deliveries were added."""
+    cursor = locked_cursor(session, CURSOR)
     configured = subscribers(policy_dir)
-    entries = session.exec(
-        select(AuditEntry)
-        .where(AuditEntry.seq > cursor.audit_seq, AuditEntry.seq <= size)
-        .where(col(AuditEntry.action).in_(EVENT_TYPES), AuditEntry.decision != "deny")
-        .order_by(AuditEntry.seq)
-        .limit(batch)
-    ).all()
+    entries, position = entries_after(session, cursor.audit_seq, batch, EVENT_TYPES)
     added = 0
     now = utcnow()
     for entry in entries:
         event_type = EVENT_TYPES[entry.action]
+        if entry.decision == "deny":  # a refused call changed nothing
+            continue
         for name, (domain, subscriber) in configured.items():
             if domain != entry.domain or event_type not in subscriber.events:
                 continue
@@ -208,7 +189,7 @@ def enqueue(session: Session, policy_dir: str | Path, batch: int = QUEUE_BATCH) 
                 )
             )
             added += 1
-    cursor.audit_seq = entries[-1].seq if len(entries) == batch else size
+    cursor.audit_seq = position
     session.add(cursor)
     session.commit()
     return added
@@ -396,23 +377,31 @@ def pump(db: Database, sender: Sender) -> dict[str, int]:
 
 
 class Dispatcher(threading.Thread):
-    """Pumps webhooks every few seconds beside a job runner, until stopped."""
+    """Beside a job runner, every WEBHOOK_POLL_SECONDS: queue and send lifecycle webhooks,
+    and emit OpenLineage events when an endpoint or file is configured; until stopped."""
 
     def __init__(self, db: Database, settings: Mapping[str, Any]) -> None:
-        super().__init__(name="webhooks", daemon=True)
+        super().__init__(name="log-consumers", daemon=True)
         self.db = db
         self.sender = Sender(settings)
+        self.emitter = Emitter(dict(settings))
         self.poll = float(settings["WEBHOOK_POLL_SECONDS"])
         self.stopping = threading.Event()
+
+    def pass_once(self) -> None:
+        pump(self.db, self.sender)
+        if self.emitter.enabled:
+            with self.db.session_scope() as session:
+                self.emitter.pump(session)
 
     def run(self) -> None:
         delay = self.poll
         while not self.stopping.wait(delay):
             try:
-                pump(self.db, self.sender)
+                self.pass_once()
                 delay = self.poll
-            except Exception:  # The database went away: wait it out.
-                log.exception("webhook delivery pass failed; retrying")
+            except Exception:  # The database or a receiver went away: wait it out.
+                log.exception("webhook or lineage pass failed; retrying")
                 delay = min(60.0, delay * 2)
         self.sender.close()
 

@@ -1,0 +1,84 @@
+"""The OpenLineage emitter: events of newly committed entries after a cursor, to a JSONL file
+or an HTTP backend (a receiver process the test starts); a backend that fails delays events
+and loses none."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from governance.audit.openlineage import Emitter
+from governance.audit.service import Actor, record
+from governance.db import Database
+from tests.webhooks.support import Receiver
+
+ACTOR = Actor("jordan", "req-1", "f" * 64)
+
+
+@pytest.fixture
+def db(config):
+    database = Database(config["GOVERNANCE_DATABASE_URL"])
+    yield database
+    database.dispose()
+
+
+def decide(db: Database, n: int) -> list[int]:
+    with db.session_scope() as session:
+        seqs = [
+            record(
+                session,
+                ACTOR,
+                "approval.decide",
+                f"approval/{i:032x}",
+                "consumer-tax",
+                decision="approve",
+                details={
+                    "role": "legal-reviewer",
+                    "subject": f"dataset-version/{i}",
+                    "subject_digest": "d" * 64,
+                    "digest": "e" * 64,
+                },
+            )
+            for i in range(n)
+        ]
+        record(session, ACTOR, "model.query", "model/x", "consumer-tax", decision="allow")
+        session.commit()
+    return seqs
+
+
+def test_events_go_to_a_file_once_each_in_order(config, db, tmp_path):
+    out = tmp_path / "lineage.jsonl"
+    emitter = Emitter({**config, "OPENLINEAGE_FILE": str(out)})
+    assert emitter.enabled and not Emitter(config).enabled
+    seqs = decide(db, 3)
+    with db.session_scope() as session:
+        assert emitter.pump(session) == 3
+        assert emitter.pump(session) == 0
+    seqs += decide(db, 1)
+    with db.session_scope() as session:
+        assert emitter.pump(session) == 1
+    events = [json.loads(line) for line in out.read_text().splitlines()]
+    assert [e["run"]["facets"]["governance_audit"]["seq"] for e in events] == seqs
+    assert {e["job"]["name"] for e in events} == {"approval.decide"}
+    assert all(e["eventType"] == "COMPLETE" for e in events)
+
+
+def test_a_failing_backend_delays_events_and_loses_none(config, db, tmp_path):
+    receiver = Receiver(tmp_path, "unused", "--plain", "--fail", "1")
+    try:
+        backend = receiver.url.removesuffix("/hooks")
+        emitter = Emitter({**config, "OPENLINEAGE_URL": backend}, retries=0)
+        seqs = decide(db, 2)
+        with db.session_scope() as session, pytest.raises(Exception):  # noqa: B017
+            emitter.pump(session)
+        with db.session_scope() as session:
+            assert emitter.pump(session) == 2
+            assert emitter.pump(session) == 0
+        got = receiver.received()
+    finally:
+        receiver.stop()
+    assert [r["status"] for r in got] == [500, 204, 204]
+    assert {r["path"] for r in got} == {"/api/v1/lineage"}
+    delivered = [r["event"]["run"]["facets"]["governance_audit"]["seq"] for r in got[1:]]
+    assert delivered == seqs
