@@ -3,7 +3,7 @@ the gateway. Another domain's family is answered exactly as a missing one."""
 
 from __future__ import annotations
 
-from sqlmodel import select
+from sqlmodel import col, select
 
 from governance.db import get_session
 from governance.domains.models import Domain
@@ -88,19 +88,27 @@ def version_read(version: ModelVersion, family: ModelFamily) -> dict:
     ).model_dump(mode="json")
 
 
-def readable_families(domains: list[Domain] | None = None) -> list[dict]:
-    """The families the caller may read (in these domains, or anywhere), logged as a listing."""
+def permitted_families(
+    action: str, domains: list[Domain] | None = None, **logged: str
+) -> list[tuple[ModelFamily, Domain]]:
+    """The families (in these domains, or anywhere) on which the caller may `action`, by
+    name; the listing is logged once, naming what it showed."""
     session = get_session()
     principal = current_principal().name
     policy = get_authorizer().policy
-    wanted = {d.id for d in domains} if domains is not None else None
-    items = []
-    for family in session.exec(select(ModelFamily).order_by(ModelFamily.name)):
-        if wanted is not None and family.domain_id not in wanted:
-            continue
-        domain = session.get(Domain, family.domain_id)
-        if policy.decide(principal, domain.name, f"model/{family.name}", "read").allowed:
-            items.append(family_read(family, domain))
-    log_event("list", "model", None, "allow", {"visible": [f["name"] for f in items]})
+    query = select(ModelFamily, Domain).join(Domain, Domain.id == ModelFamily.domain_id)
+    if domains is not None:
+        query = query.where(col(ModelFamily.domain_id).in_([d.id for d in domains]))
+    found = [
+        (family, domain)
+        for family, domain in session.exec(query.order_by(ModelFamily.name))
+        if policy.decide(principal, domain.name, f"model/{family.name}", action).allowed
+    ]
+    log_event("list", "model", None, "allow", {"visible": [f.name for f, _ in found], **logged})
     mark_checked()
-    return items
+    return found
+
+
+def readable_families(domains: list[Domain] | None = None) -> list[dict]:
+    """The families the caller may read (in these domains, or anywhere), logged as a listing."""
+    return [family_read(family, domain) for family, domain in permitted_families("read", domains)]

@@ -19,7 +19,6 @@ from typing import Any, Literal
 from flask import Response, request, stream_with_context
 from flask_openapi3 import APIBlueprint, Tag
 from pydantic import BaseModel, ConfigDict, Field
-from sqlmodel import select
 
 from governance import runtime
 from governance.authz.policy import SYSTEM_DOMAIN
@@ -27,14 +26,14 @@ from governance.db import get_session
 from governance.domains.models import Domain
 from governance.errors import InvalidInput
 from governance.families import service as families
-from governance.families.access import family_for
+from governance.families.access import family_for, permitted_families
 from governance.families.models import ModelFamily
 from governance.gateway import access, routing, telemetry
 from governance.gateway.backends import Query
 from governance.gateway.engine import completion_body, stream_chunks
 from governance.gateway.service import parse_messages
 from governance.gateway.traffic import traffic
-from governance.guard import current_principal, get_authorizer, log_event, mark_checked, require
+from governance.guard import require
 from governance.views_common import ERROR_RESPONSES, SECURITY
 
 bp = APIBlueprint(
@@ -122,18 +121,8 @@ def _model(family: ModelFamily, domain: Domain) -> dict:
 @bp.get("/models")
 def list_models():
     """The model families the caller may query (other families are not shown)."""
-    session = get_session()
-    principal = current_principal().name
-    policy = get_authorizer().policy
-    data = []
-    for family in session.exec(select(ModelFamily).order_by(ModelFamily.name)):
-        domain = session.get(Domain, family.domain_id)
-        assert domain is not None
-        if policy.decide(principal, domain.name, f"model/{family.name}", "query").allowed:
-            data.append(_model(family, domain))
-    log_event("list", "model", None, "allow", {"visible": [m["id"] for m in data], "api": "openai"})
-    mark_checked()
-    return {"object": "list", "data": data}
+    families = permitted_families("query", api="openai")
+    return {"object": "list", "data": [_model(family, domain) for family, domain in families]}
 
 
 @bp.get("/models/<model>")
