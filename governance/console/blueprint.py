@@ -25,6 +25,7 @@ UID = re.compile(r"^[0-9a-f]{32}$")
 NOTICES = {
     "signed-out": "You have signed out.",
     "decided": "Your decision was recorded, signed and written to the audit log.",
+    "redelivered": "The delivery was queued again; the job runner sends it within seconds.",
 }
 ENDED = {
     "idle": "Your session ended after a period without activity. Sign in again.",

@@ -6,9 +6,9 @@ from flask import Flask
 
 from governance.console import session
 from governance.console.blueprint import bp
-from governance.console.pages import approvals, audit, datasets, home, models, policy
+from governance.console.pages import approvals, audit, datasets, home, models, policy, webhooks
 
-PAGE_MODULES = (session, home, approvals, datasets, models, audit, policy)
+PAGE_MODULES = (session, home, approvals, datasets, models, audit, webhooks, policy)
 
 
 def init_app(app: Flask) -> None:

@@ -241,6 +241,8 @@ def nav_items() -> list[tuple[str, str, str]]:
         items.append(("console.audit", "Audit log", "audit"))
     if anywhere("audit", "export"):
         items.append(("console.access", "Access reports", "access"))
+    if anywhere("webhook", "read"):
+        items.append(("console.webhooks", "Webhooks", "webhooks"))
     if policy.decide(principal.name, SYSTEM_DOMAIN, "policy", "read").allowed:
         items.append(("console.policy", "Policy", "policy"))
     return items

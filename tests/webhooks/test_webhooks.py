@@ -238,3 +238,42 @@ def test_lint_refuses_a_bad_subscriber(tmp_path, subscriber, problem):
     (policies / "domains.yaml").write_text(yaml.safe_dump(document))
     problems = [p for p in lint(policies) if p.file == "domains.yaml"]
     assert len(problems) == 1 and problem in problems[0].message, problems
+
+
+def test_the_console_shows_the_delivery_log_and_an_admin_redelivers(
+    config, db, tmp_path, receivers
+):
+    from tests.console.conftest import csrf_of, sign_in
+
+    service.create_secret(config["GOVERNANCE_HOME"], SUBSCRIBER)
+    receiver = receivers(service.create_secret(tmp_path, "elsewhere"))
+    clock = Clock()
+    policies = subscribe(tmp_path, receiver.url, max_attempts=1)
+    sender = sender_for(config, policies, clock)
+    log_entries(db)
+    assert service.pump(db, sender)["failed"] == 1
+    sender.close()
+    app = create_app({**config, "TESTING": True, "GOVERNANCE_POLICY_DIR": str(policies)})
+    try:
+        client = app.test_client()
+        make_domain(app, "consumer-tax")
+        sign_in(client, principal_token(app, "audrey"))
+        page = client.get("/console/webhooks?state=failed")
+        assert page.status_code == 200 and page.text.count('data-testid="delivery"') == 1
+        assert "answered 401" in page.text and "Redeliver</button>" not in page.text
+        assert client.get("/console/webhooks?state=lost").status_code == 422
+        sign_in(client, principal_token(app, "taxbot"))
+        assert client.get("/console/webhooks").status_code == 403
+        sign_in(client, principal_token(app, "admin"))
+        page = client.get("/console/webhooks")
+        assert "Redeliver</button>" in page.text
+        with db.session_scope() as session:
+            uid = session.exec(select(WebhookDelivery.uid)).one()
+        done = client.post(
+            f"/console/webhooks/{uid}/redeliver", data={"csrf_token": csrf_of(page.text)}
+        )
+        assert done.status_code == 302
+        with db.session_scope() as session:
+            assert session.exec(select(WebhookDelivery.state)).one() == "pending"
+    finally:
+        close_app(app)
