@@ -497,6 +497,8 @@ def train_and_serve(
                 "eval_suite": {
                     "holdout_fraction": 0.1,
                     "tolerance": 0.05,
+                    # Fine-tuning must beat the untuned base on held-out text.
+                    "min_gain": {"governance_perplexity/bits_per_byte": 0.0},
                     "multiple_choice": [
                         {
                             "question": "Which form reports wages?",
@@ -551,6 +553,21 @@ def train_and_serve(
         f"eval loss {trained['metrics']['eval_loss']:.3f}, perplexity "
         f"{trained['metrics']['perplexity']:.1f}; gate {gate.get('gate')}, PII probe "
         f"{gate['pii_probe']['probes']} prompts, {gate['pii_probe']['leaks']} leaks"
+    )
+    harness = gate["harness"]
+    gain = harness["gain"]
+    say(
+        f"the gate ran {harness['harness']} on {', '.join(sorted(harness['tasks']))}; over the "
+        f"untuned base (zero- and {harness['baseline']['num_fewshot']}-shot) held-out bits per "
+        f"byte improved by {gain['governance_perplexity/bits_per_byte']:+.3f}, multiple-choice "
+        f"accuracy by {gain.get('governance_choice/acc', 0):+.2f}"
+    )
+    exposure = gate["memorization"]
+    say(
+        f"memorization test: {exposure['canaries']} canaries inserted into the training set, "
+        f"mean exposure {exposure['mean_exposure_bits']:.2f} bits (refused above "
+        f"{exposure['threshold_bits']:.1f}; a model that memorized them would score "
+        f"{exposure['ceiling_bits']:.1f})"
     )
     promotion = expect(
         *people[TRAINER].call("POST", f"/api/v1/models/{FAMILY}/versions/1/promotion"),

@@ -7,6 +7,8 @@ BUNDLE is a directory with
     train.jsonl  sanitized records: {"text"} or {"prompt", "completion"}
     eval.jsonl   sanitized held-out records, and multiple-choice items
                  {"question", "choices": [...], "answer": index}
+spec.json's `memorization` names the canaries the service inserted into train.jsonl; their
+exposure after training goes into metrics.json (trainers.exposure).
 OUT receives adapter/ (safetensors), metrics.json and manifest.json (SHA-256 of every file).
 Progress goes to stdout, one JSON object a line. CUDA when present (bf16 where supported),
 else the CPU, where a given seed gives the same adapter bytes every time.
@@ -28,6 +30,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from trainers import harness
+from trainers.exposure import exposure
 from trainers.hashing import manifest, weights_hash
 
 DEFAULT_LORA = {"r": 8, "alpha": 16, "dropout": 0.0, "target_modules": ["q_proj", "v_proj"]}
@@ -153,38 +157,97 @@ def held_out_loss(model, examples, batch_size: int, pad_id: int, device) -> floa
     return total / max(count, 1)
 
 
-def continuation_loglikelihood(model, tokenizer, context: str, continuation: str, device) -> float:
-    """log P(continuation | context), summed over the continuation's tokens."""
+def serving_cost(model, tokenizer, prompt: str, device, new_tokens: int = 32) -> dict[str, Any]:
+    """What serving the trained model costs on this worker: parameters, weight bytes, peak
+    accelerator memory (CUDA), and the median time per generated token over three greedy
+    generations of `new_tokens` tokens (the size sweep compares bases on it)."""
     import torch
 
-    context_ids = [tokenizer.bos_token_id, *tokenizer.encode(context, add_special_tokens=False)]
-    target_ids = tokenizer.encode(continuation, add_special_tokens=False)
-    ids = torch.tensor([context_ids + target_ids], device=device)
-    with torch.no_grad():
-        logits = model(input_ids=ids).logits.float()
-    logprobs = torch.log_softmax(logits[0, :-1], dim=-1)
-    positions = range(len(context_ids) - 1, len(context_ids) + len(target_ids) - 1)
-    return float(sum(logprobs[p, ids[0, p + 1]] for p in positions))
-
-
-def multiple_choice(model, tokenizer, items, device) -> dict[str, float] | None:
-    """Accuracy by the log-likelihood of each choice, as lm-evaluation-harness scores them:
-    `acc` takes the most likely choice, `acc_norm` divides by the choice's length in bytes."""
-    if not items:
-        return None
     model.eval()
-    correct = correct_norm = 0
-    for item in items:
-        context = f"Question: {item['question']}\nAnswer:"
-        scores = [
-            continuation_loglikelihood(model, tokenizer, context, f" {choice}", device)
-            for choice in item["choices"]
-        ]
-        lengths = [len(f" {choice}".encode()) for choice in item["choices"]]
-        correct += scores.index(max(scores)) == item["answer"]
-        normed = [s / n for s, n in zip(scores, lengths, strict=True)]
-        correct_norm += normed.index(max(normed)) == item["answer"]
-    return {"acc": correct / len(items), "acc_norm": correct_norm / len(items), "n": len(items)}
+    ids = torch.tensor(
+        [[tokenizer.bos_token_id, *tokenizer.encode(prompt, add_special_tokens=False)]],
+        device=device,
+    )
+    times = []
+    with torch.no_grad():
+        for _ in range(3):
+            started = time.perf_counter()
+            model.generate(
+                input_ids=ids,
+                attention_mask=torch.ones_like(ids),
+                max_new_tokens=new_tokens,
+                min_new_tokens=new_tokens,
+                do_sample=False,
+                pad_token_id=tokenizer.pad_token_id,
+            )
+            if device.type == "cuda":
+                torch.cuda.synchronize()
+            times.append(time.perf_counter() - started)
+    parameters = sum(p.numel() for p in model.parameters())
+    return {
+        "parameters": parameters,
+        "weight_bytes": sum(p.numel() * p.element_size() for p in model.parameters()),
+        "peak_memory_bytes": (
+            torch.cuda.max_memory_allocated(device) if device.type == "cuda" else None
+        ),
+        "ms_per_token": round(sorted(times)[1] * 1000 / new_tokens, 3),
+        "device": device.type,
+    }
+
+
+def choice_summary(candidate: dict[str, Any]) -> dict[str, Any] | None:
+    """The multiple-choice accuracy in the shape the gate and the router read."""
+    row = candidate.get(harness.CHOICE)
+    if not row:
+        return None
+    metrics = row["metrics"]
+    return {
+        "acc": metrics["acc"]["value"],
+        "acc_norm": metrics["acc_norm"]["value"],
+        "n": row["n"],
+    }
+
+
+def evaluate_with_harness(model, tokenizer, bundle: Bundle, out: Path, seed: int, train_fn):
+    """Baseline (the untuned base, zero- and few-shot), then `train_fn()`, then the candidate,
+    all on the same harness tasks; return the harness section of metrics.json."""
+    settings = bundle.spec.get("evaluation") or {}
+    few_shot = int(settings.get("few_shot", harness.DEFAULT_FEW_SHOT))
+    named = list(settings.get("harness_tasks") or [])
+    with harness.scratch() as scratch:
+        data = Path(scratch) / "data"
+        data.mkdir()
+        configs = harness.task_configs(bundle.eval_records + bundle.choices, data)
+        harness.write_yaml(configs, out / "harness")
+        common = {"seed": seed, "cache": scratch}
+        clock = time.monotonic()
+        with harness.quiet(scratch), model.disable_adapter():
+            zero = harness.run(model, tokenizer, configs, named, few_shot=0, **common)
+            few = (
+                harness.run(model, tokenizer, configs, named, few_shot=few_shot, **common)
+                if few_shot
+                else {"tasks": {}, "unavailable": {}}
+            )
+        seconds = {"baseline": time.monotonic() - clock}
+        train_fn()  # outside `quiet`: its progress lines go to stdout
+        clock = time.monotonic()
+        with harness.quiet(scratch):
+            candidate = harness.run(model, tokenizer, configs, named, few_shot=0, **common)
+        seconds["candidate"] = time.monotonic() - clock
+    best = harness.best_baseline(zero["tasks"], few["tasks"])
+    return {
+        "harness": f"lm-eval {harness.harness_version()}",
+        "tasks": {
+            name: {"config_sha256": harness.config_hash(config), **config["metadata"]}
+            for name, config in configs.items()
+        },
+        "named_tasks": named,
+        "unavailable": candidate["unavailable"],
+        "candidate": candidate["tasks"],
+        "baseline": {"zero_shot": zero["tasks"], "few_shot": few["tasks"], "num_fewshot": few_shot},
+        "gain": harness.gains(candidate["tasks"], best),
+        "seconds": {k: round(v, 2) for k, v in seconds.items()},
+    }
 
 
 def train(
@@ -240,21 +303,42 @@ def train(
     steps_per_epoch = math.ceil(len(train_examples) / batch_size)
     total_steps = steps_per_epoch * int(hyper["epochs"])
     generator = torch.Generator().manual_seed(seed)
-    step, last_loss = 0, None
     eval_before = held_out_loss(model, eval_examples, batch_size, tokenizer.pad_token_id, device)
-    for epoch in range(int(hyper["epochs"])):
-        model.train()
-        order = torch.randperm(len(train_examples), generator=generator).tolist()
-        for ids, labels, mask in batches(train_examples, batch_size, tokenizer.pad_token_id, order):
-            ids, labels, mask = ids.to(device), labels.to(device), mask.to(device)
-            loss = model(input_ids=ids, attention_mask=mask, labels=labels).loss
-            loss.backward()
-            optimizer.step()
-            optimizer.zero_grad()
-            step += 1
-            last_loss = float(loss.detach())
-            report("progress", step=step, of=total_steps, epoch=epoch + 1, loss=round(last_loss, 5))
+    state: dict[str, Any] = {"step": 0, "loss": None}
+
+    def fit() -> None:
+        for epoch in range(int(hyper["epochs"])):
+            model.train()
+            order = torch.randperm(len(train_examples), generator=generator).tolist()
+            for ids, labels, mask in batches(
+                train_examples, batch_size, tokenizer.pad_token_id, order
+            ):
+                ids, labels, mask = ids.to(device), labels.to(device), mask.to(device)
+                loss = model(input_ids=ids, attention_mask=mask, labels=labels).loss
+                loss.backward()
+                optimizer.step()
+                optimizer.zero_grad()
+                state["step"] += 1
+                state["loss"] = float(loss.detach())
+                report(
+                    "progress",
+                    step=state["step"],
+                    of=total_steps,
+                    epoch=epoch + 1,
+                    loss=round(state["loss"], 5),
+                )
+
+    evaluation = evaluate_with_harness(model, tokenizer, bundle, out, seed, fit)
+    step, last_loss = state["step"], state["loss"]
     eval_loss = held_out_loss(model, eval_examples, batch_size, tokenizer.pad_token_id, device)
+    clock = time.monotonic()
+    memorization = exposure(model, tokenizer, spec.get("memorization"), seed, device)
+    if memorization:
+        memorization["seconds"] = round(time.monotonic() - clock, 2)
+    sample = next(
+        (r.get("prompt") or r.get("text") for r in bundle.eval_records), "Question: Form 1040?"
+    )
+    serving = serving_cost(model, tokenizer, sample[:200], device)
     metrics = {
         "train_loss": last_loss,
         "train_records": len(train_examples),
@@ -263,7 +347,10 @@ def train(
         "eval_loss_before": eval_before,
         "eval_loss": eval_loss,
         "perplexity": math.exp(eval_loss) if eval_loss is not None else None,
-        "multiple_choice": multiple_choice(model, tokenizer, bundle.choices, device),
+        "multiple_choice": choice_summary(evaluation["candidate"]),
+        "evaluation": evaluation,
+        "memorization": memorization,
+        "serving": serving,
         "device": device.type,
         "dtype": str(dtype).removeprefix("torch."),
         "seed": seed,

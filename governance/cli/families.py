@@ -110,6 +110,98 @@ def family_traffic(name: str, since: str | None, until: str | None, url) -> None
         )
 
 
+def dataset_refs(datasets: tuple[str, ...]) -> list[dict[str, int]]:
+    """`--dataset ID:VERSION` options as the API's dataset references."""
+    from governance.errors import InvalidInput
+
+    refs = []
+    for ref in datasets:
+        dataset_id, _, number = ref.partition(":")
+        if not (dataset_id.isdigit() and number.isdigit()):
+            raise InvalidInput(f"--dataset {ref!r}: write DATASET_ID:VERSION, as 3:1")
+        refs.append({"dataset_id": int(dataset_id), "version": int(number)})
+    return refs
+
+
+def sweep_table(document: dict, out: str | None) -> None:
+    from governance.families.sweeps import render
+
+    text = render(document)
+    if out:
+        with open(out, "w") as handle:
+            handle.write(text)
+        click.echo(f"wrote {out}")
+    click.echo(text, nl=False)
+
+
+@family.command("sweep")
+@click.argument("name")
+@click.option("--bases", required=True, help="Registered base models, comma-separated.")
+@click.option("--tax-year", type=int, required=True)
+@click.option("--dataset", "datasets", multiple=True, required=True, metavar="ID:VERSION",
+              help="An approved, scanned dataset version (repeatable).")  # fmt: skip
+@click.option("--metric", default="governance_perplexity/bits_per_byte", show_default=True,
+              help="The harness task/metric the bases are compared on.")  # fmt: skip
+@click.option("--tolerance", type=float, default=0.05, show_default=True,
+              help="How far from the best (relative) a base may be and still be kept.")  # fmt: skip
+@click.option("--wait/--no-wait", default=True, show_default=True,
+              help="Wait until every version has been through its gate.")  # fmt: skip
+@click.option("--timeout", type=float, default=3600, show_default=True, help="Seconds.")
+@click.option("--out", type=click.Path(dir_okay=False), default=None,
+              help="Also write the table here (Markdown).")  # fmt: skip
+@url_option
+@fail_cleanly
+def family_sweep(
+    name: str,
+    bases: str,
+    tax_year: int,
+    datasets: tuple[str, ...],
+    metric: str,
+    tolerance: float,
+    wait: bool,
+    timeout: float,
+    out: str | None,
+    url,
+) -> None:
+    """Train the same approved data on several bases of NAME (one version each) and write
+    the table of score, latency per token and memory, marking the smallest base within the
+    tolerance of the best."""
+    import time
+
+    from governance.client import api_call
+
+    body = {
+        "bases": [b.strip() for b in bases.split(",") if b.strip()],
+        "tax_year": tax_year,
+        "datasets": dataset_refs(datasets),
+        "metric": metric,
+        "tolerance": tolerance,
+    }
+    document = api_call("POST", f"/api/v1/models/{name}/sweeps", body, url=url)
+    click.echo(f"sweep {document['uid']}: {len(document['rows'])} versions started", err=True)
+    deadline = time.monotonic() + timeout
+    while wait and not document["complete"]:
+        if time.monotonic() > deadline:
+            raise click.ClickException(f"sweep {document['uid']} is not complete after {timeout} s")
+        time.sleep(2)
+        document = api_call("GET", f"/api/v1/models/{name}/sweeps/{document['uid']}", url=url)
+    sweep_table(document, out)
+
+
+@family.command("sweep-table")
+@click.argument("name")
+@click.argument("uid")
+@click.option("--out", type=click.Path(dir_okay=False), default=None,
+              help="Also write the table here (Markdown).")  # fmt: skip
+@url_option
+@fail_cleanly
+def family_sweep_table(name: str, uid: str, out: str | None, url) -> None:
+    """The table of NAME's sweep UID as it stands."""
+    from governance.client import api_call
+
+    sweep_table(api_call("GET", f"/api/v1/models/{name}/sweeps/{uid}", url=url), out)
+
+
 @click.group()
 def version() -> None:
     """Model versions: train, list, show, promote, roll back (over the API, your token)."""
@@ -138,15 +230,8 @@ def version_train(
 ) -> None:
     """Start a new version of FAMILY from its base model on approved data."""
     from governance.client import api_call
-    from governance.errors import InvalidInput
 
-    refs = []
-    for ref in datasets:
-        dataset_id, _, number = ref.partition(":")
-        if not (dataset_id.isdigit() and number.isdigit()):
-            raise InvalidInput(f"--dataset {ref!r}: write DATASET_ID:VERSION, as 3:1")
-        refs.append({"dataset_id": int(dataset_id), "version": int(number)})
-    body = {"tax_year": tax_year, "datasets": refs}
+    body = {"tax_year": tax_year, "datasets": dataset_refs(datasets)}
     if base_model:
         body["base_model"] = base_model
     show_version(api_call("POST", f"/api/v1/models/{family_name}/versions", body, url=url))

@@ -1,5 +1,6 @@
 """What `policies/domains.yaml` says of each domain beyond its name: who hears of its
-lifecycle events (webhook subscribers) and how long its records are kept (retention).
+lifecycle events (webhook subscribers), how long its records are kept (retention), and how
+strictly the evaluation gate tests a version for memorization.
 
 Both are policy as code: reviewed in pull requests, checked by `govern policy lint`, hashed
 with the rest of the policy. Secrets are never written here: a subscriber's signing secret is
@@ -67,6 +68,21 @@ class Retention(BaseModel):
         return {k: duration_days(v) for k, v in self.model_dump().items() if v is not None}
 
 
+class Memorization(BaseModel):
+    """The gate's memorization test (governance.training.canaries): `canaries` synthetic
+    secrets, each inserted `repetitions` times into the sanitized training set; after training
+    each is ranked by likelihood among `candidates` random secrets of the same format, and a
+    version whose mean exposure exceeds `max_exposure_bits` is refused. `canaries: 0` turns
+    the test off for the domain."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    canaries: int = Field(default=8, ge=0, le=64)
+    repetitions: int = Field(default=1, ge=1, le=100)
+    candidates: int = Field(default=1000, ge=100, le=100_000)
+    max_exposure_bits: float = Field(default=5.0, gt=0)
+
+
 class Subscriber(BaseModel):
     """A system that receives a domain's lifecycle events, signed (Standard Webhooks)."""
 
@@ -116,6 +132,7 @@ class DomainSettings(BaseModel):
 
     description: str = ""
     retention: Retention = Field(default_factory=Retention)
+    memorization: Memorization = Field(default_factory=Memorization)
     webhooks: list[Subscriber] = Field(default_factory=list)
 
 
@@ -180,6 +197,12 @@ def lint(root: Path) -> list[str]:
     except (SettingsError, yaml.YAMLError) as exc:
         return [str(exc)]
     return []
+
+
+def memorization(policy_dir: str | Path, domain: str) -> Memorization:
+    """The domain's memorization test settings (the defaults when domains.yaml is silent)."""
+    settings = load_domain_settings(policy_dir).get(domain)
+    return settings.memorization if settings else Memorization()
 
 
 def describe(settings: DomainSettings) -> dict[str, Any]:

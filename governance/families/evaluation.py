@@ -9,6 +9,7 @@ hashes of probed values, never the values.
 from __future__ import annotations
 
 import hashlib
+import math
 from collections import Counter
 from typing import TYPE_CHECKING, Any
 
@@ -18,6 +19,7 @@ from governance.audit.service import Actor, record
 from governance.datasets.models import DatasetVersion
 from governance.datasets.service import iter_version_records
 from governance.domains.models import Domain
+from governance.domains.settings import memorization
 from governance.errors import Conflict
 from governance.families.models import BaseModelRecord, ModelFamily, ModelVersion, VersionState
 from governance.families.service import production_version
@@ -35,20 +37,89 @@ CONTEXT_CHARS = 200
 
 
 def regressions(metrics: dict, production: dict | None, tolerance: float) -> list[str]:
-    """What got worse than production by more than the tolerance (relative for loss)."""
+    """What got worse than production by more than the tolerance: held-out loss, and each
+    harness task's primary metric that both versions report (see `worse_than`)."""
     if not production:
         return []
     found = []
     new_loss, old_loss = metrics.get("eval_loss"), production.get("eval_loss")
     if new_loss is not None and old_loss is not None and new_loss > old_loss * (1 + tolerance):
         found.append(f"held-out loss {new_loss:.4f} > production {old_loss:.4f} (+{tolerance:.0%})")
-    new_mc = (metrics.get("multiple_choice") or {}).get("acc")
-    old_mc = (production.get("multiple_choice") or {}).get("acc")
-    if new_mc is not None and old_mc is not None and new_mc < old_mc - tolerance:
-        found.append(
-            f"multiple-choice accuracy {new_mc:.3f} < production {old_mc:.3f} - {tolerance}"
-        )
+    new = (metrics.get("evaluation") or {}).get("candidate")
+    old = (production.get("evaluation") or {}).get("candidate")
+    if new is None or old is None:
+        # A production version evaluated before the harness: its multiple-choice accuracy.
+        new_mc = (metrics.get("multiple_choice") or {}).get("acc")
+        old_mc = (production.get("multiple_choice") or {}).get("acc")
+        if new_mc is not None and old_mc is not None and new_mc < old_mc - tolerance:
+            found.append(
+                f"multiple-choice accuracy {new_mc:.3f} < production {old_mc:.3f} - {tolerance}"
+            )
+        return found
+    for task, row in sorted(new.items()):
+        for name, metric in sorted(row["metrics"].items()):
+            before = ((old.get(task) or {}).get("metrics") or {}).get(name)
+            if before is None or name not in PRIMARY.get(task, (name,)):
+                continue
+            if worse_than(metric, before, tolerance):
+                found.append(
+                    f"{task}/{name} {metric['value']:.4g} is worse than production's "
+                    f"{before['value']:.4g}"
+                )
     return found
+
+
+# The metric each written task is judged on (word and byte perplexity follow bits per byte,
+# and acc_norm follows acc); a named harness task is judged on every metric it reports.
+PRIMARY = {
+    "governance_choice": ("acc",),
+    "governance_perplexity": ("bits_per_byte",),
+    "governance_exact": ("exact_match",),
+}
+
+
+def worse_than(new: dict, old: dict, tolerance: float) -> bool:
+    """A regression the gate can tell from noise: for a lower-better metric (bits per byte), a
+    relative rise beyond the tolerance; for a higher-better one (accuracy, exact match), a drop
+    beyond the tolerance that also exceeds 1.96 standard errors of the difference. A score
+    without a standard error (a task of one item) cannot show a regression."""
+    value, was = new["value"], old["value"]
+    if not new["higher_is_better"]:
+        return value > was * (1 + tolerance)
+    if new.get("stderr") is None or old.get("stderr") is None:
+        return False
+    spread = 1.96 * math.hypot(new["stderr"], old["stderr"])
+    return was - value > max(tolerance, spread)
+
+
+def gain_reasons(metrics: dict, minimum: dict[str, float]) -> list[str]:
+    """Where fine-tuning did not earn its cost: the gain over the best baseline (the untuned
+    base, zero- or few-shot) is under the family's `eval_suite.min_gain` for a task/metric."""
+    gains = (metrics.get("evaluation") or {}).get("gain") or {}
+    found = []
+    for key, least in sorted(minimum.items()):
+        if key not in gains:
+            found.append(f"no baseline comparison for {key} (the harness reported none)")
+        elif gains[key] < least:
+            found.append(f"gain over the base model on {key} is {gains[key]:.4g} < {least:.4g}")
+    return found
+
+
+def memorization_reasons(version: ModelVersion, threshold: float) -> list[str]:
+    """Why the version fails the memorization test: its canaries' mean exposure is over the
+    domain's threshold, or canaries were inserted and the worker measured nothing."""
+    if not version.training_config.get("memorization"):
+        return []  # the test was off for the domain when this version was trained
+    measured = version.metrics.get("memorization")
+    if not measured:
+        return ["canaries were inserted but the worker reported no exposure"]
+    if measured["mean_exposure_bits"] > threshold:
+        return [
+            f"memorization: mean canary exposure {measured['mean_exposure_bits']:.2f} bits > "
+            f"{threshold:.2f} (of at most {measured['ceiling_bits']:.2f}); this configuration "
+            "would memorize a personal value the scan missed"
+        ]
+    return []
 
 
 def probe(
@@ -111,7 +182,12 @@ def evaluate(
     family = session.get(ModelFamily, version.family_id)
     production = production_version(session, family, version.base_model_id)
     tolerance = float((version.training_config.get("eval_suite") or {}).get("tolerance", 0.05))
+    suite = version.training_config.get("eval_suite") or {}
     reasons = regressions(version.metrics, production.metrics if production else None, tolerance)
+    reasons += gain_reasons(version.metrics, suite.get("min_gain") or {})
+    domain = session.get(Domain, family.domain_id)
+    threshold = memorization(policy_dir, domain.name).max_exposure_bits
+    reasons += memorization_reasons(version, threshold)
     pii = probe(session, keyring, store, scanner, policy_dir, version, backend)
     if pii["leaks"]:
         reasons.append(f"the model reproduced {pii['leaks']} value(s) the scan removed")
@@ -130,11 +206,21 @@ def evaluate(
             {
                 "eval_loss": production.metrics.get("eval_loss"),
                 "multiple_choice": production.metrics.get("multiple_choice"),
+                "harness": (production.metrics.get("evaluation") or {}).get("candidate"),
             }
             if production
             else None
         ),
+        # lm-evaluation-harness: the candidate, the untuned base (zero- and few-shot) and the
+        # gain over the better of the two, per task and metric.
+        "harness": version.metrics.get("evaluation"),
+        "min_gain": suite.get("min_gain") or {},
         "pii_probe": pii,
+        "memorization": (
+            {**version.metrics["memorization"], "threshold_bits": threshold}
+            if version.metrics.get("memorization")
+            else None
+        ),
     }
     version.status = VersionState.EVALUATED if passed else VersionState.FAILED
     version.status_reason = None if passed else "; ".join(reasons)[:500]
@@ -146,7 +232,14 @@ def evaluate(
         f"model/{family.name}",
         session.get(Domain, family.domain_id).name,
         decision="passed" if passed else "failed",
-        details={"version": version.number, "reasons": reasons, "probes": pii["probes"]},
+        details={
+            "version": version.number,
+            "reasons": reasons,
+            "probes": pii["probes"],
+            "mean_exposure_bits": (version.metrics.get("memorization") or {}).get(
+                "mean_exposure_bits"
+            ),
+        },
     )
     session.commit()
     return version

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from governance.families import scorecard
+
 
 def _short(value: str | None, width: int = 16) -> str:
     return (value or "-")[:width]
@@ -48,6 +50,10 @@ def render_tree(doc: dict[str, Any]) -> str:
     )
     gate = doc["evaluation"].get("gate")
     lines.append(f"├─ evaluation gate: {gate or 'not evaluated'}")
+    for reason in doc["evaluation"].get("reasons") or []:
+        lines.append(f"│  ├─ {reason}")
+    for line in scorecard.render(doc["evaluation"]):
+        lines.append(f"│  ├─ {line}")
     parent = doc["parent"]
     lines.append(f"├─ parent: {'v' + str(parent['version']) if parent else 'none'}")
     lines.append(f"└─ digest {doc['digest']}  signed by key {doc['key_id']}")

@@ -21,6 +21,7 @@ from governance.approvals.service import decisions_of
 from governance.approvals.subjects import MODEL_PROMOTION
 from governance.audit.service import format_time
 from governance.errors import GovernanceError
+from governance.families import scorecard
 from governance.families.models import BaseModelRecord, ModelFamily, ModelVersion
 from governance.families.service import lineage, lineage_digest
 
@@ -71,6 +72,28 @@ def _metrics(document: dict[str, Any]) -> list[tuple[str, Any]]:
                 for inner, number in sorted(value.items()):
                     if isinstance(number, int | float) and not isinstance(number, bool):
                         found.append((f"{name}.{inner}", number))
+    return found
+
+
+def _harness_metrics(document: dict[str, Any]) -> list[dict[str, Any]]:
+    """lm-evaluation-harness scores of the version and of its untuned base, with a 95%
+    interval where the harness gave a standard error."""
+    found = []
+    for row in scorecard.rows(document.get("evaluation") or {}):
+        for who, value in (("candidate", row["candidate"]), ("base zero-shot", row["zero_shot"])):
+            if value is None:
+                continue
+            metric: dict[str, Any] = {
+                "type": f"lm-eval {row['task']}/{row['metric']}",
+                "value": str(value),
+                "slice": f"held-out eval set, {who}",
+            }
+            if who == "candidate" and row["stderr"]:
+                metric["confidenceInterval"] = {
+                    "lowerBound": str(value - 1.96 * row["stderr"]),
+                    "upperBound": str(value + 1.96 * row["stderr"]),
+                }
+            found.append(metric)
     return found
 
 
@@ -187,6 +210,7 @@ def mlbom(
                 {"type": name, "value": str(value), "slice": "held-out eval set"}
                 for name, value in _metrics(document)
             ]
+            + _harness_metrics(document),
         },
         "considerations": {
             "useCases": [f"Questions in the {document['domain']} domain, tax year "

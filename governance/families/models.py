@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import datetime as dt
+import re
 from typing import Any
 
 import sqlalchemy as sa
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 from sqlmodel import Field as SQLField
 from sqlmodel import SQLModel
 
@@ -166,7 +167,85 @@ class RetrainRequest(SQLModel, table=True):
     done_at: dt.datetime | None = SQLField(default=None, sa_type=UTCDateTime)
 
 
+class ModelSweep(SQLModel, table=True):
+    """A size sweep: the same approved data trained on several registered bases (one version
+    each), compared on one metric, latency per token and memory; the smallest base within
+    the tolerance of the best is the one to keep."""
+
+    __tablename__ = "model_sweeps"
+
+    id: int | None = SQLField(default=None, primary_key=True)
+    uid: str = SQLField(max_length=32, unique=True, nullable=False)
+    family_id: int = SQLField(foreign_key="model_families.id", nullable=False, index=True)
+    metric: str = SQLField(max_length=200, nullable=False)
+    tolerance: float = SQLField(nullable=False)
+    # [{"base": name, "version_id": id}], in the order asked for.
+    runs: list[dict[str, Any]] = SQLField(default_factory=list, sa_type=sa.JSON, nullable=False)
+    requested_by: str = SQLField(max_length=63, nullable=False)
+    created_at: dt.datetime = SQLField(default_factory=utcnow, sa_type=UTCDateTime, nullable=False)
+
+
 # --- API schemas ----------------------------------------------------------------------------
+
+
+class ChoiceItem(BaseModel):
+    """A multiple-choice question scored by the likelihood of each choice."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    question: str = Field(min_length=1, max_length=2000)
+    choices: list[str] = Field(min_length=2, max_length=20)
+    answer: int = Field(ge=0, description="The index of the right choice.")
+
+    @model_validator(mode="after")
+    def _answer_is_a_choice(self) -> ChoiceItem:
+        if self.answer >= len(self.choices):
+            raise ValueError(
+                f"answer {self.answer} is not an index of the {len(self.choices)} choices"
+            )
+        return self
+
+
+class EvalSuite(BaseModel):
+    """How the gate evaluates a family's versions (lm-evaluation-harness on the worker)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    holdout_fraction: float = Field(default=0.1, gt=0, le=0.5)
+    tolerance: float = Field(
+        default=0.05, ge=0, le=1, description="How much worse than production a version may be."
+    )
+    multiple_choice: list[ChoiceItem] = Field(default_factory=list, max_length=10_000)
+    few_shot: int = Field(
+        default=3, ge=0, le=16, description="Examples in the few-shot baseline's prompts."
+    )
+    harness_tasks: list[str] = Field(
+        default_factory=list,
+        max_length=50,
+        description="Installed lm-evaluation-harness tasks to run as well (datasets cached "
+        "locally; nothing downloads).",
+    )
+    min_gain: dict[str, float] = Field(
+        default_factory=dict,
+        description="Least gain over the untuned base (the better of zero- and few-shot) per "
+        '`task/metric`, e.g. {"governance_choice/acc": 0.05}; positive is better.',
+    )
+
+    @field_validator("harness_tasks")
+    @classmethod
+    def _task_names(cls, value: list[str]) -> list[str]:
+        for name in value:
+            if not re.fullmatch(r"[A-Za-z0-9_.\-]{1,100}", name):
+                raise ValueError(f"{name!r} is not a harness task name")
+        return value
+
+    @field_validator("min_gain")
+    @classmethod
+    def _gain_keys(cls, value: dict[str, float]) -> dict[str, float]:
+        for key in value:
+            if not re.fullmatch(r"[A-Za-z0-9_.\-]{1,100}/[A-Za-z0-9_]{1,60}", key):
+                raise ValueError(f"{key!r} is not a task/metric name")
+        return value
 
 
 class FamilyCreate(BaseModel):
@@ -181,11 +260,7 @@ class FamilyCreate(BaseModel):
     hyperparameters: dict[str, Any] = Field(
         default_factory=lambda: {"epochs": 2, "learning_rate": 0.002, "batch_size": 8}
     )
-    eval_suite: dict[str, Any] = Field(
-        default_factory=lambda: {"holdout_fraction": 0.1, "tolerance": 0.05},
-        description="holdout_fraction of the sanitized data, tolerance against production, "
-        "and multiple_choice items {question, choices, answer}.",
-    )
+    eval_suite: EvalSuite = Field(default_factory=EvalSuite)
     refresh_schedule: str = Field(
         default="0 6 15 1 *", max_length=100, description="Cron: by default 15 January, 06:00."
     )
@@ -232,6 +307,63 @@ class VersionCreate(BaseModel):
         description="Train a variant on another registered base model (by default the "
         "family's own); each base's versions are promoted and served as a variant.",
     )
+
+
+class SweepCreate(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    bases: list[str] = Field(
+        min_length=2, max_length=10, description="Registered base models, each approved."
+    )
+    tax_year: int = Field(ge=1900, le=2200)
+    datasets: list[DatasetRef] = Field(min_length=1, max_length=20)
+    metric: str = Field(
+        default="governance_perplexity/bits_per_byte",
+        pattern=r"^[A-Za-z0-9_.\-]{1,100}/[A-Za-z0-9_]{1,60}$",
+        description="The harness task/metric the bases are compared on.",
+    )
+    tolerance: float = Field(
+        default=0.05,
+        ge=0,
+        le=1,
+        description="How far from the best score (relative) a base may be and still be kept.",
+    )
+
+    @field_validator("bases")
+    @classmethod
+    def _distinct(cls, value: list[str]) -> list[str]:
+        if len(set(value)) != len(value):
+            raise ValueError("each base model once")
+        return value
+
+
+class SweepRow(BaseModel):
+    base_model: str
+    version: int
+    status: str
+    parameters: int | None
+    score: float | None
+    higher_is_better: bool | None
+    ms_per_token: float | None
+    memory_bytes: int | None = Field(description="Peak accelerator memory, else weight bytes.")
+    within_tolerance: bool
+    chosen: bool
+
+
+class SweepRead(BaseModel):
+    uid: str
+    family: str
+    metric: str
+    tolerance: float
+    complete: bool = Field(description="Every version has been through its gate.")
+    chosen: str | None = Field(description="The smallest base within tolerance of the best.")
+    rows: list[SweepRow]
+    requested_by: str
+    created_at: dt.datetime
+
+
+class SweepList(BaseModel):
+    items: list[SweepRead]
 
 
 class VersionRead(BaseModel):

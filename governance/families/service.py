@@ -21,6 +21,7 @@ from governance.audit.service import Actor, format_time, record
 from governance.datasets import service as datasets
 from governance.db import utcnow
 from governance.domains.models import Domain
+from governance.domains.settings import memorization
 from governance.errors import Conflict, InvalidInput, NotFound
 from governance.families import intake
 from governance.families.models import (
@@ -34,6 +35,7 @@ from governance.families.models import (
 from governance.pii.models import ScanReceipt
 from governance.pii.rules import load_rules
 from governance.pii.service import require_trainable
+from governance.training import canaries
 from governance.training.cron import validate_cron
 from governance.training.models import JobState, TrainingJob
 
@@ -71,7 +73,7 @@ def create_family(
         base_model_id=base.id,
         lora=data.lora,
         hyperparameters=data.hyperparameters,
-        eval_suite=data.eval_suite,
+        eval_suite=data.eval_suite.model_dump(),
         refresh_schedule=data.refresh_schedule,
         seed=data.seed,
         created_by=actor.principal,
@@ -263,6 +265,10 @@ def start_version(
         ).one()
         or 0
     )
+    # The memorization test's canaries: synthetic, drawn now, kept in the job (so every attempt
+    # trains on the same bundle); the settings, without the secrets, go into the lineage.
+    test = memorization(policy_dir, domain.name)
+    plan = canaries.draw(test)
     version = ModelVersion(
         uid=uuid.uuid4().hex,
         family_id=family.id,
@@ -281,6 +287,7 @@ def start_version(
             # Every version trains from the base model, never on top of an earlier adapter.
             "from": "base-model",
             "base_approval": base_approval.uid,
+            "memorization": test.model_dump() if plan else None,
             **({"refresh_run": refresh_run} if refresh_run is not None else {}),
         },
         code_version=f"governance {__version__}",
@@ -291,7 +298,11 @@ def start_version(
     session.flush()
     session.add(
         TrainingJob(
-            uid=uuid.uuid4().hex, version_id=version.id, state=JobState.QUEUED, executor=executor
+            uid=uuid.uuid4().hex,
+            version_id=version.id,
+            state=JobState.QUEUED,
+            executor=executor,
+            params={"memorization": plan} if plan else {},
         )
     )
     record(

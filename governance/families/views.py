@@ -15,7 +15,7 @@ from governance.approvals.models import RequestRead
 from governance.approvals.rules import load_approval_rules
 from governance.db import BIGINT_MAX, get_session
 from governance.domains.service import get_domain
-from governance.families import intake, service
+from governance.families import intake, service, sweeps
 from governance.families.access import family_for, family_read, readable_families, version_read
 from governance.families.models import (
     BaseModelList,
@@ -25,6 +25,9 @@ from governance.families.models import (
     FamilyCreate,
     FamilyList,
     FamilyRead,
+    SweepCreate,
+    SweepList,
+    SweepRead,
     VersionCreate,
     VersionList,
     VersionRead,
@@ -55,6 +58,11 @@ class DomainPath(BaseModel):
 
 class FamilyPath(BaseModel):
     family: str = Field(max_length=63)
+
+
+class SweepPath(BaseModel):
+    family: str = Field(max_length=63)
+    uid: str = Field(pattern=r"^[0-9a-f]{32}$")
 
 
 class FamilyVersionPath(BaseModel):
@@ -147,6 +155,42 @@ def train_version(path: FamilyPath, body: VersionCreate):
     job = session.exec(select(TrainingJob).where(TrainingJob.version_id == version.id)).one()
     executor.submit(job.uid)
     return version_read(version, family), 201
+
+
+@bp.post("/models/<family>/sweeps", responses={201: SweepRead})
+def start_sweep(path: FamilyPath, body: SweepCreate):
+    """Train the same approved data on several registered bases (one version each) and
+    compare them; the table fills in as the versions pass their gates."""
+    family, domain = family_for(path.family, "train")
+    executor = executor_from_config(current_app.config)
+    session = get_session()
+    sweep, versions = sweeps.start_sweep(
+        session, family, domain, body, policy_dir(), actor=current_actor(), executor=executor.name
+    )
+    for version in versions:
+        job = session.exec(select(TrainingJob).where(TrainingJob.version_id == version.id)).one()
+        executor.submit(job.uid)
+    return sweep_read(session, sweep), 201
+
+
+@bp.get("/models/<family>/sweeps", responses={200: SweepList})
+def list_sweeps(path: FamilyPath):
+    """A family's size sweeps, newest first, each with its table as it stands."""
+    family, _domain = family_for(path.family, "read")
+    session = get_session()
+    return {"items": [sweep_read(session, s) for s in sweeps.list_sweeps(session, family)]}
+
+
+@bp.get("/models/<family>/sweeps/<uid>", responses={200: SweepRead})
+def show_sweep(path: SweepPath):
+    """One sweep's table: score, latency per token and memory per base, the chosen base."""
+    family, _domain = family_for(path.family, "read")
+    session = get_session()
+    return sweep_read(session, sweeps.get_sweep(session, family, path.uid))
+
+
+def sweep_read(session, sweep) -> dict:
+    return SweepRead.model_validate(sweeps.table(session, sweep)).model_dump(mode="json")
 
 
 @bp.get("/models/<family>/versions/<int:number>", responses={200: VersionRead})

@@ -32,6 +32,7 @@ from governance.jobs.service import take_queued
 from governance.pii.models import ScanReceipt
 from governance.pii.service import iter_sanitized
 from governance.storage import BlobStore
+from governance.training import canaries
 from governance.training.models import JobKind, JobState, TrainingJob
 
 LEASE_SECONDS = 60
@@ -168,6 +169,9 @@ def build_bundle(session: Session, keyring: KeyRing, store: BlobStore, job: Trai
     suite = version.training_config.get("eval_suite") or {}
     train, held = split(records, float(suite.get("holdout_fraction", 0.1)))
     held += list(suite.get("multiple_choice") or [])
+    # Canaries go into the training part only, never the held-out part.
+    plan = job.params.get("memorization") or {}
+    train = canaries.insert(train, plan, job.uid)
     spec = {
         "job": job.uid,
         "attempt": job.attempt,
@@ -177,6 +181,11 @@ def build_bundle(session: Session, keyring: KeyRing, store: BlobStore, job: Trai
         "lora": version.training_config.get("lora") or {},
         "hyperparameters": version.training_config.get("hyperparameters") or {},
         "seed": version.training_config.get("seed", 0),
+        "evaluation": {
+            "few_shot": int(suite.get("few_shot", 3)),
+            "harness_tasks": list(suite.get("harness_tasks") or []),
+        },
+        **({"memorization": plan} if plan else {}),
     }
     buffer = io.BytesIO()
     with tarfile.open(fileobj=buffer, mode="w:gz") as tar:

@@ -92,7 +92,53 @@ def test_other_weights_than_the_spec_names_are_refused(tiny, tmp_path):
 
 def test_trainers_import_nothing_of_governance():
     code = (
-        "import sys, trainers.lora, trainers.tiny, trainers.hashing;"
+        "import sys, trainers.lora, trainers.tiny, trainers.hashing, trainers.harness,"
+        " trainers.exposure;"
         "print(sorted(m for m in sys.modules if m.split('.')[0] == 'governance'))"
     )
     assert run("-c", code).stdout.strip() == "[]"
+
+
+def test_the_harness_scores_the_base_and_the_candidate_on_tasks_from_the_eval_set(tiny, tmp_path):
+    bundle = make_bundle(tmp_path / "bundle", tiny)
+    held_out = [
+        {"text": "Line 11 of Form 1040 is adjusted gross income."},
+        *[
+            {"question": f"Which form reports item {i}?", "choices": ["W-2", "1099"], "answer": 0}
+            for i in range(5)
+        ],
+        *[{"prompt": f"What goes on line {i}?", "completion": f"Line {i}."} for i in (30, 31)],
+    ]
+    (bundle / "eval.jsonl").write_text("".join(json.dumps(r) + "\n" for r in held_out))
+    spec = json.loads((bundle / "spec.json").read_text())
+    # One task the harness knows but whose data is not cached here, one it does not know.
+    spec["evaluation"] = {"few_shot": 2, "harness_tasks": ["arc_easy", "no_such_task"]}
+    (bundle / "spec.json").write_text(json.dumps(spec))
+    result = run("-m", "trainers.lora", str(bundle), str(tmp_path / "out"))
+    assert all(json.loads(line) for line in result.stdout.splitlines())  # stdout stays JSON
+    metrics = json.loads((tmp_path / "out" / "metrics.json").read_text())
+    evaluation = metrics["evaluation"]
+    assert evaluation["harness"].startswith("lm-eval 0.4")
+    tasks = {"governance_choice", "governance_perplexity", "governance_exact"}
+    assert set(evaluation["tasks"]) == tasks
+    assert evaluation["tasks"]["governance_choice"]["items"] == 5
+    assert set(evaluation["candidate"]) == set(evaluation["baseline"]["zero_shot"]) == tasks
+    # Perplexity takes no examples in its prompt: the few-shot baseline leaves it out.
+    assert set(evaluation["baseline"]["few_shot"]) == tasks - {"governance_perplexity"}
+    choice = evaluation["candidate"]["governance_choice"]
+    assert choice["n"] == 5 and 0 <= choice["metrics"]["acc"]["value"] <= 1
+    assert metrics["multiple_choice"]["acc"] == choice["metrics"]["acc"]["value"]
+    bits = evaluation["candidate"]["governance_perplexity"]["metrics"]["bits_per_byte"]
+    base_bits = evaluation["baseline"]["zero_shot"]["governance_perplexity"]["metrics"]
+    assert bits["higher_is_better"] is False
+    assert evaluation["gain"]["governance_perplexity/bits_per_byte"] == pytest.approx(
+        base_bits["bits_per_byte"]["value"] - bits["value"], abs=1e-5
+    )
+    assert set(evaluation["unavailable"]) == {"arc_easy", "no_such_task"}
+    # The task files are the harness's own format: its task manager indexes them.
+    from lm_eval.tasks import TaskManager
+
+    manager = TaskManager(include_path=str(tmp_path / "out" / "harness"), include_defaults=False)
+    assert set(manager.all_tasks) >= tasks
+    manifest = json.loads((tmp_path / "out" / "manifest.json").read_text())
+    assert "harness/governance_choice.yaml" in manifest

@@ -21,6 +21,7 @@ from governance.console.charts import line_chart
 from governance.console.graph import lineage_svg
 from governance.db import get_session
 from governance.domains.models import Domain
+from governance.families import scorecard
 from governance.families import service as models
 from governance.families.access import family_for
 from governance.families.models import ModelFamily
@@ -87,6 +88,10 @@ def flatten(nested: dict | None, prefix: str = "") -> dict[str, Any]:
     return leaves
 
 
+# Shown in tables of their own (baseline, candidate, production; the canaries' exposure).
+OWN_TABLES = ("evaluation.", "memorization.")
+
+
 def numeric_metrics(metrics: dict | None) -> dict[str, float]:
     """A version's numeric metrics, nested ones named with dots (counts `n` left out)."""
     return {
@@ -95,6 +100,7 @@ def numeric_metrics(metrics: dict | None) -> dict[str, float]:
         if isinstance(value, int | float)
         and not isinstance(value, bool)
         and name.rsplit(".", 1)[-1] != "n"
+        and not name.startswith(OWN_TABLES)
     }
 
 
@@ -158,6 +164,9 @@ def version_page(family: str, number: int):
         graph=lineage_svg(document, href),
         metric_rows=sorted(numeric_metrics(document.get("metrics")).items()),
         config_rows=sorted(config_rows(document.get("training_config")).items()),
+        scores=scorecard.rows(document.get("evaluation") or {}),
+        harness=(document.get("evaluation") or {}).get("harness") or {},
+        memorization=scorecard.memorization(document.get("evaluation") or {}),
     )
 
 

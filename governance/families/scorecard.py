@@ -1,0 +1,89 @@
+"""A version's scores side by side, from its gate record: the untuned base (zero- and
+few-shot), the candidate and production per harness task and metric, with the gain over the
+better baseline; and the memorization test's figure. Pure: the console and `govern lineage`
+both read it."""
+
+from __future__ import annotations
+
+from typing import Any
+
+
+def _value(scores: dict[str, Any] | None, task: str, metric: str) -> float | None:
+    found = (((scores or {}).get(task) or {}).get("metrics") or {}).get(metric)
+    return found["value"] if found else None
+
+
+def rows(evaluation: dict[str, Any]) -> list[dict[str, Any]]:
+    """One row per task/metric the candidate was scored on."""
+    harness = evaluation.get("harness") or {}
+    candidate = harness.get("candidate") or {}
+    baseline = harness.get("baseline") or {}
+    production = (evaluation.get("production") or {}).get("harness")
+    gains = harness.get("gain") or {}
+    minimum = evaluation.get("min_gain") or {}
+    out = []
+    for task in sorted(candidate):
+        for metric, scored in sorted(candidate[task]["metrics"].items()):
+            key = f"{task}/{metric}"
+            out.append(
+                {
+                    "task": task,
+                    "metric": metric,
+                    "n": candidate[task].get("n"),
+                    "higher_is_better": scored["higher_is_better"],
+                    "zero_shot": _value(baseline.get("zero_shot"), task, metric),
+                    "few_shot": _value(baseline.get("few_shot"), task, metric),
+                    "candidate": scored["value"],
+                    "stderr": scored.get("stderr"),
+                    "production": _value(production, task, metric),
+                    "gain": gains.get(key),
+                    "min_gain": minimum.get(key),
+                }
+            )
+    return out
+
+
+def _fmt(value: float | None) -> str:
+    if value is None:
+        return "-"
+    return f"{value:.4g}"
+
+
+def render(evaluation: dict[str, Any]) -> list[str]:
+    """The table as text lines (for `govern lineage`), empty when the harness did not run."""
+    harness = evaluation.get("harness") or {}
+    table = rows(evaluation)
+    lines = []
+    if table:
+        shots = (harness.get("baseline") or {}).get("num_fewshot")
+        lines.append(
+            f"{harness.get('harness')}: task/metric  base 0-shot | base {shots}-shot | "
+            "candidate | production | gain over the better base"
+        )
+        for row in table:
+            gain = row["gain"]
+            lines.append(
+                f"{row['task']}/{row['metric']} (n={row['n']})  {_fmt(row['zero_shot'])} | "
+                f"{_fmt(row['few_shot'])} | {_fmt(row['candidate'])} | "
+                f"{_fmt(row['production'])} | {'-' if gain is None else f'{gain:+.4g}'}"
+                + (f" (at least {row['min_gain']:+.4g})" if row["min_gain"] is not None else "")
+            )
+        for name, why in (harness.get("unavailable") or {}).items():
+            lines.append(f"{name}: unavailable offline ({why[:80]})")
+    figure = memorization(evaluation)
+    if figure:
+        lines.append(figure)
+    return lines
+
+
+def memorization(evaluation: dict[str, Any]) -> str | None:
+    measured = evaluation.get("memorization")
+    if not measured:
+        return None
+    mean, top = measured["mean_exposure_bits"], measured["max_exposure_bits"]
+    return (
+        f"memorization: {measured['canaries']} canaries x{measured['repetitions']}, mean "
+        f"exposure {mean:.2f} bits (max {top:.2f}; threshold "
+        f"{measured.get('threshold_bits', float('nan')):.2f}, ceiling "
+        f"{measured['ceiling_bits']:.2f})"
+    )
