@@ -130,3 +130,17 @@ def test_a_sweep_over_three_bases_keeps_the_smallest_good_enough(
     assert f"| {table['chosen']} |" in text and "**chosen**" in text
     status, listed = call(client, "jordan", world, "GET", f"/api/v1/models/{FAMILY}/sweeps")
     assert [s["uid"] for s in listed["items"]] == [sweep["uid"]]
+
+    # The console's family page shows the table and the chart, the chosen base marked.
+    from tests.console.conftest import sign_in
+
+    sign_in(client, world["jordan"])
+    page = client.get(f"/console/models/{FAMILY}")
+    assert page.status_code == 200
+    assert 'data-testid="sweep-chart"' in page.text and "<svg" in page.text
+    assert f"keep <strong>{table['chosen']}</strong>" in page.text
+    # Every version's page shows its harness scores and the canaries' exposure.
+    version_page = client.get(f"/console/models/{FAMILY}/versions/{rows['tiny-wide']['version']}")
+    assert 'data-testid="scores-table"' in version_page.text
+    assert "governance_perplexity / bits_per_byte" in version_page.text
+    assert "memorization:" in version_page.text

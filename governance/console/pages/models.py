@@ -21,7 +21,7 @@ from governance.console.charts import line_chart
 from governance.console.graph import lineage_svg
 from governance.db import get_session
 from governance.domains.models import Domain
-from governance.families import scorecard
+from governance.families import scorecard, sweeps
 from governance.families import service as models
 from governance.families.access import family_for
 from governance.families.models import ModelFamily
@@ -73,6 +73,34 @@ def family_page(family: str):
         serving=serving,
         runs=runs,
         charts=metrics_charts(found.name, list(reversed(versions)), serving),
+        sweeps=[
+            (table, sweep_chart(table))
+            for table in (sweeps.table(session, s) for s in sweeps.list_sweeps(session, found)[:3])
+        ],
+    )
+
+
+def sweep_chart(table: dict) -> Markup:
+    """A sweep across its bases, smallest left: score, and latency per token (each scaled
+    to the best base, so both read on one axis); the chosen base marked."""
+    rows = sorted(table["rows"], key=lambda r: r["parameters"] or 0)
+
+    def relative(key: str) -> list[float | None]:
+        values = [r[key] for r in rows]
+        known = [v for v in values if v]
+        return [v / min(known) if v and known else None for v in values]
+
+    marked = next((i for i, r in enumerate(rows) if r["chosen"]), None)
+    return line_chart(
+        f"size sweep {table['uid'][:8]}: {table['metric']} and ms per token by base",
+        [f"{r['base_model']} ({r['parameters'] or '?'})" for r in rows],
+        {
+            f"{table['metric']} / best": relative("score"),
+            "ms per token / least": relative("ms_per_token"),
+        },
+        marked,
+        f"kept: {table['chosen']}" if table["chosen"] else "",
+        height=190,
     )
 
 
