@@ -47,6 +47,7 @@ PEOPLE = (
     "taxbot",
     "ledgerbot",
     "sam",
+    "drew",
 )
 FAMILY = "tax-assistant"
 

@@ -15,7 +15,7 @@ ACTIONS: dict[str, tuple[str, ...]] = {
     "dataset": ("read", "create", "upload", "delete"),
     "scan": ("read", "create"),
     "approval": ("read", "request", "decide"),
-    "model": ("read", "create", "train", "promote", "query"),
+    "model": ("read", "create", "train", "promote", "query", "review"),
     "audit": ("read", "export", "checkpoint"),
     "report": ("read",),
     "authorization": ("query",),

@@ -17,6 +17,7 @@ from governance.authz.files import Problem, read_rules
 from governance.authz.policy import MODEL_FILE, POLICY_FILE, SYSTEM_DOMAIN, PolicyError, PolicySet
 from governance.domains import settings as domain_settings
 from governance.domains.settings import DOMAINS_FILE
+from governance.families import criteria
 from governance.gateway import guardrails, routing
 from governance.pii.rules import RULES_FILE, PiiRulesError, load_rules
 
@@ -181,6 +182,7 @@ def lint(directory: str | Path, principals: set[str] | None = None) -> list[Prob
         Problem(guardrails.GUARDRAILS_FILE, 0, "error", m) for m in guardrails.lint(root, domains)
     ]
     problems += [Problem(DOMAINS_FILE, 0, "error", m) for m in domain_settings.lint(root)]
+    problems += [Problem(f, 0, "error", m) for f, m in criteria.lint(root, known_domains)]
     return sorted(set(problems))
 
 

@@ -21,10 +21,13 @@ from governance.datasets.service import iter_version_records
 from governance.domains.models import Domain
 from governance.domains.settings import memorization
 from governance.errors import Conflict
+from governance.families import review
+from governance.families.criteria import load_criteria
 from governance.families.models import BaseModelRecord, ModelFamily, ModelVersion, VersionState
 from governance.families.service import production_version
 from governance.gateway.backends import ServingBackend, servable
 from governance.pii.cache import content_key
+from governance.pii.masking import mask_spans
 from governance.pii.models import ScanReceipt
 from governance.pii.rules import load_rules
 from governance.pii.service import cached_findings
@@ -174,6 +177,7 @@ def evaluate(
     backend: ServingBackend,
     *,
     actor: Actor,
+    signing_key=None,
 ) -> ModelVersion:
     """Run the gate on a trained version: evaluated when it passes, failed when it does not."""
 
@@ -191,6 +195,13 @@ def evaluate(
     pii = probe(session, keyring, store, scanner, policy_dir, version, backend)
     if pii["leaks"]:
         reasons.append(f"the model reproduced {pii['leaks']} value(s) the scan removed")
+    criteria = load_criteria(policy_dir, domain.name)
+    reviewed = None
+    if criteria is not None and signing_key is not None and not reasons:
+        reviewed, judged = review_version(
+            session, scanner, policy_dir, domain, version, backend, criteria, signing_key
+        )
+        reasons += judged
     passed = not reasons
     version.evaluation = {
         "gate": "passed" if passed else "failed",
@@ -216,6 +227,7 @@ def evaluate(
         "harness": version.metrics.get("evaluation"),
         "min_gain": suite.get("min_gain") or {},
         "pii_probe": pii,
+        "review": reviewed,
         "memorization": (
             {**version.metrics["memorization"], "threshold_bits": threshold}
             if version.metrics.get("memorization")
@@ -245,6 +257,20 @@ def evaluate(
     return version
 
 
+def review_version(session, scanner, policy_dir, domain, version, backend, criteria, key):
+    """Sample answers for expert review and the judge (masked as the guard masks answers)."""
+    rules = load_rules(policy_dir, domain.name)
+    target = servable(version, session.get(BaseModelRecord, version.base_model_id))
+
+    def answer(prompt: str) -> str:
+        return backend.generate(target, prompt, max_new_tokens=review.ANSWER_TOKENS).text
+
+    def mask(text: str) -> str:
+        return mask_spans(text, next(iter(scanner.scan_texts([text], rules))))
+
+    return review.review_step(session, key, domain, version, criteria, answer, mask)
+
+
 def run_gate(rt: Runtime, session: Session, version: ModelVersion, actor: Actor) -> ModelVersion:
     """Run the gate with a runtime's key ring, store, scanner and serving backend."""
     return evaluate(
@@ -256,4 +282,5 @@ def run_gate(rt: Runtime, session: Session, version: ModelVersion, actor: Actor)
         version,
         rt.backend,
         actor=actor,
+        signing_key=rt.audit_log.signing_key,
     )

@@ -185,6 +185,45 @@ class ModelSweep(SQLModel, table=True):
     created_at: dt.datetime = SQLField(default_factory=utcnow, sa_type=UTCDateTime, nullable=False)
 
 
+class ReviewItem(SQLModel, table=True):
+    """One sampled conversation of a candidate version, for domain experts and the judge:
+    the turns of a conversation from the domain's criteria file and the model's answers
+    (masked by the domain's PII rules before they are stored)."""
+
+    __tablename__ = "review_items"
+    __table_args__ = (sa.UniqueConstraint("version_id", "conversation"),)
+
+    id: int | None = SQLField(default=None, primary_key=True)
+    uid: str = SQLField(max_length=32, unique=True, nullable=False)
+    version_id: int = SQLField(foreign_key="model_versions.id", nullable=False, index=True)
+    conversation: str = SQLField(max_length=63, nullable=False)
+    transcript: list[dict[str, Any]] = SQLField(
+        default_factory=list, sa_type=sa.JSON, nullable=False
+    )
+    created_at: dt.datetime = SQLField(default_factory=utcnow, sa_type=UTCDateTime, nullable=False)
+
+
+class ReviewScore(SQLModel, table=True):
+    """A score on one criterion of one review item, by a domain expert or by the judge;
+    signed by the service key (its digest covers the item, criterion, score, reviewer,
+    time and the comment's hash)."""
+
+    __tablename__ = "review_scores"
+    __table_args__ = (sa.UniqueConstraint("item_id", "source", "reviewer", "criterion"),)
+
+    id: int | None = SQLField(default=None, primary_key=True)
+    item_id: int = SQLField(foreign_key="review_items.id", nullable=False, index=True)
+    source: str = SQLField(max_length=16, nullable=False)  # expert | judge
+    reviewer: str = SQLField(max_length=200, nullable=False)
+    criterion: str = SQLField(max_length=63, nullable=False)
+    score: int = SQLField(nullable=False)
+    comment: str = SQLField(default="", max_length=2000, nullable=False)
+    digest: str = SQLField(max_length=64, nullable=False)
+    signature: str = SQLField(max_length=128, nullable=False)
+    key_id: str = SQLField(max_length=64, nullable=False)
+    created_at: dt.datetime = SQLField(default_factory=utcnow, sa_type=UTCDateTime, nullable=False)
+
+
 # --- API schemas ----------------------------------------------------------------------------
 
 
@@ -364,6 +403,23 @@ class SweepRead(BaseModel):
 
 class SweepList(BaseModel):
     items: list[SweepRead]
+
+
+class ExpertScores(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    scores: dict[str, int] = Field(
+        min_length=1, description="Criterion name to a score on the criteria file's 1-5 scale."
+    )
+    comment: str = Field(default="", max_length=2000)
+
+    @field_validator("scores")
+    @classmethod
+    def _scale(cls, value: dict[str, int]) -> dict[str, int]:
+        for name, score in value.items():
+            if not 1 <= score <= 5:
+                raise ValueError(f"{name}: {score} is not on the 1-5 scale")
+        return value
 
 
 class VersionRead(BaseModel):

@@ -15,13 +15,16 @@ from governance.approvals.models import RequestRead
 from governance.approvals.rules import load_approval_rules
 from governance.db import BIGINT_MAX, get_session
 from governance.domains.service import get_domain
-from governance.families import intake, service, sweeps
+from governance.errors import Conflict, NotFound
+from governance.families import intake, review, service, sweeps
 from governance.families.access import family_for, family_read, readable_families, version_read
+from governance.families.criteria import load_criteria
 from governance.families.models import (
     BaseModelList,
     BaseModelRead,
     BaseModelRecord,
     BaseWithdraw,
+    ExpertScores,
     FamilyCreate,
     FamilyList,
     FamilyRead,
@@ -62,6 +65,12 @@ class FamilyPath(BaseModel):
 
 class SweepPath(BaseModel):
     family: str = Field(max_length=63)
+    uid: str = Field(pattern=r"^[0-9a-f]{32}$")
+
+
+class ReviewPath(BaseModel):
+    family: str = Field(max_length=63)
+    number: int = Field(ge=1, le=BIGINT_MAX)
     uid: str = Field(pattern=r"^[0-9a-f]{32}$")
 
 
@@ -197,6 +206,60 @@ def sweep_read(session, sweep) -> dict:
 def show_version(path: FamilyVersionPath):
     family, _domain = family_for(path.family, "read")
     return version_read(service.get_version(get_session(), family, path.number), family)
+
+
+@bp.get("/models/<family>/versions/<int:number>/reviews")
+def list_reviews(path: FamilyVersionPath):
+    """The version's sampled conversations with every expert and judge score (signed), the
+    means per criterion, and the judge's agreement with the experts on the domain."""
+    family, domain = family_for(path.family, "read")
+    session = get_session()
+    version = service.get_version(session, family, path.number)
+    return review.version_reviews(
+        session, domain, version, load_criteria(policy_dir(), domain.name)
+    )
+
+
+@bp.post("/models/<family>/versions/<int:number>/reviews/<uid>/scores")
+def score_review(path: ReviewPath, body: ExpertScores):
+    """A domain expert scores one sampled conversation against the domain's criteria (a new
+    score on a criterion replaces the expert's earlier one); signed and audited."""
+    family, domain = family_for(path.family, "review")
+    criteria = load_criteria(policy_dir(), domain.name)
+    if criteria is None:
+        raise Conflict(
+            f"{domain.name} has no review criteria (policies/criteria/{domain.name}.yaml)",
+            code="no_criteria",
+        )
+    session = get_session()
+    version = service.get_version(session, family, path.number)
+    item = review.get_item(session, version, path.uid)
+    review.add_expert_scores(
+        session,
+        runtime.current().audit_log.signing_key,
+        family,
+        domain,
+        version,
+        item,
+        body.scores,
+        body.comment,
+        criteria,
+        actor=current_actor(),
+    )
+    return review.item_read(session, item), 201
+
+
+@bp.get("/domains/<name>/judge-agreement")
+def judge_agreement(path: DomainPath):
+    """How well the domain's judge agrees with its experts (quadratic weighted kappa, with the
+    number of items), and whether it may gate."""
+    require("read", "domain", path.name)
+    session = get_session()
+    domain = get_domain(session, path.name)
+    criteria = load_criteria(policy_dir(), domain.name)
+    if criteria is None:
+        raise NotFound(f"{domain.name} has no review criteria")
+    return review.agreement(session, domain, criteria)
 
 
 @bp.get("/models/<family>/versions/<int:number>/lineage")
