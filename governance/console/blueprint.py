@@ -26,6 +26,7 @@ NOTICES = {
     "signed-out": "You have signed out.",
     "decided": "Your decision was recorded, signed and written to the audit log.",
     "redelivered": "The delivery was queued again; the job runner sends it within seconds.",
+    "reviewed": "Your scores were recorded, signed and written to the audit log.",
 }
 ENDED = {
     "idle": "Your session ended after a period without activity. Sign in again.",

@@ -5,18 +5,28 @@ from __future__ import annotations
 
 from sqlmodel import col, select
 
+from governance import runtime
 from governance.db import get_session
 from governance.domains.models import Domain
-from governance.errors import NotFound
-from governance.families import service
+from governance.errors import Conflict, NotFound
+from governance.families import review, service
+from governance.families.criteria import load_criteria
 from governance.families.models import (
     BaseModelRecord,
+    ExpertScores,
     FamilyRead,
     ModelFamily,
     ModelVersion,
     VersionRead,
 )
-from governance.guard import check, current_principal, get_authorizer, log_event, mark_checked
+from governance.guard import (
+    check,
+    current_actor,
+    current_principal,
+    get_authorizer,
+    log_event,
+    mark_checked,
+)
 
 
 def family_for(name: str, action: str, *, queue: bool = False) -> tuple[ModelFamily, Domain]:
@@ -112,3 +122,30 @@ def permitted_families(
 def readable_families(domains: list[Domain] | None = None) -> list[dict]:
     """The families the caller may read (in these domains, or anywhere), logged as a listing."""
     return [family_read(family, domain) for family, domain in permitted_families("read", domains)]
+
+
+def score_review(family_name: str, number: int, uid: str, body: ExpertScores, policy_dir) -> dict:
+    """The caller, a domain expert, scores one sampled conversation (API and console alike)."""
+    family, domain = family_for(family_name, "review")
+    criteria = load_criteria(policy_dir, domain.name)
+    if criteria is None:
+        raise Conflict(
+            f"{domain.name} has no review criteria (policies/criteria/{domain.name}.yaml)",
+            code="no_criteria",
+        )
+    session = get_session()
+    version = service.get_version(session, family, number)
+    item = review.get_item(session, version, uid)
+    review.add_expert_scores(
+        session,
+        runtime.current().audit_log.signing_key,
+        family,
+        domain,
+        version,
+        item,
+        body.scores,
+        body.comment,
+        criteria,
+        actor=current_actor(),
+    )
+    return review.item_read(session, item)

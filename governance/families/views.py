@@ -15,9 +15,15 @@ from governance.approvals.models import RequestRead
 from governance.approvals.rules import load_approval_rules
 from governance.db import BIGINT_MAX, get_session
 from governance.domains.service import get_domain
-from governance.errors import Conflict, NotFound
+from governance.errors import NotFound
 from governance.families import intake, review, service, sweeps
-from governance.families.access import family_for, family_read, readable_families, version_read
+from governance.families.access import (
+    family_for,
+    family_read,
+    readable_families,
+    score_review,
+    version_read,
+)
 from governance.families.criteria import load_criteria
 from governance.families.models import (
     BaseModelList,
@@ -221,32 +227,10 @@ def list_reviews(path: FamilyVersionPath):
 
 
 @bp.post("/models/<family>/versions/<int:number>/reviews/<uid>/scores")
-def score_review(path: ReviewPath, body: ExpertScores):
+def score_review_item(path: ReviewPath, body: ExpertScores):
     """A domain expert scores one sampled conversation against the domain's criteria (a new
     score on a criterion replaces the expert's earlier one); signed and audited."""
-    family, domain = family_for(path.family, "review")
-    criteria = load_criteria(policy_dir(), domain.name)
-    if criteria is None:
-        raise Conflict(
-            f"{domain.name} has no review criteria (policies/criteria/{domain.name}.yaml)",
-            code="no_criteria",
-        )
-    session = get_session()
-    version = service.get_version(session, family, path.number)
-    item = review.get_item(session, version, path.uid)
-    review.add_expert_scores(
-        session,
-        runtime.current().audit_log.signing_key,
-        family,
-        domain,
-        version,
-        item,
-        body.scores,
-        body.comment,
-        criteria,
-        actor=current_actor(),
-    )
-    return review.item_read(session, item), 201
+    return score_review(path.family, path.number, path.uid, body, policy_dir()), 201
 
 
 @bp.get("/domains/<name>/judge-agreement")

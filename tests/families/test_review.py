@@ -214,3 +214,44 @@ def test_the_judge_gates_only_once_it_agrees_with_the_experts(
         query_string={"action": "review.score"},
     )
     assert len(entries["items"]) == 6 and {e["principal"] for e in entries["items"]} == {"drew"}
+
+
+def test_a_domain_expert_scores_in_the_console(
+    app, client, world, live, config, judge, monkeypatch
+):
+    from tests.console.conftest import csrf_of, sign_in
+
+    script, url = judge
+    script.write_text(json.dumps(JUDGED))
+    point_at_judge(config, url)
+    monkeypatch.setenv("GOVERNANCE_TEST_JUDGE_TOKEN", TOKEN)
+    approve_data(client, world)
+    assert train(client, world)[0] == 201
+    run_worker(live, world)
+    item = reviews(client, world, 1)["items"][1]
+
+    sign_in(client, world["drew"])
+    page = client.get(f"/console/models/{FAMILY}/versions/1")
+    assert page.status_code == 200 and 'data-testid="review"' in page.text
+    assert "Record my scores" in page.text and "until then it is advisory" in page.text
+    answer = client.post(
+        f"/console/models/{FAMILY}/versions/1/reviews/{item['uid']}",
+        data={
+            "csrf_token": csrf_of(page.text),
+            "score-correct": "4",
+            "score-clear": "2",
+            "comment": "fine",
+        },
+    )
+    assert answer.status_code == 302 and "notice=reviewed" in answer.headers["Location"]
+    scores = {
+        s["criterion"]: s["score"]
+        for s in reviews(client, world, 1)["items"][1]["scores"]
+        if s["source"] == "expert"
+    }
+    assert scores == {"correct": 4, "clear": 2}
+    # Someone who may read the version but not review it sees no form.
+    client.post("/console/sign-out", data={"csrf_token": csrf_of(page.text)})
+    sign_in(client, world["morgan"])
+    page = client.get(f"/console/models/{FAMILY}/versions/1")
+    assert 'data-testid="review"' in page.text and "Record my scores" not in page.text

@@ -7,24 +7,31 @@ from typing import Any
 
 from flask import (
     g,
+    redirect,
     render_template,
+    request,
     url_for,
 )
 from markupsafe import Markup
+from pydantic import ValidationError
 from sqlmodel import select
 
 from governance import runtime
 from governance.console.blueprint import (
+    NOTICES,
+    UID,
     bp,
 )
 from governance.console.charts import line_chart
 from governance.console.graph import lineage_svg
 from governance.db import get_session
 from governance.domains.models import Domain
-from governance.families import scorecard, sweeps
+from governance.errors import NotFound, invalid_input
+from governance.families import review, scorecard, sweeps
 from governance.families import service as models
-from governance.families.access import family_for
-from governance.families.models import ModelFamily
+from governance.families.access import family_for, score_review
+from governance.families.criteria import load_criteria
+from governance.families.models import ExpertScores, ModelFamily
 from governance.guard import (
     get_authorizer,
     log_event,
@@ -182,6 +189,7 @@ def version_page(family: str, number: int):
     version = models.get_version(session, found, number)
     document = models.signed_lineage(session, version, runtime.current().audit_log.signing_key)
     href = url_for("console.family_page", family=found.name)
+    criteria = load_criteria(runtime.current().policy_dir, domain.name)
     return render_template(
         "console/version.html",
         section="models",
@@ -195,7 +203,37 @@ def version_page(family: str, number: int):
         scores=scorecard.rows(document.get("evaluation") or {}),
         harness=(document.get("evaluation") or {}).get("harness") or {},
         memorization=scorecard.memorization(document.get("evaluation") or {}),
+        reviews=review.version_reviews(session, domain, version, criteria),
+        may_review=criteria is not None
+        and get_authorizer()
+        .policy.decide(g.principal.name, domain.name, f"model/{found.name}", "review")
+        .allowed,
+        notice=NOTICES.get(request.args.get("notice", "")),
     )
+
+
+@bp.post("/models/<family>/versions/<int:number>/reviews/<uid>")
+def review_item(family: str, number: int, uid: str):
+    """A domain expert's scores on one sampled conversation, as the API takes them."""
+    if not UID.match(uid):
+        raise NotFound("no such review item", details={"uid": uid})
+    _found, domain = family_for(family, "review")
+    criteria = load_criteria(runtime.current().policy_dir, domain.name)
+    names = criteria.names() if criteria else []
+    try:
+        body = ExpertScores(
+            scores={
+                name: int(request.form[f"score-{name}"])
+                for name in names
+                if request.form.get(f"score-{name}", "").isdigit()
+            },
+            comment=request.form.get("comment", "").strip(),
+        )
+    except ValidationError as exc:
+        raise invalid_input(exc) from exc
+    score_review(family, number, uid, body, runtime.current().policy_dir)
+    target = url_for("console.version_page", family=family, number=number, notice="reviewed")
+    return redirect(f"{target}#review-{uid}")
 
 
 def config_rows(config: dict | None) -> dict[str, str]:
