@@ -147,10 +147,11 @@ def write_yaml(configs: dict[str, dict[str, Any]], target: Path) -> None:
 def quiet(cache: str):
     """The harness and datasets log to stdout and keep a cache in $HOME; the worker's stdout
     carries JSON progress lines, and nothing of the data may outlive the job."""
-    saved = {
-        k: os.environ.get(k) for k in ("HF_DATASETS_CACHE", "HF_DATASETS_OFFLINE", "HF_HUB_OFFLINE")
-    }
-    os.environ.update(HF_DATASETS_CACHE=cache, HF_DATASETS_OFFLINE="1", HF_HUB_OFFLINE="1")
+    names = ("HF_DATASETS_CACHE", "HF_DATASETS_OFFLINE", "HF_HUB_OFFLINE", "TQDM_DISABLE")
+    saved = {k: os.environ.get(k) for k in names}
+    os.environ.update(
+        HF_DATASETS_CACHE=cache, HF_DATASETS_OFFLINE="1", HF_HUB_OFFLINE="1", TQDM_DISABLE="1"
+    )
     for name in ("lm-eval", "lm_eval", "datasets", "evaluate"):
         logging.getLogger(name).setLevel(logging.ERROR)
     try:

@@ -12,7 +12,9 @@ from governance.cli.base import fail_cleanly, settings
 @click.command()
 @click.option(
     "--only",
-    type=click.Choice(["all", "audit", "pii", "scale", "console", "authz", "requests", "gateway"]),
+    type=click.Choice(
+        ["all", "audit", "pii", "scale", "console", "authz", "requests", "gateway", "gate"]
+    ),
     default="all",
     show_default=True,
     help="Which benchmarks to run.",
@@ -100,6 +102,12 @@ def bench(
 
         section = run_gateway_bench(postgres_url or None, echo=click.echo)
         write_section(out, "## Gateway cost", section)
+        click.echo(section)
+    if only in ("all", "gate"):
+        from benchmarks.gate import run_gate_bench
+
+        section = run_gate_bench(echo=click.echo)
+        write_section(out, "## Evaluation gate", section)
         click.echo(section)
     if only in ("all", "console"):
         from benchmarks.console import run_console_bench

@@ -73,7 +73,26 @@ def render(evaluation: dict[str, Any]) -> list[str]:
     figure = memorization(evaluation)
     if figure:
         lines.append(figure)
+    judged = judge_summary(evaluation)
+    if judged:
+        lines.append(judged)
     return lines
+
+
+def judge_summary(evaluation: dict[str, Any]) -> str | None:
+    """The review step at gate time: conversations sampled, the judge's means and its say."""
+    reviewed = evaluation.get("review")
+    if not reviewed:
+        return None
+    judge = reviewed["judge"]
+    trust = reviewed["agreement"]
+    kappa = "not measured" if trust["kappa"] is None else f"kappa {trust['kappa']:.2f}"
+    means = ", ".join(f"{k} {v:.2f}" for k, v in judge["means"].items()) or "no scores"
+    return (
+        f"review: {reviewed['items']} conversations sampled; judge {judge.get('model') or '-'} "
+        f"({judge['mode']}: {kappa} over {trust['items']} items, needs {trust['min_kappa']} "
+        f"over {trust['min_items']}): {means}"
+    )
 
 
 def memorization(evaluation: dict[str, Any]) -> str | None:

@@ -196,6 +196,13 @@ def test_the_judge_gates_only_once_it_agrees_with_the_experts(
     assert third["status"] == "failed"
     assert "judge: correct scores 1.33 on average < 3.00" in third["status_reason"]
     assert third["evaluation"]["review"]["judge"]["mode"] == "gating"
+    # `govern lineage` prints the harness table, the exposure and the judge's say.
+    from governance.families.lineage import render_tree
+
+    _, lineage = call(client, "jordan", world, "GET", f"/api/v1/models/{FAMILY}/versions/3/lineage")
+    tree = render_tree(lineage)
+    assert "governance_perplexity/bits_per_byte" in tree and "memorization: 8 canaries" in tree
+    assert "judge tax-judge (gating: kappa 1.00 over 3 items" in tree
 
     # Every score is signed by the service key over its digest, and audited.
     key = load_public_key(
