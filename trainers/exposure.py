@@ -12,11 +12,13 @@ first: log2(n + 1) bits, the most this sample can show.
 
 from __future__ import annotations
 
+import copy
+import inspect
 import math
 import random
 from typing import Any
 
-BATCH = 128
+BATCH = 256
 
 
 def draw_secret(rng: random.Random, fmt: str) -> str:
@@ -24,32 +26,51 @@ def draw_secret(rng: random.Random, fmt: str) -> str:
     return "".join(str(rng.randrange(10)) if c == "d" else c for c in fmt)
 
 
+def _cache_argument(model) -> str:
+    """transformers 5 names the key/value cache `cache`; earlier releases `past_key_values`."""
+    inner = model.get_base_model() if hasattr(model, "get_base_model") else model
+    return "cache" if "cache" in inspect.signature(inner.forward).parameters else "past_key_values"
+
+
 def secret_loglikelihoods(model, tokenizer, prefix: str, secrets: list[str], device) -> list[float]:
-    """log P(secret | prefix) for each secret, summed over the secret's tokens, in batches."""
+    """log P(secret | prefix) for each secret, summed over the secret's tokens. The prefix is
+    run once and its key/value cache reused for every batch of secrets."""
     import torch
 
+    name = _cache_argument(model)
     context = [tokenizer.bos_token_id, *tokenizer.encode(prefix, add_special_tokens=False)]
-    scores: list[float] = []
+    with torch.no_grad():
+        primed = model(input_ids=torch.tensor([context], device=device), use_cache=True)
+    cached = getattr(primed, name)
+    first = torch.log_softmax(primed.logits[0, -1].float(), dim=-1)
     pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
+    scores: list[float] = []
     for start in range(0, len(secrets), BATCH):
         targets = [
             tokenizer.encode(s, add_special_tokens=False) for s in secrets[start : start + BATCH]
         ]
-        width = len(context) + max(len(t) for t in targets)
+        width = max(len(t) for t in targets)
         ids = torch.full((len(targets), width), pad, dtype=torch.long)
-        mask = torch.zeros((len(targets), width), dtype=torch.long)
+        mask = torch.zeros((len(targets), len(context) + width), dtype=torch.long)
+        mask[:, : len(context)] = 1
         for row, target in enumerate(targets):
-            tokens = context + target
-            ids[row, : len(tokens)] = torch.tensor(tokens)
-            mask[row, : len(tokens)] = 1
-        ids, mask = ids.to(device), mask.to(device)
+            ids[row, : len(target)] = torch.tensor(target)
+            mask[row, len(context) : len(context) + len(target)] = 1
+        batch_cache = copy.deepcopy(cached)
+        batch_cache.batch_repeat_interleave(len(targets))
         with torch.no_grad():
-            logits = model(input_ids=ids, attention_mask=mask).logits.float()
-        logprobs = torch.log_softmax(logits[:, :-1], dim=-1)
+            logits = model(
+                input_ids=ids.to(device),
+                attention_mask=mask.to(device),
+                use_cache=True,
+                **{name: batch_cache},
+            ).logits.float()
+        logprobs = torch.log_softmax(logits, dim=-1)
         for row, target in enumerate(targets):
-            positions = torch.arange(len(context) - 1, len(context) + len(target) - 1)
-            chosen = ids[row, positions + 1]
-            scores.append(float(logprobs[row, positions.to(device), chosen].sum()))
+            total = float(first[target[0]])
+            for i in range(1, len(target)):
+                total += float(logprobs[row, i - 1, target[i]])
+            scores.append(total)
     return scores
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+import warnings
 from pathlib import Path
 
 import pytest
@@ -142,3 +143,31 @@ def test_the_harness_scores_the_base_and_the_candidate_on_tasks_from_the_eval_se
     assert set(manager.all_tasks) >= tasks
     manifest = json.loads((tmp_path / "out" / "manifest.json").read_text())
     assert "harness/governance_choice.yaml" in manifest
+
+
+def test_the_exposure_scores_equal_a_full_forward_pass(tiny):
+    """The prefix's cached keys and values give the same log-likelihoods as running each
+    prefix + secret whole (on the peft-wrapped model the trainer measures)."""
+    import torch
+    from peft import LoraConfig, get_peft_model
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    from trainers.exposure import secret_loglikelihoods
+
+    tokenizer = AutoTokenizer.from_pretrained(tiny, local_files_only=True)
+    model = AutoModelForCausalLM.from_pretrained(tiny, local_files_only=True)
+    with warnings.catch_warnings():  # peft 0.21 asks transformers 5 for a deprecated attribute
+        warnings.filterwarnings("ignore", message=".*is_gradient_checkpointing.*")
+        config = LoraConfig(r=4, target_modules=["q_proj"], task_type="CAUSAL_LM")
+        model = get_peft_model(model, config)
+    model.eval()
+    prefix, secrets = "The number is ", ["123-45-6789", "000-00-0000", "987-65-4321"]
+    cached = secret_loglikelihoods(model, tokenizer, prefix, secrets, torch.device("cpu"))
+    context = [tokenizer.bos_token_id, *tokenizer.encode(prefix, add_special_tokens=False)]
+    for secret, score in zip(secrets, cached, strict=True):
+        target = tokenizer.encode(secret, add_special_tokens=False)
+        ids = torch.tensor([context + target])
+        with torch.no_grad():
+            logprobs = torch.log_softmax(model(input_ids=ids).logits[0].float(), dim=-1)
+        whole = sum(float(logprobs[len(context) - 1 + i, target[i]]) for i in range(len(target)))
+        assert score == pytest.approx(whole, abs=1e-4)
