@@ -252,32 +252,39 @@ def ask_judge(judge: Judge, messages: list[dict[str, str]]) -> str:
     return response.json()["choices"][0]["message"]["content"]
 
 
-def judge_items(
-    session: Session, key, criteria: Criteria, items: list[ReviewItem]
-) -> dict[str, Any]:
-    """The judge's signed scores on each item; failures are counted, never fatal."""
+def judge_items(session: Session, key, criteria: Criteria, version: ModelVersion) -> dict[str, Any]:
+    """The judge's signed scores on each of the version's items it has not scored yet
+    (failures are counted, never fatal). No write is pending while the judge is asked: the
+    judge may be this service's own gateway, which writes its audit entries meanwhile."""
     judge = criteria.judge
     if not judge.url:
         return {"scored": 0, "errors": [], "configured": False}
-    scored, errors = 0, []
+    session.commit()
+    judged = set(
+        session.exec(
+            select(ReviewScore.item_id)
+            .join(ReviewItem, ReviewItem.id == ReviewScore.item_id)
+            .where(ReviewItem.version_id == version.id, ReviewScore.source == JUDGE)
+        )
+    )
+    items = session.exec(
+        select(ReviewItem).where(ReviewItem.version_id == version.id).order_by(ReviewItem.id)
+    ).all()
+    verdicts, errors = [], []
     for item in items:
+        if item.id in judged:
+            continue
         try:
-            verdict = parse_verdict(
-                ask_judge(judge, judge_messages(criteria, item)), criteria.names()
-            )
-        except (ValueError, KeyError, IndexError, OSError) as exc:
-            errors.append(f"{item.conversation}: {exc}"[:200])
-            continue
-        except Exception as exc:  # urllib3's errors are not OSErrors
-            errors.append(f"{item.conversation}: {type(exc).__name__}"[:200])
-            continue
+            answer = ask_judge(judge, judge_messages(criteria, item))
+            verdicts.append((item, parse_verdict(answer, criteria.names())))
+        except Exception as exc:  # unreachable, refused, or an answer without scores
+            errors.append(f"{item.conversation}: {type(exc).__name__}: {exc}"[:200])
+    reviewer = judge.model or judge.url
+    for item, verdict in verdicts:
         for criterion, score in verdict.items():
-            session.add(
-                _signed_score(key, item, JUDGE, judge.model or judge.url, criterion, score, "")
-            )
-        scored += 1
+            session.add(_signed_score(key, item, JUDGE, reviewer, criterion, score, ""))
     session.flush()
-    return {"scored": scored, "errors": errors[:20], "configured": True}
+    return {"scored": len(verdicts), "errors": errors[:20], "configured": True}
 
 
 # --- agreement and the gate -----------------------------------------------------------------
@@ -364,7 +371,7 @@ def review_step(
     """Sample the version's answers, have the judge score them, and say whether the judge's
     scores gate: (the gate record's `review` section, the reasons to fail)."""
     items = sample(session, version, criteria, answer, mask)
-    judged = judge_items(session, key, criteria, items)
+    judged = judge_items(session, key, criteria, version)
     trust = agreement(session, domain, criteria)
     scores = means(session, version, JUDGE)
     reasons = judge_reasons(criteria, trust, scores)

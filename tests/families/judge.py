@@ -1,7 +1,9 @@
-"""A scripted LLM judge: an OpenAI-compatible chat-completions server, run as a real process.
+"""A scripted LLM judge: an OpenAI-compatible serving engine, run as a real process.
 
     python -m tests.families.judge PORT SCRIPT TOKEN
 
+The gateway serves it as the engine of a judge family's base: it accepts the adapter the
+gateway loads (POST /v1/load_lora_adapter, as vLLM names it) and answers chat completions.
 It answers POST /v1/chat/completions with the scores SCRIPT (a JSON file, read on every
 request so a test can change it) gives the conversation named in the request: the judge
 prompt names it as "Conversation (ID):". Requests without "Bearer TOKEN" get 401. Every
@@ -38,6 +40,9 @@ def main() -> None:
                 log.write(json.dumps(request) + "\n")
             if self.headers.get("Authorization") != f"Bearer {token}":
                 self._send(401, {"error": {"message": "bad key"}})
+                return
+            if self.path == "/v1/load_lora_adapter":
+                self._send(200, {"loaded": request.get("lora_name")})
                 return
             if self.path != "/v1/chat/completions":
                 self._send(404, {"error": {"message": "no such route"}})

@@ -77,13 +77,9 @@ def test_insertion_repeats_each_canary_and_keeps_every_record():
     assert canaries.draw(Memorization(canaries=0)) == {}
 
 
-def test_an_overtrained_configuration_is_refused_while_the_usual_one_passes(
-    app, client, world, live
-):
-    # The world's family: one epoch at a modest learning rate.
-    approve_data(client, world)
-    assert train(client, world)[0] == 201
-    # The same approved data, trained to death: a hundred epochs at a high learning rate.
+def test_an_overtrained_configuration_is_refused(app, client, world, live):
+    # The world's approved data, trained to death: a hundred epochs at a high learning rate.
+    # (The usual configuration passes: see test_pipeline's first test.)
     status, _ = call(
         client,
         "morgan",
@@ -108,17 +104,12 @@ def test_an_overtrained_configuration_is_refused_while_the_usual_one_passes(
         json={"tax_year": 2025, "datasets": [{"dataset_id": world["dataset"], "version": 1}]},
     )
     assert status == 201
-    for _ in range(2):
-        done = worker(live, world, "--once")
-        _, err = done.communicate(timeout=600)
-        assert done.returncode == 0, err
+    done = worker(live, world, "--once")
+    _, err = done.communicate(timeout=600)
+    assert done.returncode == 0, err
 
-    _, usual = call(client, "morgan", world, "GET", f"/api/v1/models/{FAMILY}/versions/1")
     _, overfit = call(client, "morgan", world, "GET", "/api/v1/models/overfit/versions/1")
     threshold = Memorization().max_exposure_bits
-    assert usual["status"] == "evaluated", usual["status_reason"]
-    assert usual["evaluation"]["memorization"]["mean_exposure_bits"] <= threshold
-    assert usual["evaluation"]["memorization"]["threshold_bits"] == threshold
     assert overfit["status"] == "failed"
     assert overfit["evaluation"]["memorization"]["mean_exposure_bits"] > threshold
     assert "memorization" in overfit["status_reason"]
@@ -131,7 +122,7 @@ def test_an_overtrained_configuration_is_refused_while_the_usual_one_passes(
         query_string={"action": "model.evaluate"},
     )
     decisions = {e["object"]: e["decision"] for e in entries["items"]}
-    assert decisions == {f"model/{FAMILY}": "passed", "model/overfit": "failed"}
+    assert decisions == {"model/overfit": "failed"}
 
 
 @pytest.mark.parametrize(

@@ -106,6 +106,14 @@ def test_train_evaluate_promote_query_and_taint(app, client, world, live, config
     assert gate["gate"] == "passed" and gate["pii_probe"]["probes"] >= 1
     assert gate["pii_probe"]["leaks"] == 0
     assert trained["metrics"]["multiple_choice"]["n"] == 1
+    # The usual configuration passes the memorization test (an overtrained one does not:
+    # test_memorization), and the harness scored the base and the candidate.
+    exposure = gate["memorization"]
+    assert exposure["canaries"] == 8 and exposure["threshold_bits"] == 5.0
+    assert exposure["mean_exposure_bits"] <= exposure["threshold_bits"]
+    harness = gate["harness"]
+    assert harness["harness"].startswith("lm-eval") and "governance_choice" in harness["tasks"]
+    assert "governance_perplexity/bits_per_byte" in harness["gain"]
 
     status, lineage = call(
         client, "taxbot", world, "GET", f"/api/v1/models/{FAMILY}/versions/1/lineage"

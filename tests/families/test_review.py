@@ -1,8 +1,8 @@
 # ruff: noqa: F811 (pytest fixtures imported from tests/pipeline.py)
-"""Expert review and the judge: the gate samples conversations, a scripted judge (a real
-OpenAI-compatible process) scores them, domain experts score them in the API, and the
-judge may gate only once its agreement with the experts (weighted kappa) passes the
-threshold."""
+"""Expert review and the judge: the gate samples conversations; the judge, a family served
+through this project's own gateway (its engine a scripted, real OpenAI-compatible process),
+scores them; domain experts score them in the API and the console; and the judge may gate
+only once its agreement with the experts (weighted kappa) passes the threshold."""
 
 from __future__ import annotations
 
@@ -16,13 +16,15 @@ import pytest
 import yaml
 
 from audit.log import load_public_key
-from governance import crypto
+from benchmarks.served import serve_version, tiny_adapter
+from governance import crypto, runtime
+from governance.app import create_app
 from governance.config import DEFAULT_POLICY_DIR
 from governance.gateway.engine import free_port
+from tests.factories import close_app
 from tests.families.test_engineer_cli import run_worker
 from tests.pipeline import (  # noqa: F401 (fixtures)
     FAMILY,
-    app,
     approve_data,
     call,
     live,
@@ -32,7 +34,6 @@ from tests.pipeline import (  # noqa: F401 (fixtures)
     world,
 )
 
-TOKEN = "judge-key-for-tests"
 CRITERIA = ("correct", "private", "clear")
 
 
@@ -51,35 +52,73 @@ def quadratic_kappa(a: list[int], b: list[int], k: int = 5) -> float:
 
 
 @pytest.fixture
-def judge(tmp_path):
+def judge_engine(tmp_path, engine):
+    """The scripted judge, an engine that takes the gateway's engine key: (script, URL)."""
+    _url, key = engine
     script = tmp_path / "judge.json"
     port = free_port()
     process = subprocess.Popen(
-        [sys.executable, "-m", "tests.families.judge", str(port), str(script), TOKEN],
+        [sys.executable, "-m", "tests.families.judge", str(port), str(script), key],
         stdout=subprocess.PIPE,
         text=True,
     )
     assert process.stdout.readline().strip() == "ready"
-    yield script, f"http://127.0.0.1:{port}/v1"
+    yield script, f"http://127.0.0.1:{port}"
     process.terminate()
     process.wait(timeout=10)
     process.stdout.close()
 
 
 @pytest.fixture
-def config(config, tmp_path):
-    """A copy of the policy whose consumer-tax criteria name the scripted judge."""
+def app(config, scanner, engine, judge_engine, tmp_path):
+    """The pipeline's app, with a copy of the policy to edit, and the judge base's engine."""
     policies = tmp_path / "policies"
     shutil.copytree(DEFAULT_POLICY_DIR, policies)
     config["GOVERNANCE_POLICY_DIR"] = str(policies)
-    return config
+    url, key = engine
+    application = create_app(
+        {
+            **config,
+            "TESTING": True,
+            "GUARD_URL": "inprocess",
+            "JOB_LEASE_SECONDS": 3,
+            "SERVING_URL": url,
+            "SERVING_API_KEY": key,
+            "SERVING_ENGINES": f"judge-base={judge_engine[1]}",
+        },
+        runtime_overrides={"scanner": scanner},
+    )
+    yield application
+    close_app(application)
+
+
+@pytest.fixture
+def judge(app, live, world, judge_engine, tmp_path, monkeypatch):
+    """The family tax-judge in production on judge-base, served by the scripted engine;
+    taxbot's key (a model consumer of consumer-tax) is the judge's key. (script, /v1 URL)"""
+    script, _engine_url = judge_engine
+    base, adapter = tmp_path / "judge-base", tmp_path / "judge-adapter"
+    tiny_adapter(base, adapter, hidden_size=32, seed=5)
+    rt = runtime.of(app)
+    serve_version(
+        rt.database,
+        rt.store,
+        "tax-judge",
+        "consumer-tax",
+        "judge-base",
+        base,
+        adapter,
+        rt.sign_version,
+    )
+    monkeypatch.setenv("GOVERNANCE_TEST_JUDGE_TOKEN", world["taxbot"])
+    return script, f"{live}/v1"
 
 
 def point_at_judge(config, url: str) -> None:
     path = Path(config["GOVERNANCE_POLICY_DIR"]) / "criteria" / "consumer-tax.yaml"
     document = yaml.safe_load(path.read_text())
     document["judge"] = {
-        "url": url,
+        "url": url,  # the gateway's /v1
         "model": "tax-judge",
         "token_env": "GOVERNANCE_TEST_JUDGE_TOKEN",
         "min_kappa": 0.6,
@@ -131,12 +170,11 @@ def gate_of(client, world, number: int) -> dict:
 
 
 def test_the_judge_gates_only_once_it_agrees_with_the_experts(
-    app, client, world, live, config, judge, monkeypatch
+    app, client, world, live, config, judge
 ):
     script, url = judge
     script.write_text(json.dumps(JUDGED))
     point_at_judge(config, url)
-    monkeypatch.setenv("GOVERNANCE_TEST_JUDGE_TOKEN", TOKEN)
     approve_data(client, world)
 
     # v1: sampled and judged; no expert has scored anything, so the judge is advisory.
@@ -151,10 +189,23 @@ def test_the_judge_gates_only_once_it_agrees_with_the_experts(
     assert [i["conversation"] for i in body["items"]] == ["agi", "wages", "interest"]
     agi = body["items"][0]["transcript"]
     assert [m["role"] for m in agi] == ["user", "assistant", "user", "assistant"]
-    # The judge saw the criteria and the conversation, and was asked with its key.
+    # The judge saw the criteria and the conversation, through the gateway: the engine was
+    # asked for the judge family's adapter, and the gateway audited taxbot's queries.
     asked = [json.loads(line) for line in Path(str(script) + ".log").read_text().splitlines()]
-    assert len(asked) == 3 and asked[0]["model"] == "tax-judge"
-    assert "correct:" in asked[0]["messages"][-1]["content"]
+    chats = [a for a in asked if "messages" in a]
+    assert len(chats) == 3 and "correct:" in chats[0]["messages"][-1]["content"]
+    status, queries = call(
+        client,
+        "admin",
+        world,
+        "GET",
+        "/api/v1/audit/entries",
+        query_string={"action": "model.query"},
+    )
+    judged = [e for e in queries["items"] if e["object"] == "model/tax-judge"]
+    assert len(judged) == 3 and {e["principal"] for e in judged} == {"taxbot"}
+
+    check_console_review(client, world)
 
     # Bad expert input is refused, naming what is wrong; others may not review at all.
     item = body["items"][0]["uid"]
@@ -220,23 +271,14 @@ def test_the_judge_gates_only_once_it_agrees_with_the_experts(
         "/api/v1/audit/entries",
         query_string={"action": "review.score"},
     )
-    assert len(entries["items"]) == 6 and {e["principal"] for e in entries["items"]} == {"drew"}
+    assert len(entries["items"]) == 7 and {e["principal"] for e in entries["items"]} == {"drew"}
 
 
-def test_a_domain_expert_scores_in_the_console(
-    app, client, world, live, config, judge, monkeypatch
-):
+def check_console_review(client, world) -> None:
+    """drew scores one conversation in the console; morgan sees the section but no form."""
     from tests.console.conftest import csrf_of, sign_in
 
-    script, url = judge
-    script.write_text(json.dumps(JUDGED))
-    point_at_judge(config, url)
-    monkeypatch.setenv("GOVERNANCE_TEST_JUDGE_TOKEN", TOKEN)
-    approve_data(client, world)
-    assert train(client, world)[0] == 201
-    run_worker(live, world)
     item = reviews(client, world, 1)["items"][1]
-
     sign_in(client, world["drew"])
     page = client.get(f"/console/models/{FAMILY}/versions/1")
     assert page.status_code == 200 and 'data-testid="review"' in page.text
@@ -257,8 +299,8 @@ def test_a_domain_expert_scores_in_the_console(
         if s["source"] == "expert"
     }
     assert scores == {"correct": 4, "clear": 2}
-    # Someone who may read the version but not review it sees no form.
     client.post("/console/sign-out", data={"csrf_token": csrf_of(page.text)})
     sign_in(client, world["morgan"])
     page = client.get(f"/console/models/{FAMILY}/versions/1")
     assert 'data-testid="review"' in page.text and "Record my scores" not in page.text
+    client.post("/console/sign-out", data={"csrf_token": csrf_of(page.text)})
