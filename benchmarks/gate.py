@@ -117,8 +117,12 @@ def run_gate_bench(runs: int = 3, records: int = 240, echo: Callable[[str], None
             "The harness and the exposure score a fixed number of sequences (the held-out set "
             "three times; 8 x 1,001 secrets of about 60 tokens once), whatever the size of the "
             "training set; the training loop grows with the data and the epochs. On this tiny "
-            "base and a few hundred records the exposure test costs more than training; on a "
-            "real data set of thousands of records it is a small fixed cost.",
+            "base and a few hundred records each of these fixed costs is of the order of the "
+            "training loop itself; on a real data set of thousands of records they are small "
+            "beside it. Not in the table: the control plane's part of the gate, on the serving "
+            "engine (the PII probe, at most 50 short generations, and the review sample, one "
+            "generation of at most 128 tokens per conversation turn, 4 in the shipped "
+            "consumer-tax criteria), and the judge's calls, one per conversation.",
             "",
         ]
     )
