@@ -177,6 +177,15 @@ def world(app, client, tiny):
     return world
 
 
+def audit_entries(client, world, action: str) -> list[dict]:
+    """The audit log's entries of one action, as admin reads them over the API."""
+    status, page = call(
+        client, "admin", world, "GET", "/api/v1/audit/entries", query_string={"action": action}
+    )
+    assert status == 200, page
+    return page["items"]
+
+
 def scanned_dataset(client, world, steward, domain, name, records, tax_year=2025):
     """A dataset with one uploaded, scanned version; return its id and the scan receipt."""
     status, dataset = call(

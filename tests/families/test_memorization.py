@@ -23,6 +23,7 @@ from tests.pipeline import (  # noqa: F401 (fixtures)
     app,
     approve,
     approve_data,
+    audit_entries,
     call,
     live,
     request_data_use,
@@ -113,15 +114,8 @@ def test_an_overtrained_configuration_is_refused(app, client, world, live):
     assert overfit["status"] == "failed"
     assert overfit["evaluation"]["memorization"]["mean_exposure_bits"] > threshold
     assert "memorization" in overfit["status_reason"]
-    status, entries = call(
-        client,
-        "admin",
-        world,
-        "GET",
-        "/api/v1/audit/entries",
-        query_string={"action": "model.evaluate"},
-    )
-    decisions = {e["object"]: e["decision"] for e in entries["items"]}
+    entries = audit_entries(client, world, "model.evaluate")
+    decisions = {e["object"]: e["decision"] for e in entries}
     assert decisions == {"model/overfit": "failed"}
 
 

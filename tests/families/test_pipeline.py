@@ -32,6 +32,7 @@ from tests.pipeline import (  # noqa: F401 (fixtures)
     app,
     approve,
     approve_data,
+    audit_entries,
     call,
     live,
     request_data_use,
@@ -186,22 +187,13 @@ def test_train_evaluate_promote_query_and_taint(app, client, world, live, config
         for _ in range(4)
     ]
     assert codes[-1] == 429 and codes.count(200) == 3
-    status, entries = call(
-        client, "admin", world, "GET", "/api/v1/audit/entries", query_string={"action": "query"}
-    )
-    status, queries = call(
-        client,
-        "admin",
-        world,
-        "GET",
-        "/api/v1/audit/entries",
-        query_string={"action": "model.query"},
-    )
-    allowed = [e for e in queries["items"] if e["decision"] == "allow"]
+    entries = audit_entries(client, world, "query")
+    queries = audit_entries(client, world, "model.query")
+    allowed = [e for e in queries if e["decision"] == "allow"]
     assert (
         allowed and allowed[0]["details"]["prompt_hmac"] and "prompt" not in allowed[0]["details"]
     )
-    assert {e["principal"] for e in entries["items"] if e["decision"] == "deny"} >= {"ledgerbot"}
+    assert {e["principal"] for e in entries if e["decision"] == "deny"} >= {"ledgerbot"}
 
     # Deleting the data taints the version, and it stops serving at once.
     status, _ = call(

@@ -26,6 +26,7 @@ from tests.families.test_engineer_cli import run_worker
 from tests.pipeline import (  # noqa: F401 (fixtures)
     FAMILY,
     approve_data,
+    audit_entries,
     call,
     live,
     scanner,
@@ -194,15 +195,8 @@ def test_the_judge_gates_only_once_it_agrees_with_the_experts(
     asked = [json.loads(line) for line in Path(str(script) + ".log").read_text().splitlines()]
     chats = [a for a in asked if "messages" in a]
     assert len(chats) == 3 and "correct:" in chats[0]["messages"][-1]["content"]
-    status, queries = call(
-        client,
-        "admin",
-        world,
-        "GET",
-        "/api/v1/audit/entries",
-        query_string={"action": "model.query"},
-    )
-    judged = [e for e in queries["items"] if e["object"] == "model/tax-judge"]
+    queries = audit_entries(client, world, "model.query")
+    judged = [e for e in queries if e["object"] == "model/tax-judge"]
     assert len(judged) == 3 and {e["principal"] for e in judged} == {"taxbot"}
 
     check_console_review(client, world)
@@ -263,15 +257,8 @@ def test_the_judge_gates_only_once_it_agrees_with_the_experts(
     assert {s["source"] for s in scores} == {"expert", "judge"}
     for score in scores:
         key.verify(bytes.fromhex(score["signature"]), bytes.fromhex(score["digest"]))
-    status, entries = call(
-        client,
-        "admin",
-        world,
-        "GET",
-        "/api/v1/audit/entries",
-        query_string={"action": "review.score"},
-    )
-    assert len(entries["items"]) == 7 and {e["principal"] for e in entries["items"]} == {"drew"}
+    entries = audit_entries(client, world, "review.score")
+    assert len(entries) == 7 and {e["principal"] for e in entries} == {"drew"}
 
 
 def check_console_review(client, world) -> None:

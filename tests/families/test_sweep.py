@@ -62,38 +62,21 @@ def test_a_sweep_over_three_bases_keeps_the_smallest_good_enough(
     tiny_base(app, tmp_path, "tiny-wide", 96)
     bases = ["tiny-narrow", "tiny-llama", "tiny-wide"]
 
+    def start(names, **extra):
+        path = f"/api/v1/models/{FAMILY}/sweeps"
+        return call(client, "morgan", world, "POST", path, json=sweep_body(world, names, **extra))
+
     # A base not yet approved for the domain: refused, and no version is started.
-    status, body = call(
-        client,
-        "morgan",
-        world,
-        "POST",
-        f"/api/v1/models/{FAMILY}/sweeps",
-        json=sweep_body(world, bases),
-    )
+    status, body = start(bases)
     assert status == 409, body
     with get_db(app).session_scope() as session:
         assert session.exec(sa.select(sa.func.count()).select_from(ModelVersion)).one()[0] == 0
-    status, body = call(
-        client,
-        "morgan",
-        world,
-        "POST",
-        f"/api/v1/models/{FAMILY}/sweeps",
-        json=sweep_body(world, ["tiny-llama", "tiny-llama"]),
-    )
+    status, body = start(["tiny-llama", "tiny-llama"])
     assert status == 422 and "bases" in str(body["error"]), body
 
     for name in ("tiny-narrow", "tiny-wide"):
         approve_base(client, world, name, "consumer-tax")
-    status, sweep = call(
-        client,
-        "morgan",
-        world,
-        "POST",
-        f"/api/v1/models/{FAMILY}/sweeps",
-        json=sweep_body(world, bases, tolerance=0.5),
-    )
+    status, sweep = start(bases, tolerance=0.5)
     assert status == 201, sweep
     assert [r["base_model"] for r in sweep["rows"]] == bases
     assert not sweep["complete"] and sweep["chosen"] is None
