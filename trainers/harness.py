@@ -259,6 +259,11 @@ def harness_version() -> str:
     return importlib.metadata.version("lm-eval")
 
 
+def metric(scores: dict[str, Any] | None, task: str, name: str) -> dict[str, Any] | None:
+    """One metric ({value, stderr, higher_is_better}) of one task in a set of scores."""
+    return (((scores or {}).get(task) or {}).get("metrics") or {}).get(name)
+
+
 def orient(metric: dict[str, Any]) -> float:
     """A metric's value, signed so that larger is better."""
     return metric["value"] if metric["higher_is_better"] else -metric["value"]
@@ -269,10 +274,10 @@ def gains(candidate: dict[str, Any], baseline: dict[str, Any]) -> dict[str, floa
     better, in the metric's own units)."""
     out = {}
     for task, row in candidate.items():
-        for name, metric in row["metrics"].items():
-            base = ((baseline.get(task) or {}).get("metrics") or {}).get(name)
+        for name, scored in row["metrics"].items():
+            base = metric(baseline, task, name)
             if base is not None:
-                out[f"{task}/{name}"] = round(orient(metric) - orient(base), 6)
+                out[f"{task}/{name}"] = round(orient(scored) - orient(base), 6)
     return out
 
 
@@ -283,9 +288,9 @@ def best_baseline(zero: dict[str, Any], few: dict[str, Any]) -> dict[str, Any]:
     for task in set(zero) | set(few):
         metrics: dict[str, Any] = {}
         for source in (zero.get(task), few.get(task)):
-            for name, metric in ((source or {}).get("metrics") or {}).items():
-                if name not in metrics or orient(metric) > orient(metrics[name]):
-                    metrics[name] = metric
+            for name, scored in ((source or {}).get("metrics") or {}).items():
+                if name not in metrics or orient(scored) > orient(metrics[name]):
+                    metrics[name] = scored
         best[task] = {"metrics": metrics}
     return best
 

@@ -208,45 +208,66 @@ def choice_summary(candidate: dict[str, Any]) -> dict[str, Any] | None:
     }
 
 
-def evaluate_with_harness(model, tokenizer, bundle: Bundle, out: Path, seed: int, train_fn):
-    """Baseline (the untuned base, zero- and few-shot), then `train_fn()`, then the candidate,
-    all on the same harness tasks; return the harness section of metrics.json."""
+@dataclass
+class HarnessBaseline:
+    """The harness tasks written for a job, and the untuned base's scores on them."""
+
+    configs: dict[str, dict[str, Any]]
+    named: list[str]
+    few_shot: int
+    zero: dict[str, Any]
+    few: dict[str, Any]
+    seconds: float
+
+
+def harness_baseline(model, tokenizer, bundle: Bundle, out: Path, seed: int, scratch: str):
+    """Write the harness tasks (data under `scratch`, YAMLs into the result) and score the
+    untuned base on them, zero- and few-shot (the peft adapter disabled)."""
     settings = bundle.spec.get("evaluation") or {}
     few_shot = int(settings.get("few_shot", harness.DEFAULT_FEW_SHOT))
     named = list(settings.get("harness_tasks") or [])
-    with harness.scratch() as scratch:
-        data = Path(scratch) / "data"
-        data.mkdir()
-        configs = harness.task_configs(bundle.eval_records + bundle.choices, data)
-        harness.write_yaml(configs, out / "harness")
-        common = {"seed": seed, "cache": scratch}
-        clock = time.monotonic()
-        with harness.quiet(scratch), model.disable_adapter():
-            zero = harness.run(model, tokenizer, configs, named, few_shot=0, **common)
-            few = (
-                harness.run(model, tokenizer, configs, named, few_shot=few_shot, **common)
-                if few_shot
-                else {"tasks": {}, "unavailable": {}}
+    data = Path(scratch) / "data"
+    data.mkdir()
+    configs = harness.task_configs(bundle.eval_records + bundle.choices, data)
+    harness.write_yaml(configs, out / "harness")
+    clock = time.monotonic()
+    with harness.quiet(scratch), model.disable_adapter():
+        zero = harness.run(model, tokenizer, configs, named, seed=seed, cache=scratch)
+        few = (
+            harness.run(
+                model, tokenizer, configs, named, few_shot=few_shot, seed=seed, cache=scratch
             )
-        seconds = {"baseline": time.monotonic() - clock}
-        train_fn()  # outside `quiet`: its progress lines go to stdout
-        clock = time.monotonic()
-        with harness.quiet(scratch):
-            candidate = harness.run(model, tokenizer, configs, named, few_shot=0, **common)
-        seconds["candidate"] = time.monotonic() - clock
-    best = harness.best_baseline(zero["tasks"], few["tasks"])
+            if few_shot
+            else {"tasks": {}, "unavailable": {}}
+        )
+    return HarnessBaseline(configs, named, few_shot, zero, few, time.monotonic() - clock)
+
+
+def harness_candidate(model, tokenizer, baseline: HarnessBaseline, seed: int, scratch: str):
+    """Score the trained model on the baseline's tasks; return metrics.json's `evaluation`."""
+    clock = time.monotonic()
+    with harness.quiet(scratch):
+        candidate = harness.run(
+            model, tokenizer, baseline.configs, baseline.named, seed=seed, cache=scratch
+        )
+    seconds = time.monotonic() - clock
+    best = harness.best_baseline(baseline.zero["tasks"], baseline.few["tasks"])
     return {
         "harness": f"lm-eval {harness.harness_version()}",
         "tasks": {
             name: {"config_sha256": harness.config_hash(config), **config["metadata"]}
-            for name, config in configs.items()
+            for name, config in baseline.configs.items()
         },
-        "named_tasks": named,
+        "named_tasks": baseline.named,
         "unavailable": candidate["unavailable"],
         "candidate": candidate["tasks"],
-        "baseline": {"zero_shot": zero["tasks"], "few_shot": few["tasks"], "num_fewshot": few_shot},
+        "baseline": {
+            "zero_shot": baseline.zero["tasks"],
+            "few_shot": baseline.few["tasks"],
+            "num_fewshot": baseline.few_shot,
+        },
         "gain": harness.gains(candidate["tasks"], best),
-        "seconds": {k: round(v, 2) for k, v in seconds.items()},
+        "seconds": {"baseline": round(baseline.seconds, 2), "candidate": round(seconds, 2)},
     }
 
 
@@ -304,9 +325,9 @@ def train(
     total_steps = steps_per_epoch * int(hyper["epochs"])
     generator = torch.Generator().manual_seed(seed)
     eval_before = held_out_loss(model, eval_examples, batch_size, tokenizer.pad_token_id, device)
-    state: dict[str, Any] = {"step": 0, "loss": None}
-
-    def fit() -> None:
+    step, last_loss = 0, None
+    with harness.scratch() as scratch:
+        baseline = harness_baseline(model, tokenizer, bundle, out, seed, scratch)
         for epoch in range(int(hyper["epochs"])):
             model.train()
             order = torch.randperm(len(train_examples), generator=generator).tolist()
@@ -318,18 +339,12 @@ def train(
                 loss.backward()
                 optimizer.step()
                 optimizer.zero_grad()
-                state["step"] += 1
-                state["loss"] = float(loss.detach())
+                step += 1
+                last_loss = float(loss.detach())
                 report(
-                    "progress",
-                    step=state["step"],
-                    of=total_steps,
-                    epoch=epoch + 1,
-                    loss=round(state["loss"], 5),
+                    "progress", step=step, of=total_steps, epoch=epoch + 1, loss=round(last_loss, 5)
                 )
-
-    evaluation = evaluate_with_harness(model, tokenizer, bundle, out, seed, fit)
-    step, last_loss = state["step"], state["loss"]
+        evaluation = harness_candidate(model, tokenizer, baseline, seed, scratch)
     eval_loss = held_out_loss(model, eval_examples, batch_size, tokenizer.pad_token_id, device)
     clock = time.monotonic()
     memorization = exposure(model, tokenizer, spec.get("memorization"), seed, device)

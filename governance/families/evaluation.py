@@ -31,6 +31,7 @@ from governance.pii.masking import mask_spans
 from governance.pii.models import ScanReceipt
 from governance.pii.rules import load_rules
 from governance.pii.service import cached_findings
+from trainers.harness import metric as harness_metric
 
 if TYPE_CHECKING:
     from governance.runtime import Runtime
@@ -61,7 +62,7 @@ def regressions(metrics: dict, production: dict | None, tolerance: float) -> lis
         return found
     for task, row in sorted(new.items()):
         for name, metric in sorted(row["metrics"].items()):
-            before = ((old.get(task) or {}).get("metrics") or {}).get(name)
+            before = harness_metric(old, task, name)
             if before is None or name not in PRIMARY.get(task, (name,)):
                 continue
             if worse_than(metric, before, tolerance):
@@ -185,8 +186,8 @@ def evaluate(
         raise Conflict(f"version {version.number} is {version.status}, not trained")
     family = session.get(ModelFamily, version.family_id)
     production = production_version(session, family, version.base_model_id)
-    tolerance = float((version.training_config.get("eval_suite") or {}).get("tolerance", 0.05))
     suite = version.training_config.get("eval_suite") or {}
+    tolerance = float(suite.get("tolerance", 0.05))
     reasons = regressions(version.metrics, production.metrics if production else None, tolerance)
     reasons += gain_reasons(version.metrics, suite.get("min_gain") or {})
     domain = session.get(Domain, family.domain_id)
@@ -242,7 +243,7 @@ def evaluate(
         actor,
         "model.evaluate",
         f"model/{family.name}",
-        session.get(Domain, family.domain_id).name,
+        domain.name,
         decision="passed" if passed else "failed",
         details={
             "version": version.number,

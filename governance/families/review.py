@@ -347,11 +347,9 @@ def means(session: Session, version: ModelVersion, source: str) -> dict[str, flo
     return {k: round(sum(v) / len(v), 3) for k, v in sorted(found.items())}
 
 
-def judge_reasons(criteria: Criteria, trust: dict[str, Any], judged: dict[str, float]) -> list[str]:
-    """Why the judge fails the version: only when it gates and is trusted on the domain."""
+def judge_reasons(criteria: Criteria, judged: dict[str, float]) -> list[str]:
+    """Why the judge's means fail the version (asked only when it gates and is trusted)."""
     judge = criteria.judge
-    if not (judge.gate and trust["trusted"]):
-        return []
     return [
         f"judge: {name} scores {judged[name]:.2f} on average < {judge.min_score:.2f}"
         for name in criteria.names()
@@ -374,8 +372,9 @@ def review_step(
     judged = judge_items(session, key, criteria, version)
     trust = agreement(session, domain, criteria)
     scores = means(session, version, JUDGE)
-    reasons = judge_reasons(criteria, trust, scores)
-    mode = "gating" if criteria.judge.gate and trust["trusted"] else "advisory"
+    gating = criteria.judge.gate and trust["trusted"]
+    reasons = judge_reasons(criteria, scores) if gating else []
+    mode = "gating" if gating else "advisory"
     return (
         {
             "items": len(items),
@@ -387,10 +386,16 @@ def review_step(
     )
 
 
-def item_read(session: Session, item: ReviewItem) -> dict[str, Any]:
-    scores = session.exec(
-        select(ReviewScore).where(ReviewScore.item_id == item.id).order_by(ReviewScore.id)
-    ).all()
+def item_read(
+    session: Session, item: ReviewItem, scores: list[ReviewScore] | None = None
+) -> dict[str, Any]:
+    """An item with its scores (read here unless the caller read them with others)."""
+    if scores is None:
+        scores = list(
+            session.exec(
+                select(ReviewScore).where(ReviewScore.item_id == item.id).order_by(ReviewScore.id)
+            )
+        )
     return {
         "uid": item.uid,
         "conversation": item.conversation,
@@ -420,9 +425,17 @@ def version_reviews(
     items = session.exec(
         select(ReviewItem).where(ReviewItem.version_id == version.id).order_by(ReviewItem.id)
     ).all()
+    scores: dict[int, list[ReviewScore]] = defaultdict(list)
+    for row in session.exec(
+        select(ReviewScore)
+        .join(ReviewItem, ReviewItem.id == ReviewScore.item_id)
+        .where(ReviewItem.version_id == version.id)
+        .order_by(ReviewScore.id)
+    ):
+        scores[row.item_id].append(row)
     return {
         "criteria": [c.model_dump() for c in criteria.criteria] if criteria else [],
-        "items": [item_read(session, i) for i in items],
+        "items": [item_read(session, i, scores[i.id]) for i in items],
         "expert_means": means(session, version, EXPERT),
         "judge_means": means(session, version, JUDGE),
         "agreement": agreement(session, domain, criteria) if criteria else None,

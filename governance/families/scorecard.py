@@ -7,9 +7,11 @@ from __future__ import annotations
 
 from typing import Any
 
+from trainers.harness import metric as harness_metric
 
-def _value(scores: dict[str, Any] | None, task: str, metric: str) -> float | None:
-    found = (((scores or {}).get(task) or {}).get("metrics") or {}).get(metric)
+
+def _value(scores: dict[str, Any] | None, task: str, name: str) -> float | None:
+    found = harness_metric(scores, task, name)
     return found["value"] if found else None
 
 

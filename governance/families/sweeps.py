@@ -30,6 +30,7 @@ from governance.families.models import (
     VersionState,
 )
 from governance.families.service import get_base_model, start_version
+from trainers.harness import metric, orient
 
 GATED = (VersionState.EVALUATED, VersionState.PRODUCTION, VersionState.RETIRED)
 
@@ -110,13 +111,10 @@ def list_sweeps(session: Session, family: ModelFamily) -> list[ModelSweep]:
     )
 
 
-def _score(version: ModelVersion, metric: str) -> tuple[float | None, bool | None]:
-    task, _, name = metric.partition("/")
-    candidate = (version.metrics.get("evaluation") or {}).get("candidate") or {}
-    found = ((candidate.get(task) or {}).get("metrics") or {}).get(name)
-    if not found:
-        return None, None
-    return found["value"], found["higher_is_better"]
+def _score(version: ModelVersion, key: str) -> dict[str, Any] | None:
+    """The version's candidate score on `task/metric`, if the harness reported it."""
+    task, _, name = key.partition("/")
+    return metric(((version.metrics.get("evaluation") or {}).get("candidate")), task, name)
 
 
 def table(session: Session, sweep: ModelSweep) -> dict[str, Any]:
@@ -125,15 +123,15 @@ def table(session: Session, sweep: ModelSweep) -> dict[str, Any]:
     for run in sweep.runs:
         version = session.get(ModelVersion, run["version_id"])
         serving = version.metrics.get("serving") or {}
-        score, higher = _score(version, sweep.metric)
+        scored = _score(version, sweep.metric)
         rows.append(
             {
                 "base_model": run["base"],
                 "version": version.number,
                 "status": version.status,
                 "parameters": serving.get("parameters"),
-                "score": score,
-                "higher_is_better": higher,
+                "score": scored["value"] if scored else None,
+                "higher_is_better": scored["higher_is_better"] if scored else None,
                 "ms_per_token": serving.get("ms_per_token"),
                 "memory_bytes": serving.get("peak_memory_bytes") or serving.get("weight_bytes"),
                 "within_tolerance": False,
@@ -145,7 +143,7 @@ def table(session: Session, sweep: ModelSweep) -> dict[str, Any]:
     if good:
 
         def oriented(row: dict[str, Any]) -> float:
-            return row["score"] if row["higher_is_better"] else -row["score"]
+            return orient({"value": row["score"], "higher_is_better": row["higher_is_better"]})
 
         best = max(good, key=oriented)
         bar = oriented(best) - sweep.tolerance * abs(best["score"])

@@ -190,6 +190,7 @@ def version_page(family: str, number: int):
     document = models.signed_lineage(session, version, runtime.current().audit_log.signing_key)
     href = url_for("console.family_page", family=found.name)
     criteria = load_criteria(runtime.current().policy_dir, domain.name)
+    evaluation = document.get("evaluation") or {}
     return render_template(
         "console/version.html",
         section="models",
@@ -200,9 +201,9 @@ def version_page(family: str, number: int):
         graph=lineage_svg(document, href),
         metric_rows=sorted(numeric_metrics(document.get("metrics")).items()),
         config_rows=sorted(config_rows(document.get("training_config")).items()),
-        scores=scorecard.rows(document.get("evaluation") or {}),
-        harness=(document.get("evaluation") or {}).get("harness") or {},
-        memorization=scorecard.memorization(document.get("evaluation") or {}),
+        scores=scorecard.rows(evaluation),
+        harness=evaluation.get("harness") or {},
+        memorization=scorecard.memorization(evaluation),
         reviews=review.version_reviews(session, domain, version, criteria),
         may_review=criteria is not None
         and get_authorizer()
@@ -217,15 +218,13 @@ def review_item(family: str, number: int, uid: str):
     """A domain expert's scores on one sampled conversation, as the API takes them."""
     if not UID.match(uid):
         raise NotFound("no such review item", details={"uid": uid})
-    _found, domain = family_for(family, "review")
-    criteria = load_criteria(runtime.current().policy_dir, domain.name)
-    names = criteria.names() if criteria else []
+    # Unknown criteria are refused by the service, as the API's are.
     try:
         body = ExpertScores(
             scores={
-                name: int(request.form[f"score-{name}"])
-                for name in names
-                if request.form.get(f"score-{name}", "").isdigit()
+                name.removeprefix("score-"): int(value)
+                for name, value in request.form.items()
+                if name.startswith("score-") and value.isdigit()
             },
             comment=request.form.get("comment", "").strip(),
         )
