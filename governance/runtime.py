@@ -35,6 +35,7 @@ from governance.families.signing import ModelSigner, sign_version
 from governance.gateway.backends import EngineBackend, LocalBackend, ServingBackend
 from governance.gateway.guardrails import Guard, GuardClient, LocalGuard
 from governance.gateway.limits import QueryLimits, RateLimiter
+from governance.gateway.serving import ServingCache
 from governance.jobs.executors import Executor, executor_from_config
 from governance.pii.rules import DomainRules, load_rules
 from governance.storage import BlobStore, LocalBlobStore
@@ -128,6 +129,8 @@ class Runtime:
     # Signs promoted adapters and verifies them before they are served (one per process, so
     # a verified adapter is verified once).
     model_signer: ModelSigner
+    # Each family's serving variants, read again when its serving revision moves.
+    serving_cache: ServingCache = dataclasses.field(default_factory=ServingCache)
     _scanner: TextScanner | None = None
     _backend: ServingBackend | None = None
     _guard: Guard | None = None
@@ -212,10 +215,10 @@ class Runtime:
 
     def close(self) -> None:
         """Finish pending audit appends; close the database's connections and those kept
-        to the engines and the guard."""
+        to the engines, the guard and the limits' storage."""
         self.audit_log.close()
         self.database.dispose()
-        for part in (self._backend, self._guard):
+        for part in (self._backend, self._guard, self.limiter, self.auth_limiter):
             closer = getattr(part, "close", None)
             if closer is not None:
                 closer()

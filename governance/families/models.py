@@ -106,6 +106,11 @@ class ModelFamily(SQLModel, table=True):
     seed: int = SQLField(default=1234, nullable=False)
     created_by: str = SQLField(max_length=63, nullable=False)
     created_at: dt.datetime = SQLField(default_factory=utcnow, sa_type=UTCDateTime, nullable=False)
+    # One more on every change to any of the family's versions, counted by the database (a
+    # trigger, migration 0021): the gateway keeps the family's serving variants until it moves.
+    serving_revision: int = SQLField(
+        default=0, nullable=False, sa_column_kwargs={"server_default": "0"}
+    )
 
 
 class ModelVersion(SQLModel, table=True):

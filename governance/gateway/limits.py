@@ -32,6 +32,13 @@ class RateLimiter:
     def hit(self, key: str) -> None:
         self._strategy.hit(self.limit, key)
 
+    def close(self) -> None:
+        """Close the connections to the storage (Redis); memory keeps nothing open."""
+        client = getattr(self._strategy.storage, "storage", None)
+        closer = getattr(client, "close", None)
+        if closer is not None:
+            closer()
+
     def reset(self) -> None:
         """Forget every count (tests, and an operator clearing a lockout)."""
         self._strategy.storage.reset()

@@ -21,11 +21,11 @@ from sqlmodel import Session
 
 from governance.domains.models import Domain
 from governance.errors import Conflict, GovernanceError, InvalidInput
-from governance.families import service as families
-from governance.families.models import ModelFamily, ModelVersion
+from governance.families.models import ModelFamily
 from governance.gateway import guardrails, routing, telemetry
-from governance.gateway.backends import BackendError, Generation, Query, Servable, servable
+from governance.gateway.backends import BackendError, Generation, Query, Servable
 from governance.gateway.guardrails import GuardUnavailable, Span
+from governance.gateway.serving import ServingVersion
 from governance.pii.cache import content_key, keyed_hash
 
 if TYPE_CHECKING:
@@ -41,7 +41,7 @@ class PromptBlocked(GovernanceError):
 class Target:
     choice: routing.Choice
     servable: Servable
-    version: ModelVersion
+    version: ServingVersion
 
 
 @dataclass
@@ -185,23 +185,16 @@ def guard_answer(rt: Runtime, prepared: Prepared, text: str) -> str:
 def variants(rt: Runtime, session: Session, family: ModelFamily, family_routing):
     """The family's serving variants as routing sees them, with what each needs to serve."""
     found = []
-    for base, version in families.serving_variants(session, family):
-        target = servable(version, base, signed=True)
-        score = routing.score_of(
-            version.evaluation or {}, version.metrics or {}, family_routing.metric
+    for candidate in rt.serving_cache.candidates(session, family):
+        version = candidate.version
+        score = routing.score_of(version.evaluation, version.metrics, family_routing.metric)
+        variant = routing.Variant(
+            candidate.base_name,
+            score,
+            routing.cost_of(family_routing, candidate.base_name, candidate.weights_bytes),
+            rt.backend.healthy(candidate.servable),
         )
-        found.append(
-            (
-                routing.Variant(
-                    base.name,
-                    score,
-                    routing.cost_of(family_routing, base.name, routing.weights_size(base.path)),
-                    rt.backend.healthy(target),
-                ),
-                target,
-                version,
-            )
-        )
+        found.append((variant, candidate.servable, version))
     return found
 
 

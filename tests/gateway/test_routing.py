@@ -3,14 +3,18 @@ end-to-end tests rely on, over cases those tests do not reach."""
 
 from __future__ import annotations
 
+import uuid
+
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
 from governance.authz.lint import lint
+from governance.errors import TooManyRequests
 from governance.gateway import guardrails, routing
 from governance.gateway.backends import StopText
 from governance.gateway.guardrails import Span
+from governance.gateway.limits import QueryLimits, RateLimiter
 from governance.gateway.routing import RouteRequest, Variant
 
 
@@ -178,28 +182,29 @@ def test_policy_tests_check_routing_and_report_a_wrong_expectation(tmp_path):
 
 def test_query_limits_kept_in_redis_hold_across_processes():
     """Two limiters on the same Redis (two gateway processes) share the counts."""
-    import uuid
-
-    import pytest as _pytest
-
-    from governance.errors import TooManyRequests
-    from governance.gateway.limits import QueryLimits, RateLimiter
-
     url = "redis://127.0.0.1:6379/11"
     first = QueryLimits(RateLimiter(3, url), tokens_per_minute=0)
     second = QueryLimits(RateLimiter(3, url), tokens_per_minute=0)
+    try:
+        both_share_counts(first, second)
+    finally:
+        first.requests.close()
+        second.requests.close()
+
+
+def both_share_counts(first: QueryLimits, second: QueryLimits) -> None:
     family_limits = {"tokens_per_minute": 50}
     principal, family = f"p-{uuid.uuid4().hex}", f"f-{uuid.uuid4().hex}"
     first.admit(principal, family, family_limits)
     second.admit(principal, family, family_limits)
     first.admit(principal, family, family_limits)
-    with _pytest.raises(TooManyRequests) as refused:
+    with pytest.raises(TooManyRequests) as refused:
         second.admit(principal, family, family_limits)
     assert refused.value.details["limit"] == "the principal's requests"
     other = f"p-{uuid.uuid4().hex}"
     first.admit(other, family, family_limits)
     second.spend(other, family, family_limits, 60)  # over the family's 50 tokens
-    with _pytest.raises(TooManyRequests) as refused:
+    with pytest.raises(TooManyRequests) as refused:
         first.admit(f"p-{uuid.uuid4().hex}", family, family_limits)
     assert refused.value.details["limit"] == "the family's tokens"
     assert refused.value.retry_after >= 1
