@@ -175,16 +175,27 @@ def run_gateway_bench(
     notes: list[str] = []
     key = secrets.token_urlsafe(24)
 
-    def measure(name: str, port: int, token: str, model: str) -> None:
+    pace: dict[str, int] = {}
+
+    def measure(name: str, port: int, token: str, model: str, paced: bool = True) -> None:
         # One query first: the gateway registers the adapter with the engine on it. Then one
-        # client alone (the cost of a query without queueing), then all of them.
+        # client alone (the cost of a query without queueing), then all of them back to
+        # back, then all of them paced at half of what the gateway sustained (the first
+        # measured), the same load for every path.
         run_load(port, token, 1, 1, "/v1/chat/completions", body(model))
         echo(f"1 client, then {clients}, for {seconds:.0f} s each: {name} ...")
         alone = run_load(port, token, 1, seconds / 2, "/v1/chat/completions", body(model))
         rows.append((f"{name}, 1 client", alone))
-        rows.append(
-            (name, run_load(port, token, clients, seconds, "/v1/chat/completions", body(model)))
+        saturated = run_load(port, token, clients, seconds, "/v1/chat/completions", body(model))
+        rows.append((name, saturated))
+        if not paced:
+            return
+        rate = pace.setdefault("rate", max(1, round(saturated["per_second"] / 2)))
+        echo(f"{clients} clients at {rate} req/s: {name} ...")
+        steady = run_load(
+            port, token, clients, seconds, "/v1/chat/completions", body(model), rate=rate
         )
+        rows.append((f"{name}{paced_suffix(clients, rate)}", steady))
 
     with tempfile.TemporaryDirectory(prefix="governance-gateway-") as scratch_dir:
         scratch = Path(scratch_dir)
@@ -214,7 +225,9 @@ def run_gateway_bench(
                 {**common, "GOVERNANCE_POLICY_DIR": str(policy_dir), **env},
             )
             try:
-                measure(GATEWAY_ROWS[guarded], port, token, FAMILY)
+                # The guarded gateway sustains a fraction of the plain one's rate: its cost
+                # is read from its one-client and saturated rows.
+                measure(GATEWAY_ROWS[guarded], port, token, FAMILY, paced=not guarded)
             finally:
                 stop(process)
 
@@ -237,7 +250,11 @@ def run_gateway_bench(
                     stop(litellm)
         finally:
             stop(upstream)
-    return report(rows, notes, database, workers, threads, clients, seconds)
+    return report(rows, notes, database, workers, threads, clients, seconds, pace.get("rate"))
+
+
+def paced_suffix(clients: int, rate: int) -> str:
+    return f", {clients} clients at {rate} req/s"
 
 
 UPSTREAM = "upstream alone (govern engine --echo)"
@@ -247,7 +264,7 @@ GATEWAY_ROWS = {
 }
 
 
-def report(rows, notes, database, workers, threads, clients, seconds) -> str:
+def report(rows, notes, database, workers, threads, clients, seconds, rate=None) -> str:
     lines = [
         "## Gateway cost",
         "",
@@ -275,7 +292,10 @@ def report(rows, notes, database, workers, threads, clients, seconds) -> str:
             lines.append(f"Errors of {name}: {count} x {kind}.")
     found = dict(rows)
     other = next((r for n, r in rows if n.startswith("LiteLLM") and "1 client" not in n), None)
-    for suffix, load in ((", 1 client", "one client alone"), ("", f"{clients} clients")):
+    loads = [(", 1 client", "one client alone"), ("", f"{clients} clients back to back")]
+    if rate:
+        loads.append((paced_suffix(clients, rate), f"{clients} clients sending {rate} req/s"))
+    for suffix, load in loads:
         alone_base, alone_ours = (
             found.get(UPSTREAM + suffix),
             found.get(GATEWAY_ROWS[False] + suffix),
@@ -307,7 +327,10 @@ def report(rows, notes, database, workers, threads, clients, seconds) -> str:
         "On these 2 cores the clients, gunicorn's workers, the upstream, PostgreSQL and (for "
         "the guarded run) the guard share the CPU, so at 32 clients every request queues "
         "behind the others' work: the added latency there is mostly queueing; the one-client "
-        "rows show what a query itself costs.",
+        "rows show what a query itself costs. The paced rows (open loop, as wrk2 does: the "
+        "clients together send a fixed number of requests a second, half of what the gateway "
+        "sustained, and a request's latency counts from the moment it was due) show each path "
+        "at the same load that the gateway keeps up with.",
     ]
     lines += [f"Note: {n}" for n in notes]
     lines.append("")

@@ -142,9 +142,13 @@ def load(
     warmup: float,
     path: str = PATH,
     body: dict | None = None,
+    rate: float = 0.0,
 ) -> dict[str, Any]:
     """`clients` threads send the request (a GET, or a POST of `body`) back to back for
-    `seconds` after `warmup`."""
+    `seconds` after `warmup`; or, with `rate`, paced: `rate` requests a second in all, each
+    client on a fixed schedule, a request's latency counted from the moment it was due (a
+    late answer delays the next request, and that delay is counted, as wrk2 does), so the
+    figures are those of a service under that load, not of one kept saturated."""
     latencies: list[list[float]] = [[] for _ in range(clients)]
     errors = [0]
     kinds: dict[str, int] = {}
@@ -156,11 +160,20 @@ def load(
         method, payload = "POST", json.dumps(body).encode()
         headers["Content-Type"] = "application/json"
 
+    every = clients / rate if rate else 0.0
+
     def client(index: int) -> None:
         connection = http.client.HTTPConnection("127.0.0.1", port, timeout=60)
         mine = latencies[index]
+        due = start + every * index / clients
         while True:
-            began = time.monotonic()
+            if every:
+                pause = due - time.monotonic()
+                if pause > 0:
+                    time.sleep(pause)
+                began, due = due, due + every
+            else:
+                began = time.monotonic()
             if began >= stop_at:
                 break
             try:
@@ -208,10 +221,16 @@ LOAD_SCRIPT = "benchmarks.requests"
 
 
 def run_load(
-    port: int, token: str, clients: int, seconds: float, path: str = PATH, body=None
+    port: int,
+    token: str,
+    clients: int,
+    seconds: float,
+    path: str = PATH,
+    body=None,
+    rate: float = 0.0,
 ) -> dict[str, Any]:
     """The load, in its own process so the clients do not share this one's GIL."""
-    spec = {"path": path, "body": body}
+    spec = {"path": path, "body": body, "rate": rate}
     done = subprocess.run(
         [
             sys.executable,
@@ -233,11 +252,18 @@ def run_load(
 
 
 def measure(
-    spec: str, config, token, workers: int, threads: int, clients: int, seconds: float
+    spec: str,
+    config,
+    token,
+    workers: int,
+    threads: int,
+    clients: int,
+    seconds: float,
+    rate: float = 0.0,
 ) -> dict[str, Any]:
     process, port = serve(spec, config, workers, threads)
     try:
-        return run_load(port, token, clients, seconds)
+        return run_load(port, token, clients, seconds, rate=rate)
     finally:
         process.terminate()
         process.wait(timeout=60)
@@ -304,6 +330,12 @@ def cpu_breakdown(config: dict[str, Any], token: str, count: int = 1000) -> dict
     return {k: round(v, 3) for k, v in out.items()}
 
 
+APPS = (
+    ("bare Flask app", "benchmarks.bare_app:create_app()"),
+    ("governance (authn + policy + audit)", "governance.app:create_app()"),
+)
+
+
 def run_requests_bench(
     postgres_url: str | None,
     workers: int = 4,
@@ -312,7 +344,9 @@ def run_requests_bench(
     seconds: float = 15.0,
     echo=print,
 ) -> str:
-    rows = []
+    rows: list[tuple[str, str, dict[str, Any]]] = []
+    paced: list[tuple[str, str, dict[str, Any]]] = []
+    rates: dict[str, int] = {}
     cpu: dict[str, float] = {}
     with tempfile.TemporaryDirectory(prefix="governance-requests-") as scratch:
         databases = [("SQLite", None)]
@@ -324,14 +358,19 @@ def run_requests_bench(
             if label == "PostgreSQL":
                 echo("measuring where a request spends its CPU ...")
                 cpu = cpu_breakdown(config, token)
-            for name, spec in (
-                ("bare Flask app", "benchmarks.bare_app:create_app()"),
-                ("governance (authn + policy + audit)", "governance.app:create_app()"),
-            ):
+            closed = []
+            for name, spec in APPS:
                 echo(f"{label}: {clients} clients against {name} for {seconds:.0f} s ...")
-                rows.append(
-                    (label, name, measure(spec, config, token, workers, threads, clients, seconds))
-                )
+                result = measure(spec, config, token, workers, threads, clients, seconds)
+                closed.append(result)
+                rows.append((label, name, result))
+            # Then both at the same steady load, half of what the slower one sustained.
+            rate = max(1, round(min(r["per_second"] for r in closed) / 2))
+            rates[label] = rate
+            for name, spec in APPS:
+                echo(f"{label}: {clients} clients at {rate} req/s against {name} ...")
+                result = measure(spec, config, token, workers, threads, clients, seconds, rate)
+                paced.append((label, name, result))
     lines = [
         "## Request cost",
         "",
@@ -359,6 +398,30 @@ def run_requests_bench(
             f"{label}: the governance app adds {ours['p50_ms'] - bare['p50_ms']:.2f} ms at p50 "
             f"and {ours['p99_ms'] - bare['p99_ms']:.2f} ms at p99, and serves "
             f"{ours['per_second'] / bare['per_second']:.0%} of the bare app's throughput."
+        )
+    lines += [
+        "",
+        f"The same {clients} clients paced (open loop, as wrk2 does): together they send a "
+        "fixed number of requests a second, half of what the slower app sustained above, to "
+        "both apps; a request's latency counts from the moment it was due, so a late answer "
+        "that delays the next request is counted. This is the cost of a request at a load "
+        "the service keeps up with, rather than the queue of a saturated one.",
+        "",
+        "| database | app | req/s sent | requests | p50 ms | p90 ms | p99 ms | errors |",
+        "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: |",
+    ]
+    for label, name, r in paced:
+        lines.append(
+            f"| {label} | {name} | {rates[label]} | {r['requests']} | {r['p50_ms']} | "
+            f"{r['p90_ms']} | {r['p99_ms']} | {r['errors']} |"
+        )
+    lines.append("")
+    for label in dict.fromkeys(label for label, _n, _r in paced):
+        bare, ours = (r for lab, _n, r in paced if lab == label)
+        lines.append(
+            f"{label}, {rates[label]} req/s: the governance app adds "
+            f"{ours['p50_ms'] - bare['p50_ms']:.2f} ms at p50 and "
+            f"{ours['p99_ms'] - bare['p99_ms']:.2f} ms at p99."
         )
     if cpu:
         lines += [
@@ -399,6 +462,7 @@ if __name__ == "__main__":
                     float(warmup),
                     request.get("path") or PATH,
                     request.get("body"),
+                    float(request.get("rate") or 0),
                 )
             )
         )

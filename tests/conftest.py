@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import os
 import shutil
+import subprocess
+import sys
 import uuid
 from dataclasses import dataclass
 from pathlib import Path
@@ -165,3 +167,13 @@ def engine():
 
     with engine_process() as started:
         yield started
+
+
+@pytest.fixture(scope="session")
+def tiny_model(tmp_path_factory) -> Path:
+    """A tiny Llama base (trainers.tiny), built once per session; tests only read it."""
+    path = tmp_path_factory.mktemp("base") / "tiny"
+    subprocess.run(
+        [sys.executable, "-m", "trainers.tiny", str(path)], check=True, capture_output=True
+    )
+    return path

@@ -58,12 +58,9 @@ def scanner() -> Scanner:
 
 
 @pytest.fixture(scope="module")
-def tiny(tmp_path_factory) -> Path:
-    path = tmp_path_factory.mktemp("base") / "tiny"
-    subprocess.run(
-        [sys.executable, "-m", "trainers.tiny", str(path)], check=True, capture_output=True
-    )
-    return path
+def tiny(tiny_model) -> Path:
+    """The session's tiny base (tests/conftest.py), under the name these tests use."""
+    return tiny_model
 
 
 @pytest.fixture

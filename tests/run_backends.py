@@ -40,6 +40,12 @@ def main(argv: list[str]) -> int:
     processes, pumps = [], []
     for index, name in enumerate(wanted):
         env = {**os.environ, "GOVERNANCE_TEST_DATABASES": name}
+        # Two suites share the machine's cores: one thread each for torch's (and the
+        # tokenizers') own pools, in the suites and the trainers they start, rather than
+        # twice as many threads as cores spinning against each other.
+        for variable in ("OMP_NUM_THREADS", "MKL_NUM_THREADS"):
+            env.setdefault(variable, "1")
+        env.setdefault("TOKENIZERS_PARALLELISM", "false")
         if index > 0:
             env["GOVERNANCE_TEST_DATABASE_TESTS_ONLY"] = "1"
         command = [
