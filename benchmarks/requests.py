@@ -204,6 +204,8 @@ def load(
     values = sorted(v for mine in latencies for v in mine)
 
     def pct(q: float) -> float:
+        if not values:  # nothing answered in time: no latency to report
+            return float("nan")
         return round(values[min(len(values) - 1, int(q * len(values)))] * 1000, 2)
 
     return {
@@ -246,8 +248,10 @@ def run_load(
         ],
         capture_output=True,
         text=True,
-        check=True,
+        check=False,
     )
+    if done.returncode != 0:
+        raise RuntimeError(f"the load generator failed: {done.stderr.strip()[-2000:]}")
     return json.loads(done.stdout.strip().splitlines()[-1])
 
 

@@ -25,6 +25,7 @@ import secrets
 import socket
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 import urllib.error
@@ -335,34 +336,41 @@ def loopback_process(
     if port is None:
         port = free_port()
     key = api_key if api_key is not None else secrets.token_urlsafe(24)
-    process = subprocess.Popen(
-        [sys.executable, "-m", "governance.cli", command, "--port", str(port), *arguments],
-        env={**os.environ, **(env or {}), key_variable: key},
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
-    url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + timeout
-    try:
-        while True:
-            try:
-                with urllib.request.urlopen(url + "/health", timeout=5) as answer:  # noqa: S310
-                    if answer.status == 200:
-                        break
-            except (OSError, urllib.error.URLError):
-                pass
-            if process.poll() is not None or time.monotonic() > deadline:
-                raise RuntimeError(f"govern {command} did not start: {stderr_tail(process)}")
-            time.sleep(0.2)
-        yield url, key
-    finally:
-        process.terminate()
+    # Its stderr goes to a file, never to a pipe nobody reads while it runs: a process whose
+    # logs filled a pipe's buffer would stop in the middle of a request.
+    with tempfile.TemporaryFile(mode="a+") as errors:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "governance.cli", command, "--port", str(port), *arguments],
+            env={**os.environ, **(env or {}), key_variable: key},
+            stdout=subprocess.DEVNULL,
+            stderr=errors,
+            text=True,
+        )
+        url = f"http://127.0.0.1:{port}"
+        deadline = time.monotonic() + timeout
         try:
-            process.communicate(timeout=30)
-        except subprocess.TimeoutExpired:
-            process.kill()
+            while True:
+                try:
+                    with urllib.request.urlopen(url + "/health", timeout=5) as answer:  # noqa: S310
+                        if answer.status == 200:
+                            break
+                except (OSError, urllib.error.URLError):
+                    pass
+                if process.poll() is not None or time.monotonic() > deadline:
+                    raise RuntimeError(f"govern {command} did not start: {stderr_tail(errors)}")
+                time.sleep(0.2)
+            yield url, key
+        finally:
+            process.terminate()
+            try:
+                process.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait()
 
 
-def stderr_tail(process: subprocess.Popen) -> str:
-    return (process.stderr.read() if process.stderr else "")[-500:]
+def stderr_tail(errors) -> str:
+    """The last of what a process wrote to its stderr file."""
+    errors.flush()
+    errors.seek(0)
+    return errors.read()[-500:]

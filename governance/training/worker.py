@@ -68,10 +68,13 @@ def run_job(claim: dict, url: str | None, echo: Callable[[str], None]) -> bool:
 
         beater = threading.Thread(target=beat, daemon=True)
         beater.start()
+        # stderr to a file: read only stdout while it runs, a pipe of stderr that filled
+        # (the harness's logs go there) would stop the trainer, and this worker with it.
+        errors = (root / "trainer.stderr").open("a+")
         process = subprocess.Popen(
             [sys.executable, "-m", "trainers.lora", str(root / "bundle"), str(root / "out")],
             stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
+            stderr=errors,
             text=True,
         )
         for line in process.stdout:
@@ -83,8 +86,10 @@ def run_job(claim: dict, url: str | None, echo: Callable[[str], None]) -> bool:
                 latest.clear()
                 latest.update({k: event[k] for k in ("step", "of", "epoch", "loss")})
                 echo(f"job {uid[:8]}: step {event['step']}/{event['of']} loss {event['loss']}")
-        stderr = process.stderr.read()
         code = process.wait()
+        errors.seek(0)
+        stderr = errors.read()
+        errors.close()
         done.set()
         beater.join()
         if code != 0:
