@@ -334,6 +334,30 @@ def cpu_breakdown(config: dict[str, Any], token: str, count: int = 1000) -> dict
     return {k: round(v, 3) for k, v in out.items()}
 
 
+def added(bare: dict[str, Any], ours: dict[str, Any]) -> str:
+    return (
+        f"adds {ours['p50_ms'] - bare['p50_ms']:.2f} ms at p50 and "
+        f"{ours['p99_ms'] - bare['p99_ms']:.2f} ms at p99"
+    )
+
+
+def compared(rows, sentence, sent: dict[str, int] | None = None) -> list[str]:
+    """Table rows for (database, app, result), then one sentence per database comparing its
+    two apps. Paced rows (`sent`: the rate per database) show what was sent first."""
+    lines = []
+    for label, name, r in rows:
+        counts = (sent[label], r["requests"]) if sent else (r["requests"], r["per_second"])
+        lines.append(
+            f"| {label} | {name} | {counts[0]} | {counts[1]} | {r['p50_ms']} | "
+            f"{r['p90_ms']} | {r['p99_ms']} | {r['errors']} |"
+        )
+    lines.append("")
+    for label in dict.fromkeys(label for label, _n, _r in rows):
+        bare, ours = (r for lab, _n, r in rows if lab == label)
+        lines.append(sentence(label, bare, ours))
+    return lines
+
+
 APPS = (
     ("bare Flask app", "benchmarks.bare_app:create_app()"),
     ("governance (authn + policy + audit)", "governance.app:create_app()"),
@@ -390,19 +414,13 @@ def run_requests_bench(
         "| database | app | requests | req/s | p50 ms | p90 ms | p99 ms | errors |",
         "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: |",
     ]
-    for label, name, r in rows:
-        lines.append(
-            f"| {label} | {name} | {r['requests']} | {r['per_second']} | {r['p50_ms']} | "
-            f"{r['p90_ms']} | {r['p99_ms']} | {r['errors']} |"
-        )
-    lines.append("")
-    for label in dict.fromkeys(label for label, _n, _r in rows):
-        bare, ours = (r for lab, _n, r in rows if lab == label)
-        lines.append(
-            f"{label}: the governance app adds {ours['p50_ms'] - bare['p50_ms']:.2f} ms at p50 "
-            f"and {ours['p99_ms'] - bare['p99_ms']:.2f} ms at p99, and serves "
+    lines += compared(
+        rows,
+        lambda label, bare, ours: (
+            f"{label}: the governance app {added(bare, ours)}, and serves "
             f"{ours['per_second'] / bare['per_second']:.0%} of the bare app's throughput."
-        )
+        ),
+    )
     lines += [
         "",
         f"The same {clients} clients paced (open loop, as wrk2 does): together they send a "
@@ -414,19 +432,13 @@ def run_requests_bench(
         "| database | app | req/s sent | requests | p50 ms | p90 ms | p99 ms | errors |",
         "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: |",
     ]
-    for label, name, r in paced:
-        lines.append(
-            f"| {label} | {name} | {rates[label]} | {r['requests']} | {r['p50_ms']} | "
-            f"{r['p90_ms']} | {r['p99_ms']} | {r['errors']} |"
-        )
-    lines.append("")
-    for label in dict.fromkeys(label for label, _n, _r in paced):
-        bare, ours = (r for lab, _n, r in paced if lab == label)
-        lines.append(
-            f"{label}, {rates[label]} req/s: the governance app adds "
-            f"{ours['p50_ms'] - bare['p50_ms']:.2f} ms at p50 and "
-            f"{ours['p99_ms'] - bare['p99_ms']:.2f} ms at p99."
-        )
+    lines += compared(
+        paced,
+        lambda label, bare, ours: (
+            f"{label}, {rates[label]} req/s: the governance app {added(bare, ours)}."
+        ),
+        rates,
+    )
     if cpu:
         lines += [
             "",
