@@ -253,5 +253,7 @@ def write_section(path: str, heading: str, section: str) -> None:
         text = text.rstrip("\n") + "\n\n" + section
     else:
         following = text.find("\n## ", start + len(heading))
-        text = text[:start] + section + (text[following + 1 :] if following >= 0 else "")
+        rest = text[following + 1 :] if following >= 0 else ""
+        # One blank line between this section and the next, whatever the section ends with.
+        text = text[:start] + section.rstrip("\n") + ("\n\n" + rest if rest else "\n")
     target.write_text(text.rstrip("\n") + "\n")
