@@ -170,7 +170,7 @@ def engine():
 
 
 @pytest.fixture(scope="session")
-def tiny_model(tmp_path_factory) -> Path:
+def tiny(tmp_path_factory) -> Path:
     """A tiny Llama base (trainers.tiny), built once per session; tests only read it."""
     path = tmp_path_factory.mktemp("base") / "tiny"
     subprocess.run(

@@ -9,7 +9,6 @@ import os
 import subprocess
 import sys
 import threading
-from pathlib import Path
 
 import pytest
 
@@ -55,12 +54,6 @@ FAMILY = "tax-assistant"
 @pytest.fixture(scope="module")
 def scanner() -> Scanner:
     return Scanner()
-
-
-@pytest.fixture(scope="module")
-def tiny(tiny_model) -> Path:
-    """The session's tiny base (tests/conftest.py), under the name these tests use."""
-    return tiny_model
 
 
 @pytest.fixture

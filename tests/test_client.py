@@ -11,7 +11,6 @@ from tests.pipeline import (  # noqa: F401 (fixtures)
     app,
     live,
     scanner,
-    tiny,
     world,
 )
 

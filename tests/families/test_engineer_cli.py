@@ -15,7 +15,6 @@ from tests.pipeline import (  # noqa: F401 (fixtures and helpers)
     approve_data,
     live,
     scanner,
-    tiny,
     worker,
     world,
 )

@@ -28,7 +28,6 @@ from tests.pipeline import (  # noqa: F401 (fixtures)
     live,
     request_data_use,
     scanner,
-    tiny,
     train,
     worker,
     world,

@@ -38,7 +38,6 @@ from tests.pipeline import (  # noqa: F401 (fixtures)
     request_data_use,
     scanned_dataset,
     scanner,
-    tiny,
     train,
     worker,
     world,

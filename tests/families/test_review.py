@@ -30,7 +30,6 @@ from tests.pipeline import (  # noqa: F401 (fixtures)
     call,
     live,
     scanner,
-    tiny,
     train,
     world,
 )

@@ -22,7 +22,6 @@ from tests.pipeline import (  # noqa: F401 (fixtures)
     call,
     live,
     scanner,
-    tiny,
     world,
 )
 

@@ -23,7 +23,6 @@ from tests.pipeline import (  # noqa: F401 (fixtures)
     call,
     live,
     scanner,
-    tiny,
     worker,
     world,
 )
