@@ -2,9 +2,10 @@
 
 Every insert, update or delete of a model version adds one to its family's
 serving_revision, in the same transaction, by a trigger (so a change made by any writer,
-including SQL typed by hand, is seen). A later migration that rebuilds model_versions on
-SQLite (batch mode copies the table) must create the three triggers again. The gateway keeps a family's serving variants
+including SQL typed by hand, is seen). The gateway keeps a family's serving variants
 between queries and reads them again when the revision it gets with the family differs.
+A later migration that rebuilds model_versions on SQLite (batch mode copies the table)
+must create the three triggers again.
 
 Revision ID: 0021
 Revises: 0020

@@ -370,7 +370,7 @@ def loopback_process(
 
 
 def stderr_tail(errors) -> str:
-    """The last of what a process wrote to its stderr file."""
-    errors.flush()
+    """The last of what a process wrote to its stderr file (opened to append: reading
+    from the start moves no writer)."""
     errors.seek(0)
     return errors.read()[-500:]

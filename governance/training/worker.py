@@ -70,13 +70,14 @@ def run_job(claim: dict, url: str | None, echo: Callable[[str], None]) -> bool:
         beater.start()
         # stderr to a file: read only stdout while it runs, a pipe of stderr that filled
         # (the harness's logs go there) would stop the trainer, and this worker with it.
-        errors = (root / "trainer.stderr").open("a+")
-        process = subprocess.Popen(
-            [sys.executable, "-m", "trainers.lora", str(root / "bundle"), str(root / "out")],
-            stdout=subprocess.PIPE,
-            stderr=errors,
-            text=True,
-        )
+        errors = root / "trainer.stderr"
+        with errors.open("w") as sink:
+            process = subprocess.Popen(
+                [sys.executable, "-m", "trainers.lora", str(root / "bundle"), str(root / "out")],
+                stdout=subprocess.PIPE,
+                stderr=sink,
+                text=True,
+            )
         for line in process.stdout:
             try:
                 event = json.loads(line)
@@ -87,9 +88,7 @@ def run_job(claim: dict, url: str | None, echo: Callable[[str], None]) -> bool:
                 latest.update({k: event[k] for k in ("step", "of", "epoch", "loss")})
                 echo(f"job {uid[:8]}: step {event['step']}/{event['of']} loss {event['loss']}")
         code = process.wait()
-        errors.seek(0)
-        stderr = errors.read()
-        errors.close()
+        stderr = errors.read_text(errors="replace")
         done.set()
         beater.join()
         if code != 0:
