@@ -314,3 +314,86 @@ def run_incremental_bench(count: int = 3000) -> str:
         f"with 10% of the records changed. Every timing includes decrypting, hashing, "
         f"redacting, the residual pass, the canaries and re-encrypting every record."
     )
+
+
+def _coverage(findings, start: int, end: int, text: str) -> tuple[float, str]:
+    """The share of a value's letters and digits the findings cover, and what is left."""
+    covered: set[int] = set()
+    for f in findings:
+        covered.update(range(max(start, f.start), min(end, f.end)))
+    alnum = [i for i in range(start, end) if text[i].isalnum()]
+    left = "".join(text[i] if i not in covered else " " for i in range(start, end))
+    return (len([i for i in alnum if i in covered]) / len(alnum) if alnum else 1.0), left
+
+
+def _leaks(entity: str, left: str, share: float) -> bool:
+    """Whether what a redaction left of a value still discloses it: under half of it covered,
+    four digits in a row, or (for names) a word of three letters or more."""
+    import re
+
+    if share < 0.5 or re.search(r"\d{4}", left.replace(" ", "") if entity != "PERSON" else left):
+        return True
+    return entity == "PERSON" and bool(re.search(r"[^\W\d_]{3,}", left))
+
+
+def support_scores(scanner, rules, records: list[dict], in_lexicon=None) -> dict[str, Any]:
+    """Value and record figures on the support-traffic corpus (`benchmarks/pii_support.py`).
+
+    Scanner recall counts a value found when the findings cover half of its letters and
+    digits (the shared scorer's rule). The record figures run the whole gate (redaction, then
+    the residual pass): a record with a residual is held in quarantine; a released record
+    leaks when one of its values is under half covered or keeps four digits in a row or, for a
+    name, a word of three letters.
+    """
+    import collections
+
+    from governance.pii.sanitize import sanitize
+
+    found = list(scanner.scan_texts([r["text"] for r in records], rules))
+    names = getattr(scanner, "names", None)
+    tally: dict[str, collections.Counter] = collections.defaultdict(collections.Counter)
+    findings = false_positives = 0
+    held = held_clean = clean_records = released = leaked = leaked_values = 0
+    for record, hits in zip(records, found, strict=True):
+        text = record["text"]
+        record_leaks = 0
+        for start, end, entity, form, origin in record["spans"]:
+            share, left = _coverage(hits, start, end, text)
+            hit = share >= 0.5
+            keys = [("type", entity), ("form", f"{entity} {form}"), ("all", "")]
+            if entity == "PERSON":
+                keys.append(("origin", origin))
+                if in_lexicon is not None:
+                    known = in_lexicon(text[start:end])
+                    keys.append(("lexicon", "in the scanner's lexicon" if known else "not in it"))
+            if entity in STRUCTURED_IDS:
+                keys.append(("structured", ""))
+            for key in keys:
+                tally[key[0] + ":" + key[1]]["total"] += 1
+                tally[key[0] + ":" + key[1]]["hit"] += hit
+            record_leaks += _leaks(entity, left, share)
+        for f in hits:
+            findings += 1
+            false_positives += not any(f.start < e and s < f.end for s, e, *_ in record["spans"])
+        result = sanitize({"text": text}, hits, rules, names)
+        is_clean = not record["spans"]
+        clean_records += is_clean
+        if result.residuals or result.dropped:
+            held += 1
+            held_clean += is_clean
+            continue
+        released += 1
+        leaked += record_leaks > 0
+        leaked_values += record_leaks
+    recall = {k: v["hit"] / v["total"] for k, v in tally.items()}
+    return {
+        "records": len(records),
+        "values": tally["all:"]["total"],
+        "recall": recall,
+        "counts": {k: (v["hit"], v["total"]) for k, v in tally.items()},
+        "precision": 1 - false_positives / max(findings, 1),
+        "quarantine_share": held / len(records),
+        "held_clean": (held_clean, clean_records),
+        "leak_rate": leaked / max(released, 1),
+        "leaked": (leaked, released, leaked_values),
+    }
