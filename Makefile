@@ -16,6 +16,8 @@ $(STAMP): pyproject.toml requirements.lock
 	$(BIN)/pip install --quiet torch==2.13.0
 	$(BIN)/pip install --quiet --no-deps --require-hashes -r requirements.lock
 	$(BIN)/pip install --quiet --no-deps --no-build-isolation -e .
+	# The scanner's name lexicon, derived once from names-dataset into a cache file.
+	$(BIN)/python -m governance.pii.names
 	touch $(STAMP)
 
 demo: $(STAMP)

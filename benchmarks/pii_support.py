@@ -404,7 +404,7 @@ CLEAN_EN = [
     "The notice {notice} asks for proof of the dependent's residency.",
     "Log: {ts} session started; {ts} upload complete; {ts} e-file transmitted.",
     "Balance due is {amount}, payable through Direct Pay by April 15.",
-    "Case {case} was escalated to the Taxpayer Advocate Service.",
+    "The case was escalated to the Taxpayer Advocate Service.",
 ]
 CLEAN_ES = [
     "Buenas tardes, ¿ya salió el reembolso? Ella dice que no le ha llegado nada.",

@@ -257,10 +257,15 @@ class DateOfBirthRecognizer(PatternRecognizer):
 
     MONTHS = (
         r"(?i:Jan(?:uary)?|Feb(?:ruary)?|Mar(?:ch)?|Apr(?:il)?|May|June?|July?|Aug(?:ust)?|"
-        r"Sep(?:t(?:ember)?)?|Oct(?:ober)?|Nov(?:ember)?|Dec(?:ember)?)\.?"
+        r"Sep(?:t(?:ember)?)?|Oct(?:ober)?|Nov(?:ember)?|Dec(?:ember)?|"
+        # Spanish, long and short: "26 de enero de 1937", "6-ago-1995".
+        r"ene(?:ro)?|feb(?:rero)?|mar(?:zo)?|abr(?:il)?|may(?:o)?|jun(?:io)?|jul(?:io)?|"
+        r"ago(?:sto)?|sep(?:t?iembre)?|set(?:iembre)?|oct(?:ubre)?|nov(?:iembre)?|"
+        r"dic(?:iembre)?)\.?"
     )
     CONTEXT = re.compile(
-        r"(?i)\b(?:born|birth|dob|d\.o\.b\.?|birthday|birthdate|bday|b-day|date of birth)\b"
+        r"(?i)\b(?:born|birth|dob|d\.o\.b\.?|birthday|birthdate|bday|b-day|date of birth|"
+        r"naci[óo]|nacida|nacido|nacimiento|fecha de nac|f\.?\s?nac|cumplea[ñn]os)\b\.?"
         r"[^.\n]{0,30}$"
     )
 
@@ -282,6 +287,11 @@ class DateOfBirthRecognizer(PatternRecognizer):
                 Pattern(
                     "day month year",
                     rf"\b{day}(?:\s+of)?[\s/.-]+{months},?[\s/.-]+(?:19|20)?\d{{2}}\b",
+                    0.7,
+                ),
+                Pattern(
+                    "spanish long date",
+                    rf"\b\d{{1,2}}\s+de\s+{months}\s+(?:de(?:l)?\s+)?{year}\b",
                     0.7,
                 ),
                 Pattern("month year", rf"\b{months}\s+{year}\b", 0.6),
@@ -580,6 +590,30 @@ MONTHS_AND_DAYS = frozenset(
 )
 
 
+class _Names:
+    """A curated set of names widened by a test on the lexicon: supports `in` only."""
+
+    def __init__(self, base: frozenset[str], test) -> None:
+        self.base, self.test = base, test
+
+    def __contains__(self, word: object) -> bool:
+        return isinstance(word, str) and (word in self.base or self.test(word))
+
+
+@functools.cache
+def spanish_words() -> frozenset[str]:
+    """Spanish words that are also names somewhere ("Ella", "Le", "Buenas"): spaCy's Spanish
+    stop words, with greetings and family words that open and close messages."""
+    from spacy.lang.es.stop_words import STOP_WORDS as SPANISH_STOP
+
+    extra = """hola buenas buenos tardes noches dias días gracias saludos atentamente señor
+    señora señorita mamá mama papá papa madre padre hijo hija esposo esposa hermano hermana
+    abuela abuelo tía tia tío tio querido querida estimado estimada favor usted ustedes
+    cliente dirección direccion correo nacimiento fecha seguro social nombre apellido
+    formulario reembolso impuestos contador"""
+    return frozenset(_fold(w).lower() for w in (*SPANISH_STOP, *extra.split()))
+
+
 class NameGazetteerRecognizer(LocalRecognizer):
     """People's names that spaCy's small model misses or calls an organization or place.
 
@@ -596,20 +630,74 @@ class NameGazetteerRecognizer(LocalRecognizer):
 
     def __init__(self) -> None:
         super().__init__(supported_entities=[self.ENTITY], name="NameGazetteerRecognizer")
-        self.first_names, self.last_names = faker_name_lists()
-        self.names = (self.first_names | self.last_names) - self.COMMON
+        from governance.pii.names import lexicon
+
+        self.lexicon = lexicon()
+        faker_first, faker_last = faker_name_lists()
+        faker_names = (faker_first | faker_last) - self.COMMON
         common = common_english_words() | {w.lower() for w in self.COMMON} | TAX_WORDS
-        self.lower_names = frozenset(n.lower() for n in self.names)
-        # Known names that are not everyday words: what makes a capitalized word a name.
-        self.name_words = frozenset(self.lower_names - common - MONTHS_AND_DAYS)
+        faker_lower = frozenset(n.lower() for n in faker_names)
         english_first = self.english_first = english_first_names()
+        # Faker's curated lists, widened by the lexicon of names-dataset: a word it ranks among
+        # a country's 5,000 most common names that is no dictionary word is a name whatever
+        # its spelling ("Chinwe", "Jeanty", "Tsegaye").
+        self.first_names = _Names(faker_first, self._strong_first)
+        self.last_names = _Names(faker_last, self._strong_last)
+        self.names = _Names(faker_names, self._strong)
+        self.lower_names = _Names(faker_lower, self._ranked)
+        # Known names that are not everyday words: what makes a capitalized word a name.
+        self.name_words = _Names(
+            frozenset(faker_lower - common - MONTHS_AND_DAYS), self._strong
+        )
         # A dictionary word counts as a lower-case name only when it is an English first name
         # ("john", not "son" or "visa", which are names in other languages).
-        self.uncommon = frozenset(
-            n
-            for n in self.lower_names - common - MONTHS_AND_DAYS
-            if n in english_first or not is_english_word(n)
+        self.uncommon = _Names(
+            frozenset(
+                n
+                for n in faker_lower - common - MONTHS_AND_DAYS
+                if n in english_first or not is_english_word(n)
+            ),
+            self._strong,
         )
+
+    @functools.lru_cache(maxsize=131072)  # noqa: B019 (one gazetteer per process)
+    def strength(self, word: str) -> int:
+        """How much a word says it is a name on its own: 2, a ranked name that is no word of
+        English or Spanish; 1, a ranked name that is also a word ("Hope", "Park"), or a word in
+        no dictionary and no list ("Sungyoon"); 0, a word, a label or a tax term."""
+        parts = [p for p in re.split(r"[-’']", word) if p]
+        if len(parts) > 1:
+            strengths = [self.strength(p) for p in parts]
+            return min(2, max(strengths)) if min(strengths) > 0 else 0
+        lowered = _fold(word).lower()
+        if (
+            len(lowered) < 2
+            or not lowered.isalpha()
+            or lowered in STOP_WORDS
+            or lowered in LABELS
+            or lowered in TAX_WORDS
+            or lowered in MONTHS_AND_DAYS
+            or lowered in spanish_words()
+        ):
+            return 0
+        tier = self.lexicon.rank_tier(lowered)
+        if is_english_word(lowered):
+            return 1 if tier in (1, 2) or lowered in self.english_first else 0
+        if len(lowered) == 2:
+            return 1 if tier else 0
+        return 2 if tier else 1
+
+    def _strong(self, word: str) -> bool:
+        return self.strength(word) == 2 and self.lexicon.rank_tier(word) in (1, 2)
+
+    def _strong_first(self, word: str) -> bool:
+        return self._strong(word) and self.lexicon.tiers(word)[0] in (1, 2)
+
+    def _strong_last(self, word: str) -> bool:
+        return self._strong(word) and self.lexicon.tiers(word)[1] in (1, 2)
+
+    def _ranked(self, lowered: str) -> bool:
+        return self.strength(lowered) > 0 and self.lexicon.rank_tier(lowered) in (1, 2)
 
     def is_uncommon_name(self, lowered: str) -> bool:
         """A known name that is not also an everyday word."""
@@ -981,3 +1069,216 @@ class PersonContextRecognizer(LocalRecognizer):
                 recognizer=self.name, original_score=0.7, textual_explanation="person by context"
             ),
         )
+
+
+_TOKEN = r"[^\W\d_][\w'\u2019-]*\.?"
+_NAMES_1_3 = _TOKEN + r"(?:[ \t]+" + _TOKEN + r"){0,2}"
+_NAMES_1_4 = _TOKEN + r"(?:[ \t]+" + _TOKEN + r"){0,3}"
+_GREETING = (
+    r"hi|hello|hey|dear|hola|buenas(?:[ \t]+(?:tardes|noches))?|buenos[ \t]+d[ií]as|"
+    r"good[ \t]+(?:morning|afternoon|evening)|thanks|thank[ \t]+you|gracias|welcome"
+)
+_CLOSING = (
+    r"regards|thanks|thank[ \t]+you|sincerely|best|cheers|cordially|respectfully|gracias|"
+    r"saludos|atentamente|un[ \t]+saludo|cordialmente|take[ \t]+care"
+)
+_RELATION = (
+    r"husband|wife|spouse|son|daughter|mom|mother|dad|father|brother|sister|partner|client|"
+    r"esposo|esposa|mam[aá]|madre|pap[aá]|padre|hijo|hija|hermano|hermana|abuela|abuelo|"
+    r"cliente|suegra|suegro"
+)
+
+
+class NamePositionRecognizer(LocalRecognizer):
+    """Names where the position says a person is meant, in any case, a single given name
+    included: greetings and sign-offs, chat speaker labels, "my husband X", "me llamo X", the
+    header of a quoted reply, the name fields of tax forms, "Last, First M" and "First L.".
+
+    A position is evidence, not proof: each word must still be able to be a name (the
+    gazetteer's `strength`: a ranked name, or a word in no dictionary), never a label, a tax
+    word or a Spanish word; the weaker positions (a vocative, "Last, First", "First L.") need
+    a word that is a name by its own strength.
+    """
+
+    ENTITY = "PERSON"
+    # (pattern, whether the position alone is enough)
+    POSITIONS: list[tuple[re.Pattern[str], bool]] = [
+        # Chat speaker labels: "[10:42] chinwe:", "Maha (Tax Pro):", "> Loc:".
+        (
+            re.compile(
+                r"(?m)^[ \t>]*(?:\[[^\]\n]{1,40}\][ \t]*|\(?\d{1,2}:\d{2}(?::\d{2})?"
+                r"(?:[ \t]?[AaPp][Mm])?\)?[ \t]+)?(?P<name>" + _NAMES_1_3 + r")"
+                r"(?:[ \t]+\([^)\n]{1,30}\))?[ \t]*:(?!//)"
+            ),
+            True,
+        ),
+        (
+            re.compile(
+                r"(?i:\b(?:" + _GREETING + r"))[ \t]*,?[ \t]+(?P<name>" + _NAMES_1_3 + r")"
+                r"(?=[ \t]*(?:[,.!:;\n]|$))"
+            ),
+            True,
+        ),
+        (
+            re.compile(
+                r"(?im:\b(?:" + _CLOSING + r")[ \t]*[,.!]*[ \t]*\n(?:[ \t]*--[ \t]*\n)?"
+                r"[> \t]*(?P<name>" + _NAMES_1_3 + r")[ \t]*$)"
+            ),
+            True,
+        ),
+        (
+            re.compile(
+                r"(?i:\b(?:my|mi|his|her|our|their|su)[ \t]+(?:" + _RELATION + r"))[ \t]*,?"
+                r"[ \t]+(?P<name>" + _NAMES_1_3 + r")"
+            ),
+            True,
+        ),
+        (
+            re.compile(
+                r"(?i:\b(?:me[ \t]+llamo|mi[ \t]+nombre[ \t]+es|soy|le[ \t]+escribe|"
+                r"speaking[ \t]+with|habla|account[ \t]+holder|titular)[ \t]*:?)[ \t]+"
+                r"(?P<name>" + _NAMES_1_3 + r")"
+            ),
+            True,
+        ),
+        # The author of a quoted reply, and a name before an address in angle brackets.
+        (re.compile(r"(?P<name>" + _NAMES_1_4 + r")[ \t]*<[^<>\s@]+@"), True),
+        # Name fields of tax forms: "first name and middle initial X", "RECIPIENT'S name X".
+        (
+            re.compile(
+                r"(?i:\b(?:first[ \t]+name(?:[ \t]+and[ \t]+(?:middle[ \t]+)?initial)?|"
+                r"last[ \t]+name|(?:recipient|employee|payee|borrower|student|"
+                r"taxpayer|spouse)'?s[ \t]+(?:full[ \t]+)?name))[ \t]*:?[ \t]+"
+                r"(?P<name>" + _NAMES_1_3 + r")"
+            ),
+            True,
+        ),
+        # "Wójcik, Oleksandr L", "Vu, Loc C", and "Meiling Y.".
+        (
+            re.compile(
+                r"(?<![\w,])(?P<name>[^\W\d_][\w'\u2019-]+,[ \t]+[^\W\d_][\w'\u2019-]+"
+                r"(?:[ \t]+[A-Z]\.?)?)(?![\w-])"
+            ),
+            False,
+        ),
+        (re.compile(r"(?<![\w.])(?P<name>[A-Z][\w'\u2019-]+[ \t]+[A-Z]\.)(?=[\s,;:!?)]|$)"), False),
+        # A vocative closing a sentence: "within the hour, chinwe."
+        (re.compile(r",[ \t]+(?P<name>[^\W\d_][\w'-]+)[ \t]*[.!?](?=\s|$)"), False),
+    ]
+
+    def __init__(self, gazetteer: NameGazetteerRecognizer) -> None:
+        super().__init__(supported_entities=[self.ENTITY], name="NamePositionRecognizer")
+        self.gazetteer = gazetteer
+
+    def load(self) -> None:
+        return None
+
+    def _take(self, words: list[str], sufficient: bool) -> int:
+        """How many leading words of a candidate are a name (0: none)."""
+        taken, strong = 0, False
+        for word in words:
+            bare = word.rstrip(".,")
+            if len(bare) == 1 and bare.isalpha() and taken:
+                taken += 1  # an initial
+                continue
+            strength = self.gazetteer.strength(bare)
+            if strength == 0:
+                break
+            strong = strong or strength == 2
+            taken += 1
+        if taken and not sufficient and not strong:
+            return 0
+        return taken
+
+    def analyze(self, text, entities, nlp_artifacts=None):
+        if self.ENTITY not in entities:
+            return []
+        results = []
+        for pattern, sufficient in self.POSITIONS:
+            for match in pattern.finditer(text):
+                start = match.start("name")
+                candidate = match.group("name")
+                words = candidate.replace(",", " ").split()
+                if not sufficient:
+                    # Every word of a weak position must be a name or an initial.
+                    if self._take(words, sufficient) < len(words):
+                        continue
+                    taken = len(words)
+                else:
+                    taken = self._take(words, sufficient)
+                if not taken:
+                    continue
+                end = start
+                for word in words[:taken]:
+                    end = text.index(word, end) + len(word)
+                span = text[start:end].rstrip(".,")
+                if PLACE_AFTER.match(text, start + len(span)):
+                    continue  # "Tyler, TX": a city
+                results.append(
+                    RecognizerResult(
+                        entity_type=self.ENTITY,
+                        start=start,
+                        end=start + len(span),
+                        score=0.7,
+                        analysis_explanation=AnalysisExplanation(
+                            recognizer=self.name,
+                            original_score=0.7,
+                            textual_explanation="name by position",
+                        ),
+                    )
+                )
+        return results
+
+
+# A name followed by a state's code is a city: "Tyler, TX", "Fort Lee, NJ 07024".
+PLACE_AFTER = re.compile(r",?[ \t]+(?:AL|AK|AZ|AR|CA|CO|CT|DE|FL|GA|HI|ID|IL|IN|IA|KS|KY|LA|ME|MD|"
+                         r"MA|MI|MN|MS|MO|MT|NE|NV|NH|NJ|NM|NY|NC|ND|OH|OK|OR|PA|RI|SC|SD|TN|TX|"
+                         r"UT|VT|VA|WA|WV|WI|WY|DC|PR)\b")
+
+
+class StructureRecognizer(LocalRecognizer):
+    """Values of pasted tables and JSON objects, typed by their column header or key
+    (`governance.pii.structure`)."""
+
+    def __init__(self, gazetteer: NameGazetteerRecognizer) -> None:
+        from governance.pii.structure import header_type
+
+        super().__init__(
+            supported_entities=sorted({"PERSON", "US_TAX_ID", *_structure_types()}),
+            name="StructureRecognizer",
+        )
+        self.gazetteer = gazetteer
+        self.header_type = header_type
+
+    def load(self) -> None:
+        return None
+
+    def _is_name(self, cell: str) -> bool:
+        words = cell.split()
+        if not 1 <= len(words) <= 4 or not all(w.replace("-", "").replace("'", "").isalpha() for w in words):
+            return False
+        strengths = [self.gazetteer.strength(w) for w in words]
+        return min(strengths) > 0 and max(strengths) == 2
+
+    def analyze(self, text, entities, nlp_artifacts=None):
+        from governance.pii.structure import find_cells
+
+        return [
+            RecognizerResult(
+                entity_type=cell.entity_type,
+                start=cell.start,
+                end=cell.end,
+                score=0.8,
+                analysis_explanation=AnalysisExplanation(
+                    recognizer=self.name, original_score=0.8, textual_explanation="by column"
+                ),
+            )
+            for cell in find_cells(text, self._is_name)
+            if cell.entity_type in entities
+        ]
+
+
+def _structure_types() -> set[str]:
+    from governance.pii.structure import HEADERS
+
+    return set(HEADERS.values())

@@ -40,6 +40,9 @@ _PERSONAL_CUE = re.compile(
     r"|\b(?:mr|mrs|ms|dr|dear|attn|from|signed|regards|thanks|sincerely)\b[.:,]?"
     r"|\b(?:account\s+holder|client|taxpayer|customer|employee|payee|cardholder)\s*:"
 )
+_DATE_WORDS = re.compile(
+    r"\d{1,2}[-/. ](?i:[a-z]{3,10})[-/. ](?:\d{2}|\d{4})|(?i:[a-z]{3,10})[-/. ]\d{4}"
+)
 _WORD = re.compile(r"[^\W\d_][\w'-]*")
 
 
@@ -93,30 +96,91 @@ def sanitize(
 
 def residuals(text: str, rules: DomainRules, names=None) -> dict[str, int]:
     """What in a redacted text still looks like personal data, counted by kind."""
-    found: Counter = Counter()
+    return dict(Counter(kind for kind, _start, _end in residual_spans(text, rules, names)))
+
+
+# What the residual pass never holds a record for, although it has the shape of an identifier:
+# each is a thing of the form or the filing, not of a person.
+_HARMLESS = re.compile(
+    # ISO timestamps and log times: 2025-03-04T10:42:11Z, 2025-03-04 10:42:11.
+    r"\b(?:19|20)\d{2}-\d{2}-\d{2}[T ]\d{2}:\d{2}(?::\d{2}(?:\.\d+)?)?(?:Z|[+-]\d{2}:?\d{2})?"
+    r"|\b\d{1,2}:\d{2}(?::\d{2})?\s?(?:[+-]\d{4}|[AP]M|UTC|GMT)\b"
+    # IRS reject and notice codes: IND-181-01, R0000-902-01, F1040-525-01, CP2000, LTR 4883C.
+    r"|\b[A-Z]{1,4}\d{0,5}-\d{3}-\d{2}\b|\b(?:CP|LTR|Letter)\s?\d{1,5}[A-Z]?\b"
+    # ZIP codes after a state or a redacted street: "TX 77002", "<STREET_ADDRESS>, 77002".
+    r"|(?<=\b[A-Z]{2}\s)\d{5}(?:-\d{4})?\b|(?<=\b[A-Z]{2}\s\s)\d{5}(?:-\d{4})?\b"
+    # Values named as a thing of the filing: e-file PINs, W-2 control numbers, form names.
+    r"|(?i:\b(?:self-select\s+)?pin\b[^\n\d]{0,20}\d{5}\b)"
+    r"|(?i:\bcontrol\s+(?:number|no\.?|#)[^\n\d]{0,8}[A-Z]?\d{1,6}(?:\s\d{1,6})?)"
+    r"|\b(?:SSA|RRB|SSA-RRB)-1099\b|\b10(?:9[5-9]|98)-[A-Z]{1,3}\b"
+    # TINs already masked: XXX-XX-1234, ***-**-1234, "ending in 1234".
+    r"|(?i:\b[X*]{3}-?[X*]{2}-?\d{4}\b|\bending\s+in\s+\d{4}\b)"
+)
+
+
+def residual_spans(text: str, rules: DomainRules, names=None) -> list[tuple[str, int, int]]:
+    """What in a redacted text can still be a personal value: (kind, start, end) each.
+
+    The pass is broad on purpose, but holds a record only for something that can still be a
+    personal value: a run of five or more digits that neither the allow-list nor the shapes of
+    the filing explain (timestamps, reject and notice codes, ZIP codes after a state or a
+    redacted street, e-file PINs, control numbers, masked TINs, form names), an e-mail-like
+    token, a token mixing letters with four digits, or a known name next to a personal cue.
+    """
+    found: list[tuple[str, int, int]] = []
     masked = _PLACEHOLDER.sub(lambda m: " " * len(m.group()), text)
     explained = [
         (m.start(), m.end()) for pattern in rules.allow for m in pattern.regex.finditer(masked)
+    ]
+    explained += [(m.start(), m.end()) for m in _HARMLESS.finditer(text)]
+    # A ZIP code right after a redacted street ("<STREET_ADDRESS>, 77002").
+    explained += [
+        (m.start(1), m.end(1))
+        for m in re.finditer(r"<STREET_ADDRESS>[ \t,]*(?:[A-Za-z .]{0,30},?[ \t]*)?(\d{5}(?:-\d{4})?)\b", text)
     ]
     for parts in _runs(masked):
         for piece in _unexplained(parts, explained):
             digits = sum(len(s.digits) for part in piece for s in part)
             if digits >= RESIDUAL_DIGITS and not _is_date(piece):
-                found["DIGITS"] += 1
-    found["EMAIL"] += len(_EMAIL_LIKE.findall(masked))
+                found.append(("DIGITS", piece[0][0].start, piece[-1][-1].end))
+    found += [("EMAIL", m.start(), m.end()) for m in _EMAIL_LIKE.finditer(masked)]
     for match in _MIXED_ID.finditer(masked):
+        if _DATE_WORDS.fullmatch(match.group()):
+            continue  # a date is the date recognizer's to judge, not an identifier
         if not any(a <= match.start() and match.end() <= b for a, b in explained):
-            found["MIXED_ID"] += 1
+            found.append(("MIXED_ID", match.start(), match.end()))
     if names is not None:
         for cue in _PERSONAL_CUE.finditer(masked):
-            following = _WORD.findall(masked[cue.end() : cue.end() + 40])[:3]
-            if any(
-                names.is_name_word(w.lower()) and w.lower() not in ("is", "my", "the")
-                for w in following
-                if w[:1].isupper() or names.is_uncommon_name(w.lower())
-            ):
-                found["NAME"] += 1
-    return {k: v for k, v in found.items() if v}
+            for word in _WORD.finditer(masked, cue.end(), min(len(masked), cue.end() + 40)):
+                w = word.group()
+                if word.start() - cue.end() > 12:
+                    break
+                lowered = w.lower()
+                if (
+                    (w[:1].isupper() or names.is_uncommon_name(lowered))
+                    and names.is_name_word(lowered)
+                    and (names.is_uncommon_name(lowered) or w[1:].islower())
+                    and not names.is_english_word(lowered)
+                ):
+                    found.append(("NAME", word.start(), word.end()))
+                    break
+    return sorted(found, key=lambda f: (f[1], f[2]))
+
+
+def residual_view(text: str, spans: list[tuple[str, int, int]], context: int = 40) -> list[dict]:
+    """What a steward sees of each held span: its kind, and the span with a little context
+    around it, every digit shown as "#" (the shape, never the value)."""
+    out = []
+    for kind, start, end in spans:
+        out.append(
+            {
+                "kind": kind,
+                "before": mask_residuals(text[max(0, start - context) : start]),
+                "span": mask_residuals(text[start:end]),
+                "after": mask_residuals(text[end : end + context]),
+            }
+        )
+    return out
 
 
 def mask_residuals(text: str) -> str:

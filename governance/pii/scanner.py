@@ -282,6 +282,8 @@ class Scanner(TextScanner):
             tax.DateOfBirthRecognizer(),
             gazetteer,
             tax.PersonContextRecognizer(gazetteer),
+            tax.NamePositionRecognizer(gazetteer),
+            tax.StructureRecognizer(gazetteer),
             tax.ContextPhoneRecognizer(),
             tax.PassportRecognizer(),
             tax.DriverLicenseRecognizer(),
@@ -339,7 +341,7 @@ class Scanner(TextScanner):
 
     def _resolve(self, index, view: normalize.View, results, rules: DomainRules) -> list[Finding]:
         from governance.pii.identifiers import IDENTIFIER, find_identifiers
-        from governance.pii.recognizers import looks_like_company
+        from governance.pii.recognizers import PLACE_AFTER, looks_like_company
 
         text = view.text
         kept: list[Finding] = []
@@ -359,6 +361,7 @@ class Scanner(TextScanner):
                 # Place names inside an address are part of it, not people.
                 any(a <= result.start and result.end <= b for a, b in addresses)
                 or looks_like_company(text, result.start, result.end)
+                or PLACE_AFTER.match(text, result.end)
             ):
                 continue
             kept.append(
