@@ -1102,7 +1102,16 @@ class NamePositionRecognizer(LocalRecognizer):
 
     ENTITY = "PERSON"
     # (pattern, whether the position alone is enough)
-    POSITIONS: list[tuple[re.Pattern[str], bool]] = [
+    POSITIONS: list[tuple[re.Pattern[str], bool | str | None]] = [
+        # A speaker with a role: "Will (Tax Pro):" names a person even when it is a word.
+        (
+            re.compile(
+                r"(?m)^[ \t>]*(?:\[[^\]\n]{1,40}\][ \t]*)?(?P<name>[A-Z][\w'-]+(?:[ \t]+[A-Z]"
+                r"[\w'.-]*)?)[ \t]+\((?:tax[ \t]+pro|agent|preparer|cpa|ea|advisor|support|"
+                r"specialist|expert|rep|client|customer)\)[ \t]*:"
+            ),
+            None,
+        ),
         # Chat speaker labels: "[10:42] chinwe:", "Maha (Tax Pro):", "> Loc:".
         (
             re.compile(
@@ -1136,13 +1145,26 @@ class NamePositionRecognizer(LocalRecognizer):
         (
             re.compile(
                 r"(?i:\b(?:me[ \t]+llamo|mi[ \t]+nombre[ \t]+es|soy|le[ \t]+escribe|"
-                r"speaking[ \t]+with|habla|account[ \t]+holder|titular)[ \t]*:?)[ \t]+"
+                r"speaking[ \t]+with|habla|account[ \t]+holder|titular|i'm|i[ \t]+am|"
+                r"this[ \t]+is|my[ \t]+name[ \t]+is|mis[ \t]+datos|my[ \t]+details)[ \t]*:?)"
+                r"[ \t]+"
                 r"(?P<name>" + _NAMES_1_3 + r")"
             ),
             True,
         ),
-        # The author of a quoted reply, and a name before an address in angle brackets.
-        (re.compile(r"(?P<name>" + _NAMES_1_4 + r")[ \t]*<[^<>\s@]+@"), True),
+        # The author of a quoted reply, and a name before an address in angle brackets
+        # ("... 9:12 AM Young-hee Baek <baek@...>"): read from the right.
+        (re.compile(r"(?P<name>" + _NAMES_1_4 + r")[ \t]*<[^<>\s@]+@"), "right"),
+        # Names in capitals, in any text: "MARICELA DÍAZ", "OLU ADEYEMI" (every word a name).
+        (
+            re.compile(
+                r"(?<![\w'-])(?P<name>[^\W\d_a-z][^\W\d_a-z'-]+(?:[ \t]+[^\W\d_a-z]"
+                r"[^\W\d_a-z'-]*){1,2})(?![\w'-])"
+            ),
+            False,
+        ),
+        # A line holding only a name or two, as a signature: "> iryna", "Tsegaye".
+        (re.compile(r"(?m)^[> \t]*(?P<name>" + _TOKEN + r"(?:[ \t]+" + _TOKEN + r")?)[ \t]*$"), False),
         # Name fields of tax forms: "first name and middle initial X", "RECIPIENT'S name X".
         (
             re.compile(
@@ -1195,11 +1217,23 @@ class NamePositionRecognizer(LocalRecognizer):
             return []
         results = []
         for pattern, sufficient in self.POSITIONS:
-            for match in pattern.finditer(text):
+            position = 0
+            while (match := pattern.search(text, position)) is not None:
+                # Matches may overlap ("first name X Last name Y"): go on after the name's
+                # first word, not after the whole match.
                 start = match.start("name")
                 candidate = match.group("name")
+                position = start + max(1, len(candidate.split()[0]))
                 words = candidate.replace(",", " ").split()
-                if not sufficient:
+                if sufficient == "right":
+                    while words and self.gazetteer.strength(words[0].rstrip(".,")) == 0:
+                        start = text.index(words[0], start) + len(words[0])
+                        start += len(text[start:]) - len(text[start:].lstrip())
+                        words.pop(0)
+                    taken = self._take(words, True) if words else 0
+                elif sufficient is None:
+                    taken = 0 if words[0].lower() in LABELS or words[0].lower() in TAX_WORDS else len(words)
+                elif not sufficient:
                     # Every word of a weak position must be a name or an initial.
                     if self._take(words, sufficient) < len(words):
                         continue
@@ -1212,7 +1246,7 @@ class NamePositionRecognizer(LocalRecognizer):
                 for word in words[:taken]:
                     end = text.index(word, end) + len(word)
                 span = text[start:end].rstrip(".,")
-                if PLACE_AFTER.match(text, start + len(span)):
+                if not span or PLACE_AFTER.match(text, start + len(span)):
                     continue  # "Tyler, TX": a city
                 results.append(
                     RecognizerResult(
@@ -1282,3 +1316,104 @@ def _structure_types() -> set[str]:
     from governance.pii.structure import HEADERS
 
     return set(HEADERS.values())
+
+
+_STREET_KINDS = frozenset(
+    w.lower().rstrip(".")
+    for w in re.findall(r"[A-Za-z]+", STREET_SUFFIX)
+)
+_ADDRESS_START = re.compile(
+    r"(?<![\w$.,/-])\d{1,6}[A-Za-z]?[ \t]+(?=[A-Za-z0-9])[^\n]{3,80}"
+)
+_STREET_PART = frozenset(
+    {
+        "AddressNumber",
+        "StreetNamePreDirectional",
+        "StreetNamePreType",
+        "StreetNamePreModifier",
+        "StreetName",
+        "StreetNamePostType",
+        "StreetNamePostDirectional",
+        "OccupancyType",
+        "OccupancyIdentifier",
+        "SubaddressType",
+        "SubaddressIdentifier",
+    }
+)
+_PLACE_PART = frozenset({"PlaceName", "StateName", "ZipCode"})
+
+
+class AnyCaseAddressRecognizer(LocalRecognizer):
+    """US street lines in any case ("12246 115TH AVE", "11495 n verde way"), parsed by the
+    trained CRF of `usaddress`: a house number, one to three words of street name and a street
+    kind the postal service knows, then units, city, state and ZIP where they follow."""
+
+    ENTITY = "STREET_ADDRESS"
+
+    def __init__(self) -> None:
+        super().__init__(supported_entities=[self.ENTITY], name="AnyCaseAddressRecognizer")
+        import usaddress
+
+        self.parse = usaddress.parse
+
+    def load(self) -> None:
+        return None
+
+    def analyze(self, text, entities, nlp_artifacts=None):
+        if self.ENTITY not in entities:
+            return []
+        results = []
+        for match in _ADDRESS_START.finditer(text):
+            end = self._street_end(match.group())
+            if end:
+                start = match.start()
+                if StreetAddressRecognizer.REFERENCE_BEFORE.search(text[max(0, start - 16) : start]):
+                    continue
+                results.append(
+                    RecognizerResult(
+                        entity_type=self.ENTITY,
+                        start=start,
+                        end=start + end,
+                        score=0.7,
+                        analysis_explanation=AnalysisExplanation(
+                            recognizer=self.name,
+                            original_score=0.7,
+                            textual_explanation="usaddress street line",
+                        ),
+                    )
+                )
+        return results
+
+    def _street_end(self, candidate: str) -> int:
+        """Where the address in `candidate` ends (0: no street line at its start)."""
+        if StreetAddressRecognizer.TAX_REFERENCE.match(candidate):
+            return 0
+        try:
+            tagged = self.parse(candidate)
+        except Exception:  # noqa: BLE001 (usaddress raises its own errors on odd input)
+            return 0
+        if len(tagged) < 3 or tagged[0][1] != "AddressNumber":
+            return 0
+        names = 0
+        kind = False
+        position = 0
+        end = 0
+        for token, label in tagged:
+            position = candidate.find(token, position)
+            if position < 0:
+                return 0
+            if label == "StreetName":
+                names += 1
+                if names > 3:
+                    return 0
+            elif label == "StreetNamePostType":
+                if token.rstrip(".,").lower() not in _STREET_KINDS or not names:
+                    return 0
+                kind = True
+            elif label in _PLACE_PART and kind:
+                pass
+            elif label not in _STREET_PART:
+                break
+            position += len(token)
+            end = position
+        return len(candidate[:end].rstrip(" ,")) if kind else 0

@@ -277,6 +277,7 @@ class Scanner(TextScanner):
             tax.OfflineEmailRecognizer(),
             tax.BankAccountRecognizer(),
             tax.StreetAddressRecognizer(),
+            tax.AnyCaseAddressRecognizer(),
             tax.StreetNameFirstRecognizer(),
             tax.RuralAddressRecognizer(),
             tax.DateOfBirthRecognizer(),
