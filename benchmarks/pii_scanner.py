@@ -353,7 +353,7 @@ def support_scores(scanner, rules, records: list[dict], in_lexicon=None) -> dict
     names = getattr(scanner, "names", None)
     tally: dict[str, collections.Counter] = collections.defaultdict(collections.Counter)
     findings = false_positives = 0
-    held = held_clean = clean_records = released = leaked = leaked_values = 0
+    held = held_clean = clean_records = released = leaked = leaked_values = dropped = 0
     for record, hits in zip(records, found, strict=True):
         text = record["text"]
         record_leaks = 0
@@ -378,7 +378,10 @@ def support_scores(scanner, rules, records: list[dict], in_lexicon=None) -> dict
         result = sanitize({"text": text}, hits, rules, names)
         is_clean = not record["spans"]
         clean_records += is_clean
-        if result.residuals or result.dropped:
+        if result.dropped:
+            dropped += 1  # a rule drops the record (a card in consumer-tax): never released
+            continue
+        if result.residuals:
             held += 1
             held_clean += is_clean
             continue
@@ -393,6 +396,7 @@ def support_scores(scanner, rules, records: list[dict], in_lexicon=None) -> dict
         "counts": {k: (v["hit"], v["total"]) for k, v in tally.items()},
         "precision": 1 - false_positives / max(findings, 1),
         "quarantine_share": held / len(records),
+        "dropped_share": dropped / len(records),
         "held_clean": (held_clean, clean_records),
         "leak_rate": leaked / max(released, 1),
         "leaked": (leaked, released, leaked_values),

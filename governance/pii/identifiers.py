@@ -269,6 +269,11 @@ def _unexplained(
     lengths = {sum(len(s.digits) for s in part) for part in parts}
     if len(parts) >= 3 and len(lengths) == 1:
         return [parts]
+    # Grouped like an SSN or a phone number ("355 51 2068", "415 555 2019"): one value, even
+    # when a group alone reads as a year.
+    shape = tuple(len(s.digits) for part in parts for s in part)
+    if shape in ((3, 2, 4), (3, 3, 4), (1, 3, 3, 4)):
+        return [parts]
     pieces: list[list[list[_Segment]]] = [[]]
     for part, is_explained in zip(parts, part_explained, strict=True):
         if is_explained:

@@ -191,7 +191,8 @@ class StreetAddressRecognizer(PatternRecognizer):
     # "1040 line 1a", "W-2 box 12", "lines 8 and 9": references to forms, not addresses.
     TAX_REFERENCE = re.compile(
         r"(?i)^\d+[a-z]?\s+(?:lines?|box(?:es)?|and|or|to|through|of|part|step|page|form|"
-        r"schedule|percent|%|times|x)\b"
+        r"schedule|percent|%|times|x)\b|^\d{1,2}\s+(?:jan|feb|mar|apr|may|jun|jul|aug|sep|oct|"
+        r"nov|dec)[a-z]*\.?,?\s+\d{4}\b"
     )
 
     def invalidate_result(self, pattern_text: str) -> bool:
@@ -586,7 +587,20 @@ US_STATE_WORDS = frozenset(
 )
 MONTHS_AND_DAYS = frozenset(
     """january february march april may june july august september october november december
-    monday tuesday wednesday thursday friday saturday sunday""".split()
+    monday tuesday wednesday thursday friday saturday sunday jan feb mar apr jun jul aug sep
+    sept oct nov dec mon tue tues wed thu thur thurs fri sat sun""".split()
+)
+# Tax preparers, banks, brokers and lenders that tax documents cite, whose names read as
+# people's ("Jackson Hewitt", "Charles Schwab", "Sallie Mae", "Raymond James").
+TAX_BRANDS = frozenset(
+    """jackson hewitt|charles schwab|schwab|sallie mae|h&r block|block|raymond james|edward
+    jones|wells fargo|fidelity|vanguard|navient|nelnet|mohela|turbotax|intuit|taxact|taxslayer|
+    robinhood|coinbase|ameritrade|td ameritrade|merrill|merrill lynch|morgan stanley|goldman
+    sachs|chase|citi|citibank|truist|ally|discover|capital one|paypal|venmo|zelle|cash app|
+    liberty tax|freedom tax|jackson|hewitt|sofi|marcus|betterment|wealthfront|stash|acorns|
+    etrade|e*trade|schwab bank|ameriprise|primerica|edward jones""".replace("\n", " ")
+    .replace("  ", " ")
+    .split("|")
 )
 
 
@@ -821,7 +835,17 @@ class FilteredSpacyRecognizer(SpacyRecognizer):
 
     def analyze(self, text, entities, nlp_artifacts=None):
         results = super().analyze(text, entities, nlp_artifacts)
-        return [r for r in results if self._plausible(text[r.start : r.end])]
+        kept = []
+        for r in results:
+            # A name does not run across a line break ("Lovelyn D.\nSenior").
+            cut = text.find("\n", r.start, r.end)
+            if cut >= 0:
+                r.end = cut
+                while r.end > r.start and text[r.end - 1] in " .,":
+                    r.end -= 1
+            if r.end > r.start and self._plausible(text[r.start : r.end]):
+                kept.append(r)
+        return kept
 
     def _plausible(self, span: str) -> bool:
         words = [w.strip(".,'\u2019") for w in span.split()]
@@ -881,8 +905,10 @@ class ContextPhoneRecognizer(PatternRecognizer):
 
 
 COMPANY_AFTER = re.compile(
-    r"^(?:,?\s+(?:Inc|Ltd|LLC|LLP|Corp|Co|Group|Partners|Orchestra|Investments|Markets|"
-    r"Holdings|Company|Associates|Consulting|Foundation|Bank|University)\b|-[A-Z])"
+    r"^(?:,?[ \t]+(?:Inc|Ltd|LLC|LLP|Corp|Co|Group|Partners|Orchestra|Investments|Markets|"
+    r"Holdings|Company|Associates|Consulting|Foundation|Bank|University|Tax|Taxes|Services|"
+    r"Accounting|Bookkeeping|Financial|Insurance|Realty|Dental|Clinic|Church|Credit|"
+    r"Mortgage|Capital|Advisors|Law|CPAs?|PC|PLLC)\b|-[A-Z])"
 )
 # "Hawkins, Richardson and Santana": surnames joined as a firm name; "founders: A, B and C" are
 # people, and say so.
@@ -892,6 +918,11 @@ PEOPLE_BEFORE = re.compile(r"(?i)(?:founders?|partners|members|by|with|to|and)[:
 
 def looks_like_company(text: str, start: int, end: int) -> bool:
     """Tell a surname used as a company name from a person, by what stands around it."""
+    span = " ".join(text[start:end].lower().split())
+    if span in TAX_BRANDS or any(
+        brand in span and len(brand) > 6 for brand in TAX_BRANDS
+    ):
+        return True
     before = text[max(0, start - 40) : start]
     if COMPANY_AFTER.match(text[end : end + 20]) or before.endswith("-"):
         return True
@@ -916,7 +947,27 @@ to note q a answer question directed by where when what who why how personal inf
 tel office home work hi hello dear thanks regards best sincerely yes no ok customer agent
 client support rep assistant system advisor operator me you taxpayer preparer caller
 """
-LABELS = frozenset(FIELD_LABELS.split())
+LABELS = frozenset(FIELD_LABELS.split()) | frozenset(
+    """tp log debug payload status notes note re fw fwd sent cc bcc wage wages code ref
+    reference case ticket error warning info update summary""".split()
+)
+
+
+def plausible_person(span: str, gazetteer: NameGazetteerRecognizer) -> bool:
+    """A last check on any PERSON finding: some word of it can be a name, it is not a city
+    with its state ("Brooklyn, NY"), and a lower-case finding holds a name by its own
+    strength and no Spanish function word ("mando mañana con el")."""
+    words = [w.strip(".,;:()'\"") for w in span.split()]
+    words = [w for w in words if w]
+    if not words or re.search(r",\s*[A-Z]{2}$", span.strip()):
+        return False
+    strengths = [gazetteer.strength(w) for w in words if len(w) > 1]
+    if not strengths or max(strengths) == 0:
+        return False
+    if span == span.lower():
+        if any(_fold(w).lower() in spanish_words() for w in words) or max(strengths) < 2:
+            return False
+    return True
 
 
 class PersonContextRecognizer(LocalRecognizer):
@@ -1112,14 +1163,22 @@ class NamePositionRecognizer(LocalRecognizer):
             ),
             None,
         ),
-        # Chat speaker labels: "[10:42] chinwe:", "Maha (Tax Pro):", "> Loc:".
+        # Chat speaker labels: "[10:42] chinwe:", "(9:14 AM) Maha (Tax Pro):"; a bare
+        # "Word:" at the start of a line is more often a field ("Date:", "Log:").
         (
             re.compile(
                 r"(?m)^[ \t>]*(?:\[[^\]\n]{1,40}\][ \t]*|\(?\d{1,2}:\d{2}(?::\d{2})?"
-                r"(?:[ \t]?[AaPp][Mm])?\)?[ \t]+)?(?P<name>" + _NAMES_1_3 + r")"
+                r"(?:[ \t]?[AaPp][Mm])?\)?[ \t]+)(?P<name>" + _NAMES_1_3 + r")"
                 r"(?:[ \t]+\([^)\n]{1,30}\))?[ \t]*:(?!//)"
             ),
             True,
+        ),
+        (
+            re.compile(
+                r"(?m)^[ \t>]*(?P<name>" + _NAMES_1_3 + r")(?:[ \t]+\([^)\n]{1,30}\))?"
+                r"[ \t]*:(?!//)"
+            ),
+            False,
         ),
         (
             re.compile(
@@ -1322,9 +1381,7 @@ _STREET_KINDS = frozenset(
     w.lower().rstrip(".")
     for w in re.findall(r"[A-Za-z]+", STREET_SUFFIX)
 )
-_ADDRESS_START = re.compile(
-    r"(?<![\w$.,/-])\d{1,6}[A-Za-z]?[ \t]+(?=[A-Za-z0-9])[^\n]{3,80}"
-)
+_ADDRESS_START = re.compile(r"(?<![\w$.,/-])(?=\d{1,6}[A-Za-z]?[ \t]+[A-Za-z0-9])")
 _STREET_PART = frozenset(
     {
         "AddressNumber",
@@ -1364,9 +1421,11 @@ class AnyCaseAddressRecognizer(LocalRecognizer):
             return []
         results = []
         for match in _ADDRESS_START.finditer(text):
-            end = self._street_end(match.group())
+            start = match.start()
+            line_end = text.find("\n", start)
+            candidate = text[start : min(start + 80, len(text) if line_end < 0 else line_end)]
+            end = self._street_end(candidate)
             if end:
-                start = match.start()
                 if StreetAddressRecognizer.REFERENCE_BEFORE.search(text[max(0, start - 16) : start]):
                     continue
                 results.append(

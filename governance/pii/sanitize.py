@@ -24,6 +24,7 @@ from typing import Any
 from governance.datasets.records import TEXT_FIELDS
 from governance.pii.identifiers import _is_date, _runs, _unexplained
 from governance.pii.masking import mask_spans
+from governance.pii.recognizers import looks_like_company
 from governance.pii.rules import DomainRules
 from governance.pii.scanner import JOIN, Finding
 
@@ -99,22 +100,10 @@ def residuals(text: str, rules: DomainRules, names=None) -> dict[str, int]:
     return dict(Counter(kind for kind, _start, _end in residual_spans(text, rules, names)))
 
 
-# What the residual pass never holds a record for, although it has the shape of an identifier:
-# each is a thing of the form or the filing, not of a person.
-_HARMLESS = re.compile(
-    # ISO timestamps and log times: 2025-03-04T10:42:11Z, 2025-03-04 10:42:11.
-    r"\b(?:19|20)\d{2}-\d{2}-\d{2}[T ]\d{2}:\d{2}(?::\d{2}(?:\.\d+)?)?(?:Z|[+-]\d{2}:?\d{2})?"
-    r"|\b\d{1,2}:\d{2}(?::\d{2})?\s?(?:[+-]\d{4}|[AP]M|UTC|GMT)\b"
-    # IRS reject and notice codes: IND-181-01, R0000-902-01, F1040-525-01, CP2000, LTR 4883C.
-    r"|\b[A-Z]{1,4}\d{0,5}-\d{3}-\d{2}\b|\b(?:CP|LTR|Letter)\s?\d{1,5}[A-Z]?\b"
-    # ZIP codes after a state or a redacted street: "TX 77002", "<STREET_ADDRESS>, 77002".
-    r"|(?<=\b[A-Z]{2}\s)\d{5}(?:-\d{4})?\b|(?<=\b[A-Z]{2}\s\s)\d{5}(?:-\d{4})?\b"
-    # Values named as a thing of the filing: e-file PINs, W-2 control numbers, form names.
-    r"|(?i:\b(?:self-select\s+)?pin\b[^\n\d]{0,20}\d{5}\b)"
-    r"|(?i:\bcontrol\s+(?:number|no\.?|#)[^\n\d]{0,8}[A-Z]?\d{1,6}(?:\s\d{1,6})?)"
-    r"|\b(?:SSA|RRB|SSA-RRB)-1099\b|\b10(?:9[5-9]|98)-[A-Z]{1,3}\b"
-    # TINs already masked: XXX-XX-1234, ***-**-1234, "ending in 1234".
-    r"|(?i:\b[X*]{3}-?[X*]{2}-?\d{4}\b|\bending\s+in\s+\d{4}\b)"
+# ZIP codes after a state ("TX 77002"): what is left of an address whose street was redacted.
+_ZIP_AFTER_STATE = re.compile(r"(?<=\b[A-Z]{2}\s)\d{5}(?:-\d{4})?\b")
+_ZIP_AFTER_STREET = re.compile(
+    r"<STREET_ADDRESS>[ \t,]*(?:[A-Za-z .]{0,30},?[ \t]*)?(\d{5}(?:-\d{4})?)\b"
 )
 
 
@@ -122,22 +111,19 @@ def residual_spans(text: str, rules: DomainRules, names=None) -> list[tuple[str,
     """What in a redacted text can still be a personal value: (kind, start, end) each.
 
     The pass is broad on purpose, but holds a record only for something that can still be a
-    personal value: a run of five or more digits that neither the allow-list nor the shapes of
-    the filing explain (timestamps, reject and notice codes, ZIP codes after a state or a
-    redacted street, e-file PINs, control numbers, masked TINs, form names), an e-mail-like
-    token, a token mixing letters with four digits, or a known name next to a personal cue.
+    personal value: a run of five or more digits that neither the allow-list (which names
+    timestamps, reject and notice codes, e-file PINs, control numbers, masked TINs and form
+    names in policies/pii.yaml) nor a ZIP code's place (after a state or a redacted street)
+    explains, an e-mail-like token, a token mixing letters with four digits that is no date,
+    or a known name next to a personal cue.
     """
     found: list[tuple[str, int, int]] = []
     masked = _PLACEHOLDER.sub(lambda m: " " * len(m.group()), text)
     explained = [
         (m.start(), m.end()) for pattern in rules.allow for m in pattern.regex.finditer(masked)
     ]
-    explained += [(m.start(), m.end()) for m in _HARMLESS.finditer(text)]
-    # A ZIP code right after a redacted street ("<STREET_ADDRESS>, 77002").
-    explained += [
-        (m.start(1), m.end(1))
-        for m in re.finditer(r"<STREET_ADDRESS>[ \t,]*(?:[A-Za-z .]{0,30},?[ \t]*)?(\d{5}(?:-\d{4})?)\b", text)
-    ]
+    explained += [(m.start(), m.end()) for m in _ZIP_AFTER_STATE.finditer(text)]
+    explained += [(m.start(1), m.end(1)) for m in _ZIP_AFTER_STREET.finditer(text)]
     for parts in _runs(masked):
         for piece in _unexplained(parts, explained):
             digits = sum(len(s.digits) for part in piece for s in part)
@@ -158,6 +144,7 @@ def residual_spans(text: str, rules: DomainRules, names=None) -> list[tuple[str,
                 lowered = w.lower()
                 if (
                     (w[:1].isupper() or names.is_uncommon_name(lowered))
+                    and not looks_like_company(masked, word.start(), cue.end() + 40)
                     and names.is_name_word(lowered)
                     and (names.is_uncommon_name(lowered) or w[1:].islower())
                     and not names.is_english_word(lowered)

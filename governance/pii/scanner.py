@@ -342,7 +342,7 @@ class Scanner(TextScanner):
 
     def _resolve(self, index, view: normalize.View, results, rules: DomainRules) -> list[Finding]:
         from governance.pii.identifiers import IDENTIFIER, find_identifiers
-        from governance.pii.recognizers import PLACE_AFTER, looks_like_company
+        from governance.pii.recognizers import PLACE_AFTER, looks_like_company, plausible_person
 
         text = view.text
         kept: list[Finding] = []
@@ -363,6 +363,7 @@ class Scanner(TextScanner):
                 any(a <= result.start and result.end <= b for a, b in addresses)
                 or looks_like_company(text, result.start, result.end)
                 or PLACE_AFTER.match(text, result.end)
+                or not plausible_person(text[result.start : result.end], self.names)
             ):
                 continue
             kept.append(
