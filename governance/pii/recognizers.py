@@ -604,6 +604,12 @@ TAX_BRANDS = frozenset(
 )
 
 
+NAME_PARTICLES = frozenset(
+    "al el bin ben abu ibn bint de del della la le van von der den da di dos das du st ste "
+    "saint mac mc o d".split()
+)
+
+
 class _Names:
     """A curated set of names widened by a test on the lexicon: supports `in` only."""
 
@@ -962,9 +968,12 @@ def plausible_person(span: str, gazetteer: NameGazetteerRecognizer) -> bool:
     if not words or re.search(r",\s*[A-Z]{2}$", span.strip()):
         return False
     strengths = [gazetteer.strength(w) for w in words if len(w) > 1]
-    if not strengths or max(strengths) == 0:
+    if not strengths:
         return False
-    if span == span.lower():
+    if max(strengths) == 0:
+        # "Will (Tax Pro):": an English first name that is also a stop word, capitalized.
+        return len(words) == 1 and words[0].istitle() and gazetteer.is_first_name(words[0].lower())
+    if span == span.lower() and len(words) > 1:
         if any(_fold(w).lower() in spanish_words() for w in words) or max(strengths) < 2:
             return False
     return True
