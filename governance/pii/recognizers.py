@@ -788,7 +788,7 @@ class NameGazetteerRecognizer(LocalRecognizer):
                     len(run) == 1
                     and (start, end) in places
                     and (
-                        run[0].text not in self.first_names
+                        run[0].text not in self.first_names.base
                         or run[0].text in US_STATE_WORDS
                         or places[(start, end)] == "NORP"
                     )
