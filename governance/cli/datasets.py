@@ -212,6 +212,127 @@ def dataset_scan(dataset_id: int, number: int, processes: int | None) -> None:
     click.echo(json.dumps(read))
 
 
+@dataset.command("quarantine")
+@click.argument("dataset_id", type=int)
+@click.argument("number", type=int, metavar="VERSION")
+@click.option("--keep", "keep", type=int, default=None, metavar="RECORD", help="Keep a record.")
+@click.option("--drop", "drop", type=int, default=None, metavar="RECORD", help="Drop a record.")
+@click.option("--comment", default=None, help="Why (kept with the decision).")
+@fail_cleanly
+def dataset_quarantine(
+    dataset_id: int, number: int, keep: int | None, drop: int | None, comment: str | None
+) -> None:
+    """List the records of VERSION the residual pass held, with the span that held each
+    (digits as #); or keep or drop one (--keep/--drop RECORD --comment WHY)."""
+    from governance.datasets import service
+    from governance.pii import service as pii_service
+    from governance.pii.models import QuarantineDecide, QuarantineRead
+
+    if keep is not None and drop is not None:
+        raise click.UsageError("give --keep or --drop, not both")
+    record, decision = (keep, "keep") if keep is not None else (drop, "drop")
+    base = f"/api/v1/datasets/{dataset_id}/versions/{number}/quarantine"
+    if record is not None:
+        body = validated(QuarantineDecide, decision=decision, comment=comment)
+        if remote():
+            remote_call("POST", f"{base}/{record}", body.model_dump())
+        else:
+            with instance_session() as session:
+                ds, domain = service.get_dataset(session, dataset_id)
+                version = service.get_version(session, ds, number)
+                pii_service.decide_quarantine(
+                    session,
+                    version,
+                    domain,
+                    record,
+                    decision,
+                    actor=cli_actor(),
+                    comment=comment,
+                )
+        click.echo(f"record {record}: {decision}; it takes effect at the next scan")
+        return
+    if remote():
+        rows = remote_call("GET", base)["items"]
+    else:
+        with instance_session() as session:
+            ds, _domain = service.get_dataset(session, dataset_id)
+            version = service.get_version(session, ds, number)
+            rows = [
+                QuarantineRead.model_validate(r, from_attributes=True).model_dump(mode="json")
+                for r in pii_service.list_quarantine(session, version)
+            ]
+    if not rows:
+        click.echo("nothing is held")
+    for row in rows:
+        decided = f" [{row['decision']} by {row['decided_by']}]" if row["decision"] else ""
+        click.echo(f"record {row['record_index']}{decided}")
+        for span in row.get("spans") or []:
+            click.echo(f"  {span['kind']}: ...{span['before']}[{span['span']}]{span['after']}...")
+
+
+@dataset.command("label")
+@click.argument("dataset_id", type=int)
+@click.argument("number", type=int, metavar="VERSION")
+@click.option("--record", "position", type=int, default=None, help="A sampled record.")
+@click.option(
+    "--missed",
+    type=click.IntRange(0, 1000),
+    default=None,
+    help="How many personal values the record still shows (0: none).",
+)
+@click.option("--comment", default=None)
+@fail_cleanly
+def dataset_label(
+    dataset_id: int, number: int, position: int | None, missed: int | None, comment: str | None
+) -> None:
+    """Show the latest scan's labelling sample and the recall it estimates; or label one
+    sampled record (--record N --missed K): K personal values the redaction left in it."""
+    from governance.datasets import service
+    from governance.pii import service as pii_service
+
+    base = f"/api/v1/datasets/{dataset_id}/versions/{number}/labels"
+    if (position is None) != (missed is None):
+        raise click.UsageError("give --record and --missed together")
+    if remote():
+        if position is not None:
+            body = {"missed": missed, "comment": comment}
+            read = remote_call("POST", f"{base}/{position}", body)
+        else:
+            read = remote_call("GET", base)
+    else:
+        keyring, store = instance_storage()
+        with instance_session() as session:
+            ds, domain = service.get_dataset(session, dataset_id)
+            version = service.get_version(session, ds, number)
+            receipt = pii_service.latest_receipt(session, version)
+            if receipt is None:
+                raise click.ClickException("this version has not been scanned")
+            if position is not None:
+                pii_service.label_record(
+                    session,
+                    keyring,
+                    store,
+                    receipt,
+                    domain,
+                    position,
+                    missed,
+                    actor=cli_actor(),
+                    comment=comment,
+                )
+            read = {
+                "receipt": receipt.id,
+                "items": pii_service.label_items(session, keyring, store, receipt),
+                "estimate": receipt.recall_estimate,
+            }
+    if position is None:
+        for item in read["items"]:
+            state = "unlabelled" if item["missed"] is None else f"{item['missed']} missed"
+            click.echo(f"record {item['position']} ({item['redacted']} redacted, {state})")
+            for field, text in sorted(item["text"].items()):
+                click.echo(f"  {field}: {text}")
+    click.echo(json.dumps(read["estimate"]))
+
+
 def summary(name: str, number: int, read: dict[str, Any]) -> str:
     """A receipt in one readable line."""
     found = ", ".join(f"{t} {sum(f.values())}" for t, f in sorted(read["counts"].items()))

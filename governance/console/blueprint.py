@@ -27,6 +27,8 @@ NOTICES = {
     "decided": "Your decision was recorded, signed and written to the audit log.",
     "redelivered": "The delivery was queued again; the job runner sends it within seconds.",
     "reviewed": "Your scores were recorded, signed and written to the audit log.",
+    "labelled": "Your label was recorded and written to the audit log; the estimate below "
+    "includes it.",
 }
 ENDED = {
     "idle": "Your session ended after a period without activity. Sign in again.",

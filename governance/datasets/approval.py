@@ -23,7 +23,7 @@ from governance.domains.models import Domain
 from governance.errors import Conflict, Forbidden, NotFound
 from governance.families.models import ModelFamily
 from governance.pii.rules import load_rules
-from governance.pii.service import latest_receipt, require_trainable
+from governance.pii.service import latest_receipt, require_recall, require_trainable
 
 
 def register() -> None:
@@ -87,7 +87,9 @@ def request_dataset_use(
         raise NotFound(f"no model family {family!r}", details={"field": "family"})
     if version.status != VersionStatus.READY:
         raise Conflict(f"dataset version {version.uid} was deleted", details={"uid": version.uid})
-    receipt = require_trainable(session, version, load_rules(policy_dir, domain.name))
+    pii_rules = load_rules(policy_dir, domain.name)
+    receipt = require_trainable(session, version, pii_rules)
+    require_recall(receipt, pii_rules)
     summary = {
         "dataset": dataset.name,
         "dataset_id": dataset.id,
@@ -99,6 +101,8 @@ def request_dataset_use(
         "verdict": receipt.verdict,
         "rules_hash": receipt.rules_hash,
         "sanitized_hash": receipt.sanitized_hash,
+        "canary_recall": receipt.canary_recall,
+        "recall_estimate": receipt.recall_estimate,
     }
     return approvals.open_request(
         session,

@@ -24,12 +24,15 @@ from governance.datasets.models import (
 )
 from governance.db import get_session
 from governance.domains.service import get_domain
-from governance.errors import Conflict, UnsupportedMediaType
+from governance.errors import Conflict, NotFound, UnsupportedMediaType
 from governance.guard import current_actor, require
 from governance.jobs import access as jobs
 from governance.jobs.models import JobStatus
 from governance.pii import service as pii
 from governance.pii.models import (
+    LabelCreate,
+    LabelPath,
+    LabelSample,
     QuarantineDecide,
     QuarantineList,
     QuarantinePath,
@@ -213,6 +216,58 @@ def decide_quarantine(path: QuarantinePath, body: QuarantineDecide):
     session = get_session()
     version = service.get_version(session, dataset, path.number)
     row = pii.decide_quarantine(
-        session, version, domain, path.record, body.decision, actor=current_actor()
+        session,
+        version,
+        domain,
+        path.record,
+        body.decision,
+        actor=current_actor(),
+        comment=body.comment,
     )
     return QuarantineRead.model_validate(row, from_attributes=True).model_dump(mode="json")
+
+
+@bp.get(
+    "/datasets/<int:dataset_id>/versions/<int:number>/labels",
+    responses={200: LabelSample},
+)
+def list_labels(path: VersionPath):
+    """The records of the latest scan's labelling sample (digits as #), with any labels, and
+    the recall they estimate with its 95% lower bound."""
+    dataset, _domain = dataset_for(path.dataset_id, "create", "scan")
+    session = get_session()
+    version = service.get_version(session, dataset, path.number)
+    receipt = pii.latest_receipt(session, version)
+    if receipt is None:
+        raise NotFound("this version has not been scanned", details={"field": "number"})
+    rt = runtime.current()
+    items = pii.label_items(session, rt.keyring, rt.store, receipt)
+    return {"receipt": receipt.id, "items": items, "estimate": receipt.recall_estimate}
+
+
+@bp.post(
+    "/datasets/<int:dataset_id>/versions/<int:number>/labels/<int:position>",
+    responses={200: LabelSample},
+)
+def label_record(path: LabelPath, body: LabelCreate):
+    """A steward's label of one sampled record: how many personal values it still shows."""
+    dataset, domain = dataset_for(path.dataset_id, "create", "scan")
+    session = get_session()
+    version = service.get_version(session, dataset, path.number)
+    receipt = pii.latest_receipt(session, version)
+    if receipt is None:
+        raise NotFound("this version has not been scanned", details={"field": "number"})
+    rt = runtime.current()
+    pii.label_record(
+        session,
+        rt.keyring,
+        rt.store,
+        receipt,
+        domain,
+        path.position,
+        body.missed,
+        actor=current_actor(),
+        comment=body.comment,
+    )
+    items = pii.label_items(session, rt.keyring, rt.store, receipt)
+    return {"receipt": receipt.id, "items": items, "estimate": receipt.recall_estimate}

@@ -62,6 +62,27 @@ class ScanReceipt(SQLModel, table=True):
     created_at: dt.datetime = SQLField(default_factory=utcnow, sa_type=UTCDateTime, nullable=False)
     # Set when retention removed the receipt's text samples (counts and hashes stay).
     pruned_at: dt.datetime | None = SQLField(default=None, sa_type=UTCDateTime)
+    # Positions in the sanitized view drawn at random for a data steward to label, and the
+    # recall those labels give (`governance.pii.estimate`): evidence the rules did not make.
+    label_sample: list[Any] = SQLField(default_factory=list, sa_type=sa.JSON, nullable=False)
+    recall_estimate: dict[str, Any] | None = SQLField(default=None, sa_type=sa.JSON)
+
+
+class RecallLabel(SQLModel, table=True):
+    """A steward's label of one sampled record of a scan's sanitized view: how many personal
+    values it still shows (missed) beside how many the redaction replaced (redacted)."""
+
+    __tablename__ = "pii_recall_labels"
+    __table_args__ = (sa.UniqueConstraint("receipt_id", "position"),)
+
+    id: int | None = SQLField(default=None, primary_key=True)
+    receipt_id: int = SQLField(foreign_key="scan_receipts.id", nullable=False, index=True)
+    position: int = SQLField(nullable=False)
+    redacted: int = SQLField(nullable=False)
+    missed: int = SQLField(nullable=False)
+    comment: str | None = SQLField(default=None, max_length=500)
+    labelled_by: str = SQLField(max_length=63, nullable=False)
+    labelled_at: dt.datetime = SQLField(default_factory=utcnow, sa_type=UTCDateTime, nullable=False)
 
 
 class ScanCacheEntry(SQLModel, table=True):
@@ -97,7 +118,10 @@ class QuarantinedRecord(SQLModel, table=True):
     receipt_id: int | None = SQLField(default=None, foreign_key="scan_receipts.id")
     residuals: dict[str, Any] = SQLField(default_factory=dict, sa_type=sa.JSON, nullable=False)
     preview: dict[str, Any] = SQLField(default_factory=dict, sa_type=sa.JSON, nullable=False)
+    # Each span that held the record: its kind, and the span with some context, digits as #.
+    spans: list[Any] = SQLField(default_factory=list, sa_type=sa.JSON, nullable=False)
     decision: str | None = SQLField(default=None, max_length=8)
+    comment: str | None = SQLField(default=None, max_length=500)
     decided_by: str | None = SQLField(default=None, max_length=63)
     decided_at: dt.datetime | None = SQLField(default=None, sa_type=UTCDateTime)
     created_at: dt.datetime = SQLField(default_factory=utcnow, sa_type=UTCDateTime, nullable=False)
@@ -108,7 +132,9 @@ class QuarantineRead(BaseModel):
     record_index: int
     residuals: dict[str, Any]
     preview: dict[str, Any]
+    spans: list[Any]
     decision: str | None
+    comment: str | None
     decided_by: str | None
     decided_at: dt.datetime | None
 
@@ -121,6 +147,36 @@ class QuarantineDecide(BaseModel):
     model_config = {"extra": "forbid"}
 
     decision: Literal["keep", "drop"]
+    comment: str | None = Field(default=None, max_length=500)
+
+
+class LabelPath(BaseModel):
+    dataset_id: int = Field(ge=1, le=BIGINT_MAX)
+    number: int = Field(ge=1, le=BIGINT_MAX)
+    position: int = Field(ge=0, le=BIGINT_MAX)
+
+
+class LabelCreate(BaseModel):
+    """A steward's label: how many personal values the sanitized record still shows."""
+
+    model_config = {"extra": "forbid"}
+
+    missed: int = Field(ge=0, le=1000)
+    comment: str | None = Field(default=None, max_length=500)
+
+
+class LabelItem(BaseModel):
+    position: int
+    text: dict[str, Any]
+    redacted: int
+    missed: int | None
+    labelled_by: str | None
+
+
+class LabelSample(BaseModel):
+    receipt: int
+    items: list[LabelItem]
+    estimate: dict[str, Any] | None
 
 
 class QuarantinePath(BaseModel):
@@ -144,6 +200,8 @@ class ReceiptRead(BaseModel):
     records_kept: int
     canaries: dict[str, Any]
     canary_recall: float | None
+    recall_estimate: dict[str, Any] | None
+    label_sample: list[Any]
     reasons: list[Any]
     verdict: str
     error: str | None

@@ -666,9 +666,7 @@ class NameGazetteerRecognizer(LocalRecognizer):
         self.names = _Names(faker_names, self._strong)
         self.lower_names = _Names(faker_lower, self._ranked)
         # Known names that are not everyday words: what makes a capitalized word a name.
-        self.name_words = _Names(
-            frozenset(faker_lower - common - MONTHS_AND_DAYS), self._strong
-        )
+        self.name_words = _Names(frozenset(faker_lower - common - MONTHS_AND_DAYS), self._strong)
         # A dictionary word counts as a lower-case name only when it is an English first name
         # ("john", not "son" or "visa", which are names in other languages).
         self.uncommon = _Names(
@@ -685,10 +683,12 @@ class NameGazetteerRecognizer(LocalRecognizer):
         """How much a word says it is a name on its own: 2, a ranked name that is no word of
         English or Spanish; 1, a ranked name that is also a word ("Hope", "Park"), or a word in
         no dictionary and no list ("Sungyoon"); 0, a word, a label or a tax term."""
-        parts = [p for p in re.split(r"[-’']", word) if p]
+        parts = [p for p in re.split("[-\u2019']", word) if p]
         if len(parts) > 1:
-            strengths = [self.strength(p) for p in parts]
-            return min(2, max(strengths)) if min(strengths) > 0 else 0
+            # "Al-Farsi", "El-Sayed", "Jean-Robert": particles say nothing either way.
+            named = [p for p in parts if _fold(p).lower() not in NAME_PARTICLES]
+            strengths = [self.strength(p) for p in named]
+            return min(2, max(strengths)) if strengths and min(strengths) > 0 else 0
         lowered = _fold(word).lower()
         if (
             len(lowered) < 2
@@ -925,9 +925,7 @@ PEOPLE_BEFORE = re.compile(r"(?i)(?:founders?|partners|members|by|with|to|and)[:
 def looks_like_company(text: str, start: int, end: int) -> bool:
     """Tell a surname used as a company name from a person, by what stands around it."""
     span = " ".join(text[start:end].lower().split())
-    if span in TAX_BRANDS or any(
-        brand in span and len(brand) > 6 for brand in TAX_BRANDS
-    ):
+    if span in TAX_BRANDS or any(brand in span and len(brand) > 6 for brand in TAX_BRANDS):
         return True
     before = text[max(0, start - 40) : start]
     if COMPANY_AFTER.match(text[end : end + 20]) or before.endswith("-"):
@@ -973,10 +971,11 @@ def plausible_person(span: str, gazetteer: NameGazetteerRecognizer) -> bool:
     if max(strengths) == 0:
         # "Will (Tax Pro):": an English first name that is also a stop word, capitalized.
         return len(words) == 1 and words[0].istitle() and gazetteer.is_first_name(words[0].lower())
-    if span == span.lower() and len(words) > 1:
-        if any(_fold(w).lower() in spanish_words() for w in words) or max(strengths) < 2:
-            return False
-    return True
+    return not (
+        span == span.lower()
+        and len(words) > 1
+        and (any(_fold(w).lower() in spanish_words() for w in words) or max(strengths) < 2)
+    )
 
 
 class PersonContextRecognizer(LocalRecognizer):
@@ -1131,7 +1130,7 @@ class PersonContextRecognizer(LocalRecognizer):
         )
 
 
-_TOKEN = r"[^\W\d_][\w'\u2019-]*\.?"
+_TOKEN = r"[^\W\d_][\w'\u2019-]*\.?"  # noqa: S105 (a pattern, not a secret)
 _NAMES_1_3 = _TOKEN + r"(?:[ \t]+" + _TOKEN + r"){0,2}"
 _NAMES_1_4 = _TOKEN + r"(?:[ \t]+" + _TOKEN + r"){0,3}"
 _GREETING = (
@@ -1232,7 +1231,10 @@ class NamePositionRecognizer(LocalRecognizer):
             False,
         ),
         # A line holding only a name or two, as a signature: "> iryna", "Tsegaye".
-        (re.compile(r"(?m)^[> \t]*(?P<name>" + _TOKEN + r"(?:[ \t]+" + _TOKEN + r")?)[ \t]*$"), False),
+        (
+            re.compile(r"(?m)^[> \t]*(?P<name>" + _TOKEN + r"(?:[ \t]+" + _TOKEN + r")?)[ \t]*$"),
+            False,
+        ),
         # Name fields of tax forms: "first name and middle initial X", "RECIPIENT'S name X".
         (
             re.compile(
@@ -1300,7 +1302,11 @@ class NamePositionRecognizer(LocalRecognizer):
                         words.pop(0)
                     taken = self._take(words, True) if words else 0
                 elif sufficient is None:
-                    taken = 0 if words[0].lower() in LABELS or words[0].lower() in TAX_WORDS else len(words)
+                    taken = (
+                        0
+                        if words[0].lower() in LABELS or words[0].lower() in TAX_WORDS
+                        else len(words)
+                    )
                 elif not sufficient:
                     # Every word of a weak position must be a name or an initial.
                     if self._take(words, sufficient) < len(words):
@@ -1333,9 +1339,11 @@ class NamePositionRecognizer(LocalRecognizer):
 
 
 # A name followed by a state's code is a city: "Tyler, TX", "Fort Lee, NJ 07024".
-PLACE_AFTER = re.compile(r",?[ \t]+(?:AL|AK|AZ|AR|CA|CO|CT|DE|FL|GA|HI|ID|IL|IN|IA|KS|KY|LA|ME|MD|"
-                         r"MA|MI|MN|MS|MO|MT|NE|NV|NH|NJ|NM|NY|NC|ND|OH|OK|OR|PA|RI|SC|SD|TN|TX|"
-                         r"UT|VT|VA|WA|WV|WI|WY|DC|PR)\b")
+PLACE_AFTER = re.compile(
+    r",?[ \t]+(?:AL|AK|AZ|AR|CA|CO|CT|DE|FL|GA|HI|ID|IL|IN|IA|KS|KY|LA|ME|MD|"
+    r"MA|MI|MN|MS|MO|MT|NE|NV|NH|NJ|NM|NY|NC|ND|OH|OK|OR|PA|RI|SC|SD|TN|TX|"
+    r"UT|VT|VA|WA|WV|WI|WY|DC|PR)\b"
+)
 
 
 class StructureRecognizer(LocalRecognizer):
@@ -1357,7 +1365,9 @@ class StructureRecognizer(LocalRecognizer):
 
     def _is_name(self, cell: str) -> bool:
         words = cell.split()
-        if not 1 <= len(words) <= 4 or not all(w.replace("-", "").replace("'", "").isalpha() for w in words):
+        if not 1 <= len(words) <= 4 or not all(
+            w.replace("-", "").replace("'", "").isalpha() for w in words
+        ):
             return False
         strengths = [self.gazetteer.strength(w) for w in words]
         return min(strengths) > 0 and max(strengths) == 2
@@ -1386,10 +1396,7 @@ def _structure_types() -> set[str]:
     return set(HEADERS.values())
 
 
-_STREET_KINDS = frozenset(
-    w.lower().rstrip(".")
-    for w in re.findall(r"[A-Za-z]+", STREET_SUFFIX)
-)
+_STREET_KINDS = frozenset(w.lower().rstrip(".") for w in re.findall(r"[A-Za-z]+", STREET_SUFFIX))
 _ADDRESS_START = re.compile(r"(?<![\w$.,/-])(?=\d{1,6}[A-Za-z]?[ \t]+[A-Za-z0-9])")
 _STREET_PART = frozenset(
     {
@@ -1435,7 +1442,9 @@ class AnyCaseAddressRecognizer(LocalRecognizer):
             candidate = text[start : min(start + 80, len(text) if line_end < 0 else line_end)]
             end = self._street_end(candidate)
             if end:
-                if StreetAddressRecognizer.REFERENCE_BEFORE.search(text[max(0, start - 16) : start]):
+                if StreetAddressRecognizer.REFERENCE_BEFORE.search(
+                    text[max(0, start - 16) : start]
+                ):
                     continue
                 results.append(
                     RecognizerResult(
@@ -1458,7 +1467,7 @@ class AnyCaseAddressRecognizer(LocalRecognizer):
             return 0
         try:
             tagged = self.parse(candidate)
-        except Exception:  # noqa: BLE001 (usaddress raises its own errors on odd input)
+        except Exception:
             return 0
         if len(tagged) < 3 or tagged[0][1] != "AddressNumber":
             return 0

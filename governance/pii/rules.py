@@ -19,7 +19,15 @@ IDENTIFIER = "IDENTIFIER"
 # What a scan must show before its version may train (pii.yaml `gate:`, per domain):
 #   canary_recall      the least share of synthetic canaries, of every form, the scan finds
 #   quarantine_share   the most records the residual pass may hold back awaiting a steward
-DEFAULT_GATE = {"canary_recall": 0.95, "quarantine_share": 0.05}
+#   label_sample       records of the sanitized view drawn for a steward to label (0: none)
+#   recall_lower_bound the least 95% lower bound of the recall those labels estimate, before
+#                      an approval to train on the version may be requested
+DEFAULT_GATE = {
+    "canary_recall": 0.95,
+    "quarantine_share": 0.05,
+    "label_sample": 0,
+    "recall_lower_bound": 0.0,
+}
 
 
 class PiiRulesError(GovernanceError):
@@ -49,6 +57,10 @@ class DomainRules:
     allow: tuple[AllowPattern, ...]
     hash: str
     gate: dict[str, float] = dataclasses.field(default_factory=lambda: dict(DEFAULT_GATE))
+
+    @property
+    def label_sample(self) -> int:
+        return int(self.gate.get("label_sample", 0))
 
     def rule_for(self, entity: str) -> EntityRule | None:
         return self.entities.get(entity)
@@ -99,8 +111,16 @@ def load_rules(policy_dir: str | Path, domain: str | None = None) -> DomainRules
     entities.setdefault(IDENTIFIER, EntityRule(IDENTIFIER, "replace", 0.0))
     gate = {**DEFAULT_GATE, **(default.get("gate") or {}), **((section or {}).get("gate") or {})}
     for key, value in gate.items():
-        if key not in DEFAULT_GATE or not isinstance(value, (int, float)) or not 0 <= value <= 1:
-            raise PiiRulesError(f"gate: {key} must be one of {sorted(DEFAULT_GATE)}, in 0..1")
+        limit = 10000 if key == "label_sample" else 1
+        if (
+            key not in DEFAULT_GATE
+            or not isinstance(value, (int, float))
+            or not 0 <= value <= limit
+        ):
+            raise PiiRulesError(
+                f"gate: {key} must be one of {sorted(DEFAULT_GATE)}, in 0..1 "
+                "(label_sample: a count, 0..10000)"
+            )
     resolved = {
         "domain": domain if section else None,
         "entities": {e: [r.action, r.threshold] for e, r in sorted(entities.items())},

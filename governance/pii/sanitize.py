@@ -24,7 +24,6 @@ from typing import Any
 from governance.datasets.records import TEXT_FIELDS
 from governance.pii.identifiers import _is_date, _runs, _unexplained
 from governance.pii.masking import mask_spans
-from governance.pii.recognizers import looks_like_company
 from governance.pii.rules import DomainRules
 from governance.pii.scanner import JOIN, Finding
 
@@ -54,6 +53,8 @@ class Sanitized:
     clean: dict[str, Any] | None
     actions: set[str] = field(default_factory=set)
     residuals: dict[str, int] = field(default_factory=dict)
+    # What held the record, for the steward: each span's kind and context, digits as #.
+    held: list[dict[str, str]] = field(default_factory=list)
 
     @property
     def blocked(self) -> bool:
@@ -92,7 +93,9 @@ def sanitize(
         return Sanitized(None, actions)
     clean = redact(record, findings)
     text = JOIN.join(clean[f] for f in TEXT_FIELDS if f in clean)
-    return Sanitized(clean, actions, residuals(text, rules, names))
+    spans = residual_spans(text, rules, names)
+    counts = dict(Counter(kind for kind, _start, _end in spans))
+    return Sanitized(clean, actions, counts, residual_view(text, spans) if spans else [])
 
 
 def residuals(text: str, rules: DomainRules, names=None) -> dict[str, int]:
@@ -136,6 +139,9 @@ def residual_spans(text: str, rules: DomainRules, names=None) -> list[tuple[str,
         if not any(a <= match.start() and match.end() <= b for a, b in explained):
             found.append(("MIXED_ID", match.start(), match.end()))
     if names is not None:
+        # The gazetteer comes from the recognizers, so this process has Presidio loaded.
+        from governance.pii.recognizers import looks_like_company
+
         for cue in _PERSONAL_CUE.finditer(masked):
             for word in _WORD.finditer(masked, cue.end(), min(len(masked), cue.end() + 40)):
                 w = word.group()

@@ -31,9 +31,11 @@ from governance.domains.models import Domain
 from governance.errors import Conflict, InvalidInput, NotFound
 from governance.pii import canaries
 from governance.pii.cache import content_key, keyed_hash
+from governance.pii.estimate import estimate, placeholders
 from governance.pii.models import (
     QuarantineDecision,
     QuarantinedRecord,
+    RecallLabel,
     ReceiptRead,
     ScanCacheEntry,
     ScanReceipt,
@@ -184,6 +186,9 @@ def scan_version(
     }
     names = getattr(scanner, "names", None)
     rng = random.SystemRandom()
+    # A reservoir sample of the released records' positions, for a steward to label.
+    to_label: list[int] = []
+    released = 0
     hash_key = content_key(keyring, session, domain)
     data_key, wrapped = keyring.new_data_key(session, domain, sanitized_uid(uid))
     try:
@@ -213,7 +218,12 @@ def scan_version(
                 if result.residuals:
                     decision = decisions.get(index)
                     quarantine.append(
-                        (index, result.residuals, {k: mask_residuals(v) for k, v in clean.items()})
+                        (
+                            index,
+                            result.residuals,
+                            {k: mask_residuals(v) for k, v in clean.items()},
+                            result.held,
+                        )
                     )
                     if decision != QuarantineDecision.KEEP:
                         stats["quarantined" if decision is None else "dropped"] += 1
@@ -238,6 +248,12 @@ def scan_version(
                     if len(samples) < SAMPLES and key not in seen_samples:
                         seen_samples.add(key)
                         samples.append(sample)
+                if rules.label_sample:
+                    if len(to_label) < rules.label_sample:
+                        to_label.append(released)
+                    elif (slot := rng.randrange(released + 1)) < rules.label_sample:
+                        to_label[slot] = released
+                released += 1
                 writer.add(canonical(clean))
             writer.close()
             canary_counts = measure_canaries(scanner, rules, sample_hosts)
@@ -271,6 +287,8 @@ def scan_version(
     planted = sum(p for _, p in canary_counts.values())
     receipt.canary_recall = round(found / planted, 4) if planted else None
     receipt.sanitized_records = writer.content.size
+    receipt.label_sample = sorted(to_label)
+    receipt.recall_estimate = estimate([], len(to_label)) if to_label else None
     receipt.sanitized_hash = writer.content.root().hex()
     reasons = []
     if receipt.canary_recall is not None and receipt.canary_recall < rules.gate["canary_recall"]:
@@ -339,9 +357,10 @@ def _record_quarantine(session, version, receipt, held) -> None:
             select(QuarantinedRecord).where(QuarantinedRecord.version_id == version.id)
         )
     }
-    for index, found, preview in held:
+    for index, found, preview, spans in held:
         row = existing.get(index) or QuarantinedRecord(version_id=version.id, record_index=index)
         row.receipt_id, row.residuals, row.preview = receipt.id, found, preview
+        row.spans = spans
         session.add(row)
 
 
@@ -363,6 +382,7 @@ def decide_quarantine(
     decision: str,
     *,
     actor: Actor,
+    comment: str | None = None,
 ) -> QuarantinedRecord:
     """A steward keeps or drops a held-back record; it takes effect at the next scan."""
     row = session.exec(
@@ -376,6 +396,7 @@ def decide_quarantine(
     if decision not in QuarantineDecision.ALL:
         raise InvalidInput("decision must be keep or drop", details={"field": "decision"})
     row.decision, row.decided_by, row.decided_at = decision, actor.principal, utcnow()
+    row.comment = comment
     session.add(row)
     record(
         session,
@@ -383,7 +404,11 @@ def decide_quarantine(
         f"quarantine.{decision}",
         f"dataset-version/{version.uid}",
         domain.name,
-        details={"record_index": record_index, "residuals": row.residuals},
+        details={
+            "record_index": record_index,
+            "residuals": row.residuals,
+            "commented": bool(comment),
+        },
     )
     session.commit()
     return row
@@ -468,3 +493,119 @@ def receipt_read(receipt: ScanReceipt, version: DatasetVersion, current_hash: st
             }
         ),
     ).model_dump(mode="json")
+
+
+def label_items(
+    session: Session, keyring: KeyRing, store: BlobStore, receipt: ScanReceipt
+) -> list[dict[str, Any]]:
+    """The sampled records of a receipt's sanitized view for a steward to label: the text
+    with digits shown as # (the shape of a missed identifier shows; its value does not),
+    the values the scan replaced, and any label given."""
+    wanted = set(receipt.label_sample or [])
+    if not wanted:
+        return []
+    labels = {
+        label.position: label
+        for label in session.exec(select(RecallLabel).where(RecallLabel.receipt_id == receipt.id))
+    }
+    items = []
+    for position, clean in enumerate(iter_sanitized(session, keyring, store, receipt)):
+        if position in wanted:
+            label = labels.get(position)
+            items.append(
+                {
+                    "position": position,
+                    "text": {k: mask_residuals(v) for k, v in clean.items()},
+                    "redacted": placeholders(clean),
+                    "missed": label.missed if label else None,
+                    "labelled_by": label.labelled_by if label else None,
+                }
+            )
+            if len(items) == len(wanted):
+                break
+    return items
+
+
+def label_record(
+    session: Session,
+    keyring: KeyRing,
+    store: BlobStore,
+    receipt: ScanReceipt,
+    domain: Domain,
+    position: int,
+    missed: int,
+    *,
+    actor: Actor,
+    comment: str | None = None,
+) -> dict[str, Any]:
+    """A steward labels one sampled record: how many personal values it still shows. The
+    receipt's recall estimate is recomputed from every label; the label is audited."""
+    if position not in set(receipt.label_sample or []):
+        raise NotFound(
+            f"record {position} is not in the labelling sample of receipt {receipt.id}",
+            details={"field": "position"},
+        )
+    item = next(
+        i for i in label_items(session, keyring, store, receipt) if i["position"] == position
+    )
+    row = session.exec(
+        select(RecallLabel).where(
+            RecallLabel.receipt_id == receipt.id, RecallLabel.position == position
+        )
+    ).first() or RecallLabel(
+        receipt_id=receipt.id,
+        position=position,
+        redacted=item["redacted"],
+        missed=0,
+        labelled_by=actor.principal,
+    )
+    row.missed, row.comment, row.labelled_by, row.labelled_at = (
+        missed,
+        comment,
+        actor.principal,
+        utcnow(),
+    )
+    session.add(row)
+    session.flush()
+    labels = [
+        (r.redacted, r.missed)
+        for r in session.exec(select(RecallLabel).where(RecallLabel.receipt_id == receipt.id))
+    ]
+    receipt.recall_estimate = estimate(labels, len(receipt.label_sample))
+    session.add(receipt)
+    version = session.get(DatasetVersion, receipt.version_id)
+    record(
+        session,
+        actor,
+        "scan.label",
+        f"dataset-version/{version.uid}",
+        domain.name,
+        details={"receipt": receipt.id, "position": position, "missed": missed},
+    )
+    session.commit()
+    return dict(receipt.recall_estimate)
+
+
+def require_recall(receipt: ScanReceipt, rules: DomainRules) -> None:
+    """Before an approval to train may be requested: the domain's labelled sample is complete
+    and the 95% lower bound of the recall it estimates meets the rules'."""
+    if not rules.label_sample:
+        return
+    figures = receipt.recall_estimate or {}
+    bound = rules.gate["recall_lower_bound"]
+    if not figures.get("complete"):
+        raise Conflict(
+            f"a steward has labelled {figures.get('labelled', 0)} of the "
+            f"{len(receipt.label_sample or [])} sampled records of receipt {receipt.id}; "
+            "label them all (console: the version's PII gate page, or `govern dataset label`)",
+            details={"receipt": receipt.id},
+            code="recall_unlabelled",
+        )
+    low = figures.get("recall_lower_bound")
+    if low is not None and low < bound:
+        raise Conflict(
+            f"the labelled sample estimates recall {figures['recall']} with a 95% lower bound "
+            f"of {low}, below the domain's {bound}",
+            details={"receipt": receipt.id, "recall_estimate": figures},
+            code="recall_unproven",
+        )

@@ -37,7 +37,7 @@ from governance.guard import (
     require,
 )
 from governance.pii import service as pii
-from governance.pii.models import QuarantineDecide, ScanReceipt
+from governance.pii.models import LabelCreate, QuarantineDecide, ScanReceipt
 
 # --- datasets -------------------------------------------------------------------------------
 
@@ -148,6 +148,11 @@ def quarantine_context(dataset_id: int, number: int, dataset_for, pii) -> dict:
         if receipt
         else None,
         "may_decide": may_decide.allowed,
+        "labels": pii.label_items(
+            session, runtime.current().keyring, runtime.current().store, receipt
+        )
+        if receipt and may_decide.allowed and receipt.sanitized_wrapped_key is not None
+        else [],
         "findings_chart": bar_chart(
             f"PII findings per entity type in {dataset.name} v{version.number}", findings
         ),
@@ -162,10 +167,49 @@ def quarantine_decide(dataset_id: int, number: int, record: int):
     session = get_session()
     version = datasets.get_version(session, dataset, number)
     try:
-        body = QuarantineDecide(decision=request.form.get("decision", ""))
+        body = QuarantineDecide(
+            decision=request.form.get("decision", ""),
+            comment=request.form.get("comment") or None,
+        )
     except ValidationError as exc:
         raise invalid_input(exc) from exc
-    pii.decide_quarantine(session, version, domain, record, body.decision, actor=current_actor())
+    pii.decide_quarantine(
+        session, version, domain, record, body.decision, actor=current_actor(), comment=body.comment
+    )
     return redirect(
         url_for("console.quarantine_page", dataset_id=dataset_id, number=number, notice="decided")
+    )
+
+
+@bp.post("/datasets/<int:dataset_id>/versions/<int:number>/labels/<int:position>")
+def label_record(dataset_id: int, number: int, position: int):
+    """A steward labels one sampled record, as the API's labels endpoint does."""
+
+    dataset, domain = dataset_for(dataset_id, "create", "scan")
+    session = get_session()
+    version = datasets.get_version(session, dataset, number)
+    receipt = pii.latest_receipt(session, version)
+    try:
+        body = LabelCreate(
+            missed=request.form.get("missed", ""), comment=request.form.get("comment") or None
+        )
+    except ValidationError as exc:
+        raise invalid_input(exc) from exc
+    if receipt is None:
+        raise NotFound("this version has not been scanned")
+    rt = runtime.current()
+    pii.label_record(
+        session,
+        rt.keyring,
+        rt.store,
+        receipt,
+        domain,
+        position,
+        body.missed,
+        actor=current_actor(),
+        comment=body.comment,
+    )
+    return redirect(
+        url_for("console.quarantine_page", dataset_id=dataset_id, number=number, notice="labelled")
+        + "#labels"
     )
