@@ -970,7 +970,13 @@ def plausible_person(span: str, gazetteer: NameGazetteerRecognizer) -> bool:
         return False
     if max(strengths) == 0:
         # "Will (Tax Pro):": an English first name that is also a stop word, capitalized.
-        return len(words) == 1 and words[0].istitle() and gazetteer.is_first_name(words[0].lower())
+        lowered = _fold(words[0]).lower()
+        return (
+            len(words) == 1
+            and words[0].istitle()
+            and lowered not in spanish_words()
+            and gazetteer.is_first_name(lowered)
+        )
     return not (
         span == span.lower()
         and len(words) > 1

@@ -211,3 +211,136 @@ def test_the_scanner_starts_without_torch_or_transformers():
         "transformers": False,
         "found": ["US_SSN"],
     }
+
+
+def test_wilson_lower_bound_matches_the_textbook():
+    from governance.pii.estimate import wilson
+
+    # Agresti and Coull's example: 0 of 10 and 10 of 10, and a middle case.
+    assert wilson(0, 10)[0] == 0.0 and wilson(0, 10)[1] == pytest.approx(0.2775, abs=1e-4)
+    assert wilson(10, 10)[0] == pytest.approx(0.7225, abs=1e-4)
+    assert wilson(81, 263)[0] == pytest.approx(0.2553, abs=1e-3)
+
+
+SYLLABLES = "ba ko ri na tu se mo ya chi wen lu da fe zo hy".split()
+
+
+def made_up_name() -> str:
+    """A given name in no list and no dictionary: only its position can say it is one."""
+    return "".join(rng.choice(SYLLABLES) for _ in range(3)).capitalize()
+
+
+def issue_forms() -> list[tuple[str, str, str]]:
+    """(form, text, value) for the forms of issue 29, values made up here."""
+    first, last = name_pair()
+    given = made_up_name()
+    year, month, day = rng.randint(1931, 2005), rng.randint(1, 12), rng.randint(10, 28)
+    meses = "enero febrero marzo abril mayo junio julio agosto septiembre octubre".split()
+    mes = meses[month % len(meses)]
+    cases = [
+        ("chat label", f"[10:42] {given.lower()}: my refund is late", given.lower()),
+        ("chat label with role", f"{given} (Tax Pro): I can help with that.", given),
+        ("greeting", f"Hi {given},\n\nyour return was accepted.", given),
+        ("vocative", f"I'll update it within the hour, {first.lower()}.", first.lower()),
+        ("sign-off", f"Thanks,\n{given}", given),
+        ("relation", f"my husband {given} and I filed jointly", given),
+        ("spanish self-introduction", f"Hola, me llamo {first} {last}.", f"{first} {last}"),
+        (
+            "caps after account holder",
+            f"Account holder {first.upper()} {last.upper()} called",
+            f"{first.upper()} {last.upper()}",
+        ),
+        (
+            "caps csv row",
+            f"name,ssn\n{first.upper()} {last.upper()},{ssn()[:3]}-12-3456\nx,y",
+            f"{first.upper()} {last.upper()}",
+        ),
+        ("first and initial", f"Hi {first} {last[0]}., the form is ready.", f"{first} {last[0]}."),
+        (
+            "last, first initial",
+            f"Spoke w/ {last}, {first} {rng.choice('ABCDE')} re: CP2000",
+            f"{last}, {first}",
+        ),
+        (
+            "quote header",
+            f"On Tue, Mar 4, 2025 at 9:12 AM {first} {last} <x{rng.randint(1, 99)}@example.com>"
+            " wrote:",
+            f"{first} {last}",
+        ),
+        (
+            "spanish long date",
+            f"Mi mamá nació el {day} de {mes} de {year}.",
+            f"{day} de {mes} de {year}",
+        ),
+        (
+            "spanish numeric date",
+            f"fecha de nac. {day:02d}/{month:02d}/{year}",
+            f"{day:02d}/{month:02d}/{year}",
+        ),
+        (
+            "dob csv column",
+            f"nombre,dob\n{first},{year}-{month:02d}-{day:02d}\n{last},{year}-01-{day}",
+            f"{year}-{month:02d}-{day:02d}",
+        ),
+        (
+            "dob json key",
+            f'payload {{"birth_date": "{month:02d}/{day:02d}/{year}", "status": "ok"}}',
+            f"{month:02d}/{day:02d}/{year}",
+        ),
+        ("ssn json key", f'{{"tin": "{ssn()}", "first_name": "{given}"}}', given),
+        (
+            "street in capitals",
+            f"f Employee's address {rng.randint(100, 19999)} {rng.randint(2, 150)}TH AVE NE",
+            "AVE NE",
+        ),
+        (
+            "street in lower case",
+            f"new address is {rng.randint(100, 19999)} n oak st, Tulsa, OK",
+            " n oak st",
+        ),
+    ]
+    return [(form, text, value) for form, text, value in cases]
+
+
+@pytest.mark.parametrize(
+    ("form", "text", "value"), issue_forms(), ids=[f[0] for f in issue_forms()]
+)
+def test_every_form_of_the_held_out_traffic_is_covered(scanner, rules, form, text, value):
+    [findings] = list(scanner.scan_texts([text], rules))
+    start = text.index(value)
+    covered = set()
+    for f in findings:
+        covered.update(range(max(start, f.start), min(start + len(value), f.end)))
+    letters = [i for i in range(start, start + len(value)) if text[i].isalnum()]
+    assert sum(i in covered for i in letters) * 2 >= len(letters), (form, text, findings)
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "Buenas tardes, Ella dice que no le ha llegado. Le pregunto mañana. El formulario llegó.",
+        "The 1099-B came from Charles Schwab and the 1098-E from Sallie Mae.",
+        "She went to Jackson Hewitt last year and H&R Block the year before.",
+        "We moved from Ohio to Tyler, TX in August.",
+        "Date: Tue, 4 Mar 2025 09:12:44 -0500\nSubject: your return",
+        "The refund hotline 800-829-1954 has the same status.",
+        "The rejection code was IND-181-01 and later R0000-902-01.",
+    ],
+)
+def test_look_alikes_are_not_redacted(scanner, rules, text):
+    [findings] = list(scanner.scan_texts([text], rules))
+    assert [text[f.start : f.end] for f in findings] == []
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "Your return was accepted at 2025-03-04T10:42:11Z; code IND-181-01.",
+        "The TIN on file is XXX-XX-4821 and your self-select PIN is 48213.",
+        "W-2 control number A1234 5678; the SSA-1099 and 1095-A are uploaded.",
+        "Box 1 shows 52,310.44 and box 2 shows 4,120.00.",
+        "<PERSON> lives at <STREET_ADDRESS>, Houston, TX 77002 now.",
+    ],
+)
+def test_the_residual_pass_holds_nothing_that_names_no_person(scanner, rules, text):
+    assert residuals(text, rules, scanner.names) == {}

@@ -348,3 +348,108 @@ def test_cache_keys_are_keyed_hashes_and_die_with_the_version(app, client, world
         assert session.execute(sa.select(sa.func.count()).select_from(ScanCacheEntry)).scalar() == 0
         receipt = session.exec(sa.select(pii.ScanReceipt)).scalars().first()
         assert receipt.sanitized_wrapped_key is None and receipt.sanitized_blob_key is None
+
+
+def labelling_policies(app, tmp_path, sample: int, bound: float) -> Path:
+    """A copy of the shipped policies whose consumer-tax rules draw a labelling sample."""
+    policies = tmp_path / "policies"
+    policies.mkdir()
+    source = Path(app.config["GOVERNANCE_POLICY_DIR"])
+    for original in source.iterdir():
+        if original.is_file():
+            (policies / original.name).write_bytes(original.read_bytes())
+    text = (source / "pii.yaml").read_text()
+    text = text.replace(
+        "  consumer-tax:\n",
+        f"  consumer-tax:\n    gate:\n      label_sample: {sample}\n"
+        f"      recall_lower_bound: {bound}\n",
+        1,
+    )
+    (policies / "pii.yaml").write_text(text)
+    app.config["GOVERNANCE_POLICY_DIR"] = str(policies)
+    return policies
+
+
+def test_a_steward_labelled_sample_estimates_recall_and_gates_the_approval(
+    app, client, world, tmp_path
+):
+    import random
+
+    rng = random.Random(77)
+    policies = labelling_policies(app, tmp_path, sample=6, bound=0.5)
+    # Records with values the scanner finds, and one whose name it cannot know.
+    records = [
+        {
+            "text": f"My SSN is {rng.randint(101, 665)}-{rng.randint(10, 99)}-"
+            f"{rng.randint(1000, 9999)} for the 1040."
+        }
+        for _ in range(5)
+    ]
+    records.append({"text": "the cat of qqzx vvbn sat on the 1099"})
+    number = upload(client, world, records)
+    receipt = scan(client, world, number).get_json()
+    assert len(receipt["label_sample"]) == 6
+    assert receipt["recall_estimate"]["labelled"] == 0
+    base = f"/api/v1/datasets/{world['dataset']}/versions/{number}/labels"
+    sample = client.get(base, headers=auth(world["casey"])).get_json()
+    assert [i["position"] for i in sample["items"]] == receipt["label_sample"]
+    # Digits are shown as #, placeholders counted.
+    assert not any(ch.isdigit() for i in sample["items"] for ch in json.dumps(i["text"]))
+    assert sum(i["redacted"] for i in sample["items"]) == 5
+    # A reviewer may not label; a label outside the sample is a 404.
+    assert (
+        client.post(f"{base}/0", json={"missed": 0}, headers=auth(world["priya"])).status_code
+        == 404
+    )
+    assert (
+        client.post(f"{base}/99", json={"missed": 0}, headers=auth(world["casey"])).status_code
+        == 404
+    )
+    bad = client.post(f"{base}/0", json={"missed": -1}, headers=auth(world["casey"]))
+    assert bad.status_code == 422
+    # The approval is refused until every sampled record is labelled.
+    with get_db(app).session_scope() as session:
+        version = session.exec(sa.select(DatasetVersion)).scalar_one()
+        stored = pii.latest_receipt(session, version)
+        with pytest.raises(Conflict, match="labelled 0 of the 6"):
+            pii.require_recall(stored, load_rules(policies, "consumer-tax"))
+    for item in sample["items"]:
+        missed = 2 if item["redacted"] == 0 else 0  # the record with two unknown names
+        answer = client.post(
+            f"{base}/{item['position']}", json={"missed": missed}, headers=auth(world["casey"])
+        )
+        assert answer.status_code == 200, answer.get_json()
+    figures = answer.get_json()["estimate"]
+    assert figures["complete"] and figures["redacted"] == 5 and figures["missed"] == 2
+    assert figures["recall"] == round(5 / 7, 4)
+    # Wilson's 95% lower bound for 5 of 7 (computed by hand: 0.3589).
+    assert figures["recall_lower_bound"] == pytest.approx(0.3589, abs=1e-3)
+    assert figures["records_with_miss"] == 1
+    with get_db(app).session_scope() as session:
+        version = session.exec(sa.select(DatasetVersion)).scalar_one()
+        stored = pii.latest_receipt(session, version)
+        with pytest.raises(Conflict, match=r"lower bound of 0\.3589"):
+            pii.require_recall(stored, load_rules(policies, "consumer-tax"))
+        labels = (
+            session.exec(sa.select(AuditEntry).where(AuditEntry.action == "scan.label"))
+            .scalars()
+            .all()
+        )
+        assert len(labels) == 6 and {e.principal for e in labels} == {"casey"}
+
+
+def test_a_quarantine_decision_keeps_its_comment_and_the_held_span(app, client, world):
+    records = [*CLEAN_RECORDS[:15], {"text": "Ticket ref ZX-44817 about Form 1040 line 9."}]
+    number = upload(client, world, records)
+    scan(client, world, number)
+    [held] = quarantine(client, world, number).get_json()["items"]
+    spans = {span["kind"]: span["span"] for span in held["spans"]}
+    assert spans["MIXED_ID"] == "ZX-#####" and "44817" not in json.dumps(spans)
+    assert "44817" not in json.dumps(held)
+    path = f"/api/v1/datasets/{world['dataset']}/versions/{number}/quarantine/15"
+    kept = client.post(
+        path,
+        json={"decision": "keep", "comment": "an internal ticket"},
+        headers=auth(world["casey"]),
+    )
+    assert kept.status_code == 200 and kept.get_json()["comment"] == "an internal ticket"
