@@ -4,6 +4,7 @@ and throughput beside Presidio's default AnalyzerEngine with the same spaCy mode
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import sys
 import tempfile
@@ -268,6 +269,8 @@ def run_pii_bench(policy_dir: str, shared_dir: Path, model: str) -> str:
             f"generator, so an optimistic reference, not the held-out check): recall "
             f"{tax_score['recall']:.3f}, precision {tax_score['precision']:.3f} ({tax_types}).",
             "",
+            run_support_bench(scanner, load_rules(policy_dir, "consumer-tax")),
+            "",
             run_corpus_bench(scanner, load_rules(policy_dir, "consumer-tax")),
             "",
             f"Cold start (fresh process: imports, scanner, one record): "
@@ -276,9 +279,11 @@ def run_pii_bench(policy_dir: str, shared_dir: Path, model: str) -> str:
             "",
             run_incremental_bench(),
             "",
-            "Targets (issue 13): recall 0.95, every structured identifier type 0.99, names 0.92, "
-            "precision 0.85 on text the team did not write; 3x the default's throughput per "
-            "core; a cold start under 3 s of CPU.",
+            "Targets (issue 29), on text the team did not write: released records carrying a "
+            "personal value at most 1%, quarantine at most 5% of records; scanner recall 0.95, "
+            "names 0.93 and 0.85 for every origin, dates of birth 0.95, every structured "
+            "identifier 0.99; precision 0.90; 3x the default's throughput per core; a cold "
+            "start under 3 s of CPU.",
             "",
             "",
         ]
@@ -401,3 +406,68 @@ def support_scores(scanner, rules, records: list[dict], in_lexicon=None) -> dict
         "leak_rate": leaked / max(released, 1),
         "leaked": (leaked, released, leaked_values),
     }
+
+
+def run_support_bench(scanner, rules, seeds=(101, 202), count: int = 1000) -> str:
+    """The support-traffic corpus of benchmarks/pii_support.py, two seeds."""
+    from benchmarks.pii_support import generate as support_records
+
+    lexicon = scanner.names.lexicon
+    faker = scanner.names.names.base
+
+    def in_lexicon(name: str) -> bool:
+        words = [w for w in re.split(r"[\s,.>]+", name) if len(w) > 1]
+        return all(w in lexicon or w in faker for w in words)
+
+    rows, detail = [], {}
+    for seed in seeds:
+        result = support_scores(scanner, rules, list(support_records(count, seed)), in_lexicon)
+        recall, counts = result["recall"], result["counts"]
+        origins = {k: v for k, v in recall.items() if k.startswith("origin:")}
+        worst = min(origins, key=origins.get)
+        ids = min(v for k, v in recall.items() if k.split(":")[1] in STRUCTURED_IDS)
+        rows.append(
+            f"| {seed} | {result['values']} | {recall['all:']:.3f} | {recall['type:PERSON']:.3f} "
+            f"| {origins[worst]:.3f} ({worst.split(':')[1]}) | "
+            f"{recall['type:DATE_OF_BIRTH']:.3f} | {recall['type:STREET_ADDRESS']:.3f} | "
+            f"{ids:.3f} | {result['precision']:.3f} | {result['quarantine_share']:.1%} | "
+            f"{result['leak_rate']:.1%} ({result['leaked'][0]} of {result['leaked'][1]}) |"
+        )
+        for key, (hit, total) in counts.items():
+            if key.split(":")[0] in ("form", "origin", "lexicon"):
+                acc = detail.setdefault(key, [0, 0])
+                acc[0] += hit
+                acc[1] += total
+    detail_rows = [
+        f"| {key.split(':', 1)[0]} | {key.split(':', 1)[1]} | {hit}/{total} | {hit / total:.3f} |"
+        for key, (hit, total) in sorted(detail.items())
+    ]
+    return "\n".join(
+        [
+            f"Support-traffic corpus (`benchmarks/pii_support.py`: e-mail threads with quoted "
+            f"replies and signatures, chats with speaker labels, agent notes, W-2/1099/1040 "
+            f"text, pasted CSV/TSV and JSON, Spanish and bilingual messages, records with no "
+            f"personal value but many look-alikes; names of 14 origins from lists typed there "
+            f"and syllable grammars, never from the scanner's resources), {count} records per "
+            f"seed, consumer-tax rules. This is the team's own corpus, written to the forms the "
+            f"held-out test of issue 29 reported: it says how the gate does on what we know, "
+            f"not on traffic nobody here has seen. Record figures run the whole gate: records "
+            f"a rule drops (a card in consumer-tax) are neither released nor held; a released "
+            f"record leaks when one of its values is under half covered, keeps four digits in "
+            f"a row, or (a name) keeps a word of three letters.",
+            "",
+            "| seed | values | recall | names | worst origin | dates of birth | streets | "
+            "worst structured id | precision | quarantined | released records leaking |",
+            "| ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
+            *rows,
+            "",
+            "<details><summary>Recall per form, per origin, and for names in and out of the "
+            "scanner's lexicon (names-dataset and Faker), both seeds</summary>",
+            "",
+            "| group | key | found | recall |",
+            "| --- | --- | ---: | ---: |",
+            *detail_rows,
+            "",
+            "</details>",
+        ]
+    )
