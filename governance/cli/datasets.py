@@ -289,41 +289,33 @@ def dataset_label(
     sampled record (--record N --missed K): K personal values the redaction left in it."""
     from governance.datasets import service
     from governance.pii import service as pii_service
+    from governance.pii.models import LabelCreate
 
     base = f"/api/v1/datasets/{dataset_id}/versions/{number}/labels"
     if (position is None) != (missed is None):
         raise click.UsageError("give --record and --missed together")
+    body = validated(LabelCreate, missed=missed, comment=comment) if position is not None else None
     if remote():
-        if position is not None:
-            body = {"missed": missed, "comment": comment}
-            read = remote_call("POST", f"{base}/{position}", body)
+        if body is not None:
+            read = remote_call("POST", f"{base}/{position}", body.model_dump())
         else:
             read = remote_call("GET", base)
     else:
         keyring, store = instance_storage()
         with instance_session() as session:
             ds, domain = service.get_dataset(session, dataset_id)
-            version = service.get_version(session, ds, number)
-            receipt = pii_service.latest_receipt(session, version)
-            if receipt is None:
-                raise click.ClickException("this version has not been scanned")
-            if position is not None:
+            receipt = pii_service.scanned_receipt(session, service.get_version(session, ds, number))
+            if body is not None:
                 pii_service.label_record(
                     session,
-                    keyring,
-                    store,
                     receipt,
                     domain,
                     position,
-                    missed,
+                    body.missed,
                     actor=cli_actor(),
-                    comment=comment,
+                    comment=body.comment,
                 )
-            read = {
-                "receipt": receipt.id,
-                "items": pii_service.label_items(session, keyring, store, receipt),
-                "estimate": receipt.recall_estimate,
-            }
+            read = pii_service.label_sample_read(session, keyring, store, receipt)
     if position is None:
         for item in read["items"]:
             state = "unlabelled" if item["missed"] is None else f"{item['missed']} missed"

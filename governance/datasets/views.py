@@ -24,7 +24,7 @@ from governance.datasets.models import (
 )
 from governance.db import get_session
 from governance.domains.service import get_domain
-from governance.errors import Conflict, NotFound, UnsupportedMediaType
+from governance.errors import Conflict, UnsupportedMediaType
 from governance.guard import current_actor, require
 from governance.jobs import access as jobs
 from governance.jobs.models import JobStatus
@@ -236,13 +236,9 @@ def list_labels(path: VersionPath):
     the recall they estimate with its 95% lower bound."""
     dataset, _domain = dataset_for(path.dataset_id, "create", "scan")
     session = get_session()
-    version = service.get_version(session, dataset, path.number)
-    receipt = pii.latest_receipt(session, version)
-    if receipt is None:
-        raise NotFound("this version has not been scanned", details={"field": "number"})
+    receipt = pii.scanned_receipt(session, service.get_version(session, dataset, path.number))
     rt = runtime.current()
-    items = pii.label_items(session, rt.keyring, rt.store, receipt)
-    return {"receipt": receipt.id, "items": items, "estimate": receipt.recall_estimate}
+    return pii.label_sample_read(session, rt.keyring, rt.store, receipt)
 
 
 @bp.post(
@@ -253,15 +249,9 @@ def label_record(path: LabelPath, body: LabelCreate):
     """A steward's label of one sampled record: how many personal values it still shows."""
     dataset, domain = dataset_for(path.dataset_id, "create", "scan")
     session = get_session()
-    version = service.get_version(session, dataset, path.number)
-    receipt = pii.latest_receipt(session, version)
-    if receipt is None:
-        raise NotFound("this version has not been scanned", details={"field": "number"})
-    rt = runtime.current()
+    receipt = pii.scanned_receipt(session, service.get_version(session, dataset, path.number))
     pii.label_record(
         session,
-        rt.keyring,
-        rt.store,
         receipt,
         domain,
         path.position,
@@ -269,5 +259,5 @@ def label_record(path: LabelPath, body: LabelCreate):
         actor=current_actor(),
         comment=body.comment,
     )
-    items = pii.label_items(session, rt.keyring, rt.store, receipt)
-    return {"receipt": receipt.id, "items": items, "estimate": receipt.recall_estimate}
+    rt = runtime.current()
+    return pii.label_sample_read(session, rt.keyring, rt.store, receipt)

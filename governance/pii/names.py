@@ -28,11 +28,15 @@ FORMAT = 1
 TIERS = ((1000, 1), (5000, 2))
 
 
+def unaccent(text: str) -> str:
+    """Text without accents, as people type it ("Nguyen" for "Nguyễn")."""
+    decomposed = unicodedata.normalize("NFKD", text.replace("đ", "d").replace("Đ", "D"))
+    return "".join(c for c in decomposed if not unicodedata.combining(c))
+
+
 def fold(word: str) -> str:
-    """A word as people type it without accents, in lower case ("Nguyễn" -> "nguyen")."""
-    decomposed = unicodedata.normalize("NFKD", word.replace("đ", "d").replace("Đ", "D"))
-    folded = "".join(c for c in decomposed if not unicodedata.combining(c))
-    return folded.replace("ł", "l").replace("Ł", "L").lower()
+    """A word as the lexicon keys it: no accents, "ł" as "l", lower case."""
+    return unaccent(word.replace("ł", "l").replace("Ł", "L")).lower()
 
 
 def _tier(rank: int | None) -> int:

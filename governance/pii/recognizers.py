@@ -11,11 +11,11 @@ from __future__ import annotations
 
 import functools
 import re
-import unicodedata
 
 import tldextract
 
 from governance.pii.loading import import_presidio
+from governance.pii.names import unaccent
 
 import_presidio()
 
@@ -31,6 +31,21 @@ from spacy.lang.en.stop_words import STOP_WORDS
 
 # tldextract with no suffix-list URLs and no cache reads the snapshot shipped in the package.
 OFFLINE_TLD = tldextract.TLDExtract(suffix_list_urls=(), cache_dir=None)
+
+
+def found(
+    recognizer: str, entity: str, start: int, end: int, score: float, why: str
+) -> RecognizerResult:
+    """A finding of one of the recognizers here, with its explanation."""
+    return RecognizerResult(
+        entity_type=entity,
+        start=start,
+        end=end,
+        score=score,
+        analysis_explanation=AnalysisExplanation(
+            recognizer=recognizer, original_score=score, textual_explanation=why
+        ),
+    )
 
 
 class OfflineEmailRecognizer(EmailRecognizer):
@@ -394,15 +409,7 @@ class _CuedValueRecognizer(LocalRecognizer):
                 continue
             start = match.start("value")
             results.append(
-                RecognizerResult(
-                    entity_type=self.ENTITY,
-                    start=start,
-                    end=start + len(value),
-                    score=0.7,
-                    analysis_explanation=AnalysisExplanation(
-                        recognizer=self.name, original_score=0.7, textual_explanation="cued value"
-                    ),
-                )
+                found(self.name, self.ENTITY, start, start + len(value), 0.7, "cued value")
             )
         return results
 
@@ -439,10 +446,7 @@ class DriverLicenseRecognizer(_CuedValueRecognizer):
     )
 
 
-def _fold(name: str) -> str:
-    """The name without accents, as people type it ("Nguyen" for "Nguyễn")."""
-    decomposed = unicodedata.normalize("NFKD", name.replace("đ", "d").replace("Đ", "D"))
-    return "".join(c for c in decomposed if not unicodedata.combining(c))
+_fold = unaccent
 
 
 ENGLISH_LOCALES = ("en", "en_US", "en_GB", "en_IE", "en_NZ", "en_KE", "en_NG", "en_IN", "en_PK")
@@ -820,15 +824,7 @@ class NameGazetteerRecognizer(LocalRecognizer):
         return results
 
     def _result(self, start: int, end: int, score: float) -> RecognizerResult:
-        return RecognizerResult(
-            entity_type=self.ENTITY,
-            start=start,
-            end=end,
-            score=score,
-            analysis_explanation=AnalysisExplanation(
-                recognizer=self.name, original_score=score, textual_explanation="name gazetteer"
-            ),
-        )
+        return found(self.name, self.ENTITY, start, end, score, "name gazetteer")
 
 
 class FilteredSpacyRecognizer(SpacyRecognizer):
@@ -1125,15 +1121,7 @@ class PersonContextRecognizer(LocalRecognizer):
         return results
 
     def _result(self, start: int, end: int) -> RecognizerResult:
-        return RecognizerResult(
-            entity_type=self.ENTITY,
-            start=start,
-            end=end,
-            score=0.7,
-            analysis_explanation=AnalysisExplanation(
-                recognizer=self.name, original_score=0.7, textual_explanation="person by context"
-            ),
-        )
+        return found(self.name, self.ENTITY, start, end, 0.7, "person by context")
 
 
 _TOKEN = r"[^\W\d_][\w'\u2019-]*\.?"  # noqa: S105 (a pattern, not a secret)
@@ -1166,7 +1154,10 @@ class NamePositionRecognizer(LocalRecognizer):
     """
 
     ENTITY = "PERSON"
-    # (pattern, whether the position alone is enough)
+    # (pattern, how its words are judged): True, the position is enough for any word that
+    # can be a name; False, every word must be a name and one a name by its own strength;
+    # "right", as True but read from the right; None, a speaker with a role, whose word
+    # need only not be a label.
     POSITIONS: list[tuple[re.Pattern[str], bool | str | None]] = [
         # A speaker with a role: "Will (Tax Pro):" names a person even when it is a word.
         (
@@ -1326,21 +1317,19 @@ class NamePositionRecognizer(LocalRecognizer):
                 for word in words[:taken]:
                     end = text.index(word, end) + len(word)
                 span = text[start:end].rstrip(".,")
-                if not span or PLACE_AFTER.match(text, start + len(span)):
-                    continue  # "Tyler, TX": a city
-                results.append(
-                    RecognizerResult(
-                        entity_type=self.ENTITY,
-                        start=start,
-                        end=start + len(span),
-                        score=0.7,
-                        analysis_explanation=AnalysisExplanation(
-                            recognizer=self.name,
-                            original_score=0.7,
-                            textual_explanation="name by position",
-                        ),
+                if span:
+                    # A city before its state ("Tyler, TX") is dropped with every PERSON
+                    # finding in the scanner's resolution (PLACE_AFTER).
+                    results.append(
+                        found(
+                            self.name,
+                            self.ENTITY,
+                            start,
+                            start + len(span),
+                            0.7,
+                            "name by position",
+                        )
                     )
-                )
         return results
 
 
@@ -1382,15 +1371,7 @@ class StructureRecognizer(LocalRecognizer):
         from governance.pii.structure import find_cells
 
         return [
-            RecognizerResult(
-                entity_type=cell.entity_type,
-                start=cell.start,
-                end=cell.end,
-                score=0.8,
-                analysis_explanation=AnalysisExplanation(
-                    recognizer=self.name, original_score=0.8, textual_explanation="by column"
-                ),
-            )
+            found(self.name, cell.entity_type, cell.start, cell.end, 0.8, "by column")
             for cell in find_cells(text, self._is_name)
             if cell.entity_type in entities
         ]
@@ -1453,17 +1434,7 @@ class AnyCaseAddressRecognizer(LocalRecognizer):
                 ):
                     continue
                 results.append(
-                    RecognizerResult(
-                        entity_type=self.ENTITY,
-                        start=start,
-                        end=start + end,
-                        score=0.7,
-                        analysis_explanation=AnalysisExplanation(
-                            recognizer=self.name,
-                            original_score=0.7,
-                            textual_explanation="usaddress street line",
-                        ),
-                    )
+                    found(self.name, self.ENTITY, start, start + end, 0.7, "usaddress street line")
                 )
         return results
 

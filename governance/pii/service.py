@@ -186,9 +186,9 @@ def scan_version(
     }
     names = getattr(scanner, "names", None)
     rng = random.SystemRandom()
-    # A reservoir sample of the released records' positions, for a steward to label.
-    to_label: list[int] = []
-    released = 0
+    # A reservoir sample of the released records (their position in the sanitized view and
+    # the values redacted in them), for a steward to label.
+    to_label: list[dict[str, int]] = []
     hash_key = content_key(keyring, session, domain)
     data_key, wrapped = keyring.new_data_key(session, domain, sanitized_uid(uid))
     try:
@@ -249,11 +249,12 @@ def scan_version(
                         seen_samples.add(key)
                         samples.append(sample)
                 if rules.label_sample:
+                    position = writer.content.size
+                    drawn = {"position": position, "redacted": placeholders(clean)}
                     if len(to_label) < rules.label_sample:
-                        to_label.append(released)
-                    elif (slot := rng.randrange(released + 1)) < rules.label_sample:
-                        to_label[slot] = released
-                released += 1
+                        to_label.append(drawn)
+                    elif (slot := rng.randrange(position + 1)) < rules.label_sample:
+                        to_label[slot] = drawn
                 writer.add(canonical(clean))
             writer.close()
             canary_counts = measure_canaries(scanner, rules, sample_hosts)
@@ -287,7 +288,7 @@ def scan_version(
     planted = sum(p for _, p in canary_counts.values())
     receipt.canary_recall = round(found / planted, 4) if planted else None
     receipt.sanitized_records = writer.content.size
-    receipt.label_sample = sorted(to_label)
+    receipt.label_sample = sorted(to_label, key=lambda drawn: drawn["position"])
     receipt.recall_estimate = estimate([], len(to_label)) if to_label else None
     receipt.sanitized_hash = writer.content.root().hex()
     reasons = []
@@ -495,13 +496,32 @@ def receipt_read(receipt: ScanReceipt, version: DatasetVersion, current_hash: st
     ).model_dump(mode="json")
 
 
+def scanned_receipt(session: Session, version: DatasetVersion) -> ScanReceipt:
+    """The version's latest receipt; a version never scanned has none to label (404)."""
+    receipt = latest_receipt(session, version)
+    if receipt is None:
+        raise NotFound("this version has not been scanned", details={"field": "number"})
+    return receipt
+
+
+def label_sample_read(
+    session: Session, keyring: KeyRing, store: BlobStore, receipt: ScanReceipt
+) -> dict[str, Any]:
+    """The labelling sample as the API, the CLI and the console show it."""
+    return {
+        "receipt": receipt.id,
+        "items": label_items(session, keyring, store, receipt),
+        "estimate": receipt.recall_estimate,
+    }
+
+
 def label_items(
     session: Session, keyring: KeyRing, store: BlobStore, receipt: ScanReceipt
 ) -> list[dict[str, Any]]:
     """The sampled records of a receipt's sanitized view for a steward to label: the text
     with digits shown as # (the shape of a missed identifier shows; its value does not),
     the values the scan replaced, and any label given."""
-    wanted = set(receipt.label_sample or [])
+    wanted = {drawn["position"]: drawn["redacted"] for drawn in receipt.label_sample or []}
     if not wanted:
         return []
     labels = {
@@ -516,7 +536,7 @@ def label_items(
                 {
                     "position": position,
                     "text": {k: mask_residuals(v) for k, v in clean.items()},
-                    "redacted": placeholders(clean),
+                    "redacted": wanted[position],
                     "missed": label.missed if label else None,
                     "labelled_by": label.labelled_by if label else None,
                 }
@@ -528,8 +548,6 @@ def label_items(
 
 def label_record(
     session: Session,
-    keyring: KeyRing,
-    store: BlobStore,
     receipt: ScanReceipt,
     domain: Domain,
     position: int,
@@ -540,14 +558,12 @@ def label_record(
 ) -> dict[str, Any]:
     """A steward labels one sampled record: how many personal values it still shows. The
     receipt's recall estimate is recomputed from every label; the label is audited."""
-    if position not in set(receipt.label_sample or []):
+    redacted = {d["position"]: d["redacted"] for d in receipt.label_sample or []}.get(position)
+    if redacted is None:
         raise NotFound(
             f"record {position} is not in the labelling sample of receipt {receipt.id}",
             details={"field": "position"},
         )
-    item = next(
-        i for i in label_items(session, keyring, store, receipt) if i["position"] == position
-    )
     row = session.exec(
         select(RecallLabel).where(
             RecallLabel.receipt_id == receipt.id, RecallLabel.position == position
@@ -555,8 +571,8 @@ def label_record(
     ).first() or RecallLabel(
         receipt_id=receipt.id,
         position=position,
-        redacted=item["redacted"],
-        missed=0,
+        redacted=redacted,
+        missed=missed,
         labelled_by=actor.principal,
     )
     row.missed, row.comment, row.labelled_by, row.labelled_at = (

@@ -21,6 +21,8 @@ from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from governance.pii.names import unaccent
+
 # Header words (lower case, words joined by one space) and the type of the values under them.
 HEADERS: dict[str, str] = {}
 for _entity, _phrases in {
@@ -178,7 +180,7 @@ for _entity, _phrases in {
 def header_type(header: str) -> str | None:
     """The type of value a column header or JSON key names, or None ("status", "amount")."""
     words = re.sub(r"([a-z])([A-Z])", r"\1 \2", header)  # camelCase
-    words = _fold(words).lower()
+    words = unaccent(words).lower()
     words = re.sub(r"[^a-z0-9]+", " ", words).strip()
     if words in HEADERS:
         return HEADERS[words]
@@ -188,12 +190,6 @@ def header_type(header: str) -> str | None:
         if len(parts) > size and " ".join(parts[-size:]) in HEADERS:
             return HEADERS[" ".join(parts[-size:])]
     return None
-
-
-def _fold(text: str) -> str:
-    import unicodedata
-
-    return "".join(c for c in unicodedata.normalize("NFKD", text) if not unicodedata.combining(c))
 
 
 @dataclass(frozen=True)
@@ -284,19 +280,16 @@ def _tables(text: str, is_name: Callable[[str], bool]) -> list[Cell]:
             width = len(cells)
             rows.append((offset, cells))
             index += 1
-        if len(rows) < 2 and not (rows and _header(rows[0][1])):
-            index += 0 if rows else 1
-            continue
-        found += _typed(rows, is_name)
+        if not rows:
+            index += 1  # the line did not parse as a row
+        elif len(rows) >= 2:
+            found += _typed(rows, is_name)
     return found
 
 
 def _separator(line: str) -> str | None:
     counts = Counter(c for c in line if c in SEPARATORS)
-    if not counts:
-        return None
-    sep, count = counts.most_common(1)[0]
-    return sep if count >= 1 else None
+    return counts.most_common(1)[0][0] if counts else None
 
 
 def _header(cells: list[tuple[int, int, str]]) -> list[str | None] | None:

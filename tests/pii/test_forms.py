@@ -150,6 +150,14 @@ def test_labels_are_the_most_specific_the_evidence_supports(scanner, rules):
         "Bill payments for the rental go on Schedule E, line 9.",
         "See Pub. 501 and Rev. Proc. 2023-34; the deadline is 04/15/2026.",
         "The refund of $12,345.67 was deposited on 2026-03-02.",
+        # What issue 29 found redacted that names no person.
+        "Buenas tardes, Ella dice que no le ha llegado. Le pregunto mañana. El formulario llegó.",
+        "The 1099-B came from Charles Schwab and the 1098-E from Sallie Mae.",
+        "She went to Jackson Hewitt last year and H&R Block the year before.",
+        "We moved from Ohio to Tyler, TX in August.",
+        "Date: Tue, 4 Mar 2025 09:12:44 -0500\nSubject: your return",
+        "The refund hotline 800-829-1954 has the same status.",
+        "The rejection code was IND-181-01 and later R0000-902-01.",
     ],
 )
 def test_tax_references_are_not_redacted(scanner, rules, text):
@@ -313,23 +321,6 @@ def test_every_form_of_the_held_out_traffic_is_covered(scanner, rules, form, tex
         covered.update(range(max(start, f.start), min(start + len(value), f.end)))
     letters = [i for i in range(start, start + len(value)) if text[i].isalnum()]
     assert sum(i in covered for i in letters) * 2 >= len(letters), (form, text, findings)
-
-
-@pytest.mark.parametrize(
-    "text",
-    [
-        "Buenas tardes, Ella dice que no le ha llegado. Le pregunto mañana. El formulario llegó.",
-        "The 1099-B came from Charles Schwab and the 1098-E from Sallie Mae.",
-        "She went to Jackson Hewitt last year and H&R Block the year before.",
-        "We moved from Ohio to Tyler, TX in August.",
-        "Date: Tue, 4 Mar 2025 09:12:44 -0500\nSubject: your return",
-        "The refund hotline 800-829-1954 has the same status.",
-        "The rejection code was IND-181-01 and later R0000-902-01.",
-    ],
-)
-def test_look_alikes_are_not_redacted(scanner, rules, text):
-    [findings] = list(scanner.scan_texts([text], rules))
-    assert [text[f.start : f.end] for f in findings] == []
 
 
 @pytest.mark.parametrize(

@@ -132,6 +132,7 @@ def quarantine_context(dataset_id: int, number: int, dataset_for, pii) -> dict:
     version = datasets.get_version(session, dataset, number)
     receipt = latest_receipts(session, [version.id]).get(version.id)
     may_decide = get_authorizer().policy.decide(g.principal.name, domain.name, "scan", "create")
+    rt = runtime.current()
     findings = sorted(
         ((entity, sum(fields.values())) for entity, fields in (receipt.counts or {}).items())
         if receipt
@@ -144,13 +145,9 @@ def quarantine_context(dataset_id: int, number: int, dataset_for, pii) -> dict:
         "version": version,
         "receipt": receipt,
         "held": pii.list_quarantine(session, version),
-        "unflagged": pii.unflagged_sample(session, runtime.current().keyring, receipt)
-        if receipt
-        else None,
+        "unflagged": pii.unflagged_sample(session, rt.keyring, receipt) if receipt else None,
         "may_decide": may_decide.allowed,
-        "labels": pii.label_items(
-            session, runtime.current().keyring, runtime.current().store, receipt
-        )
+        "labels": pii.label_items(session, rt.keyring, rt.store, receipt)
         if receipt and may_decide.allowed and receipt.sanitized_wrapped_key is not None
         else [],
         "findings_chart": bar_chart(
@@ -187,21 +184,15 @@ def label_record(dataset_id: int, number: int, position: int):
 
     dataset, domain = dataset_for(dataset_id, "create", "scan")
     session = get_session()
-    version = datasets.get_version(session, dataset, number)
-    receipt = pii.latest_receipt(session, version)
+    receipt = pii.scanned_receipt(session, datasets.get_version(session, dataset, number))
     try:
         body = LabelCreate(
             missed=request.form.get("missed", ""), comment=request.form.get("comment") or None
         )
     except ValidationError as exc:
         raise invalid_input(exc) from exc
-    if receipt is None:
-        raise NotFound("this version has not been scanned")
-    rt = runtime.current()
     pii.label_record(
         session,
-        rt.keyring,
-        rt.store,
         receipt,
         domain,
         position,
