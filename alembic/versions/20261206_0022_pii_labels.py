@@ -3,9 +3,11 @@
 pii_quarantine gains `spans` (each held span's kind, with the span and a little context,
 digits shown as #) and `comment` (the steward's reason to keep or drop). scan_receipts
 gains `label_sample` (positions in the sanitized view drawn at random for a steward to
-label), `recall_estimate` (the recall estimated from those labels, with its 95% Wilson lower
-bound) and the record figures `records_released`. pii_recall_labels holds one steward's
-label per sampled record: how many values the redaction caught and how many it missed.
+label, with the values redacted in each), `label_sealed` (those records' text, digits as #,
+sealed under the sanitized view's key and shredded with it) and `recall_estimate` (the
+recall estimated from the labels, with its 95% Wilson lower bound). pii_recall_labels holds
+one steward's label per sampled record: how many values the redaction caught and how many
+it missed.
 
 Revision ID: 0022
 Revises: 0021
@@ -34,6 +36,7 @@ def upgrade() -> None:
         batch.add_column(
             sa.Column("label_sample", sa.JSON(), nullable=False, server_default="[]")
         )
+        batch.add_column(sa.Column("label_sealed", sa.LargeBinary(), nullable=True))
         batch.add_column(sa.Column("recall_estimate", sa.JSON(), nullable=True))
     op.create_table(
         "pii_recall_labels",
@@ -59,6 +62,7 @@ def downgrade() -> None:
     op.drop_table("pii_recall_labels")
     with op.batch_alter_table("scan_receipts") as batch:
         batch.drop_column("recall_estimate")
+        batch.drop_column("label_sealed")
         batch.drop_column("label_sample")
     with op.batch_alter_table("pii_quarantine") as batch:
         batch.drop_column("comment")

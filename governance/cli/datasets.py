@@ -301,7 +301,7 @@ def dataset_label(
         else:
             read = remote_call("GET", base)
     else:
-        keyring, store = instance_storage()
+        keyring, _store = instance_storage()
         with instance_session() as session:
             ds, domain = service.get_dataset(session, dataset_id)
             receipt = pii_service.scanned_receipt(session, service.get_version(session, ds, number))
@@ -315,7 +315,7 @@ def dataset_label(
                     actor=cli_actor(),
                     comment=body.comment,
                 )
-            read = pii_service.label_sample_read(session, keyring, store, receipt)
+            read = pii_service.label_sample_read(session, keyring, receipt)
     if position is None:
         for item in read["items"]:
             state = "unlabelled" if item["missed"] is None else f"{item['missed']} missed"

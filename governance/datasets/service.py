@@ -238,6 +238,7 @@ def delete_version(
             sanitized.append(receipt.sanitized_blob_key)
         receipt.sanitized_wrapped_key = None
         receipt.unflagged_sealed = None
+        receipt.label_sealed = None
         receipt.sanitized_blob_key = None
         session.add(receipt)
     version.status = VersionStatus.DELETED

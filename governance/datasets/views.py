@@ -237,8 +237,7 @@ def list_labels(path: VersionPath):
     dataset, _domain = dataset_for(path.dataset_id, "create", "scan")
     session = get_session()
     receipt = pii.scanned_receipt(session, service.get_version(session, dataset, path.number))
-    rt = runtime.current()
-    return pii.label_sample_read(session, rt.keyring, rt.store, receipt)
+    return pii.label_sample_read(session, runtime.current().keyring, receipt)
 
 
 @bp.post(
@@ -259,5 +258,4 @@ def label_record(path: LabelPath, body: LabelCreate):
         actor=current_actor(),
         comment=body.comment,
     )
-    rt = runtime.current()
-    return pii.label_sample_read(session, rt.keyring, rt.store, receipt)
+    return pii.label_sample_read(session, runtime.current().keyring, receipt)

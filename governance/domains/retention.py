@@ -54,7 +54,7 @@ def prune_receipts(session: Session, domain_id: int, domain: str, before: dt.dat
         sa.update(table)
         .where(table.c.domain_id == domain_id, table.c.created_at < before)
         .where(table.c.pruned_at.is_(None))
-        .values(samples=[], unflagged_sealed=None, pruned_at=utcnow())
+        .values(samples=[], unflagged_sealed=None, label_sealed=None, pruned_at=utcnow())
     ).rowcount
     return done
 

@@ -65,6 +65,9 @@ class ScanReceipt(SQLModel, table=True):
     # Positions in the sanitized view drawn at random for a data steward to label, and the
     # recall those labels give (`governance.pii.estimate`): evidence the rules did not make.
     label_sample: list[Any] = SQLField(default_factory=list, sa_type=sa.JSON, nullable=False)
+    # The sampled records' text (digits as #), sealed like `unflagged_sealed`: a steward reads
+    # them without the sanitized view being decrypted in a request. Never returned by the API.
+    label_sealed: bytes | None = SQLField(default=None, sa_type=sa.LargeBinary)
     recall_estimate: dict[str, Any] | None = SQLField(default=None, sa_type=sa.JSON)
 
 

@@ -250,7 +250,11 @@ def scan_version(
                         samples.append(sample)
                 if rules.label_sample:
                     position = writer.content.size
-                    drawn = {"position": position, "redacted": placeholders(clean)}
+                    drawn = {
+                        "position": position,
+                        "redacted": placeholders(clean),
+                        "text": {k: mask_residuals(v) for k, v in clean.items()},
+                    }
                     if len(to_label) < rules.label_sample:
                         to_label.append(drawn)
                     elif (slot := rng.randrange(position + 1)) < rules.label_sample:
@@ -288,7 +292,13 @@ def scan_version(
     planted = sum(p for _, p in canary_counts.values())
     receipt.canary_recall = round(found / planted, 4) if planted else None
     receipt.sanitized_records = writer.content.size
-    receipt.label_sample = sorted(to_label, key=lambda drawn: drawn["position"])
+    to_label.sort(key=lambda drawn: drawn["position"])
+    receipt.label_sample = [
+        {"position": d["position"], "redacted": d["redacted"]} for d in to_label
+    ]
+    if to_label:
+        texts = [d["text"] for d in to_label]
+        receipt.label_sealed = seal(data_key, canonical(texts), label_aad(uid))
     receipt.recall_estimate = estimate([], len(to_label)) if to_label else None
     receipt.sanitized_hash = writer.content.root().hex()
     reasons = []
@@ -444,6 +454,10 @@ def unflagged_aad(receipt_uid: str) -> bytes:
     return f"governance/unflagged-sample/{receipt_uid}".encode()
 
 
+def label_aad(receipt_uid: str) -> bytes:
+    return f"governance/label-sample/{receipt_uid}".encode()
+
+
 def sanitized_key(session: Session, keyring: KeyRing, receipt: ScanReceipt) -> tuple[bytes, str]:
     """Unwrap the data key of a receipt's sanitized view; return it with the scan's uid.
 
@@ -458,10 +472,15 @@ def unflagged_sample(
     session: Session, keyring: KeyRing, receipt: ScanReceipt
 ) -> list[dict[str, str]] | None:
     """The sealed sample of records the scan found nothing in; None once shredded or absent."""
-    if receipt.unflagged_sealed is None or receipt.sanitized_wrapped_key is None:
+    return _open_sample(session, keyring, receipt, receipt.unflagged_sealed, unflagged_aad)
+
+
+def _open_sample(session, keyring, receipt, sealed: bytes | None, aad) -> Any:
+    """A sample sealed under a receipt's sanitized-view key; None once shredded or absent."""
+    if sealed is None or receipt.sanitized_wrapped_key is None:
         return None
     key, uid = sanitized_key(session, keyring, receipt)
-    return json.loads(open_sealed(key, receipt.unflagged_sealed, unflagged_aad(uid)))
+    return json.loads(open_sealed(key, sealed, aad(uid)))
 
 
 def iter_sanitized(
@@ -491,6 +510,7 @@ def receipt_read(receipt: ScanReceipt, version: DatasetVersion, current_hash: st
                 "sanitized_blob_key",
                 "sanitized_wrapped_key",
                 "unflagged_sealed",
+                "label_sealed",
             }
         ),
     ).model_dump(mode="json")
@@ -504,45 +524,38 @@ def scanned_receipt(session: Session, version: DatasetVersion) -> ScanReceipt:
     return receipt
 
 
-def label_sample_read(
-    session: Session, keyring: KeyRing, store: BlobStore, receipt: ScanReceipt
-) -> dict[str, Any]:
+def label_sample_read(session: Session, keyring: KeyRing, receipt: ScanReceipt) -> dict[str, Any]:
     """The labelling sample as the API, the CLI and the console show it."""
     return {
         "receipt": receipt.id,
-        "items": label_items(session, keyring, store, receipt),
+        "items": label_items(session, keyring, receipt),
         "estimate": receipt.recall_estimate,
     }
 
 
-def label_items(
-    session: Session, keyring: KeyRing, store: BlobStore, receipt: ScanReceipt
-) -> list[dict[str, Any]]:
-    """The sampled records of a receipt's sanitized view for a steward to label: the text
-    with digits shown as # (the shape of a missed identifier shows; its value does not),
-    the values the scan replaced, and any label given."""
-    wanted = {drawn["position"]: drawn["redacted"] for drawn in receipt.label_sample or []}
-    if not wanted:
+def label_items(session: Session, keyring: KeyRing, receipt: ScanReceipt) -> list[dict[str, Any]]:
+    """The sampled records of a receipt for a steward to label: the text as a worker receives
+    it, digits shown as # (the shape of a missed identifier shows; its value does not), the
+    values the scan replaced, and any label given. Empty once the view is shredded or the
+    receipt's samples pruned."""
+    texts = _open_sample(session, keyring, receipt, receipt.label_sealed, label_aad)
+    if not texts:
         return []
     labels = {
         label.position: label
         for label in session.exec(select(RecallLabel).where(RecallLabel.receipt_id == receipt.id))
     }
     items = []
-    for position, clean in enumerate(iter_sanitized(session, keyring, store, receipt)):
-        if position in wanted:
-            label = labels.get(position)
-            items.append(
-                {
-                    "position": position,
-                    "text": {k: mask_residuals(v) for k, v in clean.items()},
-                    "redacted": wanted[position],
-                    "missed": label.missed if label else None,
-                    "labelled_by": label.labelled_by if label else None,
-                }
-            )
-            if len(items) == len(wanted):
-                break
+    for drawn, text in zip(receipt.label_sample, texts, strict=True):
+        label = labels.get(drawn["position"])
+        items.append(
+            {
+                **drawn,
+                "text": text,
+                "missed": label.missed if label else None,
+                "labelled_by": label.labelled_by if label else None,
+            }
+        )
     return items
 
 

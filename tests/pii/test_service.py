@@ -438,6 +438,18 @@ def test_a_steward_labelled_sample_estimates_recall_and_gates_the_approval(
             .all()
         )
         assert len(labels) == 6 and {e.principal for e in labels} == {"casey"}
+    # The sampled texts are sealed under the sanitized view's key and go with the version.
+    deleted = client.delete(
+        f"/api/v1/datasets/{world['dataset']}/versions/{number}",
+        json={"reason": "withdrawn"},
+        headers=auth(world["casey"]),
+    )
+    assert deleted.status_code == 200
+    after = client.get(base, headers=auth(world["casey"]))
+    assert after.status_code == 200 and after.get_json()["items"] == []
+    with get_db(app).session_scope() as session:
+        stored = session.exec(sa.select(pii.ScanReceipt)).scalars().first()
+        assert stored.label_sealed is None and stored.recall_estimate["complete"]
 
 
 def test_a_quarantine_decision_keeps_its_comment_and_the_held_span(app, client, world):

@@ -147,8 +147,8 @@ def quarantine_context(dataset_id: int, number: int, dataset_for, pii) -> dict:
         "held": pii.list_quarantine(session, version),
         "unflagged": pii.unflagged_sample(session, rt.keyring, receipt) if receipt else None,
         "may_decide": may_decide.allowed,
-        "labels": pii.label_items(session, rt.keyring, rt.store, receipt)
-        if receipt and may_decide.allowed and receipt.sanitized_wrapped_key is not None
+        "labels": pii.label_items(session, rt.keyring, receipt)
+        if receipt and may_decide.allowed
         else [],
         "findings_chart": bar_chart(
             f"PII findings per entity type in {dataset.name} v{version.number}", findings
