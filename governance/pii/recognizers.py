@@ -1442,6 +1442,9 @@ class AnyCaseAddressRecognizer(LocalRecognizer):
         """Where the address in `candidate` ends (0: no street line at its start)."""
         if StreetAddressRecognizer.TAX_REFERENCE.match(candidate):
             return 0
+        # Parsing costs a CRF pass: only a line naming a street kind can be accepted.
+        if not any(w.lower() in _STREET_KINDS for w in re.findall("[A-Za-z]+", candidate)):
+            return 0
         try:
             tagged = self.parse(candidate)
         except Exception:

@@ -94,13 +94,16 @@ def sanitize(
     clean = redact(record, findings)
     text = JOIN.join(clean[f] for f in TEXT_FIELDS if f in clean)
     spans = residual_spans(text, rules, names)
-    counts = dict(Counter(kind for kind, _start, _end in spans))
-    return Sanitized(clean, actions, counts, residual_view(text, spans) if spans else [])
+    return Sanitized(clean, actions, _counts(spans), residual_view(text, spans) if spans else [])
 
 
 def residuals(text: str, rules: DomainRules, names=None) -> dict[str, int]:
     """What in a redacted text still looks like personal data, counted by kind."""
-    return dict(Counter(kind for kind, _start, _end in residual_spans(text, rules, names)))
+    return _counts(residual_spans(text, rules, names))
+
+
+def _counts(spans: list[tuple[str, int, int]]) -> dict[str, int]:
+    return dict(Counter(kind for kind, _start, _end in spans))
 
 
 # ZIP codes after a state ("TX 77002"): what is left of an address whose street was redacted.
@@ -150,10 +153,10 @@ def residual_spans(text: str, rules: DomainRules, names=None) -> list[tuple[str,
                 lowered = w.lower()
                 if (
                     (w[:1].isupper() or names.is_uncommon_name(lowered))
-                    and not looks_like_company(masked, word.start(), cue.end() + 40)
                     and names.is_name_word(lowered)
                     and (names.is_uncommon_name(lowered) or w[1:].islower())
                     and not names.is_english_word(lowered)
+                    and not looks_like_company(masked, word.start(), cue.end() + 40)
                 ):
                     found.append(("NAME", word.start(), word.end()))
                     break
