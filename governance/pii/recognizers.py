@@ -16,6 +16,7 @@ import tldextract
 
 from governance.pii.loading import import_presidio
 from governance.pii.names import unaccent
+from governance.pii.structure import HEADERS, find_cells
 
 import_presidio()
 
@@ -1346,14 +1347,10 @@ class StructureRecognizer(LocalRecognizer):
     (`governance.pii.structure`)."""
 
     def __init__(self, gazetteer: NameGazetteerRecognizer) -> None:
-        from governance.pii.structure import header_type
-
         super().__init__(
-            supported_entities=sorted({"PERSON", "US_TAX_ID", *_structure_types()}),
-            name="StructureRecognizer",
+            supported_entities=sorted(set(HEADERS.values())), name="StructureRecognizer"
         )
         self.gazetteer = gazetteer
-        self.header_type = header_type
 
     def load(self) -> None:
         return None
@@ -1368,19 +1365,11 @@ class StructureRecognizer(LocalRecognizer):
         return min(strengths) > 0 and max(strengths) == 2
 
     def analyze(self, text, entities, nlp_artifacts=None):
-        from governance.pii.structure import find_cells
-
         return [
             found(self.name, cell.entity_type, cell.start, cell.end, 0.8, "by column")
             for cell in find_cells(text, self._is_name)
             if cell.entity_type in entities
         ]
-
-
-def _structure_types() -> set[str]:
-    from governance.pii.structure import HEADERS
-
-    return set(HEADERS.values())
 
 
 _STREET_KINDS = frozenset(w.lower().rstrip(".") for w in re.findall(r"[A-Za-z]+", STREET_SUFFIX))
