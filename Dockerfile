@@ -28,6 +28,9 @@ COPY governance ./governance
 COPY policies ./policies
 COPY trainers ./trainers
 RUN pip install --no-cache-dir --no-deps --no-build-isolation -e .
+# The scanner's name lexicon, derived from names-dataset once, at build time, readable by all.
+ENV GOVERNANCE_PII_CACHE=/srv/governance/cache
+RUN python -m governance.pii.names && chmod -R a+rX /srv/governance/cache
 
 # A user of its own; the instance directory (keys, blobs) is a volume only it can read.
 RUN useradd --system --home-dir /var/lib/governance --create-home governance \
