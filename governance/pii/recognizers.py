@@ -686,7 +686,7 @@ class NameGazetteerRecognizer(LocalRecognizer):
     @functools.lru_cache(maxsize=131072)  # noqa: B019 (one gazetteer per process)
     def strength(self, word: str) -> int:
         """How much a word says it is a name on its own: 2, a ranked name that is no word of
-        English or Spanish; 1, a ranked name that is also a word ("Hope", "Park"), or a word in
+        English or Spanish; 1, a common name that is also a word ("Hope", "Park"), or a word in
         no dictionary and no list ("Sungyoon"); 0, a word, a label or a tax term."""
         parts = [p for p in re.split("[-\u2019']", word) if p]
         if len(parts) > 1:
@@ -707,7 +707,10 @@ class NameGazetteerRecognizer(LocalRecognizer):
             return 0
         tier = self.lexicon.rank_tier(lowered)
         if is_english_word(lowered):
-            return 1 if tier in (1, 2) or lowered in self.english_first else 0
+            # A word that is also a name counts only as a name common somewhere ("Park",
+            # "Song": among a country's 1,000 most common) or an English first name ("Hope");
+            # the list's long tail holds words ("team", "says", "concern").
+            return 1 if tier == 1 or lowered in self.english_first else 0
         if len(lowered) == 2:
             return 1 if tier else 0
         return 2 if tier else 1
@@ -1285,6 +1288,8 @@ class NamePositionRecognizer(LocalRecognizer):
             return []
         results = []
         for pattern, sufficient in self.POSITIONS:
+            if sufficient == "right" and "<" not in text:
+                continue  # the quoted reply's author pattern, anchored on "<x@y>", is costly
             position = 0
             while (match := pattern.search(text, position)) is not None:
                 # Matches may overlap ("first name X Last name Y"): go on after the name's
@@ -1373,6 +1378,13 @@ class StructureRecognizer(LocalRecognizer):
 
 
 _STREET_KINDS = frozenset(w.lower().rstrip(".") for w in re.findall(r"[A-Za-z]+", STREET_SUFFIX))
+
+
+def names_street_kind(text: str) -> bool:
+    """Whether a word of the text is a street kind the postal service knows ("Ave", "st")."""
+    return any(w.lower() in _STREET_KINDS for w in re.findall("[A-Za-z]+", text))
+
+
 _ADDRESS_START = re.compile(r"(?<![\w$.,/-])(?=\d{1,6}[A-Za-z]?[ \t]+[A-Za-z0-9])")
 _STREET_PART = frozenset(
     {
@@ -1411,7 +1423,9 @@ class AnyCaseAddressRecognizer(LocalRecognizer):
     def analyze(self, text, entities, nlp_artifacts=None):
         if self.ENTITY not in entities:
             return []
-        results = []
+        results: list[RecognizerResult] = []
+        if not names_street_kind(text):
+            return results  # no street kind anywhere: no line can be accepted
         for match in _ADDRESS_START.finditer(text):
             start = match.start()
             line_end = text.find("\n", start)
@@ -1432,7 +1446,7 @@ class AnyCaseAddressRecognizer(LocalRecognizer):
         if StreetAddressRecognizer.TAX_REFERENCE.match(candidate):
             return 0
         # Parsing costs a CRF pass: only a line naming a street kind can be accepted.
-        if not any(w.lower() in _STREET_KINDS for w in re.findall("[A-Za-z]+", candidate)):
+        if not names_street_kind(candidate):
             return 0
         try:
             tagged = self.parse(candidate)
