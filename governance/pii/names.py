@@ -11,6 +11,14 @@ that, on first use; building takes about ten seconds and two gigabytes of memory
 Rank tiers: 1 = among the 1,000 most common of some country, 2 = among 5,000, 3 = any rank.
 The list is noisy (it holds "Date", "Line" and "Buenas"): a word's rank alone never makes it a
 name; the recognizers combine it with case, position and the dictionaries (`recognizers`).
+
+The other side of that judgement is how common a word is in English. A dictionary alone says
+too little: GCIDE holds "roodly", "maha" and "stroud", so a name spelled like an archaic word
+was read as a word. `frequent_words()` is the set of English words that `wordfreq` (Speer,
+2022; its English list pools Wikipedia, subtitles, news, books, web text and social media)
+puts at a Zipf frequency of 3.5 or more (three in a million words: "story", "rose", "han"
+are in; "maha" 2.9, "stroud" 2.9, "dung" 3.2 are not). It too is derived once into a cache
+file, so the scanner never loads wordfreq's tables.
 """
 
 from __future__ import annotations
@@ -26,6 +34,7 @@ from pathlib import Path
 
 FORMAT = 1
 TIERS = ((1000, 1), (5000, 2))
+FREQUENT_ZIPF = 3.5
 
 
 def unaccent(text: str) -> str:
@@ -48,12 +57,53 @@ def _tier(rank: int | None) -> int:
     return 3
 
 
+def _cache_root() -> Path:
+    return Path(
+        os.environ.get("GOVERNANCE_PII_CACHE")
+        or os.path.join(
+            os.environ.get("XDG_CACHE_HOME") or os.path.expanduser("~/.cache"), "governance"
+        )
+    )
+
+
 def cache_path() -> Path:
     version = importlib.metadata.version("names-dataset")
-    root = os.environ.get("GOVERNANCE_PII_CACHE") or os.path.join(
-        os.environ.get("XDG_CACHE_HOME") or os.path.expanduser("~/.cache"), "governance"
+    return _cache_root() / f"names-dataset-{version}-v{FORMAT}.bin"
+
+
+def words_cache_path() -> Path:
+    version = importlib.metadata.version("wordfreq")
+    return _cache_root() / f"wordfreq-{version}-en-zipf{FREQUENT_ZIPF}-v{FORMAT}.bin"
+
+
+def _write_atomically(path: Path, payload: bytes) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with tempfile.NamedTemporaryFile(dir=path.parent, delete=False) as handle:
+        handle.write(gzip.compress(payload, compresslevel=6))
+    os.replace(handle.name, path)
+
+
+def build_words(path: Path) -> Path:
+    """Write the English words at or above `FREQUENT_ZIPF` (lower case, letters only)."""
+    from wordfreq import get_frequency_dict
+
+    floor = 10 ** (FREQUENT_ZIPF - 9)  # Zipf = log10(frequency per billion words)
+    words = sorted(
+        word
+        for word, frequency in get_frequency_dict("en").items()
+        if frequency >= floor and word.isalpha()
     )
-    return Path(root) / f"names-dataset-{version}-v{FORMAT}.bin"
+    _write_atomically(path, "\n".join(words).encode())
+    return path
+
+
+@functools.cache
+def frequent_words() -> frozenset[str]:
+    """English words that are common in running text (Zipf >= FREQUENT_ZIPF in wordfreq)."""
+    path = words_cache_path()
+    if not path.exists():
+        build_words(path)
+    return frozenset(gzip.decompress(path.read_bytes()).decode().split("\n"))
 
 
 def build(path: Path) -> Path:
@@ -78,11 +128,7 @@ def build(path: Path) -> Path:
         del table
     words = sorted(best)
     codes = bytes(best[w][0] * 4 + best[w][1] for w in words)
-    payload = "\n".join(words).encode() + b"\0" + codes
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with tempfile.NamedTemporaryFile(dir=path.parent, delete=False) as handle:
-        handle.write(gzip.compress(payload, compresslevel=6))
-    os.replace(handle.name, path)
+    _write_atomically(path, "\n".join(words).encode() + b"\0" + codes)
     return path
 
 
@@ -119,3 +165,5 @@ def lexicon() -> NameLexicon:
 if __name__ == "__main__":
     target = cache_path()
     print(f"{target} ({len(NameLexicon(build(target)).codes)} words)")
+    target = build_words(words_cache_path())
+    print(f"{target} ({len(frequent_words())} words)")

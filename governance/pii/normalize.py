@@ -231,8 +231,11 @@ def _piecewise(match: re.Match[str]) -> list[tuple[int, int, str]]:
 # --- line breaks and read-out spacing inside digit runs ----------------------------------
 
 # A digit group, a line break (with the quote markers and spaces chat tools add), then more
-# digits: one value broken over two lines.
-_BROKEN_RUN = re.compile(r"(?<=\d)([-./]?)[ \t]*\r?\n[ \t>]*(?=[-./]?\d)")
+# digits: one value broken over two lines; not a line that opens with a form's box number
+# and its label ("34619\n1 Wages, tips").
+_BROKEN_RUN = re.compile(
+    r"(?<=\d)([-./]?)[ \t]*\r?\n[ \t>]*(?=[-./]?\d)(?!\d{1,3}[a-z]?[ \t]+[^\W\d_])"
+)
 # Single digits separated by single spaces: "5 3 1 4 4 2 9 0 7".
 _SPACED_DIGITS = re.compile(r"(?<![\w.,-])\d(?:[ \t]\d){5,}(?![\w])")
 

@@ -15,7 +15,7 @@ import re
 import tldextract
 
 from governance.pii.loading import import_presidio
-from governance.pii.names import unaccent
+from governance.pii.names import frequent_words, unaccent
 from governance.pii.structure import HEADERS, find_cells
 
 import_presidio()
@@ -34,8 +34,20 @@ from spacy.lang.en.stop_words import STOP_WORDS
 OFFLINE_TLD = tldextract.TLDExtract(suffix_list_urls=(), cache_dir=None)
 
 
+# Metadata key of a finding whose place alone proves its type: a chat speaker's role label
+# ("Thu (Tax Pro):"), a column header or a JSON key ("last_name": "Le"). The scanner's last
+# checks on names (a word that is also a month, a Spanish word or a brand) do not undo it.
+BY_STRUCTURE = "by_structure"
+
+
 def found(
-    recognizer: str, entity: str, start: int, end: int, score: float, why: str
+    recognizer: str,
+    entity: str,
+    start: int,
+    end: int,
+    score: float,
+    why: str,
+    by_structure: bool = False,
 ) -> RecognizerResult:
     """A finding of one of the recognizers here, with its explanation."""
     return RecognizerResult(
@@ -46,6 +58,7 @@ def found(
         analysis_explanation=AnalysisExplanation(
             recognizer=recognizer, original_score=score, textual_explanation=why
         ),
+        recognition_metadata={BY_STRUCTURE: True} if by_structure else None,
     )
 
 
@@ -217,7 +230,8 @@ class StreetAddressRecognizer(PatternRecognizer):
     # "Line 11 AGI 143,075", "Box 1 wages 52000": a number after a form reference word is a
     # line or box number, not a house number.
     REFERENCE_BEFORE = re.compile(
-        r"(?i)\b(?:lines?|box(?:es)?|form|schedule|part|step|page|code|pub(?:lication)?|"
+        r"(?i)\b(?:lines?|box(?:es)?|form|schedule|part|step|page|(?<!zip )(?<!postal )code|"
+        r"pub(?:lication)?|"
         r"section|sec\.|no\.|#)\s*$"
     )
 
@@ -542,13 +556,20 @@ _INFLECTIONS = (
 )
 
 
+@functools.lru_cache(maxsize=65536)
 def is_english_word(lowered: str) -> bool:
-    """Whether a lower-case word is a dictionary word or an inflection of one."""
-    words = _dictionary()
-    if lowered in words or lowered in common_english_words():
+    """Whether a lower-case word is an everyday English word: a dictionary word (or an
+    inflection of one) that is also common in running text (`names.frequent_words`). GCIDE
+    alone holds "roodly" and "maha"; frequency alone holds "nguyen" and "mohammed"."""
+    if lowered in common_english_words():
         return True
+    words, frequent = _dictionary(), frequent_words()
+    if lowered in words:
+        return lowered in frequent
     return any(
-        lowered.endswith(suffix) and lowered[: -len(suffix)] + stem in words
+        lowered.endswith(suffix)
+        and (lowered[: -len(suffix)] + stem) in words
+        and (lowered in frequent or (lowered[: -len(suffix)] + stem) in frequent)
         for suffix, stem in _INFLECTIONS
         if len(lowered) > len(suffix) + 2
     )
@@ -693,7 +714,15 @@ class NameGazetteerRecognizer(LocalRecognizer):
             # "Al-Farsi", "El-Sayed", "Jean-Robert": particles say nothing either way.
             named = [p for p in parts if _fold(p).lower() not in NAME_PARTICLES]
             strengths = [self.strength(p) for p in named]
-            return min(2, max(strengths)) if strengths and min(strengths) > 0 else 0
+            if not strengths or max(strengths) == 0:
+                return 0
+            if min(strengths) > 0:
+                return min(2, max(strengths))
+            # "Ha-Hye", "In-yeon", "Bien-Aimé": a short syllable that is also a word does not
+            # undo a name; a compound of words ("follow-up", "self-employed") has none.
+            short = all(len(p) <= 4 or s > 0 for p, s in zip(named, strengths, strict=True))
+            joined = _fold("".join(named)).lower()
+            return 1 if short and not is_english_word(joined) else 0
         lowered = _fold(word).lower()
         if (
             len(lowered) < 2
@@ -1167,7 +1196,7 @@ class NamePositionRecognizer(LocalRecognizer):
         (
             re.compile(
                 r"(?m)^[ \t>]*(?:\[[^\]\n]{1,40}\][ \t]*)?(?P<name>[A-Z][\w'-]+(?:[ \t]+[A-Z]"
-                r"[\w'.-]*)?)[ \t]+\((?:tax[ \t]+pro|agent|preparer|cpa|ea|advisor|support|"
+                r"[\w'.-]*)?)[ \t]+\((?i:tax[ \t]+pro|agent|preparer|cpa|ea|advisor|support|"
                 r"specialist|expert|rep|client|customer)\)[ \t]*:"
             ),
             None,
@@ -1231,7 +1260,16 @@ class NamePositionRecognizer(LocalRecognizer):
             ),
             False,
         ),
-        # A line holding only a name or two, as a signature: "> iryna", "Tsegaye".
+        # A signature: a line holding only a name or two after a blank line (quoted or not)
+        # and before a blank line or the end: "> \n> iryna\n\n", "Guy"; any line holding only
+        # a name or two needs names by their own strength ("Tsegaye").
+        (
+            re.compile(
+                r"(?:\A|\n)[> \t]*\n[> \t]*(?P<name>" + _TOKEN + r"(?:[ \t]+" + _TOKEN + r")?)"
+                r"[ \t]*(?=\n[> \t]*(?:\n|\Z)|\Z)"
+            ),
+            True,
+        ),
         (
             re.compile(r"(?m)^[> \t]*(?P<name>" + _TOKEN + r"(?:[ \t]+" + _TOKEN + r")?)[ \t]*$"),
             False,
@@ -1296,7 +1334,9 @@ class NamePositionRecognizer(LocalRecognizer):
                 # first word, not after the whole match.
                 start = match.start("name")
                 candidate = match.group("name")
-                position = start + max(1, len(candidate.split()[0]))
+                # A candidate that is no name may open the next position ("... initial Last
+                # name MARK LOVE"): go on from where it starts, not past it.
+                position = max(start, match.start() + 1)
                 words = candidate.replace(",", " ").split()
                 if sufficient == "right":
                     while words and self.gazetteer.strength(words[0].rstrip(".,")) == 0:
@@ -1334,6 +1374,7 @@ class NamePositionRecognizer(LocalRecognizer):
                             start + len(span),
                             0.7,
                             "name by position",
+                            by_structure=sufficient is None,
                         )
                     )
         return results
@@ -1371,7 +1412,15 @@ class StructureRecognizer(LocalRecognizer):
 
     def analyze(self, text, entities, nlp_artifacts=None):
         return [
-            found(self.name, cell.entity_type, cell.start, cell.end, 0.8, "by column")
+            found(
+                self.name,
+                cell.entity_type,
+                cell.start,
+                cell.end,
+                0.8,
+                "by column",
+                by_structure=True,
+            )
             for cell in find_cells(text, self._is_name)
             if cell.entity_type in entities
         ]
@@ -1477,3 +1526,89 @@ class AnyCaseAddressRecognizer(LocalRecognizer):
             position += len(token)
             end = position
         return len(candidate[:end].rstrip(" ,")) if kind else 0
+
+
+# --- the same person named again in one record ---------------------------------------------
+
+_WORD_RUN = re.compile(r"[^\W\d_][\w'\u2019-]*")
+# Local parts of shared mailboxes: they name a role, not a person.
+ROLE_MAILBOXES = frozenset(
+    """support info admin noreply no reply donotreply help billing contact team office mail
+    sales service services hello tax taxes accounts accounting payroll hr careers jobs news
+    notifications alerts security privacy legal compliance webmaster postmaster customer
+    customers client clients care refunds returns efile irs agent desk inbox mailer""".split()
+)
+_SENTENCE_END = re.compile(r"(?:^|[.!?:;\n\"“(\[])[ \t>]*$")
+
+
+def _key(word: str) -> str:
+    return _fold(word).lower().replace("-", "").replace("'", "").replace("\u2019", "")
+
+
+def coreferences(
+    text: str, spans: list[tuple[int, int, str]], gazetteer: NameGazetteerRecognizer
+) -> list[tuple[int, int]]:
+    """Other mentions, in the same record, of people the findings name.
+
+    A name found once tells where else it appears: "Roodly Fils-Aimé <...> wrote:" is found
+    in its quoted header, and the same record's "> roodly" sign-off is the same person. So is
+    a word that an e-mail address of the record spells ("rfilsaime@aol.com" beside
+    "Fils-Aimé"). A word that is no everyday English word counts in any case and any place;
+    one that is ("Will", "Rose") only as written where it was found, capitalized and not
+    opening a sentence, or alone on its line, or closing a sentence after a comma ("within
+    the hour, rose."). `spans` are (start, end, entity type) of the record's findings; the
+    answer is the (start, end) of each new PERSON mention.
+    """
+    names: dict[str, set[str]] = {}
+    mailbox_words: set[str] = set()
+    mailboxes: list[str] = []
+    for start, end, entity in spans:
+        if entity == "PERSON":
+            for match in _WORD_RUN.finditer(text, start, end):
+                word = match.group()
+                if len(_key(word)) >= 3 and gazetteer.strength(word) > 0:
+                    names.setdefault(_key(word), set()).add(word)
+        elif entity == "EMAIL_ADDRESS":
+            local = _fold(text[start:end].split("@", 1)[0]).lower()
+            pieces = [p for p in re.split(r"[._+\-\d]+", local) if len(p) >= 3]
+            if not pieces or any(p in ROLE_MAILBOXES for p in pieces):
+                continue
+            mailbox_words.update(pieces)
+            mailboxes.append("".join(pieces))
+    if not names and not mailbox_words:
+        return []
+    covered = sorted((s, e) for s, e, _ in spans)
+    found: list[tuple[int, int]] = []
+    for match in _WORD_RUN.finditer(text):
+        word = match.group().rstrip("'\u2019-")
+        start, end = match.start(), match.start() + len(word)
+        key = _key(word)
+        if len(key) < 3 or any(s < end and start < e for s, e in covered):
+            continue
+        if key in names:
+            forms = names[key]
+        elif key in mailbox_words or (
+            len(key) >= 4 and any(m.endswith(key) and len(m) - len(key) <= 2 for m in mailboxes)
+        ):
+            forms = set()
+        else:
+            continue
+        lowered = _fold(word).lower()
+        if gazetteer.strength(word) == 0 and not forms:
+            continue  # a mailbox word that is a label or stop word ("the", "tax")
+        if lowered in STOP_WORDS or lowered in LABELS or lowered in TAX_WORDS:
+            continue
+        if is_english_word(lowered) or lowered in spanish_words():
+            before = text[max(0, start - 40) : start]
+            after = text[end : end + 3]
+            alone = re.search(r"(?:^|\n)[> \t]*$", before) and re.match(r"[ \t]*(?:\n|$)", after)
+            vocative = before.endswith(", ") and re.match(r"[.!?]", after)
+            written = word in forms or (not forms and word[:1].isupper())
+            if not (
+                alone
+                or vocative
+                or (written and word[:1].isupper() and not _SENTENCE_END.search(before))
+            ):
+                continue
+        found.append((start, end))
+    return found

@@ -342,7 +342,13 @@ class Scanner(TextScanner):
 
     def _resolve(self, index, view: normalize.View, results, rules: DomainRules) -> list[Finding]:
         from governance.pii.identifiers import IDENTIFIER, find_identifiers
-        from governance.pii.recognizers import PLACE_AFTER, looks_like_company, plausible_person
+        from governance.pii.recognizers import (
+            BY_STRUCTURE,
+            PLACE_AFTER,
+            coreferences,
+            looks_like_company,
+            plausible_person,
+        )
 
         text = view.text
         kept: list[Finding] = []
@@ -358,12 +364,17 @@ class Scanner(TextScanner):
             end = result.start + len(text[result.start : result.end].rstrip(".,;:!?"))
             if any(a <= result.start and end <= b for a, b in allowed_spans):
                 continue
-            if result.entity_type == "PERSON" and (
-                # Place names inside an address are part of it, not people.
-                any(a <= result.start and result.end <= b for a, b in addresses)
-                or looks_like_company(text, result.start, result.end)
-                or PLACE_AFTER.match(text, result.end)
-                or not plausible_person(text[result.start : result.end], self.names)
+            by_structure = (result.recognition_metadata or {}).get(BY_STRUCTURE)
+            if (
+                result.entity_type == "PERSON"
+                and not by_structure
+                and (
+                    # Place names inside an address are part of it, not people.
+                    any(a <= result.start and result.end <= b for a, b in addresses)
+                    or looks_like_company(text, result.start, result.end)
+                    or PLACE_AFTER.match(text, result.end)
+                    or not plausible_person(text[result.start : result.end], self.names)
+                )
             ):
                 continue
             kept.append(
@@ -390,6 +401,13 @@ class Scanner(TextScanner):
             if rule is None:
                 label = IDENTIFIER
             kept.append(Finding(index, "text", start, end, label, max(found.score, 0.6)))
+        # The same people named again elsewhere in the record, and words its e-mail
+        # addresses spell (`recognizers.coreferences`).
+        if "PERSON" in rules.entities:
+            for start, end in coreferences(
+                text, [(f.start, f.end, f.entity_type) for f in kept], self.names
+            ):
+                kept.append(Finding(index, "text", start, end, "PERSON", 0.6))
         # Drop a finding that lies inside a stronger or equal one; keep partial overlaps, which
         # redaction covers as their union.
         kept.sort(key=lambda f: (f.start, -(f.end - f.start), -f.score))

@@ -306,8 +306,73 @@ def issue_forms() -> list[tuple[str, str, str]]:
             f"new address is {rng.randint(100, 19999)} n oak st, Tulsa, OK",
             " n oak st",
         ),
+        (
+            "signature after a blank quoted line",
+            f"> Call me after 5.\n> \n> {given}\n\nFrom: Support <support@example.com>",
+            given,
+        ),
+        (
+            "the same person again, in lower case",
+            f"On Tue, Mar 4, 2025 at 9:12 AM {given} {last} <x{rng.randint(1, 99)}@example.com>"
+            f" wrote:\n> thanks for the help\n> {given.lower()}",
+            given.lower(),
+        ),
+        (
+            "a surname an e-mail address spells",
+            f"Write to j{given.lower()}@gmail.com if the {given} household needs the 1095-A.",
+            f"the {given} household"[4 : 4 + len(given)],
+        ),
+        (
+            "role label on a name that is a word",
+            f"[2025-03-12T18:58:10Z] {rng.choice(['Will', 'Chase', 'Thu', 'Jun'])} (Tax Pro): Hi",
+            "Tax Pro",
+        ),
+        (
+            "hyphenated given name with a syllable that is a word",
+            f"Hi {rng.choice(['Ha', 'In', 'Le'])}-{rng.choice(['hye', 'yeon', 'sook'])},\n\nthanks",
+            "-",
+        ),
+        (
+            "last name under its key, also a word",
+            f'{{"last_name": "{rng.choice(["Le", "Do", "Battle", "Story"])}", "status": "ok"}}',
+            "last_name",
+        ),
+        (
+            "street after the ZIP code label",
+            f"f Employee's address and ZIP code {rng.randint(100, 9999)} N LINCOLN RD TULSA, OK "
+            f"74101\n1 Wages, tips, other compensation 52000.00",
+            "N LINCOLN RD",
+        ),
+        (
+            "W-2 last name field",
+            f"e Employee's first name and initial Last name {first.upper()} {last.upper()}\n"
+            "f Employee's address",
+            f"{first.upper()} {last.upper()}",
+        ),
+        (
+            "case number in groups",
+            f"Account holder {first.upper()} {last.upper()} case {rng.randint(10, 99)} "
+            f"{rng.randint(1990, 2025)} {rng.randint(1000, 9999)} was updated.",
+            "case ",
+        ),
     ]
-    return [(form, text, value) for form, text, value in cases]
+    return [(form, text, _value_of(form, text, value)) for form, text, value in cases]
+
+
+def _value_of(form: str, text: str, marker: str) -> str:
+    """The value a case is about where its text repeats a marker: the name before a role label,
+    the whole hyphenated name, the value of a key, the digits after "case "."""
+    if form == "role label on a name that is a word":
+        return text.split("] ", 1)[1].split(" (", 1)[0]
+    if form == "hyphenated given name with a syllable that is a word":
+        return text[3 : text.index(",")]
+    if form == "last name under its key, also a word":
+        return text.split('"last_name": "', 1)[1].split('"', 1)[0]
+    if form == "street after the ZIP code label":
+        return text.split("ZIP code ", 1)[1].split(" TULSA", 1)[0]
+    if form == "case number in groups":
+        return text.split("case ", 1)[1].split(" was", 1)[0]
+    return marker
 
 
 @pytest.mark.parametrize(
@@ -335,3 +400,21 @@ def test_every_form_of_the_held_out_traffic_is_covered(scanner, rules, form, tex
 )
 def test_the_residual_pass_holds_nothing_that_names_no_person(scanner, rules, text):
     assert residuals(text, rules, scanner.names) == {}
+
+
+def test_a_box_line_after_a_zip_code_is_not_part_of_the_address(scanner, rules):
+    text = (
+        f"f Employee's address and ZIP code {rng.randint(100, 9999)} N OAK RD TULSA, OK "
+        f"{rng.randint(10000, 99999)}\n1 Wages, tips, other compensation 52000.00"
+    )
+    [findings] = list(scanner.scan_texts([text], rules))
+    assert findings and all(f.end <= text.index("\n1 Wages") for f in findings), findings
+
+
+def test_a_word_name_found_once_is_not_redacted_as_a_word_elsewhere(scanner, rules):
+    """Coreference carries a name that is also a word only to its written form in a name's
+    place: "Will (Tax Pro)" does not make "will" in "I will update it" a name."""
+    text = "[10:42] Will (Tax Pro): Hi, I will update it within the hour.\nWill you wait?"
+    [findings] = list(scanner.scan_texts([text], rules))
+    spans = [text[f.start : f.end] for f in findings]
+    assert spans == ["Will"], spans
