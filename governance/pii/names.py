@@ -17,8 +17,9 @@ too little: GCIDE holds "roodly", "maha" and "stroud", so a name spelled like an
 was read as a word. `frequent_words()` is the set of English words that `wordfreq` (Speer,
 2022; its English list pools Wikipedia, subtitles, news, books, web text and social media)
 puts at a Zipf frequency of 3.5 or more (three in a million words: "story", "rose", "han"
-are in; "maha" 2.9, "stroud" 2.9, "dung" 3.2 are not). It too is derived once into a cache
-file, so the scanner never loads wordfreq's tables.
+are in; "maha" 2.9, "stroud" 2.9, "dung" 3.2 are not). `spanish_only_words()` does the same
+for Spanish words that English text seldom uses, which in lower case are never read as names.
+Both are derived once into cache files, so the scanner never loads wordfreq's tables.
 """
 
 from __future__ import annotations
@@ -35,6 +36,7 @@ from pathlib import Path
 FORMAT = 1
 TIERS = ((1000, 1), (5000, 2))
 FREQUENT_ZIPF = 3.5
+COMMON_ZIPF = 4.5
 
 
 def unaccent(text: str) -> str:
@@ -71,9 +73,9 @@ def cache_path() -> Path:
     return _cache_root() / f"names-dataset-{version}-v{FORMAT}.bin"
 
 
-def words_cache_path() -> Path:
+def words_cache_path(kind: str = "en") -> Path:
     version = importlib.metadata.version("wordfreq")
-    return _cache_root() / f"wordfreq-{version}-en-zipf{FREQUENT_ZIPF}-v{FORMAT}.bin"
+    return _cache_root() / f"wordfreq-{version}-{kind}-v{FORMAT}.bin"
 
 
 def _write_atomically(path: Path, payload: bytes) -> None:
@@ -83,27 +85,59 @@ def _write_atomically(path: Path, payload: bytes) -> None:
     os.replace(handle.name, path)
 
 
-def build_words(path: Path) -> Path:
-    """Write the English words at or above `FREQUENT_ZIPF` (lower case, letters only)."""
+def _frequent(kind: str) -> list[str]:
+    """ "en": English words at or above `FREQUENT_ZIPF`. "es-not-en": Spanish words at or above
+    4.0 that are ten times rarer in English ("mando", "aviso", "mañana"; not "maria" or
+    "cruz", which English text uses as names as much)."""
     from wordfreq import get_frequency_dict
 
-    floor = 10 ** (FREQUENT_ZIPF - 9)  # Zipf = log10(frequency per billion words)
-    words = sorted(
-        word
-        for word, frequency in get_frequency_dict("en").items()
-        if frequency >= floor and word.isalpha()
+    english = get_frequency_dict("en")
+    if kind in ("en", "en-common"):
+        zipf = FREQUENT_ZIPF if kind == "en" else COMMON_ZIPF
+        floor = 10 ** (zipf - 9)  # Zipf = log10(frequency per billion words)
+        return sorted(w for w, f in english.items() if f >= floor and w.isalpha())
+    spanish = get_frequency_dict("es")
+    return sorted(
+        {
+            fold(w)
+            for w, f in spanish.items()
+            if f >= 1e-5
+            and w.isalpha()
+            and max(english.get(w, 0.0), english.get(fold(w), 0.0)) * 10 < f
+        }
     )
-    _write_atomically(path, "\n".join(words).encode())
+
+
+def build_words(path: Path, kind: str = "en") -> Path:
+    _write_atomically(path, "\n".join(_frequent(kind)).encode())
     return path
+
+
+def _words(kind: str) -> frozenset[str]:
+    path = words_cache_path(kind)
+    if not path.exists():
+        build_words(path, kind)
+    return frozenset(gzip.decompress(path.read_bytes()).decode().split("\n"))
 
 
 @functools.cache
 def frequent_words() -> frozenset[str]:
     """English words that are common in running text (Zipf >= FREQUENT_ZIPF in wordfreq)."""
-    path = words_cache_path()
-    if not path.exists():
-        build_words(path)
-    return frozenset(gzip.decompress(path.read_bytes()).decode().split("\n"))
+    return _words("en")
+
+
+@functools.cache
+def common_words() -> frozenset[str]:
+    """English words at Zipf >= COMMON_ZIPF (30 in a million: "boss", "said", "mark"): in
+    lower case these are words even when they are also first names."""
+    return _words("en-common")
+
+
+@functools.cache
+def spanish_only_words() -> frozenset[str]:
+    """Common Spanish words English text seldom uses, unaccented: in lower case in a message,
+    "lo mando mañana" is Spanish, not a name."""
+    return _words("es-not-en")
 
 
 def build(path: Path) -> Path:
@@ -165,5 +199,6 @@ def lexicon() -> NameLexicon:
 if __name__ == "__main__":
     target = cache_path()
     print(f"{target} ({len(NameLexicon(build(target)).codes)} words)")
-    target = build_words(words_cache_path())
-    print(f"{target} ({len(frequent_words())} words)")
+    for kind in ("en", "en-common", "es-not-en"):
+        target = build_words(words_cache_path(kind), kind)
+        print(f"{target} ({len(_words(kind))} words)")

@@ -15,7 +15,7 @@ import re
 import tldextract
 
 from governance.pii.loading import import_presidio
-from governance.pii.names import frequent_words, unaccent
+from governance.pii.names import common_words, frequent_words, spanish_only_words, unaccent
 from governance.pii.structure import HEADERS, find_cells
 
 import_presidio()
@@ -630,6 +630,14 @@ TAX_BRANDS = frozenset(
 )
 
 
+# Whom a greeting addresses when it names nobody ("Hi Team,", "Dear Sir,").
+ADDRESSED_GROUPS = frozenset(
+    """sir madam maam team everyone everybody all folks friend friends there guys again
+    colleague colleagues support y'all yall people""".split()
+)
+# What a spreadsheet or a program writes for a missing value ("Wrocław, nan, 53-320").
+EMPTY_VALUES = frozenset("nan null none nil undefined na".split())
+
 NAME_PARTICLES = frozenset(
     "al el bin ben abu ibn bint de del della la le van von der den da di dos das du st ste "
     "saint mac mc o d".split()
@@ -732,6 +740,7 @@ class NameGazetteerRecognizer(LocalRecognizer):
             or lowered in TAX_WORDS
             or lowered in MONTHS_AND_DAYS
             or lowered in spanish_words()
+            or lowered in EMPTY_VALUES
         ):
             return 0
         tier = self.lexicon.rank_tier(lowered)
@@ -757,8 +766,15 @@ class NameGazetteerRecognizer(LocalRecognizer):
         return self.strength(lowered) > 0 and self.lexicon.rank_tier(lowered) in (1, 2)
 
     def is_uncommon_name(self, lowered: str) -> bool:
-        """A known name that is not also an everyday word."""
-        return lowered in self.uncommon
+        """A known name that is not also an everyday word, of English or of Spanish ("mando",
+        "aviso" are names somewhere; in lower case in a message they are Spanish)."""
+        folded = _fold(lowered)
+        return (
+            folded not in common_words()
+            and folded not in spanish_only_words()
+            and folded not in spanish_words()
+            and lowered in self.uncommon
+        )
 
     def is_name_word(self, lowered: str) -> bool:
         """A known first or last name, everyday word or not."""
@@ -766,6 +782,26 @@ class NameGazetteerRecognizer(LocalRecognizer):
 
     def is_english_word(self, lowered: str) -> bool:
         return is_english_word(lowered)
+
+    def named_in_place(self, word: str) -> bool:
+        """Whether a word that says nothing on its own ("Will", "Thu", "Jun", "Do") is a name
+        where a position says a person is meant: written as a name (capitalized, or in
+        capitals), an English first name or among some country's 1,000 commonest names, and
+        no Spanish word, label, tax word or way of addressing a group ("Hi Team")."""
+        if len(word) < 2 or not (word.istitle() or word.isupper()):
+            return False
+        lowered = _fold(word).lower()
+        if (
+            lowered in spanish_words()
+            or lowered in LABELS
+            or lowered in TAX_WORDS
+            or lowered in ADDRESSED_GROUPS
+            or lowered in EMPTY_VALUES
+        ):
+            return False
+        if lowered in self.english_first:
+            return True
+        return lowered not in STOP_WORDS and self.lexicon.rank_tier(lowered) == 1
 
     def is_first_name(self, lowered: str) -> bool:
         """An English first name, everyday word or not ("mark", "joy")."""
@@ -951,6 +987,18 @@ SURNAME_FIRM = re.compile(r"[A-Z][\w'-]+, [A-Z][\w'-]+,? and [A-Z][\w'-]+")
 PEOPLE_BEFORE = re.compile(r"(?i)(?:founders?|partners|members|by|with|to|and)[:\s]*$")
 
 
+# The last word of a firm's name: "Usaa Group", "Wolfram Research", "Rio Grande Tax Services".
+COMPANY_WORDS = frozenset(
+    """inc ltd llc llp corp co group partners orchestra investments markets holdings company
+    associates consulting foundation bank university services accounting bookkeeping financial
+    insurance realty dental clinic church capital advisors law cpa cpas pc pllc research
+    institute sons brothers studios records labs systems technologies solutions tax taxes
+    enterprises industries international agency""".split()
+)
+# "I work for Kluwer", "employed at Thinknum": an employer, not a person.
+EMPLOYER_BEFORE = re.compile(r"(?i)(?:work(?:ed|s|ing)?|employed|job)[ \t]+(?:for|at)[ \t]+$")
+
+
 def looks_like_company(text: str, start: int, end: int) -> bool:
     """Tell a surname used as a company name from a person, by what stands around it."""
     span = " ".join(text[start:end].lower().split())
@@ -958,6 +1006,11 @@ def looks_like_company(text: str, start: int, end: int) -> bool:
         return True
     before = text[max(0, start - 40) : start]
     if COMPANY_AFTER.match(text[end : end + 20]) or before.endswith("-"):
+        return True
+    words = span.split()
+    if len(words) > 1 and words[-1].strip(".,") in COMPANY_WORDS:
+        return True
+    if EMPLOYER_BEFORE.search(before):
         return True
     if re.search(r"(?:^|\s)The\s+$", before):
         # "The Steffen Mauer version": a first name and a surname after "The" are a person.
@@ -998,14 +1051,8 @@ def plausible_person(span: str, gazetteer: NameGazetteerRecognizer) -> bool:
     if not strengths:
         return False
     if max(strengths) == 0:
-        # "Will (Tax Pro):": an English first name that is also a stop word, capitalized.
-        lowered = _fold(words[0]).lower()
-        return (
-            len(words) == 1
-            and words[0].istitle()
-            and lowered not in spanish_words()
-            and gazetteer.is_first_name(lowered)
-        )
+        # "Will (Tax Pro):", "Hi Thu,": a name that is also a word, written as a name.
+        return len(words) == 1 and gazetteer.named_in_place(words[0])
     return not (
         span == span.lower()
         and len(words) > 1
@@ -1313,6 +1360,8 @@ class NamePositionRecognizer(LocalRecognizer):
                 taken += 1  # an initial
                 continue
             strength = self.gazetteer.strength(bare)
+            if strength == 0 and sufficient and self.gazetteer.named_in_place(bare):
+                strength = 1  # "Hi Will,", "Thu (Tax Pro):", "Last name Do"
             if strength == 0:
                 break
             strong = strong or strength == 2
@@ -1334,6 +1383,9 @@ class NamePositionRecognizer(LocalRecognizer):
                 # first word, not after the whole match.
                 start = match.start("name")
                 candidate = match.group("name")
+                if start and (text[start - 1].isalnum() or text[start - 1] in "'\u2019-"):
+                    position = start + 1
+                    continue  # inside a word ("upport" of "Support <support@...")
                 # A candidate that is no name may open the next position ("... initial Last
                 # name MARK LOVE"): go on from where it starts, not past it.
                 position = max(start, match.start() + 1)
@@ -1374,12 +1426,47 @@ class NamePositionRecognizer(LocalRecognizer):
                             start + len(span),
                             0.7,
                             "name by position",
-                            by_structure=sufficient is None,
+                            by_structure=sufficient is None or sufficient is True,
                         )
                     )
         return results
 
 
+@functools.cache
+def country_names() -> frozenset[str]:
+    """Names of the world's countries (ISO 3166 through pycountry), folded to lower case."""
+    import pycountry
+
+    names = set()
+    for country in pycountry.countries:
+        for attribute in ("name", "common_name", "official_name"):
+            value = getattr(country, attribute, None)
+            if value:
+                names.add(_fold(value).lower())
+                names.add(_fold(value.split(",")[0]).lower())
+    return frozenset(names)
+
+
+_REGION = re.compile(
+    r"(?i)^(?:(?:southern|northern|eastern|western|central|north|south|east|west)\s+)?"
+)
+
+
+def is_country(span: str) -> bool:
+    """ "France", "Southern Tunisia", "United Kingdom": a country, not a person."""
+    written = _fold(" ".join(span.split())).lower()
+    return written in country_names() or _REGION.sub("", written) in country_names()
+
+
+# Where a place, not a person, is named: "grew up in Shelly Park", "flew to Reguengos",
+# "originally from Mavčiče", "the University of Nicosia", "Where: Novo mesto".
+PLACE_BEFORE = re.compile(
+    r"(?i)(?:\bgrew[ \t]+up[ \t]+in|\b(?:travel+ing|travel+ed|moved|moving|returned|flew|"
+    r"flying|drove|driving|relocated|relocating|arrived)[ \t]+(?:back[ \t]+)?(?:to|in|at)|"
+    r"\b(?:i[ \t]+am|i'm|we[ \t]+are|currently|based|located|living|lives?|lived)[ \t]+in|"
+    r"\boriginally[ \t]+from|\bhome[ \t]+(?:city|town)|\buniversity[ \t]+of|\bcity[ \t]+of|"
+    r"\bwhere[ \t]*:|\bvisit(?:ing|ed)?)[ \t]+$"
+)
 # A name followed by a state's code is a city: "Tyler, TX", "Fort Lee, NJ 07024".
 PLACE_AFTER = re.compile(
     r",?[ \t]+(?:AL|AK|AZ|AR|CA|CO|CT|DE|FL|GA|HI|ID|IL|IN|IA|KS|KY|LA|ME|MD|"
@@ -1566,6 +1653,8 @@ def coreferences(
         if entity == "PERSON":
             for match in _WORD_RUN.finditer(text, start, end):
                 word = match.group()
+                if word.islower() and _fold(word) in spanish_only_words():
+                    continue  # "lo mando mañana": Spanish, whatever a finding said
                 if len(_key(word)) >= 3 and gazetteer.strength(word) > 0:
                     names.setdefault(_key(word), set()).add(word)
         elif entity == "EMAIL_ADDRESS":
@@ -1594,6 +1683,8 @@ def coreferences(
         else:
             continue
         lowered = _fold(word).lower()
+        if word.islower() and lowered in spanish_only_words():
+            continue
         if gazetteer.strength(word) == 0 and not forms:
             continue  # a mailbox word that is a label or stop word ("the", "tax")
         if lowered in STOP_WORDS or lowered in LABELS or lowered in TAX_WORDS:

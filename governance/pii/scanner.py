@@ -345,7 +345,9 @@ class Scanner(TextScanner):
         from governance.pii.recognizers import (
             BY_STRUCTURE,
             PLACE_AFTER,
+            PLACE_BEFORE,
             coreferences,
+            is_country,
             looks_like_company,
             plausible_person,
         )
@@ -373,6 +375,8 @@ class Scanner(TextScanner):
                     any(a <= result.start and result.end <= b for a, b in addresses)
                     or looks_like_company(text, result.start, result.end)
                     or PLACE_AFTER.match(text, result.end)
+                    or PLACE_BEFORE.search(text, max(0, result.start - 40), result.start)
+                    or is_country(text[result.start : result.end])
                     or not plausible_person(text[result.start : result.end], self.names)
                 )
             ):

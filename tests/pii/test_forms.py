@@ -418,3 +418,27 @@ def test_a_word_name_found_once_is_not_redacted_as_a_word_elsewhere(scanner, rul
     [findings] = list(scanner.scan_texts([text], rules))
     spans = [text[f.start : f.end] for f in findings]
     assert spans == ["Will"], spans
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "We grew up in Shelly Park and flew to Reguengos last May.",
+        "I am in Store Merlose for a business trip; France was fun.",
+        "I used to work for Usaa Group, then for Wolfram Research.",
+        "Southern Tunisia and South Africa are on the itinerary.",
+        "ul. Slowicza 10 Apt. 360    Wroclaw     nan     53-320",
+        "Hi Team,\n\nthe forms are ready.",
+        "Lo mando mañana con el W-2, le aviso.",
+    ],
+)
+def test_places_firms_and_empty_cells_are_not_people(scanner, rules, text):
+    [findings] = list(scanner.scan_texts([text], rules))
+    assert [text[f.start : f.end] for f in findings if f.entity_type == "PERSON"] == []
+
+
+@pytest.mark.parametrize("word", ["Will", "Thu", "Jun", "Chase"])
+def test_a_name_that_is_also_a_word_counts_where_a_greeting_puts_it(scanner, rules, word):
+    text = f"Hi {word},\n\nyour return was accepted."
+    [findings] = list(scanner.scan_texts([text], rules))
+    assert [text[f.start : f.end] for f in findings] == [word]
