@@ -12,7 +12,7 @@ import logging
 import re
 import uuid
 
-from flask import Flask, g, request
+from flask import Flask, current_app, g, request
 
 from governance import runtime, strict_json
 from governance.accounts import service as accounts
@@ -21,6 +21,7 @@ from governance.db import get_session
 from governance.errors import (
     BadRequest,
     GovernanceError,
+    InvalidInput,
     TooManyRequests,
     Unauthenticated,
     UnsupportedMediaType,
@@ -138,8 +139,52 @@ def log_policy_load() -> None:
     authorizer.logged_hash = policy.hash
 
 
+def refuse_unstorable_characters() -> None:
+    """A NUL character in the path or a query parameter is refused (422, naming where), before
+    anything reads it: PostgreSQL's text columns cannot store it, so it must never reach a
+    query, and an audit entry that quoted it would fail to be written."""
+    if "\x00" in request.path:
+        raise InvalidInput(
+            "the path holds a NUL character (\\u0000)",
+            details=[{"field": "path", "message": "NUL character", "type": "value_error"}],
+        )
+    for key, value in request.args.items(multi=True):
+        if "\x00" in key or "\x00" in value:
+            raise InvalidInput(
+                f"the query parameter {key.replace(chr(0), '?')[:40]!r} holds a NUL character",
+                details=[
+                    {
+                        "field": key.replace("\x00", "?")[:40],
+                        "message": "NUL character",
+                        "type": "value_error",
+                    }
+                ],
+            )
+
+
+def client_address() -> str:
+    """The caller's address: the peer's, or, when the peer is one of TRUSTED_PROXIES, the
+    last address of X-Forwarded-For that is not a trusted proxy (the one the nearest trusted
+    proxy saw). Addresses a client writes into the header itself are never believed."""
+    peer = request.remote_addr or "unknown"
+    trusted = {
+        p.strip() for p in current_app.config.get("TRUSTED_PROXIES", "").split(",") if p.strip()
+    }
+    if peer not in trusted:
+        return peer
+    hops = [h.strip() for h in request.headers.get("X-Forwarded-For", "").split(",") if h.strip()]
+    for hop in reversed(hops):
+        if hop not in trusted:
+            return hop[:64]
+    return peer
+
+
 def init_app(app: Flask) -> None:
     """Register the hooks on the app."""
+
+    @app.before_request
+    def _characters():
+        refuse_unstorable_characters()
 
     @app.before_request
     def _guard():
@@ -160,39 +205,41 @@ def init_app(app: Flask) -> None:
             if request.endpoint not in STREAMING_ENDPOINTS:
                 check_json_body()
             return None
+        # Failed authentications are counted per client address and per presented credential;
+        # a valid token is never refused by either count, so a flood of bad tokens from one
+        # address (or one NAT, or one proxy) cannot lock out the people behind it.
         limiter = runtime.current().auth_limiter
-        address = request.remote_addr or "unknown"
-        if not limiter.test(address):
-            # Too many failed authentications from this address: refuse before trying again.
-            log_event(
-                "authenticate",
-                "api",
-                None,
-                "deny",
-                {"reason": "rate_limited", "address": address},
-                principal="anonymous",
-            )
-            raise TooManyRequests(
-                "too many failed authentications from this address; wait a minute",
-                retry_after=60,
-            )
+        address = client_address()
+        presented = request.headers.get("Authorization", "").partition(" ")[2].strip()
         try:
             principal, token = accounts.authenticate(get_session(), bearer_token())
         except Unauthenticated as exc:
-            limiter.hit(address)
+            keys = [f"address:{address}"]
+            if presented:
+                keys.append(f"credential:{accounts.hash_token(presented)[:32]}")
+            over = not all(limiter.test(key) for key in keys)
+            for key in keys:
+                limiter.hit(key)
             log_event(
                 "authenticate",
                 "api",
                 None,
                 "deny",
                 {
-                    "reason": exc.message,
+                    "reason": "rate_limited" if over else exc.message,
                     "method": request.method,
                     "endpoint": request.endpoint,
+                    "address": address,
                     **(exc.details or {}),
                 },
                 principal="anonymous",
             )
+            if over:
+                raise TooManyRequests(
+                    "too many failed authentications from this address or with this "
+                    "credential; wait a minute (a valid token is not refused)",
+                    retry_after=60,
+                ) from exc
             raise
         g.principal = principal
         g.token = token
@@ -205,6 +252,8 @@ def init_app(app: Flask) -> None:
         settle_held()
         if (
             request.path.startswith(API_PREFIX)
+            # Flask answers OPTIONS itself (its Allow header), running no view to authorize.
+            and request.method != "OPTIONS"
             and request.endpoint not in PUBLIC_ENDPOINTS
             and response.status_code < 400
             and not g.get("authz_checked")

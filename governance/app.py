@@ -19,7 +19,7 @@ from governance.authz import views as authz_views
 from governance.config import load_config
 from governance.console import registry as console_registry
 from governance.datasets import views as datasets_views
-from governance.db import BIGINT_MAX
+from governance.db import INT_MAX
 from governance.domains import views as domains_views
 from governance.errors import register_error_handlers, validation_error_response
 from governance.families import views as models_views
@@ -85,7 +85,7 @@ def create_app(
 
     class BoundedIntConverter(IntegerConverter):
         def __init__(self, map, *args, **kwargs) -> None:
-            kwargs.setdefault("max", BIGINT_MAX)
+            kwargs.setdefault("max", INT_MAX)
             super().__init__(map, *args, **kwargs)
 
     # Everything the service writes (database journals, blobs, exports) is owner-only.

@@ -37,10 +37,15 @@ DEFAULTS: dict[str, Any] = {
     # Witnesses every checkpoint is sent to: `dir:PATH` or `URL=VERIFIER_KEY`, comma-separated
     # (governance/audit/witnessing.py).
     "AUDIT_WITNESSES": "",
-    # Failed authentications per client address per minute before a 429 (moving window);
-    # AUTH_RATE_STORAGE shares the count between processes (e.g. redis://127.0.0.1:6379/2).
+    # Failed authentications per client address, and per presented credential, per minute
+    # before a failing request gets 429 instead of 401 (moving window); a valid token is never
+    # refused by these counts. AUTH_RATE_STORAGE shares the counts between processes (e.g.
+    # redis://127.0.0.1:6379/2).
     "AUTH_FAILURES_PER_MINUTE": 20,
     "AUTH_RATE_STORAGE": "",
+    # Reverse proxies whose X-Forwarded-For is believed (comma-separated addresses); behind
+    # them the client address is the last forwarded address that is not one of them.
+    "TRUSTED_PROXIES": "",
     # Queries per principal per minute at the gateway, and tokens (prompt and answer) per
     # principal per minute (0: no token limit). Per-family limits are in routing.yaml.
     "GATEWAY_RATE_PER_MINUTE": 60,
@@ -109,6 +114,7 @@ ENVIRONMENT_KEYS = (
     "AUDIT_WITNESSES",
     "AUTH_FAILURES_PER_MINUTE",
     "AUTH_RATE_STORAGE",
+    "TRUSTED_PROXIES",
     "GATEWAY_RATE_PER_MINUTE",
     "GATEWAY_TOKENS_PER_MINUTE",
     "GATEWAY_RATE_STORAGE",

@@ -5,10 +5,11 @@ from __future__ import annotations
 import datetime as dt
 from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import Any
+from typing import Annotated, Any
 
 import sqlalchemy as sa
 from flask import Flask, current_app, g
+from pydantic import AfterValidator
 from sqlalchemy import event
 from sqlalchemy.engine import Engine
 from sqlmodel import Session, SQLModel
@@ -18,6 +19,10 @@ EXTENSION_KEY = "governance.db"
 # The largest integer a 64-bit column holds: every id, number and size the API accepts is below
 # it, so a hostile "99999999999999999999" is a 422 naming the field, never a database overflow.
 BIGINT_MAX = 2**63 - 1
+# The largest integer a 32-bit column holds: the ids of rows and the numbers of versions are
+# INTEGER columns on PostgreSQL, so a path or query naming one above it is refused (422) or
+# matches no route (404) before any query is made. The audit log's sequence numbers are BIGINT.
+INT_MAX = 2**31 - 1
 
 # Stable constraint names, so migrations can refer to them on every database.
 SQLModel.metadata.naming_convention = {
@@ -32,6 +37,15 @@ SQLModel.metadata.naming_convention = {
 def utcnow() -> dt.datetime:
     """Return the current time, timezone-aware in UTC."""
     return dt.datetime.now(dt.UTC)
+
+
+def _assume_utc(value: dt.datetime) -> dt.datetime:
+    return value.replace(tzinfo=dt.UTC) if value.tzinfo is None else value
+
+
+# A time an API caller gives: "2026-01-01" or "2026-01-01T10:00" without a zone is taken as UTC
+# (the zone every time the service writes is in), never compared naive against aware values.
+QueryTime = Annotated[dt.datetime, AfterValidator(_assume_utc)]
 
 
 class UTCDateTime(sa.types.TypeDecorator):

@@ -178,7 +178,12 @@ def register_error_handlers(app: Flask) -> None:
             error.description or error.name, code=names.get(status, "http_error")
         )
         generic.status = status
-        return error_response(generic)
+        response = error_response(generic)
+        # A 405 says which methods the path does take (RFC 9110, 15.5.6).
+        allowed = getattr(error, "valid_methods", None)
+        if status == 405 and allowed:
+            response.headers["Allow"] = ", ".join(sorted(allowed))
+        return response
 
     @app.errorhandler(Exception)
     def _unexpected(error: Exception):

@@ -3,14 +3,16 @@
 Python's `json` accepts things that break later, deep inside the service: `NaN` and
 `Infinity` (not JSON), duplicate keys (the last one silently wins), integers of thousands of
 digits (Python refuses to print them past 4,300 digits), lone UTF-16 surrogates such as
-`"\\ud800"` (not encodable as UTF-8, so a database write fails), and nesting deep enough to
-exhaust the recursion limit. `loads` refuses each of these with a `JSONRefused` that says what
-and where; API bodies and uploaded records both go through it.
+`"\\ud800"` (not encodable as UTF-8, so a database write fails), NUL characters (PostgreSQL's
+text columns refuse them), numbers beyond a double (`1e999` reads as infinity), and nesting
+deep enough to exhaust the recursion limit. `loads` refuses each of these with a `JSONRefused`
+that says what and where; API bodies and uploaded records both go through it.
 """
 
 from __future__ import annotations
 
 import json
+import math
 from typing import Any
 
 MAX_DEPTH = 64
@@ -43,7 +45,10 @@ def _integer(text: str) -> int:
 def _float(text: str) -> float:
     if len(text) > 64:
         raise JSONRefused("a number of more than 64 characters")
-    return float(text)
+    value = float(text)
+    if not math.isfinite(value):
+        raise JSONRefused(f"the number {text[:24]} is beyond a 64-bit float")
+    return value
 
 
 def _object(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
@@ -74,6 +79,8 @@ def _check(value: Any) -> None:
 
 
 def _encodable(text: str, path: str) -> None:
+    if "\x00" in text:
+        raise JSONRefused("a string holds a NUL character (\\u0000), which is not stored", path)
     try:
         text.encode("utf-8")
     except UnicodeEncodeError as exc:

@@ -163,6 +163,53 @@ def test_repeated_failed_authentication_is_rate_limited_and_audited(app, client)
     assert reasons.count("rate_limited") == 3
 
 
+def test_a_flood_of_bad_tokens_never_refuses_a_valid_one(app, client):
+    runtime.of(app).use(auth_limiter=RateLimiter(3))
+    admin = principal_token(app, "admin")
+    bad = [
+        client.get("/api/v1/domains", headers={"Authorization": f"Bearer gov_wrong{i}"})
+        for i in range(10)
+    ]
+    assert [r.status_code for r in bad] == [401] * 3 + [429] * 7
+    # Same address, right after the flood: the valid token answers.
+    assert client.get("/api/v1/domains", headers=auth(admin)).status_code == 200
+
+
+def test_failures_count_per_credential_across_addresses(app, client):
+    runtime.of(app).use(auth_limiter=RateLimiter(3))
+    answers = [
+        client.get(
+            "/api/v1/domains",
+            headers={"Authorization": "Bearer gov_stolen"},
+            environ_base={"REMOTE_ADDR": f"10.0.0.{i}"},
+        ).status_code
+        for i in range(5)
+    ]
+    assert answers == [401, 401, 401, 429, 429]
+
+
+def test_forwarded_addresses_are_believed_only_from_trusted_proxies(app, client):
+    runtime.of(app).use(auth_limiter=RateLimiter(2))
+    app.config["TRUSTED_PROXIES"] = "10.9.9.9"
+
+    def failing(peer: str, forwarded: str, token: str) -> int:
+        return client.get(
+            "/api/v1/domains",
+            headers={"Authorization": f"Bearer {token}", "X-Forwarded-For": forwarded},
+            environ_base={"REMOTE_ADDR": peer},
+        ).status_code
+
+    # Behind the trusted proxy, two clients have budgets of their own.
+    assert [failing("10.9.9.9", "203.0.113.1", f"gov_a{i}") for i in range(3)] == [401, 401, 429]
+    assert failing("10.9.9.9", "203.0.113.2", "gov_b") == 401
+    # An untrusted peer cannot pick a fresh address by writing the header itself.
+    assert [failing("198.51.100.7", f"192.0.2.{i}", f"gov_c{i}") for i in range(3)] == [
+        401,
+        401,
+        429,
+    ]
+
+
 def test_the_root_points_to_the_console_and_the_api(client):
     browser = client.get("/", headers={"Accept": "text/html"})
     assert browser.status_code == 302 and browser.headers["Location"].endswith("/console/")

@@ -131,3 +131,63 @@ def test_job_routes_check_the_token_before_reading_the_body(client, world):
         path, data=b"{not json", content_type="application/json", headers=auth("job_bad.x")
     )
     assert malformed.status_code == 401
+
+
+def test_nul_characters_are_refused_where_they_are_named(app, client, world):
+    query = client.get(
+        "/api/v1/audit/entries",
+        query_string={"principal": "ca\x00sey"},
+        headers=auth(world["audrey"]),
+    )
+    assert query.status_code == 422
+    assert query.get_json()["error"]["details"][0]["field"] == "principal"
+    path = client.get("/api/v1/domains/consumer%00tax", headers=auth(world["admin"]))
+    assert path.status_code == 422
+    assert path.get_json()["error"]["details"][0]["field"] == "path"
+    body = client.post(
+        "/api/v1/domains",
+        data=b'{"name": "pay\\u0000roll", "jurisdiction": "US"}',
+        content_type="application/json",
+        headers=auth(world["admin"]),
+    )
+    assert body.status_code == 400
+    assert body.get_json()["error"]["details"]["field"] == "name"
+    record = upload(client, world, b'{"text": "a", "metadata": {"note": "x\\u0000y"}}\n')
+    assert record.status_code == 422 and record.get_json()["error"]["details"]["line"] == 1
+    # The audit log still takes entries after all of them.
+    assert client.get("/api/v1/domains", headers=auth(world["admin"])).status_code == 200
+
+
+def test_numbers_beyond_a_double_are_refused(app, client, world):
+    response = upload(client, world, b'{"text": "a", "metadata": {"x": 1e999}}\n')
+    assert response.status_code == 422, response.get_json()
+    assert "beyond a 64-bit float" in response.get_json()["error"]["message"]
+    assert versions(app) == 0
+
+
+def test_ids_beyond_the_columns_are_not_found(client, world):
+    for value in (2**31, 2**63 - 1):
+        response = client.get(f"/api/v1/datasets/{value}", headers=auth(world["casey"]))
+        assert response.status_code in (404, 422), (value, response.get_json())
+    body = client.post(
+        "/api/v1/approvals/dataset-use",
+        json={"dataset_id": 2**31, "version": 1, "family": "f"},
+        headers=auth(world["casey"]),
+    )
+    assert body.status_code == 422
+
+
+@pytest.mark.parametrize("given", ["2026-01-01", "2026-01-01T00:00:00"])
+def test_times_without_a_zone_are_taken_as_utc(client, world, given):
+    response = client.get(
+        "/api/v1/audit/entries", query_string={"from": given}, headers=auth(world["audrey"])
+    )
+    assert response.status_code == 200, response.get_json()
+
+
+def test_options_and_wrong_methods_answer_with_allow(client, world):
+    options = client.options("/api/v1/domains", headers=auth(world["admin"]))
+    assert options.status_code == 200 and "GET" in options.headers["Allow"]
+    wrong = client.put("/api/v1/domains", json={}, headers=auth(world["admin"]))
+    assert wrong.status_code == 405 and "GET" in wrong.headers["Allow"]
+    assert wrong.get_json()["error"]["code"] == "method_not_allowed"

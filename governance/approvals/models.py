@@ -10,7 +10,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from sqlmodel import Field as SQLField
 from sqlmodel import SQLModel
 
-from governance.db import BIGINT_MAX, UTCDateTime, utcnow
+from governance.db import INT_MAX, UTCDateTime, utcnow
 
 
 class RequestState:
@@ -94,8 +94,8 @@ class DatasetUseCreate(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    dataset_id: int = Field(ge=1, le=BIGINT_MAX)
-    version: int = Field(ge=1, le=BIGINT_MAX)
+    dataset_id: int = Field(ge=1, le=INT_MAX)
+    version: int = Field(ge=1, le=INT_MAX)
     family: str = Field(
         min_length=1,
         max_length=63,

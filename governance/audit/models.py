@@ -10,7 +10,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from sqlmodel import Field as SQLField
 from sqlmodel import SQLModel
 
-from governance.db import BIGINT_MAX, UTCDateTime
+from governance.db import BIGINT_MAX, QueryTime, UTCDateTime
 
 
 class AuditHead(SQLModel, table=True):
@@ -118,8 +118,8 @@ class EntryQuery(BaseModel):
 
     model_config = ConfigDict(extra="forbid", populate_by_name=True)
 
-    from_time: dt.datetime | None = Field(default=None, alias="from")
-    to_time: dt.datetime | None = Field(default=None, alias="to")
+    from_time: QueryTime | None = Field(default=None, alias="from")
+    to_time: QueryTime | None = Field(default=None, alias="to")
     principal: str | None = None
     domain: str | None = None
     model: str | None = Field(default=None, description="Model family name")

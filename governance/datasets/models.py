@@ -9,7 +9,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from sqlmodel import Field as SQLField
 from sqlmodel import SQLModel
 
-from governance.db import BIGINT_MAX, UTCDateTime, utcnow
+from governance.db import INT_MAX, UTCDateTime, utcnow
 
 DATASET_NAME_PATTERN = r"^[a-z][a-z0-9-]{1,62}$"
 
@@ -107,12 +107,12 @@ class DomainDatasetsPath(BaseModel):
 
 
 class DatasetPath(BaseModel):
-    dataset_id: int = Field(ge=1, le=BIGINT_MAX)
+    dataset_id: int = Field(ge=1, le=INT_MAX)
 
 
 class VersionPath(BaseModel):
-    dataset_id: int = Field(ge=1, le=BIGINT_MAX)
-    number: int = Field(ge=1, le=BIGINT_MAX)
+    dataset_id: int = Field(ge=1, le=INT_MAX)
+    number: int = Field(ge=1, le=INT_MAX)
 
 
 class UploadQuery(BaseModel):

@@ -11,7 +11,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 from sqlmodel import Field as SQLField
 from sqlmodel import SQLModel
 
-from governance.db import BIGINT_MAX, UTCDateTime, utcnow
+from governance.db import INT_MAX, UTCDateTime, utcnow
 
 NAME_PATTERN = r"^[a-z][a-z0-9-]{1,62}$"
 
@@ -335,8 +335,8 @@ class FamilyList(BaseModel):
 class DatasetRef(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    dataset_id: int = Field(ge=1, le=BIGINT_MAX)
-    version: int = Field(ge=1, le=BIGINT_MAX)
+    dataset_id: int = Field(ge=1, le=INT_MAX)
+    version: int = Field(ge=1, le=INT_MAX)
 
 
 class VersionCreate(BaseModel):

@@ -13,7 +13,7 @@ from governance import runtime
 from governance.approvals import service as approvals
 from governance.approvals.models import RequestRead
 from governance.approvals.rules import load_approval_rules
-from governance.db import BIGINT_MAX, get_session
+from governance.db import INT_MAX, get_session
 from governance.domains.service import get_domain
 from governance.errors import NotFound
 from governance.families import intake, review, service, sweeps
@@ -76,13 +76,13 @@ class SweepPath(BaseModel):
 
 class ReviewPath(BaseModel):
     family: str = Field(max_length=63)
-    number: int = Field(ge=1, le=BIGINT_MAX)
+    number: int = Field(ge=1, le=INT_MAX)
     uid: str = Field(pattern=r"^[0-9a-f]{32}$")
 
 
 class FamilyVersionPath(BaseModel):
     family: str = Field(max_length=63)
-    number: int = Field(ge=1, le=BIGINT_MAX)
+    number: int = Field(ge=1, le=INT_MAX)
 
 
 def policy_dir() -> Path:

@@ -22,7 +22,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from governance import runtime
 from governance.authz.policy import SYSTEM_DOMAIN
-from governance.db import get_session
+from governance.db import QueryTime, get_session
 from governance.domains.models import Domain
 from governance.errors import InvalidInput
 from governance.families import service as families
@@ -229,8 +229,8 @@ def generate(path: FamilyPath, body: GenerateRequest):
 class TrafficQuery(BaseModel):
     model_config = ConfigDict(extra="forbid", populate_by_name=True)
 
-    since: dt.datetime | None = Field(default=None, description="Default: 30 days ago.")
-    until: dt.datetime | None = Field(default=None, description="Default: now.")
+    since: QueryTime | None = Field(default=None, description="Default: 30 days ago.")
+    until: QueryTime | None = Field(default=None, description="Default: now.")
 
 
 @legacy_bp.get("/<family>/traffic")

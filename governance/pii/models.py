@@ -10,7 +10,7 @@ from pydantic import BaseModel, Field
 from sqlmodel import Field as SQLField
 from sqlmodel import SQLModel
 
-from governance.db import BIGINT_MAX, UTCDateTime, utcnow
+from governance.db import INT_MAX, UTCDateTime, utcnow
 
 
 class Verdict:
@@ -154,9 +154,9 @@ class QuarantineDecide(BaseModel):
 
 
 class LabelPath(BaseModel):
-    dataset_id: int = Field(ge=1, le=BIGINT_MAX)
-    number: int = Field(ge=1, le=BIGINT_MAX)
-    position: int = Field(ge=0, le=BIGINT_MAX)
+    dataset_id: int = Field(ge=1, le=INT_MAX)
+    number: int = Field(ge=1, le=INT_MAX)
+    position: int = Field(ge=0, le=INT_MAX)
 
 
 class LabelCreate(BaseModel):
@@ -183,9 +183,9 @@ class LabelSample(BaseModel):
 
 
 class QuarantinePath(BaseModel):
-    dataset_id: int = Field(ge=1, le=BIGINT_MAX)
-    number: int = Field(ge=1, le=BIGINT_MAX)
-    record: int = Field(ge=0, le=BIGINT_MAX)
+    dataset_id: int = Field(ge=1, le=INT_MAX)
+    number: int = Field(ge=1, le=INT_MAX)
+    record: int = Field(ge=0, le=INT_MAX)
 
 
 class ReceiptRead(BaseModel):

@@ -8,7 +8,7 @@ from flask_openapi3 import APIBlueprint, Tag
 from pydantic import BaseModel, ConfigDict, Field
 
 from governance.audit.access import permitted_domains
-from governance.db import BIGINT_MAX, get_session
+from governance.db import INT_MAX, get_session
 from governance.guard import current_actor, require
 from governance.views_common import ERROR_RESPONSES, SECURITY
 from governance.webhooks import service
@@ -31,7 +31,7 @@ class DeliveryQuery(BaseModel):
     state: Literal["pending", "delivered", "failed"] | None = None
     subscriber: str | None = Field(default=None, max_length=63)
     limit: int = Field(default=100, ge=1, le=1000)
-    before_id: int | None = Field(default=None, ge=1, le=BIGINT_MAX)
+    before_id: int | None = Field(default=None, ge=1, le=INT_MAX)
 
 
 class DeliveryPath(BaseModel):
