@@ -9,9 +9,10 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from governance.audit.access import permitted_domains
 from governance.db import INT_MAX, get_session
-from governance.guard import current_actor, require
+from governance.guard import current_actor
 from governance.views_common import ERROR_RESPONSES, SECURITY
 from governance.webhooks import service
+from governance.webhooks.access import delivery_for
 from governance.webhooks.models import DeliveryList, DeliveryRead
 
 bp = APIBlueprint(
@@ -60,17 +61,14 @@ def list_deliveries(query: DeliveryQuery):
 @bp.get("/deliveries/<uid>", responses={200: DeliveryRead})
 def get_delivery(path: DeliveryPath):
     """One delivery with its log: every attempt, its status and how long it took."""
-    session = get_session()
-    delivery = service.find_delivery(session, path.uid)
-    require("read", "webhook", delivery.domain)
-    return service.delivery_read(session, delivery, with_log=True).model_dump(mode="json")
+    delivery = delivery_for(path.uid, "read")
+    return service.delivery_read(get_session(), delivery, with_log=True).model_dump(mode="json")
 
 
 @bp.post("/deliveries/<uid>/redeliver", responses={200: DeliveryRead})
 def redeliver(path: DeliveryPath):
     """Queue a failed (or delivered) delivery again: same id and body, fresh attempts."""
     session = get_session()
-    delivery = service.find_delivery(session, path.uid)
-    require("redeliver", "webhook", delivery.domain)
+    delivery = delivery_for(path.uid, "redeliver")
     service.redeliver(session, delivery, current_actor())
     return service.delivery_read(session, delivery, with_log=True).model_dump(mode="json")

@@ -154,6 +154,14 @@ def test_a_receiver_that_cannot_verify_accepts_nothing_and_an_operator_redeliver
         assert client.get("/api/v1/webhooks/deliveries", headers=auth(taxbot)).status_code == 403
         path = f"/api/v1/webhooks/deliveries/{failed['uid']}/redeliver"
         assert client.post(path, headers=auth(audrey)).status_code == 403
+        # Who may not read webhooks cannot tell an existing delivery from a missing one.
+        hidden = client.get(f"/api/v1/webhooks/deliveries/{failed['uid']}", headers=auth(taxbot))
+        missing = client.get(f"/api/v1/webhooks/deliveries/msg_{'0' * 32}", headers=auth(taxbot))
+        assert hidden.status_code == missing.status_code == 404
+        assert hidden.get_json()["error"]["message"].replace(
+            failed["uid"], "X"
+        ) == missing.get_json()["error"]["message"].replace(f"msg_{'0' * 32}", "X")
+        assert client.post(path, headers=auth(taxbot)).status_code == 404
         again = client.post(path, headers=auth(admin))
         assert again.status_code == 200 and again.get_json()["state"] == "pending"
         assert client.post(path, headers=auth(admin)).status_code == 409

@@ -8,8 +8,9 @@ from governance.audit.access import permitted_domains
 from governance.console.blueprint import NOTICES, bp
 from governance.db import get_session
 from governance.errors import InvalidInput
-from governance.guard import current_actor, get_authorizer, require
+from governance.guard import current_actor, get_authorizer
 from governance.webhooks import service
+from governance.webhooks.access import delivery_for
 
 STATES = ("pending", "delivered", "failed")
 
@@ -42,8 +43,6 @@ def webhooks():
 @bp.post("/webhooks/<uid>/redeliver")
 def webhook_redeliver(uid: str):
     """Queue a delivery again (audited), as the API's redeliver does."""
-    session = get_session()
-    delivery = service.find_delivery(session, uid)
-    require("redeliver", "webhook", delivery.domain)
-    service.redeliver(session, delivery, current_actor())
+    delivery = delivery_for(uid, "redeliver")
+    service.redeliver(get_session(), delivery, current_actor())
     return redirect(url_for("console.webhooks", notice="redelivered"))
