@@ -74,6 +74,8 @@ class UTCDateTime(sa.types.TypeDecorator):
 def _configure_sqlite(dbapi_connection: Any, _record: Any) -> None:
     cursor = dbapi_connection.cursor()
     cursor.execute("PRAGMA foreign_keys=ON")
+    # Deleted rows are overwritten with zeros, not left in free pages of the file (erasure).
+    cursor.execute("PRAGMA secure_delete=ON")
     cursor.execute("PRAGMA journal_mode=WAL")
     cursor.execute("PRAGMA busy_timeout=30000")
     cursor.close()
@@ -133,3 +135,16 @@ def get_session() -> Session:
     if "db_session" not in g:
         g.db_session = get_db().session()
     return g.db_session
+
+
+def scrub_journal(session: Session) -> bool:
+    """After an erasure, leave no copy of the erased rows in SQLite's write-ahead log: copy
+    the log into the database (whose freed pages `secure_delete` zeroes) and truncate it.
+    True when done; False when a reader still holds an old snapshot (the next checkpoint then
+    does it) or the database is not SQLite (PostgreSQL's dead tuples are reclaimed by vacuum,
+    and its WAL by its own retention: see README, "Erasure")."""
+    if session.get_bind().dialect.name != "sqlite":
+        return False
+    busy = session.execute(sa.text("PRAGMA wal_checkpoint(TRUNCATE)")).first()
+    session.commit()
+    return bool(busy is not None and busy[0] == 0)

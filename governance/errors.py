@@ -60,6 +60,13 @@ class Conflict(GovernanceError):
     code = "conflict"
 
 
+class Gone(GovernanceError):
+    """What was derived from data that has been erased (a deleted dataset version)."""
+
+    status = 410
+    code = "gone"
+
+
 class UnsupportedMediaType(GovernanceError):
     status = 415
     code = "unsupported_media_type"

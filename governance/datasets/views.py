@@ -14,6 +14,7 @@ from governance.datasets.models import (
     DatasetList,
     DatasetPath,
     DatasetRead,
+    DatasetVersion,
     DeleteBody,
     DomainDatasetsPath,
     UploadQuery,
@@ -24,7 +25,7 @@ from governance.datasets.models import (
 )
 from governance.db import get_session
 from governance.domains.service import get_domain
-from governance.errors import Conflict, UnsupportedMediaType
+from governance.errors import Conflict, Gone, UnsupportedMediaType
 from governance.guard import current_actor, require
 from governance.jobs import access as jobs
 from governance.jobs.models import JobStatus
@@ -171,6 +172,17 @@ def scan_version(path: VersionPath):
     )
 
 
+def live_version(session, dataset, number: int) -> DatasetVersion:
+    """A version whose data still exists; what was derived from a deleted one is gone (410)."""
+    version = service.get_version(session, dataset, number)
+    if version.status == VersionStatus.DELETED:
+        raise Gone(
+            f"dataset version {version.uid} was deleted; what was derived from it is erased",
+            details={"uid": version.uid, "deleted_at": version.deleted_at.isoformat()},
+        )
+    return version
+
+
 @bp.get("/datasets/<int:dataset_id>/versions/<int:number>/scans", responses={200: ReceiptList})
 def list_scans(path: VersionPath):
     """List a version's scan receipts, newest first, with redacted samples only."""
@@ -178,7 +190,7 @@ def list_scans(path: VersionPath):
 
     dataset, domain = dataset_for(path.dataset_id, "read", "scan")
     session = get_session()
-    version = service.get_version(session, dataset, path.number)
+    version = live_version(session, dataset, path.number)
     current = runtime.current().rules(domain.name).hash
     receipts = session.exec(
         select(ScanReceipt)
@@ -196,7 +208,7 @@ def list_quarantine(path: VersionPath):
     """Records the residual pass held back, with digits masked, and any steward decision."""
     dataset, _domain = dataset_for(path.dataset_id, "read", "scan")
     session = get_session()
-    version = service.get_version(session, dataset, path.number)
+    version = live_version(session, dataset, path.number)
     rows = pii.list_quarantine(session, version)
     return {
         "items": [
@@ -214,7 +226,7 @@ def decide_quarantine(path: QuarantinePath, body: QuarantineDecide):
     """Keep or drop a held-back record (a steward's call, audited); a rescan applies it."""
     dataset, domain = dataset_for(path.dataset_id, "create", "scan")
     session = get_session()
-    version = service.get_version(session, dataset, path.number)
+    version = live_version(session, dataset, path.number)
     row = pii.decide_quarantine(
         session,
         version,
@@ -236,7 +248,7 @@ def list_labels(path: VersionPath):
     the recall they estimate with its 95% lower bound."""
     dataset, _domain = dataset_for(path.dataset_id, "create", "scan")
     session = get_session()
-    receipt = pii.scanned_receipt(session, service.get_version(session, dataset, path.number))
+    receipt = pii.scanned_receipt(session, live_version(session, dataset, path.number))
     return pii.label_sample_read(session, runtime.current().keyring, receipt)
 
 
@@ -248,7 +260,7 @@ def label_record(path: LabelPath, body: LabelCreate):
     """A steward's label of one sampled record: how many personal values it still shows."""
     dataset, domain = dataset_for(path.dataset_id, "create", "scan")
     session = get_session()
-    receipt = pii.scanned_receipt(session, service.get_version(session, dataset, path.number))
+    receipt = pii.scanned_receipt(session, live_version(session, dataset, path.number))
     pii.label_record(
         session,
         receipt,

@@ -237,3 +237,13 @@ def job_read(job: TrainingJob) -> dict[str, Any]:
         "finished_at": job.finished_at.isoformat() if job.finished_at else None,
         "location": f"/api/v1/jobs/{job.uid}",
     }
+
+
+def erase_results(session: Session, subject: str) -> int:
+    """Replace the results of every job run on `subject` (a crypto-shredded dataset version)
+    by a note that they were erased; the job, its state and its times stay. The count."""
+    jobs = session.exec(select(TrainingJob).where(TrainingJob.subject == subject)).all()
+    for job in jobs:
+        job.result = {"erased": f"{subject} was deleted; what this job derived from it is gone"}
+        session.add(job)
+    return len(jobs)
