@@ -33,7 +33,7 @@ from typing import IO, Any
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
 from audit import merkle
-from audit.log import Checkpoint, canonical, key_id, load_public_key
+from audit.log import PRUNE_ACTION, Checkpoint, canonical, check_prune, key_id, load_public_key
 from audit.note import NoteError, VerifierKey, split_note, verify_cosignature, verify_note
 
 FORMAT = "governance-audit-bundle/1"
@@ -437,18 +437,24 @@ def _verify(
         report.entries = compact.size
     else:
         parsed = (
-            (line_no, *_parse_entry(line, line_no)) for line_no, line in enumerate(entries, start=1)
+            (line_no, *_parse_entry(line, line_no), line)
+            for line_no, line in enumerate(entries, start=1)
         )
         next_entry = next(parsed, None)
         last_seq = 0
+        # In an unfiltered export every entry left out was pruned: each must be accounted for
+        # by a later `audit.prune` entry signed by the log's key over its leaf hash.
+        unfiltered = not any((manifest.get("filters") or {}).values())
+        blanked: dict[int, bytes] = {}
         for index, leaf_line in enumerate(reader.open(LEAVES)):
             try:
                 leaf = bytes.fromhex(leaf_line.strip())
             except ValueError as exc:
                 raise VerificationError(f"leaves.txt line {index + 1} is not hex") from exc
             compact.append(leaf)
+            present = False
             while next_entry is not None:
-                line_no, computed, seq = next_entry
+                line_no, computed, seq, raw = next_entry
                 if seq <= last_seq:
                     raise VerificationError(
                         f"entries.jsonl line {line_no}: entry {seq} is out of order", seq=seq
@@ -463,12 +469,25 @@ def _verify(
                     )
                 if seq in wanted:
                     seen_leaves[seq] = computed
+                if unfiltered and raw[65:].startswith(_PRUNE_PREFIX):
+                    for pruned in _accounted(raw, seq, blanked, public_key):
+                        blanked.pop(pruned, None)
+                present = True
                 last_seq = seq
                 report.entries += 1
                 next_entry = next(parsed, None)
+            if unfiltered and not present:
+                blanked[index + 1] = leaf
             reached(compact.size)
+        if blanked:
+            first = min(blanked)
+            raise VerificationError(
+                f"entry {first} is left out of an unfiltered export and no signed audit.prune "
+                f"accounts for it: it was erased",
+                seq=first,
+            )
         if next_entry is not None:
-            line_no, _computed, seq = next_entry
+            line_no, _computed, seq, _raw = next_entry
             raise VerificationError(
                 f"entry {seq} (entries.jsonl line {line_no}) lies outside the signed tree",
                 seq=seq,
@@ -487,6 +506,27 @@ def _verify(
         _check_proof(proof, by_size, seen_leaves)
         report.proofs += 1
     return report
+
+
+_PRUNE_PREFIX = b'{"action":"' + PRUNE_ACTION.encode() + b'"'
+
+
+def _accounted(
+    raw: bytes, seq: int, blanked: dict[int, bytes], public_key: Ed25519PublicKey
+) -> list[int]:
+    """The seqs a system-domain `audit.prune` entry accounts for (see `audit.log.check_prune`)."""
+    entry = json.loads(raw[65:])
+    if entry.get("domain") is not None:
+        return []
+    details = entry.get("details")
+    if isinstance(details, str):
+        details = json.loads(details)
+    try:
+        return check_prune(details, blanked, public_key)
+    except ValueError as exc:
+        raise VerificationError(
+            f"audit.prune entry {seq} does not account for what it blanks: {exc}", seq=seq
+        ) from exc
 
 
 def _check_proof(

@@ -113,3 +113,65 @@ class Checkpoint:
             key_id=str(data["key_id"]),
             signature=str(data.get("signature", "")),
         )
+
+
+# --- pruning -------------------------------------------------------------------------------
+
+PRUNE_CONTEXT = b"governance-audit-prune/1\n"
+PRUNE_ACTION = "audit.prune"
+
+
+def prune_statement(ranges: list[list[int]], leaves: list[bytes], checkpoint: int) -> bytes:
+    """What the log's key signs when retention blanks entries: the runs of seqs, the SHA-256 of
+    their leaf hashes in order, and the checkpoint they lay under. A signed statement
+    authorizes blanking exactly those entries, so a prune forged by someone without the key
+    (an insider with the database only) fails every verifier."""
+    digest = hashlib.sha256(b"".join(leaves)).hexdigest()
+    return PRUNE_CONTEXT + canonical({"ranges": ranges, "leaves": digest, "checkpoint": checkpoint})
+
+
+def sign_prune(
+    key: Ed25519PrivateKey, ranges: list[list[int]], leaves: list[bytes], checkpoint: int
+) -> str:
+    return base64.b64encode(key.sign(prune_statement(ranges, leaves, checkpoint))).decode()
+
+
+def prune_seqs(ranges: Any) -> list[int]:
+    """The seqs of `[[first, last], ...]`, refusing anything that is not such a list."""
+    seqs: list[int] = []
+    if not isinstance(ranges, list):
+        raise ValueError("ranges is not a list")
+    for run in ranges:
+        if (
+            not isinstance(run, list)
+            or len(run) != 2
+            or not all(isinstance(n, int) and not isinstance(n, bool) for n in run)
+            or not 1 <= run[0] <= run[1]
+            or run[1] - run[0] > 10_000_000
+        ):
+            raise ValueError(f"bad range {run!r}")
+        seqs.extend(range(run[0], run[1] + 1))
+    return seqs
+
+
+def check_prune(details: Any, leaves: dict[int, bytes], public_key: Ed25519PublicKey) -> list[int]:
+    """The seqs an `audit.prune` entry's details account for, given the leaf hashes of the
+    blanked entries seen so far; ValueError when the entry is unsigned, names an entry that
+    was not blanked, or its signature does not verify under the log's key."""
+    if not isinstance(details, dict):
+        raise ValueError("its details are not an object")
+    seqs = prune_seqs(details.get("ranges", []))
+    signature, checkpoint = details.get("signature"), details.get("checkpoint")
+    if not isinstance(signature, str) or not isinstance(checkpoint, int):
+        raise ValueError("it is not signed by the log's key")
+    missing = [s for s in seqs if s not in leaves]
+    if missing:
+        raise ValueError(f"it names entry {missing[0]}, which was not blanked before it")
+    statement = prune_statement(details["ranges"], [leaves[s] for s in seqs], checkpoint)
+    try:
+        public_key.verify(base64.b64decode(signature, validate=True), statement)
+    except (InvalidSignature, ValueError) as exc:
+        raise ValueError("its signature does not verify under the log's key") from exc
+    if any(s > checkpoint for s in seqs):
+        raise ValueError("it blanks entries no checkpoint covered when it was made")
+    return seqs

@@ -1,6 +1,8 @@
 """Pruning audit entries without breaking what proves the log (see governance.domains.
 retention for the policy): a pruned entry keeps its leaf hash and loses its content, and an
-`audit.prune` entry in the system domain accounts for every tombstone."""
+`audit.prune` entry in the system domain accounts for every tombstone, signed by the log's key
+over the pruned entries' leaf hashes (`audit.log.prune_statement`), so that blanking an entry
+takes the key, not only write access to the database."""
 
 from __future__ import annotations
 
@@ -11,16 +13,16 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import sqlalchemy as sa
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 from sqlmodel import Session, col, select
 
 from audit import merkle
 from audit.bundle import VerificationError
-from audit.log import canonical
+from audit.log import PRUNE_ACTION, canonical, check_prune, sign_prune
 from governance.audit.models import AuditCheckpoint, AuditEntry
 from governance.audit.service import Actor, format_time, record, row_entry
 from governance.db import utcnow
 
-PRUNE_ACTION = "audit.prune"
 TOMBSTONE = {"principal": "-", "object": "-", "request_id": None, "details": "{}"}
 BATCH = 5000
 
@@ -70,10 +72,15 @@ def last_checkpoint(session: Session) -> int:
 
 
 def prune_audit_entries(
-    session: Session, domain: str, before: dt.datetime, actor: Actor, batch: int = BATCH
+    session: Session,
+    domain: str,
+    before: dt.datetime,
+    actor: Actor,
+    key: Ed25519PrivateKey,
+    batch: int = BATCH,
 ) -> Pruned:
     """Tombstone the domain's anchored entries older than `before`, in batches, each batch
-    in one transaction with its `audit.prune` record."""
+    in one transaction with its `audit.prune` record, signed by the log's `key`."""
     done = Pruned(domain, "audit_entries", before)
     anchored = last_checkpoint(session)
     while True:
@@ -101,13 +108,18 @@ def prune_audit_entries(
             .values(**TOMBSTONE, pruned_at=now)
         )
         part = Pruned(domain, "audit_entries", before, len(seqs), ranges_of(seqs))
+        leaves = [bytes.fromhex(row.leaf_hash) for row in rows]
         record(
             session,
             actor,
             PRUNE_ACTION,
             "audit",
             None,
-            details={**part.as_dict(), "checkpoint": anchored},
+            details={
+                **part.as_dict(),
+                "checkpoint": anchored,
+                "signature": sign_prune(key, part.ranges, leaves, anchored),
+            },
         )
         session.commit()
         session.expunge_all()
@@ -116,11 +128,14 @@ def prune_audit_entries(
 
 
 class PruneLedger:
-    """What verification needs to tell a pruned entry from an erased one: the tombstones
-    seen, minus the seqs the `audit.prune` entries account for."""
+    """What verification needs to tell a pruned entry from an erased one: the tombstones seen
+    (with their leaf hashes), minus those a signed `audit.prune` entry accounts for."""
 
-    def __init__(self, unaccounted: Iterable[int] = ()) -> None:
-        self.unaccounted = set(unaccounted)
+    def __init__(
+        self, public_key: Ed25519PublicKey, unaccounted: dict[int, str] | None = None
+    ) -> None:
+        self.public_key = public_key
+        self.unaccounted = {seq: bytes.fromhex(h) for seq, h in (unaccounted or {}).items()}
 
     def see(self, row: Any) -> None:
         if row.pruned_at is not None:
@@ -128,15 +143,25 @@ class PruneLedger:
                 raise VerificationError(
                     f"audit entry {row.seq} is marked pruned but keeps content", seq=row.seq
                 )
-            self.unaccounted.add(row.seq)
+            self.unaccounted[row.seq] = bytes.fromhex(row.leaf_hash)
         elif row.action == PRUNE_ACTION and row.domain is None:
-            details = json.loads(row.details)
-            self.unaccounted.difference_update(seqs_of(details.get("ranges", [])))
+            try:
+                seqs = check_prune(json.loads(row.details), self.unaccounted, self.public_key)
+            except ValueError as exc:
+                raise VerificationError(
+                    f"audit.prune entry {row.seq} does not account for what it blanks: {exc}",
+                    seq=row.seq,
+                ) from exc
+            for seq in seqs:
+                self.unaccounted.pop(seq, None)
+
+    def pending(self) -> dict[int, str]:
+        return {seq: leaf.hex() for seq, leaf in sorted(self.unaccounted.items())}
 
     def check(self) -> None:
         if self.unaccounted:
             first = min(self.unaccounted)
             raise VerificationError(
-                f"audit entry {first} has no content and no recorded pruning: it was erased",
+                f"audit entry {first} has no content and no signed pruning: it was erased",
                 seq=first,
             )

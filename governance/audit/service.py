@@ -26,7 +26,8 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from sqlmodel import Session, select
 
 from audit import merkle
-from audit.log import Checkpoint, canonical, key_id
+from audit.bundle import VerificationError
+from audit.log import PRUNE_ACTION, Checkpoint, canonical, check_prune, key_id, prune_seqs
 from audit.note import Checkpoint as NoteCheckpoint
 from audit.note import VerifierKey, sign_note
 from governance import crypto
@@ -229,6 +230,82 @@ def log_verifier_key(key: Ed25519PrivateKey, origin: str | None = None) -> Verif
     return VerifierKey.of(log_origin(key.public_key(), origin), key.public_key())
 
 
+def verify_tail(session: Session, public_key, tree: TreeCache, size: int) -> None:
+    """Before a checkpoint is signed over entries 1..size, check what no checkpoint vouches
+    for yet: the last checkpoint's signature and root against the stored leaves, then every
+    newer entry's content against its leaf hash (a pruned entry there, or a prune that does
+    not account for its blanks, is tampering). Raise VerificationError naming the entry;
+    nothing is signed over a tampered tail."""
+    from governance.audit.pruning import is_tombstone
+
+    previous = session.exec(
+        select(AuditCheckpoint)
+        .where(AuditCheckpoint.tree_size < size)
+        .order_by(AuditCheckpoint.tree_size.desc())
+        .limit(1)
+    ).first()
+    after = 0
+    if previous is not None:
+        if not as_checkpoint(previous).verify(public_key):
+            raise VerificationError(
+                f"checkpoint at tree size {previous.tree_size} has a bad signature"
+            )
+        try:
+            root = tree.root_at(session.connection(), previous.tree_size)
+        except LookupError as exc:
+            raise VerificationError(f"{exc}: the log was truncated") from exc
+        if root.hex() != previous.root:
+            raise VerificationError(
+                f"the stored leaves no longer give the root of checkpoint {previous.tree_size}",
+                seq=1,
+            )
+        after = previous.tree_size
+    expected = after + 1
+    while expected <= size:
+        rows = session.exec(
+            select(AuditEntry)
+            .where(AuditEntry.seq >= expected, AuditEntry.seq <= size)
+            .order_by(AuditEntry.seq)
+            .limit(5000)
+        ).all()
+        if not rows:
+            break
+        for row in rows:
+            if row.seq != expected:
+                raise VerificationError(f"audit entry {expected} is missing", seq=expected)
+            if row.pruned_at is not None:
+                raise VerificationError(
+                    f"audit entry {row.seq} was blanked before any checkpoint covered it",
+                    seq=row.seq,
+                )
+            if merkle.leaf_hash(canonical(row_entry(row))).hex() != row.leaf_hash:
+                raise VerificationError(
+                    f"audit entry {row.seq} was altered: its content no longer matches its hash",
+                    seq=row.seq,
+                )
+            if row.action == PRUNE_ACTION and row.domain is None:
+                try:
+                    details = json.loads(row.details)
+                    named = prune_seqs(details.get("ranges") if isinstance(details, dict) else None)
+                    blanked = {
+                        r.seq: bytes.fromhex(r.leaf_hash)
+                        for r in session.exec(select(AuditEntry).where(AuditEntry.seq.in_(named)))
+                        if is_tombstone(r)
+                    }
+                    check_prune(details, blanked, public_key)
+                except (ValueError, TypeError) as exc:
+                    raise VerificationError(
+                        f"audit.prune entry {row.seq} does not account for what it blanks: {exc}",
+                        seq=row.seq,
+                    ) from exc
+            expected += 1
+        session.expunge_all()
+    if expected != size + 1:
+        raise VerificationError(
+            f"the log head says {size} entries but entry {expected} is missing", seq=expected
+        )
+
+
 def sign_checkpoint(
     session: Session,
     key: Ed25519PrivateKey,
@@ -249,6 +326,7 @@ def sign_checkpoint(
     if existing is not None:
         return existing
     tree = tree or TreeCache()
+    verify_tail(session, key.public_key(), tree, size)
     root = tree.root_at(session.connection(), size)
     checkpoint = Checkpoint.sign(size, root, format_time(utcnow()), key)
     row = checkpoint_record(checkpoint)

@@ -35,6 +35,7 @@ from sqlmodel import Session, col, select
 
 from governance.audit.pruning import Pruned, prune_audit_entries
 from governance.audit.service import Actor, record
+from governance.crypto import load_signing_key
 from governance.db import utcnow
 from governance.domains.models import Domain
 from governance.domains.settings import load_domain_settings
@@ -101,7 +102,8 @@ def enforce(
         own = periods.get(domain.name, {})
         if "audit_entries" in own:
             before = now - dt.timedelta(days=own["audit_entries"])
-            results.append(prune_audit_entries(session, domain.name, before, actor))
+            key = load_signing_key(home)
+            results.append(prune_audit_entries(session, domain.name, before, actor, key))
         if "receipts" in own:
             before = now - dt.timedelta(days=own["receipts"])
             results.append(prune_receipts(session, domain.id, domain.name, before))

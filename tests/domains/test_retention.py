@@ -139,6 +139,82 @@ def test_pruned_entries_keep_the_log_provable_and_bundles_verifying(app, tmp_pat
         assert caught.value.seq == victim
 
 
+def forge_prune(app, log, victim: int, signature: str | None) -> None:
+    """What an insider with write access to the database (not the log's key) can do: blank an
+    anchored entry as retention would, append an `audit.prune` entry naming it, raise the
+    head."""
+    from governance.audit.service import append_events
+
+    with get_db(app).session_scope() as session:
+        session.execute(
+            sa.update(AuditEntry)
+            .where(AuditEntry.seq == victim)
+            .values(principal="-", object="-", request_id=None, details="{}", pruned_at=utcnow())
+        )
+        details = {"domain": "smb-accounting", "kind": "audit_entries", "count": 1,
+                   "ranges": [[victim, victim]], "checkpoint": victim, "before": "2020-01-01"}  # fmt: skip
+        if signature is not None:
+            details["signature"] = signature
+        append_events(
+            session,
+            [
+                AuditEvent(
+                    principal="system:retention",
+                    action="audit.prune",
+                    object="audit",
+                    domain=None,
+                    decision="ok",
+                    policy_hash="0" * 64,
+                    request_id=None,
+                    details=details,
+                )
+            ],  # fmt: skip
+        )
+        session.commit()
+
+
+@pytest.mark.parametrize("signature", [None, "A" * 88], ids=["unsigned", "bad-signature"])
+def test_a_forged_prune_fails_every_verifier(app, tmp_path, monkeypatch, signature):
+    from governance.audit import service as audit_service
+
+    log = runtime.of(app).audit_log
+    log.tree = TreeCache()
+    theirs = log.append_many([event(i, "smb-accounting") for i in range(3)])
+    log.checkpoint()
+    forge_prune(app, log, theirs[1], signature)
+    # The checkpoint verifies what it would sign, and refuses.
+    with pytest.raises(VerificationError, match="does not account for what it blanks"):
+        log.checkpoint()
+    public = log.signing_key.public_key()
+    with get_db(app).session_scope() as session:
+        with pytest.raises(VerificationError, match="does not account for what it blanks"):
+            verify_log(session, public)
+        out = tmp_path / "bundle.tar.gz"
+        with pytest.raises(VerificationError, match="does not account for what it blanks"):
+            write_log_bundle(session, EntryFilter(), out, log)
+        # An exporter that checked nothing (an older release) signs the forgery: the offline
+        # verifier still refuses the bundle.
+        monkeypatch.setattr(audit_service, "verify_tail", lambda *args: None)
+        write_log_bundle(session, EntryFilter(), out, log, verify=False)
+    with pytest.raises(VerificationError, match="does not account for what it blanks"):
+        verify_bundle(out, crypto.public_key_pem(public))
+
+
+def test_a_real_prune_signature_cannot_be_reused_for_another_entry(app, tmp_path):
+    log = runtime.of(app).audit_log
+    log.tree = TreeCache()
+    log.append_many([event(i, "consumer-tax") for i in range(3)])
+    theirs = log.append_many([event(i, "smb-accounting") for i in range(2)])
+    log.checkpoint()
+    enforce_later(app)
+    [prune] = [r for r in entries(app).values() if r.action == "audit.prune"]
+    stolen = json.loads(prune.details)["signature"]
+    forge_prune(app, log, theirs[0], stolen)
+    with get_db(app).session_scope() as session:
+        with pytest.raises(VerificationError, match="signature does not verify"):
+            verify_log(session, log.signing_key.public_key())
+
+
 def test_retention_will_not_prune_over_an_altered_entry(app):
     log = runtime.of(app).audit_log
     [seq] = log.append_many([event(1, "consumer-tax")])
