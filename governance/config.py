@@ -31,6 +31,8 @@ DEFAULTS: dict[str, Any] = {
     "PII_SCAN_PROCESSES": 1,
     # Sign an audit checkpoint at most this often while entries arrive (0: only on demand).
     "AUDIT_CHECKPOINT_SECONDS": 60,
+    # ... and as soon as this many entries were appended since the last one (0: by time only).
+    "AUDIT_CHECKPOINT_ENTRIES": 1000,
     # The origin line (and note key name) of the log's C2SP checkpoints; empty: derived from
     # the signing key. Witnesses know the log by it, so keep it stable.
     "AUDIT_ORIGIN": "",
@@ -110,6 +112,7 @@ ENVIRONMENT_KEYS = (
     "GOVERNANCE_POLICY_DIR",
     "GOVERNANCE_MASTER_KEY",
     "AUDIT_CHECKPOINT_SECONDS",
+    "AUDIT_CHECKPOINT_ENTRIES",
     "AUDIT_ORIGIN",
     "AUDIT_WITNESSES",
     "AUTH_FAILURES_PER_MINUTE",

@@ -104,6 +104,9 @@ def ensure_signing_key(home: str | Path) -> bool:
     directory = keys_dir(home)
     private_path = directory / SIGNING_KEY_FILE
     if private_path.exists():
+        public_path = directory / SIGNING_PUBLIC_KEY_FILE
+        if not public_path.exists():
+            public_path.write_bytes(public_key_pem(load_signing_key(home).public_key()))
         return False
     key = Ed25519PrivateKey.generate()
     pem = key.private_bytes(
@@ -126,6 +129,13 @@ def load_signing_key(home: str | Path) -> Ed25519PrivateKey:
     key = serialization.load_pem_private_key(path.read_bytes(), password=None)
     if not isinstance(key, Ed25519PrivateKey):
         raise KeyFileError(f"{path} does not hold an Ed25519 private key")
+    # The public half on disk is what auditors are handed: it must be this key's.
+    public_path = keys_dir(home) / SIGNING_PUBLIC_KEY_FILE
+    if public_path.exists() and public_path.read_bytes() != public_key_pem(key.public_key()):
+        raise KeyFileError(
+            f"{public_path} is not the public half of {path}: it was replaced; restore it "
+            "(or delete it and run `govern init` to write it again)"
+        )
     return key
 
 

@@ -15,7 +15,8 @@ from alembic.script import ScriptDirectory
 from governance import crypto
 from governance.accounts import service as accounts
 from governance.accounts.models import PrincipalKind
-from governance.audit.service import Actor
+from governance.audit.service import Actor, log_verifier_key
+from governance.audit.witnessing import ensure_local_witness
 from governance.authz.policy import policy_hash
 from governance.config import ALEMBIC_DIR
 from governance.db import Database
@@ -79,6 +80,9 @@ def init_instance(config: dict[str, Any]) -> InitReport:
         report.created.append("master key")
     if crypto.ensure_signing_key(home):
         report.created.append("signing key")
+    log_key = log_verifier_key(crypto.load_signing_key(home), config.get("AUDIT_ORIGIN") or None)
+    if ensure_local_witness(home, log_key):
+        report.created.append("local witness")
     if ensure_model_signing_key(home):
         report.created.append("model-signing key")
     if migrate(config["GOVERNANCE_DATABASE_URL"]):

@@ -249,8 +249,11 @@ def build(settings: Mapping[str, Any] | None = None, **overrides: Any) -> Runtim
             database,
             home,
             checkpoint_seconds=float(config["AUDIT_CHECKPOINT_SECONDS"]),
+            checkpoint_entries=int(config["AUDIT_CHECKPOINT_ENTRIES"]),
             origin=config.get("AUDIT_ORIGIN") or None,
-            witnesses=configured_witnesses(config.get("AUDIT_WITNESSES")),
+            witnesses=configured_witnesses(
+                config.get("AUDIT_WITNESSES"), config["GOVERNANCE_HOME"]
+            ),
         ),
         keyring=overrides.pop("keyring", None)
         or KeyRing(home, config.get("GOVERNANCE_MASTER_KEY")),

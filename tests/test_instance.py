@@ -24,6 +24,7 @@ def test_init_creates_private_instance_and_is_idempotent(tmp_path, database_url)
     first = init_instance(settings)
     assert "instance directory" in first.created
     assert "master key" in first.created and "signing key" in first.created
+    assert "local witness" in first.created and mode(home / "witness") == 0o700
     assert mode(home) == 0o700
     keys = crypto.keys_dir(home)
     assert mode(keys) == 0o700

@@ -384,11 +384,17 @@ class AuditLog:
         home: str,
         *,
         checkpoint_seconds: float = 60.0,
+        checkpoint_entries: int = 0,
         max_batch: int = 1000,
         origin: str | None = None,
         witnesses: Sequence[WitnessClient] = (),
     ) -> None:
         self.db = db
+        # A checkpoint is cut at most `checkpoint_seconds` after the last, and as soon as
+        # `checkpoint_entries` entries were appended since (0: by time only), so that the tail
+        # no checkpoint vouches for stays small.
+        self.checkpoint_entries = checkpoint_entries
+        self._since_checkpoint = 0
         self.home = home
         self.origin = origin
         self.witnesses = list(witnesses)
@@ -514,13 +520,16 @@ class AuditLog:
         for item, seq in zip(batch, seqs, strict=True):
             item.seq = seq
             item.done.set()
+        self._since_checkpoint += len(seqs)
 
     def _maybe_checkpoint(self) -> None:
-        if self.checkpoint_seconds <= 0:
+        by_count = 0 < self.checkpoint_entries <= self._since_checkpoint
+        if self.checkpoint_seconds <= 0 and not by_count:
             return
-        if time.monotonic() - self._last_checkpoint < self.checkpoint_seconds:
+        if not by_count and time.monotonic() - self._last_checkpoint < self.checkpoint_seconds:
             return
         self._last_checkpoint = time.monotonic()
+        self._since_checkpoint = 0
         try:
             self.checkpoint()
         except Exception:

@@ -18,11 +18,13 @@ from __future__ import annotations
 
 import base64
 import logging
+import os
 import urllib.error
 import urllib.parse
 import urllib.request
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 
 import sqlalchemy as sa
 from sqlmodel import Session, select
@@ -30,6 +32,7 @@ from sqlmodel import Session, select
 from audit.bundle import VerificationError
 from audit.note import COSIGNATURE_V1, NoteError, VerifierKey, split_note, verify_cosignature
 from audit.note import verify_note as verify_checkpoint_note
+from audit.witness import CONFIG_FILE as WITNESS_CONFIG
 from audit.witness import Witness
 from governance.audit.models import AuditCosignature
 
@@ -100,10 +103,37 @@ class HttpWitness(WitnessClient):
         return reply.body if reply.status == 200 else None
 
 
-def configured_witnesses(spec: str | None) -> list[WitnessClient]:
-    """Parse AUDIT_WITNESSES."""
+LOCAL_WITNESS_DIR = "witness"
+
+
+def local_witness_dir(home: str | os.PathLike) -> Path:
+    """The instance's own witness: a directory beside the database, with its own key, that
+    cosigns every checkpoint and remembers the newest one (created by `govern init`)."""
+    return Path(home) / LOCAL_WITNESS_DIR
+
+
+def ensure_local_witness(home: str | os.PathLike, log_key: VerifierKey) -> bool:
+    """Create the local witness, trusting the log's key; True when it was created."""
+    directory = local_witness_dir(home)
+    if (directory / WITNESS_CONFIG).exists():
+        return False
+    Witness.init(directory, f"local-witness/{log_key.name}", {log_key.name: log_key.encode()})
+    return True
+
+
+def configured_witnesses(
+    spec: str | None, home: str | os.PathLike | None = None
+) -> list[WitnessClient]:
+    """Parse AUDIT_WITNESSES. Left empty, the instance's local witness (when `govern init`
+    made one); `none`, no witness at all."""
     witnesses: list[WitnessClient] = []
-    for item in (spec or "").split(","):
+    spec = (spec or "").strip()
+    if spec.lower() == "none":
+        return witnesses
+    if not spec and home is not None:
+        local = local_witness_dir(home)
+        return [DirectoryWitness(str(local))] if (local / WITNESS_CONFIG).exists() else []
+    for item in spec.split(","):
         item = item.strip()
         if not item:
             continue

@@ -45,7 +45,7 @@ def audit_log_session() -> Iterator[tuple[Any, Session]]:
         config["GOVERNANCE_HOME"],
         checkpoint_seconds=0,
         origin=config.get("AUDIT_ORIGIN") or None,
-        witnesses=configured_witnesses(config.get("AUDIT_WITNESSES")),
+        witnesses=configured_witnesses(config.get("AUDIT_WITNESSES"), config["GOVERNANCE_HOME"]),
     )
     try:
         with db.session_scope() as session:
@@ -100,6 +100,27 @@ def audit_verify() -> None:
         f"{result.verified_upto}, signed at {result.signed_at or '-'}; "
         f"{result.unanchored} newer entries not yet under a checkpoint; witnesses: {seen}"
     )
+    # Say plainly what this verification could not see.
+    if result.verified_upto == 0:
+        click.echo(
+            "WARNING: no checkpoint covers any entry: nothing here is vouched for by a "
+            "signature; run `govern audit checkpoint`.",
+            err=True,
+        )
+    elif result.unanchored:
+        click.echo(
+            f"NOTE: entries {result.verified_upto + 1}..{result.entries} are under no "
+            "checkpoint yet: each matches its own hash, but a change to them together with "
+            "their hashes would not show until the next checkpoint is signed.",
+            err=True,
+        )
+    if not witnessed:
+        click.echo(
+            "WARNING: no witness: a truncated log, a restored older copy of the database or "
+            "deleted checkpoints cannot be told from a log that never grew further. Keep the "
+            "local witness (`govern init` makes one) or configure AUDIT_WITNESSES.",
+            err=True,
+        )
 
 
 @audit_group.command("checkpoint")

@@ -151,25 +151,27 @@ def forge_prune(app, log, victim: int, signature: str | None) -> None:
             .where(AuditEntry.seq == victim)
             .values(principal="-", object="-", request_id=None, details="{}", pruned_at=utcnow())
         )
-        details = {"domain": "smb-accounting", "kind": "audit_entries", "count": 1,
-                   "ranges": [[victim, victim]], "checkpoint": victim, "before": "2020-01-01"}  # fmt: skip
+        details = {
+            "domain": "smb-accounting",
+            "kind": "audit_entries",
+            "count": 1,
+            "ranges": [[victim, victim]],
+            "checkpoint": victim,
+            "before": "2020-01-01",
+        }
         if signature is not None:
             details["signature"] = signature
-        append_events(
-            session,
-            [
-                AuditEvent(
-                    principal="system:retention",
-                    action="audit.prune",
-                    object="audit",
-                    domain=None,
-                    decision="ok",
-                    policy_hash="0" * 64,
-                    request_id=None,
-                    details=details,
-                )
-            ],  # fmt: skip
+        forged = AuditEvent(
+            principal="system:retention",
+            action="audit.prune",
+            object="audit",
+            domain=None,
+            decision="ok",
+            policy_hash="0" * 64,
+            request_id=None,
+            details=details,
         )
+        append_events(session, [forged])
         session.commit()
 
 
@@ -210,9 +212,11 @@ def test_a_real_prune_signature_cannot_be_reused_for_another_entry(app, tmp_path
     [prune] = [r for r in entries(app).values() if r.action == "audit.prune"]
     stolen = json.loads(prune.details)["signature"]
     forge_prune(app, log, theirs[0], stolen)
-    with get_db(app).session_scope() as session:
-        with pytest.raises(VerificationError, match="signature does not verify"):
-            verify_log(session, log.signing_key.public_key())
+    with (
+        get_db(app).session_scope() as session,
+        pytest.raises(VerificationError, match="signature does not verify"),
+    ):
+        verify_log(session, log.signing_key.public_key())
 
 
 def test_retention_will_not_prune_over_an_altered_entry(app):
