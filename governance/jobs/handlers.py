@@ -21,6 +21,7 @@ from governance.families.evaluation import run_gate
 from governance.families.models import ModelVersion
 from governance.jobs.service import export_file
 from governance.pii import service as pii
+from governance.pii.models import Verdict
 from governance.training.models import JobKind, TrainingJob
 from trainers.hashing import file_sha256
 
@@ -71,7 +72,11 @@ def scan(
         actor=actor,
         progress=advance,
     )
-    return {"receipt": pii.receipt_read(receipt, version, rules.hash)}
+    result: dict[str, Any] = {"receipt": pii.receipt_read(receipt, version, rules.hash)}
+    if receipt.verdict == Verdict.ERROR:
+        # The error receipt is kept (the version fails closed); the job is not a success.
+        result[FAILED] = f"the scan failed: {receipt.error or 'the scanner stopped'}"
+    return result
 
 
 def evaluate(
@@ -143,6 +148,10 @@ def export(
         "download": f"/api/v1/jobs/{job.uid}/file",
     }
 
+
+# The key of a handler's result that names a failure it recorded itself (the runner takes it
+# out and ends the job failed, keeping what the handler wrote).
+FAILED = "job_failed"
 
 HANDLERS: dict[str, Handler] = {
     JobKind.SCAN: scan,

@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any
 
 from governance.errors import GovernanceError
 from governance.jobs import service
-from governance.jobs.handlers import HANDLERS, job_actor
+from governance.jobs.handlers import FAILED, HANDLERS, job_actor
 from governance.training.models import TrainingJob
 
 if TYPE_CHECKING:
@@ -66,7 +66,9 @@ def run_job(rt: Runtime, job: TrainingJob, lease_seconds: int = service.LEASE_SE
             with rt.database.session_scope() as session:
                 try:
                     result = handler(rt, session, job, job_actor(rt, job), progress)
-                    error = None
+                    # A handler that recorded a failure of its own (a scan's error receipt)
+                    # keeps what it wrote, and the job still ends failed.
+                    error = result.pop(FAILED, None)
                 except GovernanceError as exc:
                     session.rollback()
                     log.warning("job %s (%s) failed: %s", job.uid, job.kind, exc.message)

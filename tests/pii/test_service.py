@@ -17,6 +17,7 @@ from governance.pii import service as pii
 from governance.pii.models import Verdict
 from governance.pii.rules import load_rules
 from governance.pii.scanner import Scanner
+from governance.training.models import TrainingJob
 from tests.factories import auth, create_dataset, make_domain, principal_token, scan_receipt
 
 SSN = "536-22-8741"
@@ -134,6 +135,10 @@ def test_a_scanner_failure_fails_closed(app, client, world, scanner):
     runtime.of(app).use(scanner=broken)
     receipt = scan(client, world, number).get_json()
     assert receipt["verdict"] == Verdict.ERROR and receipt["sanitized_records"] == 0
+    # The job that ran it is not reported as a success.
+    with get_db(app).session_scope() as session:
+        job = session.exec(sa.select(TrainingJob).where(TrainingJob.kind == "scan")).scalar_one()
+        assert job.state == "failed" and "the scan failed" in job.error
     with get_db(app).session_scope() as session:
         version = session.exec(sa.select(DatasetVersion)).scalar_one()
         rules = load_rules(app.config["GOVERNANCE_POLICY_DIR"], "consumer-tax")
