@@ -107,6 +107,9 @@ class LocalBlobStore:
             else:
                 target = self.root / key
                 target.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
-                os.replace(path, target)
+                try:
+                    os.replace(path, target)
+                except FileNotFoundError:
+                    continue  # another process settled it first: nothing left to do
                 counts["published"] += 1
         return counts

@@ -180,3 +180,22 @@ def test_a_server_killed_mid_upload_leaves_no_version_and_no_stray_blob(env):
         numbers = conn.execute(sa.select(DatasetVersion.number)).scalars().all()
     engine.dispose()
     assert numbers == [1]
+
+
+def test_two_sweeps_racing_for_one_leftover_both_settle(tmp_path):
+    """Two uploads that start at once both settle a dead writer's staged blob: the one that
+    loses the race finds it gone, which is not an error."""
+    from governance.storage import STAGING, LocalBlobStore
+
+    first, second = LocalBlobStore(tmp_path), LocalBlobStore(tmp_path)
+    staging = tmp_path / STAGING
+    staging.mkdir(parents=True)
+    (staging / "abc.999999999.part").write_bytes(b"ciphertext")
+
+    def committed(uid: str) -> str:
+        # The other process sweeps first, in the middle of this one's sweep.
+        second.sweep(lambda _uid: "ab/abc")
+        return "ab/abc"
+
+    assert first.sweep(committed) == {"published": 0, "deleted": 0}
+    assert (tmp_path / "ab" / "abc").read_bytes() == b"ciphertext"
