@@ -231,6 +231,59 @@ def test_serve_stops_cleanly_on_sigterm(env, tmp_path):
         server.stderr.close()
 
 
+def test_serve_restarts_a_job_runner_killed_with_sigkill(env, tmp_path):
+    """`kill -9` of a child of `govern serve` is healed without a person: the supervisor in
+    the master starts it again."""
+    import signal
+    import socket
+    import time
+
+    govern(env, "init", check=True)
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    env = {**env, "SERVING_URL": "http://127.0.0.1:9", "GUARD_URL": "http://127.0.0.1:9"}
+    server = subprocess.Popen(
+        [*GOVERN, "serve", "--port", str(port), "--workers", "1", "--runners", "1"],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+
+    def runners() -> list[int]:
+        found = subprocess.run(
+            ["pgrep", "-P", str(server.pid), "-f", "governance.cli jobs run"],
+            capture_output=True,
+            text=True,
+            check=False,
+        )
+        return [int(pid) for pid in found.stdout.split()]
+
+    def wait_for(predicate, seconds: float = 60):
+        deadline = time.monotonic() + seconds
+        while time.monotonic() < deadline:
+            value = predicate()
+            if value:
+                return value
+            time.sleep(0.2)
+        raise AssertionError("timed out")
+
+    try:
+        [first] = wait_for(runners)
+        os.kill(first, signal.SIGKILL)
+        [second] = wait_for(lambda: [p for p in runners() if p != first])
+        assert second != first
+        server.send_signal(signal.SIGTERM)
+        server.wait(timeout=30)
+        assert "job runner 1 (pid" in server.stderr.read()
+    finally:
+        if server.poll() is None:
+            server.kill()
+            server.wait(timeout=10)
+        server.stderr.close()
+
+
 def test_a_worker_waits_for_the_service_to_come_up(env, tmp_path):
     """Started before the service (or during its restart), the worker retries with backoff
     instead of dying, and works once the service answers."""

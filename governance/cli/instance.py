@@ -10,6 +10,7 @@ import signal
 import subprocess
 import sys
 import threading
+import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -82,12 +83,7 @@ def serve(host: str, port: int, workers: int, threads: int, runners: int) -> Non
             continue
         key = config.get(api_key) or secrets.token_urlsafe(32)
         overrides[api_key] = key
-        children.append(
-            subprocess.Popen(
-                [sys.executable, "-m", "governance.cli", command],
-                env={**os.environ, api_key: key},
-            )
-        )
+        children.append(Supervised(command, [command], {**os.environ, api_key: key}))
     # Every worker's metrics in one place, summed by GET /api/v1/metrics (emptied at start,
     # as prometheus_client's multiprocess mode asks).
     metrics_dir = Path(config["GOVERNANCE_HOME"]) / "run" / "metrics"
@@ -96,18 +92,30 @@ def serve(host: str, port: int, workers: int, threads: int, runners: int) -> Non
     os.environ["PROMETHEUS_MULTIPROC_DIR"] = str(metrics_dir)
     app = create_app(overrides)
     children += [
-        subprocess.Popen([sys.executable, "-m", "governance.cli", "jobs", "run"])
-        for _ in range(runners)
+        Supervised(f"job runner {n + 1}", ["jobs", "run"], dict(os.environ)) for n in range(runners)
     ]
+    stopping = threading.Event()
+
+    def supervise(_arbiter) -> None:
+        """In the master, once it is ready: restart any child that died (kill -9, a crash),
+        waiting 1, 2, 4 ... up to 60 seconds between tries of one that keeps dying."""
+
+        def loop() -> None:
+            while not stopping.wait(1.0):
+                for child in children:
+                    child.tend(stopping)
+
+        threading.Thread(target=loop, name="supervisor", daemon=True).start()
 
     def stop_children(_arbiter) -> None:
+        stopping.set()
         for child in children:
-            child.terminate()
+            child.process.terminate()
         for child in children:
             try:
-                child.wait(timeout=30)
+                child.process.wait(timeout=30)
             except subprocess.TimeoutExpired:
-                child.kill()
+                child.process.kill()
         os._exit(0)
 
     def worker_exit(_arbiter, worker) -> None:
@@ -135,12 +143,59 @@ def serve(host: str, port: int, workers: int, threads: int, runners: int) -> Non
             # nothing here uses it: without it, SIGTERM stops an idle server at once.
             self.cfg.set("control_socket_disable", True)
             self.cfg.set("worker_exit", worker_exit)
+            self.cfg.set("when_ready", supervise)
             self.cfg.set("on_exit", stop_children)
 
         def load(self):
             return app
 
     Server().run()
+
+
+class Supervised:
+    """A child of `govern serve` (the engine, the guard, a job runner), restarted when it
+    dies, with a backoff that doubles while it keeps dying and resets once it stays up."""
+
+    STEADY_SECONDS = 60.0
+    MAX_DELAY = 60.0
+
+    def __init__(self, name: str, args: list[str], env: dict[str, str]) -> None:
+        self.name, self.args, self.env = name, args, env
+        self.failures = 0
+        self.restart_at: float | None = None
+        self.process = self._start()
+
+    def _start(self) -> subprocess.Popen:
+        self.started = time.monotonic()
+        return subprocess.Popen([sys.executable, "-m", "governance.cli", *self.args], env=self.env)
+
+    def tend(self, stopping: threading.Event) -> None:
+        now = time.monotonic()
+        code = self.process.poll()
+        if code is None:
+            if now - self.started > self.STEADY_SECONDS:
+                self.failures = 0
+            return
+        if stopping.is_set():
+            return
+        if self.restart_at is None:
+            delay = min(self.MAX_DELAY, 2.0**self.failures)
+            self.failures += 1
+            self.restart_at = now + delay
+            print(
+                f"govern serve: the {self.name} (pid {self.process.pid}) exited with {code}; "
+                f"restarting it in {delay:.0f} s",
+                file=sys.stderr,
+                flush=True,
+            )
+        elif now >= self.restart_at:
+            self.restart_at = None
+            self.process = self._start()
+            print(
+                f"govern serve: the {self.name} restarted (pid {self.process.pid})",
+                file=sys.stderr,
+                flush=True,
+            )
 
 
 @click.command()
