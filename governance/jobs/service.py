@@ -121,15 +121,53 @@ def claim(
     lease_seconds: int = LEASE_SECONDS,
     uid: str | None = None,
 ) -> TrainingJob | None:
-    """Claim the oldest queued job of these kinds (or that one); a conditional update
-    decides the race between runners."""
+    """Claim a queued job of these kinds (or that one); a conditional update decides the race
+    between runners.
+
+    Fair shares: each kind and domain is a queue of its own. Runners take the head of the
+    queue served least recently (never served first), so a burst of 600 exports delays a scan
+    by at most one job per other queue, not by 600."""
     requeue_lapsed(session)
-    query = select(TrainingJob.id).where(
-        TrainingJob.kind.in_(kinds), TrainingJob.state == JobState.QUEUED
+    jobs = TrainingJob.__table__
+    position = (
+        sa.func.row_number()
+        .over(partition_by=(jobs.c.kind, jobs.c.domain), order_by=jobs.c.id)
+        .label("position")
+    )
+    query = sa.select(jobs.c.id, jobs.c.kind, jobs.c.domain, position).where(
+        jobs.c.kind.in_(kinds), jobs.c.state == JobState.QUEUED
     )
     if uid is not None:
-        query = query.where(TrainingJob.uid == uid)
-    candidates = session.exec(query.order_by(TrainingJob.id).limit(20)).all()
+        query = query.where(jobs.c.uid == uid)
+    queued = query.subquery()
+    served = (
+        sa.select(jobs.c.kind, jobs.c.domain, sa.func.max(jobs.c.heartbeat_at).label("at"))
+        .where(jobs.c.kind.in_(kinds), jobs.c.state != JobState.QUEUED)
+        .group_by(jobs.c.kind, jobs.c.domain)
+        .subquery()
+    )
+    same_queue = sa.and_(
+        served.c.kind == queued.c.kind,
+        sa.or_(
+            served.c.domain == queued.c.domain,
+            sa.and_(served.c.domain.is_(None), queued.c.domain.is_(None)),
+        ),
+    )
+    candidates = (
+        session.execute(
+            sa.select(queued.c.id)
+            .select_from(queued.outerjoin(served, same_queue))
+            .order_by(
+                queued.c.position,
+                sa.case((served.c.at.is_(None), 0), else_=1),
+                served.c.at,
+                queued.c.id,
+            )
+            .limit(20)
+        )
+        .scalars()
+        .all()
+    )
     for job_id in candidates:
         won = take_queued(session, job_id, worker, lease_seconds, error=None)
         session.commit()

@@ -134,3 +134,23 @@ def test_training_workers_never_claim_the_services_own_jobs(app, client, world):
     worker = principal_token(app, "gpu-worker", kind="service")
     claimed = client.post("/api/v1/jobs/claim", json={"worker": "w:1"}, headers=auth(worker))
     assert claimed.status_code == 204
+
+
+def test_a_burst_of_one_kind_does_not_starve_another(app, world):
+    """Each kind and domain has a fair share: a scan queued behind a burst of exports is
+    claimed second, not after all of them."""
+    db = get_db(app)
+    with db.session_scope() as session:
+        exports = [
+            service.submit(session, JobKind.EXPORT, f"audit/{n}", "system", {}, actor=Actor("t"))
+            for n in range(30)
+        ]
+        scan = service.submit(
+            session, JobKind.SCAN, "dataset-version/x", "consumer-tax", {}, actor=Actor("t")
+        )
+        order = []
+        for _ in range(3):  # one runner: each job ends before the next is claimed
+            job = service.claim(session, "runner")
+            order.append(job.uid)
+            assert service.finish(session, job, {}) is True
+    assert order == [exports[0].uid, scan.uid, exports[1].uid]
