@@ -26,19 +26,35 @@ def govern(env: dict, *args: str) -> subprocess.CompletedProcess:
     )
 
 
-@pytest.fixture
-def instance(tmp_path):
-    home = tmp_path / "home"
+def environment(home) -> dict:
     env = {
         **os.environ,
         "GOVERNANCE_HOME": str(home),
         "GOVERNANCE_DATABASE_URL": f"sqlite:///{home / 'governance.db'}",
     }
     env.pop("AUDIT_WITNESSES", None)
+    return env
+
+
+@pytest.fixture(scope="module")
+def template(tmp_path_factory):
+    """One `govern init` with nothing configured, two principals and a checkpoint; each test
+    gets a copy (database, keys and local witness together)."""
+    home = tmp_path_factory.mktemp("template") / "home"
+    env = environment(home)
     made = govern(env, "init")
     assert made.returncode == 0 and "local witness" in made.stdout, made.stdout + made.stderr
     grow(env, "casey", "priya")
-    return {"env": env, "home": home, "tmp": tmp_path}
+    with sqlite3.connect(home / "governance.db") as db:
+        db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+    return home
+
+
+@pytest.fixture
+def instance(template, tmp_path):
+    home = tmp_path / "home"
+    shutil.copytree(template, home)
+    return {"env": environment(home), "home": home, "tmp": tmp_path}
 
 
 def grow(env: dict, *names: str) -> None:
