@@ -375,6 +375,14 @@ class _Pending:
         self.error: BaseException | None = None
 
 
+class _NothingWritten(Exception):
+    """An append that failed before anything was written (safe to try again in parts)."""
+
+    def __init__(self, cause: BaseException) -> None:
+        super().__init__(str(cause))
+        self.cause = cause
+
+
 class AuditLog:
     """The audit log of one process: a group-commit writer, the tree cache and the signer."""
 
@@ -450,9 +458,9 @@ class AuditLog:
                 continue
             if first is None:
                 return
-            batch = list(first)
+            calls = [list(first)]
             stop = False
-            while len(batch) < self.max_batch:
+            while sum(len(c) for c in calls) < self.max_batch:
                 try:
                     item = self._queue.get_nowait()
                 except queue.Empty:
@@ -460,8 +468,8 @@ class AuditLog:
                 if item is None:
                     stop = True
                     break
-                batch.extend(item)
-            self._write(batch)
+                calls.append(list(item))
+            self._write(calls)
             self._maybe_checkpoint()
             if stop:
                 return
@@ -496,7 +504,10 @@ class AuditLog:
                 self._drop_writer_connection()
                 if stale and attempt == 1:
                     continue
-                raise
+                raise _NothingWritten(exc) from exc
+            except Exception as exc:
+                self._drop_writer_connection()
+                raise _NothingWritten(exc) from exc
             except BaseException:
                 self._drop_writer_connection()
                 raise
@@ -508,19 +519,36 @@ class AuditLog:
             return seqs
         raise AssertionError("unreachable")
 
-    def _write(self, batch: list[_Pending]) -> None:
+    def _write(self, calls: list[list[_Pending]]) -> None:
+        """Write the entries of several calls in one transaction (group commit)."""
+        batch = [item for call in calls for item in call]
         try:
             seqs = self._append([item.event for item in batch])
+        except _NothingWritten as exc:
+            if len(calls) > 1:
+                # One request's entry the database refuses (a value too long for its column,
+                # a character it cannot store) must not fail other requests' entries: nothing
+                # was written, so each call is tried alone and only the bad one fails.
+                for call in calls:
+                    self._write([call])
+                return
+            log.error("audit append refused: %s", type(exc.cause).__name__)
+            self._fail(batch, exc.cause)
+            return
         except BaseException as exc:  # Every waiter must hear about the failure.
             log.exception("audit append failed")
-            for item in batch:
-                item.error = exc
-                item.done.set()
+            self._fail(batch, exc)
             return
         for item, seq in zip(batch, seqs, strict=True):
             item.seq = seq
             item.done.set()
         self._since_checkpoint += len(seqs)
+
+    @staticmethod
+    def _fail(batch: list[_Pending], exc: BaseException) -> None:
+        for item in batch:
+            item.error = exc
+            item.done.set()
 
     def _maybe_checkpoint(self) -> None:
         by_count = 0 < self.checkpoint_entries <= self._since_checkpoint

@@ -151,3 +151,42 @@ def test_gunicorn_workers_serving_at_once_form_one_sequence(app, gunicorn):
             .where(AuditEntry.principal == "casey", AuditEntry.action == "read")
         ).one()
     assert logged[0] == 240
+
+
+def test_an_entry_the_database_refuses_fails_only_its_own_request(app):
+    """Group commit writes many requests' entries in one transaction; an entry the database
+    refuses (on PostgreSQL, a value longer than its column) fails only its own call."""
+    import threading
+
+    from governance.audit.service import AuditEvent
+
+    log = runtime.of(app).audit_log
+
+    def event(principal: str) -> AuditEvent:
+        return AuditEvent(
+            principal=principal, action="authorize", object="model/x", domain=None,
+            decision="allow", policy_hash="0" * 64, request_id=None, details={},
+        )  # fmt: skip
+
+    gate = threading.Barrier(9)
+    outcomes: dict[str, object] = {}
+
+    def call(name: str, principal: str) -> None:
+        gate.wait()
+        try:
+            outcomes[name] = log.append(event(principal))
+        except RuntimeError as exc:
+            outcomes[name] = exc
+
+    threads = [threading.Thread(target=call, args=(f"good-{n}", f"user-{n}")) for n in range(8)]
+    threads.append(threading.Thread(target=call, args=("hostile", "x" * 500)))
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=60)
+    good = [outcomes[f"good-{n}"] for n in range(8)]
+    assert all(isinstance(seq, int) for seq in good), outcomes
+    if get_db(app).engine.dialect.name == "postgresql":
+        assert isinstance(outcomes["hostile"], RuntimeError)
+    with get_db(app).session_scope() as session:
+        assert verify_log(session, log.signing_key.public_key()).entries == log_size(session)
