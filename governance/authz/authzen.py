@@ -122,6 +122,19 @@ def question(evaluation: Evaluation, where: str) -> tuple[str, str, str, str]:
         )
     kind = evaluation.resource.type
     obj = f"{kind}/{evaluation.resource.id}" if kind in NAMED else kind
+    # What the audit entry of the decision stores has columns of fixed width: a subject that
+    # could be no principal's name, or an object beyond the column, is refused here (422),
+    # never sent to the database, where it would fail the write.
+    for field, value, limit in (
+        ("subject.id", evaluation.subject.id, 63),
+        ("resource.id", obj, 200),
+        ("resource.properties.domain", domain, 63),
+    ):
+        if len(value) > limit:
+            raise InvalidInput(
+                f"{where}{field} is longer than {limit} characters",
+                details=[{"field": f"{where}{field}", "type": "string_too_long"}],
+            )
     return evaluation.subject.id, domain, obj, evaluation.action.name
 
 

@@ -100,3 +100,17 @@ def test_a_batch_inherits_defaults_and_honours_its_semantic(client, gateway):
     refused = client.post("/access/v1/evaluations", json=lacking, headers=auth(gateway))
     assert refused.status_code == 422
     assert refused.get_json()["error"]["details"][0]["field"] == "evaluations[0].subject"
+
+
+def test_ids_longer_than_the_audit_columns_are_refused_before_any_write(client, gateway):
+    long_subject = evaluation("u" * 150, "model", "tax-assistant", "query", domain="consumer-tax")
+    refused = client.post("/access/v1/evaluation", json=long_subject, headers=auth(gateway))
+    assert refused.status_code == 422
+    assert refused.get_json()["error"]["details"][0]["field"] == "subject.id"
+    long_object = evaluation("taxbot", "model", "m" * 199, "query", domain="consumer-tax")
+    refused = client.post("/access/v1/evaluation", json=long_object, headers=auth(gateway))
+    assert refused.status_code == 422
+    assert refused.get_json()["error"]["details"][0]["field"] == "resource.id"
+    # The next decision is written as usual.
+    fine = evaluation("taxbot", "model", "tax-assistant", "query", domain="consumer-tax")
+    assert client.post("/access/v1/evaluation", json=fine, headers=auth(gateway)).status_code == 200
