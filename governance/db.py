@@ -9,7 +9,7 @@ from typing import Annotated, Any
 
 import sqlalchemy as sa
 from flask import Flask, current_app, g
-from pydantic import AfterValidator
+from pydantic import AfterValidator, BeforeValidator
 from sqlalchemy import event
 from sqlalchemy.engine import Engine
 from sqlmodel import Session, SQLModel
@@ -43,9 +43,19 @@ def _assume_utc(value: dt.datetime) -> dt.datetime:
     return value.replace(tzinfo=dt.UTC) if value.tzinfo is None else value
 
 
+def _iso_only(value: Any) -> Any:
+    # pydantic reads a bare number as seconds since 1970 ("to=0.5"): a caller who wrote a
+    # number meant something else, so only ISO 8601 text is a time here.
+    if isinstance(value, int | float) or (
+        isinstance(value, str) and value.strip().lstrip("-").replace(".", "", 1).isdigit()
+    ):
+        raise ValueError("give an ISO 8601 date or time (2026-01-01, 2026-01-01T10:00:00Z)")
+    return value
+
+
 # A time an API caller gives: "2026-01-01" or "2026-01-01T10:00" without a zone is taken as UTC
 # (the zone every time the service writes is in), never compared naive against aware values.
-QueryTime = Annotated[dt.datetime, AfterValidator(_assume_utc)]
+QueryTime = Annotated[dt.datetime, BeforeValidator(_iso_only), AfterValidator(_assume_utc)]
 
 
 class UTCDateTime(sa.types.TypeDecorator):

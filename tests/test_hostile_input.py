@@ -191,3 +191,18 @@ def test_options_and_wrong_methods_answer_with_allow(client, world):
     wrong = client.put("/api/v1/domains", json={}, headers=auth(world["admin"]))
     assert wrong.status_code == 405 and "GET" in wrong.headers["Allow"]
     assert wrong.get_json()["error"]["code"] == "method_not_allowed"
+
+
+def test_numbers_are_not_times_and_integers_are_not_booleans(client, world):
+    numeric = client.get(
+        "/api/v1/audit/entries", query_string={"to": "0.5"}, headers=auth(world["audrey"])
+    )
+    assert numeric.status_code == 422
+    assert numeric.get_json()["error"]["details"][0]["field"] == "to"
+    token = client.post(
+        "/api/v1/principals/casey/tokens",
+        json={"never_expires": 0},
+        headers=auth(world["admin"]),
+    )
+    assert token.status_code == 422, token.get_json()
+    assert "never_expires" in token.get_json()["error"]["details"][0]["field"]

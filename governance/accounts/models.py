@@ -94,7 +94,9 @@ class TokenCreate(BaseModel):
         le=3650,
         description="Lifetime in days; the instance default when omitted",
     )
-    never_expires: bool = Field(default=False, description="Issue a token without expiry")
+    never_expires: bool = Field(
+        default=False, strict=True, description="Issue a token without expiry (true or false)"
+    )
     description: str | None = Field(default=None, max_length=200)
 
 
