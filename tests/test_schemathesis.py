@@ -72,3 +72,30 @@ def test_no_request_gets_a_server_error(hostile_app):
         check()
     assert operations > 40
     assert failures == []
+
+
+def test_every_schema_name_is_one_model():
+    """flask-openapi3 names a component after its model's class: two models of one name (a
+    dataset's VersionRead and a model family's) would document one under the other's schema."""
+    import importlib
+    import pkgutil
+    from collections import defaultdict
+
+    from pydantic import BaseModel
+
+    import governance
+
+    for module in pkgutil.walk_packages(governance.__path__, "governance."):
+        if module.name.endswith(("__main__", "demo")):
+            continue
+        importlib.import_module(module.name)
+    owners: dict[str, set[str]] = defaultdict(set)
+    pending = list(BaseModel.__subclasses__())
+    while pending:
+        model = pending.pop()
+        pending.extend(model.__subclasses__())
+        if model.__module__.startswith("governance.") and not model.__name__.endswith(
+            ("Path", "Query")
+        ):
+            owners[model.__name__].add(model.__module__)
+    assert {name: mods for name, mods in owners.items() if len(mods) > 1} == {}

@@ -7,7 +7,7 @@ decision is logged, so probing ids leaves a trace.
 from __future__ import annotations
 
 from governance.datasets import service
-from governance.datasets.models import Dataset, DatasetRead, DatasetVersion, VersionRead
+from governance.datasets.models import Dataset, DatasetRead, DatasetVersion, DatasetVersionRead
 from governance.db import get_session
 from governance.domains.models import Domain
 from governance.errors import NotFound
@@ -26,7 +26,7 @@ def dataset_read(dataset: Dataset, domain: Domain) -> dict:
 
 
 def version_read(version: DatasetVersion, dataset: Dataset, domain: Domain) -> dict:
-    return VersionRead(
+    return DatasetVersionRead(
         dataset_id=dataset.id,
         dataset=dataset.name,
         domain=domain.name,

@@ -80,7 +80,7 @@ class DatasetList(BaseModel):
     items: list[DatasetRead]
 
 
-class VersionRead(BaseModel):
+class DatasetVersionRead(BaseModel):
     dataset_id: int
     dataset: str
     domain: str
@@ -98,8 +98,8 @@ class VersionRead(BaseModel):
     delete_reason: str | None
 
 
-class VersionList(BaseModel):
-    items: list[VersionRead]
+class DatasetVersionList(BaseModel):
+    items: list[DatasetVersionRead]
 
 
 class DomainDatasetsPath(BaseModel):

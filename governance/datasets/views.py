@@ -15,12 +15,12 @@ from governance.datasets.models import (
     DatasetPath,
     DatasetRead,
     DatasetVersion,
+    DatasetVersionList,
+    DatasetVersionRead,
     DeleteBody,
     DomainDatasetsPath,
     UploadQuery,
-    VersionList,
     VersionPath,
-    VersionRead,
     VersionStatus,
 )
 from governance.db import get_session
@@ -83,7 +83,7 @@ def get_dataset(path: DatasetPath):
     return dataset_read(dataset, domain)
 
 
-@bp.get("/datasets/<int:dataset_id>/versions", responses={200: VersionList})
+@bp.get("/datasets/<int:dataset_id>/versions", responses={200: DatasetVersionList})
 def list_versions(path: DatasetPath):
     """List a dataset's versions, deleted ones as tombstones."""
     dataset, domain = dataset_for(path.dataset_id, "read")
@@ -93,7 +93,7 @@ def list_versions(path: DatasetPath):
 
 @bp.post(
     "/datasets/<int:dataset_id>/versions",
-    responses={201: VersionRead},
+    responses={201: DatasetVersionRead},
     openapi_extensions=binary_body(
         "application/x-ndjson",
         'The records, one JSON object a line: {"text"} or {"prompt", "completion"}, '
@@ -129,7 +129,7 @@ def upload_version(path: DatasetPath, query: UploadQuery):
     return version_read(version, dataset, domain), 201
 
 
-@bp.get("/datasets/<int:dataset_id>/versions/<int:number>", responses={200: VersionRead})
+@bp.get("/datasets/<int:dataset_id>/versions/<int:number>", responses={200: DatasetVersionRead})
 def get_version(path: VersionPath):
     """Return one version (or its tombstone)."""
     dataset, domain = dataset_for(path.dataset_id, "read")
@@ -137,7 +137,7 @@ def get_version(path: VersionPath):
     return version_read(version, dataset, domain)
 
 
-@bp.delete("/datasets/<int:dataset_id>/versions/<int:number>", responses={200: VersionRead})
+@bp.delete("/datasets/<int:dataset_id>/versions/<int:number>", responses={200: DatasetVersionRead})
 def delete_version(path: VersionPath, body: DeleteBody):
     """Delete a version: its data key and blob are destroyed, a tombstone remains."""
     dataset, domain = dataset_for(path.dataset_id, "delete")
