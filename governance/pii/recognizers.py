@@ -1331,7 +1331,16 @@ class NamePositionRecognizer(LocalRecognizer):
             ),
             True,
         ),
-        # "Wójcik, Oleksandr L", "Vu, Loc C", and "Meiling Y.".
+        # "Wójcik, Oleksandr L", "Summers, Dawn T": with a middle initial the form itself says
+        # "Last, First M", so words that are also names count ("Short, Guy T"); without one
+        # ("Vu, Loc") every word must be a name and one by its own strength. Then "Meiling Y.".
+        (
+            re.compile(
+                r"(?<![\w,])(?P<name>[A-Z][\w'\u2019-]+,[ \t]+[A-Z][\w'\u2019-]+[ \t]+[A-Z]\.?)"
+                r"(?=[ \t]+(?:re\b|called|about|regarding|-)|[ \t]*(?:[,;:)\n]|$))"
+            ),
+            True,
+        ),
         (
             re.compile(
                 r"(?<![\w,])(?P<name>[^\W\d_][\w'\u2019-]+,[ \t]+[^\W\d_][\w'\u2019-]+"

@@ -350,6 +350,12 @@ def issue_forms() -> list[tuple[str, str, str]]:
             f"{first.upper()} {last.upper()}",
         ),
         (
+            "last, first initial, names that are words",
+            f"Spoke w/ {rng.choice(['Summers', 'Short', 'Banks', 'Day'])}, "
+            f"{rng.choice(['Dawn', 'Guy', 'Hope', 'Rose'])} {rng.choice('ABCDE')} re: CP2000",
+            "w/ ",
+        ),
+        (
             "case number in groups",
             f"Account holder {first.upper()} {last.upper()} case {rng.randint(10, 99)} "
             f"{rng.randint(1990, 2025)} {rng.randint(1000, 9999)} was updated.",
@@ -370,6 +376,8 @@ def _value_of(form: str, text: str, marker: str) -> str:
         return text.split('"last_name": "', 1)[1].split('"', 1)[0]
     if form == "street after the ZIP code label":
         return text.split("ZIP code ", 1)[1].split(" TULSA", 1)[0]
+    if form == "last, first initial, names that are words":
+        return text.split("w/ ", 1)[1].split(" re:", 1)[0]
     if form == "case number in groups":
         return text.split("case ", 1)[1].split(" was", 1)[0]
     return marker
