@@ -996,7 +996,7 @@ COMPANY_WORDS = frozenset(
     enterprises industries international agency""".split()
 )
 # "I work for Kluwer", "employed at Thinknum": an employer, not a person.
-EMPLOYER_BEFORE = re.compile(r"(?i)(?:work(?:ed|s|ing)?|employed|job)[ \t]+(?:for|at)[ \t]+$")
+EMPLOYER_BEFORE = re.compile(r"(?i)\b(?:work(?:ed|s|ing)?|employed|job)[ \t]+(?:for|at)[ \t]+$")
 
 
 def looks_like_company(text: str, start: int, end: int) -> bool:

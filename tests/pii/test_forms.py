@@ -434,6 +434,7 @@ def test_a_word_name_found_once_is_not_redacted_as_a_word_elsewhere(scanner, rul
         "We grew up in Shelly Park and flew to Reguengos last May.",
         "I am in Store Merlose for a business trip; France was fun.",
         "I used to work for Usaa Group, then for Wolfram Research.",
+        "I work for Thinknum now.",
         "Southern Tunisia and South Africa are on the itinerary.",
         "ul. Slowicza 10 Apt. 360    Wroclaw     nan     53-320",
         "Hi Team,\n\nthe forms are ready.",
