@@ -450,8 +450,9 @@ def test_a_steward_labelled_sample_estimates_recall_and_gates_the_approval(
         headers=auth(world["casey"]),
     )
     assert deleted.status_code == 200
+    # What was derived from the deleted version is gone: its labels answer 410.
     after = client.get(base, headers=auth(world["casey"]))
-    assert after.status_code == 200 and after.get_json()["items"] == []
+    assert after.status_code == 410 and after.get_json()["error"]["code"] == "gone"
     with get_db(app).session_scope() as session:
         stored = session.exec(sa.select(pii.ScanReceipt)).scalars().first()
         assert stored.label_sealed is None and stored.recall_estimate["complete"]
