@@ -28,7 +28,7 @@ def scanner() -> Scanner:
 
 def made_up(rng: random.Random) -> str:
     """A word in no dictionary and no name list: the scanner does not redact it."""
-    return "Qx" + "".join(rng.choice(string.ascii_lowercase) for _ in range(9))
+    return "qx" + "".join(rng.choice(string.ascii_lowercase) for _ in range(9))
 
 
 def hashed_forms(value: str) -> set[str]:
@@ -67,7 +67,7 @@ def test_a_deleted_version_leaves_no_plain_or_hashed_trace(app, client, scanner,
     records = [
         # A five-digit reference the scanner leaves and the residual pass holds: quarantined,
         # so its preview (redacted text) is stored.
-        {"text": f"Ref 4821{rng.randint(0, 9)} for my dog {pet}, see you at the {street_word}."},
+        {"text": f"Ref 4821{rng.randint(0, 9)} about the {pet}, see you at the {street_word}."},
         {"text": f"My SSN is 536-22-8741 and the note says {note}."},
         {"text": "How does Schedule C line 1 work?"},
     ]
@@ -91,7 +91,7 @@ def test_a_deleted_version_leaves_no_plain_or_hashed_trace(app, client, scanner,
     held = client.get(f"{base}/1/quarantine", headers=auth(casey)).get_json()["items"]
     # Before deletion the derived copies exist (else this test could not fail).
     stored = database_text(app)
-    assert held and pet in stored
+    assert held and any(value in stored for value in planted)
 
     deleted = client.delete(f"{base}/1", json={"reason": "customer asked"}, headers=auth(casey))
     assert deleted.status_code == 200, deleted.get_json()
