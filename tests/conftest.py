@@ -46,6 +46,7 @@ SLOW_MODULES = frozenset(
         "test_concurrency",
         "test_keys_and_crashes",
         "test_witnessed_log",
+        "test_tamper_defaults",
         "test_tooling",
         "test_scanner",
         "test_forms",
