@@ -20,10 +20,16 @@ from audit import merkle
 from audit.bundle import VerificationError
 from audit.log import PRUNE_ACTION, canonical, check_prune, sign_prune
 from governance.audit.models import AuditCheckpoint, AuditEntry
-from governance.audit.service import Actor, format_time, record, row_entry
+from governance.audit.service import (
+    TOMBSTONE,
+    Actor,
+    format_time,
+    is_tombstone,
+    record,
+    row_entry,
+)
 from governance.db import utcnow
 
-TOMBSTONE = {"principal": "-", "object": "-", "request_id": None, "details": "{}"}
 BATCH = 5000
 
 
@@ -61,10 +67,6 @@ def ranges_of(seqs: Iterable[int]) -> list[list[int]]:
 def seqs_of(runs: Iterable[Iterable[int]]) -> Iterator[int]:
     for first, last in runs:
         yield from range(int(first), int(last) + 1)
-
-
-def is_tombstone(row: Any) -> bool:
-    return all(getattr(row, k) == v for k, v in TOMBSTONE.items())
 
 
 def last_checkpoint(session: Session) -> int:

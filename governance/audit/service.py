@@ -230,14 +230,21 @@ def log_verifier_key(key: Ed25519PrivateKey, origin: str | None = None) -> Verif
     return VerifierKey.of(log_origin(key.public_key(), origin), key.public_key())
 
 
+# What retention leaves of an entry it prunes (governance.audit.pruning): the leaf hash, the
+# time, action and domain stay; the rest is blanked.
+TOMBSTONE = {"principal": "-", "object": "-", "request_id": None, "details": "{}"}
+
+
+def is_tombstone(row: Any) -> bool:
+    return all(getattr(row, k) == v for k, v in TOMBSTONE.items())
+
+
 def verify_tail(session: Session, public_key, tree: TreeCache, size: int) -> None:
     """Before a checkpoint is signed over entries 1..size, check what no checkpoint vouches
     for yet: the last checkpoint's signature and root against the stored leaves, then every
     newer entry's content against its leaf hash (a pruned entry there, or a prune that does
     not account for its blanks, is tampering). Raise VerificationError naming the entry;
     nothing is signed over a tampered tail."""
-    from governance.audit.pruning import is_tombstone
-
     previous = session.exec(
         select(AuditCheckpoint)
         .where(AuditCheckpoint.tree_size < size)
