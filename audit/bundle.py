@@ -511,22 +511,29 @@ def _verify(
 _PRUNE_PREFIX = b'{"action":"' + PRUNE_ACTION.encode() + b'"'
 
 
-def _accounted(
-    raw: bytes, seq: int, blanked: dict[int, bytes], public_key: Ed25519PublicKey
+def accounted_prune(
+    seq: int, details: Any, blanked: dict[int, bytes], public_key: Ed25519PublicKey
 ) -> list[int]:
-    """The seqs a system-domain `audit.prune` entry accounts for (see `audit.log.check_prune`)."""
-    entry = json.loads(raw[65:])
-    if entry.get("domain") is not None:
-        return []
-    details = entry.get("details")
-    if isinstance(details, str):
-        details = json.loads(details)
+    """The seqs the `audit.prune` entry `seq` accounts for (`audit.log.check_prune`), or a
+    VerificationError naming it; every verifier, online and offline, asks through here."""
     try:
+        if isinstance(details, str):
+            details = json.loads(details)
         return check_prune(details, blanked, public_key)
-    except ValueError as exc:
+    except (ValueError, TypeError) as exc:
         raise VerificationError(
             f"audit.prune entry {seq} does not account for what it blanks: {exc}", seq=seq
         ) from exc
+
+
+def _accounted(
+    raw: bytes, seq: int, blanked: dict[int, bytes], public_key: Ed25519PublicKey
+) -> list[int]:
+    """The seqs a system-domain `audit.prune` line of entries.jsonl accounts for."""
+    entry = json.loads(raw[65:])
+    if entry.get("domain") is not None:
+        return []
+    return accounted_prune(seq, entry.get("details"), blanked, public_key)
 
 
 def _check_proof(

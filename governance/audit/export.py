@@ -18,7 +18,7 @@ from sqlmodel import Session, col, select
 
 from audit import merkle
 from audit.bundle import VerificationError, bundle_writer
-from audit.log import ENTRY_FIELDS, canonical
+from audit.log import ENTRY_FIELDS
 from governance import crypto
 from governance.audit.models import AuditCheckpoint, AuditEntry
 from governance.audit.pruning import PruneLedger
@@ -26,6 +26,7 @@ from governance.audit.service import (
     AuditLog,
     TreeCache,
     as_checkpoint,
+    entry_leaf,
     iter_leaf_hashes,
     log_size,
     log_verifier_key,
@@ -199,17 +200,8 @@ def verify_log(
                 f"audit entry {expected} is missing (found {row.seq} next)", seq=expected
             )
         ledger.see(row)
-        if row.pruned_at is not None:
-            # Retention removed its content; its leaf hash is still checked by the tree.
-            computed = bytes.fromhex(row.leaf_hash)
-        else:
-            computed = merkle.leaf_hash(canonical(row_entry(row)))
-            if computed.hex() != row.leaf_hash:
-                raise VerificationError(
-                    f"audit entry {row.seq} was altered: its content no longer matches its hash",
-                    seq=row.seq,
-                )
-        compact.append(computed)
+        # A pruned entry's stored leaf hash is still checked by the tree.
+        compact.append(entry_leaf(row))
         if advance is not None and compact.size % chunk == 0:
             advance(chunk)
         checkpoint = checkpoints.get(compact.size)
@@ -320,7 +312,7 @@ def write_csv(session: Session, entry_filter: EntryFilter, out: IO[str]) -> int:
 
 
 def write_log_bundle(
-    session: Session, entry_filter: EntryFilter, out: Path, log: AuditLog, *, verify: bool = True
+    session: Session, entry_filter: EntryFilter, out: Path, log: AuditLog
 ) -> dict[str, Any]:
     """`write_bundle` with the log's own signing key, tree cache, origin and witnesses."""
     return write_bundle(
@@ -331,7 +323,6 @@ def write_log_bundle(
         log.tree,
         origin=log.origin,
         witnesses=log.witnesses,
-        verify=verify,
     )
 
 
@@ -344,17 +335,14 @@ def write_bundle(
     *,
     origin: str | None = None,
     witnesses: Sequence[WitnessClient] = (),
-    verify: bool = True,
 ) -> dict[str, Any]:
     """Write an offline-verifiable bundle of the matching entries; return its manifest.
 
     The log is verified first, against its own checkpoints and what every witness cosigned:
-    an export never signs a fresh checkpoint over a log that was tampered with. (`verify=False`
-    exists for tests of the offline verifier, which must catch what an exporter let pass.)
+    an export never signs a fresh checkpoint over a log that was tampered with.
     """
     tree = tree or TreeCache()
-    if verify:
-        verify_against_witnesses(session, key, tree, origin=origin, witnesses=witnesses)
+    verify_against_witnesses(session, key, tree, origin=origin, witnesses=witnesses)
     anchor = sign_checkpoint(session, key, tree, origin=origin, witnesses=witnesses)
     if anchor is None:
         raise VerificationError("the audit log is empty; there is nothing to export")

@@ -7,7 +7,6 @@ takes the key, not only write access to the database."""
 from __future__ import annotations
 
 import datetime as dt
-import json
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
@@ -17,8 +16,8 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey,
 from sqlmodel import Session, col, select
 
 from audit import merkle
-from audit.bundle import VerificationError
-from audit.log import PRUNE_ACTION, canonical, check_prune, sign_prune
+from audit.bundle import VerificationError, accounted_prune
+from audit.log import PRUNE_ACTION, canonical, sign_prune
 from governance.audit.models import AuditCheckpoint, AuditEntry
 from governance.audit.service import (
     TOMBSTONE,
@@ -147,13 +146,7 @@ class PruneLedger:
                 )
             self.unaccounted[row.seq] = bytes.fromhex(row.leaf_hash)
         elif row.action == PRUNE_ACTION and row.domain is None:
-            try:
-                seqs = check_prune(json.loads(row.details), self.unaccounted, self.public_key)
-            except ValueError as exc:
-                raise VerificationError(
-                    f"audit.prune entry {row.seq} does not account for what it blanks: {exc}",
-                    seq=row.seq,
-                ) from exc
+            seqs = accounted_prune(row.seq, row.details, self.unaccounted, self.public_key)
             for seq in seqs:
                 self.unaccounted.pop(seq, None)
 

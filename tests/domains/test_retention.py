@@ -177,6 +177,7 @@ def forge_prune(app, log, victim: int, signature: str | None) -> None:
 
 @pytest.mark.parametrize("signature", [None, "A" * 88], ids=["unsigned", "bad-signature"])
 def test_a_forged_prune_fails_every_verifier(app, tmp_path, monkeypatch, signature):
+    from governance.audit import export as audit_export
     from governance.audit import service as audit_service
 
     log = runtime.of(app).audit_log
@@ -197,7 +198,8 @@ def test_a_forged_prune_fails_every_verifier(app, tmp_path, monkeypatch, signatu
         # An exporter that checked nothing (an older release) signs the forgery: the offline
         # verifier still refuses the bundle.
         monkeypatch.setattr(audit_service, "verify_tail", lambda *args: None)
-        write_log_bundle(session, EntryFilter(), out, log, verify=False)
+        monkeypatch.setattr(audit_export, "verify_against_witnesses", lambda *a, **k: None)
+        write_log_bundle(session, EntryFilter(), out, log)
     with pytest.raises(VerificationError, match="does not account for what it blanks"):
         verify_bundle(out, crypto.public_key_pem(public))
 
