@@ -9,21 +9,11 @@ from __future__ import annotations
 import os
 import shutil
 import sqlite3
-import subprocess
-import sys
 
 import pytest
 
-
-def govern(env: dict, *args: str) -> subprocess.CompletedProcess:
-    return subprocess.run(
-        [sys.executable, "-m", "governance.cli", *args],
-        capture_output=True,
-        text=True,
-        env=env,
-        timeout=180,
-        check=False,
-    )
+from tests.audit.test_witnessed_log import grow, sql, truncate
+from tests.test_cli import govern
 
 
 def environment(home) -> dict:
@@ -44,7 +34,7 @@ def template(tmp_path_factory):
     env = environment(home)
     made = govern(env, "init")
     assert made.returncode == 0 and "local witness" in made.stdout, made.stdout + made.stderr
-    grow(env, "casey", "priya")
+    grow({"env": env}, "casey", "priya")
     with sqlite3.connect(home / "governance.db") as db:
         db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
     return home
@@ -57,22 +47,9 @@ def instance(template, tmp_path):
     return {"env": environment(home), "home": home, "tmp": tmp_path}
 
 
-def grow(env: dict, *names: str) -> None:
-    for name in names:
-        assert govern(env, "principal", "create", name).returncode == 0
-    checkpoint = govern(env, "audit", "checkpoint")
-    assert checkpoint.returncode == 0, checkpoint.stderr
-
-
 def size_of(world) -> int:
     with sqlite3.connect(world["home"] / "governance.db") as db:
         return db.execute("SELECT size FROM audit_head").fetchone()[0]
-
-
-def sql(world, *statements) -> None:
-    with sqlite3.connect(world["home"] / "governance.db") as db:
-        for statement, *args in statements:
-            db.execute(statement, args)
 
 
 def test_a_fresh_instance_verifies_with_its_local_witness(instance):
@@ -83,14 +60,8 @@ def test_a_fresh_instance_verifies_with_its_local_witness(instance):
 
 def test_truncation_is_caught_by_default(instance):
     size = size_of(instance)
-    grow(instance["env"], "sam", "lee")
-    sql(
-        instance,
-        ("DELETE FROM audit_entries WHERE seq > ?", size),
-        ("DELETE FROM audit_cosignatures WHERE tree_size > ?", size),
-        ("DELETE FROM audit_checkpoints WHERE tree_size > ?", size),
-        ("UPDATE audit_head SET size = ?", size),
-    )
+    grow(instance, "sam", "lee")
+    truncate(instance, size)
     verified = govern(instance["env"], "audit", "verify")
     assert verified.returncode == 1 and "truncated or rolled back" in verified.stderr
 
@@ -101,7 +72,7 @@ def test_a_restored_older_database_is_caught_by_default(instance):
         db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
     copy = instance["tmp"] / "old.db"
     shutil.copy(database, copy)
-    grow(instance["env"], "sam", "lee")
+    grow(instance, "sam", "lee")
     for suffix in ("-wal", "-shm"):
         (instance["home"] / f"governance.db{suffix}").unlink(missing_ok=True)
     shutil.copy(copy, database)

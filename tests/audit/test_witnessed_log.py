@@ -133,6 +133,18 @@ def test_an_honest_witnessed_log_verifies_everywhere(witnessed):
     assert "witnessed by w.test/1" in offline.stdout
 
 
+def truncate(world, size: int) -> None:
+    """What an insider does to hide entries: cut the log back to `size` entries, with every
+    newer checkpoint and cosignature."""
+    sql(
+        world,
+        ("DELETE FROM audit_entries WHERE seq > ?", size),
+        ("DELETE FROM audit_checkpoints WHERE tree_size > ?", size),
+        ("DELETE FROM audit_cosignatures WHERE tree_size > ?", size),
+        ("UPDATE audit_head SET size = ?", size),
+    )
+
+
 def test_truncation_with_the_newer_checkpoints_deleted_is_caught(witnessed):
     assert export(witnessed, "early.tar.gz").returncode == 0
     size = int(
@@ -141,13 +153,7 @@ def test_truncation_with_the_newer_checkpoints_deleted_is_caught(witnessed):
         .split(",")[0]
     )
     grow(witnessed, "sam", "lee")
-    sql(
-        witnessed,
-        ("DELETE FROM audit_entries WHERE seq > ?", size),
-        ("DELETE FROM audit_checkpoints WHERE tree_size > ?", size),
-        ("DELETE FROM audit_cosignatures WHERE tree_size > ?", size),
-        ("UPDATE audit_head SET size = ?", size),
-    )
+    truncate(witnessed, size)
     verified = govern(witnessed["env"], "audit", "verify")
     assert verified.returncode == 1 and "truncated or rolled back" in verified.stderr
     refused = export(witnessed, "late.tar.gz")
