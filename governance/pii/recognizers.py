@@ -975,11 +975,15 @@ class ContextPhoneRecognizer(PatternRecognizer):
         ]
 
 
+# Words that end a firm's name, as firms write them.
+FIRM_WORDS = (
+    "Inc Ltd LLC LLP Corp Co Group Partners Orchestra Investments Markets Holdings Company "
+    "Associates Consulting Foundation Bank University Tax Taxes Services Accounting Bookkeeping "
+    "Financial Insurance Realty Dental Clinic Church Capital Advisors Law CPA CPAs PC PLLC"
+).split()
+# A firm word after a name ("Lee Credit Union", "Nguyen, LLC").
 COMPANY_AFTER = re.compile(
-    r"^(?:,?[ \t]+(?:Inc|Ltd|LLC|LLP|Corp|Co|Group|Partners|Orchestra|Investments|Markets|"
-    r"Holdings|Company|Associates|Consulting|Foundation|Bank|University|Tax|Taxes|Services|"
-    r"Accounting|Bookkeeping|Financial|Insurance|Realty|Dental|Clinic|Church|Credit|"
-    r"Mortgage|Capital|Advisors|Law|CPAs?|PC|PLLC)\b|-[A-Z])"
+    r"^(?:,?[ \t]+(?:" + "|".join([*FIRM_WORDS, "Credit", "Mortgage"]) + r")\b|-[A-Z])"
 )
 # "Hawkins, Richardson and Santana": surnames joined as a firm name; "founders: A, B and C" are
 # people, and say so.
@@ -988,11 +992,8 @@ PEOPLE_BEFORE = re.compile(r"(?i)(?:founders?|partners|members|by|with|to|and)[:
 
 
 # The last word of a firm's name: "Usaa Group", "Wolfram Research", "Rio Grande Tax Services".
-COMPANY_WORDS = frozenset(
-    """inc ltd llc llp corp co group partners orchestra investments markets holdings company
-    associates consulting foundation bank university services accounting bookkeeping financial
-    insurance realty dental clinic church capital advisors law cpa cpas pc pllc research
-    institute sons brothers studios records labs systems technologies solutions tax taxes
+COMPANY_WORDS = frozenset(w.lower() for w in FIRM_WORDS) | frozenset(
+    """research institute sons brothers studios records labs systems technologies solutions
     enterprises industries international agency""".split()
 )
 # "I work for Kluwer", "employed at Thinknum": an employer, not a person.
