@@ -17,6 +17,8 @@ from typing import Any
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 from sqlalchemy import delete
+from sqlalchemy.dialects.postgresql import insert as postgresql_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlmodel import Session
 
 from governance.domains.keys import KeyRing
@@ -56,3 +58,24 @@ def forget(session: Session, key: bytes, records: Iterable[dict[str, Any]]) -> i
 def _delete(session: Session, hashes_: set[str]) -> int:
     result = session.execute(delete(ScanCacheEntry).where(ScanCacheEntry.text_hash.in_(hashes_)))
     return result.rowcount or 0
+
+
+def remember(session: Session, rules_key: str, found: dict[str, list[Any]]) -> None:
+    """Store findings per keyed text hash in a transaction of their own, committed now.
+
+    A scan reads for minutes; if its cache rows were added to its own session, its first
+    insert would hold SQLite's one write lock until the scan commits, and every other writer
+    (job progress, audit entries, uploads) would wait out the busy timeout and fail. Rows are
+    facts about a text under a rule set, so committing them early is safe, and a row another
+    scan stored meanwhile is kept (insert or ignore)."""
+    if not found:
+        return
+    rows = [{"text_hash": h, "rules_hash": rules_key, "findings": f} for h, f in found.items()]
+    bind = session.get_bind()
+    insert = sqlite_insert if bind.dialect.name == "sqlite" else postgresql_insert
+    statement = insert(ScanCacheEntry.__table__).on_conflict_do_nothing(  # type: ignore[attr-defined]
+        index_elements=["text_hash", "rules_hash"]
+    )
+    with bind.connect() as connection:
+        connection.execute(statement, rows)
+        connection.commit()

@@ -30,7 +30,7 @@ from governance.domains.keys import KeyRing
 from governance.domains.models import Domain
 from governance.errors import Conflict, InvalidInput, NotFound
 from governance.pii import canaries
-from governance.pii.cache import content_key, keyed_hash
+from governance.pii.cache import content_key, keyed_hash, remember
 from governance.pii.estimate import estimate, placeholders
 from governance.pii.models import (
     QuarantineDecision,
@@ -103,10 +103,11 @@ def cached_findings(
             if digest not in known
         }
         scanned = scanner.scan_texts(list(missing.values()), rules)
+        found = {}
         for (digest, _text), findings in zip(missing.items(), scanned, strict=True):
-            spans = [[f.start, f.end, f.entity_type, round(f.score, 4)] for f in findings]
-            known[digest] = spans
-            session.add(ScanCacheEntry(text_hash=digest, rules_hash=key, findings=spans))
+            found[digest] = [[f.start, f.end, f.entity_type, round(f.score, 4)] for f in findings]
+        remember(session, key, found)
+        known.update(found)
         stats["from_cache"] += len(block) - len(missing)
         stats["texts_scanned"] += len(missing)
         for index, (rec, (_text, layout), digest) in enumerate(

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import sqlite3
 from pathlib import Path
 
 import pytest
@@ -146,6 +147,51 @@ def test_a_scanner_failure_fails_closed(app, client, world, scanner):
             pii.require_trainable(session, version, rules)
     staging = Path(app.config["GOVERNANCE_HOME"]) / "blobs" / ".staging"
     assert not list(staging.glob("*"))
+
+
+class ProbingScanner(Scanner):
+    """A real scanner that, before each block after the first, checks that another writer
+    could take SQLite's write lock at once: a scan must not hold it while it reads."""
+
+    def __init__(self, database: Path) -> None:
+        self.database = database
+        self.blocks = 0
+        self.probes: list[str] = []
+
+    def scan_texts(self, texts, rules):
+        self.blocks += 1
+        if self.blocks > 1:
+            probe = sqlite3.connect(self.database, timeout=0.2, isolation_level=None)
+            try:
+                probe.execute("BEGIN IMMEDIATE")
+                probe.execute("ROLLBACK")
+                self.probes.append("free")
+            except sqlite3.OperationalError as exc:
+                self.probes.append(str(exc))
+            finally:
+                probe.close()
+        return super().scan_texts(texts, rules)
+
+
+def test_a_scan_never_holds_the_write_lock_while_it_reads(app, client, world, scanner, monkeypatch):
+    """Other writers (job progress, audit entries, uploads) never wait on a running scan: its
+    cache rows commit on their own, block by block, and its results commit at the end."""
+    if get_db(app).engine.dialect.name != "sqlite":
+        pytest.skip("PostgreSQL writers lock rows, not the whole database")
+    number = upload(client, world, CLEAN_RECORDS)
+    monkeypatch.setattr(pii, "CACHE_BATCH", 5)
+    database = Path(get_db(app).engine.url.database)
+    probing = ProbingScanner.__new__(ProbingScanner)
+    probing.__dict__.update(scanner.__dict__)
+    ProbingScanner.__init__(probing, database)
+    runtime.of(app).use(scanner=probing)
+    receipt = scan(client, world, number).get_json()
+    assert receipt["verdict"] == Verdict.PASS, receipt
+    # Every block after the first was probed (and the canaries' measurement after them).
+    assert len(probing.probes) >= len(CLEAN_RECORDS) // 5 - 1
+    assert set(probing.probes) == {"free"}
+    # And the cache it wrote block by block serves the next scan.
+    assert scan(client, world, number).get_json()["records_from_cache"] == len(CLEAN_RECORDS)
 
 
 def test_rescans_skip_records_already_scanned_under_the_same_rules(app, client, world):
