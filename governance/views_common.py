@@ -19,9 +19,15 @@ class ErrorEnvelope(BaseModel):
 
 SECURITY = [{"bearer": []}]
 SECURITY_SCHEMES: dict[str, Any] = {"bearer": {"type": "http", "scheme": "bearer"}}
+# Every authenticated call may meet 429: failed authentications are throttled per address and
+# per credential (a valid token is never refused by that count).
 ERROR_RESPONSES: dict[Any, Any] = {
-    code: ErrorEnvelope for code in (400, 401, 403, 404, 409, 413, 415, 422)
+    code: ErrorEnvelope for code in (400, 401, 403, 404, 409, 413, 415, 422, 429)
 }
+# What was derived from a deleted dataset version answers 410.
+GONE: dict[Any, Any] = {410: ErrorEnvelope}
+# The serving engine or the guard is down.
+UNAVAILABLE: dict[Any, Any] = {503: ErrorEnvelope}
 
 
 def binary_body(media_type: str, description: str) -> dict:
@@ -32,6 +38,15 @@ def binary_body(media_type: str, description: str) -> dict:
             "description": description,
             "content": {media_type: {"schema": {"type": "string", "format": "binary"}}},
         }
+    }
+
+
+def json_document(description: str) -> dict:
+    """A 2xx response that is a JSON document whose shape its description gives (a signed or
+    nested document that the API passes on as built, such as a lineage)."""
+    return {
+        "description": description,
+        "content": {"application/json": {"schema": {"type": "object"}}},
     }
 
 

@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import json
+import random
+import re
 
 import pytest
 import sqlalchemy as sa
 
+from governance.app import at_most
 from governance.datasets.models import DatasetVersion
 from governance.db import get_db
 from tests.factories import auth, create_dataset, make_domain, principal_token
@@ -158,6 +161,16 @@ def test_nul_characters_are_refused_where_they_are_named(app, client, world):
     assert client.get("/api/v1/domains", headers=auth(world["admin"])).status_code == 200
 
 
+@pytest.mark.parametrize("limit", [0, 7, 10, 99, 305, 1000, 2**31 - 1, 2**63 - 1])
+def test_the_route_pattern_for_ids_stops_exactly_at_the_limit(limit):
+    pattern = re.compile(at_most(limit) + r"\Z")
+    rng = random.Random(limit)
+    numbers = {*range(min(limit + 30, 3000)), limit, limit + 1, limit * 10 + 9}
+    numbers |= {rng.randrange(limit * 3 + 2) for _ in range(2000)}
+    for number in numbers:
+        assert bool(pattern.match(str(number))) == (number <= limit), number
+
+
 def test_numbers_beyond_a_double_are_refused(app, client, world):
     response = upload(client, world, b'{"text": "a", "metadata": {"x": 1e999}}\n')
     assert response.status_code == 422, response.get_json()
@@ -166,9 +179,17 @@ def test_numbers_beyond_a_double_are_refused(app, client, world):
 
 
 def test_ids_beyond_the_columns_are_not_found(client, world):
-    for value in (2**31, 2**63 - 1):
+    for value in (2**31, 2**63 - 1, 10**40):
         response = client.get(f"/api/v1/datasets/{value}", headers=auth(world["casey"]))
-        assert response.status_code in (404, 422), (value, response.get_json())
+        assert response.status_code == 404, (value, response.get_json())
+        # Where another method's route shares the path, still 404 (not 405).
+        for method, path in (
+            ("DELETE", f"/api/v1/datasets/1/versions/{value}"),
+            ("GET", f"/api/v1/datasets/{value}/versions/1/scans"),
+            ("POST", f"/api/v1/datasets/{value}/versions"),
+        ):
+            answer = client.open(path, method=method, headers=auth(world["casey"]))
+            assert answer.status_code == 404, (method, path, answer.get_json())
     body = client.post(
         "/api/v1/approvals/dataset-use",
         json={"dataset_id": 2**31, "version": 1, "family": "f"},

@@ -199,3 +199,74 @@ class WhoDidQuery(EntryQuery):
     model_config = ConfigDict(extra="forbid", populate_by_name=True)
 
     format: Literal["json", "csv"] = "json"
+
+
+class ReportSignature(BaseModel):
+    algorithm: Literal["Ed25519"]
+    key_id: str
+    value: str = Field(description="Base64 Ed25519 signature")
+    signed: str = Field(description="What the signature covers")
+
+
+# With format=csv a report is CSV instead, its detached signature in X-Signature-Ed25519.
+REPORT_OPENAPI: dict[str, Any] = {
+    "content": {"text/csv": {"schema": {"type": "string"}}},
+    "headers": {
+        "X-Signature-Ed25519": {
+            "description": "With format=csv: base64 Ed25519 signature of the CSV's bytes",
+            "schema": {"type": "string"},
+        }
+    },
+}
+
+
+class WhoMayRow(BaseModel):
+    principal: str
+    domain: str
+    model: str
+    role: str
+    rule: str = Field(description="The policy line that grants the query")
+    binding: str = Field(description="The role binding that gives the principal the role")
+
+
+class WhoMayBody(BaseModel):
+    kind: Literal["who-may"]
+    policy_hash: str
+    domains: list[str]
+    generated_at: str
+    rows: list[WhoMayRow]
+
+
+class WhoMayReport(BaseModel):
+    """Who may query which model, computed from the policy in force; signed (JSON or CSV)."""
+
+    model_config = ConfigDict(openapi_extra=REPORT_OPENAPI)
+
+    report: WhoMayBody
+    signature: ReportSignature
+
+
+class WhoDidRow(BaseModel):
+    principal: str
+    domain: str
+    model: str
+    queries: int
+    denied: int
+    first: str
+    last: str
+
+
+class WhoDidBody(BaseModel):
+    kind: Literal["who-did"]
+    filters: dict[str, Any]
+    generated_at: str
+    rows: list[WhoDidRow]
+
+
+class WhoDidReport(BaseModel):
+    """Who did query which model in a period, from the log; signed (JSON or CSV)."""
+
+    model_config = ConfigDict(openapi_extra=REPORT_OPENAPI)
+
+    report: WhoDidBody
+    signature: ReportSignature

@@ -29,6 +29,8 @@ from governance.audit.models import (
     ReportQuery,
     SeqPath,
     WhoDidQuery,
+    WhoDidReport,
+    WhoMayReport,
 )
 from governance.audit.service import (
     checkpoint_at,
@@ -210,32 +212,14 @@ def start_evidence_pack(query: EvidenceQuery):
     return start_evidence_job(get_session(), query.period, query.family)
 
 
-@bp.get(
-    "/reports/who-may",
-    responses={
-        200: download(
-            "A signed report (JSON, or CSV with X-Signature-Ed25519)",
-            "application/json",
-            "text/csv",
-        )
-    },
-)
+@bp.get("/reports/who-may", responses={200: WhoMayReport})
 def report_who_may(query: ReportQuery):
     """Who may query which model, computed from the policy in force; signed."""
     allowed = permitted_domains("export")
     return report_response("who-may", query, allowed)
 
 
-@bp.get(
-    "/reports/who-did",
-    responses={
-        200: download(
-            "A signed report (JSON, or CSV with X-Signature-Ed25519)",
-            "application/json",
-            "text/csv",
-        )
-    },
-)
+@bp.get("/reports/who-did", responses={200: WhoDidReport})
 def report_who_did(query: WhoDidQuery):
     """Who did query which model in a period, from the log: counts, first, last, denials."""
     allowed = permitted_domains("export")

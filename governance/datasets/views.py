@@ -42,7 +42,7 @@ from governance.pii.models import (
     ScanReceipt,
 )
 from governance.training.models import JobKind
-from governance.views_common import ERROR_RESPONSES, SECURITY, binary_body
+from governance.views_common import ERROR_RESPONSES, GONE, SECURITY, binary_body
 
 UPLOAD_TYPES = frozenset(
     {"application/x-ndjson", "application/jsonl", "application/x-jsonlines", "application/json"}
@@ -183,7 +183,9 @@ def live_version(session, dataset, number: int) -> DatasetVersion:
     return version
 
 
-@bp.get("/datasets/<int:dataset_id>/versions/<int:number>/scans", responses={200: ReceiptList})
+@bp.get(
+    "/datasets/<int:dataset_id>/versions/<int:number>/scans", responses={200: ReceiptList, **GONE}
+)
 def list_scans(path: VersionPath):
     """List a version's scan receipts, newest first, with redacted samples only."""
     from governance.pii import service as pii
@@ -202,7 +204,7 @@ def list_scans(path: VersionPath):
 
 @bp.get(
     "/datasets/<int:dataset_id>/versions/<int:number>/quarantine",
-    responses={200: QuarantineList},
+    responses={200: QuarantineList, **GONE},
 )
 def list_quarantine(path: VersionPath):
     """Records the residual pass held back, with digits masked, and any steward decision."""
@@ -220,7 +222,7 @@ def list_quarantine(path: VersionPath):
 
 @bp.post(
     "/datasets/<int:dataset_id>/versions/<int:number>/quarantine/<int:record>",
-    responses={200: QuarantineRead},
+    responses={200: QuarantineRead, **GONE},
 )
 def decide_quarantine(path: QuarantinePath, body: QuarantineDecide):
     """Keep or drop a held-back record (a steward's call, audited); a rescan applies it."""
@@ -241,7 +243,7 @@ def decide_quarantine(path: QuarantinePath, body: QuarantineDecide):
 
 @bp.get(
     "/datasets/<int:dataset_id>/versions/<int:number>/labels",
-    responses={200: LabelSample},
+    responses={200: LabelSample, **GONE},
 )
 def list_labels(path: VersionPath):
     """The records of the latest scan's labelling sample (digits as #), with any labels, and
@@ -254,7 +256,7 @@ def list_labels(path: VersionPath):
 
 @bp.post(
     "/datasets/<int:dataset_id>/versions/<int:number>/labels/<int:position>",
-    responses={200: LabelSample},
+    responses={200: LabelSample, **GONE},
 )
 def label_record(path: LabelPath, body: LabelCreate):
     """A steward's label of one sampled record: how many personal values it still shows."""

@@ -49,7 +49,7 @@ from governance.jobs import access as jobs
 from governance.jobs.models import JobStatus
 from governance.training.executors import executor_from_config
 from governance.training.models import JobKind, TrainingJob
-from governance.views_common import ERROR_RESPONSES, SECURITY
+from governance.views_common import ERROR_RESPONSES, SECURITY, json_document
 
 bp = APIBlueprint(
     "models",
@@ -214,7 +214,10 @@ def show_version(path: FamilyVersionPath):
     return version_read(service.get_version(get_session(), family, path.number), family)
 
 
-@bp.get("/models/<family>/versions/<int:number>/reviews")
+@bp.get(
+    "/models/<family>/versions/<int:number>/reviews",
+    responses={200: json_document("Sampled conversations, their scores and the judge's agreement")},
+)
 def list_reviews(path: FamilyVersionPath):
     """The version's sampled conversations with every expert and judge score (signed), the
     means per criterion, and the judge's agreement with the experts on the domain."""
@@ -226,14 +229,20 @@ def list_reviews(path: FamilyVersionPath):
     )
 
 
-@bp.post("/models/<family>/versions/<int:number>/reviews/<uid>/scores")
+@bp.post(
+    "/models/<family>/versions/<int:number>/reviews/<uid>/scores",
+    responses={201: json_document("The expert's signed scores of the conversation")},
+)
 def score_review_item(path: ReviewPath, body: ExpertScores):
     """A domain expert scores one sampled conversation against the domain's criteria (a new
     score on a criterion replaces the expert's earlier one); signed and audited."""
     return score_review(path.family, path.number, path.uid, body, policy_dir()), 201
 
 
-@bp.get("/domains/<name>/judge-agreement")
+@bp.get(
+    "/domains/<name>/judge-agreement",
+    responses={200: json_document("Weighted kappa per criterion, items, and whether it may gate")},
+)
 def judge_agreement(path: DomainPath):
     """How well the domain's judge agrees with its experts (quadratic weighted kappa, with the
     number of items), and whether it may gate."""
@@ -246,7 +255,10 @@ def judge_agreement(path: DomainPath):
     return review.agreement(session, domain, criteria)
 
 
-@bp.get("/models/<family>/versions/<int:number>/lineage")
+@bp.get(
+    "/models/<family>/versions/<int:number>/lineage",
+    responses={200: json_document("The lineage and its digest's Ed25519 signature")},
+)
 def show_lineage(path: FamilyVersionPath):
     """The version's lineage, its canonical digest signed by the service key."""
     family, _domain = family_for(path.family, "read")

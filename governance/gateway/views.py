@@ -34,7 +34,27 @@ from governance.gateway.engine import completion_body, stream_chunks
 from governance.gateway.service import parse_messages
 from governance.gateway.traffic import traffic
 from governance.guard import require
-from governance.views_common import ERROR_RESPONSES, SECURITY
+from governance.views_common import ERROR_RESPONSES, SECURITY, UNAVAILABLE
+
+
+class OpenAIErrorDetail(BaseModel):
+    message: str
+    type: str
+    param: str | None = None
+    code: str | None = None
+
+
+class OpenAIError(BaseModel):
+    """An error in OpenAI's shape (`openai` SDKs raise it as their APIError)."""
+
+    error: OpenAIErrorDetail
+
+
+# A request that does not validate is a 400 here, as OpenAI answers it (never a 422); 503 when
+# the serving engine or the guard is down.
+OPENAI_ERRORS: dict[Any, Any] = {
+    code: OpenAIError for code in (400, 401, 403, 404, 409, 413, 415, 429, 503)
+}
 
 bp = APIBlueprint(
     "openai",
@@ -42,6 +62,7 @@ bp = APIBlueprint(
     url_prefix="/v1",
     abp_tags=[Tag(name="openai", description="OpenAI-compatible model queries")],
     abp_security=SECURITY,
+    abp_responses=OPENAI_ERRORS,
 )
 
 MAX_TOKENS = 2048
@@ -109,6 +130,75 @@ class ModelPath(BaseModel):
     model: str = Field(max_length=63)
 
 
+class ModelObject(BaseModel):
+    id: str
+    object: Literal["model"]
+    created: int
+    owned_by: str
+
+
+class ModelObjectList(BaseModel):
+    object: Literal["list"]
+    data: list[ModelObject]
+
+
+class Usage(BaseModel):
+    prompt_tokens: int
+    completion_tokens: int
+    total_tokens: int
+
+
+class AssistantMessage(BaseModel):
+    role: Literal["assistant"]
+    content: str
+
+
+class ChatChoice(BaseModel):
+    index: int
+    finish_reason: str | None
+    message: AssistantMessage
+
+
+class TextChoice(BaseModel):
+    index: int
+    finish_reason: str | None
+    text: str
+    logprobs: None = None
+
+
+# A streamed answer is a series of server-sent events, each `data: <chunk JSON>`, then
+# `data: [DONE]`.
+EVENT_STREAM = {"text/event-stream": {"schema": {"type": "string"}}}
+
+
+class ChatCompletion(BaseModel):
+    """`chat.completion`; with `stream: true`, `chat.completion.chunk` events instead."""
+
+    model_config = ConfigDict(openapi_extra={"content": EVENT_STREAM})  # type: ignore[typeddict-unknown-key]
+
+    id: str
+    object: Literal["chat.completion"]
+    created: int
+    model: str
+    system_fingerprint: str | None = None
+    choices: list[ChatChoice]
+    usage: Usage
+
+
+class TextCompletion(BaseModel):
+    """`text_completion`; with `stream: true`, `text_completion` events instead."""
+
+    model_config = ConfigDict(openapi_extra={"content": EVENT_STREAM})  # type: ignore[typeddict-unknown-key]
+
+    id: str
+    object: Literal["text_completion"]
+    created: int
+    model: str
+    system_fingerprint: str | None = None
+    choices: list[TextChoice]
+    usage: Usage
+
+
 def _model(family: ModelFamily, domain: Domain) -> dict:
     return {
         "id": family.name,
@@ -118,14 +208,14 @@ def _model(family: ModelFamily, domain: Domain) -> dict:
     }
 
 
-@bp.get("/models")
+@bp.get("/models", responses={200: ModelObjectList})
 def list_models():
     """The model families the caller may query (other families are not shown)."""
     families = permitted_families("query", api="openai")
     return {"object": "list", "data": [_model(family, domain) for family, domain in families]}
 
 
-@bp.get("/models/<model>")
+@bp.get("/models/<model>", responses={200: ModelObject})
 def retrieve_model(path: ModelPath):
     """One model family, if the caller may query it."""
     family, domain = family_for(path.model, "query")
@@ -152,7 +242,7 @@ def _respond(prepared, body: OpenAIParams, chat: bool):
     return completion_body(ident, created, model, chat, answer, fingerprint)
 
 
-@bp.post("/chat/completions")
+@bp.post("/chat/completions", responses={200: ChatCompletion})
 def chat_completions(body: ChatRequest):
     """A chat completion from the family's routed variant (streamed when `stream` is true)."""
     query = Query(
@@ -164,7 +254,7 @@ def chat_completions(body: ChatRequest):
     return _respond(prepared, body, chat=True)
 
 
-@bp.post("/completions")
+@bp.post("/completions", responses={200: TextCompletion})
 def completions(body: CompletionRequest):
     """A text completion from the family's routed variant (streamed when `stream` is true)."""
     query = Query(
@@ -208,7 +298,7 @@ class GenerateResponse(BaseModel):
     completion_tokens: int
 
 
-@legacy_bp.post("/<family>/generate", responses={200: GenerateResponse})
+@legacy_bp.post("/<family>/generate", responses={200: GenerateResponse, **UNAVAILABLE})
 def generate(path: FamilyPath, body: GenerateRequest):
     """Answer a prompt greedily with the family's routed variant; the query is audited, the
     prompt only by its keyed hash. (The OpenAI-compatible routes under /v1 do the same.)"""
@@ -233,7 +323,28 @@ class TrafficQuery(BaseModel):
     until: QueryTime | None = Field(default=None, description="Default: now.")
 
 
-@legacy_bp.get("/<family>/traffic")
+class VariantTraffic(BaseModel):
+    variant: str = Field(description='A variant\'s name; "-" for refusals before routing.')
+    answered: int
+    refused: int
+    failed: int
+    prompt_tokens: int
+    completion_tokens: int
+    routes: dict[str, int] = Field(description="Answers per routing rule that chose it.")
+    latency_ms_p50: float | None
+    latency_ms_p95: float | None
+    price_per_1k_tokens: float
+    cost: float
+
+
+class TrafficReport(BaseModel):
+    family: str
+    since: str
+    until: str
+    variants: list[VariantTraffic]
+
+
+@legacy_bp.get("/<family>/traffic", responses={200: TrafficReport})
 def family_traffic(path: FamilyPath, query: TrafficQuery):
     """Traffic, latency and token cost per variant over a period, from the audit log."""
     family, _domain = family_for(path.family, "read")
@@ -267,10 +378,19 @@ telemetry_bp = APIBlueprint(
     url_prefix="/api/v1",
     abp_tags=[Tag(name="telemetry", description="Prometheus metrics")],
     abp_security=SECURITY,
+    abp_responses=ERROR_RESPONSES,
 )
 
 
-@telemetry_bp.get("/metrics")
+@telemetry_bp.get(
+    "/metrics",
+    responses={
+        200: {
+            "description": "Prometheus' text exposition format",
+            "content": {"text/plain": {"schema": {"type": "string"}}},
+        }
+    },
+)
 def metrics():
     """The gateway's Prometheus metrics (scrape with a token allowed `read` on `metrics`)."""
     require("read", "metrics", SYSTEM_DOMAIN)

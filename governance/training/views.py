@@ -31,7 +31,7 @@ from governance.training.models import (
     JobRead,
     TrainingJob,
 )
-from governance.views_common import ERROR_RESPONSES, SECURITY, binary_body
+from governance.views_common import ERROR_RESPONSES, SECURITY, binary_body, download
 
 log = logging.getLogger(__name__)
 
@@ -96,7 +96,10 @@ def claim(body: ClaimRequest):
     ).model_dump()
 
 
-@bp.get("/<uid>/bundle")
+@bp.get(
+    "/<uid>/bundle",
+    responses={200: download("The training bundle (gzipped tar)", "application/gzip")},
+)
 def job_bundle(path: JobPath):
     """The training bundle (gzipped tar): sanitized records and the spec, nothing else."""
     job, _actor = job_from_token(path.uid)
