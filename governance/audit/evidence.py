@@ -90,6 +90,11 @@ ANSWERS: dict[str, list[str]] = {
 }
 
 
+# What of a receipt is record text, sealed or not: never copied into a pack, so a pack holds
+# nothing that erasing the version would have to reach (a pack, once handed over, cannot be).
+RECEIPT_TEXT = {"samples", "unflagged_sealed", "label_sealed", "sanitized_wrapped_key"}
+
+
 def parse_period(text: str) -> tuple[dt.datetime, dt.datetime]:
     """`2026-01-01..2026-12-31` -> the first instant and the end of the last day (UTC)."""
     try:
@@ -206,7 +211,7 @@ def write_evidence_pack(
         for receipt in receipts:
             items.add_json(
                 f"scans/receipt-{receipt.id}.json",
-                receipt.model_dump(exclude={"samples"}),
+                receipt.model_dump(exclude=RECEIPT_TEXT),
                 "scan-receipt",
             )
         for deleted in session.exec(

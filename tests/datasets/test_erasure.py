@@ -1,14 +1,17 @@
 """Deleting a version erases every copy of what was derived from its records: a test plants
 made-up values, scans (so receipts, samples, the quarantine and job results hold redacted
-text), deletes the version and searches the database, the instance directory and the logs."""
+text) and exports the audit log and an evidence pack, deletes the version and searches the
+database, the instance directory (archives opened) and the logs."""
 
 from __future__ import annotations
 
+import datetime as dt
 import hashlib
 import json
 import logging
 import random
 import string
+import tarfile
 from pathlib import Path
 
 import pytest
@@ -55,8 +58,46 @@ def database_text(app) -> str:
 
 
 def instance_files(app) -> dict[str, str]:
+    """Every file of the instance directory as text, and every member of its tar archives
+    (exports and evidence packs are gzipped tars: their compressed bytes would hide text)."""
     root = Path(app.config["GOVERNANCE_HOME"])
-    return {str(p): p.read_bytes().decode("latin-1") for p in root.rglob("*") if p.is_file()}
+    found = {}
+    for path in root.rglob("*"):
+        if not path.is_file():
+            continue
+        found[str(path)] = path.read_bytes().decode("latin-1")
+        if path.name.endswith((".tar.gz", ".tgz")):
+            with tarfile.open(path) as archive:
+                for member in archive.getmembers():
+                    if member.isfile():
+                        data = archive.extractfile(member).read()  # type: ignore[union-attr]
+                        found[f"{path}!{member.name}"] = data.decode("latin-1")
+    return found
+
+
+def export_everything(app, client, token: str) -> list[str]:
+    """An audit export in each format and an evidence pack of this year, written as jobs to
+    files under the instance directory; their names."""
+    year = dt.datetime.now(dt.UTC).year
+    started = [
+        client.post("/api/v1/audit/exports", query_string={"format": f}, headers=auth(token))
+        for f in ("csv", "jsonl", "bundle")
+    ]
+    started.append(
+        client.post(
+            "/api/v1/audit/evidence-packs",
+            query_string={"period": f"{year}-01-01..{year}-12-31"},
+            headers=auth(token),
+        )
+    )
+    assert all(r.status_code == 202 for r in started), [r.get_json() for r in started]
+    assert run_jobs(app) == len(started)
+    names = []
+    for response in started:
+        job = client.get(response.get_json()["location"], headers=auth(token)).get_json()
+        assert job["state"] == "succeeded", job
+        names.append(job["job"])
+    return names
 
 
 def test_a_deleted_version_leaves_no_plain_or_hashed_trace(app, client, scanner, caplog):
@@ -92,6 +133,12 @@ def test_a_deleted_version_leaves_no_plain_or_hashed_trace(app, client, scanner,
     # Before deletion the derived copies exist (else this test could not fail).
     stored = database_text(app)
     assert held and any(value in stored for value in planted)
+
+    # Exports written before the deletion are copies too; they must hold nothing of the text.
+    exports = export_everything(app, client, principal_token(app, "admin"))
+    written = instance_files(app)
+    assert all(any(uid in name for name in written) for uid in exports)
+    assert any("!" in name for name in written)  # the archives were opened
 
     deleted = client.delete(f"{base}/1", json={"reason": "customer asked"}, headers=auth(casey))
     assert deleted.status_code == 200, deleted.get_json()
