@@ -8,7 +8,7 @@ from typing import Any
 
 from flask import jsonify, redirect, request
 from flask_openapi3 import Info, OpenAPI
-from werkzeug.routing import IntegerConverter
+from werkzeug.routing import BaseConverter, IntegerConverter
 
 from governance import __version__, api, health, runtime
 from governance.accounts import views as accounts_views
@@ -90,6 +90,10 @@ def at_most(limit: int) -> str:
 INT_PATTERN = at_most(INT_MAX)
 
 
+class UidConverter(BaseConverter):
+    regex = "[0-9a-f]{32}"
+
+
 def create_app(
     config: Mapping[str, Any] | None = None,
     *,
@@ -129,6 +133,9 @@ def create_app(
     app.json.sort_keys = False  # type: ignore[attr-defined]
     # `<int:...>` in routes stops at INT_MAX: a larger id matches no route (404).
     app.url_map.converters["int"] = BoundedIntConverter
+    # `<uid:...>` is a 32-hex-digit uid, so `/jobs/claim` is never read as the job "claim"
+    # (a GET there is a 405 whose `Allow` names POST only).
+    app.url_map.converters["uid"] = UidConverter
 
     register_error_handlers(app)
     runtime.init_app(app, runtime.build(settings, **dict(runtime_overrides or {})))

@@ -227,3 +227,15 @@ def test_numbers_are_not_times_and_integers_are_not_booleans(client, world):
     )
     assert token.status_code == 422, token.get_json()
     assert "never_expires" in token.get_json()["error"]["details"][0]["field"]
+
+
+@pytest.mark.parametrize(
+    "path",
+    ["/api/v1/jobs/claim", "/api/v1/approvals/dataset-use", "/api/v1/approvals/base-model-use"],
+)
+def test_allow_names_only_what_the_path_takes(client, world, path):
+    """A POST-only path beside `/{uid}` is not read as a uid: GET is not advertised there."""
+    options = client.options(path, headers=auth(world["admin"]))
+    assert set(options.headers["Allow"].split(", ")) == {"OPTIONS", "POST"}
+    wrong = client.get(path, headers=auth(world["admin"]))
+    assert wrong.status_code == 405, wrong.get_json()

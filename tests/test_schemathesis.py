@@ -113,9 +113,16 @@ def test_every_answer_is_documented_and_never_a_server_error(hostile_app, mode):
     failures: set[str] = set()
     operations = 0
     for result in schema.get_all_operations():
+        operation = result.ok()
         operations += 1
-        exercise(result.ok(), mode, headers, failures)
+        # Schemathesis reuses ids it read in answers: it could revoke the very token it
+        # sends, and every later request would test only the 401 (revocation has its tests).
+        if (operation.method.upper(), operation.path) != ("DELETE", "/api/v1/tokens/{token_id}"):
+            exercise(operation, mode, headers, failures)
     assert operations > 40
+    # The run was authenticated to its end.
+    me = hostile_app.test_client().get("/api/v1/me", headers=headers)
+    assert me.status_code == 200, me.get_json()
     assert not failures, "\n".join(sorted(failures))
 
 

@@ -106,7 +106,7 @@ def list_requests(query: RequestQuery):
     return RequestList(items=items).model_dump(mode="json")
 
 
-@bp.get("/<uid>", responses={200: RequestDetail})
+@bp.get("/<uid:uid>", responses={200: RequestDetail})
 def show_request(path: RequestPath):
     """A request with its evidence, decisions and the policy in force."""
     request, _domain = readable_request(path.uid)
@@ -120,7 +120,7 @@ def show_request(path: RequestPath):
     ).model_dump(mode="json")
 
 
-@bp.post("/<uid>/decisions", responses={201: DecisionRead})
+@bp.post("/<uid:uid>/decisions", responses={201: DecisionRead})
 def decide(path: RequestPath, body: DecisionCreate):
     """Approve or reject with a comment; the decision is signed and audited."""
     readable_request(path.uid, "decide")

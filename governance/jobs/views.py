@@ -24,14 +24,14 @@ class JobPath(BaseModel):
     uid: str = Field(pattern=r"^[0-9a-f]{32}$")
 
 
-@bp.get("/<uid>", responses={200: JobStatus})
+@bp.get("/<uid:uid>", responses={200: JobStatus})
 def show_job(path: JobPath):
     """A job's state, progress and result; readable by whoever may read its subject."""
     return access.readable_job(get_session(), path.uid)
 
 
 @bp.get(
-    "/<uid>/file",
+    "/<uid:uid>/file",
     responses={
         200: download(
             "The file a finished export job wrote (CSV, JSON lines, a bundle or an evidence pack)",

@@ -97,7 +97,7 @@ def claim(body: ClaimRequest):
 
 
 @bp.get(
-    "/<uid>/bundle",
+    "/<uid:uid>/bundle",
     responses={200: download("The training bundle (gzipped tar)", "application/gzip")},
 )
 def job_bundle(path: JobPath):
@@ -109,7 +109,7 @@ def job_bundle(path: JobPath):
     return Response(payload, mimetype="application/gzip")
 
 
-@bp.post("/<uid>/heartbeat", responses={200: JobRead})
+@bp.post("/<uid:uid>/heartbeat", responses={200: JobRead})
 def job_heartbeat(path: JobPath, body: Heartbeat):
     """Extend the lease and report progress."""
     job, _actor = job_from_token(path.uid)
@@ -117,7 +117,7 @@ def job_heartbeat(path: JobPath, body: Heartbeat):
 
 
 @bp.post(
-    "/<uid>/result",
+    "/<uid:uid>/result",
     responses={200: JobRead},
     openapi_extensions=binary_body(
         "application/gzip",
@@ -155,7 +155,7 @@ def evaluate_next(version: ModelVersion, actor: Actor) -> None:
     runtime.current().job_executor.submit(job.uid)
 
 
-@bp.post("/<uid>/fail", responses={200: JobRead})
+@bp.post("/<uid:uid>/fail", responses={200: JobRead})
 def job_fail(path: JobPath, body: JobFailure):
     """Report a failed attempt; the job is retried while attempts remain."""
     job, actor = job_from_token(path.uid)
