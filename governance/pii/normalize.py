@@ -216,6 +216,38 @@ def email_obfuscations(view: View, is_domain: Callable[[str], bool]) -> View:
     return view.rewrite(edits)
 
 
+# --- quoted lines a mail client wrapped -----------------------------------------------------
+
+_QUOTED_WRAP = re.compile(r"(?<=[^\W\d_])\n(?P<prefix>(?:>[ \t]?)+)(?=[^\W\d_])")
+WRAP_WIDTH = 30
+
+
+def quoted_wraps(view: View) -> View:
+    """Join a quoted line that a mail client wrapped mid-sentence to the next one ("the
+    contractor as Rich\n> Price with TIN" reads "Rich Price"): a name cut by the wrap is one
+    name again. Only where a long line ends in a letter and the next quoted line goes on with
+    one; a short line (a sign-off: "> Best"), punctuation, or pasted rows (commas, tabs) keep
+    their line breaks."""
+    text = view.text
+    if "\n>" not in text:
+        return view
+    edits = []
+    for match in _QUOTED_WRAP.finditer(text):
+        line_start = text.rfind("\n", 0, match.start()) + 1
+        line = text[line_start : match.start()]
+        if not line.startswith(">"):
+            continue
+        content = line.lstrip("> \t")
+        next_end = text.find("\n", match.end())
+        following = text[match.end() : next_end if next_end >= 0 else len(text)]
+        if len(content) < WRAP_WIDTH or any(
+            "\t" in part or part.count(",") >= 2 or "|" in part for part in (content, following)
+        ):
+            continue
+        edits.append((match.start(), match.end(), " "))
+    return view.rewrite(edits)
+
+
 def _piecewise(match: re.Match[str]) -> list[tuple[int, int, str]]:
     """Edits that turn the matched obfuscation into local@domain, one per separator, so the
     characters of the names themselves keep their one-to-one mapping."""

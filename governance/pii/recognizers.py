@@ -638,6 +638,10 @@ ADDRESSED_GROUPS = frozenset(
 # What a spreadsheet or a program writes for a missing value ("Wrocław, nan, 53-320").
 EMPTY_VALUES = frozenset("nan null none nil undefined na".split())
 
+# Prefixes that make hyphenated words, not names ("pre-tax", "co-op", "re-do").
+PREFIXES = frozenset(
+    "pre non re co ex anti mid post sub self multi semi de un dis mis over out under".split()
+)
 NAME_PARTICLES = frozenset(
     "al el bin ben abu ibn bint de del della la le van von der den da di dos das du st ste "
     "saint mac mc o d".split()
@@ -722,7 +726,7 @@ class NameGazetteerRecognizer(LocalRecognizer):
             # "Al-Farsi", "El-Sayed", "Jean-Robert": particles say nothing either way.
             named = [p for p in parts if _fold(p).lower() not in NAME_PARTICLES]
             strengths = [self.strength(p) for p in named]
-            if not strengths or max(strengths) == 0:
+            if not strengths:
                 return 0
             if min(strengths) > 0:
                 return min(2, max(strengths))
@@ -730,6 +734,20 @@ class NameGazetteerRecognizer(LocalRecognizer):
             # undo a name; a compound of words ("follow-up", "self-employed") has none.
             short = all(len(p) <= 4 or s > 0 for p, s in zip(named, strengths, strict=True))
             joined = _fold("".join(named)).lower()
+            if max(strengths) == 0:
+                # Romanized syllables ("Ha-Won", "Sol-Sung", "Jun-bin") are often words one by
+                # one; joined, with a syllable no everyday English word and none a prefix
+                # ("pre-tax", "co-op"), they are a given name. "set-up", "add-on" are not.
+                syllables = [_fold(p).lower() for p in named]
+                return (
+                    1
+                    if len(syllables) == 2
+                    and all(2 <= len(p) <= 4 and p.isalpha() for p in syllables)
+                    and not any(p in PREFIXES for p in syllables)
+                    and not all(p in common_words() for p in syllables)
+                    and not is_english_word(joined)
+                    else 0
+                )
             return 1 if short and not is_english_word(joined) else 0
         lowered = _fold(word).lower()
         if (
@@ -1623,6 +1641,80 @@ class AnyCaseAddressRecognizer(LocalRecognizer):
             position += len(token)
             end = position
         return len(candidate[:end].rstrip(" ,")) if kind else 0
+
+
+# --- a name's other half -------------------------------------------------------------------
+
+_NEIGHBOUR_AFTER = re.compile(r"[ \t]([^\W\d_][\w'\u2019-]*[^\W\d_])")
+_NEIGHBOUR_BEFORE = re.compile(r"(?<![\w'\u2019-])([^\W\d_][\w'\u2019-]*[^\W\d_])[ \t]$")
+
+
+def _same_case(word: str, other: str) -> bool:
+    if other.isupper() and len(other) > 1:
+        return word.isupper()
+    if other.islower():
+        return word.islower()
+    return word[:1].isupper() and not word.isupper()
+
+
+def name_neighbours(
+    text: str, spans: list[tuple[int, int, str]], gazetteer: NameGazetteerRecognizer
+) -> list[tuple[int, int]]:
+    """Words right beside a found name that complete it: "Yeon-In Han", "seungyoon han",
+    "LE VAN MAI". Such a word says little alone: "Han", "Le" and "Su" are Spanish words as
+    well as some of the commonest Korean, Chinese and Vietnamese surnames, so the scanner never
+    takes them for names on their own. Beside a name, written in the same case, a word counts
+    when it is among some country's 1,000 commonest names and no everyday English word, no
+    label, tax word, month or day. Up to two words on each side; the answer is the (start,
+    end) of each added word."""
+    added: list[tuple[int, int]] = []
+    taken = [(s, e) for s, e, _ in spans]
+
+    def fits(word: str, beside: str) -> bool:
+        if "-" in word:
+            # "Jun-bin Heo": a compound is judged as one ("Ha-Won" is a name, "follow-up" not).
+            return _same_case(word, beside) and gazetteer.strength(word) > 0
+        lowered = _fold(word).lower()
+        return (
+            len(lowered) >= 2
+            and _same_case(word, beside)
+            and lowered not in STOP_WORDS
+            and lowered not in LABELS
+            and lowered not in TAX_WORDS
+            and lowered not in MONTHS_AND_DAYS
+            and lowered not in ADDRESSED_GROUPS
+            and lowered not in EMPTY_VALUES
+            and lowered not in common_words()
+            and gazetteer.lexicon.rank_tier(lowered) == 1
+        )
+
+    for start, end, entity in spans:
+        if entity != "PERSON":
+            continue
+        words = text[start:end].split()
+        if not words:
+            continue
+        first, last = words[0], words[-1]
+        right = end
+        for _ in range(2):
+            match = _NEIGHBOUR_AFTER.match(text, right)
+            if not match or any(s <= match.start(1) < e for s, e in taken):
+                break
+            if not fits(match.group(1), last) or text[match.end() : match.end() + 1] in ("@", "."):
+                break
+            added.append((match.start(1), match.end(1)))
+            right, last = match.end(1), match.group(1)
+        left = start
+        for _ in range(2):
+            match = _NEIGHBOUR_BEFORE.search(text, max(0, left - 40), left)
+            if not match or any(s < match.end(1) <= e for s, e in taken):
+                break
+            opening = _SENTENCE_END.search(text, max(0, match.start(1) - 8), match.start(1))
+            if not fits(match.group(1), first) or opening:
+                break
+            added.append((match.start(1), match.end(1)))
+            left, first = match.start(1), match.group(1)
+    return added
 
 
 # --- the same person named again in one record ---------------------------------------------

@@ -313,6 +313,7 @@ class Scanner(TextScanner):
         view = normalize.spelled_numbers(view)
         view = normalize.email_obfuscations(view, _is_mail_domain)
         view = normalize.digit_runs(view)
+        view = normalize.quoted_wraps(view)
         return normalize.letter_case(view, self.names, ACRONYMS)
 
     def scan_texts(self, texts: Iterable[str], rules: DomainRules) -> Iterator[list[Finding]]:
@@ -349,6 +350,7 @@ class Scanner(TextScanner):
             coreferences,
             is_country,
             looks_like_company,
+            name_neighbours,
             plausible_person,
         )
 
@@ -406,9 +408,14 @@ class Scanner(TextScanner):
                 label = IDENTIFIER
             kept.append(Finding(index, "text", start, end, label, max(found.score, 0.6)))
         # The same people named again elsewhere in the record, and words its e-mail
-        # addresses spell (`recognizers.coreferences`).
+        # addresses spell (`recognizers.coreferences`); then the words beside every name
+        # that complete it (`recognizers.name_neighbours`).
         if "PERSON" in rules.entities:
             for start, end in coreferences(
+                text, [(f.start, f.end, f.entity_type) for f in kept], self.names
+            ):
+                kept.append(Finding(index, "text", start, end, "PERSON", 0.6))
+            for start, end in name_neighbours(
                 text, [(f.start, f.end, f.entity_type) for f in kept], self.names
             ):
                 kept.append(Finding(index, "text", start, end, "PERSON", 0.6))

@@ -242,6 +242,13 @@ def issue_forms() -> list[tuple[str, str, str]]:
     """(form, text, value) for the forms of issue 29, values made up here."""
     first, last = name_pair()
     given = made_up_name()
+    surname = rng.choice(["Han", "Le", "Su"])
+    # Names that are words: only their position says they are names.
+    word_first = rng.choice(["Rich", "Honor", "Chase", "Lane", "Joy", "Bill"])
+    word_last = rng.choice(["Price", "Little", "Bond", "Fields", "Love", "Small"])
+    syllables = ["Yeon", "Gyu", "Seung", "Ho", "Ji", "Eun", "Hyun", "Soo"]
+    korean = "-".join(rng.sample(syllables, 2))
+    korean = korean.split("-")[0] + "-" + korean.split("-")[1].lower()
     year, month, day = rng.randint(1931, 2005), rng.randint(1, 12), rng.randint(10, 28)
     meses = "enero febrero marzo abril mayo junio julio agosto septiembre octubre".split()
     mes = meses[month % len(meses)]
@@ -354,6 +361,17 @@ def issue_forms() -> list[tuple[str, str, str]]:
             f"Spoke w/ {rng.choice(['Summers', 'Short', 'Banks', 'Day'])}, "
             f"{rng.choice(['Dawn', 'Guy', 'Hope', 'Rose'])} {rng.choice('ABCDE')} re: CP2000",
             "w/ ",
+        ),
+        (
+            "name wrapped across quoted lines",
+            f"> Per our call, the 1099-NEC should list the contractor as {word_first}\n> "
+            f"{word_last} with TIN {ssn()}.",
+            f"{word_first}\n> {word_last}",
+        ),
+        (
+            "surname that is also a Spanish word, beside a given name",
+            f"hi this is {korean} {surname}, my husband and I filed jointly",
+            surname,
         ),
         (
             "case number in groups",
