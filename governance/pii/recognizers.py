@@ -838,8 +838,13 @@ class NameGazetteerRecognizer(LocalRecognizer):
             and all(w[:1].isupper() for w in words)
         ):
             return True
-        return any(w in self.name_words for w in lowered) or any(
-            w.isalpha() and not is_english_word(w) and w not in MONTHS_AND_DAYS for w in lowered
+        return (
+            any(w in self.name_words for w in lowered)
+            or any(
+                w.isalpha() and not is_english_word(w) and w not in MONTHS_AND_DAYS for w in lowered
+            )
+            # "Ha-Won", "Jean-Robert": a hyphenated name is judged as one word.
+            or any("-" in w and self.strength(w) > 0 for w in words)
         )
 
     def load(self) -> None:
@@ -1028,7 +1033,12 @@ def looks_like_company(text: str, start: int, end: int) -> bool:
         return True
     words = span.split()
     if len(words) > 1 and words[-1].strip(".,") in COMPANY_WORDS:
-        return True
+        # "Hunter Church", "Sunny Church": a first name and a surname that is also a firm
+        # word name a person; "Grace Church" may be either, and redacting a church costs
+        # less than releasing a person.
+        first, last = (w.capitalize() for w in (words[0], words[-1].strip(".,")))
+        firsts, lasts = faker_name_lists()
+        return not (len(words) == 2 and first in firsts and last in lasts)
     if EMPLOYER_BEFORE.search(before):
         return True
     if re.search(r"(?:^|\s)The\s+$", before):
@@ -1088,7 +1098,9 @@ class PersonContextRecognizer(LocalRecognizer):
         re.compile(
             r"(?i:\bmy name is|\bname is|\bnamed|\bcall me|\bcalled|\bname:|\bdear|\battn:?|"
             r"\bi'm|\bi am|\bthis is|\bcalls me|\bsay hi to|\bfollow up with|\bspeak to|"
-            r"\bspeak with|\badd|\bchange it to|\bunder|\bby|\bstarring|\bfounders:)"
+            r"\bspeak with|\badd|\bchange it to|\bunder|\bby|\bstarring|\bfounders:|"
+            # Agents' notes: "Call from X", "Spoke w/ X", "TP: X" (the taxpayer).
+            r"\bcall(?:ed)? from|\b(?:spoke|talked|met)[ \t]+(?:w/|with|to)|\bTP:)"
             r"[ \t]+(?P<name>" + NAME + r")"
         ),
         re.compile(r"\b(?:Mr|Mrs|Ms|Miss|Dr|Prof|Mx)\.?[ \t]+(?P<name>" + NAME + r")"),
@@ -1657,6 +1669,26 @@ def _same_case(word: str, other: str) -> bool:
     return word[:1].isupper() and not word.isupper()
 
 
+def completes_a_name(word: str, gazetteer: NameGazetteerRecognizer) -> bool:
+    """A word that says little alone but completes a name beside it ("Han", "Le", "Su"):
+    among some country's 1,000 commonest names, no everyday English word, label, tax word,
+    month or day. A hyphenated word is judged as one ("Ha-Won" is a name, "follow-up" not)."""
+    if "-" in word:
+        return gazetteer.strength(word) > 0
+    lowered = _fold(word).lower()
+    return (
+        len(lowered) >= 2
+        and lowered not in STOP_WORDS
+        and lowered not in LABELS
+        and lowered not in TAX_WORDS
+        and lowered not in MONTHS_AND_DAYS
+        and lowered not in ADDRESSED_GROUPS
+        and lowered not in EMPTY_VALUES
+        and lowered not in common_words()
+        and gazetteer.lexicon.rank_tier(lowered) == 1
+    )
+
+
 def name_neighbours(
     text: str, spans: list[tuple[int, int, str]], gazetteer: NameGazetteerRecognizer
 ) -> list[tuple[int, int]]:
@@ -1671,22 +1703,7 @@ def name_neighbours(
     taken = [(s, e) for s, e, _ in spans]
 
     def fits(word: str, beside: str) -> bool:
-        if "-" in word:
-            # "Jun-bin Heo": a compound is judged as one ("Ha-Won" is a name, "follow-up" not).
-            return _same_case(word, beside) and gazetteer.strength(word) > 0
-        lowered = _fold(word).lower()
-        return (
-            len(lowered) >= 2
-            and _same_case(word, beside)
-            and lowered not in STOP_WORDS
-            and lowered not in LABELS
-            and lowered not in TAX_WORDS
-            and lowered not in MONTHS_AND_DAYS
-            and lowered not in ADDRESSED_GROUPS
-            and lowered not in EMPTY_VALUES
-            and lowered not in common_words()
-            and gazetteer.lexicon.rank_tier(lowered) == 1
-        )
+        return _same_case(word, beside) and completes_a_name(word, gazetteer)
 
     for start, end, entity in spans:
         if entity != "PERSON":
@@ -1757,7 +1774,10 @@ def coreferences(
                 word = match.group()
                 if word.islower() and _fold(word) in spanish_only_words():
                     continue  # "lo mando mañana": Spanish, whatever a finding said
-                if len(_key(word)) >= 3 and gazetteer.strength(word) > 0:
+                if len(_key(word)) >= 3 and (
+                    gazetteer.strength(word) > 0
+                    or (word[:1].isupper() and completes_a_name(word, gazetteer))
+                ):
                     names.setdefault(_key(word), set()).add(word)
         elif entity == "EMAIL_ADDRESS":
             local = _fold(text[start:end].split("@", 1)[0]).lower()

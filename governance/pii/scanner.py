@@ -261,7 +261,18 @@ class Scanner(TextScanner):
                 nlp.disable_pipe(name)
         gazetteer = tax.NameGazetteerRecognizer()
         self.names = gazetteer
-        registry = RecognizerRegistry(supported_languages=["en"])
+
+        class OrderedRegistry(RecognizerRegistry):
+            """Presidio collects the recognizers for a request in a set, so their order (and
+            so which of two equal findings survives its de-duplication) changed from process
+            to process, and a scan's findings with it. Registration order, always."""
+
+            def get_recognizers(self, *args, **kwargs):
+                chosen = super().get_recognizers(*args, **kwargs)
+                rank = {id(r): i for i, r in enumerate(self.recognizers)}
+                return sorted(chosen, key=lambda r: rank.get(id(r), len(rank)))
+
+        registry = OrderedRegistry(supported_languages=["en"])
         # Identifiers made only of digits (SSN, ITIN, EIN, routing, card and phone numbers) are
         # the identifier catch-all's (`identifiers.py`): it takes out every run of seven or more
         # digits and labels it with Presidio's own SSN and ABA checks, the Luhn checksum, the
@@ -270,7 +281,14 @@ class Scanner(TextScanner):
         # loaded; those for values with letters (IBAN, IP address, e-mail) are. Presidio's
         # licence patterns score below any useful threshold without context enhancement;
         # DriverLicenseRecognizer reads the cue itself.
+        #
+        # Order matters where two recognizers find the same span with the same score: Presidio
+        # keeps the first one's finding, so the recognizers that read structure (a position or
+        # a column that proves a name, whatever the word) come first, and their verdict is not
+        # lost to a gazetteer's look-alike.
         for recognizer in (
+            tax.NamePositionRecognizer(gazetteer),
+            tax.StructureRecognizer(gazetteer),
             tax.FilteredSpacyRecognizer(gazetteer),
             IbanRecognizer(),
             IpRecognizer(),
@@ -283,8 +301,6 @@ class Scanner(TextScanner):
             tax.DateOfBirthRecognizer(),
             gazetteer,
             tax.PersonContextRecognizer(gazetteer),
-            tax.NamePositionRecognizer(gazetteer),
-            tax.StructureRecognizer(gazetteer),
             tax.ContextPhoneRecognizer(),
             tax.PassportRecognizer(),
             tax.DriverLicenseRecognizer(),
@@ -411,6 +427,10 @@ class Scanner(TextScanner):
         # addresses spell (`recognizers.coreferences`); then the words beside every name
         # that complete it (`recognizers.name_neighbours`).
         if "PERSON" in rules.entities:
+            for start, end in name_neighbours(
+                text, [(f.start, f.end, f.entity_type) for f in kept], self.names
+            ):
+                kept.append(Finding(index, "text", start, end, "PERSON", 0.6))
             for start, end in coreferences(
                 text, [(f.start, f.end, f.entity_type) for f in kept], self.names
             ):

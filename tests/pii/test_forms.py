@@ -249,6 +249,8 @@ def issue_forms() -> list[tuple[str, str, str]]:
     syllables = ["Yeon", "Gyu", "Seung", "Ho", "Ji", "Eun", "Hyun", "Soo"]
     korean = "-".join(rng.sample(syllables, 2))
     korean = korean.split("-")[0] + "-" + korean.split("-")[1].lower()
+    hyphenated = "-".join(rng.sample(["Ha", "Won", "Sol", "Sung", "Jean", "Robert", "Na"], 2))
+    church_goer = rng.choice(["Hunter", "Sunny", "Grace", "Hope"])
     year, month, day = rng.randint(1931, 2005), rng.randint(1, 12), rng.randint(10, 28)
     meses = "enero febrero marzo abril mayo junio julio agosto septiembre octubre".split()
     mes = meses[month % len(meses)]
@@ -372,6 +374,16 @@ def issue_forms() -> list[tuple[str, str, str]]:
             "surname that is also a Spanish word, beside a given name",
             f"hi this is {korean} {surname}, my husband and I filed jointly",
             surname,
+        ),
+        (
+            "agent note, hyphenated given name and an initial",
+            f"Spoke w/ {hyphenated} {rng.choice('ABCDEJ')}. re: LTR 12C. Verified DOB.",
+            hyphenated,
+        ),
+        (
+            "surname that is also a firm word",
+            f"RECIPIENT'S name {church_goer.upper()} CHURCH\nStreet address",
+            f"{church_goer.upper()} CHURCH",
         ),
         (
             "case number in groups",

@@ -175,3 +175,15 @@ def test_cli_redact_prints_what_a_worker_would_receive(tmp_path):
     ]
     assert "record 2: held for a steward (residual DIGITS 1, MIXED_ID 1)" in result.stderr
     assert "55190" not in result.stderr and "jane" not in result.stdout
+
+
+def test_recognizers_run_in_registration_order(scanner):
+    """Presidio gathers a request's recognizers in a set; where two find the same span with
+    the same score it keeps the first one's finding, so an order that changed from process to
+    process changed scans' findings. The order is the registration order, structure first."""
+    registry = scanner.analyzer.registry
+    entities = sorted(scanner.supported)
+    for _ in range(3):
+        chosen = registry.get_recognizers(language="en", entities=entities)
+        assert chosen == [r for r in registry.recognizers if r in chosen]
+    assert chosen[0].name == "NamePositionRecognizer"
