@@ -23,6 +23,7 @@ from governance.db import INT_MAX
 from governance.domains import views as domains_views
 from governance.errors import register_error_handlers, validation_error_response
 from governance.families import views as models_views
+from governance.gateway import telemetry
 from governance.gateway import views as gateway_views
 from governance.jobs import views as jobs_views
 from governance.training import views as training_views
@@ -138,6 +139,7 @@ def create_app(
     app.url_map.converters["uid"] = UidConverter
 
     register_error_handlers(app)
+    telemetry.instrument(app)
     runtime.init_app(app, runtime.build(settings, **dict(runtime_overrides or {})))
     api.init_app(app)
     register_blueprints(app)

@@ -56,8 +56,10 @@ DEFAULTS: dict[str, Any] = {
     # by every process and host of the service.
     "GATEWAY_RATE_STORAGE": "",
     # The serving engine the gateway asks: empty for the embedded `govern engine` that
-    # `govern serve` starts on SERVING_PORT; the URL of an OpenAI-compatible server with LoRA
-    # adapters (vLLM --enable-lora); or `inprocess` (answer in the asking process: scripts).
+    # `govern serve` starts on a free loopback port (SERVING_PORT when set in the environment;
+    # 8100 is the port of a `govern engine` started alone); the URL of an OpenAI-compatible
+    # server with LoRA adapters (vLLM --enable-lora); or `inprocess` (answer in the asking
+    # process: scripts).
     "SERVING_URL": "",
     "SERVING_PORT": 8100,
     # The engine's API key (vLLM --api-key); `govern serve` makes a random one for its engine.
@@ -67,12 +69,16 @@ DEFAULTS: dict[str, Any] = {
     # vLLM per base); bases not named here go to SERVING_URL.
     "SERVING_ENGINES": "",
     # The guard that scans prompts and answers (policies/guardrails.yaml): empty for the
-    # embedded `govern guard` that `govern serve` starts on GUARD_PORT; a URL of one
+    # embedded `govern guard` that `govern serve` starts on a free loopback port (GUARD_PORT
+    # when set in the environment); a URL of one
     # (it speaks Presidio's analyzer API); or `inprocess` (scan in the asking process).
     "GUARD_URL": "",
     "GUARD_PORT": 8101,
     "GUARD_API_KEY": "",
     "GUARD_TIMEOUT_SECONDS": 30,
+    # How long `govern serve` waits for its engine and guard to answer /health before the web
+    # workers take traffic (the first query never meets a child still loading).
+    "SERVE_READY_SECONDS": 180,
     # Where the service's own jobs (scans, gates, exports) run: "runner" (`govern jobs run`,
     # which `govern serve` starts) or "celery" (governance/jobs/celery_app.py).
     "JOBS_EXECUTOR": "runner",
@@ -134,6 +140,7 @@ ENVIRONMENT_KEYS = (
     "GUARD_PORT",
     "GUARD_API_KEY",
     "GUARD_TIMEOUT_SECONDS",
+    "SERVE_READY_SECONDS",
     "CELERY_BROKER_URL",
     "WEBHOOK_POLL_SECONDS",
     "OPENLINEAGE_URL",

@@ -115,7 +115,7 @@ def running_server(config: dict[str, Any]) -> Iterator[str]:
     """Run `govern serve` on free loopback ports for the duration of the block: gunicorn's
     threaded web workers, the serving engine and a job runner, started cold, as deployed. The
     demo is a client of that server; its log goes to `serve.log` in the instance."""
-    port, engine_port, guard_port = free_port(), free_port(), free_port()
+    port = free_port()
     log_path = Path(config["GOVERNANCE_HOME"]) / "serve.log"
     env = {
         **os.environ,
@@ -123,9 +123,10 @@ def running_server(config: dict[str, Any]) -> Iterator[str]:
             key: str(config[key])
             for key in ("GOVERNANCE_HOME", "GOVERNANCE_DATABASE_URL", "GOVERNANCE_POLICY_DIR")
         },
-        "SERVING_PORT": str(engine_port),
+        # The engine and the guard: children of `govern serve` on free ports of their own.
+        "SERVING_PORT": "",
         "SERVING_URL": "",
-        "GUARD_PORT": str(guard_port),
+        "GUARD_PORT": "",
         "GUARD_URL": "",
     }
     with log_path.open("ab") as log:

@@ -2,25 +2,59 @@
 
 from __future__ import annotations
 
+import urllib.error
+import urllib.request
+from typing import Literal
+
 import sqlalchemy as sa
+from flask import current_app
 from flask_openapi3 import APIBlueprint, Tag
-from pydantic import BaseModel
+from pydantic import BaseModel, Field
 
 from governance.db import get_session
 
 bp = APIBlueprint("health", __name__, abp_tags=[Tag(name="health")])
 
+ChildState = Literal["ok", "starting", "unreachable", "in process"]
+
 
 class Health(BaseModel):
-    status: str
-    database: str
+    status: Literal["ok", "degraded", "unavailable"] = Field(
+        description="`degraded`: the database answers but the engine or the guard does not "
+        "(queries to models fail until `govern serve` has restarted it)"
+    )
+    database: Literal["ok", "unreachable"]
+    engine: ChildState = Field(description="The serving engine the gateway asks")
+    guard: ChildState = Field(description="The guard that scans prompts and answers")
+
+
+def child_state(url: str, default_port: int) -> ChildState:
+    """What a loopback child (or a configured URL) answers on /health, within a second."""
+    if url == "inprocess":
+        return "in process"
+    target = (url or f"http://127.0.0.1:{default_port}").rstrip("/") + "/health"
+    try:
+        with urllib.request.urlopen(target, timeout=1) as answer:  # noqa: S310 (configured URL)
+            return "ok" if answer.status == 200 else "starting"
+    except urllib.error.HTTPError as exc:
+        return "starting" if exc.code == 503 else "unreachable"
+    except (urllib.error.URLError, OSError, ValueError):
+        return "unreachable"
 
 
 @bp.get("/api/v1/health", responses={200: Health, 503: Health})
 def health():
-    """Report whether the service and its database answer; needs no credentials."""
+    """Report whether the service, its database, its serving engine and its guard answer;
+    needs no credentials. 503 only when the database does not answer."""
+    config = current_app.config
+    engine = child_state(config.get("SERVING_URL") or "", int(config["SERVING_PORT"]))
+    guard = child_state(config.get("GUARD_URL") or "", int(config["GUARD_PORT"]))
     try:
         get_session().exec(sa.select(1)).one()
     except sa.exc.SQLAlchemyError:
-        return Health(status="unavailable", database="unreachable").model_dump(), 503
-    return Health(status="ok", database="ok").model_dump()
+        body = Health(status="unavailable", database="unreachable", engine=engine, guard=guard)
+        return body.model_dump(), 503
+    status = (
+        "ok" if engine in ("ok", "in process") and guard in ("ok", "in process") else "degraded"
+    )
+    return Health(status=status, database="ok", engine=engine, guard=guard).model_dump()

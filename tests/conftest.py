@@ -52,6 +52,7 @@ SLOW_MODULES = frozenset(
         "test_forms",
         "test_lora",
         "test_schemathesis",
+        "test_serve",
     }
 )
 
@@ -147,6 +148,16 @@ def config(tmp_path, database_url) -> dict:
     )
     init_instance(settings)
     return settings
+
+
+@pytest.fixture
+def env(tmp_path, database_url) -> dict:
+    """The environment of a `govern` process on the test's instance (real processes)."""
+    return {
+        **os.environ,
+        "GOVERNANCE_HOME": str(tmp_path / "home"),
+        "GOVERNANCE_DATABASE_URL": database_url,
+    }
 
 
 @pytest.fixture

@@ -42,15 +42,6 @@ def create_domain(env: dict, name: str) -> None:
     )
 
 
-@pytest.fixture
-def env(tmp_path, database_url) -> dict:
-    return {
-        **os.environ,
-        "GOVERNANCE_HOME": str(tmp_path / "home"),
-        "GOVERNANCE_DATABASE_URL": database_url,
-    }
-
-
 def all_commands(group: click.Group, prefix: tuple[str, ...] = ()):
     for name, command in group.commands.items():
         yield (*prefix, name)
@@ -205,6 +196,8 @@ def test_serve_stops_cleanly_on_sigterm(env, tmp_path):
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         port = sock.getsockname()[1]
+    # gunicorn's stop is what is tested: engine and guard elsewhere (nothing listens there).
+    env = {**env, "SERVING_URL": "http://127.0.0.1:9", "GUARD_URL": "http://127.0.0.1:9"}
     server = subprocess.Popen(
         [*GOVERN, "serve", "--port", str(port), "--workers", "1"],
         env=env,
@@ -306,7 +299,7 @@ def test_a_worker_waits_for_the_service_to_come_up(env, tmp_path):
     time.sleep(2)
     server = subprocess.Popen(
         [*GOVERN, "serve", "--port", str(port), "--workers", "1"],
-        env=env,
+        env={**env, "SERVING_URL": "http://127.0.0.1:9", "GUARD_URL": "http://127.0.0.1:9"},
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
     )

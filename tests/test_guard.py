@@ -58,7 +58,8 @@ def test_every_openapi_operation_is_guarded(app, client):
 
 
 def test_public_endpoints_answer_without_credentials(client):
-    assert client.get("/api/v1/health").get_json() == {"status": "ok", "database": "ok"}
+    health = client.get("/api/v1/health")
+    assert health.status_code == 200 and health.get_json()["database"] == "ok"
     spec = client.get("/openapi.json").get_json()
     assert "/api/v1/domains/{name}" in spec["paths"]
     assert spec["components"]["securitySchemes"]["bearer"]["scheme"] == "bearer"
@@ -229,3 +230,22 @@ def test_the_api_docs_are_served_without_credentials_and_offline(client):
     assert "application/x-ndjson" in upload["content"]
     export = spec["paths"]["/api/v1/audit/export"]["get"]["responses"]["200"]["content"]
     assert {"text/csv", "application/x-ndjson", "application/gzip"} <= set(export)
+
+
+def test_health_names_a_child_that_does_not_answer(config):
+    """The engine down (nothing on its port) and the guard in process: the service answers 200
+    `degraded`, naming which part does not answer."""
+    app = create_app(
+        {**config, "TESTING": True, "SERVING_URL": "http://127.0.0.1:9", "GUARD_URL": "inprocess"}
+    )
+    try:
+        answer = app.test_client().get("/api/v1/health")
+        assert answer.status_code == 200
+        assert answer.get_json() == {
+            "status": "degraded",
+            "database": "ok",
+            "engine": "unreachable",
+            "guard": "in process",
+        }
+    finally:
+        close_app(app)

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import http.client
 import json
-import os
 import signal
 import socket
 import subprocess
@@ -12,7 +11,6 @@ import sys
 import time
 from pathlib import Path
 
-import pytest
 import sqlalchemy as sa
 
 from governance import crypto
@@ -24,15 +22,6 @@ from governance.storage import LocalBlobStore
 from tests.test_cli import create_domain, govern
 
 RECORDS = b'{"text": "Form W-2 box 1 wages"}\n{"prompt": "1099-NEC?", "completion": "Yes."}\n'
-
-
-@pytest.fixture
-def env(tmp_path, database_url) -> dict:
-    return {
-        **os.environ,
-        "GOVERNANCE_HOME": str(tmp_path / "home"),
-        "GOVERNANCE_DATABASE_URL": database_url,
-    }
 
 
 def read_all(env) -> list[dict]:
