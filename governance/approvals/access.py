@@ -12,6 +12,7 @@ from governance.approvals.models import (
     ApprovalRequest,
     DecisionCreate,
 )
+from governance.authz.policy import UNSCOPED_DOMAIN
 from governance.db import get_session
 from governance.domains.models import Domain
 from governance.errors import NotFound
@@ -27,7 +28,7 @@ def readable_request(uid: str, action: str = "read") -> tuple[ApprovalRequest, D
     session = get_session()
     found = session.exec(select(ApprovalRequest).where(ApprovalRequest.uid == uid)).first()
     domain = session.get(Domain, found.domain_id) if found else None
-    decision = check(action, "approval", domain.name if domain else "unknown", {"uid": uid})
+    decision = check(action, "approval", domain.name if domain else UNSCOPED_DOMAIN, {"uid": uid})
     if decision.allowed and found is not None:
         return found, domain
     raise NotFound("no such approval request", details={"uid": uid})

@@ -8,6 +8,7 @@ import tempfile
 from pathlib import Path
 
 from flask import Response
+from sqlmodel import select
 
 from audit.bundle import VerificationError
 from governance import runtime
@@ -15,8 +16,9 @@ from governance.audit import reports
 from governance.audit.evidence import parse_period
 from governance.audit.export import EntryFilter, iter_csv, iter_jsonl, write_log_bundle
 from governance.audit.models import EntryQuery
-from governance.authz.policy import SYSTEM_DOMAIN
+from governance.authz.policy import SYSTEM_DOMAIN, UNSCOPED_DOMAIN
 from governance.db import get_session
+from governance.domains.models import Domain
 from governance.domains.service import list_domains
 from governance.errors import Conflict, Forbidden, InvalidInput
 from governance.families.service import find_family
@@ -36,6 +38,11 @@ def permitted_domains(action: str, obj: str = "audit") -> frozenset[str]:
     principal = current_principal()
     authorizer = get_authorizer()
     candidates = [SYSTEM_DOMAIN, *(d.name for d in list_domains(get_session()))]
+    if obj == "audit":
+        # Entries about objects that do not exist belong to no data domain: those who may
+        # act on the log in every domain read them too, so every entry of the tree can be
+        # listed and proven through the API by someone.
+        candidates.append(UNSCOPED_DOMAIN)
     allowed = frozenset(
         d for d in candidates if authorizer.decide(principal.name, d, obj, action).allowed
     )
@@ -47,6 +54,17 @@ def permitted_domains(action: str, obj: str = "audit") -> frozenset[str]:
             details={"object": obj, "action": action},
         )
     return allowed
+
+
+def readable(session, domain: str | None, allowed: frozenset[str]) -> bool:
+    """Whether an entry of this domain is among those `allowed` covers (`EntryFilter`'s rule
+    for one entry: no domain is `system`; one that is no data domain is unscoped)."""
+    domain = domain or SYSTEM_DOMAIN
+    if "*" in allowed or domain in allowed:
+        return True
+    if UNSCOPED_DOMAIN not in allowed or domain == SYSTEM_DOMAIN:
+        return False
+    return session.exec(select(Domain.id).where(Domain.name == domain)).first() is None
 
 
 def entry_filter(query: EntryQuery, allowed: frozenset[str]) -> EntryFilter:

@@ -34,6 +34,8 @@ from governance.audit.service import (
     sign_checkpoint,
 )
 from governance.audit.witnessing import WitnessClient, Witnessed, check_witnesses
+from governance.authz.policy import SYSTEM_DOMAIN, UNSCOPED_DOMAIN
+from governance.domains.models import Domain
 
 CSV_COLUMNS = (*ENTRY_FIELDS, "leaf_hash")
 
@@ -110,8 +112,15 @@ class EntryFilter:
             allowed = sorted(self.domains_allowed)
             # Entries outside any data domain belong to the `system` domain.
             condition = c.domain.in_(allowed)
-            if "system" in self.domains_allowed:
+            if SYSTEM_DOMAIN in self.domains_allowed:
                 condition = sa.or_(condition, c.domain.is_(None))
+            if UNSCOPED_DOMAIN in self.domains_allowed:
+                # Unscoped: entries under a domain that is no data domain (an object that does
+                # not exist, a decision asked about a domain nobody made).
+                known = sa.select(Domain.name)  # type: ignore[call-overload]
+                condition = sa.or_(
+                    condition, sa.and_(c.domain != SYSTEM_DOMAIN, c.domain.not_in(known))
+                )
             query = query.where(condition)
         return query
 

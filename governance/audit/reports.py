@@ -24,7 +24,7 @@ from governance.audit.export import EntryFilter
 from governance.audit.models import AuditEntry
 from governance.audit.service import format_time
 from governance.authz.compiled import key_match
-from governance.authz.policy import PolicySet
+from governance.authz.policy import SYSTEM_DOMAIN, UNSCOPED_DOMAIN, PolicySet
 
 REPORT_CONTEXT = b"governance-access-report/1\n"
 QUERY_ACTION = "query"
@@ -162,7 +162,8 @@ def build_report(
     """Build a report as signed JSON, and as CSV with its detached signature."""
     from governance.db import utcnow
 
-    visible = sorted(d for d in domains if d != "system") if "*" not in domains else None
+    hidden = (SYSTEM_DOMAIN, UNSCOPED_DOMAIN)
+    visible = sorted(d for d in domains if d not in hidden) if "*" not in domains else None
     if kind == "who-may":
         if visible is None:
             from governance.domains.service import list_domains

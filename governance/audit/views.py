@@ -13,6 +13,7 @@ from governance.audit.access import (
     entry_filter,
     export_response,
     permitted_domains,
+    readable,
     report_response,
     start_evidence_job,
 )
@@ -104,7 +105,7 @@ def get_inclusion_proof(path: SeqPath, query: InclusionQuery):
     session = get_session()
     row = session.get(AuditEntry, path.seq)
     # Entries of domains the caller may not read look exactly like missing ones.
-    if row is None or (row.domain or SYSTEM_DOMAIN) not in allowed:
+    if row is None or not readable(session, row.domain, allowed):
         raise NotFound(f"no audit entry {path.seq}", details={"seq": path.seq})
     checkpoint = (
         checkpoint_at(session, query.tree_size) if query.tree_size else latest_checkpoint(session)

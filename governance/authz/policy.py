@@ -27,6 +27,10 @@ MODEL_FILE = "model.conf"
 
 # Objects that belong to no data domain (principals, tokens, the policy itself) live here.
 SYSTEM_DOMAIN = "system"
+# Decisions about objects that do not exist (a dataset id, a family or a job nobody has) are
+# logged under this domain: no data domain owns them, so only a caller granted the action in
+# every domain ("*") reads those entries of the audit log.
+UNSCOPED_DOMAIN = "unknown"
 
 
 class PolicyError(GovernanceError):

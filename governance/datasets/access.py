@@ -6,6 +6,7 @@ decision is logged, so probing ids leaves a trace.
 
 from __future__ import annotations
 
+from governance.authz.policy import UNSCOPED_DOMAIN
 from governance.datasets import service
 from governance.datasets.models import Dataset, DatasetRead, DatasetVersion, DatasetVersionRead
 from governance.db import get_session
@@ -58,5 +59,5 @@ def dataset_for(dataset_id: int, action: str, obj: str = "dataset") -> tuple[Dat
             return dataset, domain
     else:
         # Still decide (and log) so that probing unknown ids leaves a trace.
-        check(action, obj, "unknown", {"dataset_id": dataset_id})
+        check(action, obj, UNSCOPED_DOMAIN, {"dataset_id": dataset_id})
     raise NotFound(f"no dataset {dataset_id}", details={"dataset_id": dataset_id})

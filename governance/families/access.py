@@ -6,6 +6,7 @@ from __future__ import annotations
 from sqlmodel import col, select
 
 from governance import runtime
+from governance.authz.policy import UNSCOPED_DOMAIN
 from governance.db import get_session
 from governance.domains.models import Domain
 from governance.errors import Conflict, NotFound
@@ -33,7 +34,7 @@ def family_for(name: str, action: str, *, queue: bool = False) -> tuple[ModelFam
     """A family the caller may act on; another domain's is indistinguishable from absent.
     `queue`: the decision's entry joins the request's next append (see guard.check)."""
     found = service.find_family(get_session(), name)
-    domain = found[1].name if found else "unknown"
+    domain = found[1].name if found else UNSCOPED_DOMAIN
     if check(action, f"model/{name}", domain, queue=queue).allowed and found is not None:
         return found
     raise NotFound(f"no model family {name!r}", details={"family": name})

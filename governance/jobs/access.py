@@ -12,6 +12,7 @@ from flask import Response, send_file
 from sqlmodel import Session
 
 from governance import runtime
+from governance.authz.policy import UNSCOPED_DOMAIN
 from governance.errors import Conflict, NotFound
 from governance.guard import check, current_actor, current_principal, log_event, mark_checked
 from governance.jobs import service
@@ -24,7 +25,7 @@ def readable_job(session: Session, uid: str) -> dict[str, Any]:
     try:
         job = service.get_job(session, uid)
     except NotFound:
-        check("read", "job", "unknown", {"job": uid})
+        check("read", "job", UNSCOPED_DOMAIN, {"job": uid})
         raise
     if job.params.get("owner_only"):
         # An export holds entries of the domains its requester may export: only they may
@@ -34,7 +35,7 @@ def readable_job(session: Session, uid: str) -> dict[str, Any]:
         mark_checked()
         if not mine:
             raise NotFound(f"no job {uid}", details={"job": uid})
-    elif not check("read", job.params.get("object", "job"), job.domain or "unknown").allowed:
+    elif not check("read", job.params.get("object", "job"), job.domain or UNSCOPED_DOMAIN).allowed:
         raise NotFound(f"no job {uid}", details={"job": uid})
     return service.job_read(job)
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from sqlmodel import select
 
+from governance.authz.policy import UNSCOPED_DOMAIN
 from governance.db import get_session
 from governance.errors import NotFound
 from governance.guard import check, require
@@ -16,7 +17,7 @@ def delivery_for(uid: str, action: str) -> WebhookDelivery:
     disclosed; one they may read but not act on is a 403."""
     session = get_session()
     found = session.exec(select(WebhookDelivery).where(WebhookDelivery.uid == uid)).first()
-    domain = found.domain if found is not None else "unknown"
+    domain = found.domain if found is not None else UNSCOPED_DOMAIN
     # Decide (and log) either way, so that probing unknown ids leaves a trace too.
     visible = check("read", "webhook", domain, {"delivery": uid}).allowed
     if found is None or not visible:

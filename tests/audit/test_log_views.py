@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from audit import merkle
-from audit.log import ENTRY_FIELDS, key_id, load_public_key
+from audit.log import ENTRY_FIELDS, canonical, key_id, load_public_key
 from tests.factories import auth, make_domain, principal_token
 
 
@@ -258,3 +258,42 @@ def test_access_reports_are_signed_and_logged(client, world, app):
     )
     logged = entries(client, world["audrey"], action="report.who-did")["items"]
     assert len(logged) == 2
+
+
+def test_every_root_recomputes_from_the_api_alone(client, world):
+    """An auditor with the all-domains permission lists every entry of the tree through the
+    API, entries about objects that do not exist included (logged under `unknown`), rebuilds
+    each leaf from the entry's fields and the root from the leaves, and gets the signed
+    checkpoint's root; such an entry's inclusion proof is served too."""
+    admin = auth(world["admin"])
+    # Decisions about objects nobody has: no data domain owns them.
+    assert client.get("/api/v1/datasets/4242", headers=admin).status_code == 404
+    missing = client.post(
+        "/v1/chat/completions",
+        json={"model": "no-such-family", "messages": [{"role": "user", "content": "hi"}]},
+        headers=admin,
+    )
+    assert missing.status_code == 404
+    checkpoint = client.post("/api/v1/audit/checkpoints", headers=admin).get_json()
+    size = checkpoint["tree_size"]
+    listed, after = [], 0
+    while len(listed) < size:
+        page = entries(client, world["admin"], after_seq=after, limit=500)
+        listed += [e for e in page["items"] if e["seq"] <= size]
+        if page["next_after_seq"] is None:
+            break
+        after = page["next_after_seq"]
+    assert [e["seq"] for e in listed] == list(range(1, size + 1))
+    tree = merkle.CompactRange()
+    for entry in listed:
+        leaf = merkle.leaf_hash(canonical({k: entry[k] for k in ENTRY_FIELDS}))
+        assert leaf.hex() == entry["leaf_hash"], entry["seq"]
+        tree.append(leaf)
+    assert tree.root().hex() == checkpoint["root"]
+    unscoped = [e for e in listed if e["domain"] == "unknown"]
+    assert unscoped, "the decisions about missing objects were not listed"
+    proof = client.get(f"/api/v1/audit/entries/{unscoped[0]['seq']}/proof", headers=admin)
+    assert proof.status_code == 200, proof.get_json()
+    # An auditor bound to each domain by name, not to every domain, does not see them.
+    own = entries(client, world["audrey"], limit=500)
+    assert own["items"] and all(e["domain"] != "unknown" for e in own["items"])
