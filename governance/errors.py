@@ -104,6 +104,25 @@ OPENAI_TYPES = {
 }
 
 
+# OpenAI's error codes where one names the same case; the service's own code otherwise
+# ("prompt_blocked", "guard_unavailable" have no OpenAI counterpart).
+OPENAI_CODES = {
+    "unauthenticated": "invalid_api_key",
+    "not_found": "model_not_found",
+    "rate_limited": "rate_limit_exceeded",
+    "invalid_input": "invalid_value",
+    "payload_too_large": "request_too_large",
+}
+
+
+def openai_code(error: GovernanceError) -> str:
+    """OpenAI's code for the error: a path no route serves is `unknown_url`, a missing or
+    hidden model `model_not_found`."""
+    if error.status == 404 and has_request_context() and request.url_rule is None:
+        return "unknown_url"
+    return OPENAI_CODES.get(error.code, error.code)
+
+
 def openai_error(error: GovernanceError) -> tuple[dict[str, Any], int]:
     """The error in OpenAI's shape: {"error": {message, type, param, code}}. A request that
     does not validate is a 400 there, as OpenAI answers it."""
@@ -116,7 +135,12 @@ def openai_error(error: GovernanceError) -> tuple[dict[str, Any], int]:
         param = details[0].get("field")
     kind = OPENAI_TYPES.get(status, "server_error" if status >= 500 else "invalid_request_error")
     return {
-        "error": {"message": error.message, "type": kind, "param": param, "code": error.code}
+        "error": {
+            "message": error.message,
+            "type": kind,
+            "param": param,
+            "code": openai_code(error),
+        }
     }, status
 
 

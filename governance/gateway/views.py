@@ -18,7 +18,7 @@ from typing import Any, Literal
 
 from flask import Response, request, stream_with_context
 from flask_openapi3 import APIBlueprint, Tag
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from governance import runtime
 from governance.authz.policy import SYSTEM_DOMAIN
@@ -122,8 +122,25 @@ class ChatRequest(OpenAIParams):
     max_completion_tokens: int | None = Field(default=None, ge=1, le=MAX_TOKENS)
 
 
+MAX_PROMPTS = 16
+
+
 class CompletionRequest(OpenAIParams):
-    prompt: str = Field(max_length=32_000)
+    # OpenAI takes a string or a list of them (LangChain's client always sends a list): one
+    # choice per prompt, in order, each with its `index`. Token-id prompts are not taken.
+    prompt: str | list[str] = Field(
+        description=f"A prompt, or a list of up to {MAX_PROMPTS}: one choice each"
+    )
+
+    @field_validator("prompt")
+    @classmethod
+    def _bounded(cls, value: str | list[str]) -> str | list[str]:
+        prompts = [value] if isinstance(value, str) else value
+        if not 1 <= len(prompts) <= MAX_PROMPTS:
+            raise ValueError(f"give 1 to {MAX_PROMPTS} prompts")
+        if any(len(p) > 32_000 for p in prompts):
+            raise ValueError("a prompt has at most 32000 characters")
+        return value
 
 
 class ModelPath(BaseModel):
@@ -256,12 +273,43 @@ def chat_completions(body: ChatRequest):
 
 @bp.post("/completions", responses={200: TextCompletion})
 def completions(body: CompletionRequest):
-    """A text completion from the family's routed variant (streamed when `stream` is true)."""
-    query = Query(
-        prompt=body.prompt, max_tokens=body.max_tokens or DEFAULT_MAX_TOKENS, **body.common()
+    """A text completion from the family's routed variant (streamed when `stream` is true);
+    with a list of prompts, one choice per prompt, each prompt guarded and audited as its own
+    query."""
+    prompts = [body.prompt] if isinstance(body.prompt, str) else body.prompt
+    common = body.common()
+    max_tokens = body.max_tokens or DEFAULT_MAX_TOKENS
+    if len(prompts) == 1:
+        query = Query(prompt=prompts[0], max_tokens=max_tokens, **common)
+        prepared = access.prepare(body.model, query, body.task(), "completions")
+        return _respond(prepared, body, chat=False)
+    if body.stream:
+        raise InvalidInput(
+            "stream takes one prompt; send the prompts one by one", details={"field": "stream"}
+        )
+    # One query per prompt, each authorized, limited, guarded and audited as if sent alone;
+    # a refusal of any fails the request (the answered ones stay in the log as answered).
+    prepared_all, answers = [], []
+    for prompt in prompts:
+        query = Query(prompt=prompt, max_tokens=max_tokens, **common)
+        prepared_all.append(access.prepare(body.model, query, body.task(), "completions"))
+        answers.append(access.complete(prepared_all[-1]))
+    first = prepared_all[0]
+    body_out = completion_body(
+        f"cmpl-{uuid.uuid4().hex}",
+        int(time.time()),
+        first.family.name,
+        False,
+        answers[0],
+        f"{first.details['variant']}-v{first.details['version']}",
     )
-    prepared = access.prepare(body.model, query, body.task(), "completions")
-    return _respond(prepared, body, chat=False)
+    choices, usage = [], {"prompt_tokens": 0, "completion_tokens": 0, "total_tokens": 0}
+    for index, answer in enumerate(answers):
+        one = completion_body("", 0, "", False, answer)
+        choices.append({**one["choices"][0], "index": index})
+        for key in usage:
+            usage[key] += one["usage"][key]
+    return {**body_out, "choices": choices, "usage": usage}
 
 
 # --- the gateway's own route ----------------------------------------------------------------

@@ -118,6 +118,34 @@ def test_requests_over_the_limit_get_429_with_retry_after(gateway, echo_engine, 
     assert live.queries(at_least=4)[-1]["decision"] == "deny"
 
 
+def test_a_list_of_prompts_gets_one_choice_each_and_errors_carry_openai_codes(
+    gateway, echo_engine, bases, policy_dir
+):
+    """As OpenAI answers (and LangChain's completions client always sends a list): one choice
+    per prompt with its index, usage summed, each prompt its own audited query; errors carry
+    OpenAI's codes."""
+    write_policy(policy_dir, "guardrails.yaml", NO_GUARDS)
+    live = gateway(echo_engine, GATEWAY_RATE_PER_MINUTE=100)
+    promote_variant(live.app, "tiny-small", bases)
+    client = live.client("taxbot")
+    prompts = ["Form 1040 line one", "Schedule C profit", "W-2 box twelve code D"]
+    answer = client.completions.create(model=FAMILY, prompt=prompts, max_tokens=16)
+    assert [c.index for c in answer.choices] == [0, 1, 2]
+    # The echo engine repeats what reached it: each choice answers its own prompt.
+    assert [c.text for c in answer.choices] == prompts
+    assert answer.usage.completion_tokens == sum(len(p.split()) for p in prompts)
+    assert [e["api"] for e in live.queries(at_least=3)[-3:]] == ["completions"] * 3
+    with pytest.raises(openai.NotFoundError) as missing:
+        client.completions.create(model="no-such-family", prompt="x", max_tokens=2)
+    assert missing.value.code == "model_not_found"
+    with pytest.raises(openai.BadRequestError) as many:
+        client.completions.create(model=FAMILY, prompt=["x"] * 17, max_tokens=2)
+    assert many.value.body["param"] == "prompt"
+    with pytest.raises(openai.AuthenticationError) as stranger:
+        openai.OpenAI(base_url=live + "/v1", api_key="nope", max_retries=0).models.list()
+    assert stranger.value.code == "invalid_api_key"
+
+
 def test_token_limits_per_family_hold(gateway, echo_engine, bases, policy_dir):
     write_policy(policy_dir, "guardrails.yaml", NO_GUARDS)
     write_policy(
