@@ -47,7 +47,10 @@ DOCS_ENDPOINTS = frozenset(
         "swagger.oauth2-redirect",
     }
 )
-PUBLIC_ENDPOINTS = frozenset({"health.health", "openapi_json", "static", "index"}) | DOCS_ENDPOINTS
+PUBLIC_ENDPOINTS = (
+    frozenset({"health.health", "openapi_json", "openlineage_schema", "static", "index"})
+    | DOCS_ENDPOINTS
+)
 # Endpoints that read their body as a stream themselves (not as one JSON document).
 STREAMING_ENDPOINTS = frozenset({"datasets.upload_version", "training.job_result"})
 # Endpoints a worker calls with a job-scoped token (checked by the view), not a principal's.

@@ -6,7 +6,7 @@ import os
 from collections.abc import Mapping
 from typing import Any
 
-from flask import jsonify, redirect, request
+from flask import current_app, jsonify, redirect, request
 from flask_openapi3 import Info, OpenAPI
 from werkzeug.routing import BaseConverter, IntegerConverter
 
@@ -21,7 +21,7 @@ from governance.console import registry as console_registry
 from governance.datasets import views as datasets_views
 from governance.db import INT_MAX
 from governance.domains import views as domains_views
-from governance.errors import register_error_handlers, validation_error_response
+from governance.errors import NotFound, register_error_handlers, validation_error_response
 from governance.families import views as models_views
 from governance.gateway import telemetry
 from governance.gateway import views as gateway_views
@@ -95,6 +95,17 @@ class UidConverter(BaseConverter):
     regex = "[0-9a-f]{32}"
 
 
+def openlineage_schema(name: str):
+    """The JSON Schema of a custom OpenLineage facet the events name (public, like
+    /openapi.json): a consumer resolves each event's `_schemaURL` here."""
+    from governance.audit.openlineage import SCHEMA_DIR
+
+    files = {p.stem: p for p in SCHEMA_DIR.glob("*.json")}
+    if name not in files:
+        raise NotFound(f"no schema {name}", details={"name": name})
+    return current_app.response_class(files[name].read_bytes(), mimetype="application/json")
+
+
 def create_app(
     config: Mapping[str, Any] | None = None,
     *,
@@ -144,5 +155,6 @@ def create_app(
     api.init_app(app)
     register_blueprints(app)
     app.add_url_rule("/openapi.json", "openapi_json", lambda: jsonify(app.api_doc))
+    app.add_url_rule("/openlineage/spec/<name>.json", "openlineage_schema", openlineage_schema)
     app.add_url_rule("/", "index", index)
     return app

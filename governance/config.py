@@ -79,6 +79,9 @@ DEFAULTS: dict[str, Any] = {
     # How long `govern serve` waits for its engine and guard to answer /health before the web
     # workers take traffic (the first query never meets a child still loading).
     "SERVE_READY_SECONDS": 180,
+    # Where clients reach this service (a reverse proxy's URL in production): OpenLineage
+    # events name the custom facets' schemas it serves under it (/openlineage/spec/...).
+    "GOVERNANCE_PUBLIC_URL": "",
     # Where the service's own jobs (scans, gates, exports) run: "runner" (`govern jobs run`,
     # which `govern serve` starts) or "celery" (governance/jobs/celery_app.py).
     "JOBS_EXECUTOR": "runner",
@@ -141,6 +144,7 @@ ENVIRONMENT_KEYS = (
     "GUARD_API_KEY",
     "GUARD_TIMEOUT_SECONDS",
     "SERVE_READY_SECONDS",
+    "GOVERNANCE_PUBLIC_URL",
     "CELERY_BROKER_URL",
     "WEBHOOK_POLL_SECONDS",
     "OPENLINEAGE_URL",

@@ -22,6 +22,7 @@ from __future__ import annotations
 import json
 import uuid
 from collections.abc import Iterable, Iterator
+from pathlib import Path
 from typing import Any
 
 import attr
@@ -34,7 +35,12 @@ from governance.audit.cursors import entries_after, locked_cursor
 from governance.audit.service import format_time
 
 PRODUCER = f"https://governance.invalid/producer/{__version__}"
-FACET_SCHEMA = "https://governance.invalid/spec/openlineage/{name}.json"
+# The custom facets' JSON Schemas ship in governance/audit/schemas and the service serves them
+# (public) at {GOVERNANCE_PUBLIC_URL}/openlineage/spec/{name}.json, so a consumer resolves
+# every `_schemaURL` an event carries.
+SCHEMA_DIR = Path(__file__).with_name("schemas")
+SCHEMA_PATH = "/openlineage/spec/{name}.json"
+DEFAULT_PUBLIC_URL = "http://127.0.0.1:8000"
 NAMESPACE = "governance"
 RUN_NAMESPACE = uuid.UUID("7d3f0b8e-1c55-4d0e-9a51-6b1f0c2a9e44")
 
@@ -51,7 +57,7 @@ class GovernanceAuditRunFacet(RunFacet):
 
     @staticmethod
     def _get_schema() -> str:
-        return FACET_SCHEMA.format(name="GovernanceAuditRunFacet")
+        return schema_url(DEFAULT_PUBLIC_URL, "GovernanceAuditRunFacet")
 
 
 @attr.define
@@ -63,7 +69,12 @@ class GovernanceEvidenceRunFacet(RunFacet):
 
     @staticmethod
     def _get_schema() -> str:
-        return FACET_SCHEMA.format(name="GovernanceEvidenceRunFacet")
+        return schema_url(DEFAULT_PUBLIC_URL, "GovernanceEvidenceRunFacet")
+
+
+def schema_url(public_url: str, name: str) -> str:
+    """Where a custom facet's schema is served: the file's URL and the facet's definition."""
+    return f"{public_url.rstrip('/')}{SCHEMA_PATH.format(name=name)}#/$defs/{name}"
 
 
 def _run_id(*parts: Any) -> str:
@@ -74,7 +85,9 @@ def _dataset(domain: str, name: str) -> dict[str, str]:
     return {"namespace": f"{NAMESPACE}://{domain}", "name": name}
 
 
-def _event(entry, state, job: str, run_id: str, inputs=(), outputs=(), evidence=None) -> RunEvent:
+def _event(
+    entry, state, job: str, run_id: str, inputs=(), outputs=(), evidence=None, public_url=None
+) -> RunEvent:
     facets: dict[str, Any] = {
         "governance_audit": GovernanceAuditRunFacet(
             seq=entry.seq,
@@ -90,6 +103,8 @@ def _event(entry, state, job: str, run_id: str, inputs=(), outputs=(), evidence=
         facets["governance_evidence"] = GovernanceEvidenceRunFacet(
             kind=kind, facts=facts, producer=PRODUCER
         )
+    for facet in facets.values():
+        facet._schemaURL = schema_url(public_url or DEFAULT_PUBLIC_URL, type(facet).__name__)
     return RunEvent(
         eventType=state,
         eventTime=format_time(entry.time),
@@ -101,8 +116,10 @@ def _event(entry, state, job: str, run_id: str, inputs=(), outputs=(), evidence=
     )
 
 
-def events_for(entry) -> list[RunEvent]:
-    """The OpenLineage events an audit entry stands for (most entries stand for none)."""
+def events_for(entry, public_url: str | None = None) -> list[RunEvent]:
+    """The OpenLineage events an audit entry stands for (most entries stand for none). A step
+    done at once (an upload, a scan, a decision, a gate, a promotion) is a run that starts and
+    completes at the entry's time: START, then COMPLETE with its outputs and evidence."""
     details = entry.details if isinstance(entry.details, dict) else json.loads(entry.details)
     domain = entry.domain or "system"
     action, obj = entry.action, entry.object
@@ -110,34 +127,40 @@ def events_for(entry) -> list[RunEvent]:
         return []
     if getattr(entry, "pruned_at", None) is not None:  # retention removed what it said
         return []
-    if action == "dataset.upload":
+
+    def event(state, job: str, run_id: str, **parts: Any) -> RunEvent:
+        return _event(entry, state, job, run_id, public_url=public_url, **parts)
+
+    def once(job: str, inputs=(), outputs=(), evidence=None) -> list[RunEvent]:
+        run_id = _run_id(entry.seq)
         return [
-            _event(
-                entry, RunState.COMPLETE, "dataset.upload", _run_id(entry.seq),
-                outputs=[_dataset(domain, f"dataset-version/{details['uid']}")],
-                evidence=("upload", {k: details.get(k) for k in ("content_hash", "tax_year")}),
-            )
+            event(RunState.START, job, run_id, inputs=inputs),
+            event(RunState.COMPLETE, job, run_id, inputs=inputs, outputs=outputs,
+                  evidence=evidence),
         ]  # fmt: skip
+
+    if action == "dataset.upload":
+        return once(
+            "dataset.upload",
+            outputs=[_dataset(domain, f"dataset-version/{details['uid']}")],
+            evidence=("upload", {k: details.get(k) for k in ("content_hash", "tax_year")}),
+        )
     if action == "scan.complete":
         receipt = {k: details.get(k) for k in ("receipt", "verdict", "rules_hash", "records")}
-        return [
-            _event(
-                entry, RunState.COMPLETE, "pii.scan", _run_id(entry.seq),
-                inputs=[_dataset(domain, obj)],
-                outputs=[_dataset(domain, f"{obj}/sanitized")],
-                evidence=("scan-receipt", receipt),
-            )
-        ]  # fmt: skip
+        return once(
+            "pii.scan",
+            inputs=[_dataset(domain, obj)],
+            outputs=[_dataset(domain, f"{obj}/sanitized")],
+            evidence=("scan-receipt", receipt),
+        )
     if action == "approval.decide":
         decision = {k: details.get(k) for k in ("role", "subject", "subject_digest", "digest")}
         decision["decision"] = entry.decision
-        return [
-            _event(
-                entry, RunState.COMPLETE, "approval.decide", _run_id(entry.seq),
-                inputs=[_dataset(domain, str(details.get("subject")))],
-                evidence=("approval-decision", decision),
-            )
-        ]  # fmt: skip
+        return once(
+            "approval.decide",
+            inputs=[_dataset(domain, str(details.get("subject")))],
+            evidence=("approval-decision", decision),
+        )
     family = obj.removeprefix("model/")
     version = details.get("version")
     model = _dataset(domain, f"model-version/{family}/{version}")
@@ -147,43 +170,39 @@ def events_for(entry) -> list[RunEvent]:
         ]
         inputs.append(_dataset("system", f"base-model/{details.get('base_weights_hash')}"))
         return [
-            _event(
-                entry, RunState.START, f"model.train.{family}",
-                _run_id("train", family, version), inputs=inputs,
-                evidence=("training", {"tax_year": details.get("tax_year")}),
+            event(
+                RunState.START, f"model.train.{family}", _run_id("train", family, version),
+                inputs=inputs, evidence=("training", {"tax_year": details.get("tax_year")}),
             )
         ]  # fmt: skip
     if action in ("job.complete", "job.fail") and version is not None:
         state = RunState.COMPLETE if action == "job.complete" else RunState.FAIL
         return [
-            _event(
-                entry, state, f"model.train.{family}", _run_id("train", family, version),
+            event(
+                state, f"model.train.{family}", _run_id("train", family, version),
                 outputs=[model] if state == RunState.COMPLETE else [],
                 evidence=("training-result", {k: v for k, v in details.items() if k != "error"}),
             )
         ]  # fmt: skip
     if action == "model.evaluate":
-        return [
-            _event(
-                entry, RunState.COMPLETE, f"model.evaluate.{family}", _run_id(entry.seq),
-                inputs=[model], evidence=("gate", {"reasons": details.get("reasons")}),
-            )
-        ]  # fmt: skip
+        return once(
+            f"model.evaluate.{family}",
+            inputs=[model],
+            evidence=("gate", {"reasons": details.get("reasons")}),
+        )
     if action == "model.promote":
-        return [
-            _event(
-                entry, RunState.COMPLETE, f"model.promote.{family}", _run_id(entry.seq),
-                inputs=[model],
-                evidence=("promotion", {k: details.get(k) for k in ("approval", "variant")}),
-            )
-        ]  # fmt: skip
+        return once(
+            f"model.promote.{family}",
+            inputs=[model],
+            evidence=("promotion", {k: details.get(k) for k in ("approval", "variant")}),
+        )
     return []
 
 
-def lineage_events(entries: Iterable) -> Iterator[dict[str, Any]]:
+def lineage_events(entries: Iterable, public_url: str | None = None) -> Iterator[dict[str, Any]]:
     """The events of a run of audit entries, in order, as JSON-ready dicts."""
     for entry in entries:
-        for event in events_for(entry):
+        for event in events_for(entry, public_url):
             yield Serde.to_dict(event)
 
 
@@ -202,6 +221,7 @@ class Emitter:
 
     def __init__(self, settings: dict[str, Any], retries: int = 2) -> None:
         self.url = settings.get("OPENLINEAGE_URL") or ""
+        self.public_url = settings.get("GOVERNANCE_PUBLIC_URL") or DEFAULT_PUBLIC_URL
         self.file = settings.get("OPENLINEAGE_FILE") or ""
         self.transport = None
         if self.url:
@@ -221,7 +241,7 @@ class Emitter:
         """Emit one batch; return how many events went out."""
         cursor = locked_cursor(session, CURSOR)
         entries, position = entries_after(session, cursor.audit_seq, batch)
-        events = [event for entry in entries for event in events_for(entry)]
+        events = [event for entry in entries for event in events_for(entry, self.public_url)]
         try:
             if self.transport is not None:
                 for event in events:

@@ -267,7 +267,7 @@ def audit_openlineage(after: int, out: str | None, url: str | None) -> None:
         try:
             for entry in entries:
                 last = entry.seq
-                for event in events_for(entry):
+                for event in events_for(entry, settings().get("GOVERNANCE_PUBLIC_URL")):
                     if client is not None:
                         client.emit(event)
                     else:
