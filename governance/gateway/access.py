@@ -29,7 +29,6 @@ def _refusal(family: str, domain: str, error: GovernanceError, span) -> None:
 
 
 # The GenAI semantic conventions' operation names.
-OPERATIONS = {"chat.completions": "chat"}
 
 
 def prepare(family_name: str, query: Query, task: str | None, api: str) -> Prepared:
@@ -39,7 +38,10 @@ def prepare(family_name: str, query: Query, task: str | None, api: str) -> Prepa
     family, domain = family_for(family_name, "query", queue=True)
     rt = runtime.current()
     span = telemetry.start_span(
-        OPERATIONS.get(api, "text_completion"), family.name, query.max_tokens, query.temperature
+        telemetry.OPERATIONS.get(api, "text_completion"),
+        family.name,
+        query.max_tokens,
+        query.temperature,
     )
     try:
         prepared = service.prepare(

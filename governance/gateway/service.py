@@ -291,13 +291,14 @@ def record_metrics(prepared: Prepared, decision: str) -> None:
     family = prepared.family.name
     telemetry.REQUESTS.labels(family, variant, decision).inc()
     if decision == "allow":
-        telemetry.TOKENS.labels(family, variant, "prompt").inc(
-            prepared.details.get("prompt_tokens", 0)
+        operation = telemetry.OPERATIONS.get(str(prepared.details.get("api")), "text_completion")
+        for kind, key in (("input", "prompt_tokens"), ("output", "completion_tokens")):
+            telemetry.TOKEN_USAGE.labels(operation, family, variant, kind).observe(
+                prepared.details.get(key, 0)
+            )
+        telemetry.REQUEST_DURATION.labels(operation, family, variant).observe(
+            time.perf_counter() - prepared.started
         )
-        telemetry.TOKENS.labels(family, variant, "completion").inc(
-            prepared.details.get("completion_tokens", 0)
-        )
-        telemetry.LATENCY.labels(family, variant).observe(time.perf_counter() - prepared.started)
 
 
 def _fail(prepared: Prepared, error: BackendError, tried: list[str]) -> GovernanceError:

@@ -23,6 +23,8 @@ from prometheus_client import (
     multiprocess,
 )
 
+# The gateway's APIs as OpenTelemetry's gen_ai.operation.name.
+OPERATIONS = {"chat.completions": "chat"}
 LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120)
 
 REQUESTS = Counter(
@@ -30,15 +32,22 @@ REQUESTS = Counter(
     "Model queries by family, variant and decision (allow, deny, failed, blocked).",
     ["family", "variant", "decision"],
 )
-TOKENS = Counter(
-    "governance_gateway_tokens",
-    "Tokens by family, variant and kind (prompt, completion).",
-    ["family", "variant", "kind"],
+# OpenTelemetry's GenAI metrics, in Prometheus' naming (dots as underscores, the unit as a
+# suffix): tokens per query by type (gen_ai.client.token.usage: the gateway is the models'
+# client) and the time from a query's arrival to its answer (gen_ai.server.request.duration,
+# the whole stream when streamed). The family is the requested model, the variant the model
+# that answered.
+TOKEN_BUCKETS = (1, 4, 16, 64, 256, 1024, 4096, 16384, 65536)
+TOKEN_USAGE = Histogram(
+    "gen_ai_client_token_usage",
+    "Tokens per query by type (OpenTelemetry gen_ai.client.token.usage).",
+    ["gen_ai_operation_name", "gen_ai_request_model", "gen_ai_response_model", "gen_ai_token_type"],
+    buckets=TOKEN_BUCKETS,
 )
-LATENCY = Histogram(
-    "governance_gateway_latency_seconds",
-    "Time from the query's arrival to its answer (the whole stream, when streamed).",
-    ["family", "variant"],
+REQUEST_DURATION = Histogram(
+    "gen_ai_server_request_duration_seconds",
+    "Time from a query's arrival to its answer (OpenTelemetry gen_ai.server.request.duration).",
+    ["gen_ai_operation_name", "gen_ai_request_model", "gen_ai_response_model"],
     buckets=LATENCY_BUCKETS,
 )
 GUARD_FINDINGS = Counter(

@@ -383,6 +383,12 @@ def test_metrics_and_spans_describe_queries_without_their_text(
         f'governance_gateway_requests_total{{decision="allow",family="{FAMILY}",'
         'variant="tiny-small"}' in metrics
     )
+    # OpenTelemetry's GenAI metrics: tokens by type and the request's duration.
+    assert (
+        f'gen_ai_client_token_usage_sum{{gen_ai_operation_name="chat",gen_ai_request_model='
+        f'"{FAMILY}",gen_ai_response_model="tiny-small",gen_ai_token_type="output"}} 3.0' in metrics
+    )
+    assert "gen_ai_server_request_duration_seconds_count" in metrics
     assert "secret" not in metrics
     refused = client.get(
         "/api/v1/metrics", headers={"Authorization": f"Bearer {live.token('taxbot')}"}
