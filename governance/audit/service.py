@@ -430,6 +430,7 @@ class AuditLog:
         self._key: Ed25519PrivateKey | None = None
         self._connection: sa.Connection | None = None
         self._last_checkpoint = time.monotonic()
+        self._checkpointer: threading.Thread | None = None
 
     @property
     def signing_key(self) -> Ed25519PrivateKey:
@@ -571,8 +572,18 @@ class AuditLog:
             return
         if not by_count and time.monotonic() - self._last_checkpoint < self.checkpoint_seconds:
             return
+        if self._checkpointer is not None and self._checkpointer.is_alive():
+            return  # one at a time; the next batch asks again
         self._last_checkpoint = time.monotonic()
         self._since_checkpoint = 0
+        # Signing verifies the tail, asks the witnesses and writes the checkpoint: a fraction
+        # of a second that appends must not wait for, so it runs beside the writer.
+        self._checkpointer = threading.Thread(
+            target=self._checkpoint_quietly, name="audit-checkpoint", daemon=True
+        )
+        self._checkpointer.start()
+
+    def _checkpoint_quietly(self) -> None:
         try:
             self.checkpoint()
         except Exception:
@@ -598,6 +609,8 @@ class AuditLog:
         if self._thread is not None and self._thread.is_alive():
             self._queue.put(None)
             self._thread.join(timeout=30)
+        if self._checkpointer is not None:
+            self._checkpointer.join(timeout=30)
         stopped = self._thread is None or not self._thread.is_alive()
         if stopped and self._connection is not None:
             # The writer has stopped, so its connection is nobody's now.

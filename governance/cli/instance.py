@@ -190,7 +190,14 @@ def serve(host: str, port: int, workers: int, threads: int, runners: int) -> Non
         def load(self):
             return app
 
-    Server().run()
+    try:
+        Server().run()
+    finally:
+        # gunicorn returns (or exits) without its on_exit hook when it cannot start: the
+        # children must not outlive the server that started them.
+        stopping.set()
+        for child in children:
+            child.stop()
 
 
 def child_port(port_key: str) -> int:
