@@ -8,6 +8,7 @@ import click
 
 from governance.cli.base import fail_cleanly, instance_session, open_database, settings
 from governance.runtime import version_signer
+from governance.training.executors import executor_from_config
 
 if TYPE_CHECKING:
     pass
@@ -88,7 +89,14 @@ def refresh(family: str, tax_year: int | None) -> None:
         if found is None:
             raise NotFound(f"no model family {family!r}")
         run, created = start_run(session, found[0], tax_year, "manual", actor)
-        run = advance(session, run, config["GOVERNANCE_POLICY_DIR"], actor, version_signer(config))
+        run = advance(
+            session,
+            run,
+            config["GOVERNANCE_POLICY_DIR"],
+            actor,
+            version_signer(config),
+            executor_from_config(config),
+        )
         click.echo(
             f"{family} tax year {tax_year} attempt {run.attempt} "
             f"({'started' if created else 'resumed'}): {run.step}"

@@ -38,6 +38,8 @@ from governance.families.models import (
     VersionState,
 )
 from governance.scheduler.models import RefreshRun, Step
+from governance.training.executors import Executor, LocalExecutor
+from governance.training.models import TrainingJob
 
 REFRESH_PRINCIPAL = "system:refresh"
 
@@ -198,7 +200,7 @@ def _version_of(session: Session, run: RefreshRun) -> ModelVersion | None:
     return None
 
 
-def _train(session: Session, run: RefreshRun, family, domain, policy_dir, actor):
+def _train(session: Session, run: RefreshRun, family, domain, policy_dir, actor, executor, created):
     version = _version_of(session, run)
     if version is None:
         data = VersionCreate(
@@ -210,11 +212,21 @@ def _train(session: Session, run: RefreshRun, family, domain, policy_dir, actor)
         )
         try:
             version = models.start_version(
-                session, family, domain, data, policy_dir, actor=actor, refresh_run=run.id
+                session,
+                family,
+                domain,
+                data,
+                policy_dir,
+                actor=actor,
+                executor=executor.name,
+                refresh_run=run.id,
             )
         except GovernanceError as exc:
             run.detail = {**run.detail, "last_error": exc.message}
             return Step.FIND_DATA
+        # Announced to the executor once the step's transaction has committed (`advance`).
+        job = session.exec(select(TrainingJob).where(TrainingJob.version_id == version.id)).one()
+        created.append(job.uid)
     run.version_id = version.id
     if version.status in (VersionState.TRAINING, VersionState.TRAINED):
         return _wait(run, f"training of {family.name} v{version.number}")
@@ -262,11 +274,10 @@ def _promote(session: Session, run: RefreshRun, family, domain, policy_dir, acto
     return Step.DONE
 
 
-# Every step but PROMOTE, which `advance` binds to its signer.
+# Every step but TRAIN and PROMOTE, which `advance` binds to its executor and its signer.
 HANDLERS = {
     Step.FIND_DATA: _find_data,
     Step.APPROVE_DATA: _approve_data,
-    Step.TRAIN: _train,
     Step.EVALUATE: _evaluate,
     Step.APPROVE_PROMOTION: _approve_promotion,
 }
@@ -278,13 +289,27 @@ def advance(
     policy_dir: Path,
     actor: Actor,
     sign: Callable[[ModelVersion, Any], str],
+    executor: Executor | None = None,
 ) -> RefreshRun:
     """Move the run on as far as it can go now; return it (resting, done or failed).
-    `sign` signs a version's adapter when it is promoted (the runtime's sign_version)."""
+    `sign` signs a version's adapter when it is promoted (the runtime's sign_version);
+    `executor` is told of a training job once the step that queued it has committed (the
+    deployment's TRAINING_EXECUTOR: Celery workers hear of it only from the broker)."""
     family = session.get(ModelFamily, run.family_id)
     domain = session.get(Domain, family.domain_id)
-    # Promotion signs the adapter, with the signer this process was given.
-    handlers = {**HANDLERS, Step.PROMOTE: partial(_promote, sign=sign)}
+    executor = executor or LocalExecutor()
+    created: list[str] = []
+    # Training goes to this process's executor; promotion signs with its signer.
+    handlers = {
+        **HANDLERS,
+        Step.TRAIN: partial(_train, executor=executor, created=created),
+        Step.PROMOTE: partial(_promote, sign=sign),
+    }
+
+    def announce() -> None:
+        while created:
+            executor.submit(created.pop(0))
+
     for _ in range(len(Step.ORDER) + 2):
         if run.step in Step.FINAL:
             break
@@ -295,6 +320,7 @@ def advance(
         if after is None:  # Waiting: keep the step, keep the reason.
             session.add(run)
             session.commit()
+            announce()
             break
         run.step = after
         if after in Step.FINAL:
@@ -309,6 +335,7 @@ def advance(
             details={"tax_year": run.tax_year, "attempt": run.attempt, "from": before, "to": after},
         )
         session.commit()
+        announce()
     return run
 
 

@@ -36,6 +36,7 @@ from governance.scheduler.pipeline import (
     take_up_retrains,
     tax_year_for,
 )
+from governance.training.executors import executor_from_config
 
 log = logging.getLogger(__name__)
 
@@ -88,7 +89,14 @@ def fire_refresh(family_name: str) -> None:
                 run.tax_year,
                 "started" if created else "already under way (duplicate fire ignored)",
             )
-            advance(session, run, config["GOVERNANCE_POLICY_DIR"], actor, version_signer(config))
+            advance(
+                session,
+                run,
+                config["GOVERNANCE_POLICY_DIR"],
+                actor,
+                version_signer(config),
+                executor_from_config(config),
+            )
     finally:
         db.dispose()
 
@@ -102,10 +110,10 @@ def advance_open_runs() -> int:
         with db.session_scope() as session:
             take_up_retrains(session, actor)
             runs = open_runs(session)
-            sign = version_signer(config)
+            sign, executor = version_signer(config), executor_from_config(config)
             for run in runs:
                 try:
-                    advance(session, run, config["GOVERNANCE_POLICY_DIR"], actor, sign)
+                    advance(session, run, config["GOVERNANCE_POLICY_DIR"], actor, sign, executor)
                 except Exception:
                     session.rollback()
                     log.exception("advancing refresh run %s failed; it will be retried", run.id)

@@ -118,6 +118,43 @@ def test_the_refresh_pipeline_waits_resumes_and_never_repeats_work(app, client, 
         ]
 
 
+def test_the_refresh_under_the_celery_executor_announces_its_training_job(app, client, world):
+    """A Celery-only deployment hears of work only from the broker: the refresh's training
+    job is sent there, once its step has committed, as one the API starts is."""
+    import redis
+    from kombu import Connection
+
+    from governance.training.executors import QUEUE, TASK_NAME
+    from governance.training.models import TrainingJob
+
+    # One Redis database per test database (`make test` runs both at once), not the ones the
+    # Celery worker test uses.
+    sqlite = app.config["GOVERNANCE_DATABASE_URL"].startswith("sqlite")
+    broker = f"redis://127.0.0.1:6379/{12 if sqlite else 13}"
+    redis.Redis.from_url(broker).flushdb()
+    env = {**cli_env(app), "TRAINING_EXECUTOR": "celery", "CELERY_BROKER_URL": broker}
+    with Connection(broker) as connection:
+        queue = connection.SimpleQueue(QUEUE)  # bound, as a Celery worker binds it
+        assert (
+            "waiting for approval of" in govern(env, "refresh", FAMILY, "--tax-year", "2025").stdout
+        )
+        assert approve_pending(client, world, "dataset-use", ("priya", "lee")) == 1
+        out = govern(env, "refresh", FAMILY, "--tax-year", "2025", check=True).stdout
+        assert "train, waiting for training of tax-assistant v1" in out
+        message = queue.get(timeout=10)
+        assert message.headers["task"] == TASK_NAME
+        [job_uid], _kwargs, _embed = message.payload
+        message.ack()
+        # Resumed, the step sends nothing again.
+        govern(env, "refresh", FAMILY, "--tax-year", "2025", check=True)
+        with pytest.raises(queue.Empty):
+            queue.get(timeout=2)
+        queue.close()
+    with get_db(app).session_scope() as session:
+        job = session.exec(sa.select(TrainingJob).where(TrainingJob.kind == "train")).scalar_one()
+        assert (job.uid, job.executor, job.state) == (job_uid, "celery", "queued")
+
+
 def test_two_schedulers_on_one_database_produce_one_refresh(app, client, world, backend):
     if backend.name != "postgresql":
         pytest.skip("two scheduler processes are a PostgreSQL deployment")
