@@ -33,6 +33,39 @@ def test_compose_describes_a_runnable_deployment():
             assert variable in known, (name, variable)
 
 
+def test_the_worker_holds_no_keys_and_needs_its_token():
+    """The design: a worker receives only the sanitized view over HTTP, so its container
+    mounts no instance volume (where the master and signing keys are), only the base models,
+    and reads no database;
+    without a token it stops (next test) and is retried a few times, not forever."""
+    compose = yaml.safe_load((REPOSITORY_ROOT / "compose.yaml").read_text())
+    worker = compose["services"]["worker"]
+    mounted = {volume.split(":")[0] for volume in worker.get("volumes", [])}
+    assert "instance" not in mounted and mounted <= {"models"}
+    assert worker["environment"]["GOVERNANCE_TOKEN"] == "${GOVERNANCE_WORKER_TOKEN:-}"
+    assert "GOVERNANCE_DATABASE_URL" not in worker["environment"]
+    assert worker["restart"].startswith("on-failure:")
+
+
+def test_a_worker_without_a_token_says_so_and_fails(tmp_path):
+    import os
+    import subprocess
+    import sys
+
+    env = {k: v for k, v in os.environ.items() if k != "GOVERNANCE_TOKEN"}
+    env |= {"GOVERNANCE_URL": "http://127.0.0.1:9", "GOVERNANCE_HOME": str(tmp_path)}
+    done = subprocess.run(
+        [sys.executable, "-m", "governance.cli", "worker", "--once"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert done.returncode != 0
+    assert "GOVERNANCE_TOKEN" in done.stderr and "Traceback" not in done.stderr
+
+
 def test_the_image_installs_from_the_lock_file_and_runs_as_its_own_user():
     lines = [
         line.strip()
