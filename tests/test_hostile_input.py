@@ -100,6 +100,13 @@ def test_integers_beyond_64_bits_in_paths_queries_and_bodies(client, world):
     )
     assert query.status_code == 422
     assert query.get_json()["error"]["details"][0]["field"] == "after_seq"
+    # A query number beyond the 64-bit columns it is compared with (schemathesis found it).
+    proof = client.get(
+        "/api/v1/audit/entries/1/proof",
+        query_string={"tree_size": 22546978436223401459712},
+        headers=auth(world["admin"]),
+    )
+    assert proof.status_code == 422, proof.get_json()
     body = client.post(
         "/api/v1/approvals/dataset-use",
         data=json.dumps({"dataset_id": 1, "version": 1, "family": "f"}).replace(
@@ -190,6 +197,13 @@ def test_ids_beyond_the_columns_are_not_found(client, world):
         ):
             answer = client.open(path, method=method, headers=auth(world["casey"]))
             assert answer.status_code == 404, (method, path, answer.get_json())
+    # A query number beyond the 64-bit columns it is compared with (schemathesis found it).
+    proof = client.get(
+        "/api/v1/audit/entries/1/proof",
+        query_string={"tree_size": 22546978436223401459712},
+        headers=auth(world["admin"]),
+    )
+    assert proof.status_code == 422, proof.get_json()
     body = client.post(
         "/api/v1/approvals/dataset-use",
         json={"dataset_id": 2**31, "version": 1, "family": "f"},

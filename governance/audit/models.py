@@ -141,7 +141,7 @@ class InclusionQuery(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     tree_size: int | None = Field(
-        default=None, ge=1, description="Defaults to the latest checkpoint"
+        default=None, ge=1, le=BIGINT_MAX, description="Defaults to the latest checkpoint"
     )
 
 
