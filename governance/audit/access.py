@@ -8,7 +8,6 @@ import tempfile
 from pathlib import Path
 
 from flask import Response
-from sqlmodel import select
 
 from audit.bundle import VerificationError
 from governance import runtime
@@ -18,7 +17,6 @@ from governance.audit.export import EntryFilter, iter_csv, iter_jsonl, write_log
 from governance.audit.models import EntryQuery
 from governance.authz.policy import SYSTEM_DOMAIN, UNSCOPED_DOMAIN
 from governance.db import get_session
-from governance.domains.models import Domain
 from governance.domains.service import list_domains
 from governance.errors import Conflict, Forbidden, InvalidInput
 from governance.families.service import find_family
@@ -54,17 +52,6 @@ def permitted_domains(action: str, obj: str = "audit") -> frozenset[str]:
             details={"object": obj, "action": action},
         )
     return allowed
-
-
-def readable(session, domain: str | None, allowed: frozenset[str]) -> bool:
-    """Whether an entry of this domain is among those `allowed` covers (`EntryFilter`'s rule
-    for one entry: no domain is `system`; one that is no data domain is unscoped)."""
-    domain = domain or SYSTEM_DOMAIN
-    if "*" in allowed or domain in allowed:
-        return True
-    if UNSCOPED_DOMAIN not in allowed or domain == SYSTEM_DOMAIN:
-        return False
-    return session.exec(select(Domain.id).where(Domain.name == domain)).first() is None
 
 
 def entry_filter(query: EntryQuery, allowed: frozenset[str]) -> EntryFilter:

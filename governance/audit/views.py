@@ -13,10 +13,10 @@ from governance.audit.access import (
     entry_filter,
     export_response,
     permitted_domains,
-    readable,
     report_response,
     start_evidence_job,
 )
+from governance.audit.export import EntryFilter
 from governance.audit.models import (
     AuditEntry,
     CheckpointRead,
@@ -103,9 +103,13 @@ def get_inclusion_proof(path: SeqPath, query: InclusionQuery):
     """Return the inclusion proof of an entry in a checkpointed tree."""
     allowed = permitted_domains("read")
     session = get_session()
-    row = session.get(AuditEntry, path.seq)
-    # Entries of domains the caller may not read look exactly like missing ones.
-    if row is None or not readable(session, row.domain, allowed):
+    # Entries of domains the caller may not read look exactly like missing ones: the one
+    # entry is selected under the same domain rule as every listing (`EntryFilter`).
+    visible = EntryFilter(domains_allowed=allowed).apply(
+        select(AuditEntry).where(AuditEntry.seq == path.seq)
+    )
+    row = session.exec(visible).first()
+    if row is None:
         raise NotFound(f"no audit entry {path.seq}", details={"seq": path.seq})
     checkpoint = (
         checkpoint_at(session, query.tree_size) if query.tree_size else latest_checkpoint(session)
