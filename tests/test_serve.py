@@ -40,6 +40,19 @@ def get(url: str, token: str | None = None) -> tuple[int, bytes]:
         return exc.code, exc.read()
 
 
+def wait_until_healthy(server: subprocess.Popen, base: str, log: Path, seconds: float) -> None:
+    """Until the server's health check answers 200; fail with its log if it exits first or
+    the time runs out."""
+    deadline = time.monotonic() + seconds
+    while True:
+        assert server.poll() is None, log.read_text()
+        with contextlib.suppress(OSError):
+            if get(base + "/api/v1/health")[0] == 200:
+                return
+        assert time.monotonic() < deadline, log.read_text()
+        time.sleep(0.3)
+
+
 @contextlib.contextmanager
 def served(env: dict, log: Path, workers: int = 1) -> Iterator[str]:
     """`govern serve` with no job runners; yields its base URL once its health answers."""
@@ -53,14 +66,7 @@ def served(env: dict, log: Path, workers: int = 1) -> Iterator[str]:
             stderr=subprocess.STDOUT,
         )
         try:
-            deadline = time.monotonic() + 300
-            while True:
-                assert server.poll() is None, log.read_text()
-                with contextlib.suppress(OSError):
-                    if get(base + "/api/v1/health")[0] == 200:
-                        break
-                assert time.monotonic() < deadline, log.read_text()
-                time.sleep(0.5)
+            wait_until_healthy(server, base, log, 300)
             yield base
         finally:
             server.send_signal(signal.SIGTERM)
@@ -159,14 +165,7 @@ def test_plain_gunicorn_as_the_readme_deploys_it_sums_every_workers_metrics(env,
         )
     base = f"http://127.0.0.1:{port}"
     try:
-        deadline = time.monotonic() + 120
-        while True:
-            assert server.poll() is None, log.read_text()
-            with contextlib.suppress(OSError):
-                if get(base + "/api/v1/health")[0] == 200:
-                    break
-            assert time.monotonic() < deadline, log.read_text()
-            time.sleep(0.3)
+        wait_until_healthy(server, base, log, 120)
         for _ in range(10):
             assert get(base + "/api/v1/me", token)[0] == 200
         status, text = get(base + "/api/v1/metrics", token)
