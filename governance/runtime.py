@@ -23,6 +23,7 @@ from flask import Flask, current_app
 
 from governance.audit.service import AuditLog
 from governance.audit.witnessing import configured_witnesses
+from governance.authz import changes as policy_changes
 from governance.authz.service import Authorizer
 from governance.config import load_config
 from governance.console.verification import CheckpointStatus
@@ -272,6 +273,10 @@ def build(settings: Mapping[str, Any] | None = None, **overrides: Any) -> Runtim
     )
     if overrides:
         raise TypeError(f"unknown runtime parts: {sorted(overrides)}")
+    if runtime.authorizer.gate is None:
+        runtime.authorizer.gate = policy_changes.approval_gate(database, runtime.authorizer)
+        runtime.authorizer.on_loaded = partial(policy_changes.keep_version_quietly, Path(home))
+        policy_changes.keep_version_quietly(Path(home), runtime.authorizer.policy)
     runtime._guard = guard
     register_subject_kinds()
     return runtime
@@ -282,6 +287,7 @@ def register_subject_kinds() -> None:
     dataset_use.register()
     models.register_subject_kind()
     intake.register()
+    policy_changes.register()
 
 
 def init_app(app: Flask, runtime: Runtime) -> Runtime:

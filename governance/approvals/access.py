@@ -27,7 +27,7 @@ def readable_request(uid: str, action: str = "read") -> tuple[ApprovalRequest, D
     """A request the caller may act on; another domain's is indistinguishable from absent."""
     session = get_session()
     found = session.exec(select(ApprovalRequest).where(ApprovalRequest.uid == uid)).first()
-    domain = session.get(Domain, found.domain_id) if found else None
+    domain = service.request_domain(session, found) if found else None
     decision = check(action, "approval", domain.name if domain else UNSCOPED_DOMAIN, {"uid": uid})
     if decision.allowed and found is not None:
         return found, domain
@@ -68,7 +68,7 @@ def inbox_requests() -> list[ApprovalRequest]:
     policy = get_authorizer().policy
     items = []
     for request in service.inbox(session, actor.principal, policy, policy_dir(), actor):
-        domain = session.get(Domain, request.domain_id)
+        domain = service.request_domain(session, request)
         if policy.decide(actor.principal, domain.name, "approval", "decide").allowed:
             items.append(request)
     return items
@@ -85,7 +85,7 @@ def readable_requests(state: str | None, domain_name: str | None) -> list[Approv
         statement = statement.where(ApprovalRequest.state == state)
     items = []
     for request in session.exec(statement).all():
-        domain = session.get(Domain, request.domain_id)
+        domain = service.request_domain(session, request)
         if domain_name and domain.name != domain_name:
             continue
         if policy.decide(actor.principal, domain.name, "approval", "read").allowed:

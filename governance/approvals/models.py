@@ -33,7 +33,10 @@ class ApprovalRequest(SQLModel, table=True):
 
     id: int | None = SQLField(default=None, primary_key=True)
     uid: str = SQLField(max_length=32, unique=True, nullable=False)
-    domain_id: int = SQLField(foreign_key="domains.id", nullable=False, index=True)
+    # NULL for requests about the service itself (policy changes): the policy's system domain.
+    domain_id: int | None = SQLField(
+        default=None, foreign_key="domains.id", nullable=True, index=True
+    )
     kind: str = SQLField(max_length=32, nullable=False)
     # What is approved: `dataset-version/<uid>` or `model-version/<family>/<number>`.
     subject: str = SQLField(max_length=200, nullable=False)

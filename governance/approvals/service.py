@@ -29,7 +29,7 @@ from governance.approvals.models import ApprovalDecision, ApprovalRequest, Reque
 from governance.approvals.rules import ApprovalRules
 from governance.approvals.subjects import DATASET_USE, MODEL_PROMOTION, resolver_for
 from governance.audit.service import Actor, format_time, record
-from governance.authz.policy import PolicySet
+from governance.authz.policy import SYSTEM_DOMAIN, PolicySet
 from governance.db import utcnow
 from governance.domains.models import Domain
 from governance.errors import Conflict, Forbidden, InvalidInput, NotFound
@@ -38,6 +38,20 @@ __all__ = ["DATASET_USE", "MODEL_PROMOTION"]
 
 
 # --- requests ---------------------------------------------------------------------------------
+
+
+def system_domain() -> Domain:
+    """The domain requests about the service itself (policy changes) are made in: the policy's
+    `system` domain, which is no data domain and has no row (the request's domain_id is NULL).
+    A transient object, never added to a session."""
+    return Domain(name=SYSTEM_DOMAIN, jurisdiction="-", retention_days=0, created_by="system")
+
+
+def request_domain(session: Session, request: ApprovalRequest) -> Domain:
+    """The domain a request belongs to (the system domain when it names none)."""
+    if request.domain_id is None:
+        return system_domain()
+    return session.get(Domain, request.domain_id)
 
 
 def open_request(
@@ -112,7 +126,7 @@ def close(
     """Move a request to a final state and log it (the caller commits)."""
     request.state, request.state_reason, request.closed_at = state, reason, utcnow()
     session.add(request)
-    domain = session.get(Domain, request.domain_id)
+    domain = request_domain(session, request)
     record(
         session,
         actor,
@@ -216,7 +230,7 @@ def decision_role(
     request still needs and the reviewer holds in the request's domain.
     """
     uid = request.uid
-    domain = session.get(Domain, request.domain_id)
+    domain = request_domain(session, request)
     if reviewer in request.excluded:
         what = "requested" if reviewer == request.requested_by else "trained the subject of"
         raise Forbidden(
@@ -299,7 +313,7 @@ def decide(
             details={"uid": uid, "state": request.state},
             code="not_pending",
         )
-    domain = session.get(Domain, request.domain_id)
+    domain = request_domain(session, request)
     chosen = decision_role(session, request, reviewer, role, policy)
     decisions = decisions_of(session, request)
     moment = utcnow()
@@ -390,7 +404,7 @@ def inbox(
     ).all():
         if principal in request.excluded:
             continue
-        domain = session.get(Domain, request.domain_id)
+        domain = request_domain(session, request)
         held = roles_held(policy, principal, domain.name)
         if not held & set(request.required_roles):
             continue
@@ -445,7 +459,7 @@ def approved_request(
 
 def request_read(session: Session, request: ApprovalRequest) -> dict[str, Any]:
     decisions = decisions_of(session, request)
-    domain = session.get(Domain, request.domain_id)
+    domain = request_domain(session, request)
     return {
         **request.model_dump(
             include={

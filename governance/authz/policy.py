@@ -100,6 +100,10 @@ class PolicySet:
     hash: str
     compiled: CompiledPolicy
     groupings: list[tuple[str, str, str]]
+    # approvals.yaml as it was when this version was loaded (None if it had none): the rules
+    # that gate the *next* policy change are the ones in force, never those on disk, which
+    # may already hold the proposal.
+    approvals_text: str | None = None
     _enforcer: casbin.Enforcer | None = field(default=None, repr=False)
     lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
@@ -124,11 +128,13 @@ class PolicySet:
             raise PolicyError(f"cannot load policy from {root}: {problems[0]}")
         rules = [tuple(r.fields) for r in lines if r.ptype == "p"]
         groupings = [tuple(r.fields) for r in lines if r.ptype == "g"]
+        approvals = root / "approvals.yaml"
         return cls(
             directory=root,
             hash=policy_hash(root),
             compiled=CompiledPolicy.build(rules, groupings),
             groupings=groupings,
+            approvals_text=approvals.read_text() if approvals.is_file() else None,
         )
 
     @property

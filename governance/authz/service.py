@@ -8,6 +8,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 from governance.authz.lint import lint
@@ -20,6 +21,13 @@ log = logging.getLogger(__name__)
 
 class PolicyRefused(InvalidInput):
     code = "policy_refused"
+
+
+class PolicyUnapproved(PolicyRefused):
+    """A valid policy that no completed policy-change approval covers."""
+
+    status = 409
+    code = "policy_unapproved"
 
 
 def validate_policy(directory: str | Path) -> PolicySet:
@@ -53,16 +61,27 @@ class Authorizer:
         self.refused: tuple[str, list[str]] | None = None
         # The policy hash this process last recorded as loaded in the audit log.
         self.logged_hash: str | None = None
+        # Run on a valid new policy before it is put in force; raises PolicyUnapproved when no
+        # approval covers it (set by the runtime: `governance.authz.changes.approval_gate`).
+        self.gate: Callable[[PolicySet], None] | None = None
+        # Called with each policy put in force (the runtime keeps a copy of its files).
+        self.on_loaded: Callable[[PolicySet], object] | None = None
 
     @property
     def policy(self) -> PolicySet:
         return self._policy
 
-    def reload(self) -> PolicySet:
-        """Validate the directory again and put it in force; on any problem the old one stays."""
+    def reload(self, *, break_glass: bool = False) -> PolicySet:
+        """Validate the directory again and put it in force; on any problem the old one stays.
+
+        A policy other than the one in force must also pass the gate (an approved
+        policy-change request), unless `break_glass` (the caller checked the right to it).
+        """
         with self._swap_lock:
             try:
                 fresh = validate_policy(self.directory)
+                if self.gate is not None and not break_glass and fresh.hash != self._policy.hash:
+                    self.gate(fresh)
             except PolicyRefused as exc:
                 self.refused = (exc.details["policy_hash"], exc.details["problems"])
                 log.error("%s", exc.message)
@@ -75,6 +94,8 @@ class Authorizer:
                     details={"problems": [exc.message]},
                 ) from exc
             self._policy, self.refused = fresh, None
+            if self.on_loaded is not None:
+                self.on_loaded(fresh)
             return fresh
 
     def changed_on_disk(self) -> bool:

@@ -2,13 +2,21 @@
 
 from __future__ import annotations
 
-from flask import g
+from flask import g, request
 from flask_openapi3 import APIBlueprint, Tag
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, ConfigDict, Field
 
+from governance import runtime
+from governance.approvals.service import roles_held
+from governance.audit.access import permitted_domains
 from governance.audit.models import AuthorizeRequest, AuthorizeResponse
-from governance.authz.policy import SYSTEM_DOMAIN
+from governance.authz import changes
+from governance.authz.policy import SYSTEM_DOMAIN, UNSCOPED_DOMAIN
+from governance.authz.replay import parse_since
 from governance.authz.service import PolicyRefused
+from governance.db import get_session
+from governance.domains.service import list_domains
+from governance.errors import Forbidden, InvalidInput
 from governance.guard import (
     audit_log,
     current_principal,
@@ -17,6 +25,9 @@ from governance.guard import (
     log_event,
     require,
 )
+from governance.jobs import access as jobs
+from governance.jobs.models import JobStatus
+from governance.training.models import JobKind
 from governance.views_common import ERROR_RESPONSES, SECURITY
 
 bp = APIBlueprint(
@@ -79,15 +90,142 @@ def show_policy():
     return policy_read()
 
 
+class BreakGlass(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    reason: str = Field(min_length=10, max_length=500, description="Why it cannot wait.")
+
+
+class ReloadRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    break_glass: BreakGlass | None = Field(
+        default=None,
+        description="Put an unapproved policy in force in an emergency: only a role named in "
+        "approvals.yaml's policy-change break_glass may; audited, and the approval is "
+        "requested at once, after the fact.",
+    )
+
+
 @bp.post("/policy/reload", responses={200: PolicyRead})
-def reload_policy():
-    """Reload the policy files; a version that fails lint or its tests is refused (422)."""
+def reload_policy(body: ReloadRequest):
+    """Reload the policy files. A version that fails lint or its tests is refused (422); one
+    that no approved policy-change request covers is refused (409) while approvals.yaml
+    requires approval for policy changes."""
     require("reload", "policy", SYSTEM_DOMAIN)
-    before = get_authorizer().policy.hash
+    authorizer = get_authorizer()
+    before = authorizer.policy.hash
+    forced = body.break_glass is not None
+    if forced:
+        roles = changes.break_glass_roles(authorizer.policy)
+        held = roles_held(authorizer.policy, current_principal().name, SYSTEM_DOMAIN)
+        if not set(roles) & held:
+            log_event(
+                "policy.break-glass", "policy", None, "deny", {"reason": body.break_glass.reason}
+            )
+            raise Forbidden(
+                "break-glass is not open to you: approvals.yaml's policy-change rule names "
+                f"{', '.join(roles) or 'no role'} for it",
+                details={"break_glass": list(roles)},
+            )
     try:
-        policy = get_authorizer().reload()
+        policy = authorizer.reload(break_glass=forced)
     except PolicyRefused as exc:
         log_event("policy.reload", "policy", None, "refused", exc.details)
         raise
-    log_event("policy.reload", "policy", None, "ok", {"from": before, "to": policy.hash})
+    if forced and policy.hash != before:
+        details = {"from": before, "to": policy.hash, "reason": body.break_glass.reason}
+        log_event("policy.break-glass", "policy", None, "ok", details)
+        # The approval follows the fact: its review runs now, under the rules in force.
+        # The files forced into force are kept as a proposal too, so the review finds them.
+        changes.store_proposal(runtime.current().home, changes.files_of(policy.directory))
+        start_review(policy.hash, "90d", request_approval=True, base=before)
+    log_event(
+        "policy.reload",
+        "policy",
+        None,
+        "ok",
+        {"from": before, "to": policy.hash, "break_glass": forced},
+    )
     return policy_read()
+
+
+class ProposedPolicy(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    files: dict[str, str] = Field(
+        description="Every file of the proposed policy directory, by relative path "
+        "(model.conf, policy.csv, approvals.yaml, tests/*.yaml, ...)."
+    )
+    since: str = Field(
+        default="90d",
+        max_length=40,
+        description="The window of recorded decisions to replay: 90d, 12w, 24h, an ISO date "
+        "or `all`.",
+    )
+
+
+@bp.before_request
+def larger_bodies_for_policies():
+    # A company's policy.csv is megabytes; only these two routes take bodies that large.
+    if request.endpoint in ("authz.propose_change", "authz.replay_policy"):
+        request.max_content_length = changes.MAX_BYTES + 2**20
+
+
+def readable_log_domains() -> list[str] | None:
+    """The domains whose decisions the caller may read (None: all of them)."""
+    allowed = permitted_domains("read")
+    every = {SYSTEM_DOMAIN, UNSCOPED_DOMAIN, *(d.name for d in list_domains(get_session()))}
+    return None if every <= allowed else sorted(allowed)
+
+
+def start_review(
+    digest: str, since: str, *, request_approval: bool, domains=None, base: str | None = None
+):
+    params = {
+        "policy_hash": digest,
+        "base_policy": base or get_authorizer().policy.hash,
+        "since": since,
+        "request": request_approval,
+        "domains": domains,
+    }
+    return jobs.start(
+        get_session(),
+        JobKind.POLICY_REVIEW,
+        changes.subject_of(digest),
+        SYSTEM_DOMAIN,
+        "policy",
+        params,
+    )
+
+
+def stored(body: ProposedPolicy) -> str:
+    try:
+        parse_since(body.since)
+    except ValueError as exc:
+        raise InvalidInput(str(exc), details=[{"field": "since"}]) from exc
+    return changes.store_proposal(runtime.current().home, body.files)
+
+
+@bp.post("/policy/replay", responses={202: JobStatus})
+def replay_policy(body: ProposedPolicy):
+    """Replay the recorded decisions of a window against a proposed policy, as a job: its
+    result lists the decisions that would change (by principal, domain, action and object
+    kind, with examples and the rule deciding each side), lint, tests and the diff. Only the
+    domains whose audit entries the caller may read are replayed."""
+    require("read", "policy", SYSTEM_DOMAIN)
+    digest = stored(body)
+    return start_review(digest, body.since, request_approval=False, domains=readable_log_domains())
+
+
+@bp.post("/policy/changes", responses={202: JobStatus})
+def propose_change(body: ProposedPolicy):
+    """Propose a policy change for approval, as a job: the service lints and tests the files,
+    diffs them against the policy in force and replays the recorded decisions of the window;
+    if lint and tests pass it opens a `policy-change` approval request (system domain) that
+    carries all of it as evidence. Reload accepts the files once the request is approved."""
+    require("propose", "policy", SYSTEM_DOMAIN)
+    digest = stored(body)
+    # The replay covers what the proposer may read; the evidence names the domains when
+    # that is not the whole log, so reviewers see how far it reached.
+    return start_review(digest, body.since, request_approval=True, domains=readable_log_domains())

@@ -183,18 +183,162 @@ def policy_who_can(action: str, obj: str, domain: str, directory: str | None) ->
 
 @policy.command("reload")
 @click.option("--url", default=None, help="The service (default: GOVERNANCE_URL or local).")
+@click.option(
+    "--break-glass",
+    "reason",
+    default=None,
+    metavar="REASON",
+    help="Emergency: put the files in force without an approved policy-change request. Only "
+    "a role named in approvals.yaml's break_glass may; audited, and the approval is "
+    "requested at once.",
+)
 @fail_cleanly
-def policy_reload(url: str | None) -> None:
+def policy_reload(url: str | None, reason: str | None) -> None:
     """Validate the policy here, then ask the running service to put it in force.
 
-    Uses GOVERNANCE_TOKEN (a principal allowed to reload the policy). Every service process
-    also notices changed files on its own within seconds; a version that fails lint or its
-    tests is refused there too, and the old one stays in force.
+    Uses GOVERNANCE_TOKEN (a principal allowed to reload the policy). While approvals.yaml
+    has a policy-change rule, the service refuses files whose hash no approved request
+    covers (`govern policy request-change` asks for one). Every service process also
+    notices changed files on its own within seconds, under the same checks; the old policy
+    stays in force when they fail.
     """
     from governance.authz.service import validate_policy
     from governance.client import api_call
 
     local = validate_policy(settings()["GOVERNANCE_POLICY_DIR"])
     click.echo(f"policy {local.hash[:16]} passes lint and its tests")
-    answer = api_call("POST", "/api/v1/policy/reload", {}, url=url)
+    body = {"break_glass": {"reason": reason}} if reason else {}
+    answer = api_call("POST", "/api/v1/policy/reload", body, url=url)
     click.echo(f"in force: {answer['policy_hash']}")
+
+
+@policy.command("request-change")
+@policy_dir_option
+@click.option(
+    "--since",
+    default="90d",
+    show_default=True,
+    help="The window of recorded decisions the review replays.",
+)
+@click.option("--url", default=None, help="The service (default: GOVERNANCE_URL or local).")
+@click.option(
+    "--format", "fmt", type=click.Choice(["text", "markdown"]), default="text", show_default=True
+)
+@fail_cleanly
+def policy_request_change(directory: str | None, since: str, url: str | None, fmt: str) -> None:
+    """Send the policy directory for review and approval (policy-change).
+
+    The service lints and tests the files, diffs them against the policy in force, replays
+    the recorded decisions of the window against them, and opens an approval request that
+    carries all of it. Prints the replay and the request; reviewers decide it with
+    `govern approvals decide`, and `govern policy reload` accepts the files afterwards.
+    """
+    from governance.authz.changes import files_of
+    from governance.client import api_call, wait_for_job
+
+    chosen = Path(policy_directory(directory))
+    job = api_call(
+        "POST", "/api/v1/policy/changes", {"files": files_of(chosen), "since": since}, url=url
+    )
+    job = wait_for_job(job, url=url)
+    result = job["result"]
+    if fmt == "markdown":
+        click.echo(result["replay_markdown"])
+    else:
+        replay = result["replay"]
+        click.echo(
+            f"policy {result['policy_hash'][:16]} against {result['base_policy'][:16]} in force: "
+            f"lint {result['lint']['errors']} error(s), {result['lint']['warnings']} warning(s); "
+            f"tests {result['tests']['passed']} passed; diff +{result['diff']['gained']} "
+            f"-{result['diff']['lost']} permission(s)"
+        )
+        click.echo(
+            f"replay: {replay['examined']} decision(s), {replay['unavailable']} unavailable: "
+            f"{replay['allow_to_deny']} allow->deny, {replay['deny_to_allow']} deny->allow"
+        )
+        for group in replay["groups"][:20]:
+            click.echo(
+                f"  {group['direction']}  {group['count']:>6}  {group['principal']}  "
+                f"{group['action']} {group['object_kind']} in {group['domain']}"
+            )
+    click.echo(
+        f"approval {result['approval']} ({result['approval_state']}): needs "
+        f"{', '.join(result['required_roles']) or 'nobody'}"
+    )
+
+
+@policy.command("replay")
+@click.option(
+    "--against",
+    "against",
+    required=True,
+    help="The proposed policy: a directory, or a git revision of the repository that holds "
+    "the policy directory (--dir, else this checkout's policies/).",
+)
+@click.option(
+    "--since",
+    default="90d",
+    show_default=True,
+    help="The window of recorded decisions: 90d, 12w, 24h, an ISO date, or `all`.",
+)
+@click.option("--domain", default=None, help="Only the decisions of one domain.")
+@policy_dir_option
+@click.option(
+    "--format",
+    "fmt",
+    type=click.Choice(["text", "json", "markdown"]),
+    default="text",
+    show_default=True,
+)
+@fail_cleanly
+def policy_replay(
+    against: str, since: str, domain: str | None, directory: str | None, fmt: str
+) -> None:
+    """Replay this instance's recorded decisions against a proposed policy.
+
+    Every authorization decision of the window is asked again of the policy in force
+    (GOVERNANCE_POLICY_DIR) and of the proposed one; the decisions that would change are
+    listed by principal, domain, action and object kind, with examples and the rule that
+    decides each side. Decisions pruned by retention are counted as unavailable.
+
+    Exit 0 when nothing would change, 1 when some decision would change (either way).
+    """
+    from contextlib import ExitStack
+
+    from governance.authz.diff import checkout
+    from governance.authz.policy import PolicySet
+    from governance.authz.replay import parse_since, replay_log, report_json
+
+    try:
+        parse_since(since)
+    except ValueError as exc:
+        click.echo(f"error: --since: {exc}", err=True)
+        sys.exit(EXIT_USAGE)
+    base = PolicySet.load(settings()["GOVERNANCE_POLICY_DIR"])
+    with ExitStack() as stack:
+        if Path(against).is_dir():
+            head_dir = Path(against)
+        else:
+            repository = Path(policy_directory(directory))
+            if (
+                _git_output(repository, "rev-parse", "--verify", "--quiet", f"{against}^{{commit}}")
+                is None
+            ):
+                click.echo(
+                    f"error: {against!r} is neither a directory nor a commit of the git "
+                    f"repository holding {repository}",
+                    err=True,
+                )
+                sys.exit(EXIT_USAGE)
+            head_dir = stack.enter_context(checkout(repository, against))
+        head = PolicySet.load(head_dir)
+        with instance_session() as session:
+            report = replay_log(session.connection(), base, head, since=since, domain=domain)
+    if fmt == "json":
+        click.echo(report_json(report))
+    elif fmt == "markdown":
+        click.echo(report.as_markdown())
+    else:
+        click.echo(report.as_text())
+    if report.changed:
+        sys.exit(EXIT_FAILED)

@@ -15,6 +15,7 @@ from sqlmodel import Session, select
 from governance.audit.evidence import write_evidence_pack
 from governance.audit.export import EntryFilter, iter_csv, iter_jsonl, write_log_bundle
 from governance.audit.service import Actor
+from governance.authz import changes as policy_changes
 from governance.datasets.models import DatasetVersion
 from governance.errors import NotFound
 from governance.families.evaluation import run_gate
@@ -149,6 +150,51 @@ def export(
     }
 
 
+def policy_review(
+    rt: Runtime, session: Session, job: TrainingJob, actor: Actor, progress: Progress
+) -> dict[str, Any]:
+    """The evidence of a proposed policy against the one in force: lint, the policy tests,
+    the permission diff and the replay of recorded decisions; with `request`, the approval
+    request of kind policy-change that carries it (only if lint and the tests pass)."""
+    digest = job.params["policy_hash"]
+    head = policy_changes.proposal_dir(rt.home, digest)
+    base = policy_changes.version_dir(rt.home, job.params["base_policy"])
+    progress({"stage": "linting, testing, diffing and replaying recorded decisions"})
+    evidence = policy_changes.review(
+        session,
+        base,
+        head,
+        since=job.params.get("since"),
+        domains=job.params.get("domains"),
+    )
+    replayed = evidence["replay"]
+    result: dict[str, Any] = {
+        "policy_hash": digest,
+        "base_policy": evidence["base_policy"],
+        "lint": {k: evidence["lint"][k] for k in ("errors", "warnings")},
+        "tests": {k: evidence["tests"][k] for k in ("passed", "failed")},
+        "diff": {k: evidence["diff"][k] for k in ("gained", "lost", "settings_changed")},
+        "replay": replayed,
+        "replay_markdown": evidence["replay_markdown"],
+    }
+    if not job.params.get("request"):
+        return result
+    if not policy_changes.passes(evidence):
+        result[FAILED] = (
+            f"the proposed policy fails {evidence['lint']['errors']} lint check(s) and "
+            f"{evidence['tests']['failed']} policy test(s); no approval was requested"
+        )
+        result["problems"] = evidence["lint"]["problems"] + evidence["tests"]["failures"]
+        return result
+    request = policy_changes.open_change_request(
+        session, rt.authorizer.policy, digest, evidence, actor
+    )
+    result["approval"] = request.uid
+    result["approval_state"] = request.state
+    result["required_roles"] = request.required_roles
+    return result
+
+
 # The key of a handler's result that names a failure it recorded itself (the runner takes it
 # out and ends the job failed, keeping what the handler wrote).
 FAILED = "job_failed"
@@ -157,4 +203,5 @@ HANDLERS: dict[str, Handler] = {
     JobKind.SCAN: scan,
     JobKind.EVALUATE: evaluate,
     JobKind.EXPORT: export,
+    JobKind.POLICY_REVIEW: policy_review,
 }

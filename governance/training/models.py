@@ -28,7 +28,9 @@ class JobKind:
     SCAN = "scan"
     EVALUATE = "evaluate"
     EXPORT = "export"
-    INTERNAL = (SCAN, EVALUATE, EXPORT)
+    # The evidence of a proposed policy (lint, tests, diff, replay), and its approval request.
+    POLICY_REVIEW = "policy-review"
+    INTERNAL = (SCAN, EVALUATE, EXPORT, POLICY_REVIEW)
 
 
 class TrainingJob(SQLModel, table=True):

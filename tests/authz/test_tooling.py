@@ -125,7 +125,7 @@ def test_a_grant_added_in_a_commit_appears_in_the_diff(tmp_path):
     git(repo, "commit", "-qm", "base")
     append(repo / "policies" / "policy.csv", "g, lee, auditor, consumer-tax\n")
     approvals = repo / "policies" / "approvals.yaml"
-    approvals.write_text(approvals.read_text().replace("expires_days: 14", "expires_days: 7"))
+    approvals.write_text(approvals.read_text().replace("expires_days: 14", "expires_days: 7", 1))
     git(repo, "commit", "-qam", "lee audits consumer-tax")
     result = diff_revisions(repo / "policies", "HEAD~1", "HEAD")
     gained = {permission for permission, _rule in result.gained}
@@ -155,10 +155,22 @@ def test_who_can():
     assert found["priya"] == ("privacy-reviewer", "*", "approval", "decide")
 
 
+def without_change_approval(policies: Path) -> None:
+    """Drop the policy-change rule, so reloads need no approval (tests of the other checks)."""
+    rules = policies / "approvals.yaml"
+    text = rules.read_text()
+    start = text.index("  policy-change:\n")
+    end = text.index("\n\n", start)
+    rules.write_text(text[:start] + text[end + 1 :])
+
+
 @pytest.fixture
 def live_policy(policies, config):
-    """An app whose policy directory is a private copy, checked for changes on every call."""
+    """An app whose policy directory is a private copy, checked for changes on every call;
+    policy changes need no approval here (tests/authz/test_changes.py covers that gate)."""
     from governance.app import create_app
+
+    without_change_approval(policies)
 
     app = create_app(
         {
