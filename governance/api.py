@@ -48,7 +48,16 @@ DOCS_ENDPOINTS = frozenset(
     }
 )
 PUBLIC_ENDPOINTS = (
-    frozenset({"health.health", "openapi_json", "openlineage_schema", "static", "index"})
+    frozenset(
+        {
+            "health.health",
+            "openapi_json",
+            "openlineage_schema",
+            "static",
+            "index",
+            "authzen_discovery.configuration",
+        }
+    )
     | DOCS_ENDPOINTS
 )
 # Endpoints that read their body as a stream themselves (not as one JSON document).

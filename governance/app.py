@@ -37,6 +37,7 @@ API_BLUEPRINTS = (
     datasets_views.bp,
     authz_views.bp,
     authzen.bp,
+    authzen.discovery_bp,
     audit_views.bp,
     approvals_views.bp,
     models_views.bp,

@@ -150,6 +150,12 @@ def error_response(error: GovernanceError):
         body, status = openai_error(error)
         response = jsonify(body)
         response.status_code = status
+    elif has_request_context() and request.path.startswith("/access/v1/"):
+        # AuthZEN 1.0 (Transport, Error Responses): a request it cannot evaluate is a 400 and
+        # the body carries the message; the envelope stays beside it, naming the field.
+        status = 400 if error.status == 422 else error.status
+        response = jsonify({"status": status, "message": error.message, **error.to_dict()})
+        response.status_code = status
     else:
         response = jsonify(error.to_dict())
         response.status_code = error.status

@@ -11,7 +11,7 @@ ACTIONS: dict[str, tuple[str, ...]] = {
     "domain": ("read", "create", "update"),
     "principal": ("read", "create"),
     "token": ("read", "create", "revoke"),
-    "policy": ("read", "reload"),
+    "policy": ("read", "reload", "propose"),
     "dataset": ("read", "create", "upload", "delete"),
     "scan": ("read", "create"),
     "approval": ("read", "request", "decide"),
