@@ -261,6 +261,8 @@ def when(moment) -> str:
 def describe(kind: str, summary: dict, family: str | None) -> str:
     """A request's subject in words a reviewer recognises."""
     summary = summary or {}
+    if kind == "policy-change":
+        return f"policy {str(summary.get('policy_hash', ''))[:16]}"
     if kind == approvals.DATASET_USE:
         return (
             f"{summary.get('dataset', 'dataset')} v{summary.get('version')} "

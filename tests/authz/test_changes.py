@@ -10,6 +10,7 @@ import pytest
 from governance.app import create_app
 from governance.authz.changes import files_of
 from governance.config import DEFAULT_POLICY_DIR
+from tests.console.conftest import sign_in
 from tests.factories import auth, close_app, finished_job, principal_token, run_jobs
 
 
@@ -101,6 +102,16 @@ def test_a_policy_change_goes_through_review_and_two_approvals_before_reload(liv
     reloaded = client.post("/api/v1/policy/reload", headers=admin, json={})
     assert reloaded.status_code == 200, reloaded.get_json()
     assert reloaded.get_json()["policy_hash"] == result["policy_hash"] != in_force
+
+    # The console: the policy page lists the change, the request page shows its replay.
+    browser = app.test_client()
+    sign_in(browser, principal_token(app, "quinn"), "/console/policy")
+    listed = browser.get("/console/policy")
+    assert listed.status_code == 200 and uid[:10] in listed.text
+    page = browser.get(f"/console/approvals/{uid}")
+    assert page.status_code == 200
+    assert "Change to policy" in page.text and "2 from deny to allow" in page.text
+    assert "data-steward, *, dataset, read" in page.text  # the rule after, for drew
 
 
 def test_a_proposal_that_fails_its_tests_gets_no_approval_request(live):

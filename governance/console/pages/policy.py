@@ -17,6 +17,7 @@ from governance.errors import (
     NotFound,
 )
 from governance.guard import (
+    current_principal,
     get_authorizer,
     mark_checked,
     require,
@@ -54,6 +55,7 @@ def policy():
     return render_template(
         "console/policy.html",
         section="policy",
+        changes=policy_changes(),
         policy=policy_set,
         refused=get_authorizer().refused,
         domain=domain,
@@ -63,6 +65,28 @@ def policy():
         principals=len(principals),
         page=page,
         pages=pages,
+    )
+
+
+def policy_changes() -> list:
+    """The latest policy-change requests, if the caller may read approvals in the system
+    domain (their evidence is the replay of recorded decisions)."""
+    from sqlmodel import select
+
+    from governance.approvals.models import ApprovalRequest
+    from governance.authz.changes import POLICY_CHANGE
+    from governance.db import get_session
+
+    principal = current_principal().name
+    if not get_authorizer().policy.decide(principal, SYSTEM_DOMAIN, "approval", "read").allowed:
+        return []
+    return list(
+        get_session().exec(
+            select(ApprovalRequest)
+            .where(ApprovalRequest.kind == POLICY_CHANGE)
+            .order_by(ApprovalRequest.id.desc())
+            .limit(20)
+        )
     )
 
 
