@@ -140,12 +140,22 @@ def log_policy_load() -> None:
     policy = authorizer.policy
     if authorizer.logged_hash == policy.hash:
         return
+    # A process that starts on files no approval covers (edited and restarted, rather than
+    # reloaded) still serves them, as it has nothing else it could serve; the entry says so,
+    # for the auditor, and GET /api/v1/policy shows it.
+    from governance.authz import changes
+
+    approved = changes.approved_change(get_session(), policy.hash)
     log_event(
         "policy.load",
         "policy",
         None,
         "ok",
-        {"directory": str(policy.directory)},
+        {
+            "directory": str(policy.directory),
+            "approval_required": changes.approval_needed(policy),
+            "approval": approved.uid if approved else None,
+        },
         principal="system",
     )
     authorizer.logged_hash = policy.hash

@@ -10,6 +10,7 @@ import http.cookiejar
 import json
 import os
 import re
+import shutil
 import signal
 import subprocess
 import sys
@@ -822,8 +823,106 @@ def openai_queries(config: dict[str, Any], base_url: str, say: Narrator) -> dict
     return {"openai_models": listed, "openai_refused": refused}
 
 
+# The demo's policy change: casey covers smb-accounting's data as well (say, while sam is away).
+DEMO_POLICY_CHANGE = (
+    "\n# Proposed in the demo: casey covers smb-accounting's data while sam is away.\n"
+    "g, casey, data-steward, smb-accounting\n"
+)
+
+
+def policy_change(config: dict[str, Any], base_url: str, say: Narrator, echo) -> dict[str, Any]:
+    """A policy change as a reviewed pull request would go: lint, tests and the permission
+    diff here; then the service's review (the same checks, and the replay of the recorded
+    decisions against it) opens a policy-change request; the deployed files are refused until
+    a security and a privacy reviewer approve; then reload puts them in force."""
+    from governance.authz.changes import files_of
+    from governance.authz.diff import diff_directories
+    from governance.authz.lint import lint
+    from governance.authz.policytest import run_policy_tests
+
+    in_force = Path(config["GOVERNANCE_POLICY_DIR"])
+    proposal = Path(config["GOVERNANCE_HOME"]) / "policy-proposal"
+    shutil.rmtree(proposal, ignore_errors=True)
+    shutil.copytree(in_force, proposal)
+    with (proposal / "policy.csv").open("a") as handle:
+        handle.write(DEMO_POLICY_CHANGE)
+    # The same pull request updates the policy's own tests: casey now may.
+    cases = proposal / "tests" / "stewards.yaml"
+    if cases.is_file():
+        text = cases.read_text()
+        for verb in ("read", "upload"):
+            text = text.replace(
+                f"  - deny:  casey smb-accounting dataset {verb}\n",
+                f"  - allow: casey smb-accounting dataset {verb}\n",
+            )
+        cases.write_text(text)
+    errors = sum(p.severity == "error" for p in lint(proposal))
+    tests = run_policy_tests(proposal)
+    diff = diff_directories(in_force, proposal, "in force", "proposed")
+    say(
+        f"policy change proposed (casey also stewards smb-accounting): lint {errors} error(s), "
+        f"policy tests {sum(t.passed for t in tests)}/{len(tests)} passed, diff: "
+        f"+{len(diff.gained)} -{len(diff.lost)} permission(s)"
+    )
+    admin = ApiClient(base_url, issue_demo_token(config, "admin", PrincipalKind.USER))
+    review = admin.job(
+        *admin.call(
+            "POST", "/api/v1/policy/changes", {"files": files_of(proposal), "since": "90d"}
+        ),
+        "the service reviews the policy change",
+    )
+    replay = review["replay"]
+    say(
+        f"replay of the last 90 days against it: {replay['examined']} recorded decision(s) "
+        f"({replay['unavailable']} pruned), {replay['allow_to_deny']} allow->deny, "
+        f"{replay['deny_to_allow']} deny->allow; approval {review['approval'][:10]} needs "
+        f"{', '.join(review['required_roles'])}"
+    )
+    for group in replay["groups"][:5]:
+        after = ", ".join(group["head_rule"]) if group["head_rule"] else "deny by default"
+        echo(
+            f"      {group['direction']} x{group['count']}: {group['principal']} "
+            f"{group['action']} {group['object_kind']} in {group['domain']} (now: p, {after})"
+        )
+    # The change is deployed before anyone approved it: the service keeps the old policy.
+    shutil.copytree(proposal, in_force, dirs_exist_ok=True)
+    status, body = admin.call("POST", "/api/v1/policy/reload", {})
+    expect(status, body, 409, "reload refuses an unapproved policy")
+    say(f"reload before approval: HTTP {status} refused ({body['error']['code']})")
+    people = demo_people(config, base_url, ("quinn", "priya"))
+    for reviewer, decision in approve_all(people, review["approval"], ("quinn", "priya"), "replay"):
+        say(f"{reviewer} approves the policy change (signed {decision['signature'][:16]}...)")
+    status, body = admin.call("POST", "/api/v1/policy/reload", {})
+    expect(status, body, 200, "reload puts the approved policy in force")
+    say(f"reload after approval: HTTP {status}, policy {body['policy_hash'][:16]} in force")
+    return {
+        "policy_change": {
+            "approval": review["approval"],
+            "replayed": replay["examined"],
+            "allow_to_deny": replay["allow_to_deny"],
+            "deny_to_allow": replay["deny_to_allow"],
+            "refused_before_approval": True,
+            "in_force": body["policy_hash"],
+        }
+    }
+
+
+def demo_policy_dir(config: dict[str, Any]) -> None:
+    """The demo changes its policy (a reviewed change): it works on a copy in its instance,
+    never on the files it was given."""
+    source = Path(config["GOVERNANCE_POLICY_DIR"])
+    copy = Path(config["GOVERNANCE_HOME"]) / "policies"
+    if source.resolve() != copy.resolve():
+        shutil.rmtree(copy, ignore_errors=True)
+        shutil.copytree(source, copy, ignore=shutil.ignore_patterns(".*", "__pycache__"))
+        config["GOVERNANCE_POLICY_DIR"] = str(copy)
+
+
 def run_demo(config: dict[str, Any], echo: Callable[[str], None] = print) -> dict[str, Any]:
     """Run the demo against the instance in config; return its summary."""
+    config = dict(config)
+    Path(config["GOVERNANCE_HOME"]).mkdir(mode=0o700, parents=True, exist_ok=True)
+    demo_policy_dir(config)
     report = init_instance(config)
     echo(f"1. init {report.home}: {', '.join(report.created) or 'already initialized'}")
     admin_token = issue_demo_token(config, accounts.ADMIN_PRINCIPAL, PrincipalKind.USER)
@@ -867,6 +966,7 @@ def run_demo(config: dict[str, Any], echo: Callable[[str], None] = print) -> dic
         models.update(annual_cycle(config, base_url, steward, scan, say))
         console = console_glance(config, base_url, say)
         models.update(openai_queries(config, base_url, say))
+        models.update(policy_change(config, base_url, say, echo))
 
     bundle, verified = export_and_verify(config, echo, step=say.step)
     pack, pack_verified = evidence_and_verify(config, echo, step=say.step + 2)

@@ -113,6 +113,11 @@ def test_demo_runs_end_to_end(env):
     ]
     assert summary["tainted"] == [{"family": "tax-assistant", "version": 1, "tax_year": 2025}]
     assert summary["denied_queries"] == 1
+    # The policy change: refused until approved, then in force; casey's recorded denial in
+    # smb-accounting is among the decisions its replay says would change.
+    change = summary["policy_change"]
+    assert change["refused_before_approval"] and change["deny_to_allow"] >= 1
+    assert change["allow_to_deny"] == 0 and change["replayed"] > 10
     assert summary["dataset_scan"]["verdict"] == "redacted"
     assert summary["dataset_scan"]["counts"]["US_SSN"] > 0
     offline = subprocess.run(

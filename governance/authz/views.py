@@ -66,6 +66,15 @@ class PolicyRead(BaseModel):
     refused: dict | None = Field(
         default=None, description="The last version of the files refused, and why."
     )
+    approval_required: bool = Field(
+        description="Whether approvals.yaml of the policy in force gates policy changes."
+    )
+    approval: str | None = Field(
+        default=None,
+        description="The approved policy-change request that covers the policy in force, if "
+        "any (none for the instance's first policy, or files a process started on without "
+        "approval).",
+    )
 
 
 def policy_read() -> dict:
@@ -80,6 +89,10 @@ def policy_read() -> dict:
         rules=len(policy.rules),
         role_bindings=len(policy.groupings),
         refused=refused,
+        approval_required=changes.approval_needed(policy),
+        approval=approved.uid
+        if (approved := changes.approved_change(get_session(), policy.hash))
+        else None,
     ).model_dump()
 
 

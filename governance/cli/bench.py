@@ -13,7 +13,18 @@ from governance.cli.base import fail_cleanly, settings
 @click.option(
     "--only",
     type=click.Choice(
-        ["all", "audit", "pii", "scale", "console", "authz", "requests", "gateway", "gate"]
+        [
+            "all",
+            "audit",
+            "pii",
+            "scale",
+            "console",
+            "authz",
+            "replay",
+            "requests",
+            "gateway",
+            "gate",
+        ]
     ),
     default="all",
     show_default=True,
@@ -81,6 +92,12 @@ def bench(
 
         section = run_authz_bench(settings()["GOVERNANCE_POLICY_DIR"], echo=click.echo)
         write_section(out, "## Authorization at company size", section)
+        click.echo(section)
+    if only in ("all", "replay"):
+        from benchmarks.replay import run_replay_bench
+
+        section = run_replay_bench(settings()["GOVERNANCE_POLICY_DIR"], echo=click.echo)
+        write_section(out, "## Policy replay and subject search", section)
         click.echo(section)
     if only in ("all", "scale"):
         from benchmarks.scale import run_scale_bench

@@ -102,6 +102,7 @@ def test_a_policy_change_goes_through_review_and_two_approvals_before_reload(liv
     reloaded = client.post("/api/v1/policy/reload", headers=admin, json={})
     assert reloaded.status_code == 200, reloaded.get_json()
     assert reloaded.get_json()["policy_hash"] == result["policy_hash"] != in_force
+    assert reloaded.get_json()["approval"] == uid and reloaded.get_json()["approval_required"]
 
     # The console: the policy page lists the change, the request page shows its replay.
     browser = app.test_client()

@@ -135,3 +135,35 @@ def test_cli_replay_exit_status_and_formats(app, client, env, tmp_path):
     assert "0 allow->deny, 0 deny->allow" in same.stdout
     bad = govern(env, "policy", "replay", "--against", str(head), "--since", "soon")
     assert bad.returncode == 2 and "--since" in bad.stderr
+
+
+def test_cli_replay_against_a_git_revision(app, client, env, tmp_path):
+    import subprocess
+
+    ask_all(app, client)
+    repo = tmp_path / "repo"
+    shutil.copytree(DEFAULT_POLICY_DIR, repo / "policies")
+
+    def git(*args: str) -> None:
+        subprocess.run(
+            ["git", "-c", "user.name=t", "-c", "user.email=t@t", *args],
+            cwd=repo,
+            check=True,
+            capture_output=True,
+        )
+
+    git("init", "-q")
+    git("add", ".")
+    git("commit", "-qm", "base")
+    head = proposed(tmp_path)
+    shutil.copy(head / "policy.csv", repo / "policies" / "policy.csv")
+    git("commit", "-qam", "drew stewards consumer-tax")
+    policies = str(repo / "policies")
+    at_head = govern(
+        env, "policy", "replay", "--dir", policies, "--against", "HEAD", "--since", "all"
+    )
+    assert at_head.returncode == 1 and "3 allow->deny, 1 deny->allow" in at_head.stdout
+    at_base = govern(env, "policy", "replay", "--dir", policies, "--against", "HEAD~1")
+    assert at_base.returncode == 0, at_base.stdout + at_base.stderr
+    unknown = govern(env, "policy", "replay", "--dir", policies, "--against", "no-such-rev")
+    assert unknown.returncode == 2 and "neither a directory nor a commit" in unknown.stderr
