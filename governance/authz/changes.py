@@ -174,8 +174,14 @@ def store_proposal(home: Path, files: Mapping[str, str]) -> str:
     try:
         for name, text in files.items():
             target = scratch / name
-            target.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
-            target.write_text(text, encoding="utf-8")
+            try:
+                target.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+                target.write_text(text, encoding="utf-8")
+            except (NotADirectoryError, FileExistsError, IsADirectoryError) as exc:
+                raise InvalidInput(
+                    f"{name} is both a file and a folder in the proposal",
+                    details=[{"field": f"files.{name}"}],
+                ) from exc
             target.chmod(0o600)
         digest = policy_hash(scratch)
         final = root / digest

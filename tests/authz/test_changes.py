@@ -140,6 +140,10 @@ def test_a_proposal_that_fails_its_tests_gets_no_approval_request(live):
         ({"policy.csv": "x", "model.conf": "x", "run.sh": "x"}, "files.run.sh"),
         ({"policy.csv": "x"}, "files.model.conf"),
         ({}, "files"),
+        (
+            {"policy.csv": "x", "model.conf": "x", "policy.csv/a.yaml": "x"},
+            "files.policy.csv/a.yaml",
+        ),
     ],
 )
 def test_bad_proposals_are_refused_naming_the_file(live, files, field):
