@@ -11,7 +11,10 @@ Mapping to the policy's (subject, domain, object, action) questions:
   named types, its name (`model` + `tax-assistant` asks about `model/tax-assistant`);
 - the domain is `resource.properties.domain`, else `context.domain`, else the domain the
   resource itself lives in: a model family or a dataset that exists (by name or id), or a
-  resource of type `domain` (its id);
+  resource of type `domain` (its id). With none, nothing can grant it: the answer is a deny
+  by default (`decision: false`, with `context.reason` and `context.error` saying what is
+  missing; audited under the domain of things no domain owns), and a search answers an empty
+  result, as the interop scenarios expect of resources a PDP does not know;
 - `action.name` is the action.
 
 The search APIs (§8) answer from the compiled policy: subject search ("who may do this to
@@ -39,13 +42,16 @@ from flask_openapi3 import APIBlueprint, Tag
 from pydantic import BaseModel, ConfigDict, Field
 from sqlmodel import select
 
+from governance.audit.service import AuditEvent
 from governance.authz.catalog import ACTIONS, NAMED, object_type
 from governance.authz.diff import who_can
+from governance.authz.policy import UNSCOPED_DOMAIN
 from governance.db import get_session
 from governance.domains.models import Domain
 from governance.domains.service import list_domains
 from governance.errors import BadRequest, InvalidInput
 from governance.guard import (
+    allowed_domains,
     audit_log,
     current_principal,
     decision_event,
@@ -164,25 +170,69 @@ def resource_domain(kind: str, ident: str | None) -> str | None:
     return None
 
 
-def domain_of(resource: Entity | SearchEntity, context: dict[str, Any] | None, where: str) -> str:
+def domain_of(resource: Entity | SearchEntity, context: dict[str, Any] | None) -> str | None:
     """The domain a question is about: given in the resource or the context, else the one the
-    resource lives in; 400 naming the field when there is none."""
+    resource lives in; None when there is none (nothing grants anything outside a domain)."""
     properties = resource.properties or {}
     domain = properties.get("domain") or (context or {}).get("domain")
     if domain is None:
         domain = resource_domain(resource.type, resource.id)
-    if not isinstance(domain, str) or not domain:
+    if domain is not None and (not isinstance(domain, str) or not domain):
         raise InvalidInput(
-            "the domain is missing: give resource.properties.domain or context.domain, or "
-            "name a model family or dataset that exists",
-            details=[{"field": f"{where}resource.properties.domain"}],
+            "the domain must be a non-empty string",
+            details=[{"field": "resource.properties.domain"}],
         )
     return domain
 
 
+NO_DOMAIN = (
+    "the resource is in no domain this PDP knows (give resource.properties.domain or "
+    "context.domain, or name a model family or dataset that exists): nothing grants it"
+)
+
+
+def may_ask_somewhere() -> None:
+    """A caller may be told "no" about a resource in no domain if it may ask in any domain."""
+    if not allowed_domains("authorization", "query"):
+        require("query", "authorization", UNSCOPED_DOMAIN)  # refused, and logged as such
+    mark_checked()
+
+
+def undecidable(subject: str, obj: str, action: str) -> dict[str, Any]:
+    """Deny by default, audited under the domain of things no domain owns, with the reason."""
+    may_ask_somewhere()
+    policy_hash = get_authorizer().policy.hash
+    seq = audit_log().append(
+        AuditEvent(
+            principal=subject,
+            action=action,
+            object=obj,
+            domain=UNSCOPED_DOMAIN,
+            decision="deny",
+            policy_hash=policy_hash,
+            request_id=g.get("request_id"),
+            details={
+                "rule": None,
+                "asked_by": current_principal().name,
+                "via": "authzen",
+                "reason": "no domain",
+            },
+        )
+    )
+    return {
+        "decision": False,
+        "context": {
+            "reason": NO_DOMAIN,
+            "error": {"status": 400, "message": NO_DOMAIN},
+            "policy_hash": policy_hash,
+            "audit_seq": seq,
+        },
+    }
+
+
 def question(evaluation: Evaluation, where: str) -> tuple[str, str, str, str]:
     """The policy question an AuthZEN evaluation asks: (subject, domain, object, action)."""
-    domain = domain_of(evaluation.resource, evaluation.context, where)
+    domain = domain_of(evaluation.resource, evaluation.context) or UNSCOPED_DOMAIN
     kind = evaluation.resource.type
     obj = f"{kind}/{evaluation.resource.id}" if kind in NAMED else kind
     # What the audit entry of the decision stores has columns of fixed width: a subject that
@@ -204,6 +254,8 @@ def question(evaluation: Evaluation, where: str) -> tuple[str, str, str, str]:
 def decide(evaluation: Evaluation, where: str = "") -> dict[str, Any]:
     """Decide one evaluation for the calling service, audit it, and answer as AuthZEN does."""
     subject, domain, obj, action = question(evaluation, where)
+    if domain == UNSCOPED_DOMAIN:
+        return undecidable(subject, obj, action)
     require("query", "authorization", domain)
     decision = get_authorizer().decide(subject, domain, obj, action)
     event = decision_event(decision, {"asked_by": current_principal().name, "via": "authzen"})
@@ -383,7 +435,10 @@ def object_of(resource: Entity) -> str:
 def search_subject(body: SubjectSearch):
     """Subject search: every principal the policy lets perform the action on the resource,
     directly or through roles (transitively), with the rule that allows each."""
-    domain = domain_of(body.resource, body.context, "")
+    domain = domain_of(body.resource, body.context)
+    if domain is None:
+        may_ask_somewhere()
+        return {**paginate(body, body.page, []), "context": {"reason": NO_DOMAIN}}
     require("query", "authorization", domain)
     policy = get_authorizer().policy
     found = who_can(policy, body.action.name, object_of(body.resource), domain)
@@ -397,7 +452,10 @@ def search_subject(body: SubjectSearch):
 @bp.post("/search/action", responses={200: SearchResponse})
 def search_action(body: ActionSearch):
     """Action search: the actions of the resource's type that the subject may perform on it."""
-    domain = domain_of(body.resource, body.context, "")
+    domain = domain_of(body.resource, body.context)
+    if domain is None:
+        may_ask_somewhere()
+        return {**paginate(body, body.page, []), "context": {"reason": NO_DOMAIN}}
     require("query", "authorization", domain)
     policy = get_authorizer().policy
     obj = object_of(body.resource)
