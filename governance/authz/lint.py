@@ -253,4 +253,33 @@ def _lint_approvals(root: Path, domains: set[str], grants, bindings) -> list[Pro
                             f"the policy binds {len(holders)}",
                         )
                     )
+    change = rules.policy_change()
+    if change is not None:
+        # Decided in the system domain: each required role must be able to decide there and
+        # be held there by someone, or no policy change could ever be approved.
+        for role in change.required:
+            if role not in deciders:
+                problems.append(
+                    Problem(
+                        APPROVALS_FILE,
+                        0,
+                        "error",
+                        f"policy-change: role {role!r} may not decide approvals",
+                    )
+                )
+            holders = {
+                r.fields[0]
+                for r in bindings
+                if r.fields[1] == role and r.fields[2] in (SYSTEM_DOMAIN, "*")
+            }
+            if not holders:
+                problems.append(
+                    Problem(
+                        APPROVALS_FILE,
+                        0,
+                        "error",
+                        f"policy-change: nobody holds {role!r} in the system domain, so no "
+                        "policy change could be approved",
+                    )
+                )
     return problems

@@ -263,3 +263,10 @@ def test_review_tools_read_the_checkout_you_stand_in(tmp_path):
     elsewhere.mkdir()
     lost = in_dir(elsewhere, env, "policy", "lint")
     assert lost.returncode == 2 and "no policy directory" in lost.stderr
+
+
+def test_lint_refuses_a_policy_change_rule_nobody_can_fill(policies):
+    csv = policies / "policy.csv"
+    csv.write_text(csv.read_text().replace("g, quinn, security-reviewer, system\n", ""))
+    found = messages(policies)
+    assert any("nobody holds 'security-reviewer' in the system domain" in m for m in found), found
