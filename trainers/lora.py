@@ -8,7 +8,11 @@ BUNDLE is a directory with
     eval.jsonl   sanitized held-out records, and multiple-choice items
                  {"question", "choices": [...], "answer": index}
 spec.json's `memorization` names the canaries the service inserted into train.jsonl; their
-exposure after training goes into metrics.json (trainers.exposure).
+exposure after training goes into metrics.json (trainers.exposure), beside a membership-
+inference audit of training against held-out records (trainers.membership). spec.json's
+`privacy` ({"epsilon", "delta", "max_grad_norm", "sampling": "poisson"}) trains the LoRA
+parameters with DP-SGD and an accountant instead (trainers.privacy); records may carry `unit`,
+the opaque key of the customer they belong to, which then is the unit of privacy.
 OUT receives adapter/ (safetensors), metrics.json and manifest.json (SHA-256 of every file).
 Progress goes to stdout, one JSON object a line. CUDA when present (bf16 where supported),
 else the CPU, where a given seed gives the same adapter bytes every time.
@@ -30,7 +34,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from trainers import harness
+from trainers import harness, membership, privacy
 from trainers.exposure import exposure
 from trainers.hashing import manifest, weights_hash
 
@@ -292,6 +296,7 @@ def train(
     lora = {**DEFAULT_LORA, **(spec.get("lora") or {})}
     hyper = {**DEFAULT_HYPER, **(spec.get("hyperparameters") or {})}
     seed = int(spec.get("seed", 0))
+    private = privacy.PrivacySpec.parse(spec.get("privacy"))
     seed_everything(seed)
     device, dtype = pick_device()
     base = spec["base_model"]["path"]
@@ -326,9 +331,36 @@ def train(
     generator = torch.Generator().manual_seed(seed)
     eval_before = held_out_loss(model, eval_examples, batch_size, tokenizer.pad_token_id, device)
     step, last_loss = 0, None
+    dp = privacy.plan(private, bundle.train, batch_size, int(hyper["epochs"])) if private else None
+    if dp is not None:
+        report(
+            "privacy",
+            epsilon=private.epsilon,
+            delta=private.delta,
+            unit=dp.unit,
+            units=dp.units,
+            steps=dp.planned_steps,
+            noise_multiplier=round(dp.noise_multiplier, 4),
+        )
     with harness.scratch() as scratch:
         baseline = harness_baseline(model, tokenizer, bundle, out, seed, scratch)
-        for epoch in range(int(hyper["epochs"])):
+        if dp is not None:
+            model.train()
+            last_loss = privacy.private_steps(
+                model,
+                train_examples,
+                bundle.train,
+                dp,
+                optimizer,
+                micro_batch=batch_size,
+                pad_id=tokenizer.pad_token_id,
+                device=device,
+                seed=seed,
+                make_batches=batches,
+                report=report,
+            )
+            step = dp.steps
+        for epoch in range(0 if dp is not None else int(hyper["epochs"])):
             model.train()
             order = torch.randperm(len(train_examples), generator=generator).tolist()
             for ids, labels, mask in batches(
@@ -346,6 +378,9 @@ def train(
                 )
         evaluation = harness_candidate(model, tokenizer, baseline, seed, scratch)
     eval_loss = held_out_loss(model, eval_examples, batch_size, tokenizer.pad_token_id, device)
+    inference = membership.audit(
+        model, train_examples, eval_examples, batch_size, tokenizer.pad_token_id, device, seed
+    )
     clock = time.monotonic()
     memorization = exposure(model, tokenizer, spec.get("memorization"), seed, device)
     if memorization:
@@ -365,6 +400,8 @@ def train(
         "multiple_choice": choice_summary(evaluation["candidate"]),
         "evaluation": evaluation,
         "memorization": memorization,
+        "membership_inference": inference,
+        "privacy": dp.as_metrics() if dp is not None else None,
         "serving": serving,
         "device": device.type,
         "dtype": str(dtype).removeprefix("torch."),
@@ -408,7 +445,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         train(args.bundle, args.out)
-    except BundleError as exc:
+    except (BundleError, privacy.PrivacySpecError) as exc:
         emit("error", message=str(exc))
         print(f"error: {exc}", file=sys.stderr)
         return 1

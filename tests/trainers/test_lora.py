@@ -94,7 +94,7 @@ def test_other_weights_than_the_spec_names_are_refused(tiny, tmp_path):
 def test_trainers_import_nothing_of_governance():
     code = (
         "import sys, trainers.lora, trainers.tiny, trainers.hashing, trainers.harness,"
-        " trainers.exposure;"
+        " trainers.exposure, trainers.privacy, trainers.membership;"
         "print(sorted(m for m in sys.modules if m.split('.')[0] == 'governance'))"
     )
     assert run("-c", code).stdout.strip() == "[]"
