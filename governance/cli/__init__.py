@@ -43,6 +43,7 @@ COMMANDS = (
     families.family,
     families.version,
     families.query,
+    families.privacy,
     training.base_model,
     training.model,
     evidence.export,

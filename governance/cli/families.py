@@ -43,15 +43,40 @@ def family() -> None:
 @click.argument("name")
 @click.option("--base-model", required=True, help="A registered base model.")
 @click.option("--schedule", default=None, help="Refresh schedule (cron), default yearly.")
+@click.option(
+    "--dp-epsilon",
+    type=float,
+    default=None,
+    help="Train every version with differential privacy (DP-SGD) spending at most this "
+    "epsilon per version, per customer (or record).",
+)
+@click.option("--dp-delta", type=float, default=1e-6, show_default=True)
+@click.option("--dp-max-grad-norm", type=float, default=1.0, show_default=True)
 @url_option
 @fail_cleanly
-def family_create(domain: str, name: str, base_model: str, schedule: str | None, url) -> None:
+def family_create(
+    domain: str,
+    name: str,
+    base_model: str,
+    schedule: str | None,
+    dp_epsilon: float | None,
+    dp_delta: float,
+    dp_max_grad_norm: float,
+    url,
+) -> None:
     """Create the model family NAME in DOMAIN."""
     from governance.client import api_call
 
     body: dict[str, Any] = {"name": name, "base_model": base_model}
     if schedule:
         body["refresh_schedule"] = schedule
+    if dp_epsilon is not None:
+        body["privacy"] = {
+            "epsilon": dp_epsilon,
+            "delta": dp_delta,
+            "max_grad_norm": dp_max_grad_norm,
+            "sampling": "poisson",
+        }
     show_family(api_call("POST", f"/api/v1/domains/{domain}/models", body, url=url))
 
 
@@ -307,3 +332,51 @@ def query(family_name: str, prompt: str, max_new_tokens: int, url) -> None:
     body = {"prompt": prompt, "max_new_tokens": max_new_tokens}
     answer = api_call("POST", f"/api/v1/models/{family_name}/generate", body, url=url)
     click.echo(answer.get("text", ""))
+
+
+@click.group()
+def privacy() -> None:
+    """Differential privacy: what each domain's models have spent of its budget."""
+
+
+@privacy.command("ledger")
+@click.argument("domain")
+@click.option("--json", "as_json", is_flag=True, help="The ledger as JSON.")
+@url_option
+@fail_cleanly
+def privacy_ledger(domain: str, as_json: bool, url) -> None:
+    """Print DOMAIN's privacy ledger: each version trained with DP, its (epsilon, delta), the
+    sum over the budget's period and what is left."""
+    from governance.client import api_call
+
+    book = api_call("GET", f"/api/v1/domains/{domain}/privacy-ledger", url=url)
+    if as_json:
+        click.echo(json.dumps(book, indent=2))
+        return
+    budget = book["budget"]
+    click.echo(
+        f"{book['domain']}: unit of privacy the {book['unit']}"
+        + (f" (key {book['unit_key']})" if book["unit_key"] else "")
+        + (
+            f"; budget epsilon {budget['epsilon']:g}, delta {budget['delta']:.3g} over "
+            f"{budget['years']} years (since {book['period_since']})"
+            if budget
+            else "; no budget set in domains.yaml"
+        )
+    )
+    for e in book["entries"]:
+        spent = (
+            f"epsilon {e['epsilon']:.4g} delta {e['delta']:.3g}"
+            if e["epsilon"] is not None
+            else "no DP: unbounded"
+        )
+        click.echo(
+            f"  {e['family']} v{e['version']} ({e['tax_year']}, {e['status']}): {spent}"
+            f"{'' if e['counts'] else ' (not counted)'}: {e['why']}"
+        )
+    spent, left = book["spent"], book["remaining"]
+    click.echo(
+        f"spent: epsilon {spent['epsilon']:.4g}, delta {spent['delta']:.3g} ({book['composition']})"
+    )
+    if left is not None:
+        click.echo(f"remaining: epsilon {left['epsilon']:.4g}, delta {left['delta']:.3g}")

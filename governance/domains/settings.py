@@ -83,6 +83,42 @@ class Memorization(BaseModel):
     max_exposure_bits: float = Field(default=5.0, gt=0)
 
 
+class PrivacyBudget(BaseModel):
+    """The total privacy loss the domain's customers may bear from the models trained on their
+    data over a rolling period: every version trained with differential privacy counts its
+    (epsilon, delta) until it is no longer served and its artifacts are destroyed, and the
+    versions inside the period compose by their sum (basic composition, which holds for any
+    mix of mechanisms)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    epsilon: float = Field(gt=0, le=1000)
+    delta: float = Field(default=1e-5, gt=0, lt=0.1)
+    years: int = Field(default=5, ge=1, le=50)
+
+
+class Privacy(BaseModel):
+    """Differential privacy for the domain's models.
+
+    (The unit of privacy is the customer where the domain's PII rules name a customer key,
+    `unit_key` in pii.yaml: the sanitized view carries only its keyed hash. Otherwise it is the
+    record.)
+
+    budget     the total over a rolling period (PrivacyBudget); a DP training request that
+               would exceed it is refused with the numbers.
+    required   every version of the domain must be trained with DP (default false).
+    max_membership_auc
+               the evaluation gate refuses a version whose membership-inference attacks (loss,
+               and reference-model) reach this AUC or more (none: reported only).
+    """
+
+    model_config = ConfigDict(extra="forbid")
+
+    budget: PrivacyBudget | None = None
+    required: bool = False
+    max_membership_auc: float | None = Field(default=None, gt=0.5, le=1.0)
+
+
 class Subscriber(BaseModel):
     """A system that receives a domain's lifecycle events, signed (Standard Webhooks)."""
 
@@ -133,6 +169,7 @@ class DomainSettings(BaseModel):
     description: str = ""
     retention: Retention = Field(default_factory=Retention)
     memorization: Memorization = Field(default_factory=Memorization)
+    privacy: Privacy = Field(default_factory=Privacy)
     webhooks: list[Subscriber] = Field(default_factory=list)
 
 
@@ -203,6 +240,12 @@ def memorization(policy_dir: str | Path, domain: str) -> Memorization:
     """The domain's memorization test settings (the defaults when domains.yaml is silent)."""
     settings = load_domain_settings(policy_dir).get(domain)
     return settings.memorization if settings else Memorization()
+
+
+def privacy(policy_dir: str | Path, domain: str) -> Privacy:
+    """The domain's differential-privacy settings (none when domains.yaml is silent)."""
+    settings = load_domain_settings(policy_dir).get(domain)
+    return settings.privacy if settings else Privacy()
 
 
 def describe(settings: DomainSettings) -> dict[str, Any]:

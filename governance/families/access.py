@@ -63,6 +63,7 @@ def family_read(family: ModelFamily, domain: Domain) -> dict:
                 "lora",
                 "hyperparameters",
                 "eval_suite",
+                "privacy",
                 "refresh_schedule",
                 "created_by",
                 "created_at",

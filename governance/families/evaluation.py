@@ -20,6 +20,7 @@ from governance.datasets.models import DatasetVersion
 from governance.datasets.service import iter_version_records
 from governance.domains.models import Domain
 from governance.domains.settings import memorization
+from governance.domains.settings import privacy as domain_privacy
 from governance.errors import Conflict
 from governance.families import review
 from governance.families.criteria import load_criteria
@@ -126,6 +127,26 @@ def memorization_reasons(version: ModelVersion, threshold: float) -> list[str]:
     return []
 
 
+def membership_reasons(version: ModelVersion, max_auc: float | None) -> list[str]:
+    """Why the version fails the membership-inference audit: an attack's AUC reaches the
+    domain's threshold (`privacy.max_membership_auc`), or the worker measured nothing."""
+    if max_auc is None:
+        return []
+    measured = version.metrics.get("membership_inference") or {}
+    attacks = {k: v for k, v in measured.items() if k.endswith("_attack")}
+    if not attacks:
+        return ["the domain sets a membership-inference threshold but the worker measured none"]
+    found = []
+    for name, result in sorted(attacks.items()):
+        value = result.get("auc")
+        if value is not None and value >= max_auc:
+            found.append(
+                f"membership inference: the {name.replace('_', ' ')} tells training records "
+                f"from held-out ones with AUC {value:.3f} >= {max_auc:.3f}"
+            )
+    return found
+
+
 def probe(
     session: Session,
     keyring,
@@ -193,6 +214,8 @@ def evaluate(
     domain = session.get(Domain, family.domain_id)
     threshold = memorization(policy_dir, domain.name).max_exposure_bits
     reasons += memorization_reasons(version, threshold)
+    max_auc = domain_privacy(policy_dir, domain.name).max_membership_auc
+    reasons += membership_reasons(version, max_auc)
     pii = probe(session, keyring, store, scanner, policy_dir, version, backend)
     if pii["leaks"]:
         reasons.append(f"the model reproduced {pii['leaks']} value(s) the scan removed")
@@ -234,6 +257,12 @@ def evaluate(
             if version.metrics.get("memorization")
             else None
         ),
+        "membership_inference": (
+            {**version.metrics["membership_inference"], "max_auc": max_auc}
+            if version.metrics.get("membership_inference")
+            else None
+        ),
+        "privacy": version.metrics.get("privacy"),
     }
     version.status = VersionState.EVALUATED if passed else VersionState.FAILED
     version.status_reason = None if passed else "; ".join(reasons)[:500]

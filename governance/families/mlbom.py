@@ -173,6 +173,14 @@ def mlbom(
             value=promotion["request"] if promotion else "none",
         ),
     ]
+    private = document.get("privacy")
+    if private:
+        # Differential privacy: the guarantee per unit of privacy, as the accountant spent it.
+        for key in ("epsilon", "delta", "unit", "steps", "noise_multiplier", "accountant"):
+            if private.get(key) is not None:
+                properties.append(
+                    Property(name=f"{PROPERTY}privacy:{key}", value=str(private[key]))
+                )
     if version.adapter_signature:
         properties.append(
             Property(
@@ -269,6 +277,8 @@ def model_card(
             for d in document["datasets"]
         ],
         "evaluation": dict(_metrics(document)),
+        "privacy": document.get("privacy"),
+        "membership_inference": (document.get("metrics") or {}).get("membership_inference"),
         "promotion": promotion,
         "lineage_sha256": lineage_digest(document),
         "policy_sha256": document["policy_hash"],
@@ -303,6 +313,25 @@ def model_card(
         "## Evaluation",
         "",
         *(f"- {name}: {value}" for name, value in card["evaluation"].items()),
+        "",
+        "## Privacy",
+        "",
+        *(
+            [
+                f"- trained with differential privacy (DP-SGD): epsilon "
+                f"{card['privacy'].get('epsilon')} at delta {card['privacy'].get('delta')}, per "
+                f"{card['privacy'].get('unit') or 'unit'}, {card['privacy'].get('steps')} steps, "
+                f"noise multiplier {card['privacy'].get('noise_multiplier')}"
+            ]
+            if card.get("privacy")
+            else ["- trained without differential privacy: no formal bound on what it retains"]
+        ),
+        *(
+            f"- membership inference, {name.replace('_', ' ')}: AUC {result.get('auc')}, "
+            f"TPR at 1% FPR {result.get('tpr_at_1pct_fpr')}"
+            for name, result in sorted((card.get("membership_inference") or {}).items())
+            if name.endswith("_attack")
+        ),
         "",
         "## Approvals",
         "",

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 import re
-from typing import Any
+from typing import Any, Literal
 
 import sqlalchemy as sa
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
@@ -102,6 +102,8 @@ class ModelFamily(SQLModel, table=True):
         default_factory=dict, sa_type=sa.JSON, nullable=False
     )
     eval_suite: dict[str, Any] = SQLField(default_factory=dict, sa_type=sa.JSON, nullable=False)
+    # The differential-privacy recipe (PrivacyRecipe as a dict); None trains without DP.
+    privacy: dict[str, Any] | None = SQLField(default=None, sa_type=sa.JSON, nullable=True)
     refresh_schedule: str = SQLField(max_length=100, nullable=False)
     seed: int = SQLField(default=1234, nullable=False)
     created_by: str = SQLField(max_length=63, nullable=False)
@@ -292,6 +294,19 @@ class EvalSuite(BaseModel):
         return value
 
 
+class PrivacyRecipe(BaseModel):
+    """Train the LoRA parameters with DP-SGD (trainers.privacy): the accountant spends at most
+    `epsilon` at `delta` per version, per unit of privacy (the customer when the domain's
+    rules name a customer key, else the record)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    epsilon: float = Field(gt=0, le=100)
+    delta: float = Field(default=1e-6, gt=0, lt=0.01)
+    max_grad_norm: float = Field(default=1.0, gt=0, le=1000)
+    sampling: Literal["poisson"] = "poisson"
+
+
 class FamilyCreate(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
@@ -309,6 +324,9 @@ class FamilyCreate(BaseModel):
         default="0 6 15 1 *", max_length=100, description="Cron: by default 15 January, 06:00."
     )
     seed: int = Field(default=1234, ge=0, le=2**31 - 1)
+    privacy: PrivacyRecipe | None = Field(
+        default=None, description="Train with differential privacy (DP-SGD) at this budget."
+    )
 
 
 class FamilyRead(BaseModel):
@@ -318,6 +336,7 @@ class FamilyRead(BaseModel):
     lora: dict[str, Any]
     hyperparameters: dict[str, Any]
     eval_suite: dict[str, Any]
+    privacy: dict[str, Any] | None = None
     refresh_schedule: str
     production_version: int | None
     variants: list[dict[str, Any]] = Field(

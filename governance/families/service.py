@@ -32,6 +32,7 @@ from governance.families.models import (
     VersionCreate,
     VersionState,
 )
+from governance.families.privacy import check_training as check_privacy
 from governance.pii.models import ScanReceipt
 from governance.pii.rules import load_rules
 from governance.pii.service import require_trainable
@@ -74,6 +75,7 @@ def create_family(
         lora=data.lora,
         hyperparameters=data.hyperparameters,
         eval_suite=data.eval_suite.model_dump(),
+        privacy=data.privacy.model_dump() if data.privacy else None,
         refresh_schedule=data.refresh_schedule,
         seed=data.seed,
         created_by=actor.principal,
@@ -265,6 +267,9 @@ def start_version(
         ).one()
         or 0
     )
+    # Differential privacy: required by the domain, and within its budget (refused now, with
+    # the numbers, rather than after training).
+    private = check_privacy(session, family, domain, policy_dir)
     # The memorization test's canaries: synthetic, drawn now, kept in the job (so every attempt
     # trains on the same bundle); the settings, without the secrets, go into the lineage.
     test = memorization(policy_dir, domain.name)
@@ -288,6 +293,7 @@ def start_version(
             "from": "base-model",
             "base_approval": base_approval.uid,
             "memorization": test.model_dump() if plan else None,
+            **({"privacy": private} if private is not None else {}),
             **({"refresh_run": refresh_run} if refresh_run is not None else {}),
         },
         code_version=f"governance {__version__}",
@@ -391,6 +397,13 @@ def lineage(session: Session, version: ModelVersion) -> dict[str, Any]:
         "metrics": version.metrics,
         "evaluation": version.evaluation,
         "parent": {"version": parent.number, "uid": parent.uid} if parent else None,
+        # Differential privacy, where the version was trained with it: what its accountant
+        # spent, per unit of privacy (only then: the digests of other versions stay as they were).
+        **(
+            {"privacy": version.metrics.get("privacy") or version.training_config["privacy"]}
+            if version.training_config.get("privacy")
+            else {}
+        ),
     }
 
 

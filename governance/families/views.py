@@ -16,7 +16,7 @@ from governance.approvals.rules import load_approval_rules
 from governance.db import INT_MAX, get_session
 from governance.domains.service import get_domain
 from governance.errors import NotFound
-from governance.families import intake, review, service, sweeps
+from governance.families import intake, privacy, review, service, sweeps
 from governance.families.access import (
     family_for,
     family_read,
@@ -141,6 +141,30 @@ def list_domain_families(path: DomainPath):
     """A domain's model families that the caller may read."""
     require("read", "domain", path.name)
     return {"items": readable_families([get_domain(get_session(), path.name)])}
+
+
+class PrivacyLedgerRead(BaseModel):
+    domain: str
+    unit: str
+    unit_key: str | None
+    required: bool
+    budget: dict | None
+    period_since: str
+    composition: str
+    spent: dict
+    remaining: dict | None
+    unbounded_versions: int
+    entries: list[dict]
+
+
+@bp.get("/domains/<name>/privacy-ledger", responses={200: PrivacyLedgerRead})
+def privacy_ledger(path: DomainPath):
+    """The domain's privacy ledger: each version trained with differential privacy, the
+    (epsilon, delta) its accountant spent, their sum over the rolling period, and what is
+    left of the budget in policies/domains.yaml."""
+    require("read", "domain", path.name)
+    domain = get_domain(get_session(), path.name)
+    return privacy.ledger(get_session(), domain, runtime.current().policy_dir).as_dict()
 
 
 @bp.get("/models/<family>", responses={200: FamilyRead})

@@ -57,6 +57,9 @@ class DomainRules:
     allow: tuple[AllowPattern, ...]
     hash: str
     gate: dict[str, float] = dataclasses.field(default_factory=lambda: dict(DEFAULT_GATE))
+    # The record metadata field that names the customer (the unit of privacy of DP training):
+    # the sanitized view carries only its keyed hash, as `unit`. None: no customer key.
+    unit_key: str | None = None
 
     @property
     def label_sample(self) -> int:
@@ -121,13 +124,21 @@ def load_rules(policy_dir: str | Path, domain: str | None = None) -> DomainRules
                 f"gate: {key} must be one of {sorted(DEFAULT_GATE)}, in 0..1 "
                 "(label_sample: a count, 0..10000)"
             )
+    unit_key = (section or {}).get("unit_key")
+    if unit_key is not None and (
+        not isinstance(unit_key, str)
+        or not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_.-]{0,62}", unit_key)
+    ):
+        raise PiiRulesError(f"{domain}: unit_key must name a metadata field")
     resolved = {
         "domain": domain if section else None,
         "entities": {e: [r.action, r.threshold] for e, r in sorted(entities.items())},
         "allow": [[a.name, a.regex.pattern] for a in allow],
         "gate": sorted(gate.items()),
+        # Only when set, so that the rules of every other domain keep their hash.
+        **({"unit_key": unit_key} if unit_key else {}),
     }
     digest = hashlib.sha256(
         repr(sorted(resolved.items())).encode() + b"\n" + hashlib.sha256(raw).digest()
     ).hexdigest()
-    return DomainRules(resolved["domain"], entities, tuple(allow), digest, gate)
+    return DomainRules(resolved["domain"], entities, tuple(allow), digest, gate, unit_key)

@@ -260,6 +260,11 @@ def scan_version(
                         to_label.append(drawn)
                     elif (slot := rng.randrange(position + 1)) < rules.label_sample:
                         to_label[slot] = drawn
+                if rules.unit_key:
+                    # The customer, for DP training's unit of privacy: only a keyed hash.
+                    value = (rec.get("metadata") or {}).get(rules.unit_key)
+                    if value is not None and value != "":
+                        clean = {**clean, "unit": keyed_hash(hash_key, f"unit:{value}")[:32]}
                 writer.add(canonical(clean))
             writer.close()
             canary_counts = measure_canaries(scanner, rules, sample_hosts)

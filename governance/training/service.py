@@ -159,9 +159,12 @@ def build_bundle(session: Session, keyring: KeyRing, store: BlobStore, job: Trai
     version = session.get(ModelVersion, job.version_id)
     family = session.get(ModelFamily, version.family_id)
     base = session.get(BaseModelRecord, version.base_model_id)
+    private = version.training_config.get("privacy")
     records: list[dict[str, Any]] = []
     for used in version.datasets:
         receipt = session.get(ScanReceipt, used["receipt"])
+        # The sanitized view holds the text fields and, where the domain's PII rules name a
+        # customer key, `unit`: the keyed hash the DP trainer groups a customer's records by.
         records += [
             {k: v for k, v in r.items() if k != "metadata"}
             for r in iter_sanitized(session, keyring, store, receipt)
@@ -186,6 +189,11 @@ def build_bundle(session: Session, keyring: KeyRing, store: BlobStore, job: Trai
             "harness_tasks": list(suite.get("harness_tasks") or []),
         },
         **({"memorization": plan} if plan else {}),
+        **(
+            {"privacy": {k: private[k] for k in ("epsilon", "delta", "max_grad_norm", "sampling")}}
+            if private
+            else {}
+        ),
     }
     buffer = io.BytesIO()
     with tarfile.open(fileobj=buffer, mode="w:gz") as tar:
