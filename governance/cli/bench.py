@@ -21,6 +21,7 @@ from governance.cli.base import fail_cleanly, settings
             "console",
             "authz",
             "replay",
+            "privacy",
             "requests",
             "gateway",
             "gate",
@@ -98,6 +99,12 @@ def bench(
 
         section = run_replay_bench(settings()["GOVERNANCE_POLICY_DIR"], echo=click.echo)
         write_section(out, "## Policy replay and subject search", section)
+        click.echo(section)
+    if only in ("all", "privacy"):
+        from benchmarks.privacy import run_privacy_bench
+
+        section = run_privacy_bench(echo=click.echo)
+        write_section(out, "## Differential privacy: cost and gain", section)
         click.echo(section)
     if only in ("all", "scale"):
         from benchmarks.scale import run_scale_bench
