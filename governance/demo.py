@@ -392,13 +392,13 @@ def run_worker(config: dict[str, Any], base_url: str) -> subprocess.CompletedPro
     return worker
 
 
-def wait_evaluated(client: ApiClient) -> None:
+def wait_evaluated(client: ApiClient, family: str = "tax-assistant") -> None:
     """Wait until no version of the family waits for its evaluation gate (a job the result
     upload queued for the job runner)."""
     deadline = time.monotonic() + JOB_SECONDS
     while True:
         listing = expect(
-            *client.call("GET", f"/api/v1/models/{FAMILY}/versions"), 200, "list versions"
+            *client.call("GET", f"/api/v1/models/{family}/versions"), 200, "list versions"
         )
         if not any(v["status"] == "trained" for v in listing["items"]):
             return
@@ -823,6 +823,164 @@ def openai_queries(config: dict[str, Any], base_url: str, say: Narrator) -> dict
     return {"openai_models": listed, "openai_refused": refused}
 
 
+PRIVATE_FAMILY = "ledger-helper"
+PRIVATE_EPSILON = 8.0
+
+
+def business_records(count: int = 90, businesses: int = 30, seed: int = 2026) -> bytes:
+    """Small-business bookkeeping questions, each tagged with the business it came from
+    (`metadata.customer_id`, the key smb-accounting's PII rules name as the unit of privacy)."""
+    import random
+
+    rng = random.Random(seed)  # noqa: S311 (demo data)
+    topics = [
+        ("a contractor's invoice", "Form 1099-NEC if you paid $600 or more", "Schedule C line 11"),
+        ("a new laptop", "Section 179 or depreciation", "Form 4562"),
+        ("business mileage", "the standard mileage rate", "Schedule C line 9"),
+        ("a home office", "the simplified method", "Form 8829"),
+        ("quarterly payroll taxes", "Form 941", "each quarter"),
+        ("a client lunch", "50% of the cost", "Schedule C line 24b"),
+    ]
+    lines = []
+    for i in range(count):
+        what, rule, where = rng.choice(topics)
+        record = {
+            "prompt": f"How do I book {what} of ${rng.randrange(50, 5000):,}?",
+            "completion": f"Use {rule}; it goes on {where}.",
+            "metadata": {"customer_id": f"BIZ-{i % businesses:05d}"},
+        }
+        lines.append(json.dumps(record).encode() + b"\n")
+    return b"".join(lines)
+
+
+def private_training(config: dict[str, Any], base_url: str, say: Narrator) -> dict[str, Any]:
+    """smb-accounting trains a version with differential privacy: per business (the unit of
+    privacy its PII rules name), within the budget its rules set; the demo prints the epsilon
+    spent, the ledger, and the exposure and membership-inference figures beside the
+    non-private tax-assistant's; a second request over the budget is refused."""
+    people = demo_people(config, base_url, ("sam", "riley", "priya", "lee", "quinn", "morgan"))
+    steward, engineer = people["sam"], people["riley"]
+    dataset = expect(
+        *steward.call("POST", "/api/v1/domains/smb-accounting/datasets", {"name": "books-qa"}),
+        201,
+        "create dataset books-qa",
+    )
+    version = expect(
+        *steward.call(
+            "POST",
+            f"/api/v1/datasets/{dataset['id']}/versions?tax_year=2026",
+            raw=business_records(),
+        ),
+        201,
+        "upload smb-accounting records",
+    )
+    receipt = steward.job(
+        *steward.call("POST", f"/api/v1/datasets/{dataset['id']}/versions/1/scans"),
+        "scan smb-accounting records",
+    )["receipt"]
+    say(
+        f"sam uploads {version['record_count']} bookkeeping records of 30 businesses to "
+        f"smb-accounting (each tagged with its business); scan verdict {receipt['verdict']}"
+    )
+    intake = expect(
+        *engineer.call(
+            "POST",
+            "/api/v1/approvals/base-model-use",
+            {"base_model": "tiny-llama", "domain": "smb-accounting"},
+        ),
+        201,
+        "request tiny-llama for smb-accounting",
+    )
+    list(approve_all(people, intake["uid"], ("lee", "quinn"), "license and hashes"))
+    expect(
+        *engineer.call(
+            "POST",
+            "/api/v1/domains/smb-accounting/models",
+            {
+                "name": PRIVATE_FAMILY,
+                "base_model": "tiny-llama",
+                "hyperparameters": {"epochs": 3, "batch_size": 8, "learning_rate": 0.005},
+                "privacy": {"epsilon": PRIVATE_EPSILON, "delta": 1e-5, "max_grad_norm": 1.0},
+            },
+        ),
+        201,
+        "create the private family",
+    )
+    request = expect(
+        *engineer.call(
+            "POST",
+            "/api/v1/approvals/dataset-use",
+            {"dataset_id": dataset["id"], "version": 1, "family": PRIVATE_FAMILY},
+        ),
+        201,
+        "request the smb data",
+    )
+    list(approve_all(people, request["uid"], ("priya",), "receipt"))
+    say(
+        f"riley creates {PRIVATE_FAMILY} with differential privacy (epsilon "
+        f"{PRIVATE_EPSILON:g} per version, delta 1e-5, per business); lee and quinn approve the "
+        "base, priya the data"
+    )
+    body = {"tax_year": 2026, "datasets": [{"dataset_id": dataset["id"], "version": 1}]}
+    expect(
+        *engineer.call("POST", f"/api/v1/models/{PRIVATE_FAMILY}/versions", body),
+        201,
+        "start private training",
+    )
+    run_worker(config, base_url)
+    wait_evaluated(engineer, PRIVATE_FAMILY)
+    private = expect(
+        *engineer.call("GET", f"/api/v1/models/{PRIVATE_FAMILY}/versions/1"), 200, "read it"
+    )
+    plain = expect(
+        *people["morgan"].call("GET", f"/api/v1/models/{FAMILY}/versions/2"), 200, "read v2"
+    )
+    spent = private["metrics"]["privacy"]
+    say(
+        f"a worker trained {PRIVATE_FAMILY} v1 with DP-SGD: epsilon {spent['epsilon']:.3f} spent "
+        f"at delta {spent['delta']:g} per {spent['unit']} ({spent['units']} units, "
+        f"{spent['steps']} steps, noise multiplier {spent['noise_multiplier']:.3f}); gate "
+        f"{private['evaluation'].get('gate')}"
+    )
+    for label, shown in (
+        (f"{FAMILY} v2, no DP", plain),
+        (f"{PRIVATE_FAMILY} v1, DP", private),
+    ):
+        metrics = shown["metrics"]
+        memo = metrics.get("memorization") or {}
+        attack = (metrics.get("membership_inference") or {}).get("loss_attack") or {}
+        reference = (metrics.get("membership_inference") or {}).get("reference_attack") or {}
+        say(
+            f"   {label}: canary exposure {memo.get('mean_exposure_bits')} bits; "
+            f"membership inference AUC {attack.get('auc')} (loss), {reference.get('auc')} "
+            f"(reference model); held-out loss {metrics.get('eval_loss_before', 0):.3f} -> "
+            f"{metrics.get('eval_loss', 0):.3f}"
+        )
+    book = expect(
+        *people["priya"].call("GET", "/api/v1/domains/smb-accounting/privacy-ledger"),
+        200,
+        "read the privacy ledger",
+    )
+    say(
+        f"smb-accounting's privacy ledger: spent epsilon {book['spent']['epsilon']:.3f} of "
+        f"{book['budget']['epsilon']:g} over {book['budget']['years']} years; remaining "
+        f"{book['remaining']['epsilon']:.3f} (`govern privacy ledger smb-accounting`)"
+    )
+    status, refused = engineer.call("POST", f"/api/v1/models/{PRIVATE_FAMILY}/versions", body)
+    expect(status, refused, 409, "refuse a version over the privacy budget")
+    say(f"a second version is refused: HTTP {status} ({refused['error']['message'][:150]}...)")
+    return {
+        "private_version": {
+            "family": PRIVATE_FAMILY,
+            "epsilon": spent["epsilon"],
+            "unit": spent["unit"],
+            "gate": private["evaluation"].get("gate"),
+            "ledger_spent": book["spent"]["epsilon"],
+            "over_budget_refused": status,
+        }
+    }
+
+
 # The demo's policy change: casey covers smb-accounting's data as well (say, while sam is away).
 DEMO_POLICY_CHANGE = (
     "\n# Proposed in the demo: casey covers smb-accounting's data while sam is away.\n"
@@ -964,6 +1122,7 @@ def run_demo(config: dict[str, Any], echo: Callable[[str], None] = print) -> dic
         say = Narrator(echo, len(attempts) + 7)
         models = train_and_serve(config, base_url, scan, say, echo)
         models.update(annual_cycle(config, base_url, steward, scan, say))
+        models.update(private_training(config, base_url, say))
         console = console_glance(config, base_url, say)
         models.update(openai_queries(config, base_url, say))
         models.update(policy_change(config, base_url, say, echo))
