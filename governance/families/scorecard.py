@@ -108,3 +108,31 @@ def memorization(evaluation: dict[str, Any]) -> str | None:
         f"{measured.get('threshold_bits', float('nan')):.2f}, ceiling "
         f"{measured['ceiling_bits']:.2f})"
     )
+
+
+def privacy(metrics: dict[str, Any], evaluation: dict[str, Any]) -> list[str]:
+    """What a reviewer reads of a version's privacy: the DP guarantee it was trained under (or
+    that it has none), and the membership-inference audit against the gate's threshold."""
+    lines = []
+    spent = metrics.get("privacy")
+    if spent:
+        lines.append(
+            f"differential privacy: epsilon {spent['epsilon']:.3f} spent at delta "
+            f"{spent['delta']:g} per {spent.get('unit', 'unit')} ({spent.get('units')} units, "
+            f"{spent.get('steps')} steps, noise multiplier {spent.get('noise_multiplier')}, "
+            f"clip {spent.get('max_grad_norm')}; {spent.get('accountant')})"
+        )
+    else:
+        lines.append("differential privacy: none (no formal bound on what it retains)")
+    audit = (evaluation.get("membership_inference") or metrics.get("membership_inference")) or {}
+    threshold = audit.get("max_auc")
+    for name in ("loss_attack", "reference_attack"):
+        result = audit.get(name)
+        if result:
+            lines.append(
+                f"membership inference, {name.replace('_', ' ')}: AUC {result.get('auc')}, "
+                f"TPR at 1% FPR {result.get('tpr_at_1pct_fpr')} ({audit.get('members')} members, "
+                f"{audit.get('non_members')} held-out)"
+                + (f"; the gate refuses AUC >= {threshold}" if threshold else "")
+            )
+    return lines

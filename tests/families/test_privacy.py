@@ -19,6 +19,7 @@ from governance.config import DEFAULT_POLICY_DIR
 from governance.db import get_db
 from governance.families.evaluation import membership_reasons
 from governance.training.models import TrainingJob
+from tests.console.conftest import sign_in
 from tests.families.test_memorization import bundle_files
 from tests.pipeline import (  # noqa: F401 (fixtures)
     app,
@@ -139,6 +140,30 @@ def test_a_dp_family_trains_per_customer_within_the_domains_budget(app, client, 
     # Another domain's reviewer cannot read this domain's ledger.
     status, _ = call(client, "sam", world, "GET", "/api/v1/domains/consumer-tax/privacy-ledger")
     assert status == 403
+
+    # Reviewers see it in the console: the domain's budget, and a version's guarantee.
+    from governance.families.models import ModelVersion
+
+    with get_db(app).session_scope() as session:
+        trained = session.exec(sa.select(ModelVersion)).scalars().one()
+        trained.metrics = {
+            "privacy": {"epsilon": 2.987, "delta": 1e-6, "unit": "customer", "units": 3,
+                        "steps": 12, "noise_multiplier": 1.1, "max_grad_norm": 0.5,
+                        "accountant": "rdp (opacus)"},
+            "membership_inference": {"members": 18, "non_members": 4,
+                                     "loss_attack": {"auc": 0.55, "tpr_at_1pct_fpr": 0.0}},
+        }  # fmt: skip
+        session.add(trained)
+        session.commit()
+    browser = app.test_client()
+    sign_in(browser, world["priya"], "/console/")
+    page = browser.get("/console/domains/consumer-tax/datasets")
+    assert page.status_code == 200 and "Privacy budget" in page.text
+    assert "<strong>2.987</strong> of 5.0" in page.text
+    version_page = browser.get(f"/console/models/{PRIVATE}/versions/1")
+    assert version_page.status_code == 200
+    assert "epsilon 2.987 spent at delta 1e-06 per customer" in version_page.text
+    assert "membership inference, loss attack: AUC 0.55" in version_page.text
 
 
 def test_a_domain_that_requires_dp_refuses_a_family_without_it(app, client, world):

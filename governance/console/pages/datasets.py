@@ -88,12 +88,17 @@ def domain_datasets(name: str):
         listing.append(
             (dataset, versions, receipts, findings_across(dataset.name, versions, receipts))
         )
+    from governance import runtime
+    from governance.families import privacy
+
+    book = privacy.ledger(session, domain, runtime.current().policy_dir)
     return render_template(
         "console/domain_datasets.html",
         section="datasets",
         domain=domain,
         listing=listing,
         may_read_scans=may_read_scans,
+        ledger=book.as_dict() if book.budget or book.entries else None,
     )
 
 

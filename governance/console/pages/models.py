@@ -204,6 +204,7 @@ def version_page(family: str, number: int):
         scores=scorecard.rows(evaluation),
         harness=evaluation.get("harness") or {},
         memorization=scorecard.memorization(evaluation),
+        privacy=scorecard.privacy(document.get("metrics") or {}, evaluation),
         reviews=review.version_reviews(session, domain, version, criteria),
         may_review=criteria is not None
         and get_authorizer()
