@@ -173,14 +173,55 @@ def ledger(
     return book
 
 
-def check_training(
+# The smallest epsilon a planned version may spend: below it the noise leaves nothing to learn,
+# and the refresh waits for older versions to leave the period instead.
+MIN_PLANNED_EPSILON = 0.1
+
+
+def plan(
     session: Session, family: ModelFamily, domain: Domain, policy_dir: str | Path
+) -> dict[str, Any] | None:
+    """What the next version of a DP family may spend: the recipe's epsilon, or what is left
+    of the domain's budget when that is less (the yearly refresh plans with this, and says so
+    in the approval it asks for). None for a family trained without DP."""
+    recipe = family.privacy
+    if recipe is None:
+        return None
+    book = ledger(session, domain, policy_dir)
+    remaining = book.remaining
+    planned = {
+        "epsilon": float(recipe["epsilon"]),
+        "delta": float(recipe["delta"]),
+        "recipe_epsilon": float(recipe["epsilon"]),
+        "spent": {"epsilon": round(book.spent[0], 4), "delta": book.spent[1]},
+        "remaining": None
+        if remaining is None
+        else {"epsilon": round(remaining[0], 4), "delta": remaining[1]},
+        "unit": "customer" if book.unit_key else "record",
+    }
+    if remaining is not None:
+        planned["epsilon"] = round(min(planned["epsilon"], remaining[0]), 4)
+        planned["delta"] = min(planned["delta"], remaining[1])
+    planned["fits"] = planned["epsilon"] >= MIN_PLANNED_EPSILON and planned["delta"] > 0
+    return planned
+
+
+def check_training(
+    session: Session,
+    family: ModelFamily,
+    domain: Domain,
+    policy_dir: str | Path,
+    epsilon: float | None = None,
 ) -> dict[str, Any] | None:
     """The privacy block of a new version's training config, or a refusal with the numbers:
     the domain requires DP and the family's recipe has none, or the recipe's epsilon or delta
     would take the domain past its budget."""
     rules = domain_settings.privacy(policy_dir, domain.name)
     recipe = family.privacy
+    if recipe is not None and epsilon is not None:
+        # A planned epsilon (the refresh's, from what is left) replaces the recipe's, never
+        # upwards.
+        recipe = {**recipe, "epsilon": min(float(recipe["epsilon"]), epsilon)}
     if recipe is None:
         if rules.required:
             raise InvalidInput(

@@ -202,8 +202,10 @@ def start_version(
     actor: Actor,
     executor: str = "local",
     refresh_run: int | None = None,
+    privacy_epsilon: float | None = None,
 ) -> ModelVersion:
-    """Check every dataset version (domain, scan, approval), create the version and its job."""
+    """Check every dataset version (domain, scan, approval), create the version and its job.
+    `privacy_epsilon` (the refresh's plan) lowers a DP family's epsilon for this version."""
     # The PII service loads Presidio (and with it torch); the web process imports it on use.
 
     rules = load_rules(policy_dir, domain.name)
@@ -269,7 +271,7 @@ def start_version(
     )
     # Differential privacy: required by the domain, and within its budget (refused now, with
     # the numbers, rather than after training).
-    private = check_privacy(session, family, domain, policy_dir)
+    private = check_privacy(session, family, domain, policy_dir, privacy_epsilon)
     # The memorization test's canaries: synthetic, drawn now, kept in the job (so every attempt
     # trains on the same bundle); the settings, without the secrets, go into the lineage.
     test = memorization(policy_dir, domain.name)

@@ -29,6 +29,7 @@ from governance.datasets.models import Dataset, DatasetVersion, VersionStatus
 from governance.db import utcnow
 from governance.domains.models import Domain
 from governance.errors import GovernanceError
+from governance.families import privacy
 from governance.families import service as models
 from governance.families.models import (
     DatasetRef,
@@ -182,6 +183,12 @@ def _approve_data(session: Session, run: RefreshRun, family, domain, policy_dir,
                 return Step.FIND_DATA
             if pending.state == RequestState.APPROVED:
                 continue
+            plan = privacy.plan(session, family, domain, policy_dir)
+            if plan is not None:
+                # The reviewers see what the version will spend of the domain's budget.
+                pending.summary = {**pending.summary, "privacy_plan": plan}
+                session.add(pending)
+                run.detail = {**run.detail, "privacy_plan": plan}
         waiting.append(pending.uid)
     if waiting:
         return _wait(run, f"approval of {', '.join(waiting)}")
@@ -203,6 +210,13 @@ def _version_of(session: Session, run: RefreshRun) -> ModelVersion | None:
 def _train(session: Session, run: RefreshRun, family, domain, policy_dir, actor, executor, created):
     version = _version_of(session, run)
     if version is None:
+        plan = privacy.plan(session, family, domain, policy_dir)
+        if plan is not None and not plan["fits"]:
+            return _wait(
+                run,
+                f"privacy budget of {domain.name}: epsilon {plan['remaining']['epsilon']} left, "
+                f"less than {privacy.MIN_PLANNED_EPSILON} (older versions must leave the period)",
+            )
         data = VersionCreate(
             tax_year=run.tax_year,
             datasets=[
@@ -220,6 +234,7 @@ def _train(session: Session, run: RefreshRun, family, domain, policy_dir, actor,
                 actor=actor,
                 executor=executor.name,
                 refresh_run=run.id,
+                privacy_epsilon=plan["epsilon"] if plan is not None else None,
             )
         except GovernanceError as exc:
             run.detail = {**run.detail, "last_error": exc.message}

@@ -137,6 +137,25 @@ def test_a_dp_family_trains_per_customer_within_the_domains_budget(app, client, 
     assert error["code"] == "privacy_budget_exceeded"
     assert error["details"]["remaining"]["epsilon"] == pytest.approx(2.0)
     assert "at most 2" in error["message"]
+    # The yearly refresh plans from what is left: epsilon 2 fits, 2.5 does not.
+    from governance.domains.models import Domain
+    from governance.errors import Conflict
+    from governance.families import privacy
+    from governance.families.models import ModelFamily
+
+    policy_dir = app.config["GOVERNANCE_POLICY_DIR"]
+    with get_db(app).session_scope() as session:
+        private_family = session.exec(
+            sa.select(ModelFamily).where(ModelFamily.name == PRIVATE)
+        ).scalar_one()
+        domain = session.get(Domain, private_family.domain_id)
+        planned = privacy.plan(session, private_family, domain, policy_dir)
+        assert planned["epsilon"] == 2.0 and planned["recipe_epsilon"] == 3.0 and planned["fits"]
+        allowed = privacy.check_training(session, private_family, domain, policy_dir, 2.0)
+        assert allowed["epsilon"] == 2.0
+        with pytest.raises(Conflict):
+            privacy.check_training(session, private_family, domain, policy_dir, 2.5)
+
     # Another domain's reviewer cannot read this domain's ledger.
     status, _ = call(client, "sam", world, "GET", "/api/v1/domains/consumer-tax/privacy-ledger")
     assert status == 403
