@@ -3,8 +3,9 @@
 The same bundle trained twice on the tiny base (`trainers.tiny`), once without and once with
 DP-SGD (`trainers.privacy`), with the same seed, epochs, batch and learning rate:
 
-- the data: tax questions and answers from templates, 100 customers with three records each
-  (the customer is the unit of privacy), held-out records of the same templates, and the
+- the data: tax questions and answers from templates, each answer ending with a case number
+  of its own, 100 customers with three records each (the customer is the unit of privacy),
+  held-out records of the same templates, and the
   Secret Sharer's canaries repeated several times in the training part, over enough epochs
   that the non-private arm measurably memorizes them;
 - utility: held-out loss (before and after training) and the multiple-choice accuracy of the
@@ -53,11 +54,14 @@ def records(customers: int, per_customer: int, seed: int) -> list[dict[str, Any]
         for _ in range(per_customer):
             form, what, where = rng.choice(FORMS)
             amount = rng.randrange(100, 90000)
+            # Each answer ends with a case number of its own: something a model can only
+            # know by memorizing the record, which is what membership inference looks for.
+            case = f"{rng.randrange(10000):04d}-{rng.randrange(100):02d}"
             found.append(
                 {
                     "prompt": f"I got a Form {form} showing ${amount:,} of {what}. "
                     "Where does it go?",
-                    "completion": f"Report the {what} from Form {form} on {where}.",
+                    "completion": f"Report the {what} from Form {form} on {where}. Case {case}.",
                     "unit": f"customer-{customer:04d}",
                 }
             )
@@ -72,7 +76,7 @@ def bundle(directory: Path, base: Path, private: dict | None, epochs: int, seed:
         {"question": f"Which form reports {what}?", "choices": [form, "8829"], "answer": 0}
         for form, what, _where in FORMS
     ]
-    plan = canaries.draw(Memorization(canaries=8, repetitions=5, candidates=1000))
+    plan = canaries.draw(Memorization(canaries=8, repetitions=10, candidates=1000))
     train = canaries.insert(train, plan, "bench-privacy")
     spec = {
         "base_model": {"path": str(base), "weights_sha256": weights_hash(base)},
@@ -107,7 +111,7 @@ def _fmt(value: Any, digits: int = 3) -> str:
     return "—" if value is None else f"{value:.{digits}f}"
 
 
-def run_privacy_bench(epochs: int = 8, epsilon: float = 8.0, echo: Callable = print) -> str:
+def run_privacy_bench(epochs: int = 20, epsilon: float = 8.0, echo: Callable = print) -> str:
     with tempfile.TemporaryDirectory(prefix="governance-privacy-") as name:
         scratch = Path(name)
         base = scratch / "tiny"
@@ -157,8 +161,9 @@ def run_privacy_bench(epochs: int = 8, epsilon: float = 8.0, echo: Callable = pr
             "",
             f"Data (generated from templates, so this measures the mechanism, not a real "
             f"corpus): {plain['train_records']} training records, 300 of them from 100 "
-            f"customers (three each; the customer is the unit of privacy) and 8 canaries "
-            f"repeated 5 times each; {mia.get('non_members', '?')} held-out records and "
+            f"customers (three each; the customer is the unit of privacy; each answer ends "
+            f"with a case number of its own) and 8 canaries repeated 10 times each; "
+            f"{mia.get('non_members', '?')} held-out records and "
             f"{len(FORMS)} multiple-choice items. Tiny Llama base (`trainers.tiny`, random "
             f"weights), LoRA r=8 on q/v, {epochs} epochs, batch 16, learning rate 0.005, the "
             f"same seed for both arms. DP: {spent.get('units')} units, Poisson sampling at "
