@@ -14,8 +14,9 @@ overlapping customers, so the versions compose:
 - **What counts**: every DP version trained (or in training: its target is reserved, so two
   requests cannot both fit into the same remainder) within the period. A version whose data
   has since been deleted keeps counting until it is no longer served *and* its artifacts are
-  destroyed (the trained weights still carry what it learned); no command destroys a version's
-  adapter yet, so every DP version counts for the period. A version that failed before its
+  destroyed (the trained weights still carry what it learned: its adapter is gone, so the
+  version has no `adapter_key`); no command destroys a version's adapter yet, so in practice
+  every DP version counts for the period. A version that failed before its
   worker trained anything counts nothing.
 - **Versions trained without DP** carry no bound at all: the ledger lists them as unbounded,
   and a domain with `privacy.required` refuses to train them.
@@ -127,6 +128,15 @@ def _entry(version: ModelVersion, family: ModelFamily) -> LedgerEntry | None:
             family.name, version.number, version.tax_year, version.status, when,
             None, None, None, None, (version.metrics or {}).get("train_records"), None, None,
             datasets, counts, "trained without differential privacy: no bound",
+        )  # fmt: skip
+    gone = version.status in (VersionState.TAINTED, VersionState.FAILED)
+    if spent and gone and version.adapter_key is None:
+        return LedgerEntry(
+            family.name, version.number, version.tax_year, version.status, when,
+            float(spent["epsilon"]), float(spent["delta"]), spent.get("unit"),
+            spent.get("units"), (version.metrics or {}).get("train_records"),
+            spent.get("steps"), spent.get("noise_multiplier"), datasets, False,
+            "no longer served and its artifacts destroyed: it stopped counting",
         )  # fmt: skip
     if spent:
         return LedgerEntry(

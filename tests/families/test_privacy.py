@@ -184,6 +184,22 @@ def test_a_dp_family_trains_per_customer_within_the_domains_budget(app, client, 
     assert "epsilon 2.987 spent at delta 1e-06 per customer" in version_page.text
     assert "membership inference, loss attack: AUC 0.55" in version_page.text
 
+    # Tainted and its adapter destroyed: it stops counting; merely tainted, it still counts.
+    with get_db(app).session_scope() as session:
+        trained = session.exec(sa.select(ModelVersion)).scalars().one()
+        trained.status, trained.adapter_key = "tainted", "models/x.tar"
+        session.add(trained)
+        session.commit()
+    _, book = call(client, "priya", world, "GET", "/api/v1/domains/consumer-tax/privacy-ledger")
+    assert book["spent"]["epsilon"] == 2.987
+    with get_db(app).session_scope() as session:
+        trained = session.exec(sa.select(ModelVersion)).scalars().one()
+        trained.adapter_key = None
+        session.add(trained)
+        session.commit()
+    _, book = call(client, "priya", world, "GET", "/api/v1/domains/consumer-tax/privacy-ledger")
+    assert book["spent"]["epsilon"] == 0 and not book["entries"][0]["counts"]
+
 
 def test_a_domain_that_requires_dp_refuses_a_family_without_it(app, client, world):
     path = Path(app.config["GOVERNANCE_POLICY_DIR"]) / "domains.yaml"
