@@ -260,6 +260,9 @@ def private_steps(
             "progress",
             step=step + 1,
             of=state.planned_steps,
+            # Steps are Poisson draws, not passes over the data: the epoch is how many times
+            # the expected draws have covered the units.
+            epoch=int((step + 1) * state.sample_rate - 1e-9) + 1,
             units=len(chosen_units),
             loss=None if last is None else round(last, 5),
         )

@@ -85,7 +85,9 @@ def run_job(claim: dict, url: str | None, echo: Callable[[str], None]) -> bool:
                 continue
             if event.get("event") == "progress":
                 latest.clear()
-                latest.update({k: event[k] for k in ("step", "of", "epoch", "loss")})
+                latest.update(
+                    {k: event[k] for k in ("step", "of", "epoch", "loss", "units") if k in event}
+                )
                 echo(f"job {uid[:8]}: step {event['step']}/{event['of']} loss {event['loss']}")
         code = process.wait()
         stderr = errors.read_text(errors="replace")

@@ -138,6 +138,10 @@ def test_private_training_end_to_end_per_customer(tiny, tmp_path):  # noqa: F811
     first = run("-m", "trainers.lora", str(bundle), str(tmp_path / "one"))
     events = [json.loads(line) for line in first.stdout.splitlines()]
     planned = next(e for e in events if e["event"] == "privacy")
+    progress = [e for e in events if e["event"] == "progress"]
+    # Progress reads like a non-private run's (a worker reports step, of, epoch and loss).
+    assert progress[-1]["step"] == progress[-1]["of"] == planned["steps"]
+    assert {"epoch", "loss", "units"} <= set(progress[-1])
     assert planned["unit"] == "customer" and planned["units"] == 6
     metrics = json.loads((tmp_path / "one" / "metrics.json").read_text())
     spent = metrics["privacy"]
