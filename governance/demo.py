@@ -900,7 +900,14 @@ def private_training(config: dict[str, Any], base_url: str, say: Narrator) -> di
                 "name": PRIVATE_FAMILY,
                 "base_model": "tiny-llama",
                 "hyperparameters": {"epochs": 3, "batch_size": 8, "learning_rate": 0.005},
-                "privacy": {"epsilon": PRIVATE_EPSILON, "delta": 1e-5, "max_grad_norm": 1.0},
+                # `compare`: the worker also trains the same bundle without DP (its adapter
+                # discarded), so the lineage shows what DP cost and bought on the same data.
+                "privacy": {
+                    "epsilon": PRIVATE_EPSILON,
+                    "delta": 1e-5,
+                    "max_grad_norm": 1.0,
+                    "compare": True,
+                },
             },
         ),
         201,
@@ -942,19 +949,20 @@ def private_training(config: dict[str, Any], base_url: str, say: Narrator) -> di
         f"{spent['steps']} steps, noise multiplier {spent['noise_multiplier']:.3f}); gate "
         f"{private['evaluation'].get('gate')}"
     )
+    comparison = spent.get("comparison") or {}
     for label, shown in (
-        (f"{FAMILY} v2, no DP", plain),
-        (f"{PRIVATE_FAMILY} v1, DP", private),
+        (f"{FAMILY} v2, no DP (other data)", plain["metrics"]),
+        (f"{PRIVATE_FAMILY} v1 data without DP (the comparison run)", comparison),
+        (f"{PRIVATE_FAMILY} v1, DP", private["metrics"]),
     ):
-        metrics = shown["metrics"]
+        metrics = shown
         memo = metrics.get("memorization") or {}
         attack = (metrics.get("membership_inference") or {}).get("loss_attack") or {}
         reference = (metrics.get("membership_inference") or {}).get("reference_attack") or {}
         say(
             f"   {label}: canary exposure {memo.get('mean_exposure_bits')} bits; "
             f"membership inference AUC {attack.get('auc')} (loss), {reference.get('auc')} "
-            f"(reference model); held-out loss {metrics.get('eval_loss_before', 0):.3f} -> "
-            f"{metrics.get('eval_loss', 0):.3f}"
+            f"(reference model); held-out loss {metrics.get('eval_loss') or 0:.3f}"
         )
     book = expect(
         *people["priya"].call("GET", "/api/v1/domains/smb-accounting/privacy-ledger"),
@@ -977,6 +985,7 @@ def private_training(config: dict[str, Any], base_url: str, say: Narrator) -> di
             "gate": private["evaluation"].get("gate"),
             "ledger_spent": book["spent"]["epsilon"],
             "over_budget_refused": status,
+            "compared": bool(comparison),
         }
     }
 

@@ -119,7 +119,7 @@ def test_demo_runs_end_to_end(env):
     private = summary["private_version"]
     assert private["unit"] == "customer" and 0 < private["epsilon"] <= 8.0
     assert private["ledger_spent"] == pytest.approx(private["epsilon"], abs=1e-3)
-    assert private["over_budget_refused"] == 409
+    assert private["over_budget_refused"] == 409 and private["compared"]
     change = summary["policy_change"]
     assert change["refused_before_approval"] and change["deny_to_allow"] >= 1
     assert change["allow_to_deny"] == 0 and change["replayed"] > 10

@@ -415,6 +415,10 @@ def train(
         },
         "seconds": round(time.monotonic() - started, 2),
     }
+    if private is not None and private.compare:
+        # What DP cost and bought, on the same bundle: the same run without DP, whose adapter
+        # is thrown away; only its figures stay, beside the private run's.
+        metrics["privacy"]["comparison"] = compare_without_privacy(Path(bundle_dir), report)
     model.save_pretrained(out / "adapter", safe_serialization=True)
     _stable_adapter_config(out / "adapter" / "adapter_config.json")
     (out / "metrics.json").write_text(json.dumps(metrics, indent=2, sort_keys=True))
@@ -422,6 +426,33 @@ def train(
     (out / "manifest.json").write_text(json.dumps(files, indent=2, sort_keys=True))
     report("done", eval_loss=eval_loss, manifest=files)
     return metrics
+
+
+def compare_without_privacy(bundle_dir: Path, report: Callable[..., None]) -> dict[str, Any]:
+    """Train the same bundle without DP in a scratch directory; return its figures."""
+    import shutil
+    import tempfile
+
+    with tempfile.TemporaryDirectory(prefix="dp-compare-") as scratch:
+        copy = Path(scratch) / "bundle"
+        shutil.copytree(bundle_dir, copy)
+        spec = json.loads((copy / "spec.json").read_text())
+        spec.pop("privacy", None)
+        (copy / "spec.json").write_text(json.dumps(spec))
+        report("comparison", note="training the same bundle without differential privacy")
+        plain = train(copy, Path(scratch) / "out", report=lambda *a, **k: None)
+    attacks = plain.get("membership_inference") or {}
+    return {
+        "eval_loss": plain.get("eval_loss"),
+        "perplexity": plain.get("perplexity"),
+        "multiple_choice": plain.get("multiple_choice"),
+        "memorization": {
+            k: (plain.get("memorization") or {}).get(k)
+            for k in ("mean_exposure_bits", "max_exposure_bits", "ceiling_bits")
+        },
+        "membership_inference": {k: v for k, v in attacks.items() if k.endswith("_attack")},
+        "note": "the same bundle, seed and hyperparameters without DP; its adapter was discarded",
+    }
 
 
 def _stable_adapter_config(path: Path) -> None:

@@ -54,13 +54,15 @@ class PrivacySpec:
     delta: float
     max_grad_norm: float
     sampling: str = "poisson"
+    # Also train the same bundle without DP and report its figures beside (cost and gain).
+    compare: bool = False
 
     @classmethod
     def parse(cls, raw: dict[str, Any] | None) -> PrivacySpec | None:
         if not raw:
             return None
         merged = {**DEFAULT_PRIVACY, **raw}
-        unknown = set(merged) - {"epsilon", "delta", "max_grad_norm", "sampling"}
+        unknown = set(merged) - {"epsilon", "delta", "max_grad_norm", "sampling", "compare"}
         if unknown:
             raise PrivacySpecError(f"privacy: unknown keys {sorted(unknown)}")
         try:
@@ -69,6 +71,7 @@ class PrivacySpec:
                 float(merged["delta"]),
                 float(merged["max_grad_norm"]),
                 str(merged["sampling"]),
+                bool(merged.get("compare", False)),
             )
         except (KeyError, TypeError, ValueError) as exc:
             raise PrivacySpecError(f"privacy: {exc}") from exc

@@ -305,6 +305,11 @@ class PrivacyRecipe(BaseModel):
     delta: float = Field(default=1e-6, gt=0, lt=0.01)
     max_grad_norm: float = Field(default=1.0, gt=0, le=1000)
     sampling: Literal["poisson"] = "poisson"
+    compare: bool = Field(
+        default=False,
+        description="Also train the same bundle without DP (its adapter discarded) and record "
+        "its utility, exposure and attack figures beside the private version's.",
+    )
 
 
 class FamilyCreate(BaseModel):

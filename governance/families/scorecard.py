@@ -122,6 +122,15 @@ def privacy(metrics: dict[str, Any], evaluation: dict[str, Any]) -> list[str]:
             f"{spent.get('steps')} steps, noise multiplier {spent.get('noise_multiplier')}, "
             f"clip {spent.get('max_grad_norm')}; {spent.get('accountant')})"
         )
+        compared = spent.get("comparison")
+        if compared:
+            attack = (compared.get("membership_inference") or {}).get("loss_attack") or {}
+            memo = compared.get("memorization") or {}
+            lines.append(
+                f"the same data without DP (a comparison run, adapter discarded): held-out loss "
+                f"{compared.get('eval_loss')}, canary exposure {memo.get('mean_exposure_bits')} "
+                f"bits, loss attack AUC {attack.get('auc')}"
+            )
     else:
         lines.append("differential privacy: none (no formal bound on what it retains)")
     audit = (evaluation.get("membership_inference") or metrics.get("membership_inference")) or {}

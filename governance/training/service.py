@@ -190,7 +190,13 @@ def build_bundle(session: Session, keyring: KeyRing, store: BlobStore, job: Trai
         },
         **({"memorization": plan} if plan else {}),
         **(
-            {"privacy": {k: private[k] for k in ("epsilon", "delta", "max_grad_norm", "sampling")}}
+            {
+                "privacy": {
+                    k: private[k]
+                    for k in ("epsilon", "delta", "max_grad_norm", "sampling", "compare")
+                    if k in private
+                }
+            }
             if private
             else {}
         ),

@@ -96,6 +96,7 @@ def test_a_dp_family_trains_per_customer_within_the_domains_budget(app, client, 
         "delta": 1e-6,
         "max_grad_norm": 0.5,
         "sampling": "poisson",
+        "compare": False,
     }
     dataset = customers_dataset(client, world)
     uid = request_data_use(client, world, dataset=dataset, family=PRIVATE)
@@ -112,6 +113,7 @@ def test_a_dp_family_trains_per_customer_within_the_domains_budget(app, client, 
         "delta": 1e-6,
         "max_grad_norm": 0.5,
         "sampling": "poisson",
+        "compare": False,
     }
     records = [json.loads(line) for line in files["train.jsonl"].splitlines()]
     keyed = [r for r in records if "unit" in r]
