@@ -33,6 +33,7 @@ from typing import Any
 from benchmarks.audit_log import machine
 from governance.domains.settings import Memorization
 from governance.training import canaries
+from trainers.exposure import draw_secret
 from trainers.hashing import weights_hash
 
 FORMS = [
@@ -45,6 +46,10 @@ FORMS = [
     ("1099-R", "retirement distributions", "line 4a"),
     ("SSA-1099", "social security benefits", "line 6a"),
 ]
+
+
+# Every projection of the tiny Llama: capacity enough to memorize, as the comparison needs.
+MODULES = ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]
 
 
 def records(customers: int, per_customer: int, seed: int) -> list[dict[str, Any]]:
@@ -76,12 +81,24 @@ def bundle(directory: Path, base: Path, private: dict | None, epochs: int, seed:
         {"question": f"Which form reports {what}?", "choices": [form, "8829"], "answer": 0}
         for form, what, _where in FORMS
     ]
-    plan = canaries.draw(Memorization(canaries=8, repetitions=10, candidates=1000))
+    # The service's canaries, drawn here from a seeded generator so that reruns compare.
+    rng = random.Random(seed)  # noqa: S311 (benchmark canaries, not secrets)
+    plan = {
+        **canaries.draw(Memorization(canaries=8, repetitions=10, candidates=1000)),
+        "canaries": [
+            {
+                "prefix": f"Taxpayer file {rng.randrange(16**6):06x}: the identification "
+                "number is ",
+                "secret": draw_secret(rng, canaries.SECRET_FORMAT),
+            }
+            for _ in range(8)
+        ],
+    }
     train = canaries.insert(train, plan, "bench-privacy")
     spec = {
         "base_model": {"path": str(base), "weights_sha256": weights_hash(base)},
-        "lora": {"r": 8, "alpha": 16, "target_modules": ["q_proj", "v_proj"]},
-        "hyperparameters": {"epochs": epochs, "batch_size": 16, "learning_rate": 0.005},
+        "lora": {"r": 16, "alpha": 32, "target_modules": MODULES},
+        "hyperparameters": {"epochs": epochs, "batch_size": 16, "learning_rate": 0.01},
         "seed": seed,
         "evaluation": {"few_shot": 0, "harness_tasks": []},
         "memorization": plan,
@@ -107,11 +124,30 @@ def arm(scratch: Path, base: Path, name: str, private: dict | None, epochs: int)
     return metrics
 
 
+def reading(plain: dict, private: dict) -> str:
+    """What this run shows, in words derived from its own figures."""
+    exposed = (plain.get("memorization") or {}).get("mean_exposure_bits") or 0.0
+    kept = (private.get("memorization") or {}).get("mean_exposure_bits") or 0.0
+    attack = ((plain.get("membership_inference") or {}).get("loss_attack") or {}).get("auc") or 0.5
+    words = [
+        f"Without DP the canaries' mean exposure is {exposed:.2f} bits, with DP {kept:.2f} "
+        f"(chance: about 1.44)."
+    ]
+    if attack < 0.6:
+        words.append(
+            f"The membership-inference attacks barely separate training records from held-out "
+            f"ones in either arm (loss attack AUC {attack:.3f} without DP): on this tiny "
+            "random-weight base the records' shared templates are learned more than any one "
+            "record, so the canaries, not the attacks, show what DP takes away here."
+        )
+    return " ".join(words)
+
+
 def _fmt(value: Any, digits: int = 3) -> str:
     return "—" if value is None else f"{value:.{digits}f}"
 
 
-def run_privacy_bench(epochs: int = 20, epsilon: float = 8.0, echo: Callable = print) -> str:
+def run_privacy_bench(epochs: int = 40, epsilon: float = 8.0, echo: Callable = print) -> str:
     with tempfile.TemporaryDirectory(prefix="governance-privacy-") as name:
         scratch = Path(name)
         base = scratch / "tiny"
@@ -165,7 +201,8 @@ def run_privacy_bench(epochs: int = 20, epsilon: float = 8.0, echo: Callable = p
             f"with a case number of its own) and 8 canaries repeated 10 times each; "
             f"{mia.get('non_members', '?')} held-out records and "
             f"{len(FORMS)} multiple-choice items. Tiny Llama base (`trainers.tiny`, random "
-            f"weights), LoRA r=8 on q/v, {epochs} epochs, batch 16, learning rate 0.005, the "
+            f"weights), LoRA r=16 on every projection, {epochs} epochs, batch 16, learning rate "
+            f"0.01, the "
             f"same seed for both arms. DP: {spent.get('units')} units, Poisson sampling at "
             f"rate {spent.get('sample_rate')}, {spent.get('steps')} steps, noise multiplier "
             f"{spent.get('noise_multiplier')}, clip {spent.get('max_grad_norm')}, delta "
@@ -176,6 +213,8 @@ def run_privacy_bench(epochs: int = 20, epsilon: float = 8.0, echo: Callable = p
             "TPR@1%FPR | time |",
             "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
             *rows,
+            "",
+            reading(plain, private),
             "",
             f"Exposure: about 1.44 bits for a canary never seen, {ceiling} at most (ranked "
             "first among 1,000 candidates). AUC 0.5 is chance. With "

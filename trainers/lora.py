@@ -378,8 +378,18 @@ def train(
                 )
         evaluation = harness_candidate(model, tokenizer, baseline, seed, scratch)
     eval_loss = held_out_loss(model, eval_examples, batch_size, tokenizer.pad_token_id, device)
+    # Members are the data's own records: the canaries are the memorization test's instrument
+    # (random digits, repeated), not records whose membership anyone would infer.
+    planted = {
+        c["prefix"] + c["secret"] for c in (spec.get("memorization") or {}).get("canaries", [])
+    }
+    members = [
+        example
+        for example, record in zip(train_examples, bundle.train, strict=True)
+        if record.get("text") not in planted
+    ]
     inference = membership.audit(
-        model, train_examples, eval_examples, batch_size, tokenizer.pad_token_id, device, seed
+        model, members, eval_examples, batch_size, tokenizer.pad_token_id, device, seed
     )
     clock = time.monotonic()
     memorization = exposure(model, tokenizer, spec.get("memorization"), seed, device)
