@@ -21,6 +21,7 @@ from governance.audit.service import Actor
 from governance.datasets.models import Dataset, DatasetVersion, VersionStatus
 from governance.domains.models import Domain
 from governance.errors import Conflict, Forbidden, NotFound
+from governance.families import privacy
 from governance.families.models import ModelFamily
 from governance.pii.rules import load_rules
 from governance.pii.service import latest_receipt, require_recall, require_trainable
@@ -76,14 +77,10 @@ def request_dataset_use(
     if version.domain_id != domain.id or dataset.domain_id != domain.id:
         raise Forbidden("the dataset version belongs to another domain")
     # The family must be this domain's; another domain's family is answered as a missing one.
-    if (
-        session.exec(
-            select(ModelFamily).where(
-                ModelFamily.name == family, ModelFamily.domain_id == domain.id
-            )
-        ).first()
-        is None
-    ):
+    trains = session.exec(
+        select(ModelFamily).where(ModelFamily.name == family, ModelFamily.domain_id == domain.id)
+    ).first()
+    if trains is None:
         raise NotFound(f"no model family {family!r}", details={"field": "family"})
     if version.status != VersionStatus.READY:
         raise Conflict(f"dataset version {version.uid} was deleted", details={"uid": version.uid})
@@ -104,6 +101,11 @@ def request_dataset_use(
         "canary_recall": receipt.canary_recall,
         "recall_estimate": receipt.recall_estimate,
     }
+    plan = privacy.plan(session, trains, domain, policy_dir)
+    if plan is not None:
+        # The reviewers of data for a DP family see what its next version may spend of the
+        # domain's privacy budget (what is left, when less than the recipe's epsilon).
+        summary["privacy_plan"] = plan
     return approvals.open_request(
         session,
         domain,

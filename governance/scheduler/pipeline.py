@@ -183,11 +183,9 @@ def _approve_data(session: Session, run: RefreshRun, family, domain, policy_dir,
                 return Step.FIND_DATA
             if pending.state == RequestState.APPROVED:
                 continue
-            plan = privacy.plan(session, family, domain, policy_dir)
+            plan = pending.summary.get("privacy_plan")
             if plan is not None:
-                # The reviewers see what the version will spend of the domain's budget.
-                pending.summary = {**pending.summary, "privacy_plan": plan}
-                session.add(pending)
+                # The request says what the version will spend of the domain's budget.
                 run.detail = {**run.detail, "privacy_plan": plan}
         waiting.append(pending.uid)
     if waiting:

@@ -100,6 +100,10 @@ def test_a_dp_family_trains_per_customer_within_the_domains_budget(app, client, 
     }
     dataset = customers_dataset(client, world)
     uid = request_data_use(client, world, dataset=dataset, family=PRIVATE)
+    # The reviewers of the data see what the version may spend of the domain's budget.
+    _, detail = call(client, "priya", world, "GET", f"/api/v1/approvals/{uid}")
+    assert detail["summary"]["privacy_plan"]["epsilon"] == 3.0
+    assert detail["summary"]["privacy_plan"]["remaining"]["epsilon"] == 5.0
     approve(client, world, uid, ("priya", "lee"), "receipt reviewed")
     status, version = start(client, world, dataset)
     assert status == 201, version
