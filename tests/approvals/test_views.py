@@ -343,8 +343,12 @@ def test_reviewers_work_from_the_cli_through_the_api(client, world, config, live
     uid = made.stdout.split()[0]
     assert "pending" in made.stdout and "privacy-reviewer, legal-reviewer" in made.stdout
     assert uid in govern(as_("priya"), "approvals", "inbox", check=True).stdout
-    shown = json.loads(govern(as_("priya"), "approvals", "show", uid, check=True).stdout)
+    shown = json.loads(govern(as_("priya"), "approvals", "show", uid, "--json", check=True).stdout)
     assert shown["evidence"]["counts"] == {"US_SSN": {"text": 1}}
+    # Read as text by default: what the request is about and what the scan found, in words.
+    text = govern(as_("priya"), "approvals", "show", uid, check=True).stdout
+    assert f"request {uid} (dataset-use in consumer-tax): pending" in text
+    assert "found     US_SSN 1" in text and "needs     privacy-reviewer, legal-reviewer" in text
     own = govern(as_("morgan"), "approvals", "approve", uid, "--comment", "mine")
     assert own.returncode == 1 and "may not decide" in own.stderr
     approved = govern(as_("priya"), "approvals", "approve", uid, "--comment", "receipt is clean")

@@ -86,6 +86,13 @@ def test_a_policy_change_goes_through_review_and_two_approvals_before_reload(liv
     assert detail["kind"] == "policy-change" and detail["domain"] == "system"
     assert detail["evidence"]["replay"]["deny_to_allow"] == 2
     assert "Policy replay" in detail["evidence"]["replay_markdown"]
+    # `govern approvals show` reads it in words.
+    from governance.cli.approvals import request_text
+
+    text = "\n".join(request_text(detail))
+    assert "(policy-change in system): pending" in text
+    assert "recorded decision(s): 0 allow->deny, 2 deny->allow" in text
+    assert "deny->allow x2 drew read dataset in consumer-tax" in text
     # Never the author: the proposer may not approve their own change.
     own = client.post(
         f"/api/v1/approvals/{uid}/decisions", headers=admin, json={"decision": "approve"}
