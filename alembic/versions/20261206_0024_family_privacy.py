@@ -21,10 +21,13 @@ depends_on: Union[str, Sequence[str], None] = None
 
 
 def upgrade() -> None:
-    with op.batch_alter_table("model_families") as batch:
-        batch.add_column(sa.Column("privacy", sa.JSON(), nullable=True))
+    op.add_column("model_families", sa.Column("privacy", sa.JSON(), nullable=True))
 
 
 def downgrade() -> None:
-    with op.batch_alter_table("model_families") as batch:
-        batch.drop_column("privacy")
+    if op.get_bind().dialect.name == "sqlite":
+        # SQLite 3.35+ drops a column in place. Batch mode would copy and rename the table,
+        # which the serving-revision triggers on model_versions (0021) forbid.
+        op.execute("ALTER TABLE model_families DROP COLUMN privacy")
+    else:
+        op.drop_column("model_families", "privacy")
