@@ -279,8 +279,11 @@ def train(
     bundle_dir: str | Path,
     out_dir: str | Path,
     report: Callable[..., None] = emit,
+    tasks: bool = True,
 ) -> dict[str, Any]:
-    """Fine-tune, evaluate, and write the adapter, metrics and manifest; return the metrics."""
+    """Fine-tune, evaluate, and write the adapter, metrics and manifest; return the metrics.
+    Without `tasks` the harness's tasks are not run (the DP comparison run needs only loss,
+    exposure and the membership audit)."""
     import torch
     from peft import LoraConfig, get_peft_model
     from transformers import AutoModelForCausalLM, AutoTokenizer
@@ -343,7 +346,7 @@ def train(
             noise_multiplier=round(dp.noise_multiplier, 4),
         )
     with harness.scratch() as scratch:
-        baseline = harness_baseline(model, tokenizer, bundle, out, seed, scratch)
+        baseline = harness_baseline(model, tokenizer, bundle, out, seed, scratch) if tasks else None
         if dp is not None:
             model.train()
             last_loss = privacy.private_steps(
@@ -376,7 +379,9 @@ def train(
                 report(
                     "progress", step=step, of=total_steps, epoch=epoch + 1, loss=round(last_loss, 5)
                 )
-        evaluation = harness_candidate(model, tokenizer, baseline, seed, scratch)
+        evaluation = (
+            harness_candidate(model, tokenizer, baseline, seed, scratch) if baseline else None
+        )
     eval_loss = held_out_loss(model, eval_examples, batch_size, tokenizer.pad_token_id, device)
     # Members are the data's own records: the canaries are the memorization test's instrument
     # (random digits, repeated), not records whose membership anyone would infer.
@@ -407,7 +412,7 @@ def train(
         "eval_loss_before": eval_before,
         "eval_loss": eval_loss,
         "perplexity": math.exp(eval_loss) if eval_loss is not None else None,
-        "multiple_choice": choice_summary(evaluation["candidate"]),
+        "multiple_choice": choice_summary(evaluation["candidate"]) if evaluation else None,
         "evaluation": evaluation,
         "memorization": memorization,
         "membership_inference": inference,
@@ -450,18 +455,19 @@ def compare_without_privacy(bundle_dir: Path, report: Callable[..., None]) -> di
         spec.pop("privacy", None)
         (copy / "spec.json").write_text(json.dumps(spec))
         report("comparison", note="training the same bundle without differential privacy")
-        plain = train(copy, Path(scratch) / "out", report=lambda *a, **k: None)
+        plain = train(copy, Path(scratch) / "out", report=lambda *a, **k: None, tasks=False)
     attacks = plain.get("membership_inference") or {}
     return {
         "eval_loss": plain.get("eval_loss"),
         "perplexity": plain.get("perplexity"),
-        "multiple_choice": plain.get("multiple_choice"),
         "memorization": {
             k: (plain.get("memorization") or {}).get(k)
             for k in ("mean_exposure_bits", "max_exposure_bits", "ceiling_bits")
         },
         "membership_inference": {k: v for k, v in attacks.items() if k.endswith("_attack")},
-        "note": "the same bundle, seed and hyperparameters without DP; its adapter was discarded",
+        "note": "the same bundle, seed and hyperparameters without DP (held-out loss, "
+        "exposure and the membership audit; the harness's tasks are not run); its adapter "
+        "was discarded",
     }
 
 
