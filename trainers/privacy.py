@@ -75,8 +75,8 @@ class PrivacySpec:
             )
         except (KeyError, TypeError, ValueError) as exc:
             raise PrivacySpecError(f"privacy: {exc}") from exc
-        if not 0 < spec.epsilon <= 100:
-            raise PrivacySpecError("privacy.epsilon must be in (0, 100]")
+        if not 0.05 <= spec.epsilon <= 100:
+            raise PrivacySpecError("privacy.epsilon must be in [0.05, 100]")
         if not 0 < spec.delta < 1e-2:
             raise PrivacySpecError("privacy.delta must be in (0, 0.01)")
         if not 0 < spec.max_grad_norm <= 1e3:

@@ -301,7 +301,9 @@ class PrivacyRecipe(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    epsilon: float = Field(gt=0, le=100)
+    # Below 0.05 the noise needed is beyond what the accountant's search covers, and such a
+    # model learns nothing; above 100 the bound says nothing.
+    epsilon: float = Field(ge=0.05, le=100)
     delta: float = Field(default=1e-6, gt=0, lt=0.01)
     max_grad_norm: float = Field(default=1.0, gt=0, le=1000)
     sampling: Literal["poisson"] = "poisson"
