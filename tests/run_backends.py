@@ -48,6 +48,10 @@ def main(argv: list[str]) -> int:
         env.setdefault("TOKENIZERS_PARALLELISM", "false")
         if index > 0:
             env["GOVERNANCE_TEST_DATABASE_TESTS_ONLY"] = "1"
+        else:
+            # A few tests that use no database run in the second process instead, so the two
+            # finish at about the same time (tests/conftest.py, HANDED_OVER).
+            env["GOVERNANCE_TEST_HAND_OVER"] = "1"
         command = [
             sys.executable,
             "-m",

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import shutil
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 import sqlalchemy as sa
@@ -16,7 +17,6 @@ from governance.authz.replay import ALLOW_TO_DENY, DENY_TO_ALLOW, parse_since, r
 from governance.config import DEFAULT_POLICY_DIR
 from governance.db import utcnow
 from tests.factories import auth, principal_token
-from tests.test_cli import govern
 
 QUESTIONS = [
     ("casey", "consumer-tax", "dataset", "read"),
@@ -118,6 +118,18 @@ def test_parse_since():
     assert parse_since("2026-01-01").year == 2026
     with pytest.raises(ValueError, match="neither a duration"):
         parse_since("yesterday")
+
+
+def govern(env: dict, *args: str) -> SimpleNamespace:
+    """`govern ARGS` in this process (click's runner): the suite's time, not a new interpreter
+    per call."""
+    from click.testing import CliRunner
+
+    from governance.cli import main
+
+    keys = ("GOVERNANCE_HOME", "GOVERNANCE_DATABASE_URL")
+    result = CliRunner().invoke(main, list(args), env={k: env[k] for k in keys})
+    return SimpleNamespace(returncode=result.exit_code, stdout=result.stdout, stderr=result.stderr)
 
 
 def test_cli_replay_exit_status_and_formats(app, client, env, tmp_path):
