@@ -70,6 +70,7 @@ def pytest_collection_modifyitems(config, items):
         module = item.module.__name__.rpartition(".")[2] if item.module else ""
         if SLOW_FIXTURES & set(getattr(item, "fixturenames", ())) or module in SLOW_MODULES:
             item.add_marker(pytest.mark.slow)
+
     def handed_over(item) -> bool:
         return any(item.nodeid.startswith(prefix) for prefix in HANDED_OVER)
 
