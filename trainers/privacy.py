@@ -35,7 +35,7 @@ from __future__ import annotations
 import math
 import warnings
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 # Orders of the Rényi divergence the accountant minimises over (Opacus's defaults, extended
@@ -144,7 +144,6 @@ class DPState:
     steps: int = 0
     units_seen: int = 0
     clipped: int = 0
-    history: list[float] = field(default_factory=list)
 
     def as_metrics(self) -> dict[str, Any]:
         epsilon = spent(self.noise_multiplier, self.sample_rate, self.steps, self.spec.delta)
