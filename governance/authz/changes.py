@@ -223,14 +223,9 @@ def review(
     results = run_policy_tests(head_dir, head)
     failed = [str(r) for r in results if not r.passed]
     diff = diff_directories(base_dir, head_dir, "in force", "proposed")
-    connection = session.connection()
-    if domains is None:
-        report = replay_log(connection, base, head, since=since)
-        replayed = report.as_dict()
-        markdown = report.as_markdown()
-    else:
-        # One replay per readable domain, merged: the caller sees only what they may read.
-        replayed, markdown = merged_replay(connection, base, head, since, domains)
+    report = replay_log(session.connection(), base, head, since=since, domains=domains)
+    replayed = report.as_dict()
+    markdown = report.as_markdown()
     groups = replayed.get("groups", [])
     replayed["groups"] = groups[:EVIDENCE_GROUPS]
     replayed["groups_shown"] = len(replayed["groups"])
@@ -257,43 +252,6 @@ def review(
         "replay": replayed,
         "replay_markdown": markdown,
     }
-
-
-def merged_replay(connection, base, head, since, domains) -> tuple[dict[str, Any], str]:
-    totals: dict[str, Any] = {}
-    groups: list[dict[str, Any]] = []
-    parts = []
-    for domain in sorted(domains):
-        report = replay_log(connection, base, head, since=since, domain=domain)
-        found = report.as_dict()
-        for key in (
-            "examined",
-            "unavailable",
-            "distinct_questions",
-            "drift",
-            "allow_to_deny",
-            "deny_to_allow",
-        ):
-            totals[key] = totals.get(key, 0) + found[key]
-        groups += found["groups"]
-        if report.changed:
-            parts.append(report.as_markdown())
-    groups.sort(key=lambda g: (-g["count"], g["direction"], g["principal"], g["domain"]))
-    document = {
-        "base_policy": base.hash,
-        "head_policy": head.hash,
-        "since": since,
-        "domains": sorted(domains),
-        **totals,
-        "changed": bool(groups),
-        "groups": groups,
-    }
-    summary = (
-        f"Replayed {totals.get('examined', 0)} recorded decision(s) in {len(domains)} domain(s) "
-        f"you may read: {totals.get('allow_to_deny', 0)} allow->deny, "
-        f"{totals.get('deny_to_allow', 0)} deny->allow.\n"
-    )
-    return document, summary + "\n".join(parts)
 
 
 def passes(evidence: dict[str, Any]) -> bool:

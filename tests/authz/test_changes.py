@@ -11,7 +11,14 @@ from governance.app import create_app
 from governance.authz.changes import files_of
 from governance.config import DEFAULT_POLICY_DIR
 from tests.console.conftest import sign_in
-from tests.factories import auth, close_app, finished_job, principal_token, run_jobs
+from tests.factories import (
+    auth,
+    close_app,
+    finished_job,
+    make_domain,
+    principal_token,
+    run_jobs,
+)
 
 
 @pytest.fixture
@@ -216,3 +223,32 @@ def test_break_glass_is_closed_when_the_rules_name_no_role(live):
     )
     assert again.status_code == 403, again.get_json()
     assert "break-glass is not open" in again.get_json()["error"]["message"]
+
+
+def test_a_replay_over_the_api_covers_the_domains_the_caller_may_read(live):
+    app, policies = live
+    client = app.test_client()
+    admin = auth(principal_token(app, "admin"))
+    audrey = auth(principal_token(app, "audrey"))  # an auditor of both domains and system
+    make_domain(app, "consumer-tax")
+    make_domain(app, "smb-accounting")
+    for subject, domain in (("drew", "consumer-tax"), ("sam", "smb-accounting")):
+        client.post(
+            "/api/v1/authorize",
+            headers=admin,
+            json={"subject": subject, "domain": domain, "object": "dataset", "action": "read"},
+        )
+    grant(policies, "g, drew, data-steward, consumer-tax\n")
+    files = files_of(policies)
+    job = finished_job(
+        app,
+        client,
+        client.post("/api/v1/policy/replay", headers=audrey, json={"files": files}),
+        audrey,
+    )
+    replay = job["result"]["replay"]
+    # Audrey may not read the entries of objects no domain owns: the replay says what it covered.
+    assert replay["domains"] == ["consumer-tax", "smb-accounting", "system"]
+    assert replay["deny_to_allow"] == 1 and replay["groups"][0]["principal"] == "drew"
+    assert "in 3 domain(s) you may read" in job["result"]["replay_markdown"]
+    assert "approval" not in job["result"]  # a replay asks nobody to approve anything
