@@ -37,7 +37,7 @@ from governance.approvals.rules import (
 )
 from governance.authz.diff import diff_directories
 from governance.authz.lint import lint
-from governance.authz.policy import PolicySet, policy_hash
+from governance.authz.policy import PolicySet, policy_files, policy_hash
 from governance.authz.policytest import run_policy_tests
 from governance.authz.replay import replay_log
 from governance.errors import InvalidInput, NotFound
@@ -197,14 +197,9 @@ def store_proposal(home: Path, files: Mapping[str, str]) -> str:
 
 def files_of(directory: Path) -> dict[str, str]:
     """Every file of a policy directory as the upload sends it (what policy_hash covers)."""
-    root = Path(directory)
-    found = {}
-    for path in sorted(p for p in root.rglob("*") if p.is_file()):
-        relative = path.relative_to(root)
-        if any(part.startswith(".") or part == "__pycache__" for part in relative.parts):
-            continue
-        found[relative.as_posix()] = path.read_text(encoding="utf-8")
-    return found
+    return {
+        relative: path.read_text(encoding="utf-8") for relative, path in policy_files(directory)
+    }
 
 
 def review(

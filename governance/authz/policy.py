@@ -12,6 +12,7 @@ import csv
 import hashlib
 import logging
 import threading
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -38,15 +39,22 @@ class PolicyError(GovernanceError):
     code = "policy_error"
 
 
-def policy_hash(directory: str | Path) -> str:
-    """Hash every file under a policy directory: relative path and content, in sorted order."""
+def policy_files(directory: str | Path) -> Iterator[tuple[str, Path]]:
+    """The files a policy directory is made of, as (relative path, path), in sorted order:
+    every file but hidden ones and Python caches."""
     root = Path(directory)
-    digest = hashlib.sha256()
     for path in sorted(p for p in root.rglob("*") if p.is_file()):
         relative = path.relative_to(root)
         if any(part.startswith(".") or part == "__pycache__" for part in relative.parts):
             continue
-        digest.update(relative.as_posix().encode() + b"\0")
+        yield relative.as_posix(), path
+
+
+def policy_hash(directory: str | Path) -> str:
+    """Hash every file under a policy directory: relative path and content, in sorted order."""
+    digest = hashlib.sha256()
+    for relative, path in policy_files(directory):
+        digest.update(relative.encode() + b"\0")
         digest.update(hashlib.sha256(path.read_bytes()).digest())
     return digest.hexdigest()
 
