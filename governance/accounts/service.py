@@ -210,7 +210,8 @@ def authenticate(session: Session, token: str) -> tuple[Caller, TokenUse]:
     """Return the principal a bearer token stands for, or raise Unauthenticated."""
     if not token.startswith(TOKEN_PREFIX):
         raise Unauthenticated("malformed bearer token")
-    row = session.execute(_AUTHENTICATE, {"token_hash": hash_token(token)}).first()
+    # Through the connection, not the ORM session: a Core read needs none of its machinery.
+    row = session.connection().execute(_AUTHENTICATE, {"token_hash": hash_token(token)}).first()
     if row is None:
         raise Unauthenticated("unknown bearer token")
     now = utcnow()

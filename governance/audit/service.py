@@ -12,12 +12,13 @@ serializes, so appends from every thread and process form one gap-free sequence.
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import json
 import logging
 import queue
 import threading
 import time
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -108,29 +109,64 @@ def row_entry(row: AuditEntry | sa.Row) -> dict[str, Any]:
     }
 
 
+ENTRY_COLUMNS = (
+    "seq",
+    "time",
+    "principal",
+    "action",
+    "object",
+    "domain",
+    "decision",
+    "policy_hash",
+    "request_id",
+    "details",
+    "leaf_hash",
+)
+
+
+@functools.lru_cache(maxsize=8)
+def _append_statements(dialect: sa.Dialect) -> tuple[str, str, Any]:
+    """The two statements of an append in the driver's own SQL. Appends are the one write
+    every request makes, so they skip SQLAlchemy's statement construction and compilation
+    (a third of a millisecond of CPU per single-entry append on PostgreSQL, measured)."""
+
+    def mark(name: str) -> str:
+        return f"%({name})s" if dialect.paramstyle in ("pyformat", "format") else f":{name}"
+
+    # Built from constant names and placeholders only: no value is ever part of the text.
+    bump = f"UPDATE audit_head SET size = size + {mark('n')} WHERE id = 1 RETURNING size"  # noqa: S608
+    names, marks = ", ".join(ENTRY_COLUMNS), ", ".join(mark(c) for c in ENTRY_COLUMNS)
+    insert = f"INSERT INTO audit_entries ({names}) VALUES ({marks})"  # noqa: S608
+    # Times are bound as the column's type binds them (naive UTC text on SQLite).
+    bind_time = AuditEntry.__table__.c.time.type.bind_processor(dialect) or (lambda v: v)
+    return bump, insert, bind_time
+
+
 def append_events(connection: sa.Connection | Session, events: Sequence[AuditEvent]) -> list[int]:
     """Give events the next sequence numbers and insert them in the caller's transaction."""
+    if isinstance(connection, Session):
+        connection = connection.connection()
+    return _append_rows(connection.exec_driver_sql, connection.dialect, events)
+
+
+def _append_rows(
+    run: Callable[[str, Any], Any], dialect: sa.Dialect, events: Sequence[AuditEvent]
+) -> list[int]:
+    """The append itself, through `run(sql, params)` (a list of parameter sets: many rows):
+    an SQLAlchemy connection's driver SQL, or the audit writer's own DBAPI cursor."""
     if not events:
         return []
-    new_size = connection.execute(
-        sa.update(AuditHead.__table__)
-        .where(AuditHead.__table__.c.id == 1)
-        .values(size=AuditHead.__table__.c.size + len(events))
-        .returning(AuditHead.__table__.c.size)
-    ).scalar_one()
+    bump, insert, bind_time = _append_statements(dialect)
+    new_size = run(bump, {"n": len(events)}).fetchone()[0]
     first = new_size - len(events) + 1
     rows = []
     for seq, event in enumerate(events, start=first):
         entry = entry_dict(seq, event)
-        rows.append(
-            {
-                **{k: v for k, v in entry.items() if k not in ("time", "details")},
-                "time": event.time,
-                "details": canonical(event.details).decode(),
-                "leaf_hash": merkle.leaf_hash(canonical(entry)).hex(),
-            }
-        )
-    connection.execute(sa.insert(AuditEntry.__table__), rows)
+        entry["leaf_hash"] = merkle.leaf_hash(canonical(entry)).hex()
+        entry["time"] = bind_time(event.time)
+        entry["details"] = canonical(event.details).decode()
+        rows.append(entry)
+    run(insert, rows if len(rows) > 1 else rows[0])
     return list(range(first, new_size + 1))
 
 
@@ -428,7 +464,7 @@ class AuditLog:
         self._thread: threading.Thread | None = None
         self._start_lock = threading.Lock()
         self._key: Ed25519PrivateKey | None = None
-        self._connection: sa.Connection | None = None
+        self._connection: Any = None
         self._last_checkpoint = time.monotonic()
         self._checkpointer: threading.Thread | None = None
 
@@ -490,17 +526,17 @@ class AuditLog:
             if stop:
                 return
 
-    def _writer_connection(self) -> sa.Connection:
-        """The writer's own connection, kept between batches (no checkout or ping per batch)."""
-        if self._connection is None or self._connection.closed:
-            self._connection = self.db.engine.connect()
+    def _writer_connection(self) -> Any:
+        """The writer's own DBAPI connection, kept between batches (no checkout or ping per
+        batch). The writer talks to the driver directly: an append is its whole job."""
+        if self._connection is None:
+            self._connection = self.db.engine.raw_connection()
         return self._connection
 
     def _drop_writer_connection(self) -> None:
         if self._connection is not None:
             try:
                 self._connection.invalidate()
-                self._connection.close()
             except Exception:  # It is being thrown away: nothing more to do with it.
                 log.debug("closing the audit writer's connection failed", exc_info=True)
         self._connection = None
@@ -510,13 +546,22 @@ class AuditLog:
         while idle fails on its first statement, before anything was written: then, and only
         then, the batch is tried once more on a fresh connection. A failure at commit is never
         retried (it may have committed)."""
+        dialect = self.db.engine.dialect
         for attempt in (1, 2):
             connection = self._writer_connection()
-            transaction = connection.begin()
+            cursor = connection.cursor()
+
+            def run(sql: str, params: Any, cursor: Any = cursor) -> Any:
+                if isinstance(params, list):
+                    cursor.executemany(sql, params)
+                else:
+                    cursor.execute(sql, params)
+                return cursor
+
             try:
-                seqs = append_events(connection, events)
-            except sa.exc.DBAPIError as exc:
-                stale = exc.connection_invalidated
+                seqs = _append_rows(run, dialect, events)
+            except dialect.loaded_dbapi.Error as exc:
+                stale = dialect.is_disconnect(exc, connection, cursor)
                 self._drop_writer_connection()
                 if stale and attempt == 1:
                     continue
@@ -528,7 +573,8 @@ class AuditLog:
                 self._drop_writer_connection()
                 raise
             try:
-                transaction.commit()
+                connection.commit()
+                cursor.close()
             except BaseException:
                 self._drop_writer_connection()
                 raise

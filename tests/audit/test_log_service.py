@@ -65,7 +65,9 @@ def test_the_writer_survives_the_database_dropping_its_idle_connection(audit_log
         pytest.skip("needs a server that can end a session")
     start = log_size(session)
     assert audit_log.append_many([event(1), event(2)]) == [start + 1, start + 2]
-    pid = audit_log._connection.exec_driver_sql("SELECT pg_backend_pid()").scalar_one()
+    cursor = audit_log._connection.cursor()
+    cursor.execute("SELECT pg_backend_pid()")
+    pid = cursor.fetchone()[0]
     audit_log._connection.rollback()
     session.execute(sa.text("SELECT pg_terminate_backend(:pid)"), {"pid": pid})
     session.commit()
