@@ -84,11 +84,10 @@ DEFAULTS: dict[str, Any] = {
     # Where clients reach this service (a reverse proxy's URL in production): OpenLineage
     # events name the custom facets' schemas it serves under it (/openlineage/spec/...).
     "GOVERNANCE_PUBLIC_URL": "",
-    # Where the service's own jobs (scans, gates, exports) run: "runner" (`govern jobs run`,
-    # which `govern serve` starts) or "celery" (governance/jobs/celery_app.py).
-    "JOBS_EXECUTOR": "runner",
-    # Where training jobs run: "local" (govern worker) or "celery" (workers on GPU hosts).
-    "TRAINING_EXECUTOR": "local",
+    # How the deployment hears of queued jobs, every kind (governance/jobs/executors.py):
+    # "local" (job runners and training workers poll the database) or "celery" (a message per
+    # job, routed by kind to the training or the service's queue; governance/jobs/celery_app.py).
+    "JOBS_EXECUTOR": "local",
     "CELERY_BROKER_URL": "redis://127.0.0.1:6379/0",
     # Lifecycle webhooks (subscribers in policies/domains.yaml): how often the job runner
     # queues and sends them, and the retry backoff (exponential, full jitter, capped).
@@ -134,7 +133,6 @@ ENVIRONMENT_KEYS = (
     "GATEWAY_RATE_STORAGE",
     "PII_MODEL",
     "PII_SCAN_PROCESSES",
-    "TRAINING_EXECUTOR",
     "JOBS_EXECUTOR",
     "SERVING_URL",
     "SERVING_PORT",
@@ -169,8 +167,19 @@ def normalize_database_url(url: str) -> str:
     return url
 
 
+# Settings that were merged into one: a deployment that still sets the old name is told, not
+# silently run with the default.
+RENAMED = {
+    "TRAINING_EXECUTOR": "JOBS_EXECUTOR (one executor for every kind of job: local or celery)",
+    "GOVERNANCE_CELERY_BROKER": "CELERY_BROKER_URL",
+}
+
+
 def load_config(overrides: Mapping[str, Any] | None = None) -> dict[str, Any]:
     """Return the effective configuration: defaults, then environment, then overrides."""
+    for old, new in RENAMED.items():
+        if os.environ.get(old) or (overrides and old in overrides):
+            raise ValueError(f"{old} is no longer read; set {new}")
     config: dict[str, Any] = dict(DEFAULTS)
     for key in ENVIRONMENT_KEYS:
         value = os.environ.get(key)

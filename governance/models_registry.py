@@ -12,6 +12,7 @@ def import_all_models() -> None:
     import governance.datasets.models
     import governance.domains.models
     import governance.families.models
+    import governance.jobs.models
     import governance.pii.models
     import governance.scheduler.models
     import governance.training.models

@@ -31,7 +31,7 @@ from governance.datasets import approval as dataset_use
 from governance.db import Database
 from governance.domains.keys import KeyRing
 from governance.families import intake
-from governance.families import service as models
+from governance.families import service as family_service
 from governance.families.signing import ModelSigner, sign_version
 from governance.gateway.backends import EngineBackend, LocalBackend, ServingBackend
 from governance.gateway.guardrails import Guard, GuardClient, LocalGuard
@@ -182,8 +182,8 @@ class Runtime:
 
     @property
     def job_executor(self) -> Executor:
-        """Where the service's own jobs are announced (runners poll; Celery gets a message),
-        made once (a Celery client is not built per request)."""
+        """Where jobs of every kind are announced (runners and workers poll; or Celery gets a
+        message), made once (a Celery client is not built per request)."""
         if self._job_executor is None:
             self._job_executor = executor_from_config(self.settings)
         return self._job_executor
@@ -285,7 +285,7 @@ def build(settings: Mapping[str, Any] | None = None, **overrides: Any) -> Runtim
 def register_subject_kinds() -> None:
     """Each kind of approval subject registers how to recompute its digest (at start-up)."""
     dataset_use.register()
-    models.register_subject_kind()
+    family_service.register_subject_kind()
     intake.register()
     policy_changes.register()
 

@@ -129,17 +129,17 @@ def settle_jobs(app, timeout: float = 300.0) -> None:
 
     import sqlalchemy as sa
 
-    from governance.training.models import JobKind, JobState, TrainingJob
+    from governance.jobs.models import Job, JobKind, JobState
 
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         with get_db(app).session_scope() as session:
             busy = session.execute(
                 sa.select(sa.func.count())
-                .select_from(TrainingJob)
+                .select_from(Job)
                 .where(
-                    TrainingJob.kind.in_(JobKind.INTERNAL),
-                    TrainingJob.state.in_([JobState.QUEUED, JobState.RUNNING]),
+                    Job.kind.in_(JobKind.INTERNAL),
+                    Job.state.in_([JobState.QUEUED, JobState.RUNNING]),
                 )
             ).scalar_one()
         if not busy:

@@ -6,6 +6,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 from governance.config import load_config
 
 
@@ -42,3 +44,19 @@ def test_import_and_create_app_open_nothing(tmp_path):
     )
     assert result.returncode == 0, result.stderr
     assert not Path(home).exists(), "create_app() must not create or open the instance"
+
+
+def test_a_setting_merged_into_another_is_refused_by_its_old_name(monkeypatch, tmp_path):
+    """TRAINING_EXECUTOR became JOBS_EXECUTOR (one executor for every kind of job), and
+    GOVERNANCE_CELERY_BROKER became CELERY_BROKER_URL: a deployment that still sets an old
+    name is told which to set instead, never run silently with the default."""
+    monkeypatch.setenv("GOVERNANCE_HOME", str(tmp_path))
+    for old, new in (
+        ("TRAINING_EXECUTOR", "JOBS_EXECUTOR"),
+        ("GOVERNANCE_CELERY_BROKER", "CELERY_BROKER_URL"),
+    ):
+        monkeypatch.setenv(old, "celery")
+        with pytest.raises(ValueError, match=f"{old} is no longer read; set {new}"):
+            load_config()
+        monkeypatch.delenv(old)
+    assert load_config()["JOBS_EXECUTOR"] == "local"

@@ -22,7 +22,7 @@ from governance.errors import Conflict, Forbidden, InvalidInput
 from governance.families.service import find_family
 from governance.guard import current_principal, get_authorizer, log_event, mark_checked
 from governance.jobs import access as jobs
-from governance.training.models import JobKind
+from governance.jobs.models import JobKind
 
 _NOUNS = {"audit": "the audit log", "webhook": "webhook deliveries"}
 

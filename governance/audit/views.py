@@ -46,8 +46,7 @@ from governance.db import get_session
 from governance.errors import InvalidInput, NotFound
 from governance.guard import require
 from governance.jobs import access as jobs
-from governance.jobs.models import JobStatus
-from governance.training.models import JobKind
+from governance.jobs.models import JobKind, JobStatus
 from governance.views_common import ERROR_RESPONSES, SECURITY, download
 
 bp = APIBlueprint(

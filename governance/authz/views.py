@@ -26,8 +26,7 @@ from governance.guard import (
     require,
 )
 from governance.jobs import access as jobs
-from governance.jobs.models import JobStatus
-from governance.training.models import JobKind
+from governance.jobs.models import JobKind, JobStatus
 from governance.views_common import ERROR_RESPONSES, SECURITY
 
 bp = APIBlueprint(

@@ -7,8 +7,8 @@ from typing import TYPE_CHECKING
 import click
 
 from governance.cli.base import fail_cleanly, instance_session, open_database, settings
+from governance.jobs.executors import executor_from_config
 from governance.runtime import version_signer
-from governance.training.executors import executor_from_config
 
 if TYPE_CHECKING:
     pass

@@ -28,7 +28,7 @@ from governance.domains.service import get_domain
 from governance.errors import Conflict, Gone, UnsupportedMediaType
 from governance.guard import current_actor, require
 from governance.jobs import access as jobs
-from governance.jobs.models import JobStatus
+from governance.jobs.models import JobKind, JobStatus
 from governance.pii import service as pii
 from governance.pii.models import (
     LabelCreate,
@@ -41,7 +41,6 @@ from governance.pii.models import (
     ReceiptList,
     ScanReceipt,
 )
-from governance.training.models import JobKind
 from governance.views_common import ERROR_RESPONSES, GONE, SECURITY, binary_body
 
 UPLOAD_TYPES = frozenset(

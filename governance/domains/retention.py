@@ -39,9 +39,9 @@ from governance.crypto import load_signing_key
 from governance.db import utcnow
 from governance.domains.models import Domain
 from governance.domains.settings import load_domain_settings
+from governance.jobs.models import Job, JobKind
 from governance.jobs.service import export_file
 from governance.pii.models import ScanReceipt
-from governance.training.models import JobKind, TrainingJob
 
 log = logging.getLogger(__name__)
 
@@ -68,10 +68,10 @@ def prune_reports(
     before = now - dt.timedelta(days=days)
     done = Pruned(domain, "reports", before)
     jobs = session.exec(
-        select(TrainingJob)
-        .where(col(TrainingJob.kind).in_(JobKind.INTERNAL), col(TrainingJob.state).in_(FINISHED))
-        .where(TrainingJob.finished_at < before)
-        .where(sa.or_(TrainingJob.domain == domain, TrainingJob.kind == JobKind.EXPORT))
+        select(Job)
+        .where(col(Job.kind).in_(JobKind.INTERNAL), col(Job.state).in_(FINISHED))
+        .where(Job.finished_at < before)
+        .where(sa.or_(Job.domain == domain, Job.kind == JobKind.EXPORT))
     ).all()
     for job in jobs:
         if job.kind == JobKind.EXPORT:

@@ -33,12 +33,14 @@ from governance.families.models import (
     VersionState,
 )
 from governance.families.privacy import check_training as check_privacy
+from governance.jobs import service as jobs
+from governance.jobs.executors import Executor
+from governance.jobs.models import Job, JobKind, JobState
 from governance.pii.models import ScanReceipt
 from governance.pii.rules import load_rules
 from governance.pii.service import require_trainable
 from governance.training import canaries
 from governance.training.cron import validate_cron
-from governance.training.models import JobState, TrainingJob
 
 # --- base models ------------------------------------------------------------------------------
 
@@ -200,7 +202,7 @@ def start_version(
     policy_dir: Path,
     *,
     actor: Actor,
-    executor: str = "local",
+    executor: Executor,
     refresh_run: int | None = None,
     privacy_epsilon: float | None = None,
 ) -> ModelVersion:
@@ -304,14 +306,16 @@ def start_version(
     )
     session.add(version)
     session.flush()
-    session.add(
-        TrainingJob(
+    jobs.enqueue(
+        session,
+        Job(
             uid=uuid.uuid4().hex,
+            kind=JobKind.TRAIN,
             version_id=version.id,
             state=JobState.QUEUED,
-            executor=executor,
             params={"memorization": plan} if plan else {},
-        )
+        ),
+        executor,
     )
     record(
         session,

@@ -30,6 +30,7 @@ from governance.families.models import (
     VersionState,
 )
 from governance.families.service import get_base_model, start_version
+from governance.jobs.executors import Executor
 from trainers.harness import metric, orient
 
 GATED = (VersionState.EVALUATED, VersionState.PRODUCTION, VersionState.RETIRED)
@@ -43,7 +44,7 @@ def start_sweep(
     policy_dir: Path,
     *,
     actor: Actor,
-    executor: str = "local",
+    executor: Executor,
 ) -> tuple[ModelSweep, list[ModelVersion]]:
     """Check every base first (registered, approved for the domain), then start a version on
     each; the sweep records which version is which base's."""

@@ -15,7 +15,7 @@ from governance.datasets.models import DatasetVersion
 from governance.db import utcnow
 from governance.domains.models import Domain
 from governance.families.models import ModelFamily, ModelVersion, RetrainRequest, VersionState
-from governance.training.models import JobState, TrainingJob
+from governance.jobs.models import Job, JobState
 
 
 def taint_version(
@@ -38,7 +38,7 @@ def taint_version(
     version.status_reason = cause
     version.tainted_at = utcnow()
     session.add(version)
-    job = session.exec(select(TrainingJob).where(TrainingJob.version_id == version.id)).first()
+    job = session.exec(select(Job).where(Job.version_id == version.id)).first()
     if job is not None and job.state in (JobState.QUEUED, JobState.RUNNING):
         job.state, job.error = JobState.FAILED, cause
         session.add(job)

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from flask import current_app
 from flask_openapi3 import APIBlueprint, Tag
 from pydantic import BaseModel, Field
 from sqlmodel import select
@@ -46,13 +45,11 @@ from governance.guard import (
     require,
 )
 from governance.jobs import access as jobs
-from governance.jobs.models import JobStatus
-from governance.training.executors import executor_from_config
-from governance.training.models import JobKind, TrainingJob
+from governance.jobs.models import JobKind, JobStatus
 from governance.views_common import ERROR_RESPONSES, SECURITY, json_document
 
 bp = APIBlueprint(
-    "models",
+    "families",
     __name__,
     url_prefix="/api/v1",
     abp_tags=[Tag(name="models", description="Model families, versions, lineage, promotion")],
@@ -186,13 +183,15 @@ def list_versions(path: FamilyPath):
 def train_version(path: FamilyPath, body: VersionCreate):
     """Start a new version from the base model on approved, scanned dataset versions."""
     family, domain = family_for(path.family, "train")
-    executor = executor_from_config(current_app.config)
-    session = get_session()
     version = service.start_version(
-        session, family, domain, body, policy_dir(), actor=current_actor(), executor=executor.name
+        get_session(),
+        family,
+        domain,
+        body,
+        policy_dir(),
+        actor=current_actor(),
+        executor=runtime.current().job_executor,
     )
-    job = session.exec(select(TrainingJob).where(TrainingJob.version_id == version.id)).one()
-    executor.submit(job.uid)
     return version_read(version, family), 201
 
 
@@ -201,14 +200,16 @@ def start_sweep(path: FamilyPath, body: SweepCreate):
     """Train the same approved data on several registered bases (one version each) and
     compare them; the table fills in as the versions pass their gates."""
     family, domain = family_for(path.family, "train")
-    executor = executor_from_config(current_app.config)
     session = get_session()
-    sweep, versions = sweeps.start_sweep(
-        session, family, domain, body, policy_dir(), actor=current_actor(), executor=executor.name
+    sweep, _versions = sweeps.start_sweep(
+        session,
+        family,
+        domain,
+        body,
+        policy_dir(),
+        actor=current_actor(),
+        executor=runtime.current().job_executor,
     )
-    for version in versions:
-        job = session.exec(select(TrainingJob).where(TrainingJob.version_id == version.id)).one()
-        executor.submit(job.uid)
     return sweep_read(session, sweep), 201
 
 

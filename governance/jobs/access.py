@@ -16,7 +16,7 @@ from governance.authz.policy import UNSCOPED_DOMAIN
 from governance.errors import Conflict, NotFound
 from governance.guard import check, current_actor, current_principal, log_event, mark_checked
 from governance.jobs import service
-from governance.training.models import JobKind, JobState, TrainingJob
+from governance.jobs.models import Job, JobKind, JobState
 
 DOWNLOAD_NAMES = {"evidence": "evidence-pack"}
 
@@ -44,10 +44,15 @@ def start(
     session: Session, kind: str, subject: str, domain: str, obj: str, params: dict[str, Any]
 ) -> tuple[dict[str, Any], int, dict[str, str]]:
     """Queue a job for the current caller and answer 202 with where to follow it."""
-    job: TrainingJob = service.submit(
-        session, kind, subject, domain, {"object": obj, **params}, actor=current_actor()
+    job: Job = service.submit(
+        session,
+        kind,
+        subject,
+        domain,
+        {"object": obj, **params},
+        actor=current_actor(),
+        executor=runtime.current().job_executor,
     )
-    runtime.current().job_executor.submit(job.uid)
     return service.job_read(job), 202, {"Location": f"/api/v1/jobs/{job.uid}"}
 
 

@@ -20,25 +20,25 @@ from governance.datasets.models import DatasetVersion
 from governance.errors import NotFound
 from governance.families.evaluation import run_gate
 from governance.families.models import ModelVersion
+from governance.jobs.models import Job, JobKind
 from governance.jobs.service import export_file
 from governance.pii import service as pii
 from governance.pii.models import Verdict
-from governance.training.models import JobKind, TrainingJob
 from trainers.hashing import file_sha256
 
 if TYPE_CHECKING:
     from governance.runtime import Runtime
 
 Progress = Callable[[dict[str, Any]], None]
-Handler = Callable[["Runtime", Session, TrainingJob, Actor, Progress], dict[str, Any]]
+Handler = Callable[["Runtime", Session, Job, Actor, Progress], dict[str, Any]]
 
 
-def job_actor(rt: Runtime, job: TrainingJob) -> Actor:
+def job_actor(rt: Runtime, job: Job) -> Actor:
     """A job acts for whoever asked for it, under the policy in force when it runs."""
     return Actor(job.requested_by or "system", None, rt.authorizer.policy.hash)
 
 
-def subject_row(session: Session, job: TrainingJob, table: Any, kind: str) -> Any:
+def subject_row(session: Session, job: Job, table: Any, kind: str) -> Any:
     """The row a job's subject (`kind/uid`) names, or NotFound (it may have gone since)."""
     uid = (job.subject or "").removeprefix(f"{kind}/")
     row = session.exec(select(table).where(table.uid == uid)).first()
@@ -48,7 +48,7 @@ def subject_row(session: Session, job: TrainingJob, table: Any, kind: str) -> An
 
 
 def scan(
-    rt: Runtime, session: Session, job: TrainingJob, actor: Actor, progress: Progress
+    rt: Runtime, session: Session, job: Job, actor: Actor, progress: Progress
 ) -> dict[str, Any]:
     """Scan a dataset version for PII under its domain's rules; the result is the receipt."""
     version = subject_row(session, job, DatasetVersion, "dataset-version")
@@ -81,7 +81,7 @@ def scan(
 
 
 def evaluate(
-    rt: Runtime, session: Session, job: TrainingJob, actor: Actor, progress: Progress
+    rt: Runtime, session: Session, job: Job, actor: Actor, progress: Progress
 ) -> dict[str, Any]:
     """Run the evaluation gate on a model version: held-out metrics, the PII probe."""
     version = subject_row(session, job, ModelVersion, "model-version")
@@ -95,7 +95,7 @@ def evaluate(
 
 
 def export(
-    rt: Runtime, session: Session, job: TrainingJob, actor: Actor, progress: Progress
+    rt: Runtime, session: Session, job: Job, actor: Actor, progress: Progress
 ) -> dict[str, Any]:
     """Export audit entries (CSV, JSON lines, or a bundle that verifies offline), or an
     evidence pack, to a file the requester downloads from the job
@@ -151,7 +151,7 @@ def export(
 
 
 def policy_review(
-    rt: Runtime, session: Session, job: TrainingJob, actor: Actor, progress: Progress
+    rt: Runtime, session: Session, job: Job, actor: Actor, progress: Progress
 ) -> dict[str, Any]:
     """The evidence of a proposed policy against the one in force: lint, the policy tests,
     the permission diff and the replay of recorded decisions; with `request`, the approval

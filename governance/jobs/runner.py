@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any
 from governance.errors import GovernanceError
 from governance.jobs import service
 from governance.jobs.handlers import FAILED, HANDLERS, job_actor
-from governance.training.models import TrainingJob
+from governance.jobs.models import Job
 
 if TYPE_CHECKING:
     from governance.runtime import Runtime
@@ -33,7 +33,7 @@ def worker_name() -> str:
     return f"{socket.gethostname()}:{os.getpid()}"[:200]
 
 
-def run_job(rt: Runtime, job: TrainingJob, lease_seconds: int = service.LEASE_SECONDS) -> str:
+def run_job(rt: Runtime, job: Job, lease_seconds: int = service.LEASE_SECONDS) -> str:
     """Run one claimed job to its end; return its final state."""
     handler = HANDLERS[job.kind]
     last = [0.0]
@@ -52,12 +52,15 @@ def run_job(rt: Runtime, job: TrainingJob, lease_seconds: int = service.LEASE_SE
             last[0] = now
             with lock:
                 service.renew(progress_session, job, update, lease_seconds)
+                progress_session.commit()
 
         def keep_alive() -> None:
             # Long steps without progress (loading a model) must not let the lease lapse.
             while not stop.wait(lease_seconds / 3):
                 with lock:
-                    if not service.renew(progress_session, job, None, lease_seconds):
+                    renewed = service.renew(progress_session, job, None, lease_seconds)
+                    progress_session.commit()
+                    if not renewed:
                         return
 
         beat = threading.Thread(target=keep_alive, name=f"job-{job.uid[:8]}", daemon=True)
@@ -82,10 +85,11 @@ def run_job(rt: Runtime, job: TrainingJob, lease_seconds: int = service.LEASE_SE
             beat.join()
         with lock:
             service.finish(progress_session, job, result, error, latest)
+            progress_session.commit()
     return "failed" if error else "succeeded"
 
 
-def run_once(rt: Runtime, worker: str | None = None, kinds=None) -> TrainingJob | None:
+def run_once(rt: Runtime, worker: str | None = None, kinds=None) -> Job | None:
     """Claim and run one queued job, if there is one; return it."""
     with rt.database.session_scope() as session:
         job = service.claim(session, worker or worker_name(), kinds or tuple(HANDLERS))

@@ -7,24 +7,27 @@ with a conditional update, renews its lease while it reports progress, and recor
 or the error. A runner that dies leaves a lapsed lease: the job goes back to the queue, or
 fails once its attempts are spent, so no job is orphaned.
 
-Jobs live in the same table as training jobs (`training_jobs`, column `kind`); training jobs
-are claimed by workers outside the service over the API, these only by the runner.
+Every kind of job lives in one table (`jobs`, column `kind`) under one lease engine (below);
+training jobs are claimed by workers outside the service over the API
+(governance/training/service.py), the others by the service's job runners.
 """
 
 from __future__ import annotations
 
 import datetime as dt
 import uuid
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import sqlalchemy as sa
-from sqlmodel import Session, select
+from sqlmodel import Session, col, select
 
 from governance.audit.service import Actor, record
 from governance.db import utcnow
 from governance.errors import NotFound
-from governance.training.models import JobKind, JobState, TrainingJob
+from governance.jobs.executors import Executor
+from governance.jobs.models import Job, JobKind, JobState
 
 LEASE_SECONDS = 60
 MAX_ATTEMPTS = 2
@@ -43,6 +46,34 @@ def export_file(home: Path, uid: str, fmt: str) -> Path:
     return home / "exports" / "jobs" / f"{uid}.{EXPORT_FORMATS[fmt][0]}"
 
 
+def enqueue(session: Session, job: Job, executor: Executor) -> Job:
+    """Queue a job: the only way work is queued. The row is added to the caller's
+    transaction, and the executor is told of it (a Celery message) only once that
+    transaction commits: a rolled-back request announces nothing, and no message ever names
+    a job its workers cannot yet read."""
+    job.uid = job.uid or uuid.uuid4().hex
+    job.state = JobState.QUEUED
+    job.executor = executor.name
+    session.add(job)
+    session.flush()
+    session.info.setdefault(_TO_ANNOUNCE, []).append((executor, job.uid, job.kind))
+    return job
+
+
+_TO_ANNOUNCE = "governance.jobs.to_announce"
+
+
+@sa.event.listens_for(Session, "after_commit")
+def _announce(session: Session) -> None:
+    for executor, uid, kind in session.info.pop(_TO_ANNOUNCE, ()):
+        executor.submit(uid, kind)
+
+
+@sa.event.listens_for(Session, "after_rollback")
+def _forget(session: Session) -> None:
+    session.info.pop(_TO_ANNOUNCE, None)
+
+
 def submit(
     session: Session,
     kind: str,
@@ -51,23 +82,25 @@ def submit(
     params: dict[str, Any],
     *,
     actor: Actor,
-) -> TrainingJob:
-    """Queue a job (audited) and commit; the runner takes it from here."""
+    executor: Executor,
+) -> Job:
+    """Queue one of the service's own jobs (audited) and commit; a runner takes it from here."""
     if kind not in JobKind.INTERNAL:
         raise ValueError(f"not a job the service runs itself: {kind}")
-    job = TrainingJob(
-        uid=uuid.uuid4().hex,
-        kind=kind,
-        subject=subject,
-        domain=domain,
-        requested_by=actor.principal,
-        params=params,
-        state=JobState.QUEUED,
-        executor="runner",
-        max_attempts=MAX_ATTEMPTS,
+    job = enqueue(
+        session,
+        Job(
+            uid=uuid.uuid4().hex,
+            kind=kind,
+            subject=subject,
+            domain=domain,
+            requested_by=actor.principal,
+            params=params,
+            state=JobState.QUEUED,
+            max_attempts=MAX_ATTEMPTS,
+        ),
+        executor,
     )
-    session.add(job)
-    session.flush()
     record(
         session,
         actor,
@@ -80,38 +113,80 @@ def submit(
     return job
 
 
-def get_job(session: Session, uid: str) -> TrainingJob:
-    job = session.exec(select(TrainingJob).where(TrainingJob.uid == uid)).first()
+def get_job(session: Session, uid: str) -> Job:
+    job = session.exec(select(Job).where(Job.uid == uid)).first()
     if job is None or job.kind not in JobKind.INTERNAL:
         raise NotFound(f"no job {uid}", details={"job": uid})
     return job
 
 
-def requeue_lapsed(session: Session, now: dt.datetime | None = None) -> int:
-    """Put running jobs whose runner stopped renewing back in the queue, or fail them."""
+# --- the lease ----------------------------------------------------------------------------
+# One engine for every kind: claim (a conditional update decides the race), renew, finish,
+# release (a failed attempt: retried while attempts remain), and requeue what lapsed. A kind
+# with its own bookkeeping when a job fails for good (training fails its model version) passes
+# `on_final`.
+
+OnFinal = Callable[[Session, Job, str], None]
+
+
+def requeue_lapsed(
+    session: Session,
+    kinds: tuple[str, ...],
+    now: dt.datetime | None = None,
+    on_final: OnFinal | None = None,
+) -> int:
+    """Put running jobs of these kinds whose holder stopped renewing back in the queue, or
+    fail them once their attempts are spent; commit. The count."""
     now = now or utcnow()
     count = 0
     for job in session.exec(
-        select(TrainingJob).where(
-            TrainingJob.kind.in_(JobKind.INTERNAL),
-            TrainingJob.state == JobState.RUNNING,
-            TrainingJob.lease_expires_at < now,
+        select(Job).where(
+            col(Job.kind).in_(kinds),
+            Job.state == JobState.RUNNING,
+            col(Job.lease_expires_at) < now,
         )
     ).all():
-        final = job.attempt >= job.max_attempts
-        count += session.execute(
-            sa.update(TrainingJob)
-            .where(TrainingJob.id == job.id, TrainingJob.attempt == job.attempt)
-            .where(TrainingJob.state == JobState.RUNNING)
-            .values(
-                state=JobState.FAILED if final else JobState.QUEUED,
-                error=f"the runner stopped on attempt {job.attempt}"
-                + (" (the last)" if final else ""),
-                finished_at=now if final else None,
-            )
-        ).rowcount
+        error = f"the lease lapsed on attempt {job.attempt}"
+        if release(session, job, error, now=now, on_final=on_final):
+            count += 1
     session.commit()
     return count
+
+
+def release(
+    session: Session,
+    job: Job,
+    error: str,
+    *,
+    now: dt.datetime | None = None,
+    on_final: OnFinal | None = None,
+) -> bool:
+    """End this attempt as failed: the job goes back to the queue while attempts remain, else
+    it fails (and `on_final` does the kind's own bookkeeping). False if the attempt had
+    already moved on. The caller commits."""
+    now = now or utcnow()
+    final = job.attempt >= job.max_attempts
+    message = (error + (" (the last)" if final else ""))[:1000]
+    changed = session.execute(
+        sa.update(Job)
+        .where(
+            col(Job.id) == job.id,
+            col(Job.attempt) == job.attempt,
+            col(Job.state) == JobState.RUNNING,
+        )
+        .values(
+            state=JobState.FAILED if final else JobState.QUEUED,
+            error=message,
+            token_hash=None,
+            lease_expires_at=None,
+            finished_at=now if final else None,
+        )
+    ).rowcount
+    if changed and final and on_final is not None:
+        on_final(session, job, message)
+    if changed:
+        session.expire(job)
+    return bool(changed)
 
 
 def claim(
@@ -120,21 +195,25 @@ def claim(
     kinds: tuple[str, ...] = JobKind.INTERNAL,
     lease_seconds: int = LEASE_SECONDS,
     uid: str | None = None,
-) -> TrainingJob | None:
-    """Claim a queued job of these kinds (or that one); a conditional update decides the race
-    between runners.
+    *,
+    extra: Callable[[str], dict[str, Any]] | None = None,
+    then: Callable[[Session, Job], None] | None = None,
+    on_final: OnFinal | None = None,
+) -> Job | None:
+    """Claim a queued job of these kinds (or that one) and commit; None when there is none.
 
     Fair shares: each kind and domain is a queue of its own. Runners take the head of the
     queue served least recently (never served first), so a burst of 600 exports delays a scan
-    by at most one job per other queue, not by 600."""
-    requeue_lapsed(session)
-    jobs = TrainingJob.__table__
+    by at most one job per other queue, not by 600. `extra(uid)` adds values to the claim (a
+    training attempt's token hash); `then(session, job)` runs in the claim's transaction."""
+    requeue_lapsed(session, kinds, on_final=on_final)
+    jobs = Job.__table__
     position = (
         sa.func.row_number()
         .over(partition_by=(jobs.c.kind, jobs.c.domain), order_by=jobs.c.id)
         .label("position")
     )
-    query = sa.select(jobs.c.id, jobs.c.kind, jobs.c.domain, position).where(
+    query = sa.select(jobs.c.id, jobs.c.uid, jobs.c.kind, jobs.c.domain, position).where(
         jobs.c.kind.in_(kinds), jobs.c.state == JobState.QUEUED
     )
     if uid is not None:
@@ -153,44 +232,44 @@ def claim(
             sa.and_(served.c.domain.is_(None), queued.c.domain.is_(None)),
         ),
     )
-    candidates = (
-        session.execute(
-            sa.select(queued.c.id)
-            .select_from(queued.outerjoin(served, same_queue))
-            .order_by(
-                queued.c.position,
-                sa.case((served.c.at.is_(None), 0), else_=1),
-                served.c.at,
-                queued.c.id,
-            )
-            .limit(20)
+    candidates = session.execute(
+        sa.select(queued.c.id, queued.c.uid)
+        .select_from(queued.outerjoin(served, same_queue))
+        .order_by(
+            queued.c.position,
+            sa.case((served.c.at.is_(None), 0), else_=1),
+            served.c.at,
+            queued.c.id,
         )
-        .scalars()
-        .all()
-    )
-    for job_id in candidates:
-        won = take_queued(session, job_id, worker, lease_seconds, error=None)
+        .limit(20)
+    ).all()
+    for job_id, job_uid in candidates:
+        values = extra(job_uid) if extra is not None else {}
+        if not take_queued(session, job_id, worker, lease_seconds, error=None, **values):
+            session.rollback()
+            continue
+        job = session.get(Job, job_id)
+        session.refresh(job)
+        if then is not None:
+            then(session, job)
         session.commit()
-        if won:
-            job = session.get(TrainingJob, job_id)
-            session.refresh(job)
-            return job
+        return job
     return None
 
 
 def take_queued(
     session: Session, job_id: int, worker: str, lease_seconds: int, **values: Any
 ) -> bool:
-    """The claim itself, for every kind of job: a conditional update of a queued row, so of
-    two workers exactly one changes it. Starts the next attempt under a fresh lease."""
+    """The claim itself: a conditional update of a queued row, so of two workers exactly one
+    changes it. Starts the next attempt under a fresh lease."""
     now = utcnow()
     return bool(
         session.execute(
-            sa.update(TrainingJob)
-            .where(TrainingJob.id == job_id, TrainingJob.state == JobState.QUEUED)
+            sa.update(Job)
+            .where(col(Job.id) == job_id, col(Job.state) == JobState.QUEUED)
             .values(
                 state=JobState.RUNNING,
-                attempt=TrainingJob.attempt + 1,
+                attempt=Job.attempt + 1,
                 worker=worker,
                 lease_expires_at=now + dt.timedelta(seconds=lease_seconds),
                 heartbeat_at=now,
@@ -202,11 +281,12 @@ def take_queued(
 
 def renew(
     session: Session,
-    job: TrainingJob,
+    job: Job,
     progress: dict[str, Any] | None = None,
     lease_seconds: int = LEASE_SECONDS,
 ) -> bool:
-    """Extend this attempt's lease (and record progress); False if the job moved on."""
+    """Extend this attempt's lease (and record progress); False if the job moved on. The
+    caller commits."""
     now = utcnow()
     values: dict[str, Any] = {
         "heartbeat_at": now,
@@ -215,49 +295,49 @@ def renew(
     if progress is not None:
         values["progress"] = {k: progress[k] for k in list(progress)[:20]}
     changed = session.execute(
-        sa.update(TrainingJob)
+        sa.update(Job)
         .where(
-            TrainingJob.id == job.id,
-            TrainingJob.attempt == job.attempt,
-            TrainingJob.state == JobState.RUNNING,
+            col(Job.id) == job.id,
+            col(Job.attempt) == job.attempt,
+            col(Job.state) == JobState.RUNNING,
         )
         .values(**values)
     ).rowcount
-    session.commit()
     return bool(changed)
 
 
 def finish(
     session: Session,
-    job: TrainingJob,
-    result: dict[str, Any],
+    job: Job,
+    result: dict[str, Any] | None = None,
     error: str | None = None,
     progress: dict[str, Any] | None = None,
 ) -> bool:
     """Record this attempt's outcome (and its last progress); False if the job had already
-    moved on (its lease lapsed and another attempt took it)."""
-    extra: dict[str, Any] = {"progress": progress} if progress else {}
+    moved on (its lease lapsed and another attempt took it). The caller commits."""
+    values: dict[str, Any] = {"progress": progress} if progress else {}
+    if result is not None:
+        values["result"] = result
     changed = session.execute(
-        sa.update(TrainingJob)
+        sa.update(Job)
         .where(
-            TrainingJob.id == job.id,
-            TrainingJob.attempt == job.attempt,
-            TrainingJob.state == JobState.RUNNING,
+            col(Job.id) == job.id,
+            col(Job.attempt) == job.attempt,
+            col(Job.state) == JobState.RUNNING,
         )
         .values(
             state=JobState.FAILED if error else JobState.SUCCEEDED,
-            result=result,
             error=error[:1000] if error else None,
             finished_at=utcnow(),
             lease_expires_at=None,
-            **extra,
+            token_hash=None,
+            **values,
         )
     ).rowcount
-    session.commit()
     return bool(changed)
 
 
-def job_read(job: TrainingJob) -> dict[str, Any]:
+def job_read(job: Job) -> dict[str, Any]:
     """What a caller sees of a job: state, progress, result; never its parameters' secrets
     (there are none: parameters name the subject only)."""
     return {
@@ -280,7 +360,7 @@ def job_read(job: TrainingJob) -> dict[str, Any]:
 def erase_results(session: Session, subject: str) -> int:
     """Replace the results of every job run on `subject` (a crypto-shredded dataset version)
     by a note that they were erased; the job, its state and its times stay. The count."""
-    jobs = session.exec(select(TrainingJob).where(TrainingJob.subject == subject)).all()
+    jobs = session.exec(select(Job).where(Job.subject == subject)).all()
     for job in jobs:
         job.result = {"erased": f"{subject} was deleted; what this job derived from it is gone"}
         session.add(job)

@@ -30,7 +30,7 @@ from governance.db import utcnow
 from governance.domains.models import Domain
 from governance.errors import GovernanceError
 from governance.families import privacy
-from governance.families import service as models
+from governance.families import service as family_service
 from governance.families.models import (
     DatasetRef,
     ModelFamily,
@@ -38,9 +38,8 @@ from governance.families.models import (
     VersionCreate,
     VersionState,
 )
+from governance.jobs.executors import Executor, LocalExecutor
 from governance.scheduler.models import RefreshRun, Step
-from governance.training.executors import Executor, LocalExecutor
-from governance.training.models import TrainingJob
 
 REFRESH_PRINCIPAL = "system:refresh"
 
@@ -205,7 +204,7 @@ def _version_of(session: Session, run: RefreshRun) -> ModelVersion | None:
     return None
 
 
-def _train(session: Session, run: RefreshRun, family, domain, policy_dir, actor, executor, created):
+def _train(session: Session, run: RefreshRun, family, domain, policy_dir, actor, executor):
     version = _version_of(session, run)
     if version is None:
         plan = privacy.plan(session, family, domain, policy_dir)
@@ -223,23 +222,20 @@ def _train(session: Session, run: RefreshRun, family, domain, policy_dir, actor,
             ],
         )
         try:
-            version = models.start_version(
+            version = family_service.start_version(
                 session,
                 family,
                 domain,
                 data,
                 policy_dir,
                 actor=actor,
-                executor=executor.name,
+                executor=executor,
                 refresh_run=run.id,
                 privacy_epsilon=plan["epsilon"] if plan is not None else None,
             )
         except GovernanceError as exc:
             run.detail = {**run.detail, "last_error": exc.message}
             return Step.FIND_DATA
-        # Announced to the executor once the step's transaction has committed (`advance`).
-        job = session.exec(select(TrainingJob).where(TrainingJob.version_id == version.id)).one()
-        created.append(job.uid)
     run.version_id = version.id
     if version.status in (VersionState.TRAINING, VersionState.TRAINED):
         return _wait(run, f"training of {family.name} v{version.number}")
@@ -271,7 +267,7 @@ def _approve_promotion(session: Session, run: RefreshRun, family, domain, policy
         session, approvals.MODEL_PROMOTION, subject, family.name, RequestState.PENDING
     )
     if pending is None:
-        request = models.request_promotion(
+        request = family_service.request_promotion(
             session, family, version, load_approval_rules(policy_dir), actor=actor
         )
         if request.state == RequestState.APPROVED:
@@ -283,7 +279,7 @@ def _approve_promotion(session: Session, run: RefreshRun, family, domain, policy
 def _promote(session: Session, run: RefreshRun, family, domain, policy_dir, actor, sign):
     version = session.get(ModelVersion, run.version_id)
     if version.status != VersionState.PRODUCTION:
-        models.promote(session, family, version, policy_dir, actor=actor, sign=sign)
+        family_service.promote(session, family, version, policy_dir, actor=actor, sign=sign)
     return Step.DONE
 
 
@@ -307,21 +303,16 @@ def advance(
     """Move the run on as far as it can go now; return it (resting, done or failed).
     `sign` signs a version's adapter when it is promoted (the runtime's sign_version);
     `executor` is told of a training job once the step that queued it has committed (the
-    deployment's TRAINING_EXECUTOR: Celery workers hear of it only from the broker)."""
+    deployment's JOBS_EXECUTOR: Celery workers hear of it only from the broker)."""
     family = session.get(ModelFamily, run.family_id)
     domain = session.get(Domain, family.domain_id)
     executor = executor or LocalExecutor()
-    created: list[str] = []
     # Training goes to this process's executor; promotion signs with its signer.
     handlers = {
         **HANDLERS,
-        Step.TRAIN: partial(_train, executor=executor, created=created),
+        Step.TRAIN: partial(_train, executor=executor),
         Step.PROMOTE: partial(_promote, sign=sign),
     }
-
-    def announce() -> None:
-        while created:
-            executor.submit(created.pop(0))
 
     for _ in range(len(Step.ORDER) + 2):
         if run.step in Step.FINAL:
@@ -333,7 +324,6 @@ def advance(
         if after is None:  # Waiting: keep the step, keep the reason.
             session.add(run)
             session.commit()
-            announce()
             break
         run.step = after
         if after in Step.FINAL:
@@ -348,7 +338,6 @@ def advance(
             details={"tax_year": run.tax_year, "attempt": run.attempt, "from": before, "to": after},
         )
         session.commit()
-        announce()
     return run
 
 

@@ -26,6 +26,7 @@ from sqlmodel import select
 
 from governance.authz.policy import policy_hash
 from governance.db import Database, utcnow
+from governance.jobs.executors import executor_from_config
 from governance.runtime import version_signer
 from governance.scheduler.models import SchedulerLease
 from governance.scheduler.pipeline import (
@@ -36,7 +37,6 @@ from governance.scheduler.pipeline import (
     take_up_retrains,
     tax_year_for,
 )
-from governance.training.executors import executor_from_config
 
 log = logging.getLogger(__name__)
 

@@ -9,7 +9,6 @@ a new attempt; the old attempt's token stops working, so a job completes exactly
 
 from __future__ import annotations
 
-import datetime as dt
 import hashlib
 import io
 import json
@@ -19,21 +18,19 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-import sqlalchemy as sa
 from sqlmodel import Session, select
 
 from governance.audit.service import Actor, record
-from governance.db import utcnow
 from governance.domains.keys import KeyRing
 from governance.domains.models import Domain
 from governance.errors import Conflict, InvalidInput, Unauthenticated
 from governance.families.models import BaseModelRecord, ModelFamily, ModelVersion, VersionState
-from governance.jobs.service import take_queued
+from governance.jobs import service as lease
+from governance.jobs.models import Job, JobKind, JobState
 from governance.pii.models import ScanReceipt
 from governance.pii.service import iter_sanitized
 from governance.storage import BlobStore
 from governance.training import canaries
-from governance.training.models import JobKind, JobState, TrainingJob
 
 LEASE_SECONDS = 60
 TOKEN_PREFIX = "job_"  # noqa: S105 (a prefix, not a secret)
@@ -44,35 +41,11 @@ def token_hash(token: str) -> str:
     return hashlib.sha256(token.encode()).hexdigest()
 
 
-def requeue_lapsed(session: Session, now: dt.datetime | None = None) -> int:
-    """Put running jobs whose lease lapsed back in the queue, or fail them after max tries."""
-    now = now or utcnow()
-    count = 0
-    for job in session.exec(
-        select(TrainingJob).where(
-            TrainingJob.kind == JobKind.TRAIN,
-            TrainingJob.state == JobState.RUNNING,
-            TrainingJob.lease_expires_at < now,
-        )
-    ).all():
-        final = job.attempt >= job.max_attempts
-        changed = session.execute(
-            sa.update(TrainingJob)
-            .where(TrainingJob.id == job.id, TrainingJob.attempt == job.attempt)
-            .where(TrainingJob.state == JobState.RUNNING)
-            .values(
-                state=JobState.FAILED if final else JobState.QUEUED,
-                token_hash=None,
-                error=f"lease lapsed on attempt {job.attempt}" + (" (the last)" if final else ""),
-            )
-        ).rowcount
-        if changed and final:
-            version = session.get(ModelVersion, job.version_id)
-            version.status, version.status_reason = VersionState.FAILED, "training never finished"
-            session.add(version)
-        count += changed
-    session.commit()
-    return count
+def fail_version(session: Session, job: Job, error: str) -> None:
+    """A training job failed for good: so did its model version."""
+    version = session.get(ModelVersion, job.version_id)
+    version.status, version.status_reason = VersionState.FAILED, error[:500]
+    session.add(version)
 
 
 def claim(
@@ -82,23 +55,15 @@ def claim(
     actor: Actor,
     lease_seconds: int = LEASE_SECONDS,
     job_uid: str | None = None,
-) -> tuple[TrainingJob, str] | None:
-    """Claim the oldest queued job (or that one) for this worker, with a job-scoped token."""
-    requeue_lapsed(session)
-    query = select(TrainingJob.id).where(
-        TrainingJob.kind == JobKind.TRAIN, TrainingJob.state == JobState.QUEUED
-    )
-    if job_uid is not None:
-        query = query.where(TrainingJob.uid == job_uid)
-    candidates = session.exec(query.order_by(TrainingJob.id).limit(20)).all()
-    for job_id in candidates:
-        job = session.get(TrainingJob, job_id)
-        token = f"{TOKEN_PREFIX}{job.uid}.{secrets.token_urlsafe(32)}"
-        won = take_queued(session, job_id, worker, lease_seconds, token_hash=token_hash(token))
-        if not won:
-            session.rollback()
-            continue
-        session.refresh(job)
+) -> tuple[Job, str] | None:
+    """Claim a queued training job (or that one) for this worker, with a job-scoped token."""
+    tokens: dict[str, str] = {}
+
+    def with_token(uid: str) -> dict[str, Any]:
+        tokens[uid] = f"{TOKEN_PREFIX}{uid}.{secrets.token_urlsafe(32)}"
+        return {"token_hash": token_hash(tokens[uid])}
+
+    def audited(session: Session, job: Job) -> None:
         version = session.get(ModelVersion, job.version_id)
         family = session.get(ModelFamily, version.family_id)
         record(
@@ -109,14 +74,23 @@ def claim(
             session.get(Domain, family.domain_id).name,
             details={"job": job.uid, "attempt": job.attempt, "worker": worker},
         )
-        session.commit()
-        return job, token
-    return None
+
+    job = lease.claim(
+        session,
+        worker,
+        (JobKind.TRAIN,),
+        lease_seconds,
+        uid=job_uid,
+        extra=with_token,
+        then=audited,
+        on_final=fail_version,
+    )
+    return None if job is None else (job, tokens[job.uid])
 
 
-def job_for_token(session: Session, uid: str, token: str) -> TrainingJob:
+def job_for_token(session: Session, uid: str, token: str) -> Job:
     """The running job this token belongs to, for its current attempt only."""
-    job = session.exec(select(TrainingJob).where(TrainingJob.uid == uid)).first()
+    job = session.exec(select(Job).where(Job.uid == uid)).first()
     if (
         job is None
         or not token.startswith(f"{TOKEN_PREFIX}{uid}.")
@@ -130,15 +104,12 @@ def job_for_token(session: Session, uid: str, token: str) -> TrainingJob:
 
 
 def heartbeat(
-    session: Session, job: TrainingJob, progress: dict[str, Any], lease_seconds: int = LEASE_SECONDS
-) -> TrainingJob:
+    session: Session, job: Job, progress: dict[str, Any], lease_seconds: int = LEASE_SECONDS
+) -> Job:
     """Extend the lease and keep the latest progress."""
-    now = utcnow()
-    job.heartbeat_at = now
-    job.lease_expires_at = now + dt.timedelta(seconds=lease_seconds)
-    job.progress = {k: progress[k] for k in list(progress)[:20]}
-    session.add(job)
+    lease.renew(session, job, progress, lease_seconds)
     session.commit()
+    session.refresh(job)
     return job
 
 
@@ -153,7 +124,7 @@ def split(records: list[dict[str, Any]], fraction: float) -> tuple[list, list]:
     return train, held
 
 
-def build_bundle(session: Session, keyring: KeyRing, store: BlobStore, job: TrainingJob) -> bytes:
+def build_bundle(session: Session, keyring: KeyRing, store: BlobStore, job: Job) -> bytes:
     """The training bundle as a gzipped tar: spec.json, train.jsonl, eval.jsonl."""
 
     version = session.get(ModelVersion, job.version_id)
@@ -240,7 +211,7 @@ def unpack_result(payload: bytes, target: Path) -> tuple[dict, dict]:
 
 
 def accept_result(
-    session: Session, store: BlobStore, job: TrainingJob, payload: bytes, *, actor: Actor
+    session: Session, store: BlobStore, job: Job, payload: bytes, *, actor: Actor
 ) -> ModelVersion:
     """Store the adapter and metrics of the current attempt; the job succeeds exactly once."""
     version = session.get(ModelVersion, job.version_id)
@@ -250,16 +221,7 @@ def accept_result(
     key = f"models/{family.name}/{version.uid}.adapter.tar"
     with store.stage(version.uid) as staged:
         staged.write(payload)
-    won = session.execute(
-        sa.update(TrainingJob)
-        .where(
-            TrainingJob.id == job.id,
-            TrainingJob.state == JobState.RUNNING,
-            TrainingJob.attempt == job.attempt,
-        )
-        .values(state=JobState.SUCCEEDED, finished_at=utcnow(), token_hash=None)
-    ).rowcount
-    if not won:
+    if not lease.finish(session, job):
         session.rollback()
         store.discard(version.uid)
         raise Conflict("this attempt no longer owns the job", code="job_moved_on")
@@ -288,16 +250,14 @@ def accept_result(
     return version
 
 
-def fail_job(session: Session, job: TrainingJob, error: str, *, actor: Actor) -> TrainingJob:
+def fail_job(session: Session, job: Job, error: str, *, actor: Actor) -> Job:
     """A worker reports that training failed: retry while attempts remain, else fail."""
     final = job.attempt >= job.max_attempts
-    job.state = JobState.FAILED if final else JobState.QUEUED
-    job.error, job.token_hash = error[:1000], None
-    session.add(job)
+    attempt = job.attempt
+    if not lease.release(session, job, error, on_final=fail_version):
+        session.rollback()
+        raise Conflict("this attempt no longer owns the job", code="job_moved_on")
     version = session.get(ModelVersion, job.version_id)
-    if final:
-        version.status, version.status_reason = VersionState.FAILED, error[:500]
-        session.add(version)
     family = session.get(ModelFamily, version.family_id)
     record(
         session,
@@ -306,7 +266,8 @@ def fail_job(session: Session, job: TrainingJob, error: str, *, actor: Actor) ->
         f"model/{family.name}",
         session.get(Domain, family.domain_id).name,
         decision="failed",
-        details={"job": job.uid, "attempt": job.attempt, "final": final},
+        details={"job": job.uid, "attempt": attempt, "final": final},
     )
     session.commit()
+    session.refresh(job)
     return job

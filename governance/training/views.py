@@ -21,15 +21,14 @@ from governance.errors import PayloadTooLarge
 from governance.families.models import ModelFamily, ModelVersion
 from governance.guard import current_actor, get_authorizer, mark_checked, require
 from governance.jobs import service as jobs
+from governance.jobs.models import Job, JobKind
 from governance.training import service
 from governance.training.models import (
     ClaimRequest,
     ClaimResponse,
     Heartbeat,
     JobFailure,
-    JobKind,
     JobRead,
-    TrainingJob,
 )
 from governance.views_common import ERROR_RESPONSES, SECURITY, binary_body, download
 
@@ -53,14 +52,14 @@ def lease_seconds() -> int:
     return int(current_app.config.get("JOB_LEASE_SECONDS", service.LEASE_SECONDS))
 
 
-def job_from_token(uid: str) -> tuple[TrainingJob, Actor]:
+def job_from_token(uid: str) -> tuple[Job, Actor]:
     """Authenticate the job token of this request; the job is the only thing it opens."""
     job = service.job_for_token(get_session(), uid, g.job_token)
     mark_checked()
     return job, Actor(f"job:{uid}", g.get("request_id"), get_authorizer().policy.hash)
 
 
-def job_read(job: TrainingJob) -> dict:
+def job_read(job: Job) -> dict:
     return JobRead(
         job=job.uid,
         **job.model_dump(
@@ -144,15 +143,15 @@ def evaluate_next(version: ModelVersion, actor: Actor) -> None:
     session = get_session()
     family = session.get(ModelFamily, version.family_id)
     domain = session.get(Domain, family.domain_id)
-    job = jobs.submit(
+    jobs.submit(
         session,
         JobKind.EVALUATE,
         f"model-version/{version.uid}",
         domain.name,
         {"object": f"model/{family.name}", "family": family.name, "version": version.number},
         actor=actor,
+        executor=runtime.current().job_executor,
     )
-    runtime.current().job_executor.submit(job.uid)
 
 
 @bp.post("/<uid:uid>/fail", responses={200: JobRead})

@@ -41,7 +41,7 @@ def pack(directory: Path) -> bytes:
     return buffer.getvalue()
 
 
-def run_job(claim: dict, url: str | None, echo: Callable[[str], None]) -> bool:
+def train_claimed(claim: dict, url: str | None, echo: Callable[[str], None]) -> bool:
     """Train one claimed job; return whether the result was accepted."""
     uid, token = claim["job"], claim["token"]
     period = max(1.0, claim["lease_seconds"] / 3)
@@ -168,4 +168,4 @@ def serve(
             f"claimed job {claim['job'][:8]} ({claim['family']} v{claim['version']}, "
             f"attempt {claim['attempt']})"
         )
-        done += run_job(claim, url, echo)
+        done += train_claimed(claim, url, echo)

@@ -26,9 +26,9 @@ from governance.datasets.models import DatasetVersion
 from governance.db import get_db, utcnow
 from governance.domains.models import Domain
 from governance.domains.retention import enforce
+from governance.jobs.models import Job
 from governance.jobs.service import export_file
 from governance.pii.models import ScanReceipt
-from governance.training.models import TrainingJob
 from tests.factories import (
     TEST_ACTOR,
     auth,
@@ -267,10 +267,10 @@ def test_old_receipts_lose_their_samples_and_old_reports_go(app, client):
             session.add(receipt)
             receipts.append(receipt)
         jobs = {
-            "scan": TrainingJob(uid="a" * 32, kind="scan", domain="consumer-tax"),
-            "running": TrainingJob(uid="b" * 32, kind="evaluate", domain="consumer-tax"),
-            "other": TrainingJob(uid="c" * 32, kind="scan", domain="smb-accounting"),
-            "export": TrainingJob(
+            "scan": Job(uid="a" * 32, kind="scan", domain="consumer-tax"),
+            "running": Job(uid="b" * 32, kind="evaluate", domain="consumer-tax"),
+            "other": Job(uid="c" * 32, kind="scan", domain="smb-accounting"),
+            "export": Job(
                 uid="d" * 32,
                 kind="export",
                 params={"domains": ["consumer-tax", "smb-accounting"], "format": "jsonl"},
@@ -278,7 +278,7 @@ def test_old_receipts_lose_their_samples_and_old_reports_go(app, client):
         }
         for name, job in jobs.items():
             job.state = "running" if name == "running" else "succeeded"
-            job.executor = "runner"
+            job.executor = "local"
             job.finished_at = None if name == "running" else utcnow()
             session.add(job)
         session.commit()
@@ -296,7 +296,7 @@ def test_old_receipts_lose_their_samples_and_old_reports_go(app, client):
         assert pruned.samples == [] and pruned.pruned_at is not None
         assert (pruned.verdict, pruned.records_total) == ("redacted", 3)
         assert kept.samples and kept.pruned_at is None
-        left = set(session.exec(select(TrainingJob.uid)).all())
+        left = set(session.exec(select(Job.uid)).all())
     assert left == {"b" * 32, "c" * 32} and not exported.exists()
     audited = [r for r in entries(app).values() if r.action == "retention.prune"]
     assert len(audited) == 1 and audited[0].domain == "consumer-tax"

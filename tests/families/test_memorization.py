@@ -16,8 +16,8 @@ from governance import runtime
 from governance.authz.lint import lint
 from governance.db import get_db
 from governance.domains.settings import Memorization
+from governance.jobs.models import Job
 from governance.training import canaries
-from governance.training.models import TrainingJob
 from tests.pipeline import (  # noqa: F401 (fixtures)
     FAMILY,
     app,
@@ -34,11 +34,11 @@ from tests.pipeline import (  # noqa: F401 (fixtures)
 )
 
 
-def bundle_files(app, job: TrainingJob) -> dict[str, str]:
+def bundle_files(app, job: Job) -> dict[str, str]:
     from governance.training import service
 
     with app.app_context(), get_db(app).session_scope() as session:
-        job = session.get(TrainingJob, job.id)
+        job = session.get(Job, job.id)
         payload = service.build_bundle(session, runtime.of(app).keyring, runtime.of(app).store, job)
     with tarfile.open(fileobj=io.BytesIO(gzip.decompress(payload))) as tar:
         return {m.name: tar.extractfile(m).read().decode() for m in tar.getmembers()}
@@ -48,7 +48,7 @@ def test_canaries_are_drawn_per_job_and_go_into_the_training_part_only(app, clie
     approve_data(client, world)
     assert train(client, world)[0] == 201
     with get_db(app).session_scope() as session:
-        job = session.exec(sa.select(TrainingJob).where(TrainingJob.kind == "train")).scalar_one()
+        job = session.exec(sa.select(Job).where(Job.kind == "train")).scalar_one()
     plan = job.params["memorization"]
     assert len(plan["canaries"]) == Memorization().canaries
     assert len({c["secret"] for c in plan["canaries"]}) == len(plan["canaries"])

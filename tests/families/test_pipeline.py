@@ -16,7 +16,7 @@ from audit.log import load_public_key
 from governance import crypto, runtime
 from governance.db import get_db
 from governance.families.models import RetrainRequest
-from governance.training.models import TrainingJob
+from governance.jobs.models import Job
 from tests.factories import (
     auth,
     celery_worker,
@@ -251,7 +251,7 @@ def test_the_bundle_holds_no_raw_value(app, client, world):
     approve_data(client, world)
     assert train(client, world)[0] == 201
     with app.app_context(), get_db(app).session_scope() as session:
-        job = session.exec(sa.select(TrainingJob).where(TrainingJob.kind == "train")).scalar_one()
+        job = session.exec(sa.select(Job).where(Job.kind == "train")).scalar_one()
         payload = service.build_bundle(session, runtime.of(app).keyring, runtime.of(app).store, job)
     import gzip
 
@@ -267,9 +267,7 @@ def test_a_worker_killed_mid_job_leaves_a_job_that_completes_exactly_once(app, c
     deadline = time.monotonic() + 120
     with get_db(app).session_scope() as session:
         while time.monotonic() < deadline:
-            job = session.exec(
-                sa.select(TrainingJob).where(TrainingJob.kind == "train")
-            ).scalar_one()
+            job = session.exec(sa.select(Job).where(Job.kind == "train")).scalar_one()
             session.expire_all()
             if job.state == "running":
                 break
@@ -282,7 +280,7 @@ def test_a_worker_killed_mid_job_leaves_a_job_that_completes_exactly_once(app, c
     _out, err = second.communicate(timeout=300)
     assert second.returncode == 0, err
     with get_db(app).session_scope() as session:
-        job = session.exec(sa.select(TrainingJob).where(TrainingJob.kind == "train")).scalar_one()
+        job = session.exec(sa.select(Job).where(Job.kind == "train")).scalar_one()
         assert job.state == "succeeded" and job.attempt == 2
     _, completions = call(
         client,
@@ -304,14 +302,15 @@ def test_a_real_celery_worker_trains_a_job_sent_through_redis(app, client, world
     sqlite = app.config["GOVERNANCE_DATABASE_URL"].startswith("sqlite")
     broker = f"redis://127.0.0.1:6379/{14 if sqlite else 15}"
     redis.Redis.from_url(broker).flushdb()
-    app.config.update(TRAINING_EXECUTOR="celery", CELERY_BROKER_URL=broker)
+    app.config.update(JOBS_EXECUTOR="celery", CELERY_BROKER_URL=broker)
+    runtime.of(app)._job_executor = None  # made again from the settings above
     env = {
         **os.environ,
-        "GOVERNANCE_CELERY_BROKER": broker,
+        "CELERY_BROKER_URL": broker,
         "GOVERNANCE_URL": live,
         "GOVERNANCE_TOKEN": world["gpu-worker"],
     }
-    celery = celery_worker("governance.training.celery_app", "governance-training", env)
+    celery = celery_worker("governance.jobs.celery_app", "governance-training", env)
     try:
         approve_data(client, world)
         status, _version = train(client, world)
@@ -328,7 +327,7 @@ def test_a_real_celery_worker_trains_a_job_sent_through_redis(app, client, world
         _, err = celery.communicate(timeout=60)
     assert "governance.train_job" in err
     with get_db(app).session_scope() as session:
-        job = session.exec(sa.select(TrainingJob).where(TrainingJob.kind == "train")).scalar_one()
+        job = session.exec(sa.select(Job).where(Job.kind == "train")).scalar_one()
         assert (
             job.executor == "celery"
             and job.state == "succeeded"

@@ -18,7 +18,7 @@ import yaml
 from governance.config import DEFAULT_POLICY_DIR
 from governance.db import get_db
 from governance.families.evaluation import membership_reasons
-from governance.training.models import TrainingJob
+from governance.jobs.models import Job
 from tests.console.conftest import sign_in
 from tests.families.test_memorization import bundle_files
 from tests.pipeline import (  # noqa: F401 (fixtures)
@@ -109,7 +109,7 @@ def test_a_dp_family_trains_per_customer_within_the_domains_budget(app, client, 
     assert status == 201, version
 
     with get_db(app).session_scope() as session:
-        job = session.exec(sa.select(TrainingJob).where(TrainingJob.kind == "train")).scalar_one()
+        job = session.exec(sa.select(Job).where(Job.kind == "train")).scalar_one()
     files = bundle_files(app, job)
     spec = json.loads(files["spec.json"])
     assert spec["privacy"] == {

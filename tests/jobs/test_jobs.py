@@ -7,13 +7,15 @@ import datetime as dt
 import json
 
 import pytest
+from sqlmodel import select
 
 from governance import runtime
 from governance.audit.service import Actor
 from governance.db import get_db, utcnow
 from governance.jobs import runner, service
+from governance.jobs.executors import LocalExecutor
+from governance.jobs.models import Job, JobKind, JobState
 from governance.pii.scanner import Scanner
-from governance.training.models import JobKind, JobState
 from tests.factories import auth, create_dataset, make_domain, principal_token, run_jobs
 
 RECORDS = [
@@ -21,6 +23,8 @@ RECORDS = [
     {"text": "How does Schedule C line 1 work?"},
     {"prompt": "Is the standard deduction allowed?", "completion": "See line 12."},
 ]
+
+LOCAL = LocalExecutor()
 
 
 @pytest.fixture(scope="module")
@@ -94,14 +98,20 @@ def test_a_lapsed_lease_requeues_the_job_then_fails_it_after_its_attempts(app, w
     db = get_db(app)
     with db.session_scope() as session:
         job = service.submit(
-            session, JobKind.SCAN, "dataset-version/x", "consumer-tax", {}, actor=Actor("t")
+            session,
+            JobKind.SCAN,
+            "dataset-version/x",
+            "consumer-tax",
+            {},
+            actor=Actor("t"),
+            executor=LOCAL,
         )
         later = utcnow() + dt.timedelta(seconds=service.LEASE_SECONDS + 1)
         for attempt in range(1, service.MAX_ATTEMPTS + 1):
             claimed = service.claim(session, "runner-a")
             assert claimed.uid == job.uid and claimed.attempt == attempt
             # The runner dies: nobody renews the lease.
-            assert service.requeue_lapsed(session, later) == 1
+            assert service.requeue_lapsed(session, JobKind.INTERNAL, later) == 1
             session.refresh(claimed)
             last = attempt == service.MAX_ATTEMPTS
             assert claimed.state == (JobState.FAILED if last else JobState.QUEUED)
@@ -120,6 +130,7 @@ def test_a_job_that_fails_is_recorded_as_failed_not_left_running(app, client, wo
             "consumer-tax",
             {"object": "scan"},
             actor=Actor("casey"),
+            executor=LOCAL,
         )
     assert runner.run_once(runtime.of(app)) is not None
     done = client.get(f"/api/v1/jobs/{job.uid}", headers=auth(world["casey"])).get_json()
@@ -143,11 +154,25 @@ def test_a_burst_of_one_kind_does_not_starve_another(app, world):
     db = get_db(app)
     with db.session_scope() as session:
         exports = [
-            service.submit(session, JobKind.EXPORT, f"audit/{n}", "system", {}, actor=Actor("t"))
+            service.submit(
+                session,
+                JobKind.EXPORT,
+                f"audit/{n}",
+                "system",
+                {},
+                actor=Actor("t"),
+                executor=LOCAL,
+            )
             for n in range(30)
         ]
         scan = service.submit(
-            session, JobKind.SCAN, "dataset-version/x", "consumer-tax", {}, actor=Actor("t")
+            session,
+            JobKind.SCAN,
+            "dataset-version/x",
+            "consumer-tax",
+            {},
+            actor=Actor("t"),
+            executor=LOCAL,
         )
         order = []
         for _ in range(3):  # one runner: each job ends before the next is claimed
@@ -155,3 +180,30 @@ def test_a_burst_of_one_kind_does_not_starve_another(app, world):
             order.append(job.uid)
             assert service.finish(session, job, {}) is True
     assert order == [exports[0].uid, scan.uid, exports[1].uid]
+
+
+def test_a_job_is_announced_only_once_the_transaction_that_queued_it_commits(app):
+    """`enqueue` is the only way work is queued: the executor hears of a job after commit, and
+    never of one whose transaction rolled back (that job does not exist)."""
+    heard: list[tuple[str, str]] = []
+
+    class Listening(LocalExecutor):
+        def submit(self, job_uid: str, kind: str) -> None:
+            heard.append((job_uid, kind))
+
+    def job(uid: str) -> Job:
+        return Job(uid=uid, kind=JobKind.EXPORT, subject="audit/x", domain="system")
+
+    with get_db(app).session_scope() as session:
+        service.enqueue(session, job("a" * 32), Listening())
+        assert heard == []
+        session.rollback()
+        assert heard == [] and session.exec(select(Job)).all() == []
+        service.enqueue(session, job("b" * 32), Listening())
+        assert heard == []
+        session.commit()
+        assert heard == [("b" * 32, JobKind.EXPORT)]
+        stored = session.exec(select(Job)).one()
+        assert (stored.uid, stored.state, stored.executor) == ("b" * 32, JobState.QUEUED, "local")
+        session.commit()
+        assert heard == [("b" * 32, JobKind.EXPORT)]  # announced once, not at every commit

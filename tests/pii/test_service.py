@@ -14,11 +14,11 @@ from governance.audit.models import AuditEntry
 from governance.datasets.models import DatasetVersion
 from governance.db import get_db
 from governance.errors import Conflict
+from governance.jobs.models import Job
 from governance.pii import service as pii
 from governance.pii.models import Verdict
 from governance.pii.rules import load_rules
 from governance.pii.scanner import Scanner
-from governance.training.models import TrainingJob
 from tests.factories import auth, create_dataset, make_domain, principal_token, scan_receipt
 
 SSN = "536-22-8741"
@@ -138,7 +138,7 @@ def test_a_scanner_failure_fails_closed(app, client, world, scanner):
     assert receipt["verdict"] == Verdict.ERROR and receipt["sanitized_records"] == 0
     # The job that ran it is not reported as a success.
     with get_db(app).session_scope() as session:
-        job = session.exec(sa.select(TrainingJob).where(TrainingJob.kind == "scan")).scalar_one()
+        job = session.exec(sa.select(Job).where(Job.kind == "scan")).scalar_one()
         assert job.state == "failed" and "the scan failed" in job.error
     with get_db(app).session_scope() as session:
         version = session.exec(sa.select(DatasetVersion)).scalar_one()

@@ -124,17 +124,17 @@ def test_the_refresh_under_the_celery_executor_announces_its_training_job(app, c
     import redis
     from kombu import Connection
 
-    from governance.training.executors import QUEUE, TASK_NAME
-    from governance.training.models import TrainingJob
+    from governance.jobs.executors import TRAIN_ROUTE
+    from governance.jobs.models import Job
 
     # One Redis database per test database (`make test` runs both at once), not the ones the
     # Celery worker test uses.
     sqlite = app.config["GOVERNANCE_DATABASE_URL"].startswith("sqlite")
     broker = f"redis://127.0.0.1:6379/{12 if sqlite else 13}"
     redis.Redis.from_url(broker).flushdb()
-    env = {**cli_env(app), "TRAINING_EXECUTOR": "celery", "CELERY_BROKER_URL": broker}
+    env = {**cli_env(app), "JOBS_EXECUTOR": "celery", "CELERY_BROKER_URL": broker}
     with Connection(broker) as connection:
-        queue = connection.SimpleQueue(QUEUE)  # bound, as a Celery worker binds it
+        queue = connection.SimpleQueue(TRAIN_ROUTE[1])  # bound, as a Celery worker binds it
         assert (
             "waiting for approval of" in govern(env, "refresh", FAMILY, "--tax-year", "2025").stdout
         )
@@ -142,7 +142,7 @@ def test_the_refresh_under_the_celery_executor_announces_its_training_job(app, c
         out = govern(env, "refresh", FAMILY, "--tax-year", "2025", check=True).stdout
         assert "train, waiting for training of tax-assistant v1" in out
         message = queue.get(timeout=10)
-        assert message.headers["task"] == TASK_NAME
+        assert message.headers["task"] == TRAIN_ROUTE[0]
         [job_uid], _kwargs, _embed = message.payload
         message.ack()
         # Resumed, the step sends nothing again.
@@ -151,7 +151,7 @@ def test_the_refresh_under_the_celery_executor_announces_its_training_job(app, c
             queue.get(timeout=2)
         queue.close()
     with get_db(app).session_scope() as session:
-        job = session.exec(sa.select(TrainingJob).where(TrainingJob.kind == "train")).scalar_one()
+        job = session.exec(sa.select(Job).where(Job.kind == "train")).scalar_one()
         assert (job.uid, job.executor, job.state) == (job_uid, "celery", "queued")
 
 

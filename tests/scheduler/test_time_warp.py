@@ -14,10 +14,10 @@ import sqlalchemy as sa
 
 from governance.db import get_db
 from governance.families.models import ModelVersion
+from governance.jobs.models import Job
 from governance.scheduler.clock import run_due, warp
 from governance.scheduler.models import RefreshRun
 from governance.scheduler.process import advance_open_runs, fire_refresh
-from governance.training.models import TrainingJob
 from tests.factories import auth, scan_receipt
 from tests.pipeline import (  # noqa: F401 (fixtures)
     FAMILY,
@@ -74,11 +74,7 @@ def work_the_pipeline(app, client, world, live) -> None:
         approved = approve_everything_pending(client, world)
         with get_db(app).session_scope() as session:
             queued = (
-                session.exec(
-                    sa.select(TrainingJob).where(
-                        TrainingJob.kind == "train", TrainingJob.state == "queued"
-                    )
-                )
+                session.exec(sa.select(Job).where(Job.kind == "train", Job.state == "queued"))
                 .scalars()
                 .all()
             )

@@ -28,7 +28,7 @@ from governance.db import get_session
 from governance.domains.models import Domain
 from governance.errors import NotFound, invalid_input
 from governance.families import review, scorecard, sweeps
-from governance.families import service as models
+from governance.families import service as family_service
 from governance.families.access import family_for, score_review
 from governance.families.criteria import load_criteria
 from governance.families.models import ExpertScores, ModelFamily
@@ -51,7 +51,7 @@ def models_home():
     for family in session.exec(select(ModelFamily).order_by(ModelFamily.name)):
         domain = session.get(Domain, family.domain_id)
         if policy.decide(g.principal.name, domain.name, f"model/{family.name}", "read").allowed:
-            production = models.production_version(session, family)
+            production = family_service.production_version(session, family)
             families.append((family, domain, production))
     log_event("list", "model", None, "allow", {"visible": [f[0].name for f in families]})
     mark_checked()
@@ -63,14 +63,14 @@ def family_page(family: str):
     """A family's versions and status, and its latest refresh."""
     found, domain = family_for(family, "read")
     session = get_session()
-    versions = list(reversed(models.list_versions(session, found)))
+    versions = list(reversed(family_service.list_versions(session, found)))
     runs = session.exec(
         select(RefreshRun)
         .where(RefreshRun.family_id == found.id)
         .order_by(RefreshRun.id.desc())
         .limit(5)
     ).all()
-    serving = models.serving_version(session, found)
+    serving = family_service.serving_version(session, found)
     return render_template(
         "console/family.html",
         section="models",
@@ -186,8 +186,10 @@ def version_page(family: str, number: int):
     """One version's lineage, drawn as a graph and listed in full."""
     found, domain = family_for(family, "read")
     session = get_session()
-    version = models.get_version(session, found, number)
-    document = models.signed_lineage(session, version, runtime.current().audit_log.signing_key)
+    version = family_service.get_version(session, found, number)
+    document = family_service.signed_lineage(
+        session, version, runtime.current().audit_log.signing_key
+    )
     href = url_for("console.family_page", family=found.name)
     criteria = load_criteria(runtime.current().policy_dir, domain.name)
     evaluation = document.get("evaluation") or {}
