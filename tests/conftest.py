@@ -18,7 +18,7 @@ from pathlib import Path
 
 import psycopg
 import pytest
-import sqlalchemy as sa
+from psycopg import sql
 
 from governance.app import create_app
 from governance.config import load_config
@@ -97,6 +97,7 @@ class Backend:
     name: str
     url: str | None = None
     template: Path | None = None
+    emptier: Emptier | None = None
 
 
 def postgres_conninfo(url: str) -> str:
@@ -118,26 +119,59 @@ def backend(request, tmp_path_factory):
     url = f"{POSTGRES_URL}?options=-csearch_path%3D{schema}"
     try:
         migrate(url)
-        yield Backend("postgresql", url=url)
+        emptier = Emptier(url)
+        yield Backend("postgresql", url=url, emptier=emptier)
+        emptier.close()
     finally:
         with psycopg.connect(postgres_conninfo(POSTGRES_URL), autocommit=True) as conn:
             conn.execute(f'DROP SCHEMA "{schema}" CASCADE')
 
 
-def truncate_all(url: str) -> None:
-    engine = sa.create_engine(url)
-    try:
-        with engine.begin() as conn:
-            tables = [
-                name for name in sa.inspect(conn).get_table_names() if name != "alembic_version"
-            ]
-            if tables:
-                quoted = ", ".join(f'"{t}"' for t in tables)
-                conn.execute(sa.text(f"TRUNCATE {quoted} RESTART IDENTITY CASCADE"))
+class Emptier:
+    """Empties a PostgreSQL test schema between tests over one connection kept for the
+    session: DELETE from every table with foreign keys and triggers off for the transaction
+    (session_replication_role), identities back to 1, the audit log's head row as migrated.
+    DELETE costs next to nothing on the many tables a test leaves empty, where TRUNCATE pays
+    a fixed price per table (about 0.1 s a test for all of them)."""
+
+    def __init__(self, url: str) -> None:
+        self.connection = psycopg.connect(postgres_conninfo(url.split("?")[0]), autocommit=True)
+        schema = url.partition("search_path%3D")[2] or "public"
+        self.connection.execute(sql.SQL("SET search_path TO {}").format(sql.Identifier(schema)))
+        self.tables = [
+            row[0]
+            for row in self.connection.execute(
+                "SELECT tablename FROM pg_tables WHERE schemaname = current_schema()"
+                " AND tablename <> 'alembic_version' ORDER BY tablename"
+            )
+        ]
+        self.deletes = sql.SQL("; ").join(
+            sql.SQL("DELETE FROM {}").format(sql.Identifier(t)) for t in self.tables
+        )
+
+    def empty(self) -> None:
+        with self.connection.transaction():
+            self.connection.execute("SET LOCAL session_replication_role = replica")
+            self.connection.execute(self.deletes)
+            self.connection.execute(
+                "SELECT setval(c.oid, 1, false) FROM pg_class c"
+                " JOIN pg_namespace n ON n.oid = c.relnamespace"
+                " WHERE c.relkind = 'S' AND n.nspname = current_schema()"
+            )
             # The migration seeds the audit log's head row; put it back as migrated.
-            conn.execute(sa.text("INSERT INTO audit_head (id, size) VALUES (1, 0)"))
+            self.connection.execute("INSERT INTO audit_head (id, size) VALUES (1, 0)")
+
+    def close(self) -> None:
+        self.connection.close()
+
+
+def truncate_all(url: str) -> None:
+    """Empty the test schema behind `url` (one connection for this call)."""
+    emptier = Emptier(url)
+    try:
+        emptier.empty()
     finally:
-        engine.dispose()
+        emptier.close()
 
 
 @pytest.fixture
@@ -148,7 +182,7 @@ def database_url(backend, tmp_path) -> str:
         home.mkdir(mode=0o700)
         shutil.copy(backend.template, home / "governance.db")
         return f"sqlite:///{home / 'governance.db'}"
-    truncate_all(backend.url)
+    backend.emptier.empty()
     return backend.url
 
 

@@ -83,7 +83,9 @@ def live(app):
     from governance.jobs.runner import run_forever
 
     server = make_server("127.0.0.1", 0, app, threaded=True)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread = threading.Thread(
+        target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True
+    )
     thread.start()
     stop = threading.Event()
     runner = threading.Thread(

@@ -20,7 +20,6 @@ from schemathesis import GenerationMode, checks
 from governance.app import create_app
 from governance.config import load_config
 from governance.instance import init_instance
-from tests.conftest import truncate_all
 from tests.factories import close_app, make_domain, principal_token
 
 EXAMPLES = int(os.environ.get("SCHEMATHESIS_EXAMPLES", "8"))
@@ -55,7 +54,7 @@ def hostile_app(backend, tmp_path_factory):
         "AUTH_FAILURES_PER_MINUTE": 100000,
     }
     if backend.name == "postgresql":
-        truncate_all(backend.url)
+        backend.emptier.empty()
         overrides["GOVERNANCE_DATABASE_URL"] = backend.url
     else:
         home.mkdir(parents=True, mode=0o700)
