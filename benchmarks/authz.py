@@ -15,6 +15,7 @@ from pathlib import Path
 
 from governance.authz.policy import PolicySet
 from governance.authz.service import Authorizer
+from governance.policy_review.validate import validate_policy
 
 
 def _requests(policy: PolicySet, count: int, rng: random.Random) -> list[tuple[str, ...]]:
@@ -71,7 +72,7 @@ def _differential(source: Path, scratch: Path, rng: random.Random) -> tuple[int,
 def _reload_under_load(directory: Path, requests, seconds: float = 4.0) -> dict[str, float]:
     """Four threads decide without pause while the policy is reloaded (validated and swapped)
     three times; every request must get an answer."""
-    authorizer = Authorizer(directory)
+    authorizer = Authorizer(directory, validate=validate_policy)
     stop = threading.Event()
     served, failed, latencies = [0], [0], []
     lock = threading.Lock()
@@ -148,7 +149,7 @@ def run_authz_bench(source: str | Path, casbin_requests: int = 3, echo=print) ->
             and (not allowed or list(explain) == list(policy.decide(*r).rule))
             for r, (allowed, explain) in zip(sample, casbin_answers, strict=True)
         )
-        from governance.authz.diff import Universe, effective_permissions
+        from governance.policy_review.diff import Universe, effective_permissions
 
         started = time.perf_counter()
         universe = Universe.of_policy(policy)

@@ -24,8 +24,8 @@ from benchmarks.audit_log import machine
 
 def _bundle(directory: Path, base: Path, records: int, seed: int) -> None:
     from governance.domains.settings import Memorization
+    from governance.families import canaries
     from governance.pii.synthetic import generate
-    from governance.training import canaries
     from trainers.hashing import weights_hash
 
     rng = random.Random(seed)  # noqa: S311 (synthetic benchmark data)

@@ -32,7 +32,7 @@ from typing import Any
 
 from benchmarks.audit_log import machine
 from governance.domains.settings import Memorization
-from governance.training import canaries
+from governance.families import canaries
 from trainers.exposure import draw_secret
 from trainers.hashing import weights_hash
 

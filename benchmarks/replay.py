@@ -27,12 +27,12 @@ from pathlib import Path
 from benchmarks.audit_log import machine
 from benchmarks.policy_generator import generate
 from governance.audit.service import AuditEvent, append_events
-from governance.authz.diff import who_can
 from governance.authz.policy import PolicySet
-from governance.authz.replay import replay_log
 from governance.config import load_config
 from governance.db import Database
 from governance.instance import init_instance
+from governance.policy_review.diff import who_can
+from governance.policy_review.replay import replay_log
 
 ACTIONS = ("read", "query", "train", "promote")
 
@@ -182,8 +182,8 @@ def run_replay_bench(
             echo("verifying the same log ...")
             from sqlmodel import Session
 
-            from governance.audit.export import verify_log
             from governance.audit.service import AuditLog
+            from governance.flows.log_export import verify_log
 
             log = AuditLog(db, str(home), checkpoint_seconds=0)
             try:

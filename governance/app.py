@@ -10,25 +10,26 @@ from flask import current_app, jsonify, redirect, request
 from flask_openapi3 import Info, OpenAPI
 from werkzeug.routing import BaseConverter, IntegerConverter
 
-from governance import __version__, api, health, runtime
-from governance.accounts import views as accounts_views
-from governance.approvals import views as approvals_views
-from governance.audit import views as audit_views
-from governance.authz import authzen
-from governance.authz import views as authz_views
+from governance import __version__, runtime
 from governance.config import load_config
 from governance.console import registry as console_registry
-from governance.datasets import views as datasets_views
 from governance.db import INT_MAX
-from governance.domains import views as domains_views
 from governance.errors import NotFound, register_error_handlers, validation_error_response
-from governance.families import views as models_views
 from governance.gateway import telemetry
-from governance.gateway import views as gateway_views
-from governance.jobs import views as jobs_views
-from governance.training import views as training_views
-from governance.views_common import SECURITY_SCHEMES
-from governance.webhooks import views as webhooks_views
+from governance.web import accounts as accounts_views
+from governance.web import approvals as approvals_views
+from governance.web import audit as audit_views
+from governance.web import authzen, health
+from governance.web import datasets as datasets_views
+from governance.web import domains as domains_views
+from governance.web import families as models_views
+from governance.web import gateway as gateway_views
+from governance.web import hooks as api
+from governance.web import jobs as jobs_views
+from governance.web import policy as authz_views
+from governance.web import training as training_views
+from governance.web import webhooks as webhooks_views
+from governance.web.common import SECURITY_SCHEMES
 
 API_BLUEPRINTS = (
     health.bp,

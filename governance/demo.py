@@ -198,8 +198,8 @@ def export_and_verify(
     config: dict[str, Any], echo: Callable[[str], None], step: int
 ) -> tuple[Path, bool]:
     """Export the whole audit log as a bundle and verify it offline, in a separate process."""
-    from governance.audit.export import EntryFilter, write_bundle
     from governance.audit.service import AuditLog
+    from governance.flows.log_export import EntryFilter, write_bundle
 
     bundle = (
         Path(config["GOVERNANCE_HOME"]) / "exports" / f"audit-{utcnow():%Y%m%dT%H%M%S%f}.tar.gz"
@@ -237,9 +237,9 @@ def evidence_and_verify(
     config: dict[str, Any], echo: Callable[[str], None], step: int
 ) -> tuple[Path, bool]:
     """Write this year's evidence pack and verify it offline, in a separate process."""
-    from governance.audit.evidence import write_evidence_pack
     from governance.audit.service import AuditLog
     from governance.authz.policy import PolicySet
+    from governance.flows.evidence import write_evidence_pack
 
     year = utcnow().year
     pack = Path(config["GOVERNANCE_HOME"]) / "exports" / f"evidence-{year}.tar.gz"
@@ -1002,10 +1002,10 @@ def policy_change(config: dict[str, Any], base_url: str, say: Narrator, echo) ->
     diff here; then the service's review (the same checks, and the replay of the recorded
     decisions against it) opens a policy-change request; the deployed files are refused until
     a security and a privacy reviewer approve; then reload puts them in force."""
-    from governance.authz.changes import files_of
-    from governance.authz.diff import diff_directories
-    from governance.authz.lint import lint
-    from governance.authz.policytest import run_policy_tests
+    from governance.policy_review.changes import files_of
+    from governance.policy_review.diff import diff_directories
+    from governance.policy_review.lint import lint
+    from governance.policy_review.policytest import run_policy_tests
 
     in_force = Path(config["GOVERNANCE_POLICY_DIR"])
     proposal = Path(config["GOVERNANCE_HOME"]) / "policy-proposal"

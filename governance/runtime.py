@@ -23,22 +23,23 @@ from flask import Flask, current_app
 
 from governance.audit.service import AuditLog
 from governance.audit.witnessing import configured_witnesses
-from governance.authz import changes as policy_changes
 from governance.authz.service import Authorizer
 from governance.config import load_config
-from governance.console.verification import CheckpointStatus
-from governance.datasets import approval as dataset_use
 from governance.db import Database
 from governance.domains.keys import KeyRing
 from governance.families import intake
 from governance.families import service as family_service
 from governance.families.signing import ModelSigner, sign_version
+from governance.flows import dataset_use
+from governance.flows.log_verification import CheckpointStatus
 from governance.gateway.backends import EngineBackend, LocalBackend, ServingBackend
 from governance.gateway.guardrails import Guard, GuardClient, LocalGuard
 from governance.gateway.limits import QueryLimits, RateLimiter
 from governance.gateway.serving import ServingCache
 from governance.jobs.executors import Executor, executor_from_config
 from governance.pii.rules import DomainRules, load_rules
+from governance.policy_review import changes as policy_changes
+from governance.policy_review.validate import validate_policy
 from governance.storage import BlobStore, LocalBlobStore
 
 if TYPE_CHECKING:
@@ -244,7 +245,11 @@ def build(settings: Mapping[str, Any] | None = None, **overrides: Any) -> Runtim
         settings=config,
         database=database,
         authorizer=overrides.pop("authorizer", None)
-        or Authorizer(config["GOVERNANCE_POLICY_DIR"], float(config["POLICY_CHECK_SECONDS"])),
+        or Authorizer(
+            config["GOVERNANCE_POLICY_DIR"],
+            float(config["POLICY_CHECK_SECONDS"]),
+            validate=validate_policy,
+        ),
         audit_log=overrides.pop("audit_log", None)
         or AuditLog(
             database,

@@ -118,7 +118,7 @@ class Answer:
 
 def run_jobs(app) -> int:
     """Run every queued job (scans, evaluations) in this process, as `govern jobs run` would."""
-    from governance.jobs.runner import run_pending
+    from governance.workers.runner import run_pending
 
     return run_pending(runtime.of(app))
 

@@ -80,7 +80,7 @@ def live(app):
     """The app served over HTTP, with a job runner beside it, as `govern serve` runs them."""
     from werkzeug.serving import make_server
 
-    from governance.jobs.runner import run_forever
+    from governance.workers.runner import run_forever
 
     server = make_server("127.0.0.1", 0, app, threaded=True)
     thread = threading.Thread(

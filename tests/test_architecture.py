@@ -1,5 +1,6 @@
-"""The shape of the code: no import circle in governance/, views imported only by the app
-factory and the blueprint registry, and a web process that never loads the heavy stacks."""
+"""The shape of the code: packages in layers that import only downward, no two packages that
+import each other, no import circle in governance/, views imported only by the app factory
+and the blueprint registry, and a web process that never loads the heavy stacks."""
 
 from __future__ import annotations
 
@@ -96,12 +97,91 @@ def cycles(graph: dict[str, set[str]]) -> list[list[str]]:
     return found
 
 
+# Modules of the web layer that are not views: the request guard, the hooks, what views share
+# and the authorized lookups views and console pages use.
+WEB_HELPERS = {"governance.web.guard", "governance.web.hooks", "governance.web.common"}
+
+
 def is_view(module: str) -> bool:
+    web_view = (
+        module.startswith("governance.web.")
+        and module not in WEB_HELPERS
+        and not module.endswith("_lookup")
+    )
     return (
-        module.endswith(".views")
+        web_view
         or module.startswith("governance.console.pages.")
         or module == "governance.console.session"
     )
+
+
+# The layers of governance/, lowest first (README, "Architecture"). A package may import from
+# packages of its own layer or of layers below it, never from above; the modules that are not
+# in a package (config.py, db.py, ...) are named by their module name.
+LAYERS: list[tuple[str, set[str]]] = [
+    (
+        "core",
+        {"governance", "config", "db", "errors", "storage", "strict_json", "crypto", "client"},
+    ),
+    ("policy engine", {"authz"}),
+    ("audit recording", {"audit"}),
+    ("identity, domains, the job lease", {"accounts", "domains", "jobs"}),
+    ("data", {"datasets", "pii", "approvals", "webhooks"}),
+    ("models", {"families", "training", "gateway"}),
+    ("flows across nouns", {"flows", "policy_review", "instance"}),
+    ("the builder", {"runtime"}),
+    (
+        "entry points",
+        {
+            "web",
+            "workers",
+            "scheduler",
+            "console",
+            "demo",
+            "app",
+            "models_registry",
+            "cli",
+            "gunicorn_conf",
+        },
+    ),
+]
+# Pairs of packages that import each other, each with the reason it is allowed (at most 5).
+TWO_WAY_ALLOWED: dict[frozenset[str], str] = {}
+
+
+def package_of(module: str) -> str:
+    parts = module.split(".")
+    return parts[1] if len(parts) > 1 else parts[0]
+
+
+def package_edges() -> dict[tuple[str, str], list[tuple[str, str]]]:
+    edges: dict[tuple[str, str], list[tuple[str, str]]] = defaultdict(list)
+    for name, targets in import_graph().items():
+        for target in targets:
+            if package_of(name) != package_of(target):
+                edges[(package_of(name), package_of(target))].append((name, target))
+    return edges
+
+
+def test_every_package_has_a_layer_and_imports_only_downward():
+    layer = {package: index for index, (_, members) in enumerate(LAYERS) for package in members}
+    packages = {package_of(m) for m in module_names()}
+    assert sorted(packages - set(layer)) == [], "a package without a layer: add it to LAYERS"
+    upward = [
+        f"{importer} ({LAYERS[layer[a]][0]}) imports {imported} ({LAYERS[layer[b]][0]})"
+        for (a, b), found in package_edges().items()
+        if layer[a] < layer[b]
+        for importer, imported in found
+    ]
+    assert upward == []
+
+
+def test_at_most_five_pairs_of_packages_import_each_other_each_explained():
+    edges = package_edges()
+    pairs = {frozenset(pair) for pair in edges if (pair[1], pair[0]) in edges}
+    assert len(TWO_WAY_ALLOWED) <= 5
+    unexplained = sorted(sorted(pair) for pair in pairs - set(TWO_WAY_ALLOWED))
+    assert unexplained == []
 
 
 def test_the_import_graph_has_no_circle():
@@ -142,7 +222,7 @@ def test_services_do_not_use_the_request_context():
             )
             for node in ast.walk(ast.parse(path.read_text()))
         )
-        if flask or "governance.guard" in graph.get(name, ()):
+        if flask or "governance.web.guard" in graph.get(name, ()):
             offenders.append(name)
     assert offenders == []
 

@@ -10,10 +10,10 @@ import sqlalchemy as sa
 from flask_openapi3 import APIBlueprint
 
 from governance import runtime
-from governance.api import PUBLIC_ENDPOINTS
 from governance.app import create_app
 from governance.console.blueprint import PUBLIC_ENDPOINTS as CONSOLE_PUBLIC_ENDPOINTS
 from governance.gateway.limits import RateLimiter
+from governance.web.hooks import PUBLIC_ENDPOINTS
 from tests.factories import auth, close_app, make_domain, principal_token
 
 

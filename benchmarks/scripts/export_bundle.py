@@ -5,9 +5,9 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-from governance.audit.export import EntryFilter, write_bundle
 from governance.audit.service import AuditLog
 from governance.db import Database
+from governance.flows.log_export import EntryFilter, write_bundle
 
 
 def main() -> None:

@@ -1,7 +1,7 @@
 """The authorizer: the policy in force, validated before it is swapped in.
 
 Pure: no Flask, no request. The checks a request makes against it (and their audit entries)
-are the request guard's, in `governance.guard`."""
+are the request guard's, in `governance.web.guard`."""
 
 from __future__ import annotations
 
@@ -11,9 +11,7 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-from governance.authz.lint import lint
 from governance.authz.policy import Decision, PolicySet, policy_hash
-from governance.authz.policytest import run_policy_tests
 from governance.errors import GovernanceError, InvalidInput
 
 log = logging.getLogger(__name__)
@@ -30,19 +28,6 @@ class PolicyUnapproved(PolicyRefused):
     code = "policy_unapproved"
 
 
-def validate_policy(directory: str | Path) -> PolicySet:
-    """Load a policy directory and refuse it if lint finds an error or a policy test fails."""
-    policy = PolicySet.load(directory)
-    problems = [str(p) for p in lint(directory) if p.severity == "error"]
-    problems += [str(r) for r in run_policy_tests(directory, policy) if not r.passed]
-    if problems:
-        raise PolicyRefused(
-            f"policy {policy.hash[:16]} refused: {len(problems)} problem(s); the old one stays",
-            details={"policy_hash": policy.hash, "problems": problems[:50]},
-        )
-    return policy
-
-
 class Authorizer:
     """Holds the PolicySet in force and swaps it whole when the policy is reloaded.
 
@@ -51,8 +36,17 @@ class Authorizer:
     refusal is remembered, so a broken file is reported once, not on every request.
     """
 
-    def __init__(self, directory: str | Path, check_seconds: float = 2.0) -> None:
+    def __init__(
+        self,
+        directory: str | Path,
+        check_seconds: float = 2.0,
+        *,
+        validate: Callable[[Path], PolicySet],
+    ) -> None:
         self.directory = Path(directory)
+        # Loads a directory and refuses it (PolicyRefused) if it does not lint or pass its own
+        # tests: governance.policy_review.validate.validate_policy, given by the builder.
+        self.validate = validate
         self._policy = PolicySet.load(self.directory)
         self._swap_lock = threading.Lock()
         self.check_seconds = check_seconds
@@ -62,7 +56,7 @@ class Authorizer:
         # The policy hash this process last recorded as loaded in the audit log.
         self.logged_hash: str | None = None
         # Run on a valid new policy before it is put in force; raises PolicyUnapproved when no
-        # approval covers it (set by the runtime: `governance.authz.changes.approval_gate`).
+        # approval covers it (set by the runtime: `governance.policy_review.changes.approval_gate`).
         self.gate: Callable[[PolicySet], None] | None = None
         # Called with each policy put in force (the runtime keeps a copy of its files).
         self.on_loaded: Callable[[PolicySet], object] | None = None
@@ -79,7 +73,7 @@ class Authorizer:
         """
         with self._swap_lock:
             try:
-                fresh = validate_policy(self.directory)
+                fresh = self.validate(self.directory)
                 if self.gate is not None and not break_glass and fresh.hash != self._policy.hash:
                     self.gate(fresh)
             except PolicyRefused as exc:

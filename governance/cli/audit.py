@@ -77,8 +77,8 @@ def log_cli_event(audit_log, action: str, details: dict[str, Any]) -> None:
 def audit_verify() -> None:
     """Recompute the tree from the database, check every entry and checkpoint, and compare
     the log with what every configured witness last cosigned (AUDIT_WITNESSES)."""
-    from governance.audit.export import verify_against_witnesses
     from governance.audit.service import log_size
+    from governance.flows.log_export import verify_against_witnesses
 
     with audit_log_session() as (audit_log, session):
         try:
@@ -186,7 +186,7 @@ def audit_public_key(fmt: str) -> None:
 def build_filter(**kwargs: Any):
     import datetime as dt
 
-    from governance.audit.export import EntryFilter
+    from governance.flows.log_export import EntryFilter
 
     def utc(value):
         return value.replace(tzinfo=dt.UTC) if value is not None else None
@@ -216,8 +216,8 @@ def build_filter(**kwargs: Any):
 def audit_export(fmt: str, out: str, **filters: Any) -> None:
     """Export entries, streaming in constant memory; a bundle verifies offline with
     `python -m audit verify PATH` (a directory, or a .tar.gz when PATH ends so)."""
-    from governance.audit.export import write_csv, write_jsonl, write_log_bundle
     from governance.audit.service import log_size
+    from governance.flows.log_export import write_csv, write_jsonl, write_log_bundle
 
     entry_filter = build_filter(**filters)
     with audit_log_session() as (audit_log, session):
@@ -294,8 +294,8 @@ def audit_report(kind: str, fmt: str, out: str, **filters: Any) -> None:
 
     JSON carries its signature inside; CSV gets a detached OUT.sig (base64 Ed25519).
     """
-    from governance.audit.reports import build_report
     from governance.authz.policy import PolicySet
+    from governance.flows.access_reports import build_report
 
     entry_filter = build_filter(**filters)
     policy = PolicySet.load(settings()["GOVERNANCE_POLICY_DIR"])

@@ -146,6 +146,7 @@ def dataset_upload(dataset_id: int, file, tax_year: int) -> None:
 def dataset_delete(dataset_id: int, number: int, reason: str) -> None:
     """Delete VERSION of DATASET_ID: destroy its key and blob, keep a tombstone."""
     from governance.datasets import service
+    from governance.flows import deletion
 
     if remote():
         path = f"/api/v1/datasets/{dataset_id}/versions/{number}"
@@ -156,7 +157,7 @@ def dataset_delete(dataset_id: int, number: int, reason: str) -> None:
     with instance_session() as session:
         ds, _domain = service.get_dataset(session, dataset_id)
         version = service.get_version(session, ds, number)
-        service.delete_version(session, keyring, store, version, reason, actor=cli_actor())
+        deletion.delete_version(session, keyring, store, version, reason, actor=cli_actor())
         click.echo(f"deleted v{number} of dataset {dataset_id}; tombstone kept")
 
 

@@ -26,9 +26,9 @@ def domain() -> None:
 @fail_cleanly
 def domain_create(name: str, jurisdiction: str, retention_days: int, description: str) -> None:
     """Create the data domain NAME."""
-    from governance.authz.lint import declared_domains
     from governance.domains import service
     from governance.domains.models import DomainCreate
+    from governance.policy_review.lint import declared_domains
 
     data = validated(
         DomainCreate,

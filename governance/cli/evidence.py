@@ -63,10 +63,10 @@ def export_evidence(period: str, family: str | None, out: str) -> None:
     lineage, ML-BOMs, model cards, approvals, scan receipts, erasure reports and OpenLineage
     events, indexed by the AI Act duty each answers. Verify it with
     `python -m audit verify OUT --public-key KEY`."""
-    from governance.audit.evidence import write_evidence_pack
     from governance.authz.policy import PolicySet
     from governance.cli.audit import audit_log_session, log_cli_event
     from governance.cli.base import settings
+    from governance.flows.evidence import write_evidence_pack
 
     policy = PolicySet.load(settings()["GOVERNANCE_POLICY_DIR"])
     with audit_log_session() as (audit_log, session):

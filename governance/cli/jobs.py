@@ -24,8 +24,8 @@ def jobs_run(poll: float, once: bool) -> None:
     """Claim queued jobs and run them, one at a time, until stopped (SIGTERM finishes the
     current job first); send lifecycle webhooks meanwhile."""
     from governance import runtime
-    from governance.jobs.runner import run_forever, run_pending
     from governance.webhooks.service import Dispatcher
+    from governance.workers.runner import run_forever, run_pending
 
     open_database().dispose()  # Refuse an uninitialized instance before waiting for work.
     logging.basicConfig(level=logging.INFO, format="%(asctime)s jobs %(message)s")

@@ -92,7 +92,7 @@ def policy_lint(directory: str | None, instance: bool, strict: bool) -> None:
     from sqlmodel import select
 
     from governance.accounts.models import Principal
-    from governance.authz.lint import lint
+    from governance.policy_review.lint import lint
 
     principals = None
     if instance:
@@ -114,7 +114,7 @@ def policy_lint(directory: str | None, instance: bool, strict: bool) -> None:
 @fail_cleanly
 def policy_test(directory: str | None, verbose: bool) -> None:
     """Run the allow/deny cases of policies/tests/*.yaml; exit 1 if any fails."""
-    from governance.authz.policytest import run_policy_tests
+    from governance.policy_review.policytest import run_policy_tests
 
     results = run_policy_tests(policy_directory(directory))
     failed = [r for r in results if not r.passed]
@@ -141,7 +141,7 @@ def policy_diff(base: str, head: str | None, directory: str | None, fmt: str) ->
     Without HEAD, BASE is compared with the working tree. Changes to approvals.yaml and
     pii.yaml are listed setting by setting. Markdown suits a pull-request comment.
     """
-    from governance.authz.diff import diff_revisions
+    from governance.policy_review.diff import diff_revisions
 
     chosen = Path(policy_directory(directory))
     # Both revisions must be commits of the repository that holds the directory being read:
@@ -170,8 +170,8 @@ def policy_diff(base: str, head: str | None, directory: str | None, fmt: str) ->
 @fail_cleanly
 def policy_who_can(action: str, obj: str, domain: str, directory: str | None) -> None:
     """List the principals who may perform ACTION on OBJECT in a domain, and the rule why."""
-    from governance.authz.diff import who_can
     from governance.authz.policy import PolicySet
+    from governance.policy_review.diff import who_can
 
     loaded = PolicySet.load(policy_directory(directory))
     found = who_can(loaded, action, obj, domain)
@@ -202,8 +202,8 @@ def policy_reload(url: str | None, reason: str | None) -> None:
     notices changed files on its own within seconds, under the same checks; the old policy
     stays in force when they fail.
     """
-    from governance.authz.service import validate_policy
     from governance.client import api_call
+    from governance.policy_review.validate import validate_policy
 
     local = validate_policy(settings()["GOVERNANCE_POLICY_DIR"])
     click.echo(f"policy {local.hash[:16]} passes lint and its tests")
@@ -233,8 +233,8 @@ def policy_request_change(directory: str | None, since: str, url: str | None, fm
     carries all of it. Prints the replay and the request; reviewers decide it with
     `govern approvals decide`, and `govern policy reload` accepts the files afterwards.
     """
-    from governance.authz.changes import files_of
     from governance.client import api_call, wait_for_job
+    from governance.policy_review.changes import files_of
 
     chosen = Path(policy_directory(directory))
     job = api_call(
@@ -305,9 +305,9 @@ def policy_replay(
     """
     from contextlib import ExitStack
 
-    from governance.authz.diff import checkout
     from governance.authz.policy import PolicySet
-    from governance.authz.replay import parse_since, replay_log, report_json
+    from governance.policy_review.diff import checkout
+    from governance.policy_review.replay import parse_since, replay_log, report_json
 
     try:
         parse_since(since)

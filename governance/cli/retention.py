@@ -29,7 +29,7 @@ def retention_show() -> None:
 @fail_cleanly
 def retention_run() -> None:
     """Prune what every domain's retention periods allow, now; audited."""
-    from governance.domains.retention import enforce
+    from governance.flows.retention import enforce
 
     config = settings()
     with instance_session() as session:

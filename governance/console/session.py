@@ -18,7 +18,6 @@ from flask import (
 )
 
 from governance.accounts import service as accounts
-from governance.api import log_policy_load
 from governance.approvals import service as approvals
 from governance.audit.service import Actor
 from governance.authz.catalog import ANY_NAME
@@ -41,10 +40,11 @@ from governance.errors import (
     GovernanceError,
     Unauthenticated,
 )
-from governance.guard import (
+from governance.web.guard import (
     get_authorizer,
     log_event,
 )
+from governance.web.hooks import log_policy_load
 
 
 def limits() -> service.SessionLimits:

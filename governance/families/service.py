@@ -23,7 +23,8 @@ from governance.db import utcnow
 from governance.domains.models import Domain
 from governance.domains.settings import memorization
 from governance.errors import Conflict, InvalidInput, NotFound
-from governance.families import intake
+from governance.families import canaries, intake
+from governance.families.cron import validate_cron
 from governance.families.models import (
     BaseModelRecord,
     FamilyCreate,
@@ -39,8 +40,6 @@ from governance.jobs.models import Job, JobKind, JobState
 from governance.pii.models import ScanReceipt
 from governance.pii.rules import load_rules
 from governance.pii.service import require_trainable
-from governance.training import canaries
-from governance.training.cron import validate_cron
 
 # --- base models ------------------------------------------------------------------------------
 

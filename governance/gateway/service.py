@@ -14,7 +14,7 @@ import json
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session
@@ -29,7 +29,32 @@ from governance.gateway.serving import ServingVersion
 from governance.pii.cache import content_key, keyed_hash
 
 if TYPE_CHECKING:
-    from governance.runtime import Runtime
+    from pathlib import Path
+
+    from governance.domains.keys import KeyRing
+    from governance.gateway.backends import ServingBackend
+    from governance.gateway.guardrails import Guard
+    from governance.gateway.limits import QueryLimits
+    from governance.gateway.serving import ServingCache
+
+
+class Parts(Protocol):
+    """What a query needs of the process that serves it (the runtime has all of it): the
+    domains' keys, the guard, the serving engines and what is served, the limits and the
+    policy directory."""
+
+    @property
+    def keyring(self) -> KeyRing: ...
+    @property
+    def guard(self) -> Guard: ...
+    @property
+    def backend(self) -> ServingBackend: ...
+    @property
+    def serving_cache(self) -> ServingCache: ...
+    @property
+    def query_limits(self) -> QueryLimits: ...
+    @property
+    def policy_dir(self) -> Path: ...
 
 
 class PromptBlocked(GovernanceError):
@@ -89,7 +114,7 @@ CONTENT_KEY_SECONDS = 30.0
 _content_keys: dict[tuple[int, int], tuple[float, bytes]] = {}
 
 
-def domain_content_key(rt: Runtime, session: Session, domain: Domain) -> bytes:
+def domain_content_key(rt: Parts, session: Session, domain: Domain) -> bytes:
     slot = (id(rt.keyring), int(domain.id or 0))
     cached = _content_keys.get(slot)
     if cached and cached[0] > time.monotonic():
@@ -108,7 +133,7 @@ def domain_content_key(rt: Runtime, session: Session, domain: Domain) -> bytes:
     return key
 
 
-def prompt_hmac(rt: Runtime, session: Session, domain: Domain, query: Query) -> str:
+def prompt_hmac(rt: Parts, session: Session, domain: Domain, query: Query) -> str:
     """The prompt's keyed hash under the domain's content key: a short prompt cannot be
     confirmed by guessing, and shredding the domain's keys unlinks it."""
     text = (
@@ -119,7 +144,7 @@ def prompt_hmac(rt: Runtime, session: Session, domain: Domain, query: Query) -> 
     return keyed_hash(domain_content_key(rt, session, domain), text)
 
 
-def _scan(rt: Runtime, texts: list[str], domain: str, guard, family: str, where: str):
+def _scan(rt: Parts, texts: list[str], domain: str, guard, family: str, where: str):
     started = time.perf_counter()
     try:
         found = rt.guard.analyze(texts, domain)
@@ -135,7 +160,7 @@ def _scan(rt: Runtime, texts: list[str], domain: str, guard, family: str, where:
     return found, seconds
 
 
-def guard_prompt(rt: Runtime, prepared: Prepared) -> None:
+def guard_prompt(rt: Parts, prepared: Prepared) -> None:
     guard = prepared.guard
     if guard.prompts == "off" and not guard.block:
         return
@@ -167,7 +192,7 @@ def guard_prompt(rt: Runtime, prepared: Prepared) -> None:
         )
 
 
-def guard_answer(rt: Runtime, prepared: Prepared, text: str) -> str:
+def guard_answer(rt: Parts, prepared: Prepared, text: str) -> str:
     guard = prepared.guard
     if guard.answers == "off" or not text:
         return text
@@ -182,7 +207,7 @@ def guard_answer(rt: Runtime, prepared: Prepared, text: str) -> str:
     return guardrails.mask(text, spans) if spans else text
 
 
-def variants(rt: Runtime, session: Session, family: ModelFamily, family_routing):
+def variants(rt: Parts, session: Session, family: ModelFamily, family_routing):
     """The family's serving variants as routing sees them, with what each needs to serve."""
     found = []
     for candidate in rt.serving_cache.candidates(session, family):
@@ -199,7 +224,7 @@ def variants(rt: Runtime, session: Session, family: ModelFamily, family_routing)
 
 
 def prepare(
-    rt: Runtime,
+    rt: Parts,
     session: Session,
     principal: str,
     family: ModelFamily,
@@ -256,7 +281,7 @@ def prepare(
 
 
 def _finish(
-    rt: Runtime, prepared: Prepared, target: Target, answer: Generation, text: str, tried
+    rt: Parts, prepared: Prepared, target: Target, answer: Generation, text: str, tried
 ) -> Generation:
     """The answer the caller gets (its text guarded), recorded for the audit entry, its
     tokens counted against the limits."""
@@ -307,7 +332,7 @@ def _fail(prepared: Prepared, error: BackendError, tried: list[str]) -> Governan
     )
 
 
-def complete(rt: Runtime, prepared: Prepared) -> Generation:
+def complete(rt: Parts, prepared: Prepared) -> Generation:
     """The answer, from the first variant whose engine answers; guarded; limits spent."""
     tried: list[str] = []
     for target in prepared.targets:
@@ -322,7 +347,7 @@ def complete(rt: Runtime, prepared: Prepared) -> Generation:
     raise AssertionError("no targets")  # prepare() never returns an empty list
 
 
-def open_stream(rt: Runtime, prepared: Prepared) -> tuple[Target, Iterator[str | Generation]]:
+def open_stream(rt: Parts, prepared: Prepared) -> tuple[Target, Iterator[str | Generation]]:
     """Start streaming from the first variant whose engine answers; the engine's first piece
     has arrived (so a refusal is still an HTTP error, not a broken stream)."""
     tried: list[str] = []
@@ -346,7 +371,7 @@ def _chain(first, rest: Iterator) -> Iterator:
     yield from rest
 
 
-def stream(rt: Runtime, prepared: Prepared, target: Target, pieces) -> Iterator[str | Generation]:
+def stream(rt: Parts, prepared: Prepared, target: Target, pieces) -> Iterator[str | Generation]:
     """The pieces of an answer for the caller; masked whole when the domain guards answers
     (the answer is then held back until it is complete: a value split across pieces could
     not be found otherwise). Ends with the Generation; limits are spent at the end."""

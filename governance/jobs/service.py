@@ -36,7 +36,7 @@ EXPORT_FORMATS = {
     "bundle": ("tar.gz", "application/gzip"),
     "jsonl": ("jsonl", "application/x-ndjson"),
     "csv": ("csv", "text/csv"),
-    # An evidence pack for an auditor or regulator (governance/audit/evidence.py).
+    # An evidence pack for an auditor or regulator (governance/flows/evidence.py).
     "evidence": ("tar.gz", "application/gzip"),
 }
 

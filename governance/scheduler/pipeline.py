@@ -24,7 +24,6 @@ from governance.approvals import service as approvals
 from governance.approvals.models import RequestState
 from governance.approvals.rules import load_approval_rules
 from governance.audit.service import Actor, record
-from governance.datasets import approval as dataset_use
 from governance.datasets.models import Dataset, DatasetVersion, VersionStatus
 from governance.db import utcnow
 from governance.domains.models import Domain
@@ -38,6 +37,7 @@ from governance.families.models import (
     VersionCreate,
     VersionState,
 )
+from governance.flows import dataset_use
 from governance.jobs.executors import Executor, LocalExecutor
 from governance.scheduler.models import RefreshRun, Step
 

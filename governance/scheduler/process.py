@@ -3,7 +3,7 @@
 Jobs live in APScheduler's SQLAlchemy job store in the service's database: one cron job per
 model family (`refresh:<family>`, its `refresh_schedule`), kept in sync with the families,
 one interval job that advances the open refresh runs, and a daily retention pass
-(governance/domains/retention.py). `coalesce=True` and
+(governance/flows/retention.py). `coalesce=True` and
 `max_instances=1`; a generous misfire grace runs a late refresh instead of dropping it.
 
 Several scheduler processes may point at one database: only the holder of the leader lease
@@ -125,7 +125,7 @@ def advance_open_runs() -> int:
 def enforce_retention() -> int:
     """The daily retention pass over every domain; return how many records it pruned."""
     from governance.audit.service import Actor
-    from governance.domains.retention import enforce
+    from governance.flows.retention import enforce
 
     config = _config()
     db = Database(config["GOVERNANCE_DATABASE_URL"])
@@ -184,8 +184,8 @@ def release_lease(db: Database, holder: str) -> None:
 
 def sync_families(scheduler, db: Database) -> int:
     """Register each family's cron job; drop the jobs of families that are gone."""
+    from governance.families.cron import validate_cron
     from governance.families.models import ModelFamily
-    from governance.training.cron import validate_cron
 
     with db.session_scope() as session:
         families = {f.name: f.refresh_schedule for f in session.exec(select(ModelFamily))}

@@ -24,13 +24,13 @@ from governance.audit.service import Actor, record
 from governance.domains.keys import KeyRing
 from governance.domains.models import Domain
 from governance.errors import Conflict, InvalidInput, Unauthenticated
+from governance.families import canaries
 from governance.families.models import BaseModelRecord, ModelFamily, ModelVersion, VersionState
 from governance.jobs import service as lease
 from governance.jobs.models import Job, JobKind, JobState
 from governance.pii.models import ScanReceipt
 from governance.pii.service import iter_sanitized
 from governance.storage import BlobStore
-from governance.training import canaries
 
 LEASE_SECONDS = 60
 TOKEN_PREFIX = "job_"  # noqa: S105 (a prefix, not a secret)

@@ -16,10 +16,10 @@ import pytest
 import sqlalchemy as sa
 
 from governance import runtime
-from governance.audit.export import verify_log
 from governance.audit.models import AuditEntry
 from governance.audit.service import log_size
 from governance.db import get_db
+from governance.flows.log_export import verify_log
 from tests.factories import make_domain, principal_token
 
 APPENDER = """

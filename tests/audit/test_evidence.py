@@ -13,9 +13,9 @@ import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from governance import crypto, runtime
-from governance.audit.evidence import parse_period, write_evidence_pack
 from governance.db import get_db, utcnow
 from governance.errors import InvalidInput
+from governance.flows.evidence import parse_period, write_evidence_pack
 from tests.factories import make_domain, principal_token
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -97,7 +97,7 @@ def test_a_bad_period_is_refused_by_field():
 
 
 def test_the_api_writes_a_pack_as_a_job_for_whoever_may_export_every_domain(app, client, tmp_path):
-    from governance.jobs.runner import run_pending
+    from governance.workers.runner import run_pending
     from tests.factories import auth
 
     make_domain(app, "consumer-tax")

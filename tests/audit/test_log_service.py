@@ -9,11 +9,11 @@ import sqlalchemy as sa
 from audit.bundle import VerificationError
 from governance import runtime
 from governance.accounts import service as accounts
-from governance.audit.export import verify_log
 from governance.audit.models import AuditEntry, AuditHead
 from governance.audit.service import AuditEvent, TreeCache, log_size
 from governance.db import get_db
 from governance.errors import Conflict
+from governance.flows.log_export import verify_log
 from tests.factories import TEST_ACTOR
 
 

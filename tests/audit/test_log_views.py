@@ -241,7 +241,7 @@ def test_access_reports_are_signed_and_logged(client, world, app):
     )
     assert may["signature"]["key_id"] == key_id(public)
     from audit.log import canonical
-    from governance.audit.reports import REPORT_CONTEXT
+    from governance.flows.access_reports import REPORT_CONTEXT
 
     public.verify(
         base64.b64decode(may["signature"]["value"]), REPORT_CONTEXT + canonical(may["report"])

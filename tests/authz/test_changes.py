@@ -8,8 +8,8 @@ from pathlib import Path
 import pytest
 
 from governance.app import create_app
-from governance.authz.changes import files_of
 from governance.config import DEFAULT_POLICY_DIR
+from governance.policy_review.changes import files_of
 from tests.console.conftest import sign_in
 from tests.factories import (
     auth,

@@ -131,7 +131,7 @@ def brute_force(policy, universe):
 
 def test_effective_permissions_from_the_rules_outward_equal_asking_everything(tmp_path):
     from benchmarks.policy_generator import generate
-    from governance.authz.diff import Universe, effective_permissions
+    from governance.policy_review.diff import Universe, effective_permissions
 
     for directory in (Path(DEFAULT_POLICY_DIR), tmp_path / "generated"):
         if directory.name == "generated":

@@ -13,9 +13,9 @@ import sqlalchemy as sa
 from governance import runtime
 from governance.audit.models import AuditEntry
 from governance.authz.policy import PolicySet
-from governance.authz.replay import ALLOW_TO_DENY, DENY_TO_ALLOW, parse_since, replay_log
 from governance.config import DEFAULT_POLICY_DIR
 from governance.db import utcnow
+from governance.policy_review.replay import ALLOW_TO_DENY, DENY_TO_ALLOW, parse_since, replay_log
 from tests.factories import auth, principal_token
 
 QUESTIONS = [

@@ -10,11 +10,11 @@ from pathlib import Path
 
 import pytest
 
-from governance.authz.diff import diff_revisions, who_can
-from governance.authz.lint import lint
 from governance.authz.policy import PolicySet
-from governance.authz.policytest import run_policy_tests
 from governance.config import DEFAULT_POLICY_DIR
+from governance.policy_review.diff import diff_revisions, who_can
+from governance.policy_review.lint import lint
+from governance.policy_review.policytest import run_policy_tests
 from tests.factories import auth, close_app, principal_token
 from tests.test_cli import govern
 

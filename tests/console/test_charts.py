@@ -7,11 +7,11 @@ from collections import Counter
 
 from sqlmodel import select
 
-from governance.audit.export import EntryFilter
 from governance.audit.models import AuditEntry
-from governance.audit.reports import activity_by_day
 from governance.console.charts import bar_chart, line_chart
 from governance.db import get_db
+from governance.flows.access_reports import activity_by_day
+from governance.flows.log_export import EntryFilter
 from tests.console.conftest import sign_in
 
 

@@ -7,8 +7,8 @@ import sqlalchemy as sa
 from governance import runtime
 from governance.audit.models import AuditEntry
 from governance.audit.service import AuditEvent
-from governance.console.verification import CheckpointStatus
 from governance.db import get_db
+from governance.flows.log_verification import CheckpointStatus
 
 
 def events(start: int, count: int) -> list[AuditEvent]:

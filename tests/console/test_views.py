@@ -431,7 +431,7 @@ def test_the_policy_page_shows_one_domain_at_a_time(app, client, world):
 def test_an_auditor_writes_and_downloads_an_evidence_pack(app, client, console_world, tmp_path):
     from audit.evidence import verify_pack
     from governance import crypto
-    from governance.jobs.runner import run_pending
+    from governance.workers.runner import run_pending
 
     world = console_world
     sign_in(client, world["casey"])

@@ -17,7 +17,6 @@ from sqlmodel import select
 from audit.bundle import VerificationError, verify_bundle
 from governance import crypto, runtime
 from governance.app import create_app
-from governance.audit.export import EntryFilter, verify_log, write_log_bundle
 from governance.audit.models import AuditEntry
 from governance.audit.pruning import ranges_of
 from governance.audit.service import AuditEvent, TreeCache
@@ -25,7 +24,8 @@ from governance.config import DEFAULT_POLICY_DIR
 from governance.datasets.models import DatasetVersion
 from governance.db import get_db, utcnow
 from governance.domains.models import Domain
-from governance.domains.retention import enforce
+from governance.flows.log_export import EntryFilter, verify_log, write_log_bundle
+from governance.flows.retention import enforce
 from governance.jobs.models import Job
 from governance.jobs.service import export_file
 from governance.pii.models import ScanReceipt
@@ -177,8 +177,8 @@ def forge_prune(app, log, victim: int, signature: str | None) -> None:
 
 @pytest.mark.parametrize("signature", [None, "A" * 88], ids=["unsigned", "bad-signature"])
 def test_a_forged_prune_fails_every_verifier(app, tmp_path, monkeypatch, signature):
-    from governance.audit import export as audit_export
     from governance.audit import service as audit_service
+    from governance.flows import log_export as audit_export
 
     log = runtime.of(app).audit_log
     log.tree = TreeCache()

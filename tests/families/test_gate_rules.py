@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from governance.families.evaluation import gain_reasons, regressions, worse_than
+from governance.flows.evaluation import gain_reasons, regressions, worse_than
 
 
 def scored(value, stderr=None, higher=True):

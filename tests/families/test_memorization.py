@@ -13,11 +13,11 @@ import pytest
 import sqlalchemy as sa
 
 from governance import runtime
-from governance.authz.lint import lint
 from governance.db import get_db
 from governance.domains.settings import Memorization
+from governance.families import canaries
 from governance.jobs.models import Job
-from governance.training import canaries
+from governance.policy_review.lint import lint
 from tests.pipeline import (  # noqa: F401 (fixtures)
     FAMILY,
     app,

@@ -310,7 +310,7 @@ def test_a_real_celery_worker_trains_a_job_sent_through_redis(app, client, world
         "GOVERNANCE_URL": live,
         "GOVERNANCE_TOKEN": world["gpu-worker"],
     }
-    celery = celery_worker("governance.jobs.celery_app", "governance-training", env)
+    celery = celery_worker("governance.workers.celery_app", "governance-training", env)
     try:
         approve_data(client, world)
         status, _version = train(client, world)

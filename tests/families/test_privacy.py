@@ -17,7 +17,7 @@ import yaml
 
 from governance.config import DEFAULT_POLICY_DIR
 from governance.db import get_db
-from governance.families.evaluation import membership_reasons
+from governance.flows.evaluation import membership_reasons
 from governance.jobs.models import Job
 from tests.console.conftest import sign_in
 from tests.families.test_memorization import bundle_files

@@ -9,13 +9,13 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from governance.authz.lint import lint
 from governance.errors import TooManyRequests
 from governance.gateway import guardrails, routing
 from governance.gateway.backends import StopText
 from governance.gateway.guardrails import Span
 from governance.gateway.limits import QueryLimits, RateLimiter
 from governance.gateway.routing import RouteRequest, Variant
+from governance.policy_review.lint import lint
 
 
 def choose(text: str, variants, request, own="large") -> list[tuple[str, str]]:
@@ -159,8 +159,8 @@ def test_streamed_text_equals_the_whole_text_cut_at_the_first_stop(text, stops, 
 def test_policy_tests_check_routing_and_report_a_wrong_expectation(tmp_path):
     import shutil
 
-    from governance.authz.policytest import run_policy_tests
     from governance.config import DEFAULT_POLICY_DIR
+    from governance.policy_review.policytest import run_policy_tests
 
     target = tmp_path / "policies"
     shutil.copytree(DEFAULT_POLICY_DIR, target)

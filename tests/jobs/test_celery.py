@@ -40,7 +40,7 @@ def test_a_celery_worker_runs_a_scan_sent_through_redis(app, client, tmp_path):
         "GOVERNANCE_DATABASE_URL": app.config["GOVERNANCE_DATABASE_URL"],
         "CELERY_BROKER_URL": broker,
     }
-    celery = celery_worker("governance.jobs.celery_app", "governance-jobs", env)
+    celery = celery_worker("governance.workers.celery_app", "governance-jobs", env)
     try:
         deadline = time.monotonic() + 300
         while time.monotonic() < deadline:

@@ -12,10 +12,11 @@ from sqlmodel import select
 from governance import runtime
 from governance.audit.service import Actor
 from governance.db import get_db, utcnow
-from governance.jobs import runner, service
+from governance.jobs import service
 from governance.jobs.executors import LocalExecutor
 from governance.jobs.models import Job, JobKind, JobState
 from governance.pii.scanner import Scanner
+from governance.workers import runner
 from tests.factories import auth, create_dataset, make_domain, principal_token, run_jobs
 
 RECORDS = [

@@ -14,8 +14,8 @@ from sqlmodel import select
 from governance.app import create_app
 from governance.audit.models import AuditEntry
 from governance.audit.service import Actor, record
-from governance.authz.lint import lint
 from governance.db import Database
+from governance.policy_review.lint import lint
 from governance.webhooks import service
 from governance.webhooks.models import WebhookAttempt, WebhookDelivery
 from tests.factories import auth, close_app, make_domain, principal_token

@@ -13,14 +13,6 @@ from sqlmodel import select
 
 from governance import runtime
 from governance.approvals import service as approvals
-from governance.approvals.access import (
-    evidence,
-    inbox_requests,
-    policy_dir,
-    readable_request,
-    readable_requests,
-    record_decision,
-)
 from governance.approvals.models import DecisionCreate
 from governance.approvals.rules import load_approval_rules
 from governance.audit.models import (
@@ -40,7 +32,15 @@ from governance.errors import (
     NotFound,
     invalid_input,
 )
-from governance.guard import (
+from governance.web.approvals_lookup import (
+    evidence,
+    inbox_requests,
+    policy_dir,
+    readable_request,
+    readable_requests,
+    record_decision,
+)
+from governance.web.guard import (
     allowed_domains,
     current_actor,
     get_authorizer,

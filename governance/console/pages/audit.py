@@ -16,14 +16,6 @@ from pydantic import ValidationError
 from sqlmodel import select
 
 from governance import runtime
-from governance.audit import reports
-from governance.audit.access import (
-    entry_filter,
-    export_response,
-    permitted_domains,
-    report_response,
-    start_evidence_job,
-)
 from governance.audit.models import (
     AUDIT_DECISIONS,
     AuditEntry,
@@ -38,7 +30,6 @@ from governance.console.blueprint import (
     bp,
 )
 from governance.console.charts import line_chart
-from governance.console.verification import CheckpointStatus
 from governance.db import get_session
 from governance.domains.service import list_domains
 from governance.errors import (
@@ -47,10 +38,19 @@ from governance.errors import (
     invalid_input,
 )
 from governance.families.models import ModelFamily
-from governance.guard import (
+from governance.flows import access_reports as reports
+from governance.flows.log_verification import CheckpointStatus
+from governance.web.audit_lookup import (
+    entry_filter,
+    export_response,
+    permitted_domains,
+    report_response,
+    start_evidence_job,
+)
+from governance.web.guard import (
     get_authorizer,
 )
-from governance.jobs.access import job_file, readable_job
+from governance.web.jobs_lookup import job_file, readable_job
 
 # --- audit ----------------------------------------------------------------------------------
 

@@ -20,7 +20,6 @@ from governance.console.blueprint import (
 )
 from governance.console.charts import bar_chart, line_chart
 from governance.datasets import service as datasets
-from governance.datasets.access import dataset_for
 from governance.db import get_session
 from governance.domains.models import Domain
 from governance.domains.service import find_domain
@@ -28,7 +27,10 @@ from governance.errors import (
     NotFound,
     invalid_input,
 )
-from governance.guard import (
+from governance.pii import service as pii
+from governance.pii.models import LabelCreate, QuarantineDecide, ScanReceipt
+from governance.web.datasets_lookup import dataset_for
+from governance.web.guard import (
     allowed_domains,
     current_actor,
     get_authorizer,
@@ -36,8 +38,6 @@ from governance.guard import (
     mark_checked,
     require,
 )
-from governance.pii import service as pii
-from governance.pii.models import LabelCreate, QuarantineDecide, ScanReceipt
 
 # --- datasets -------------------------------------------------------------------------------
 

@@ -8,13 +8,13 @@ from flask import (
     render_template,
 )
 
-from governance.approvals.access import (
-    inbox_requests,
-)
 from governance.console.blueprint import (
     bp,
 )
-from governance.guard import (
+from governance.web.approvals_lookup import (
+    inbox_requests,
+)
+from governance.web.guard import (
     get_authorizer,
     mark_checked,
 )

@@ -29,15 +29,15 @@ from governance.domains.models import Domain
 from governance.errors import NotFound, invalid_input
 from governance.families import review, scorecard, sweeps
 from governance.families import service as family_service
-from governance.families.access import family_for, score_review
 from governance.families.criteria import load_criteria
 from governance.families.models import ExpertScores, ModelFamily
-from governance.guard import (
+from governance.scheduler.models import RefreshRun
+from governance.web.families_lookup import family_for, score_review
+from governance.web.guard import (
     get_authorizer,
     log_event,
     mark_checked,
 )
-from governance.scheduler.models import RefreshRun
 
 # --- models ---------------------------------------------------------------------------------
 

@@ -7,7 +7,6 @@ from flask import (
     request,
 )
 
-from governance.authz.diff import Universe, effective_permissions
 from governance.authz.policy import SYSTEM_DOMAIN
 from governance.console.blueprint import (
     bp,
@@ -16,7 +15,8 @@ from governance.errors import (
     InvalidInput,
     NotFound,
 )
-from governance.guard import (
+from governance.policy_review.diff import Universe, effective_permissions
+from governance.web.guard import (
     current_principal,
     get_authorizer,
     mark_checked,
@@ -74,8 +74,8 @@ def policy_changes() -> list:
     from sqlmodel import select
 
     from governance.approvals.models import ApprovalRequest
-    from governance.authz.changes import POLICY_CHANGE
     from governance.db import get_session
+    from governance.policy_review.changes import POLICY_CHANGE
 
     principal = current_principal().name
     if not get_authorizer().policy.decide(principal, SYSTEM_DOMAIN, "approval", "read").allowed:

@@ -4,13 +4,13 @@ from __future__ import annotations
 
 from flask import g, redirect, render_template, request, url_for
 
-from governance.audit.access import permitted_domains
 from governance.console.blueprint import NOTICES, bp
 from governance.db import get_session
 from governance.errors import InvalidInput
-from governance.guard import current_actor, get_authorizer
+from governance.web.audit_lookup import permitted_domains
+from governance.web.guard import current_actor, get_authorizer
+from governance.web.webhooks_lookup import delivery_for
 from governance.webhooks import service
-from governance.webhooks.access import delivery_for
 
 STATES = ("pending", "delivered", "failed")
 
