@@ -23,13 +23,13 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from governance import crypto
+from governance import crypto, runtime
 from governance.accounts import service as accounts
 from governance.accounts.models import PrincipalKind
 from governance.audit.service import Actor
 from governance.authz.policy import policy_hash
 from governance.client import ApiError, wait_for_job
-from governance.db import Database, utcnow
+from governance.db import utcnow
 from governance.gateway.engine import free_port
 from governance.instance import init_instance
 
@@ -176,7 +176,7 @@ def issue_demo_token(config: dict[str, Any], name: str, kind: PrincipalKind) -> 
     """Make sure a principal exists and give it a one-day token, as an operator would."""
     import datetime as dt
 
-    db = Database(config["GOVERNANCE_DATABASE_URL"])
+    db = runtime.database_for(config)
     try:
         with db.session_scope() as session:
             actor = Actor("system:demo", None, policy_hash(config["GOVERNANCE_POLICY_DIR"]))
@@ -198,16 +198,15 @@ def export_and_verify(
     config: dict[str, Any], echo: Callable[[str], None], step: int
 ) -> tuple[Path, bool]:
     """Export the whole audit log as a bundle and verify it offline, in a separate process."""
-    from governance.audit.service import AuditLog
     from governance.flows.log_export import EntryFilter, write_bundle
 
     bundle = (
         Path(config["GOVERNANCE_HOME"]) / "exports" / f"audit-{utcnow():%Y%m%dT%H%M%S%f}.tar.gz"
     )
     bundle.parent.mkdir(mode=0o700, exist_ok=True)
-    db = Database(config["GOVERNANCE_DATABASE_URL"])
+    db = runtime.database_for(config)
     try:
-        audit_log = AuditLog(db, config["GOVERNANCE_HOME"], checkpoint_seconds=0)
+        audit_log = runtime.audit_log_for(db, config, checkpoint_seconds=0)
         with db.session_scope() as session:
             manifest = write_bundle(session, EntryFilter(), bundle, audit_log.signing_key)
         # The auditor verifies with the key they were given, never the one inside the bundle.
@@ -237,15 +236,14 @@ def evidence_and_verify(
     config: dict[str, Any], echo: Callable[[str], None], step: int
 ) -> tuple[Path, bool]:
     """Write this year's evidence pack and verify it offline, in a separate process."""
-    from governance.audit.service import AuditLog
     from governance.authz.policy import PolicySet
     from governance.flows.evidence import write_evidence_pack
 
     year = utcnow().year
     pack = Path(config["GOVERNANCE_HOME"]) / "exports" / f"evidence-{year}.tar.gz"
-    db = Database(config["GOVERNANCE_DATABASE_URL"])
+    db = runtime.database_for(config)
     try:
-        audit_log = AuditLog(db, config["GOVERNANCE_HOME"], checkpoint_seconds=0)
+        audit_log = runtime.audit_log_for(db, config, checkpoint_seconds=0)
         with db.session_scope() as session:
             index = write_evidence_pack(
                 session,
@@ -456,7 +454,7 @@ def train_and_serve(
     )
     base_path = Path(config["GOVERNANCE_HOME"]) / "base-models" / "tiny-llama"
     weights = create_tiny(base_path, seed=0)
-    db = Database(config["GOVERNANCE_DATABASE_URL"])
+    db = runtime.database_for(config)
     try:
         with db.session_scope() as session:
             actor = Actor("system:demo", None, policy_hash(config["GOVERNANCE_POLICY_DIR"]))
@@ -634,18 +632,16 @@ def say_evidence(config: dict[str, Any], say: Narrator) -> None:
     from governance.families import service
     from governance.families.mlbom import mlbom
     from governance.families.models import BaseModelRecord
-    from governance.families.signing import ModelSigner, verify_version
-    from governance.runtime import default_store
+    from governance.families.signing import verify_version
+    from governance.runtime import default_store, signer_for
 
-    db = Database(config["GOVERNANCE_DATABASE_URL"])
+    db = runtime.database_for(config)
     try:
         with db.session_scope() as session:
             family, _ = service.find_family(session, FAMILY)
             version = service.get_version(session, family, 1)
             base = session.get(BaseModelRecord, version.base_model_id)
-            checked = verify_version(
-                default_store(config), ModelSigner(config["GOVERNANCE_HOME"]), version, base
-            )
+            checked = verify_version(default_store(config), signer_for(config), version, base)
             bom = mlbom(session, version)
     finally:
         db.dispose()

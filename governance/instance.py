@@ -12,7 +12,7 @@ from alembic.config import Config as AlembicConfig
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
 
-from governance import crypto
+from governance import crypto, runtime
 from governance.accounts import service as accounts
 from governance.accounts.models import PrincipalKind
 from governance.audit.service import Actor, log_verifier_key
@@ -54,7 +54,7 @@ def head_revision() -> str | None:
 
 def migrate(database_url: str) -> bool:
     """Upgrade the database to the newest revision; return True when anything ran."""
-    db = Database(database_url)
+    db = runtime.database_for(database_url)
     try:
         before = schema_revision(db)
         if before == head_revision():
@@ -88,7 +88,7 @@ def init_instance(config: dict[str, Any]) -> InitReport:
     if migrate(config["GOVERNANCE_DATABASE_URL"]):
         report.created.append("database schema")
     restrict_database_files(config["GOVERNANCE_DATABASE_URL"])
-    db = Database(config["GOVERNANCE_DATABASE_URL"])
+    db = runtime.database_for(config)
     try:
         with db.session_scope() as session:
             actor = Actor("system:init", None, policy_hash(config["GOVERNANCE_POLICY_DIR"]))

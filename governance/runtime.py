@@ -48,21 +48,65 @@ if TYPE_CHECKING:
 EXTENSION_KEY = "governance.runtime"
 
 
-def default_scanner(settings: Mapping[str, Any]) -> TextScanner:
+# --- the narrow builders ---------------------------------------------------------------------
+# Every process gets its long-lived objects here: `build` (below) makes a whole runtime from
+# them, and a process that needs one part (the scheduler's database, the CLI's store and signer)
+# asks for that part alone. Nothing outside this module constructs them.
+
+
+def database_for(settings: Mapping[str, Any] | str) -> Database:
+    """The database of these settings (or of this URL)."""
+    url = settings if isinstance(settings, str) else settings["GOVERNANCE_DATABASE_URL"]
+    return Database(url)
+
+
+def default_scanner(settings: Mapping[str, Any], model: str | None = None) -> TextScanner:
     """The Presidio + spaCy scanner (imported only here, in the processes that scan)."""
     from governance.pii.scanner import Scanner
 
-    return Scanner(settings["PII_MODEL"])
+    return Scanner(model or settings["PII_MODEL"])
 
 
 def default_store(settings: Mapping[str, Any]) -> BlobStore:
     return LocalBlobStore(settings.get("BLOB_ROOT") or f"{settings['GOVERNANCE_HOME']}/blobs")
 
 
+def signer_for(settings: Mapping[str, Any]) -> ModelSigner:
+    """Signs promoted adapters and verifies them before they are served."""
+    return ModelSigner(settings["GOVERNANCE_HOME"])
+
+
+def keyring_for(settings: Mapping[str, Any]) -> KeyRing:
+    return KeyRing(settings["GOVERNANCE_HOME"], settings.get("GOVERNANCE_MASTER_KEY"))
+
+
+def executor_for(settings: Mapping[str, Any]) -> Executor:
+    """How this deployment announces queued jobs (JOBS_EXECUTOR)."""
+    return executor_from_config(settings)
+
+
+def audit_log_for(
+    database: Database, settings: Mapping[str, Any], checkpoint_seconds: float | None = None
+) -> AuditLog:
+    """The audit log's writer, signer and witnesses for these settings (`checkpoint_seconds`
+    0: a short-lived process that signs only when asked)."""
+    home = settings["GOVERNANCE_HOME"]
+    if checkpoint_seconds is None:
+        checkpoint_seconds = float(settings["AUDIT_CHECKPOINT_SECONDS"])
+    return AuditLog(
+        database,
+        home,
+        checkpoint_seconds=checkpoint_seconds,
+        checkpoint_entries=int(settings["AUDIT_CHECKPOINT_ENTRIES"]),
+        origin=settings.get("AUDIT_ORIGIN") or None,
+        witnesses=configured_witnesses(settings.get("AUDIT_WITNESSES"), home),
+    )
+
+
 def version_signer(settings: Mapping[str, Any]) -> Callable[[Any, Any], str]:
     """Sign a version's adapter at promotion, for processes that hold no runtime (the
     scheduler, the CLI's refresh)."""
-    return partial(sign_version, default_store(settings), ModelSigner(settings["GOVERNANCE_HOME"]))
+    return partial(sign_version, default_store(settings), signer_for(settings))
 
 
 def default_backend(
@@ -186,7 +230,7 @@ class Runtime:
         """Where jobs of every kind are announced (runners and workers poll; or Celery gets a
         message), made once (a Celery client is not built per request)."""
         if self._job_executor is None:
-            self._job_executor = executor_from_config(self.settings)
+            self._job_executor = executor_for(self.settings)
         return self._job_executor
 
     @property
@@ -235,12 +279,12 @@ def build(settings: Mapping[str, Any] | None = None, **overrides: Any) -> Runtim
     # Defaults, then the environment, then `settings` (so settings already loaded load the same).
     config = load_config(settings)
     home = config["GOVERNANCE_HOME"]
-    database = overrides.pop("database", None) or Database(config["GOVERNANCE_DATABASE_URL"])
+    database = overrides.pop("database", None) or database_for(config)
     store: BlobStore = overrides.pop("store", None) or default_store(config)
     scanner = overrides.pop("scanner", None)
     backend = overrides.pop("backend", None)
     guard = overrides.pop("guard", None)
-    signer = ModelSigner(home)
+    signer = signer_for(config)
     runtime = Runtime(
         settings=config,
         database=database,
@@ -250,19 +294,8 @@ def build(settings: Mapping[str, Any] | None = None, **overrides: Any) -> Runtim
             float(config["POLICY_CHECK_SECONDS"]),
             validate=validate_policy,
         ),
-        audit_log=overrides.pop("audit_log", None)
-        or AuditLog(
-            database,
-            home,
-            checkpoint_seconds=float(config["AUDIT_CHECKPOINT_SECONDS"]),
-            checkpoint_entries=int(config["AUDIT_CHECKPOINT_ENTRIES"]),
-            origin=config.get("AUDIT_ORIGIN") or None,
-            witnesses=configured_witnesses(
-                config.get("AUDIT_WITNESSES"), config["GOVERNANCE_HOME"]
-            ),
-        ),
-        keyring=overrides.pop("keyring", None)
-        or KeyRing(home, config.get("GOVERNANCE_MASTER_KEY")),
+        audit_log=overrides.pop("audit_log", None) or audit_log_for(database, config),
+        keyring=overrides.pop("keyring", None) or keyring_for(config),
         store=store,
         limiter=overrides.pop("limiter", None)
         or RateLimiter(int(config["GATEWAY_RATE_PER_MINUTE"]), config.get("GATEWAY_RATE_STORAGE")),

@@ -128,7 +128,7 @@ LAYERS: list[tuple[str, set[str]]] = [
     ("identity, domains, the job lease", {"accounts", "domains", "jobs"}),
     ("data", {"datasets", "pii", "approvals", "webhooks"}),
     ("models", {"families", "training", "gateway"}),
-    ("flows across nouns", {"flows", "policy_review", "instance"}),
+    ("flows across nouns", {"flows", "policy_review"}),
     ("the builder", {"runtime"}),
     (
         "entry points",
@@ -142,6 +142,7 @@ LAYERS: list[tuple[str, set[str]]] = [
             "models_registry",
             "cli",
             "gunicorn_conf",
+            "instance",
         },
     ),
 ]
@@ -260,3 +261,32 @@ print(json.dumps(heavy))
     )
     assert done.returncode == 0, done.stderr[-2000:]
     assert done.stdout.strip().splitlines()[-1] == "[]"
+
+
+# The runtime's long-lived objects, and the one module that may construct each.
+BUILT_BY_THE_BUILDER = {
+    "Database": "governance.runtime",
+    "AuditLog": "governance.runtime",
+    "Authorizer": "governance.runtime",
+    "KeyRing": "governance.runtime",
+    "ModelSigner": "governance.runtime",
+    "RateLimiter": "governance.runtime",
+    "LocalBlobStore": "governance.runtime",
+    "executor_from_config": "governance.runtime",
+}
+
+
+def test_only_the_builder_constructs_the_runtimes_objects():
+    """Processes (the web app, runners, the scheduler, the worker, the CLI, the demo) get them
+    from `governance.runtime`: `build`, or a narrow builder it offers (`database_for`,
+    `audit_log_for`, `keyring_for`, `signer_for`, `default_store`, `executor_for`)."""
+    offenders = []
+    for name, path in module_names().items():
+        for node in ast.walk(ast.parse(path.read_text())):
+            if not isinstance(node, ast.Call):
+                continue
+            called = getattr(node.func, "id", None) or getattr(node.func, "attr", None)
+            builder = BUILT_BY_THE_BUILDER.get(called or "")
+            if builder is not None and name != builder:
+                offenders.append(f"{name}:{node.lineno} calls {called}")
+    assert offenders == []

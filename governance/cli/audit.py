@@ -35,18 +35,10 @@ def audit_group() -> None:
 @contextmanager
 def audit_log_session() -> Iterator[tuple[Any, Session]]:
     """Yield this instance's AuditLog and a session on its database."""
-    from governance.audit.service import AuditLog
-    from governance.audit.witnessing import configured_witnesses
+    from governance.runtime import audit_log_for
 
     db = open_database()
-    config = settings()
-    audit_log = AuditLog(
-        db,
-        config["GOVERNANCE_HOME"],
-        checkpoint_seconds=0,
-        origin=config.get("AUDIT_ORIGIN") or None,
-        witnesses=configured_witnesses(config.get("AUDIT_WITNESSES"), config["GOVERNANCE_HOME"]),
-    )
+    audit_log = audit_log_for(db, settings(), checkpoint_seconds=0)
     try:
         with db.session_scope() as session:
             yield audit_log, session

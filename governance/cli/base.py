@@ -87,11 +87,11 @@ def family_version(session, family: str, number: int):
 
 def open_database(require_schema: bool = True):
     """Return the Database of this instance, checking that `govern init` has run."""
-    from governance.db import Database
+    from governance import runtime
     from governance.instance import head_revision, schema_revision
 
     config = settings()
-    db = Database(config["GOVERNANCE_DATABASE_URL"])
+    db = runtime.database_for(config)
     if require_schema:
         try:
             current = schema_revision(db)

@@ -349,6 +349,7 @@ def keys_rotate() -> None:
     from governance.audit.service import record
     from governance.domains.keys import rotate_master_key
     from governance.errors import InvalidInput
+    from governance.runtime import keyring_for
 
     config = settings()
     if config.get("GOVERNANCE_MASTER_KEY"):
@@ -356,7 +357,7 @@ def keys_rotate() -> None:
             "the master key comes from GOVERNANCE_MASTER_KEY: rotate it in your secret store"
         )
     with instance_session() as session:
-        count = rotate_master_key(session, config["GOVERNANCE_HOME"])
+        count = rotate_master_key(session, keyring_for(config))
         record(
             session,
             cli_actor(),

@@ -51,11 +51,11 @@ def pii_scan(file, domain: str | None, fmt: str, model: str | None) -> None:
     import collections
 
     from governance.pii.rules import load_rules
-    from governance.pii.scanner import Scanner
+    from governance.runtime import default_scanner
 
     config = settings()
     rules = load_rules(config["GOVERNANCE_POLICY_DIR"], domain)
-    scanner = Scanner(model or config["PII_MODEL"])
+    scanner = default_scanner(config, model)
     counts: collections.Counter[str] = collections.Counter()
     with local_records(file, "scanning") as records:
         for _index, findings in scanner.scan_records(records, rules):
@@ -85,11 +85,11 @@ def pii_redact(file, domain: str | None, model: str | None) -> None:
     from audit.log import canonical
     from governance.pii.rules import load_rules
     from governance.pii.sanitize import sanitize
-    from governance.pii.scanner import Scanner
+    from governance.runtime import default_scanner
 
     config = settings()
     rules = load_rules(config["GOVERNANCE_POLICY_DIR"], domain)
-    scanner = Scanner(model or config["PII_MODEL"])
+    scanner = default_scanner(config, model)
     outcome: collections.Counter[str] = collections.Counter()
     with local_records(file, "redacting") as stream:
         records = list(stream)

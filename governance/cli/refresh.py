@@ -7,8 +7,7 @@ from typing import TYPE_CHECKING
 import click
 
 from governance.cli.base import fail_cleanly, instance_session, open_database, settings
-from governance.jobs.executors import executor_from_config
-from governance.runtime import version_signer
+from governance.runtime import executor_for, version_signer
 
 if TYPE_CHECKING:
     pass
@@ -95,7 +94,7 @@ def refresh(family: str, tax_year: int | None) -> None:
             config["GOVERNANCE_POLICY_DIR"],
             actor,
             version_signer(config),
-            executor_from_config(config),
+            executor_for(config),
         )
         click.echo(
             f"{family} tax year {tax_year} attempt {run.attempt} "

@@ -186,11 +186,11 @@ def model_verify(family: str, number: int, export_dir: str | None) -> None:
     signature; exit 1 if it does not verify."""
     import shutil
 
-    from governance.families.signing import ModelSigner, prepared_adapter, verify_version
-    from governance.runtime import default_store
+    from governance.families.signing import prepared_adapter, verify_version
+    from governance.runtime import default_store, signer_for
 
     config = settings()
-    signer = ModelSigner(config["GOVERNANCE_HOME"])
+    signer = signer_for(config)
     store = default_store(config)
     with instance_session() as session:
         version, base = _version_and_base(session, family, number)

@@ -85,16 +85,15 @@ class KeyRing:
         )
 
 
-def rotate_master_key(session: Session, home: str | Path) -> int:
+def rotate_master_key(session: Session, ring: KeyRing) -> int:
     """Re-wrap every domain key under a new master key; return how many were re-wrapped.
 
     Crash-safe: the new key is written to master.key.next first, the re-wrap commits in one
     transaction recording the new key's id on every row, and only then does the new key
     replace master.key. A crash at any point leaves each row openable by a key on disk.
     """
-    keys = crypto.keys_dir(home)
+    keys = crypto.keys_dir(ring.home)
     pending = keys / crypto.MASTER_KEY_NEXT_FILE
-    ring = KeyRing(home)
     ring.master()  # fail early when the current master key cannot be read
     if pending.exists():
         new = crypto.load_master_key_file(pending)

@@ -65,13 +65,13 @@ def run_due(config: dict, moment: dt.datetime) -> list[str]:
     of the jobs that fired. Each call is a scheduler process starting and stopping."""
     from apscheduler.events import EVENT_JOB_EXECUTED
 
-    from governance.db import Database
+    from governance import runtime
     from governance.scheduler.process import build_scheduler, sync_families, use_settings
 
     use_settings(config)
     database_url = config["GOVERNANCE_DATABASE_URL"]
     fired: list[str] = []
-    db = Database(database_url)
+    db = runtime.database_for(database_url)
     with warp(moment):
         scheduler = build_scheduler(
             database_url, executor="debug", scheduler_class=_one_shot_class()

@@ -24,9 +24,9 @@ from typing import Any
 import sqlalchemy as sa
 from sqlmodel import select
 
+from governance import runtime
 from governance.authz.policy import policy_hash
 from governance.db import Database, utcnow
-from governance.jobs.executors import executor_from_config
 from governance.runtime import version_signer
 from governance.scheduler.models import SchedulerLease
 from governance.scheduler.pipeline import (
@@ -74,7 +74,7 @@ def fire_refresh(family_name: str) -> None:
     from governance.families.service import find_family
 
     config = _config()
-    db = Database(config["GOVERNANCE_DATABASE_URL"])
+    db = runtime.database_for(config)
     actor = refresh_actor(policy_hash(config["GOVERNANCE_POLICY_DIR"]))
     try:
         with db.session_scope() as session:
@@ -95,7 +95,7 @@ def fire_refresh(family_name: str) -> None:
                 config["GOVERNANCE_POLICY_DIR"],
                 actor,
                 version_signer(config),
-                executor_from_config(config),
+                runtime.executor_for(config),
             )
     finally:
         db.dispose()
@@ -104,13 +104,13 @@ def fire_refresh(family_name: str) -> None:
 def advance_open_runs() -> int:
     """Advance every refresh run that is not finished; return how many there were."""
     config = _config()
-    db = Database(config["GOVERNANCE_DATABASE_URL"])
+    db = runtime.database_for(config)
     actor = refresh_actor(policy_hash(config["GOVERNANCE_POLICY_DIR"]))
     try:
         with db.session_scope() as session:
             take_up_retrains(session, actor)
             runs = open_runs(session)
-            sign, executor = version_signer(config), executor_from_config(config)
+            sign, executor = version_signer(config), runtime.executor_for(config)
             for run in runs:
                 try:
                     advance(session, run, config["GOVERNANCE_POLICY_DIR"], actor, sign, executor)
@@ -128,7 +128,7 @@ def enforce_retention() -> int:
     from governance.flows.retention import enforce
 
     config = _config()
-    db = Database(config["GOVERNANCE_DATABASE_URL"])
+    db = runtime.database_for(config)
     actor = Actor("scheduler", None, policy_hash(config["GOVERNANCE_POLICY_DIR"]))
     try:
         with db.session_scope() as session:
@@ -245,7 +245,7 @@ def run_scheduler(
     database_url = config["GOVERNANCE_DATABASE_URL"]
     stop = stop or threading.Event()
     holder = f"{socket.gethostname()}:{os.getpid()}"
-    db = Database(database_url)
+    db = runtime.database_for(database_url)
     scheduler = None
     try:
         while not stop.is_set():
@@ -290,16 +290,16 @@ def next_fire_times(database_url: str) -> dict[str, dt.datetime | None]:
     """Each family's next scheduled refresh, read from the job store (for `refresh status`)."""
     from governance.config import normalize_database_url
 
-    engine = sa.create_engine(normalize_database_url(database_url))
+    db = runtime.database_for(normalize_database_url(database_url))
     try:
-        with engine.connect() as connection:
+        with db.engine.connect() as connection:
             if not sa.inspect(connection).has_table(JOB_TABLE):
                 return {}
             rows = connection.execute(
                 sa.text(f"SELECT id, next_run_time FROM {JOB_TABLE}")  # noqa: S608
             ).all()
     finally:
-        engine.dispose()
+        db.dispose()
     return {
         row[0].removeprefix("refresh:"): (
             dt.datetime.fromtimestamp(row[1], dt.UTC) if row[1] is not None else None
