@@ -138,18 +138,27 @@ class Emptier:
         self.connection = psycopg.connect(postgres_conninfo(url.split("?")[0]), autocommit=True)
         schema = url.partition("search_path%3D")[2] or "public"
         self.connection.execute(sql.SQL("SET search_path TO {}").format(sql.Identifier(schema)))
-        self.tables = [
+        self.tables: list[str] = []
+        self.deletes: sql.Composable = sql.SQL("")
+
+    def known_tables(self) -> None:
+        """The schema's tables, read again each time: a test may create one outside the
+        migrations (APScheduler's job store)."""
+        tables = [
             row[0]
             for row in self.connection.execute(
                 "SELECT tablename FROM pg_tables WHERE schemaname = current_schema()"
                 " AND tablename <> 'alembic_version' ORDER BY tablename"
             )
         ]
-        self.deletes = sql.SQL("; ").join(
-            sql.SQL("DELETE FROM {}").format(sql.Identifier(t)) for t in self.tables
-        )
+        if tables != self.tables:
+            self.tables = tables
+            self.deletes = sql.SQL("; ").join(
+                sql.SQL("DELETE FROM {}").format(sql.Identifier(t)) for t in tables
+            )
 
     def empty(self) -> None:
+        self.known_tables()
         with self.connection.transaction():
             self.connection.execute("SET LOCAL session_replication_role = replica")
             self.connection.execute(self.deletes)
