@@ -31,7 +31,7 @@ from benchmarks.requests import prepare as prepare_instance
 from benchmarks.served import serve_version, tiny_adapter
 from governance.accounts.models import PrincipalKind
 from governance.db import Database
-from governance.gateway.engine import free_port, loopback_process
+from governance.gateway.serving_engine import free_port, loopback_process
 from governance.runtime import version_signer
 from governance.storage import LocalBlobStore
 
@@ -203,7 +203,7 @@ def run_gateway_bench(
         database = "PostgreSQL" if url else "SQLite"
         config, token, uid = prepare(scratch / "home", url)
         upstream, upstream_port = serve(
-            f"governance.gateway.engine:create_engine_app(api_key={key!r}, echo=True)",
+            f"governance.gateway.serving_engine:create_engine_app(api_key={key!r}, echo=True)",
             config,
             1,
             32,

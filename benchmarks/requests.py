@@ -33,7 +33,7 @@ from governance.config import load_config
 from governance.db import Database, utcnow
 from governance.domains import service as domains
 from governance.domains.models import DomainCreate
-from governance.gateway.engine import free_port
+from governance.gateway.serving_engine import free_port
 from governance.instance import init_instance
 
 PATH = "/api/v1/domains/consumer-tax"

@@ -30,7 +30,7 @@ from governance.audit.service import Actor
 from governance.authz.policy import policy_hash
 from governance.client import ApiError, wait_for_job
 from governance.db import utcnow
-from governance.gateway.engine import free_port
+from governance.gateway.serving_engine import free_port
 from governance.instance import init_instance
 
 DEMO_DOMAINS = [

@@ -236,7 +236,7 @@ def client(app):
 @pytest.fixture(scope="session")
 def engine():
     """One real serving engine process (`govern engine`) for the session: (url, api key)."""
-    from governance.gateway.engine import engine_process
+    from governance.gateway.serving_engine import engine_process
 
     with engine_process() as started:
         yield started

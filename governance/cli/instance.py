@@ -337,7 +337,7 @@ def engine(host: str, port: int | None, keep: int, echo: bool, port_file: Path |
     `govern serve` starts one; run it yourself to serve models on another host. The API key
     is SERVING_API_KEY (empty: none, so listen on loopback only).
     """
-    from governance.gateway.engine import create_engine_app
+    from governance.gateway.serving_engine import create_engine_app
 
     config = settings()
     port = int(config["SERVING_PORT"]) if port is None else port
@@ -363,7 +363,7 @@ def guard(host: str, port: int | None, port_file: Path | None) -> None:
     `govern serve` starts one; run it yourself to scan on another host. The API key is
     GUARD_API_KEY (empty: none, so listen on loopback only).
     """
-    from governance.gateway.guard_server import create_guard_app
+    from governance.gateway.guardrails_server import create_guard_app
 
     config = settings()
     port = int(config["GUARD_PORT"]) if port is None else port

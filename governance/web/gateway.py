@@ -29,8 +29,8 @@ from governance.families import service as families
 from governance.families.models import ModelFamily
 from governance.gateway import routing, telemetry
 from governance.gateway.backends import Query
-from governance.gateway.engine import completion_body, stream_chunks
 from governance.gateway.service import parse_messages
+from governance.gateway.serving_engine import completion_body, stream_chunks
 from governance.gateway.traffic import traffic
 from governance.web import gateway_lookup as access
 from governance.web.common import ERROR_RESPONSES, SECURITY, UNAVAILABLE

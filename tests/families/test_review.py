@@ -20,7 +20,7 @@ from benchmarks.served import serve_version, tiny_adapter
 from governance import crypto, runtime
 from governance.app import create_app
 from governance.config import DEFAULT_POLICY_DIR
-from governance.gateway.engine import free_port
+from governance.gateway.serving_engine import free_port
 from tests.factories import close_app
 from tests.families.test_engineer_cli import run_worker
 from tests.pipeline import (  # noqa: F401 (fixtures)

@@ -16,7 +16,7 @@ from governance import runtime
 from governance.app import create_app
 from governance.db import get_db
 from governance.families.models import ModelVersion
-from governance.gateway.engine import engine_process
+from governance.gateway.serving_engine import engine_process
 from tests.factories import close_app, make_domain, principal_token
 
 ROOT = Path(__file__).resolve().parents[2]

@@ -11,7 +11,7 @@ import openai
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from governance.gateway.engine import engine_process
+from governance.gateway.serving_engine import engine_process
 from tests.gateway.conftest import FAMILY, promote_variant, write_policy
 
 NO_GUARDS = "version: 1\ndefault: {prompts: 'off', answers: 'off', required: false}\n"

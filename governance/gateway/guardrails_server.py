@@ -18,8 +18,8 @@ from typing import Any
 
 from flask import Flask, jsonify, request
 
-from governance.gateway.engine import require_key
 from governance.gateway.guardrails import LocalGuard
+from governance.gateway.serving_engine import require_key
 
 MAX_TEXTS = 256
 MAX_CHARS = 200_000
