@@ -28,7 +28,7 @@ from sqlmodel import Session, select
 
 from audit import merkle
 from audit.bundle import VerificationError, accounted_prune
-from audit.log import PRUNE_ACTION, Checkpoint, canonical, key_id, prune_seqs
+from audit.log import ENTRY_FIELDS, PRUNE_ACTION, Checkpoint, canonical, key_id, prune_seqs
 from audit.note import Checkpoint as NoteCheckpoint
 from audit.note import VerifierKey, sign_note
 from governance import crypto
@@ -109,19 +109,8 @@ def row_entry(row: AuditEntry | sa.Row) -> dict[str, Any]:
     }
 
 
-ENTRY_COLUMNS = (
-    "seq",
-    "time",
-    "principal",
-    "action",
-    "object",
-    "domain",
-    "decision",
-    "policy_hash",
-    "request_id",
-    "details",
-    "leaf_hash",
-)
+# The stored columns of an entry: its canonical fields and the leaf hash computed from them.
+ENTRY_COLUMNS = (*ENTRY_FIELDS, "leaf_hash")
 
 
 @functools.lru_cache(maxsize=8)

@@ -51,7 +51,6 @@ def enqueue(session: Session, job: Job, executor: Executor) -> Job:
     transaction, and the executor is told of it (a Celery message) only once that
     transaction commits: a rolled-back request announces nothing, and no message ever names
     a job its workers cannot yet read."""
-    job.uid = job.uid or uuid.uuid4().hex
     job.state = JobState.QUEUED
     job.executor = executor.name
     session.add(job)
@@ -153,6 +152,16 @@ def requeue_lapsed(
     return count
 
 
+def this_attempt(job: Job) -> sa.Update:
+    """An update of this job's row that changes it only while this attempt still runs it: the
+    condition every lease step after the claim is written under."""
+    return sa.update(Job).where(
+        col(Job.id) == job.id,
+        col(Job.attempt) == job.attempt,
+        col(Job.state) == JobState.RUNNING,
+    )
+
+
 def release(
     session: Session,
     job: Job,
@@ -168,13 +177,7 @@ def release(
     final = job.attempt >= job.max_attempts
     message = (error + (" (the last)" if final else ""))[:1000]
     changed = session.execute(
-        sa.update(Job)
-        .where(
-            col(Job.id) == job.id,
-            col(Job.attempt) == job.attempt,
-            col(Job.state) == JobState.RUNNING,
-        )
-        .values(
+        this_attempt(job).values(
             state=JobState.FAILED if final else JobState.QUEUED,
             error=message,
             token_hash=None,
@@ -294,15 +297,7 @@ def renew(
     }
     if progress is not None:
         values["progress"] = {k: progress[k] for k in list(progress)[:20]}
-    changed = session.execute(
-        sa.update(Job)
-        .where(
-            col(Job.id) == job.id,
-            col(Job.attempt) == job.attempt,
-            col(Job.state) == JobState.RUNNING,
-        )
-        .values(**values)
-    ).rowcount
+    changed = session.execute(this_attempt(job).values(**values)).rowcount
     return bool(changed)
 
 
@@ -319,13 +314,7 @@ def finish(
     if result is not None:
         values["result"] = result
     changed = session.execute(
-        sa.update(Job)
-        .where(
-            col(Job.id) == job.id,
-            col(Job.attempt) == job.attempt,
-            col(Job.state) == JobState.RUNNING,
-        )
-        .values(
+        this_attempt(job).values(
             state=JobState.FAILED if error else JobState.SUCCEEDED,
             error=error[:1000] if error else None,
             finished_at=utcnow(),

@@ -27,6 +27,7 @@ from typing import TYPE_CHECKING
 
 from celery import Celery
 
+from governance.config import DEFAULTS
 from governance.jobs.executors import SERVICE_ROUTE, TRAIN_ROUTE
 
 if TYPE_CHECKING:
@@ -36,7 +37,7 @@ log = logging.getLogger(__name__)
 
 app = Celery(
     "governance-jobs",
-    broker=os.environ.get("CELERY_BROKER_URL") or "redis://127.0.0.1:6379/0",
+    broker=os.environ.get("CELERY_BROKER_URL") or DEFAULTS["CELERY_BROKER_URL"],
 )
 app.conf.task_ignore_result = True
 app.conf.task_default_queue = SERVICE_ROUTE[1]
