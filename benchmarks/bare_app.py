@@ -20,7 +20,7 @@ def create_app() -> Flask:
 
     @app.get("/api/v1/domains/<name>")
     def get_domain(name: str):
-        with db.session_scope() as session:
+        with db.unit_of_work() as session:
             domain = session.exec(select(Domain).where(Domain.name == name)).first()
             if domain is None:
                 abort(404)

@@ -49,7 +49,7 @@ def run_console_bench(entries: int, echo: Callable[[str], None] = print) -> str:
         try:
             audit_log = runtime.of(app).audit_log
             audit_log.checkpoint()
-            with get_db(app).session_scope() as session:
+            with get_db(app).unit_of_work() as session:
                 admin = accounts.get_principal(session, "admin")
                 _record, token = accounts.issue_token(
                     session,

@@ -124,7 +124,7 @@ def subject_search_through_the_service(config: dict, policy_dir: Path, families:
     app = create_app({**config, "TESTING": True, "GOVERNANCE_POLICY_DIR": str(policy_dir)})
     try:
         client = app.test_client()
-        with runtime.of(app).database.session_scope() as session:
+        with runtime.of(app).database.unit_of_work() as session:
             principal = accounts.get_principal(session, "admin")
             _record, token = accounts.issue_token(
                 session,

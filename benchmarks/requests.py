@@ -65,7 +65,7 @@ def prepare(
     init_instance(config)
     db = Database(config["GOVERNANCE_DATABASE_URL"])
     actor = Actor("bench")
-    with db.session_scope() as session:
+    with db.unit_of_work() as session:
         domains.create_domain(
             session,
             DomainCreate(name="consumer-tax", jurisdiction="US", retention_days=2555),
@@ -358,7 +358,7 @@ def cpu_breakdown(config: dict[str, Any], token: str, count: int = 2800) -> dict
         [ours - bare for bare, ours in zip(rounds["bare"], rounds["governance"], strict=True)]
     )
     rt = runtime.of(app)
-    with rt.database.session_scope() as session:
+    with rt.database.unit_of_work() as session:
         started = time.process_time()
         for _ in range(count):
             accounts.authenticate(session, token)

@@ -37,7 +37,7 @@ def serve_version(
     """Register the base (once), create the family on its first base, and put a new version
     on base_name in production with the adapter at adapter_path, signed with `sign` (the
     runtime's sign_version) as a promotion signs it."""
-    with database.session_scope() as session:
+    with database.unit_of_work() as session:
         register_base_model(
             session,
             base_name,

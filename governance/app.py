@@ -19,10 +19,10 @@ from governance.gateway import telemetry
 from governance.web import accounts as accounts_views
 from governance.web import approvals as approvals_views
 from governance.web import audit as audit_views
-from governance.web import authzen, health
+from governance.web import authzen, health, transaction
 from governance.web import datasets as datasets_views
 from governance.web import domains as domains_views
-from governance.web import families as models_views
+from governance.web import families as families_views
 from governance.web import gateway as gateway_views
 from governance.web import hooks as api
 from governance.web import jobs as jobs_views
@@ -41,7 +41,7 @@ API_BLUEPRINTS = (
     authzen.discovery_bp,
     audit_views.bp,
     approvals_views.bp,
-    models_views.bp,
+    families_views.bp,
     training_views.bp,
     jobs_views.bp,
     webhooks_views.bp,
@@ -108,6 +108,25 @@ def openlineage_schema(name: str):
     return current_app.response_class(files[name].read_bytes(), mimetype="application/json")
 
 
+class GovernanceApp(OpenAPI):
+    """The Flask app, with each request one unit of work (`governance.web.transaction`)."""
+
+    def dispatch_request(self):
+        answer = self.make_response(super().dispatch_request())
+        if answer.status_code < 400:
+            api.require_decision()
+        transaction.commit_request()
+        return answer
+
+    def handle_user_exception(self, e):
+        transaction.rollback_request()
+        return super().handle_user_exception(e)
+
+    def handle_exception(self, e):
+        transaction.rollback_request()
+        return super().handle_exception(e)
+
+
 def create_app(
     config: Mapping[str, Any] | None = None,
     *,
@@ -128,7 +147,7 @@ def create_app(
     # Everything the service writes (database journals, blobs, exports) is owner-only.
     os.umask(0o077)
     settings = load_config(config)
-    app = OpenAPI(
+    app = GovernanceApp(
         __name__,
         info=Info(
             title="governance",

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Annotated, Any
 
@@ -11,6 +11,8 @@ import sqlalchemy as sa
 from flask import Flask, current_app, g
 from pydantic import AfterValidator, BeforeValidator
 from sqlalchemy import event
+from sqlalchemy.dialects.postgresql import insert as postgresql_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.engine import Engine
 from sqlmodel import Session, SQLModel
 
@@ -100,6 +102,74 @@ def create_db_engine(url: str) -> Engine:
     return sa.create_engine(url, pool_pre_ping=True, pool_size=5, max_overflow=10)
 
 
+def insert_or_ignore(bind: Engine | sa.Connection | Session, table: sa.Table, keys: list[str]):
+    """An INSERT of `table` that skips a row whose `keys` another transaction already stored."""
+    dialect = bind.get_bind().dialect if isinstance(bind, Session) else bind.dialect
+    insert = sqlite_insert if dialect.name == "sqlite" else postgresql_insert
+    return insert(table).on_conflict_do_nothing(index_elements=keys)
+
+
+# --- the unit of work ------------------------------------------------------------------------
+# A unit of work (a request, a job, a command) is committed by its entry point; services add to
+# the caller's transaction and never commit. What must wait for the commit (announcing a job,
+# publishing a blob) is registered with `on_commit`; what undoes a rolled-back step (discarding
+# a staged blob) with `on_rollback`. `has_written` says whether a session's transaction holds
+# writes: the request guard then appends its audit entries inside that transaction, since the
+# log's writer, on its own connection, would wait on the locks it holds.
+
+_ON_COMMIT = "governance.db.on_commit"
+_ON_ROLLBACK = "governance.db.on_rollback"
+_WROTE = "governance.db.wrote"
+
+
+def on_commit(session: Session, action: Callable[[], None]) -> None:
+    """Run `action` once the session's transaction commits (never if it rolls back)."""
+    session.info.setdefault(_ON_COMMIT, []).append(action)
+
+
+def on_rollback(session: Session, action: Callable[[], None]) -> None:
+    """Run `action` if the session's transaction rolls back (never if it commits)."""
+    session.info.setdefault(_ON_ROLLBACK, []).append(action)
+
+
+def mark_written(session: Session) -> None:
+    """Note that the session's transaction holds writes (for writes made past the ORM)."""
+    session.info[_WROTE] = True
+
+
+def has_written(session: Session) -> bool:
+    """Whether the session's open transaction holds writes."""
+    return bool(session.info.get(_WROTE))
+
+
+@event.listens_for(Session, "after_flush")
+def _flushed(session: Session, _context: Any) -> None:
+    if session.new or session.dirty or session.deleted:
+        session.info[_WROTE] = True
+
+
+@event.listens_for(Session, "do_orm_execute")
+def _executed(state: Any) -> None:
+    if not state.is_select:
+        state.session.info[_WROTE] = True
+
+
+@event.listens_for(Session, "after_commit")
+def _committed(session: Session) -> None:
+    session.info.pop(_WROTE, None)
+    session.info.pop(_ON_ROLLBACK, None)
+    for action in session.info.pop(_ON_COMMIT, ()):
+        action()
+
+
+@event.listens_for(Session, "after_rollback")
+def _rolled_back(session: Session) -> None:
+    session.info.pop(_WROTE, None)
+    session.info.pop(_ON_COMMIT, None)
+    for action in session.info.pop(_ON_ROLLBACK, ()):
+        action()
+
+
 class Database:
     """The engine of one application, with a session per request."""
 
@@ -119,6 +189,18 @@ class Database:
             yield session
         finally:
             session.close()
+
+    @contextmanager
+    def unit_of_work(self) -> Iterator[Session]:
+        """Open a session for one unit of work of an entry point (a command, a step of the
+        scheduler): committed when the block ends, rolled back if it raises."""
+        with self.session_scope() as session:
+            try:
+                yield session
+            except BaseException:
+                session.rollback()
+                raise
+            session.commit()
 
     def dispose(self) -> None:
         """Close every pooled connection."""
@@ -147,14 +229,14 @@ def get_session() -> Session:
     return g.db_session
 
 
-def scrub_journal(session: Session) -> bool:
-    """After an erasure, leave no copy of the erased rows in SQLite's write-ahead log: copy
-    the log into the database (whose freed pages `secure_delete` zeroes) and truncate it.
-    True when done; False when a reader still holds an old snapshot (the next checkpoint then
-    does it) or the database is not SQLite (PostgreSQL's dead tuples are reclaimed by vacuum,
-    and its WAL by its own retention: see README, "Erasure")."""
-    if session.get_bind().dialect.name != "sqlite":
+def scrub_journal(engine: Engine) -> bool:
+    """After an erasure has committed, leave no copy of the erased rows in SQLite's write-ahead
+    log: copy the log into the database (whose freed pages `secure_delete` zeroes) and
+    truncate it. True when done; False when a reader still holds an old snapshot (the next
+    checkpoint then does it) or the database is not SQLite (PostgreSQL's dead tuples are
+    reclaimed by vacuum, and its WAL by its own retention: see README, "Erasure")."""
+    if engine.dialect.name != "sqlite":
         return False
-    busy = session.execute(sa.text("PRAGMA wal_checkpoint(TRUNCATE)")).first()
-    session.commit()
+    with engine.connect() as connection:
+        busy = connection.exec_driver_sql("PRAGMA wal_checkpoint(TRUNCATE)").first()
     return bool(busy is not None and busy[0] == 0)

@@ -178,7 +178,7 @@ def issue_demo_token(config: dict[str, Any], name: str, kind: PrincipalKind) -> 
 
     db = runtime.database_for(config)
     try:
-        with db.session_scope() as session:
+        with db.unit_of_work() as session:
             actor = Actor("system:demo", None, policy_hash(config["GOVERNANCE_POLICY_DIR"]))
             accounts.ensure_principal(session, name, kind, actor=actor)
             principal = accounts.get_principal(session, name)
@@ -456,7 +456,7 @@ def train_and_serve(
     weights = create_tiny(base_path, seed=0)
     db = runtime.database_for(config)
     try:
-        with db.session_scope() as session:
+        with db.unit_of_work() as session:
             actor = Actor("system:demo", None, policy_hash(config["GOVERNANCE_POLICY_DIR"]))
             base = register_base_model(
                 session,

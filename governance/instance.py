@@ -90,7 +90,7 @@ def init_instance(config: dict[str, Any]) -> InitReport:
     restrict_database_files(config["GOVERNANCE_DATABASE_URL"])
     db = runtime.database_for(config)
     try:
-        with db.session_scope() as session:
+        with db.unit_of_work() as session:
             actor = Actor("system:init", None, policy_hash(config["GOVERNANCE_POLICY_DIR"]))
             if accounts.ensure_principal(
                 session, accounts.ADMIN_PRINCIPAL, PrincipalKind.USER, actor=actor

@@ -17,7 +17,7 @@ TEST_ACTOR = Actor("tests", "test-request", None)
 
 def principal_token(app, name: str, kind: str = "user", expires_in: dt.timedelta | None = None):
     """Create the principal if needed and return a fresh bearer token for it."""
-    with get_db(app).session_scope() as session:
+    with get_db(app).unit_of_work() as session:
         accounts.ensure_principal(session, name, PrincipalKind(kind), actor=TEST_ACTOR)
         principal = accounts.get_principal(session, name)
         record, token = accounts.issue_token(
@@ -45,7 +45,7 @@ def create_dataset(client, token: str, domain: str, name: str, **fields) -> int:
 
 
 def make_domain(app, name: str, jurisdiction: str = "US", retention_days: int = 2555):
-    with get_db(app).session_scope() as session:
+    with get_db(app).unit_of_work() as session:
         return domains.create_domain(
             session,
             DomainCreate(name=name, jurisdiction=jurisdiction, retention_days=retention_days),
@@ -79,7 +79,7 @@ def make_family(app, name: str, domain: str, base: str = "registered-base") -> N
     from governance.domains.models import Domain
     from governance.families.models import BaseModelRecord, ModelFamily
 
-    with get_db(app).session_scope() as session:
+    with get_db(app).unit_of_work() as session:
         record = session.exec(
             sqlmodel.select(BaseModelRecord).where(BaseModelRecord.name == base)
         ).first()
@@ -133,7 +133,7 @@ def settle_jobs(app, timeout: float = 300.0) -> None:
 
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        with get_db(app).session_scope() as session:
+        with get_db(app).unit_of_work() as session:
             busy = session.execute(
                 sa.select(sa.func.count())
                 .select_from(Job)

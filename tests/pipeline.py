@@ -128,7 +128,7 @@ def world(app, client, tiny):
     make_domain(app, "smb-accounting")
     world = {name: principal_token(app, name) for name in PEOPLE}
     world["gpu-worker"] = principal_token(app, "gpu-worker", kind="service")
-    with get_db(app).session_scope() as session:
+    with get_db(app).unit_of_work() as session:
         register_base_model(
             session,
             "tiny-llama",

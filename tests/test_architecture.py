@@ -290,3 +290,56 @@ def test_only_the_builder_constructs_the_runtimes_objects():
             if builder is not None and name != builder:
                 offenders.append(f"{name}:{node.lineno} calls {called}")
     assert offenders == []
+
+
+# The modules that may commit: the entry points, whose unit of work it is (a request, a job, a
+# command, a step of the scheduler), and the engines whose work is a transaction of its own by
+# nature. Every other module adds to its caller's transaction and leaves the commit to it.
+TRANSACTION_OWNERS = {
+    "governance.db": "Database.unit_of_work: the unit of work of a command or a scheduler step",
+    "governance.web.transaction": "a request: committed when its view returns",
+    "governance.web.hooks": "a token's use, kept whether or not the request succeeds",
+    "governance.console.session": "a console sign-in, sign-out or touch, kept likewise",
+    "governance.workers.runner": "a job: committed at each progress report and at its end",
+    "governance.jobs.service": "the lease: a claim or a requeue holds only once committed",
+    "governance.audit.service": "the log's writer and its checkpoints, before witnesses see them",
+    "governance.audit.witnessing": "cosignatures, kept as they arrive",
+    "governance.audit.pruning": "retention's batches, each with its signed audit.prune record",
+    "governance.audit.openlineage": "the OpenLineage outbox: a sent batch moves its cursor",
+    "governance.webhooks.service": "the webhook outbox: claims and delivery attempts",
+    "governance.pii.cache": "scan-cache rows, facts about a text, kept as a scan reads",
+    "governance.domains.keys": "a domain key first needed by a read, made once and kept",
+    "governance.scheduler.pipeline": "the yearly refresh's state machine: each step is durable",
+    "governance.cli.datasets": "a command (the master-key rotation)",
+}
+
+
+def test_only_entry_points_and_transaction_owning_engines_commit():
+    offenders = []
+    for name, path in module_names().items():
+        if name in TRANSACTION_OWNERS:
+            continue
+        for node in ast.walk(ast.parse(path.read_text())):
+            if (
+                isinstance(node, ast.Call)
+                and isinstance(node.func, ast.Attribute)
+                and node.func.attr == "commit"
+            ):
+                offenders.append(f"{name}:{node.lineno}")
+    assert offenders == []
+
+
+def test_every_transaction_owner_commits():
+    # A module that no longer commits leaves the list, so the list stays the truth.
+    modules = module_names()
+    idle = [
+        name
+        for name in TRANSACTION_OWNERS
+        if not any(
+            isinstance(node, ast.Call)
+            and isinstance(node.func, ast.Attribute)
+            and node.func.attr == "commit"
+            for node in ast.walk(ast.parse(modules[name].read_text()))
+        )
+    ]
+    assert idle == []

@@ -159,7 +159,7 @@ def test_repeated_failed_authentication_is_rate_limited_and_audited(app, client)
     assert answers == [401, 401, 401, 429, 429]
     limited = client.get("/api/v1/domains", headers={"Authorization": "Bearer wrong"})
     assert limited.headers["Retry-After"] == "60"
-    with get_db(app).session_scope() as session:
+    with get_db(app).unit_of_work() as session:
         rows = session.execute(
             sa.select(AuditEntry.details).where(AuditEntry.action == "authenticate")
         ).scalars()

@@ -37,7 +37,7 @@ def upload(client, world, body: bytes, content_type: str | None = NDJSON):
 
 
 def versions(app) -> int:
-    with get_db(app).session_scope() as session:
+    with get_db(app).unit_of_work() as session:
         return session.execute(sa.select(sa.func.count()).select_from(DatasetVersion)).scalar()
 
 

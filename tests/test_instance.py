@@ -39,7 +39,7 @@ def test_init_creates_private_instance_and_is_idempotent(tmp_path, database_url)
     db = Database(settings["GOVERNANCE_DATABASE_URL"])
     try:
         assert schema_revision(db) == head_revision()
-        with db.session_scope() as session:
+        with db.unit_of_work() as session:
             names = [p.name for p in accounts.list_principals(session)]
         assert names == ["admin"]
     finally:

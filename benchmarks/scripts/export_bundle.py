@@ -13,7 +13,7 @@ from governance.flows.log_export import EntryFilter, write_bundle
 def main() -> None:
     db = Database(sys.argv[1])
     log = AuditLog(db, sys.argv[2], checkpoint_seconds=0)
-    with db.session_scope() as session:
+    with db.unit_of_work() as session:
         write_bundle(session, EntryFilter(), Path(sys.argv[3]), log.signing_key, log.tree)
     db.dispose()
 

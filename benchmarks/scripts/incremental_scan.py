@@ -55,7 +55,7 @@ def main() -> None:
         return io.BytesIO(b"".join(json.dumps(r).encode() + b"\n" for r in rs))
 
     timings = []
-    with db.session_scope() as session:
+    with db.unit_of_work() as session:
         domain = create_domain(
             session,
             DomainCreate(name="consumer-tax", jurisdiction="US", retention_days=2555),

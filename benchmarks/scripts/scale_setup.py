@@ -17,7 +17,7 @@ from governance.instance import init_instance
 def main() -> None:
     config = load_config({"GOVERNANCE_HOME": sys.argv[1]})
     init_instance(config)
-    with Database(config["GOVERNANCE_DATABASE_URL"]).session_scope() as session:
+    with Database(config["GOVERNANCE_DATABASE_URL"]).unit_of_work() as session:
         actor = Actor("bench")
         domain = create_domain(
             session,

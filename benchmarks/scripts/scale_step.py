@@ -41,7 +41,7 @@ def main() -> None:
     rt = runtime.build(config)
     keyring, store = rt.keyring, rt.store
     started = time.perf_counter()
-    with db.session_scope() as session:
+    with db.unit_of_work() as session:
         from governance.datasets import service as datasets
 
         dataset, domain = datasets.get_dataset(session, 1)

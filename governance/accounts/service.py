@@ -48,6 +48,10 @@ def create_principal(
             details=[{"field": "name"}],
         )
     kind = PrincipalKind(kind)
+    # Checked first, so a refusal leaves the caller's transaction as it was; the unique key
+    # still decides a race (and then the transaction is rolled back).
+    if find_principal(session, name) is not None:
+        raise Conflict(f"principal {name!r} already exists", details={"name": name})
     principal = Principal(name=name, kind=kind.value, display_name=display_name)
     session.add(principal)
     try:
@@ -63,7 +67,6 @@ def create_principal(
         SYSTEM_DOMAIN,
         details={"kind": kind.value},
     )
-    session.commit()
     return principal
 
 
@@ -129,7 +132,6 @@ def issue_token(
             "token_sha256_prefix": record.token_hash[:12],
         },
     )
-    session.commit()
     return record, token
 
 
@@ -158,7 +160,6 @@ def revoke_token(session: Session, token_id: str, *, actor: Actor) -> ApiToken:
         token.revoked_at = utcnow()
         session.add(token)
         audit(session, actor, "token.revoke", f"token/{token.id}", SYSTEM_DOMAIN)
-        session.commit()
     return token
 
 
@@ -207,7 +208,9 @@ _AUTHENTICATE = (
 
 
 def authenticate(session: Session, token: str) -> tuple[Caller, TokenUse]:
-    """Return the principal a bearer token stands for, or raise Unauthenticated."""
+    """Return the principal a bearer token stands for, or raise Unauthenticated. The use of
+    the token is written to the caller's transaction (at most once a minute); the caller
+    commits."""
     if not token.startswith(TOKEN_PREFIX):
         raise Unauthenticated("malformed bearer token")
     # Through the connection, not the ORM session: a Core read needs none of its machinery.
@@ -225,7 +228,6 @@ def authenticate(session: Session, token: str) -> tuple[Caller, TokenUse]:
         session.execute(
             sa.update(ApiToken.__table__).where(_TOKENS.id == record.id).values(last_used_at=now)
         )
-        session.commit()
         record = replace(record, last_used_at=now)
     return principal, record
 

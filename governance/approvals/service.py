@@ -116,7 +116,6 @@ def open_request(
             "state": request.state,
         },
     )
-    session.commit()
     return request
 
 
@@ -145,7 +144,6 @@ def refresh_state(
         return request
     if request.state == RequestState.PENDING and utcnow() >= request.expires_at:
         close(session, request, RequestState.EXPIRED, "no decision before it expired", actor)
-        session.commit()
         return request
     resolver = resolver_for(request.kind)
     if resolver is None:
@@ -159,7 +157,6 @@ def refresh_state(
     if current != request.subject_digest:
         reason = "the subject is gone" if current is None else "the subject changed"
         close(session, request, RequestState.INVALIDATED, reason, actor)
-        session.commit()
     return request
 
 
@@ -358,7 +355,6 @@ def decide(
     elif not missing_roles(request, decisions):
         close(session, request, RequestState.APPROVED, "every required role approved", actor)
     session.add(row)
-    session.commit()
     return row
 
 

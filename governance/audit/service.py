@@ -34,7 +34,7 @@ from audit.note import VerifierKey, sign_note
 from governance import crypto
 from governance.audit.models import AuditCheckpoint, AuditEntry, AuditHead
 from governance.audit.witnessing import WitnessClient, request_cosignatures
-from governance.db import Database, utcnow
+from governance.db import Database, mark_written, utcnow
 
 log = logging.getLogger(__name__)
 
@@ -134,6 +134,7 @@ def _append_statements(dialect: sa.Dialect) -> tuple[str, str, Any]:
 def append_events(connection: sa.Connection | Session, events: Sequence[AuditEvent]) -> list[int]:
     """Give events the next sequence numbers and insert them in the caller's transaction."""
     if isinstance(connection, Session):
+        mark_written(connection)
         connection = connection.connection()
     return _append_rows(connection.exec_driver_sql, connection.dialect, events)
 

@@ -40,7 +40,7 @@ def audit_log_session() -> Iterator[tuple[Any, Session]]:
     db = open_database()
     audit_log = audit_log_for(db, settings(), checkpoint_seconds=0)
     try:
-        with db.session_scope() as session:
+        with db.unit_of_work() as session:
             yield audit_log, session
     finally:
         audit_log.close()

@@ -109,10 +109,11 @@ def open_database(require_schema: bool = True):
 
 @contextmanager
 def instance_session() -> Iterator[Session]:
-    """Open a session on this instance's database, closing the engine afterwards."""
+    """Open a session on this instance's database for one command: what the command wrote is
+    committed when it ends (rolled back if it fails), and the engine closed."""
     db = open_database()
     try:
-        with db.session_scope() as session:
+        with db.unit_of_work() as session:
             yield session
     finally:
         db.dispose()

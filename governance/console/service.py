@@ -78,7 +78,6 @@ def start_session(
         None,
         details={"via": row.via, "token_id": row.token_id, "expires_at": expires.isoformat()},
     )
-    session.commit()
     return cookie, row
 
 
@@ -109,7 +108,6 @@ def end_session(session: Session, row: ConsoleSession, reason: str, *, actor: Ac
             None,
             details={"reason": reason},
         )
-    session.commit()
 
 
 def session_problem(
@@ -155,5 +153,4 @@ def resume_session(
     if now - row.last_seen_at >= TOUCH_INTERVAL:
         row.last_seen_at = now
         session.add(row)
-        session.commit()
     return row, session.get(Principal, row.principal_id)

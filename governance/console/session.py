@@ -33,7 +33,7 @@ from governance.console.blueprint import (
     SIGN_IN_COOKIE,
     bp,
 )
-from governance.db import get_session
+from governance.db import get_session, has_written
 from governance.domains.service import list_domains
 from governance.errors import (
     BadRequest,
@@ -116,6 +116,17 @@ def sso_principal():
 
 @bp.before_request
 def _authenticate():
+    # The sign-in step is its own unit of work: a session started, ended or touched here is
+    # kept whatever the request goes on to do (and this hook may answer without a view).
+    session = get_session()
+    try:
+        return _authenticate_step()
+    finally:
+        if has_written(session):
+            session.commit()
+
+
+def _authenticate_step():
     log_policy_load()
     if request.endpoint in PUBLIC_ENDPOINTS:
         return None

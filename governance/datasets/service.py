@@ -14,6 +14,7 @@ from audit.log import canonical
 from governance.audit.service import Actor, record
 from governance.datasets.models import Dataset, DatasetCreate, DatasetVersion, VersionStatus
 from governance.datasets.records import BlobWriter, iter_lines, parse_record, read_blob
+from governance.db import on_commit, on_rollback
 from governance.domains.keys import KeyRing
 from governance.domains.models import Domain
 from governance.errors import Conflict, Forbidden, InvalidInput, NotFound, PayloadTooLarge
@@ -28,6 +29,15 @@ class UploadLimits:
 
 def create_dataset(session: Session, domain: Domain, data: DatasetCreate, *, actor: Actor):
     """Create a dataset in a domain."""
+    # Checked first, so a refusal leaves the caller's transaction as it was; the unique key
+    # still decides a race (and then the transaction is rolled back).
+    taken = session.exec(
+        select(Dataset.id).where(Dataset.domain_id == domain.id, Dataset.name == data.name)
+    ).first()
+    if taken is not None:
+        raise Conflict(
+            f"domain {domain.name} already has a dataset {data.name!r}", details={"name": data.name}
+        )
     dataset = Dataset(
         domain_id=domain.id,
         name=data.name,
@@ -50,7 +60,6 @@ def create_dataset(session: Session, domain: Domain, data: DatasetCreate, *, act
         domain.name,
         details={"name": data.name},
     )
-    session.commit()
     return dataset
 
 
@@ -176,7 +185,6 @@ def upload_version(
                 "content_hash": version.content_hash,
             },
         )
-        session.commit()
     except sa.exc.IntegrityError as exc:
         session.rollback()
         store.discard(uid)
@@ -185,7 +193,9 @@ def upload_version(
         session.rollback()
         store.discard(uid)
         raise
-    store.publish(uid, key)
+    # The blob is published when the caller commits the version, discarded if it rolls back.
+    on_commit(session, lambda: store.publish(uid, key))
+    on_rollback(session, lambda: store.discard(uid))
     return version
 
 

@@ -10,10 +10,11 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+import sqlalchemy as sa
 from sqlmodel import Session, select
 
 from governance import crypto
-from governance.db import utcnow
+from governance.db import has_written, insert_or_ignore, on_commit, utcnow
 from governance.domains.models import Domain, DomainKey
 
 
@@ -51,9 +52,14 @@ class KeyRing:
         )
 
     def domain_key(self, session: Session, domain: Domain) -> bytes:
-        """Return the domain's key, creating and wrapping it on first use (caller commits)."""
+        """Return the domain's key, creating and wrapping it on first use.
+
+        A key first needed by work that has written nothing yet (a domain's first model
+        query) is made in a transaction of its own and kept whatever that work goes on to do,
+        so no lock is held while it runs; a concurrent first use that made it meanwhile wins,
+        and its key is taken. Otherwise it is made in the caller's transaction."""
         row = session.exec(select(DomainKey).where(DomainKey.domain_id == domain.id)).first()
-        if row is None:
+        if row is None and has_written(session):
             key = crypto.new_key()
             master_id, master = self.master()
             session.add(
@@ -65,6 +71,26 @@ class KeyRing:
             )
             session.flush()
             return key
+        if row is None:
+            master_id, master = self.master()
+            wrapped = crypto.seal(master, crypto.new_key(), domain_aad(domain))
+            table = DomainKey.__table__
+            with session.get_bind().connect() as connection:
+                connection.execute(
+                    insert_or_ignore(connection, table, ["domain_id"]),
+                    {
+                        "domain_id": domain.id,
+                        "wrapped_key": wrapped,
+                        "master_key_id": master_id,
+                        "created_at": utcnow(),
+                    },
+                )
+                connection.commit()
+                row = connection.execute(
+                    sa.select(table.c.master_key_id, table.c.wrapped_key).where(
+                        table.c.domain_id == domain.id
+                    )
+                ).one()
         master = self.master_by_id(row.master_key_id)
         return crypto.open_sealed(master, row.wrapped_key, domain_aad(domain))
 
@@ -89,8 +115,9 @@ def rotate_master_key(session: Session, ring: KeyRing) -> int:
     """Re-wrap every domain key under a new master key; return how many were re-wrapped.
 
     Crash-safe: the new key is written to master.key.next first, the re-wrap commits in one
-    transaction recording the new key's id on every row, and only then does the new key
-    replace master.key. A crash at any point leaves each row openable by a key on disk.
+    transaction (the caller's) recording the new key's id on every row, and only once that
+    commits does the new key replace master.key. A crash at any point leaves each row
+    openable by a key on disk.
     """
     keys = crypto.keys_dir(ring.home)
     pending = keys / crypto.MASTER_KEY_NEXT_FILE
@@ -115,6 +142,6 @@ def rotate_master_key(session: Session, ring: KeyRing) -> int:
         row.rewrapped_at = utcnow()
         session.add(row)
         count += 1
-    session.commit()
-    os.replace(pending, keys / crypto.MASTER_KEY_FILE)
+    # Only once every row names the new key's id does the new key replace master.key.
+    on_commit(session, lambda: os.replace(pending, keys / crypto.MASTER_KEY_FILE))
     return count

@@ -26,6 +26,10 @@ def create_domain(
             details=[{"field": "name"}],
             code="undeclared_domain",
         )
+    # Checked first, so a refusal leaves the caller's transaction as it was; the unique key
+    # still decides a race (and then the transaction is rolled back).
+    if find_domain(session, data.name) is not None:
+        raise Conflict(f"domain {data.name!r} already exists", details={"name": data.name})
     domain = Domain(**data.model_dump(), created_by=actor.principal)
     session.add(domain)
     try:
@@ -41,7 +45,6 @@ def create_domain(
         data.name,
         details=data.model_dump(exclude={"description"}),
     )
-    session.commit()
     return domain
 
 
@@ -77,5 +80,4 @@ def update_domain(session: Session, name: str, changes: DomainUpdate, *, actor: 
     record(
         session, actor, "domain.update", f"domain/{name}", name, details={"fields": sorted(applied)}
     )
-    session.commit()
     return domain

@@ -212,7 +212,6 @@ def register_base_model(
             "card_sha256": base.card_sha256,
         },
     )
-    session.commit()
     return base
 
 
@@ -377,7 +376,6 @@ def withdraw_base_model(
             actor,
         )
         tainted.append(version)
-    session.commit()
     return tainted
 
 

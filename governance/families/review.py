@@ -24,6 +24,7 @@ import os
 import re
 import uuid
 from collections import defaultdict
+from collections.abc import Callable
 from typing import Any
 
 from sqlmodel import Session, select
@@ -183,7 +184,6 @@ def add_expert_scores(
             "digests": [r.digest for r in rows],
         },
     )
-    session.commit()
     return rows
 
 
@@ -254,12 +254,11 @@ def ask_judge(judge: Judge, messages: list[dict[str, str]]) -> str:
 
 def judge_items(session: Session, key, criteria: Criteria, version: ModelVersion) -> dict[str, Any]:
     """The judge's signed scores on each of the version's items it has not scored yet
-    (failures are counted, never fatal). No write is pending while the judge is asked: the
+    (failures are counted, never fatal). The caller has committed what it wrote before: the
     judge may be this service's own gateway, which writes its audit entries meanwhile."""
     judge = criteria.judge
     if not judge.url:
         return {"scored": 0, "errors": [], "configured": False}
-    session.commit()
     judged = set(
         session.exec(
             select(ReviewScore.item_id)
@@ -365,10 +364,12 @@ def review_step(
     criteria: Criteria,
     answer,
     mask,
+    settle: Callable[[], None],
 ) -> tuple[dict[str, Any], list[str]]:
     """Sample the version's answers, have the judge score them, and say whether the judge's
     scores gate: (the gate record's `review` section, the reasons to fail)."""
     items = sample(session, version, criteria, answer, mask)
+    settle()  # the entry point commits the sample: nothing is held while the judge is asked
     judged = judge_items(session, key, criteria, version)
     trust = agreement(session, domain, criteria)
     scores = means(session, version, JUDGE)

@@ -91,7 +91,6 @@ def create_family(
         domain.name,
         details={"base_model": base.name, "weights_hash": base.weights_hash},
     )
-    session.commit()
     return family
 
 
@@ -329,7 +328,6 @@ def start_version(
             "base_weights_hash": base.weights_hash,
         },
     )
-    session.commit()
     return version
 
 
@@ -498,7 +496,6 @@ def request_promotion(
     if request.state == "pending":
         version.status = VersionState.PENDING_APPROVAL
         session.add(version)
-        session.commit()
     return request
 
 
@@ -559,7 +556,6 @@ def promote(
             "signature_sha256": hashlib.sha256(version.adapter_signature.encode()).hexdigest(),
         },
     )
-    session.commit()
     return version
 
 
@@ -597,5 +593,4 @@ def rollback(
         domain.name,
         details={"from": current.number, "to": previous.number},
     )
-    session.commit()
     return previous

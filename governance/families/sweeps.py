@@ -89,7 +89,6 @@ def start_sweep(
             "tolerance": data.tolerance,
         },
     )
-    session.commit()
     return sweep, versions
 
 

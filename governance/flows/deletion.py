@@ -9,7 +9,7 @@ from sqlmodel import Session, select
 from governance.audit.service import Actor, record
 from governance.datasets.models import DatasetVersion, VersionStatus
 from governance.datasets.service import iter_version_records
-from governance.db import scrub_journal, utcnow
+from governance.db import on_commit, scrub_journal, utcnow
 from governance.domains.keys import KeyRing
 from governance.domains.models import Domain
 from governance.errors import Conflict
@@ -100,10 +100,14 @@ def delete_version(
     # Deletion propagates: every model version trained on this data is tainted in the same
     # transaction.
     taint_trained_on(session, version, actor=actor)
-    session.commit()
-    # The key is gone with the commit; removing the ciphertext is the belt to those braces.
-    for key in (blob_key, *sanitized):
-        if key:
+    # The key is gone with the caller's commit; removing the ciphertext then is the belt to
+    # those braces, and so is leaving no copy of the erased rows in SQLite's journal.
+    doomed = [key for key in (blob_key, *sanitized) if key]
+
+    def after_commit() -> None:
+        for key in doomed:
             store.delete(key)
-    scrub_journal(session)
+        scrub_journal(session.get_bind())
+
+    on_commit(session, after_commit)
     return version

@@ -11,6 +11,7 @@ from __future__ import annotations
 import hashlib
 import math
 from collections import Counter
+from collections.abc import Callable
 from typing import Any
 
 from sqlmodel import Session
@@ -182,7 +183,7 @@ def probe(
                             "value_sha256": hashlib.sha256(value.encode()).hexdigest(),
                         }
                     )
-    session.commit()  # The scan cache may have learned texts it had not seen.
+    # The scan cache may have learned texts it had not seen: the caller commits them too.
     return {"probes": probes, "leaks": len(leaks), "leaked": leaks[:20]}
 
 
@@ -196,9 +197,12 @@ def evaluate(
     backend: ServingBackend,
     *,
     actor: Actor,
+    progress: Callable[[dict[str, Any]], None],
     signing_key=None,
 ) -> ModelVersion:
-    """Run the gate on a trained version: evaluated when it passes, failed when it does not."""
+    """Run the gate on a trained version: evaluated when it passes, failed when it does not.
+    `progress` is told of each stage; the job runner commits what was written with it, so
+    nothing is held while the judge (which may be this service's own gateway) is asked."""
 
     if version.status not in (VersionState.TRAINED, VersionState.EVALUATED):
         raise Conflict(f"version {version.number} is {version.status}, not trained")
@@ -213,14 +217,16 @@ def evaluate(
     reasons += memorization_reasons(version, threshold)
     max_auc = domain_privacy(policy_dir, domain.name).max_membership_auc
     reasons += membership_reasons(version, max_auc)
+    progress({"stage": "probe"})
     pii = probe(session, keyring, store, scanner, policy_dir, version, backend)
     if pii["leaks"]:
         reasons.append(f"the model reproduced {pii['leaks']} value(s) the scan removed")
     criteria = load_criteria(policy_dir, domain.name)
     reviewed = None
     if criteria is not None and signing_key is not None and not reasons:
+        progress({"stage": "review"})
         reviewed, judged = review_version(
-            session, scanner, policy_dir, domain, version, backend, criteria, signing_key
+            session, scanner, policy_dir, domain, version, backend, criteria, signing_key, progress
         )
         reasons += judged
     passed = not reasons
@@ -280,11 +286,10 @@ def evaluate(
             ),
         },
     )
-    session.commit()
     return version
 
 
-def review_version(session, scanner, policy_dir, domain, version, backend, criteria, key):
+def review_version(session, scanner, policy_dir, domain, version, backend, criteria, key, progress):
     """Sample answers for expert review and the judge (masked as the guard masks answers)."""
     rules = load_rules(policy_dir, domain.name)
     target = servable(version, session.get(BaseModelRecord, version.base_model_id))
@@ -295,4 +300,6 @@ def review_version(session, scanner, policy_dir, domain, version, backend, crite
     def mask(text: str) -> str:
         return mask_spans(text, next(iter(scanner.scan_texts([text], rules))))
 
-    return review.review_step(session, key, domain, version, criteria, answer, mask)
+    return review.review_step(
+        session, key, domain, version, criteria, answer, mask, lambda: progress({"stage": "judge"})
+    )

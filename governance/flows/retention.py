@@ -119,5 +119,4 @@ def enforce(
                 domain.name,
                 details={"pruned": [r.as_dict() for r in others if r.count]},
             )
-        session.commit()
     return results

@@ -16,7 +16,6 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Protocol
 
-from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session
 
 from governance.domains.models import Domain
@@ -119,16 +118,8 @@ def domain_content_key(rt: Parts, session: Session, domain: Domain) -> bytes:
     cached = _content_keys.get(slot)
     if cached and cached[0] > time.monotonic():
         return cached[1]
-    # The domain's first query may make its key: commit it before anything else writes (the
-    # audit writer). Concurrent first queries race to make it; the losers (their flush or
-    # commit refused by the unique key) take the one the winner committed.
-    try:
-        key = content_key(rt.keyring, session, domain)
-        session.commit()
-    except IntegrityError:
-        session.rollback()
-        key = content_key(rt.keyring, session, domain)
-        session.commit()
+    # The domain's first query makes its key in a transaction of its own (KeyRing.domain_key).
+    key = content_key(rt.keyring, session, domain)
     _content_keys[slot] = (time.monotonic() + CONTENT_KEY_SECONDS, key)
     return key
 

@@ -24,7 +24,7 @@ import sqlalchemy as sa
 from sqlmodel import Session, col, select
 
 from governance.audit.service import Actor, record
-from governance.db import utcnow
+from governance.db import on_commit, utcnow
 from governance.errors import NotFound
 from governance.jobs.executors import Executor
 from governance.jobs.models import Job, JobKind, JobState
@@ -55,22 +55,9 @@ def enqueue(session: Session, job: Job, executor: Executor) -> Job:
     job.executor = executor.name
     session.add(job)
     session.flush()
-    session.info.setdefault(_TO_ANNOUNCE, []).append((executor, job.uid, job.kind))
+    uid, kind = job.uid, job.kind
+    on_commit(session, lambda: executor.submit(uid, kind))
     return job
-
-
-_TO_ANNOUNCE = "governance.jobs.to_announce"
-
-
-@sa.event.listens_for(Session, "after_commit")
-def _announce(session: Session) -> None:
-    for executor, uid, kind in session.info.pop(_TO_ANNOUNCE, ()):
-        executor.submit(uid, kind)
-
-
-@sa.event.listens_for(Session, "after_rollback")
-def _forget(session: Session) -> None:
-    session.info.pop(_TO_ANNOUNCE, None)
 
 
 def submit(
@@ -83,7 +70,8 @@ def submit(
     actor: Actor,
     executor: Executor,
 ) -> Job:
-    """Queue one of the service's own jobs (audited) and commit; a runner takes it from here."""
+    """Queue one of the service's own jobs (audited) in the caller's transaction; a runner
+    takes it from here once that commits."""
     if kind not in JobKind.INTERNAL:
         raise ValueError(f"not a job the service runs itself: {kind}")
     job = enqueue(
@@ -108,7 +96,6 @@ def submit(
         domain,
         details={"job": job.uid, "kind": kind},
     )
-    session.commit()
     return job
 
 

@@ -17,10 +17,9 @@ from typing import Any
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 from sqlalchemy import delete
-from sqlalchemy.dialects.postgresql import insert as postgresql_insert
-from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlmodel import Session
 
+from governance.db import insert_or_ignore
 from governance.domains.keys import KeyRing
 from governance.domains.models import Domain
 from governance.pii.models import ScanCacheEntry
@@ -72,10 +71,7 @@ def remember(session: Session, rules_key: str, found: dict[str, list[Any]]) -> N
         return
     rows = [{"text_hash": h, "rules_hash": rules_key, "findings": f} for h, f in found.items()]
     bind = session.get_bind()
-    insert = sqlite_insert if bind.dialect.name == "sqlite" else postgresql_insert
-    statement = insert(ScanCacheEntry.__table__).on_conflict_do_nothing(  # type: ignore[attr-defined]
-        index_elements=["text_hash", "rules_hash"]
-    )
+    statement = insert_or_ignore(bind, ScanCacheEntry.__table__, ["text_hash", "rules_hash"])
     with bind.connect() as connection:
         connection.execute(statement, rows)
         connection.commit()

@@ -25,7 +25,7 @@ from governance.crypto import open_sealed, seal
 from governance.datasets.models import DatasetVersion, VersionStatus
 from governance.datasets.records import TEXT_FIELDS, BlobWriter, read_blob
 from governance.datasets.service import iter_version_records
-from governance.db import utcnow
+from governance.db import on_commit, on_rollback, utcnow
 from governance.domains.keys import KeyRing
 from governance.domains.models import Domain
 from governance.errors import Conflict, InvalidInput, NotFound
@@ -156,7 +156,8 @@ def scan_version(
 ) -> ScanReceipt:
     """Scan a version under the rules, store its sanitized view encrypted, and write a receipt.
 
-    `progress(n)` is told of every n records scanned (for a progress bar)."""
+    `progress(n)` is told of every n records scanned (for a progress bar). The caller commits
+    the receipt; the sanitized blob is published then (and discarded should it roll back)."""
     if version.status != VersionStatus.READY:
         raise Conflict(f"dataset version {version.uid} was deleted", details={"uid": version.uid})
     domain = session.get(Domain, version.domain_id)
@@ -282,7 +283,6 @@ def scan_version(
             decision="failed",
             details={"rules_hash": rules.hash},
         )
-        session.commit()
         return receipt
     receipt.counts = {etype: dict(fields) for etype, fields in sorted(counts.items())}
     receipt.records_total = stats["total"]
@@ -356,13 +356,9 @@ def scan_version(
             "canary_recall": receipt.canary_recall,
         },
     )
-    try:
-        session.commit()
-    except BaseException:
-        session.rollback()
-        store.discard(uid)
-        raise
-    store.publish(uid, key)
+    # The sanitized blob is published when the caller commits the receipt, discarded if not.
+    on_commit(session, lambda: store.publish(uid, key))
+    on_rollback(session, lambda: store.discard(uid))
     return receipt
 
 
@@ -427,7 +423,6 @@ def decide_quarantine(
             "commented": bool(comment),
         },
     )
-    session.commit()
     return row
 
 
@@ -617,7 +612,6 @@ def label_record(
         domain.name,
         details={"receipt": receipt.id, "position": position, "missed": missed},
     )
-    session.commit()
     return dict(receipt.recall_estimate)
 
 

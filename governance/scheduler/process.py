@@ -77,7 +77,7 @@ def fire_refresh(family_name: str) -> None:
     db = runtime.database_for(config)
     actor = refresh_actor(policy_hash(config["GOVERNANCE_POLICY_DIR"]))
     try:
-        with db.session_scope() as session:
+        with db.unit_of_work() as session:
             found = find_family(session, family_name)
             if found is None:
                 log.warning("family %s is gone; nothing to refresh", family_name)
@@ -107,7 +107,7 @@ def advance_open_runs() -> int:
     db = runtime.database_for(config)
     actor = refresh_actor(policy_hash(config["GOVERNANCE_POLICY_DIR"]))
     try:
-        with db.session_scope() as session:
+        with db.unit_of_work() as session:
             take_up_retrains(session, actor)
             runs = open_runs(session)
             sign, executor = version_signer(config), runtime.executor_for(config)
@@ -131,7 +131,7 @@ def enforce_retention() -> int:
     db = runtime.database_for(config)
     actor = Actor("scheduler", None, policy_hash(config["GOVERNANCE_POLICY_DIR"]))
     try:
-        with db.session_scope() as session:
+        with db.unit_of_work() as session:
             results = enforce(
                 session, config["GOVERNANCE_POLICY_DIR"], config["GOVERNANCE_HOME"], actor, now()
             )

@@ -21,6 +21,7 @@ from typing import Any
 from sqlmodel import Session, select
 
 from governance.audit.service import Actor, record
+from governance.db import on_commit, on_rollback
 from governance.domains.keys import KeyRing
 from governance.domains.models import Domain
 from governance.errors import Conflict, InvalidInput, Unauthenticated
@@ -108,7 +109,6 @@ def heartbeat(
 ) -> Job:
     """Extend the lease and keep the latest progress."""
     lease.renew(session, job, progress, lease_seconds)
-    session.commit()
     session.refresh(job)
     return job
 
@@ -245,8 +245,10 @@ def accept_result(
             "eval_loss": metrics.get("eval_loss"),
         },
     )
-    session.commit()
-    store.publish(version.uid, key)
+    # The adapter is published when the caller commits, discarded if it rolls back.
+    uid = version.uid
+    on_commit(session, lambda: store.publish(uid, key))
+    on_rollback(session, lambda: store.discard(uid))
     return version
 
 
@@ -268,6 +270,5 @@ def fail_job(session: Session, job: Job, error: str, *, actor: Actor) -> Job:
         decision="failed",
         details={"job": job.uid, "attempt": attempt, "final": final},
     )
-    session.commit()
     session.refresh(job)
     return job

@@ -53,7 +53,7 @@ from governance.policy_review.diff import who_can
 from governance.web.common import ERROR_RESPONSES, SECURITY
 from governance.web.guard import (
     allowed_domains,
-    audit_log,
+    append,
     current_principal,
     decision_event,
     get_authorizer,
@@ -202,23 +202,25 @@ def undecidable(subject: str, obj: str, action: str) -> dict[str, Any]:
     """Deny by default, audited under the domain of things no domain owns, with the reason."""
     may_ask_somewhere()
     policy_hash = get_authorizer().policy.hash
-    seq = audit_log().append(
-        AuditEvent(
-            principal=subject,
-            action=action,
-            object=obj,
-            domain=UNSCOPED_DOMAIN,
-            decision="deny",
-            policy_hash=policy_hash,
-            request_id=g.get("request_id"),
-            details={
-                "rule": None,
-                "asked_by": current_principal().name,
-                "via": "authzen",
-                "reason": "no domain",
-            },
-        )
-    )
+    seq = append(
+        [
+            AuditEvent(
+                principal=subject,
+                action=action,
+                object=obj,
+                domain=UNSCOPED_DOMAIN,
+                decision="deny",
+                policy_hash=policy_hash,
+                request_id=g.get("request_id"),
+                details={
+                    "rule": None,
+                    "asked_by": current_principal().name,
+                    "via": "authzen",
+                    "reason": "no domain",
+                },
+            )
+        ]
+    )[0]
     return {
         "decision": False,
         "context": {
@@ -260,7 +262,7 @@ def decide(evaluation: Evaluation, where: str = "") -> dict[str, Any]:
     decision = get_authorizer().decide(subject, domain, obj, action)
     event = decision_event(decision, {"asked_by": current_principal().name, "via": "authzen"})
     event.request_id = g.get("request_id")
-    seq = audit_log().append(event)
+    seq = append([event])[0]
     context: dict[str, Any] = {"policy_hash": decision.policy_hash, "audit_seq": seq}
     if decision.allowed:
         context["rule"] = list(decision.rule or ())

@@ -13,10 +13,10 @@ from flask import g
 from governance import runtime
 from governance.accounts.models import Principal
 from governance.accounts.service import Caller
-from governance.audit.service import Actor, AuditEvent, AuditLog
+from governance.audit.service import Actor, AuditEvent, AuditLog, append_events
 from governance.authz.policy import Decision
 from governance.authz.service import Authorizer
-from governance.db import get_session
+from governance.db import get_session, has_written
 from governance.domains.models import Domain
 from governance.domains.service import list_domains
 from governance.errors import Forbidden, Unauthenticated
@@ -70,7 +70,7 @@ def log_event(
         request_id=g.get("request_id"),
         details=details or {},
     )
-    return audit_log().append_many([*g.pop("audit_held", ()), event])[-1]
+    return append([*g.pop("audit_held", ()), event])[-1]
 
 
 def settle_held() -> None:
@@ -78,7 +78,37 @@ def settle_held() -> None:
     after-request hook calls it: no answer leaves before its audit entries are durable."""
     held = g.pop("audit_held", None)
     if held:
-        audit_log().append_many(held)
+        append(held)
+
+
+_IN_TRANSACTION = "audit_in_transaction"
+
+
+def append(events: list[AuditEvent]) -> list[int]:
+    """Append the request's own entries (its decisions and events): durably now, through the
+    log's writer, while the request's transaction has written nothing; once it has, inside that
+    transaction, as the writer (on its own connection) would wait for the locks it holds. Those
+    are kept, and appended durably again should the transaction roll back
+    (`governance.web.transaction`): a decision is recorded whether or not the work it allowed
+    was done."""
+    session = g.get("db_session")
+    if session is not None and has_written(session):
+        seqs = append_events(session, events)
+        g.setdefault(_IN_TRANSACTION, []).extend(events)
+        return seqs
+    return audit_log().append_many(events)
+
+
+def after_commit() -> None:
+    """The request's transaction committed: its entries in it are durable."""
+    g.pop(_IN_TRANSACTION, None)
+
+
+def after_rollback() -> None:
+    """The request's transaction rolled back: append durably the entries it took with it."""
+    events = g.pop(_IN_TRANSACTION, None)
+    if events:
+        audit_log().append_many(events)
 
 
 def decision_event(decision: Decision, details: dict | None = None) -> AuditEvent:
@@ -125,7 +155,7 @@ def check(
     if queue:
         g.setdefault("audit_held", []).append(decision_event(decision, details))
     else:
-        audit_log().append(decision_event(decision, details))
+        append([decision_event(decision, details)])
     mark_checked()
     return decision
 

@@ -17,7 +17,7 @@ from flask import Flask, current_app, g, request
 from governance import runtime, strict_json
 from governance.accounts import service as accounts
 from governance.authz.service import PolicyRefused
-from governance.db import get_session
+from governance.db import get_session, has_written
 from governance.errors import (
     BadRequest,
     GovernanceError,
@@ -234,7 +234,11 @@ def init_app(app: Flask) -> None:
         address = client_address()
         presented = request.headers.get("Authorization", "").partition(" ")[2].strip()
         try:
-            principal, token = accounts.authenticate(get_session(), bearer_token())
+            session = get_session()
+            principal, token = accounts.authenticate(session, bearer_token())
+            if has_written(session):
+                # The token's use is kept whether or not the request goes on to succeed.
+                session.commit()
         except Unauthenticated as exc:
             keys = [f"address:{address}"]
             if presented:
@@ -272,18 +276,32 @@ def init_app(app: Flask) -> None:
     @app.after_request
     def _require_decision(response):
         settle_held()
-        if (
-            request.path.startswith(API_PREFIX)
-            # Flask answers OPTIONS itself (its Allow header), running no view to authorize.
-            and request.method != "OPTIONS"
-            and request.endpoint not in PUBLIC_ENDPOINTS
-            and response.status_code < 400
-            and not g.get("authz_checked")
-        ):
-            # Deny by default: a view that forgot to authorize must not answer.
-            log.error("endpoint %s answered without an authorization decision", request.endpoint)
-            error = GovernanceError("authorization was not checked", code="internal_error")
-            error.status = 500
-            return error_response(error)
+        if response.status_code < 400 and undecided():
+            return error_response(undecided_error())
         response.headers["X-Request-Id"] = g.get("request_id", "")
         return response
+
+
+def undecided() -> bool:
+    """Whether this is a guarded API request whose view made no authorization decision."""
+    return (
+        request.path.startswith(API_PREFIX)
+        # Flask answers OPTIONS itself (its Allow header), running no view to authorize.
+        and request.method != "OPTIONS"
+        and request.endpoint not in PUBLIC_ENDPOINTS
+        and not g.get("authz_checked")
+    )
+
+
+def undecided_error() -> GovernanceError:
+    log.error("endpoint %s answered without an authorization decision", request.endpoint)
+    error = GovernanceError("authorization was not checked", code="internal_error")
+    error.status = 500
+    return error
+
+
+def require_decision() -> None:
+    """Deny by default: a view that forgot to authorize must not answer, and what it wrote is
+    rolled back (the app calls this when a view returns, before its request commits)."""
+    if undecided():
+        raise undecided_error()

@@ -21,7 +21,7 @@ from governance.web import jobs_lookup as jobs
 from governance.web.audit_lookup import permitted_domains
 from governance.web.common import ERROR_RESPONSES, SECURITY
 from governance.web.guard import (
-    audit_log,
+    append,
     current_principal,
     decision_event,
     get_authorizer,
@@ -47,7 +47,7 @@ def authorize(body: AuthorizeRequest):
     decision = get_authorizer().decide(body.subject, body.domain, body.object, body.action)
     event = decision_event(decision, {"asked_by": current_principal().name})
     event.request_id = g.get("request_id")
-    seq = audit_log().append(event)
+    seq = append([event])[0]
     return AuthorizeResponse(
         allowed=decision.allowed,
         decision="allow" if decision.allowed else "deny",

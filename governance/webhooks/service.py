@@ -497,5 +497,4 @@ def redeliver(session: Session, delivery: WebhookDelivery, actor: Actor) -> Webh
         delivery.domain,
         details={"subscriber": delivery.subscriber, "event": delivery.event_type, "was": was},
     )
-    session.commit()
     return delivery

@@ -95,6 +95,7 @@ def evaluate(
         version,
         rt.backend,
         actor=actor,
+        progress=progress,
         signing_key=rt.audit_log.signing_key,
     )
     return {

@@ -13,8 +13,10 @@ import socket
 import threading
 import time
 from collections.abc import Callable
+from contextlib import closing
 from typing import TYPE_CHECKING, Any
 
+from governance.db import has_written
 from governance.errors import GovernanceError
 from governance.jobs import service
 from governance.jobs.models import Job
@@ -41,6 +43,8 @@ def run_job(rt: Runtime, job: Job, lease_seconds: int = service.LEASE_SECONDS) -
     lock = threading.Lock()
     stop = threading.Event()
 
+    # The handler's session is opened first, so that `progress` can commit it.
+    session = rt.database.session()
     with rt.database.session_scope() as progress_session:
 
         def progress(update: dict[str, Any]) -> None:
@@ -50,6 +54,12 @@ def run_job(rt: Runtime, job: Job, lease_seconds: int = service.LEASE_SECONDS) -
             if now - last[0] < PROGRESS_SECONDS and "stage" not in update:
                 return
             last[0] = now
+            # A report of progress is the job's checkpoint: what the handler wrote so far is
+            # committed with it, so no lock is held for the whole job (SQLite has one writer)
+            # and a step that calls out (the judge may be this service's own gateway) holds
+            # none while it waits.
+            if has_written(session):
+                session.commit()
             with lock:
                 service.renew(progress_session, job, update, lease_seconds)
                 progress_session.commit()
@@ -66,12 +76,13 @@ def run_job(rt: Runtime, job: Job, lease_seconds: int = service.LEASE_SECONDS) -
         beat = threading.Thread(target=keep_alive, name=f"job-{job.uid[:8]}", daemon=True)
         beat.start()
         try:
-            with rt.database.session_scope() as session:
+            with closing(session):
                 try:
                     result = handler(rt, session, job, job_actor(rt, job), progress)
                     # A handler that recorded a failure of its own (a scan's error receipt)
                     # keeps what it wrote, and the job still ends failed.
                     error = result.pop(FAILED, None)
+                    session.commit()
                 except GovernanceError as exc:
                     session.rollback()
                     log.warning("job %s (%s) failed: %s", job.uid, job.kind, exc.message)

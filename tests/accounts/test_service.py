@@ -14,7 +14,7 @@ from tests.factories import TEST_ACTOR
 
 @pytest.fixture
 def session(app):
-    with get_db(app).session_scope() as s:
+    with get_db(app).unit_of_work() as s:
         yield s
 
 

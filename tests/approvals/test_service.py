@@ -44,7 +44,7 @@ def test_a_promotion_needs_legal_and_an_engineer_who_did_not_train(app, config, 
             actor=act(who),
         )
 
-    with db.session_scope() as session:
+    with db.unit_of_work() as session:
         request = service.open_request(
             session,
             domain,
@@ -106,7 +106,7 @@ def test_auto_approve_lists_families_that_need_no_reviewer(app, config, tmp_path
     rules = load_approval_rules(policies)
     domain = make_domain(app, "consumer-tax")
     db = Database(config["GOVERNANCE_DATABASE_URL"])
-    with db.session_scope() as session:
+    with db.unit_of_work() as session:
         auto = service.open_request(
             session,
             domain,

@@ -151,7 +151,7 @@ def test_data_use_needs_both_reviewers_and_each_decision_is_signed_and_audited(a
     assert final["state"] == "approved" and final["missing_roles"] == []
     assert [d["reviewer"] for d in final["decisions"]] == ["priya", "lee"]
 
-    with get_db(app).session_scope() as session:
+    with get_db(app).unit_of_work() as session:
         row = session.exec(sa.select(ApprovalRequest)).scalar_one()
         key = runtime.of(app).audit_log.signing_key.public_key()
         assert service.verify_decisions(session, row, key) == []
@@ -217,7 +217,7 @@ def test_reject_expire_supersede_and_invalidate(app, client, world):
     second = request_use(client, world).get_json()["uid"]
     assert show(client, world, first).get_json()["state"] == "superseded"
 
-    with get_db(app).session_scope() as session:
+    with get_db(app).unit_of_work() as session:
         row = session.exec(
             sa.select(ApprovalRequest).where(ApprovalRequest.uid == second)
         ).scalar_one()
@@ -276,7 +276,7 @@ def test_racing_decisions_count_once(app, client, world):
     # pat approves in the one open role while lee rejects in it: exactly one of them wins.
     outcome = race([("lee", "reject"), ("pat", "approve")])
     assert sorted(outcome) == [201, 409]
-    with get_db(app).session_scope() as session:
+    with get_db(app).unit_of_work() as session:
         request = session.exec(sa.select(ApprovalRequest)).scalar_one()
         decisions = session.exec(sa.select(ApprovalDecision)).scalars().all()
         assert len(decisions) == 2

@@ -45,7 +45,7 @@ db.dispose()
 
 
 def assert_one_sequence(app) -> int:
-    with get_db(app).session_scope() as session:
+    with get_db(app).unit_of_work() as session:
         seqs = list(session.exec(sa.select(AuditEntry.seq).order_by(AuditEntry.seq)).scalars())
         assert seqs == list(range(1, len(seqs) + 1)), "the sequence has gaps or duplicates"
         assert log_size(session) == len(seqs)
@@ -144,7 +144,7 @@ def test_gunicorn_workers_serving_at_once_form_one_sequence(app, gunicorn):
         statuses = list(pool.map(call, range(240)))
     assert statuses.count(200) == 120 and statuses.count(403) == 120
     assert_one_sequence(app)
-    with get_db(app).session_scope() as session:
+    with get_db(app).unit_of_work() as session:
         logged = session.exec(
             sa.select(sa.func.count())
             .select_from(AuditEntry)
@@ -188,5 +188,5 @@ def test_an_entry_the_database_refuses_fails_only_its_own_request(app):
     assert all(isinstance(seq, int) for seq in good), outcomes
     if get_db(app).engine.dialect.name == "postgresql":
         assert isinstance(outcomes["hostile"], RuntimeError)
-    with get_db(app).session_scope() as session:
+    with get_db(app).unit_of_work() as session:
         assert verify_log(session, log.signing_key.public_key()).entries == log_size(session)

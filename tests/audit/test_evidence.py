@@ -34,7 +34,7 @@ def pack(app, tmp_path):
     principal_token(app, "casey")
     rt = runtime.of(app)
     year = utcnow().year
-    with get_db(app).session_scope() as session:
+    with get_db(app).unit_of_work() as session:
         index = write_evidence_pack(
             session,
             tmp_path / "pack",

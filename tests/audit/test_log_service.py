@@ -39,7 +39,7 @@ def audit_log(app):
 
 @pytest.fixture
 def session(app):
-    with get_db(app).session_scope() as s:
+    with get_db(app).unit_of_work() as s:
         yield s
 
 

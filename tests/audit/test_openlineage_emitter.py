@@ -26,7 +26,7 @@ def db(config):
 
 
 def decide(db: Database, n: int) -> list[int]:
-    with db.session_scope() as session:
+    with db.unit_of_work() as session:
         seqs = [
             record(
                 session,
@@ -54,11 +54,11 @@ def test_events_go_to_a_file_once_each_in_order(config, db, tmp_path):
     emitter = Emitter({**config, "OPENLINEAGE_FILE": str(out)})
     assert emitter.enabled and not Emitter(config).enabled
     seqs = decide(db, 3)
-    with db.session_scope() as session:
+    with db.unit_of_work() as session:
         assert emitter.pump(session) == 6  # each decision: a run that starts and completes
         assert emitter.pump(session) == 0
     seqs += decide(db, 1)
-    with db.session_scope() as session:
+    with db.unit_of_work() as session:
         assert emitter.pump(session) == 2
     events = [json.loads(line) for line in out.read_text().splitlines()]
     assert [e["run"]["facets"]["governance_audit"]["seq"] for e in events] == [
@@ -75,7 +75,7 @@ def test_every_run_starts_and_every_custom_facet_names_a_schema_the_service_serv
     public = "https://governance.example.test"
     emitter = Emitter({**config, "OPENLINEAGE_FILE": str(out), "GOVERNANCE_PUBLIC_URL": public})
     decide(db, 2)
-    with db.session_scope() as session:
+    with db.unit_of_work() as session:
         emitter.pump(session)
     events = [json.loads(line) for line in out.read_text().splitlines()]
     runs: dict[str, list[str]] = {}
@@ -100,9 +100,9 @@ def test_a_failing_backend_delays_events_and_loses_none(config, db, tmp_path):
         backend = receiver.url.removesuffix("/hooks")
         emitter = Emitter({**config, "OPENLINEAGE_URL": backend}, retries=0)
         seqs = decide(db, 2)
-        with db.session_scope() as session, pytest.raises(Exception):  # noqa: B017
+        with db.unit_of_work() as session, pytest.raises(Exception):  # noqa: B017
             emitter.pump(session)
-        with db.session_scope() as session:
+        with db.unit_of_work() as session:
             assert emitter.pump(session) == 4
             assert emitter.pump(session) == 0
         got = receiver.received()

@@ -110,7 +110,7 @@ def test_a_privacy_reviewer_approves_a_request_in_the_browser(
     expect(page.get_by_test_id("request-state")).to_have_text("approved")
     mine = page.get_by_test_id("decision-priya")
     expect(mine).to_contain_text("Receipt and redacted samples reviewed")
-    with get_db(app).session_scope() as session:
+    with get_db(app).unit_of_work() as session:
         decision = session.exec(
             select(ApprovalDecision).where(ApprovalDecision.reviewer == "priya")
         ).one()
@@ -146,7 +146,7 @@ def test_a_self_approval_is_refused(app, console_world, live, browser, shots):
     assert "separation_of_duties" in refused.text()
     page.set_content(refused.text().replace('href="/console/', f'href="{live}/console/'))
     shots(page, "2-refused")
-    with get_db(app).session_scope() as session:
+    with get_db(app).unit_of_work() as session:
         # None on this request (the world's base model was approved beforehand).
         request = session.exec(
             select(ApprovalRequest).where(ApprovalRequest.uid == world["request"])

@@ -19,7 +19,7 @@ def test_the_status_verifies_in_the_background_resumes_and_keeps_a_failure(app):
     audit_log = runtime.of(app).audit_log
     db = get_db(app)
     status = CheckpointStatus(db, audit_log.signing_key.public_key())
-    with db.session_scope() as session:
+    with db.unit_of_work() as session:
         assert status.view(session).has_checkpoint is False
         audit_log.append_many(events(0, 40))
         first = audit_log.checkpoint().tree_size

@@ -22,7 +22,7 @@ from tests.factories import auth, close_app, principal_token, row_count, scan_re
 
 
 def audit_rows(app, action: str, obj: str | None = None) -> list[AuditEntry]:
-    with get_db(app).session_scope() as session:
+    with get_db(app).unit_of_work() as session:
         statement = select(AuditEntry).where(AuditEntry.action == action)
         if obj is not None:
             statement = statement.where(AuditEntry.object == obj)
@@ -33,7 +33,7 @@ def audit_rows(app, action: str, obj: str | None = None) -> list[AuditEntry]:
 
 def decisions_on(app, uid: str) -> int:
     """How many decisions a request has (the world's base model was approved beforehand)."""
-    with get_db(app).session_scope() as session:
+    with get_db(app).unit_of_work() as session:
         request = session.exec(select(ApprovalRequest).where(ApprovalRequest.uid == uid)).one()
         return len(
             session.exec(
@@ -47,7 +47,7 @@ def details(entry: AuditEntry) -> dict:
 
 
 def only_session(app) -> ConsoleSession:
-    with get_db(app).session_scope() as session:
+    with get_db(app).unit_of_work() as session:
         row = session.exec(select(ConsoleSession)).one()
         session.expunge(row)
         return row

@@ -44,7 +44,7 @@ def hashed_forms(value: str) -> set[str]:
 def database_text(app) -> str:
     """Every row of every table, as text (JSON columns and bytes included)."""
     out = []
-    with get_db(app).session_scope() as session:
+    with get_db(app).unit_of_work() as session:
         for table in SQLModel.metadata.sorted_tables:
             for row in session.execute(sa.select(table)).all():
                 for value in row:

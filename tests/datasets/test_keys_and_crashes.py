@@ -30,7 +30,7 @@ def read_all(env) -> list[dict]:
     db = Database(env["GOVERNANCE_DATABASE_URL"])
     home = env["GOVERNANCE_HOME"]
     try:
-        with db.session_scope() as session:
+        with db.unit_of_work() as session:
             version = session.exec(sa.select(DatasetVersion)).scalars().first()
             return list(
                 service.iter_version_records(

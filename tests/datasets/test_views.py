@@ -69,7 +69,7 @@ def test_upload_is_hashed_encrypted_and_reads_back(app, client, world):
     assert (body["version"], body["tax_year"], body["record_count"]) == (1, 2025, 3)
     second = upload(client, world, jsonl(RECORDS[:1]), tax_year=2026)
     assert second.get_json()["version"] == 2
-    with get_db(app).session_scope() as session:
+    with get_db(app).unit_of_work() as session:
         version = session.exec(
             sa.select(DatasetVersion).where(DatasetVersion.number == 1)
         ).scalar_one()
@@ -163,7 +163,7 @@ def test_roles_in_one_domain_give_nothing_in_another(app, client, world):
 
 def test_a_version_cannot_cross_domains_in_the_service(app, client, world):
     upload(client, world, jsonl(RECORDS))
-    with get_db(app).session_scope() as session:
+    with get_db(app).unit_of_work() as session:
         version = session.exec(sa.select(DatasetVersion)).scalar_one()
         smb = session.exec(sa.select(Domain).where(Domain.name == "smb-accounting")).scalar_one()
         own = session.exec(sa.select(Domain).where(Domain.name == "consumer-tax")).scalar_one()
@@ -191,7 +191,7 @@ def test_delete_shreds_key_and_blob_and_keeps_a_tombstone(app, client, world):
     assert tomb["status"] == "deleted" and tomb["deleted_by"] == "casey"
     assert tomb["delete_reason"] == "withdrawn by the client"
     assert staged_files(app) == []
-    with get_db(app).session_scope() as session:
+    with get_db(app).unit_of_work() as session:
         version = session.exec(sa.select(DatasetVersion)).scalar_one()
         assert version.wrapped_key is None and version.blob_key is None
         with pytest.raises(Conflict):

@@ -67,7 +67,7 @@ def event(i: int, domain: str | None) -> AuditEvent:
 
 
 def enforce_later(app):
-    with get_db(app).session_scope() as session:
+    with get_db(app).unit_of_work() as session:
         return enforce(
             session,
             app.config["GOVERNANCE_POLICY_DIR"],
@@ -78,7 +78,7 @@ def enforce_later(app):
 
 
 def entries(app) -> dict[int, AuditEntry]:
-    with get_db(app).session_scope() as session:
+    with get_db(app).unit_of_work() as session:
         rows = session.exec(select(AuditEntry).order_by(AuditEntry.seq)).all()
         session.expunge_all()
         return {r.seq: r for r in rows}
@@ -115,7 +115,7 @@ def test_pruned_entries_keep_the_log_provable_and_bundles_verifying(app, tmp_pat
     assert prune.domain is None and json.loads(prune.details)["ranges"] == ranges_of(expected)
     assert not any(r.count for r in enforce_later(app) if r.kind == "audit_entries")
 
-    with get_db(app).session_scope() as session:
+    with get_db(app).unit_of_work() as session:
         result = verify_log(session, log.signing_key.public_key())
         assert result.entries == len(after)
         out = tmp_path / "bundle.tar.gz"
@@ -127,7 +127,7 @@ def test_pruned_entries_keep_the_log_provable_and_bundles_verifying(app, tmp_pat
 
     # An insider who tombstones an entry outside retention: no pruning accounts for it.
     victim = theirs[0]
-    with get_db(app).session_scope() as session:
+    with get_db(app).unit_of_work() as session:
         session.execute(
             sa.update(AuditEntry)
             .where(AuditEntry.seq == victim)
@@ -145,7 +145,7 @@ def forge_prune(app, log, victim: int, signature: str | None) -> None:
     head."""
     from governance.audit.service import append_events
 
-    with get_db(app).session_scope() as session:
+    with get_db(app).unit_of_work() as session:
         session.execute(
             sa.update(AuditEntry)
             .where(AuditEntry.seq == victim)
@@ -189,7 +189,7 @@ def test_a_forged_prune_fails_every_verifier(app, tmp_path, monkeypatch, signatu
     with pytest.raises(VerificationError, match="does not account for what it blanks"):
         log.checkpoint()
     public = log.signing_key.public_key()
-    with get_db(app).session_scope() as session:
+    with get_db(app).unit_of_work() as session:
         with pytest.raises(VerificationError, match="does not account for what it blanks"):
             verify_log(session, public)
         out = tmp_path / "bundle.tar.gz"
@@ -215,7 +215,7 @@ def test_a_real_prune_signature_cannot_be_reused_for_another_entry(app, tmp_path
     stolen = json.loads(prune.details)["signature"]
     forge_prune(app, log, theirs[0], stolen)
     with (
-        get_db(app).session_scope() as session,
+        get_db(app).unit_of_work() as session,
         pytest.raises(VerificationError, match="signature does not verify"),
     ):
         verify_log(session, log.signing_key.public_key())
@@ -225,7 +225,7 @@ def test_retention_will_not_prune_over_an_altered_entry(app):
     log = runtime.of(app).audit_log
     [seq] = log.append_many([event(1, "consumer-tax")])
     log.checkpoint()
-    with get_db(app).session_scope() as session:
+    with get_db(app).unit_of_work() as session:
         session.execute(
             sa.update(AuditEntry).where(AuditEntry.seq == seq).values(principal="mallory")
         )
@@ -246,7 +246,7 @@ def uploaded_version(app, client, domain: str) -> int:
         headers=auth(steward),
     )
     assert response.status_code == 201, response.get_json()
-    with get_db(app).session_scope() as session:
+    with get_db(app).unit_of_work() as session:
         uid = response.get_json()["uid"]
         return session.exec(select(DatasetVersion.id).where(DatasetVersion.uid == uid)).one()
 
@@ -254,7 +254,7 @@ def uploaded_version(app, client, domain: str) -> int:
 def test_old_receipts_lose_their_samples_and_old_reports_go(app, client):
     home = Path(app.config["GOVERNANCE_HOME"])
     versions = {d: uploaded_version(app, client, d) for d in ("consumer-tax", "smb-accounting")}
-    with get_db(app).session_scope() as session:
+    with get_db(app).unit_of_work() as session:
         tax = session.exec(select(Domain).where(Domain.name == "consumer-tax")).one()
         other = session.exec(select(Domain).where(Domain.name == "smb-accounting")).one()
         receipts = []
@@ -291,7 +291,7 @@ def test_old_receipts_lose_their_samples_and_old_reports_go(app, client):
     assert results[("consumer-tax", "receipts")] == 1
     assert results[("consumer-tax", "reports")] == 2
     assert results[("smb-accounting", "reports")] == 0  # a year: not yet
-    with get_db(app).session_scope() as session:
+    with get_db(app).unit_of_work() as session:
         kept, pruned = (session.get(ScanReceipt, i) for i in reversed(receipt_ids))
         assert pruned.samples == [] and pruned.pruned_at is not None
         assert (pruned.verdict, pruned.records_total) == ("redacted", 3)

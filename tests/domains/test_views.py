@@ -128,7 +128,7 @@ def test_expired_and_revoked_tokens_are_401_and_change_nothing(app, client):
     assert response.get_json()["error"]["message"] == "token has expired"
 
     token = principal_token(app, "admin")
-    with get_db(app).session_scope() as session:
+    with get_db(app).unit_of_work() as session:
         record = session.exec(
             accounts.select(accounts.ApiToken).where(
                 accounts.ApiToken.token_hash == accounts.hash_token(token)

@@ -85,7 +85,7 @@ def test_what_intake_refuses_besides_pickle(tmp_path):
 
 def test_license_must_be_spdx(app, tmp_path):
     path = model_dir(tmp_path / "m", {"model.safetensors": safetensors_bytes()})
-    with get_db(app).session_scope() as session:
+    with get_db(app).unit_of_work() as session:
         with pytest.raises(InvalidInput) as caught:
             register_base_model(session, "m", path, source="x", license="Apache 2", actor=ADMIN)
         assert caught.value.details == {"field": "license"}
@@ -105,7 +105,7 @@ def intake_world(app, client, tmp_path):
     make_domain(app, "smb-accounting")
     people = {n: principal_token(app, n) for n in ("admin", "morgan", "riley", "lee", "quinn")}
     path = model_dir(tmp_path / "base", {"model.safetensors": safetensors_bytes()})
-    with get_db(app).session_scope() as session:
+    with get_db(app).unit_of_work() as session:
         register_base_model(
             session, "acme-1b", path, source="https://example.test/acme-1b@r1",
             license="Apache-2.0", actor=ADMIN,
@@ -170,7 +170,7 @@ def test_an_insider_edit_of_the_record_voids_the_approval(app, client, intake_wo
     request = request_use(client, people)
     for reviewer in ("lee", "quinn"):
         assert decide(client, people, request["uid"], reviewer).status_code == 201
-    with get_db(app).session_scope() as session:
+    with get_db(app).unit_of_work() as session:
         # Someone with database access swaps a file's hash (say, after replacing the weights).
         base = session.exec(select(BaseModelRecord)).one()
         session.execute(
@@ -191,7 +191,7 @@ def test_withdrawal_taints_the_versions_built_on_the_base(app, client, intake_wo
     for reviewer in ("lee", "quinn"):
         assert decide(client, people, request["uid"], reviewer).status_code == 201
     assert create_family(client, people).status_code == 201
-    with get_db(app).session_scope() as session:
+    with get_db(app).unit_of_work() as session:
         family = session.exec(select(ModelFamily)).one()
         base = session.exec(select(BaseModelRecord)).one()
         for number, status in ((1, VersionState.RETIRED), (2, VersionState.PRODUCTION)):
@@ -213,7 +213,7 @@ def test_withdrawal_taints_the_versions_built_on_the_base(app, client, intake_wo
         "/api/v1/base-models/acme-1b/withdraw", json=body, headers=auth(people["admin"])
     )
     assert done.status_code == 200 and done.get_json()["status"] == "withdrawn"
-    with get_db(app).session_scope() as session:
+    with get_db(app).unit_of_work() as session:
         versions = session.exec(select(ModelVersion).order_by(ModelVersion.number)).all()
         assert [v.status for v in versions] == [VersionState.TAINTED] * 2
         assert "withdrawn base model acme-1b" in versions[1].status_reason

@@ -37,7 +37,7 @@ from tests.pipeline import (  # noqa: F401 (fixtures)
 def bundle_files(app, job: Job) -> dict[str, str]:
     from governance.training import service
 
-    with app.app_context(), get_db(app).session_scope() as session:
+    with app.app_context(), get_db(app).unit_of_work() as session:
         job = session.get(Job, job.id)
         payload = service.build_bundle(session, runtime.of(app).keyring, runtime.of(app).store, job)
     with tarfile.open(fileobj=io.BytesIO(gzip.decompress(payload))) as tar:
@@ -47,7 +47,7 @@ def bundle_files(app, job: Job) -> dict[str, str]:
 def test_canaries_are_drawn_per_job_and_go_into_the_training_part_only(app, client, world):
     approve_data(client, world)
     assert train(client, world)[0] == 201
-    with get_db(app).session_scope() as session:
+    with get_db(app).unit_of_work() as session:
         job = session.exec(sa.select(Job).where(Job.kind == "train")).scalar_one()
     plan = job.params["memorization"]
     assert len(plan["canaries"]) == Memorization().canaries

@@ -206,7 +206,7 @@ def test_train_evaluate_promote_query_and_taint(app, client, world, live, config
     assert status == 200
     status, tainted = call(client, "morgan", world, "GET", f"/api/v1/models/{FAMILY}/versions/1")
     assert tainted["status"] == "tainted"
-    with get_db(app).session_scope() as session:
+    with get_db(app).unit_of_work() as session:
         retrain = session.exec(sa.select(RetrainRequest)).scalar_one()
         assert (retrain.tax_year, retrain.state) == (2025, "queued")
     runtime.of(app).limiter.reset()
@@ -250,7 +250,7 @@ def test_the_bundle_holds_no_raw_value(app, client, world):
 
     approve_data(client, world)
     assert train(client, world)[0] == 201
-    with app.app_context(), get_db(app).session_scope() as session:
+    with app.app_context(), get_db(app).unit_of_work() as session:
         job = session.exec(sa.select(Job).where(Job.kind == "train")).scalar_one()
         payload = service.build_bundle(session, runtime.of(app).keyring, runtime.of(app).store, job)
     import gzip
@@ -265,7 +265,7 @@ def test_a_worker_killed_mid_job_leaves_a_job_that_completes_exactly_once(app, c
     assert train(client, world)[0] == 201
     first = worker(live, world, start_new_session=True)
     deadline = time.monotonic() + 120
-    with get_db(app).session_scope() as session:
+    with get_db(app).unit_of_work() as session:
         while time.monotonic() < deadline:
             job = session.exec(sa.select(Job).where(Job.kind == "train")).scalar_one()
             session.expire_all()
@@ -279,7 +279,7 @@ def test_a_worker_killed_mid_job_leaves_a_job_that_completes_exactly_once(app, c
     second = worker(live, world, "--once")
     _out, err = second.communicate(timeout=300)
     assert second.returncode == 0, err
-    with get_db(app).session_scope() as session:
+    with get_db(app).unit_of_work() as session:
         job = session.exec(sa.select(Job).where(Job.kind == "train")).scalar_one()
         assert job.state == "succeeded" and job.attempt == 2
     _, completions = call(
@@ -326,7 +326,7 @@ def test_a_real_celery_worker_trains_a_job_sent_through_redis(app, client, world
         celery.terminate()
         _, err = celery.communicate(timeout=60)
     assert "governance.train_job" in err
-    with get_db(app).session_scope() as session:
+    with get_db(app).unit_of_work() as session:
         job = session.exec(sa.select(Job).where(Job.kind == "train")).scalar_one()
         assert (
             job.executor == "celery"
@@ -432,7 +432,7 @@ def check_evidence_formats(app, world) -> None:
     from governance.families.mlbom import BomInvalid, mlbom, model_card, validate_bom
     from governance.families.models import ModelVersion
 
-    with get_db(app).session_scope() as session:
+    with get_db(app).unit_of_work() as session:
         version = session.exec(select(ModelVersion).where(ModelVersion.number == 1)).one()
         bom = mlbom(session, version)
         markdown, card = model_card(session, version)
@@ -478,7 +478,7 @@ def check_openlineage_events(app) -> None:
     from governance.audit.models import AuditEntry
     from governance.audit.openlineage import lineage_events
 
-    with get_db(app).session_scope() as session:
+    with get_db(app).unit_of_work() as session:
         entries = session.exec(select(AuditEntry).order_by(AuditEntry.seq)).all()
         events = list(lineage_events(entries))
     text = "\n".join(json.dumps(e) for e in events)

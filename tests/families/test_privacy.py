@@ -108,7 +108,7 @@ def test_a_dp_family_trains_per_customer_within_the_domains_budget(app, client, 
     status, version = start(client, world, dataset)
     assert status == 201, version
 
-    with get_db(app).session_scope() as session:
+    with get_db(app).unit_of_work() as session:
         job = session.exec(sa.select(Job).where(Job.kind == "train")).scalar_one()
     files = bundle_files(app, job)
     spec = json.loads(files["spec.json"])
@@ -150,7 +150,7 @@ def test_a_dp_family_trains_per_customer_within_the_domains_budget(app, client, 
     from governance.families.models import ModelFamily
 
     policy_dir = app.config["GOVERNANCE_POLICY_DIR"]
-    with get_db(app).session_scope() as session:
+    with get_db(app).unit_of_work() as session:
         private_family = session.exec(
             sa.select(ModelFamily).where(ModelFamily.name == PRIVATE)
         ).scalar_one()
@@ -169,7 +169,7 @@ def test_a_dp_family_trains_per_customer_within_the_domains_budget(app, client, 
     # Reviewers see it in the console: the domain's budget, and a version's guarantee.
     from governance.families.models import ModelVersion
 
-    with get_db(app).session_scope() as session:
+    with get_db(app).unit_of_work() as session:
         trained = session.exec(sa.select(ModelVersion)).scalars().one()
         trained.metrics = {
             "privacy": {"epsilon": 2.987, "delta": 1e-6, "unit": "customer", "units": 3,
@@ -191,14 +191,14 @@ def test_a_dp_family_trains_per_customer_within_the_domains_budget(app, client, 
     assert "membership inference, loss attack: AUC 0.55" in version_page.text
 
     # Tainted and its adapter destroyed: it stops counting; merely tainted, it still counts.
-    with get_db(app).session_scope() as session:
+    with get_db(app).unit_of_work() as session:
         trained = session.exec(sa.select(ModelVersion)).scalars().one()
         trained.status, trained.adapter_key = "tainted", "models/x.tar"
         session.add(trained)
         session.commit()
     _, book = call(client, "priya", world, "GET", "/api/v1/domains/consumer-tax/privacy-ledger")
     assert book["spent"]["epsilon"] == 2.987
-    with get_db(app).session_scope() as session:
+    with get_db(app).unit_of_work() as session:
         trained = session.exec(sa.select(ModelVersion)).scalars().one()
         trained.adapter_key = None
         session.add(trained)

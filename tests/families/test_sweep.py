@@ -33,7 +33,7 @@ def tiny_base(app, tmp_path, name: str, hidden_size: int) -> None:
         check=True,
         capture_output=True,
     )
-    with get_db(app).session_scope() as session:
+    with get_db(app).unit_of_work() as session:
         register_base_model(
             session,
             name,
@@ -68,7 +68,7 @@ def test_a_sweep_over_three_bases_keeps_the_smallest_good_enough(
     # A base not yet approved for the domain: refused, and no version is started.
     status, body = start(bases)
     assert status == 409, body
-    with get_db(app).session_scope() as session:
+    with get_db(app).unit_of_work() as session:
         assert session.exec(sa.select(sa.func.count()).select_from(ModelVersion)).one()[0] == 0
     status, body = start(["tiny-llama", "tiny-llama"])
     assert status == 422 and "bases" in str(body["error"]), body

@@ -144,7 +144,7 @@ class Gateway(str):
 
         deadline = time.monotonic() + 10
         while True:
-            with get_db(self.app).session_scope() as session:
+            with get_db(self.app).unit_of_work() as session:
                 rows = session.exec(
                     sqlmodel.select(AuditEntry)
                     .where(AuditEntry.action == "model.query")

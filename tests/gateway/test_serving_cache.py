@@ -33,12 +33,12 @@ def add_version(session, family: ModelFamily, number: int, status: str) -> Model
 
 
 def revision(db, name: str) -> int:
-    with db.session_scope() as session:
+    with db.unit_of_work() as session:
         return find_family(session, name)[0].serving_revision
 
 
 def served(db, cache: ServingCache, name: str) -> list[int]:
-    with db.session_scope() as session:
+    with db.unit_of_work() as session:
         family, _domain = find_family(session, name)
         return [c.version.number for c in cache.candidates(session, family)]
 
@@ -49,11 +49,11 @@ def test_every_change_to_a_version_moves_its_family_revision_and_only_its(app):
     make_family(app, "other", "consumer-tax")
     db = get_db(app)
     start, other = revision(db, "tax-helper"), revision(db, "other")
-    with db.session_scope() as session:
+    with db.unit_of_work() as session:
         family = find_family(session, "tax-helper")[0]
         version = add_version(session, family, 1, VersionState.TRAINING)
     assert revision(db, "tax-helper") == start + 1
-    with db.session_scope() as session:
+    with db.unit_of_work() as session:
         session.get(ModelVersion, version.id).status = VersionState.PRODUCTION
         session.commit()
     assert revision(db, "tax-helper") == start + 2
@@ -76,16 +76,16 @@ def test_the_cache_serves_what_the_database_says_after_each_change(app):
     db = get_db(app)
     cache = ServingCache()
     assert served(db, cache, "tax-helper") == []
-    with db.session_scope() as session:
+    with db.unit_of_work() as session:
         family = find_family(session, "tax-helper")[0]
         first = add_version(session, family, 1, VersionState.PRODUCTION)
     assert served(db, cache, "tax-helper") == [1]
-    with db.session_scope() as session:
+    with db.unit_of_work() as session:
         family = find_family(session, "tax-helper")[0]
         second = add_version(session, family, 2, VersionState.EVALUATED)
     assert served(db, cache, "tax-helper") == [1]
     # Promotion: 2 serves, 1 is retired.
-    with db.session_scope() as session:
+    with db.unit_of_work() as session:
         session.get(ModelVersion, first.id).status = VersionState.RETIRED
         session.get(ModelVersion, second.id).status = VersionState.PRODUCTION
         session.commit()
@@ -98,7 +98,7 @@ def test_the_cache_serves_what_the_database_says_after_each_change(app):
         )
     assert served(db, cache, "tax-helper") == [1]
     # Unchanged, the cache answers without reading the versions.
-    with db.session_scope() as session:
+    with db.unit_of_work() as session:
         family, _domain = find_family(session, "tax-helper")
         statements: list[str] = []
 

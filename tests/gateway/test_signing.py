@@ -46,7 +46,7 @@ def tamper(app, version: ModelVersion, tmp_path) -> None:
     blob.write_bytes(repacked.getvalue())
     from trainers.hashing import file_sha256
 
-    with rt.database.session_scope() as session:
+    with rt.database.unit_of_work() as session:
         session.execute(
             sa.update(ModelVersion)
             .where(ModelVersion.id == version.id)

@@ -97,7 +97,7 @@ def test_a_deleted_version_is_refused_before_any_job_is_queued(app, client, worl
 
 def test_a_lapsed_lease_requeues_the_job_then_fails_it_after_its_attempts(app, world):
     db = get_db(app)
-    with db.session_scope() as session:
+    with db.unit_of_work() as session:
         job = service.submit(
             session,
             JobKind.SCAN,
@@ -123,7 +123,7 @@ def test_a_lapsed_lease_requeues_the_job_then_fails_it_after_its_attempts(app, w
 
 
 def test_a_job_that_fails_is_recorded_as_failed_not_left_running(app, client, world):
-    with get_db(app).session_scope() as session:
+    with get_db(app).unit_of_work() as session:
         job = service.submit(
             session,
             JobKind.SCAN,
@@ -153,7 +153,7 @@ def test_a_burst_of_one_kind_does_not_starve_another(app, world):
     """Each kind and domain has a fair share: a scan queued behind a burst of exports is
     claimed second, not after all of them."""
     db = get_db(app)
-    with db.session_scope() as session:
+    with db.unit_of_work() as session:
         exports = [
             service.submit(
                 session,
@@ -195,7 +195,7 @@ def test_a_job_is_announced_only_once_the_transaction_that_queued_it_commits(app
     def job(uid: str) -> Job:
         return Job(uid=uid, kind=JobKind.EXPORT, subject="audit/x", domain="system")
 
-    with get_db(app).session_scope() as session:
+    with get_db(app).unit_of_work() as session:
         service.enqueue(session, job("a" * 32), Listening())
         assert heard == []
         session.rollback()

@@ -86,7 +86,7 @@ def test_scan_redacts_drops_and_never_shows_raw_values(app, client, world):
     text = listed.get_data(as_text=True)
     assert SSN not in text and "4111" not in text and "Maria Gonzalez" not in text
     assert "<US_SSN>" in text
-    with get_db(app).session_scope() as session:
+    with get_db(app).unit_of_work() as session:
         version = session.exec(sa.select(DatasetVersion)).scalar_one()
         rules = load_rules(app.config["GOVERNANCE_POLICY_DIR"], "consumer-tax")
         passing = pii.require_trainable(session, version, rules)
@@ -105,7 +105,7 @@ def test_scan_redacts_drops_and_never_shows_raw_values(app, client, world):
 
 def test_the_gate_needs_a_passing_receipt_under_current_rules(app, client, world, tmp_path):
     number = upload(client, world, CLEAN_RECORDS)
-    with get_db(app).session_scope() as session:
+    with get_db(app).unit_of_work() as session:
         version = session.exec(sa.select(DatasetVersion)).scalar_one()
         rules = load_rules(app.config["GOVERNANCE_POLICY_DIR"], "consumer-tax")
         with pytest.raises(Conflict, match="no scan"):
@@ -115,7 +115,7 @@ def test_the_gate_needs_a_passing_receipt_under_current_rules(app, client, world
     changed.mkdir()
     source = Path(app.config["GOVERNANCE_POLICY_DIR"]) / "pii.yaml"
     (changed / "pii.yaml").write_text(source.read_text() + "\n# tightened\n")
-    with get_db(app).session_scope() as session:
+    with get_db(app).unit_of_work() as session:
         version = session.exec(sa.select(DatasetVersion)).scalar_one()
         pii.require_trainable(session, version, rules)
         with pytest.raises(Conflict, match="no scan under the current"):
@@ -137,10 +137,10 @@ def test_a_scanner_failure_fails_closed(app, client, world, scanner):
     receipt = scan(client, world, number).get_json()
     assert receipt["verdict"] == Verdict.ERROR and receipt["sanitized_records"] == 0
     # The job that ran it is not reported as a success.
-    with get_db(app).session_scope() as session:
+    with get_db(app).unit_of_work() as session:
         job = session.exec(sa.select(Job).where(Job.kind == "scan")).scalar_one()
         assert job.state == "failed" and "the scan failed" in job.error
-    with get_db(app).session_scope() as session:
+    with get_db(app).unit_of_work() as session:
         version = session.exec(sa.select(DatasetVersion)).scalar_one()
         rules = load_rules(app.config["GOVERNANCE_POLICY_DIR"], "consumer-tax")
         with pytest.raises(Conflict, match="verdict error"):
@@ -204,7 +204,7 @@ def test_rescans_skip_records_already_scanned_under_the_same_rules(app, client, 
 
 
 def sanitized(app, number) -> list[dict]:
-    with get_db(app).session_scope() as session:
+    with get_db(app).unit_of_work() as session:
         version = session.exec(
             sa.select(DatasetVersion).where(DatasetVersion.number == number)
         ).scalar_one()
@@ -298,7 +298,7 @@ def test_residuals_are_quarantined_until_a_steward_decides(app, client, world):
     again = scan(client, world, number).get_json()
     assert again["records_kept"] == 1 and again["sanitized_records"] == 16
     assert again["verdict"] == Verdict.PASS and again["reasons"] == []
-    with get_db(app).session_scope() as session:
+    with get_db(app).unit_of_work() as session:
         decided = session.exec(
             sa.select(AuditEntry).where(AuditEntry.action == "quarantine.keep")
         ).scalar_one()
@@ -327,7 +327,7 @@ def test_every_receipt_measures_canary_recall_and_the_gate_uses_it(app, client, 
     blind = scan(client, world, number).get_json()
     assert blind["canary_recall"] < 0.95 and blind["verdict"] == Verdict.FAILED
     assert [r["code"] for r in blind["reasons"]] == ["canary_recall"]
-    with get_db(app).session_scope() as session:
+    with get_db(app).unit_of_work() as session:
         version = session.exec(sa.select(DatasetVersion)).scalar_one()
         with pytest.raises(Conflict, match="verdict failed"):
             pii.require_trainable(session, version, load_rules(policies, "consumer-tax"))
@@ -385,7 +385,7 @@ def test_cache_keys_are_keyed_hashes_and_die_with_the_version(app, client, world
 
     number = upload(client, world, PII_RECORDS)
     assert scan(client, world, number).status_code == 200
-    with get_db(app).session_scope() as session:
+    with get_db(app).unit_of_work() as session:
         keys = {row.text_hash for row in session.exec(sa.select(ScanCacheEntry)).scalars()}
     plain = {hashlib.sha256(r["text"].encode()).hexdigest() for r in PII_RECORDS if "text" in r}
     assert keys and not keys & plain  # a guessed text cannot be confirmed from the database
@@ -395,7 +395,7 @@ def test_cache_keys_are_keyed_hashes_and_die_with_the_version(app, client, world
         headers=auth(world["casey"]),
     )
     assert deleted.status_code == 200
-    with get_db(app).session_scope() as session:
+    with get_db(app).unit_of_work() as session:
         assert session.execute(sa.select(sa.func.count()).select_from(ScanCacheEntry)).scalar() == 0
         receipt = session.exec(sa.select(pii.ScanReceipt)).scalars().first()
         assert receipt.sanitized_wrapped_key is None and receipt.sanitized_blob_key is None
@@ -461,7 +461,7 @@ def test_a_steward_labelled_sample_estimates_recall_and_gates_the_approval(
     bad = client.post(f"{base}/0", json={"missed": -1}, headers=auth(world["casey"]))
     assert bad.status_code == 422
     # The approval is refused until every sampled record is labelled.
-    with get_db(app).session_scope() as session:
+    with get_db(app).unit_of_work() as session:
         version = session.exec(sa.select(DatasetVersion)).scalar_one()
         stored = pii.latest_receipt(session, version)
         with pytest.raises(Conflict, match="labelled 0 of the 6"):
@@ -478,7 +478,7 @@ def test_a_steward_labelled_sample_estimates_recall_and_gates_the_approval(
     # Wilson's 95% lower bound for 5 of 7 (computed by hand: 0.3589).
     assert figures["recall_lower_bound"] == pytest.approx(0.3589, abs=1e-3)
     assert figures["records_with_miss"] == 1
-    with get_db(app).session_scope() as session:
+    with get_db(app).unit_of_work() as session:
         version = session.exec(sa.select(DatasetVersion)).scalar_one()
         stored = pii.latest_receipt(session, version)
         with pytest.raises(Conflict, match=r"lower bound of 0\.3589"):
@@ -499,7 +499,7 @@ def test_a_steward_labelled_sample_estimates_recall_and_gates_the_approval(
     # What was derived from the deleted version is gone: its labels answer 410.
     after = client.get(base, headers=auth(world["casey"]))
     assert after.status_code == 410 and after.get_json()["error"]["code"] == "gone"
-    with get_db(app).session_scope() as session:
+    with get_db(app).unit_of_work() as session:
         stored = session.exec(sa.select(pii.ScanReceipt)).scalars().first()
         assert stored.label_sealed is None and stored.recall_estimate["complete"]
 

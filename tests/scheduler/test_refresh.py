@@ -65,7 +65,7 @@ def test_the_refresh_pipeline_waits_resumes_and_never_repeats_work(app, client, 
     assert approve_pending(client, world, "model-promotion", ("morgan", "lee")) == 1
     assert refresh(app).strip().endswith(": done")
 
-    with get_db(app).session_scope() as session:
+    with get_db(app).unit_of_work() as session:
         versions = session.exec(sa.select(ModelVersion)).scalars().all()
         assert [(v.number, v.tax_year, v.status) for v in versions] == [(1, 2025, "production")]
         assert versions[0].training_config["from"] == "base-model"
@@ -103,7 +103,7 @@ def test_the_refresh_pipeline_waits_resumes_and_never_repeats_work(app, client, 
     advance_open_runs()
     assert approve_pending(client, world, "model-promotion", ("jordan", "lee")) == 1
     advance_open_runs()
-    with get_db(app).session_scope() as session:
+    with get_db(app).unit_of_work() as session:
         versions = (
             session.exec(sa.select(ModelVersion).order_by(ModelVersion.number)).scalars().all()
         )
@@ -150,7 +150,7 @@ def test_the_refresh_under_the_celery_executor_announces_its_training_job(app, c
         with pytest.raises(queue.Empty):
             queue.get(timeout=2)
         queue.close()
-    with get_db(app).session_scope() as session:
+    with get_db(app).unit_of_work() as session:
         job = session.exec(sa.select(Job).where(Job.kind == "train")).scalar_one()
         assert (job.uid, job.executor, job.state) == (job_uid, "celery", "queued")
 
@@ -178,7 +178,7 @@ def test_two_schedulers_on_one_database_produce_one_refresh(app, client, world, 
         runs = []
         while time.monotonic() < deadline and not runs:
             time.sleep(1)
-            with get_db(app).session_scope() as session:
+            with get_db(app).unit_of_work() as session:
                 runs = session.exec(sa.select(RefreshRun)).scalars().all()
         time.sleep(5)  # room for a duplicate fire, had there been one
     finally:
@@ -186,7 +186,7 @@ def test_two_schedulers_on_one_database_produce_one_refresh(app, client, world, 
         for process in processes:
             process.send_signal(signal.SIGTERM)
             outputs.append(process.communicate(timeout=60))
-    with get_db(app).session_scope() as session:
+    with get_db(app).unit_of_work() as session:
         runs = session.exec(sa.select(RefreshRun)).scalars().all()
     assert [(r.tax_year, r.attempt, r.trigger) for r in runs] == [(2025, 1, "schedule")]
     # Whoever led (a standby takes over if the leader stalls past its lease), the unique

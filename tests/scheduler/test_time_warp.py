@@ -72,7 +72,7 @@ def work_the_pipeline(app, client, world, live) -> None:
     for _ in range(8):
         advance_open_runs()
         approved = approve_everything_pending(client, world)
-        with get_db(app).session_scope() as session:
+        with get_db(app).unit_of_work() as session:
             queued = (
                 session.exec(sa.select(Job).where(Job.kind == "train", Job.state == "queued"))
                 .scalars()
@@ -114,7 +114,7 @@ def test_ten_years_of_refreshes_one_version_per_year_none_missed(app, client, wo
         work_the_pipeline(app, client, world, live)
         # A later pass in the same year fires nothing (coalesced, already done).
         assert run_due(config, dt.datetime(year, 3, 1, tzinfo=UTC)) == []
-        with get_db(app).session_scope() as session:
+        with get_db(app).unit_of_work() as session:
             versions = (
                 session.exec(sa.select(ModelVersion).where(ModelVersion.tax_year == tax_year))
                 .scalars()
@@ -139,7 +139,7 @@ def test_ten_years_of_refreshes_one_version_per_year_none_missed(app, client, wo
             )
             assert status == 200
 
-    with get_db(app).session_scope() as session:
+    with get_db(app).unit_of_work() as session:
         versions = (
             session.exec(sa.select(ModelVersion).order_by(ModelVersion.number)).scalars().all()
         )

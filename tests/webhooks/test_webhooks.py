@@ -56,7 +56,7 @@ def sender_for(config, policies: Path, clock: Clock, **environ: str) -> service.
 def log_entries(db: Database) -> dict[str, int]:
     """Audit entries of several kinds; only one is a consumer-tax lifecycle event."""
     seqs = {}
-    with db.session_scope() as session:
+    with db.unit_of_work() as session:
         for key, action, domain, decision in (
             ("created", "model.train", "consumer-tax", "ok"),
             ("query", "model.query", "consumer-tax", "allow"),
@@ -98,7 +98,7 @@ def test_deliveries_are_signed_retried_until_accepted_and_logged(config, db, tmp
     assert event["type"] == "model.version.created"
     assert event["data"]["audit"]["seq"] == seqs["created"]
     assert event["data"]["domain"] == "consumer-tax" and event["data"]["principal"] == "morgan"
-    with db.session_scope() as session:
+    with db.unit_of_work() as session:
         delivery = session.exec(select(WebhookDelivery)).one()
         assert (delivery.state, delivery.attempts, delivery.last_status) == ("delivered", 3, 204)
         log = session.exec(select(WebhookAttempt).order_by(WebhookAttempt.number)).all()
@@ -115,7 +115,7 @@ def test_retry_after_is_honoured(config, db, tmp_path, receivers):
     sender = sender_for(config, subscribe(tmp_path, receiver.url), clock)
     log_entries(db)
     assert service.pump(db, sender)["retrying"] == 1
-    with db.session_scope() as session:
+    with db.unit_of_work() as session:
         delivery = session.exec(select(WebhookDelivery)).one()
         attempt = session.exec(select(WebhookAttempt)).one()
         assert attempt.status_code == 429
@@ -198,10 +198,10 @@ def test_two_senders_never_hold_one_delivery_at_once(config, db, tmp_path, recei
     policies = subscribe(tmp_path, receiver.url)
     first, second = sender_for(config, policies, clock), sender_for(config, policies, clock)
     log_entries(db)
-    with db.session_scope() as session:
+    with db.unit_of_work() as session:
         assert service.enqueue(session, policies) == 1
         assert service.enqueue(session, policies) == 0  # the cursor moved with the queue
-    with db.session_scope() as one, db.session_scope() as other:
+    with db.unit_of_work() as one, db.unit_of_work() as other:
         [held] = first.claim(one)
         assert second.claim(other) == []
         assert first.attempt(one, held, service.subscribers(policies).get(SUBSCRIBER)) == (
@@ -275,13 +275,13 @@ def test_the_console_shows_the_delivery_log_and_an_admin_redelivers(
         sign_in(client, principal_token(app, "admin"))
         page = client.get("/console/webhooks")
         assert "Redeliver</button>" in page.text
-        with db.session_scope() as session:
+        with db.unit_of_work() as session:
             uid = session.exec(select(WebhookDelivery.uid)).one()
         done = client.post(
             f"/console/webhooks/{uid}/redeliver", data={"csrf_token": csrf_of(page.text)}
         )
         assert done.status_code == 302
-        with db.session_scope() as session:
+        with db.unit_of_work() as session:
             assert session.exec(select(WebhookDelivery.state)).one() == "pending"
     finally:
         close_app(app)
