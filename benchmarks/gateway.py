@@ -235,9 +235,11 @@ def run_gateway_bench(
             gateway("plain", False)
             measure(UPSTREAM, upstream_port, key, uid)
             with loopback_process(
-                "guard", "GUARD_API_KEY", env={"GOVERNANCE_HOME": config["GOVERNANCE_HOME"]}
+                "guardrails",
+                "GUARDRAILS_API_KEY",
+                env={"GOVERNANCE_HOME": config["GOVERNANCE_HOME"]},
             ) as (guard_url, guard_key):
-                gateway("guarded", True, GUARD_URL=guard_url, GUARD_API_KEY=guard_key)
+                gateway("guarded", True, GUARDRAILS_URL=guard_url, GUARDRAILS_API_KEY=guard_key)
             binary, why = litellm_bin(echo)
             if binary is None:
                 notes.append(why)

@@ -70,14 +70,14 @@ DEFAULTS: dict[str, Any] = {
     # Engines per base model: `BASE=URL,BASE=URL` (each an engine serving that base, e.g. one
     # vLLM per base); bases not named here go to SERVING_URL.
     "SERVING_ENGINES": "",
-    # The guard that scans prompts and answers (policies/guardrails.yaml): empty for the
-    # embedded `govern guard` that `govern serve` starts on a free loopback port (GUARD_PORT
-    # when set in the environment); a URL of one
-    # (it speaks Presidio's analyzer API); or `inprocess` (scan in the asking process).
-    "GUARD_URL": "",
-    "GUARD_PORT": 8101,
-    "GUARD_API_KEY": "",
-    "GUARD_TIMEOUT_SECONDS": 30,
+    # The guardrails that scan prompts and answers (policies/guardrails.yaml): empty for the
+    # embedded `govern guardrails` that `govern serve` starts on a free loopback port
+    # (GUARDRAILS_PORT when set in the environment); a URL of one (it speaks Presidio's
+    # analyzer API); or `inprocess` (scan in the asking process).
+    "GUARDRAILS_URL": "",
+    "GUARDRAILS_PORT": 8101,
+    "GUARDRAILS_API_KEY": "",
+    "GUARDRAILS_TIMEOUT_SECONDS": 30,
     # How long `govern serve` waits for its engine and guard to answer /health before the web
     # workers take traffic (the first query never meets a child still loading).
     "SERVE_READY_SECONDS": 180,
@@ -139,10 +139,10 @@ ENVIRONMENT_KEYS = (
     "SERVING_API_KEY",
     "SERVING_TIMEOUT_SECONDS",
     "SERVING_ENGINES",
-    "GUARD_URL",
-    "GUARD_PORT",
-    "GUARD_API_KEY",
-    "GUARD_TIMEOUT_SECONDS",
+    "GUARDRAILS_URL",
+    "GUARDRAILS_PORT",
+    "GUARDRAILS_API_KEY",
+    "GUARDRAILS_TIMEOUT_SECONDS",
     "SERVE_READY_SECONDS",
     "GOVERNANCE_PUBLIC_URL",
     "CELERY_BROKER_URL",
@@ -172,6 +172,11 @@ def normalize_database_url(url: str) -> str:
 RENAMED = {
     "TRAINING_EXECUTOR": "JOBS_EXECUTOR (one executor for every kind of job: local or celery)",
     "GOVERNANCE_CELERY_BROKER": "CELERY_BROKER_URL",
+    # "guard" alone is the request guard; the PII process is the guardrails.
+    "GUARD_URL": "GUARDRAILS_URL",
+    "GUARD_PORT": "GUARDRAILS_PORT",
+    "GUARD_API_KEY": "GUARDRAILS_API_KEY",
+    "GUARD_TIMEOUT_SECONDS": "GUARDRAILS_TIMEOUT_SECONDS",
 }
 
 

@@ -124,11 +124,11 @@ def running_server(config: dict[str, Any]) -> Iterator[str]:
             key: str(config[key])
             for key in ("GOVERNANCE_HOME", "GOVERNANCE_DATABASE_URL", "GOVERNANCE_POLICY_DIR")
         },
-        # The engine and the guard: children of `govern serve` on free ports of their own.
+        # The engine and the guardrails: children of `govern serve` on free ports of their own.
         "SERVING_PORT": "",
         "SERVING_URL": "",
-        "GUARD_PORT": "",
-        "GUARD_URL": "",
+        "GUARDRAILS_PORT": "",
+        "GUARDRAILS_URL": "",
     }
     with log_path.open("ab") as log:
         server = subprocess.Popen(
@@ -766,7 +766,7 @@ def console_glance(config: dict[str, Any], base_url: str, say: Narrator) -> str:
 
 def openai_queries(config: dict[str, Any], base_url: str, say: Narrator) -> dict[str, Any]:
     """An application queries through the official openai SDK: the model list, a chat whose
-    SSN the guard masks before the model sees it, a streamed answer; another domain's
+    SSN the guardrails mask before the model sees it, a streamed answer; another domain's
     application is refused."""
     import openai
 

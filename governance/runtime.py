@@ -33,7 +33,7 @@ from governance.families.signing import ModelSigner, sign_version
 from governance.flows import dataset_use
 from governance.flows.log_verification import CheckpointStatus
 from governance.gateway.backends import EngineBackend, LocalBackend, ServingBackend
-from governance.gateway.guardrails import Guard, GuardClient, LocalGuard
+from governance.gateway.guardrails import GuardrailsClient, GuardrailsScanner, LocalGuardrails
 from governance.gateway.limits import QueryLimits, RateLimiter
 from governance.gateway.serving import ServingCache
 from governance.jobs.executors import Executor, executor_from_config
@@ -140,16 +140,18 @@ def engine_map(text: str) -> dict[str, str]:
     return engines
 
 
-def default_guard(settings: Mapping[str, Any], scanner: Callable[[], TextScanner]) -> Guard:
-    """The guard that scans prompts and answers: the guard process over HTTP (the embedded one
-    on GUARD_PORT, or GUARD_URL), or this process when GUARD_URL is `inprocess`."""
-    url = settings.get("GUARD_URL") or ""
+def default_guardrails(
+    settings: Mapping[str, Any], scanner: Callable[[], TextScanner]
+) -> GuardrailsScanner:
+    """The guardrails that scan prompts and answers: their process over HTTP (the embedded one
+    on GUARDRAILS_PORT, or GUARDRAILS_URL), or this process when GUARDRAILS_URL is `inprocess`."""
+    url = settings.get("GUARDRAILS_URL") or ""
     if url == "inprocess":
-        return LocalGuard(scanner(), settings["GOVERNANCE_POLICY_DIR"])
-    return GuardClient(
-        url or f"http://127.0.0.1:{int(settings['GUARD_PORT'])}",
-        api_key=settings.get("GUARD_API_KEY") or settings.get("SERVING_API_KEY") or "",
-        timeout=float(settings["GUARD_TIMEOUT_SECONDS"]),
+        return LocalGuardrails(scanner(), settings["GOVERNANCE_POLICY_DIR"])
+    return GuardrailsClient(
+        url or f"http://127.0.0.1:{int(settings['GUARDRAILS_PORT'])}",
+        api_key=settings.get("GUARDRAILS_API_KEY") or settings.get("SERVING_API_KEY") or "",
+        timeout=float(settings["GUARDRAILS_TIMEOUT_SECONDS"]),
     )
 
 
@@ -179,7 +181,7 @@ class Runtime:
     serving_cache: ServingCache = dataclasses.field(default_factory=ServingCache)
     _scanner: TextScanner | None = None
     _backend: ServingBackend | None = None
-    _guard: Guard | None = None
+    _guardrails: GuardrailsScanner | None = None
     _query_limits: QueryLimits | None = None
     _checkpoint_status: CheckpointStatus | None = None
     _job_executor: Executor | None = None
@@ -201,11 +203,11 @@ class Runtime:
         return self._backend
 
     @property
-    def guard(self) -> Guard:
-        """What scans prompts and answers at query time (the guard process, by default)."""
-        if self._guard is None:
-            self._guard = default_guard(self.settings, lambda: self.scanner)
-        return self._guard
+    def guardrails(self) -> GuardrailsScanner:
+        """What scans prompts and answers at query time (the guardrails process, by default)."""
+        if self._guardrails is None:
+            self._guardrails = default_guardrails(self.settings, lambda: self.scanner)
+        return self._guardrails
 
     @property
     def query_limits(self) -> QueryLimits:
@@ -252,8 +254,8 @@ class Runtime:
                 self._scanner, self.scanner_factory = part, constant(part)
             elif name == "backend":
                 self._backend, self.backend_factory = part, constant(part)
-            elif name == "guard":
-                self._guard = part
+            elif name == "guardrails":
+                self._guardrails = part
             elif name in ("keyring", "store", "limiter", "auth_limiter", "audit_log"):
                 setattr(self, name, part)
             else:
@@ -261,10 +263,10 @@ class Runtime:
 
     def close(self) -> None:
         """Finish pending audit appends; close the database's connections and those kept
-        to the engines, the guard and the limits' storage."""
+        to the engines, the guardrails and the limits' storage."""
         self.audit_log.close()
         self.database.dispose()
-        for part in (self._backend, self._guard, self.limiter, self.auth_limiter):
+        for part in (self._backend, self._guardrails, self.limiter, self.auth_limiter):
             closer = getattr(part, "close", None)
             if closer is not None:
                 closer()
@@ -274,7 +276,7 @@ def build(settings: Mapping[str, Any] | None = None, **overrides: Any) -> Runtim
     """Build every runtime object from the configuration (defaults, environment, `settings`).
 
     `overrides` replace parts by name: `scanner`, `backend`, `store`, `keyring`, `audit_log`,
-    `authorizer`, `database`, `limiter`, `guard` (tests use these; nothing else does).
+    `authorizer`, `database`, `limiter`, `guardrails` (tests use these; nothing else does).
     """
     # Defaults, then the environment, then `settings` (so settings already loaded load the same).
     config = load_config(settings)
@@ -283,7 +285,7 @@ def build(settings: Mapping[str, Any] | None = None, **overrides: Any) -> Runtim
     store: BlobStore = overrides.pop("store", None) or default_store(config)
     scanner = overrides.pop("scanner", None)
     backend = overrides.pop("backend", None)
-    guard = overrides.pop("guard", None)
+    guardrails = overrides.pop("guardrails", None)
     signer = signer_for(config)
     runtime = Runtime(
         settings=config,
@@ -315,7 +317,7 @@ def build(settings: Mapping[str, Any] | None = None, **overrides: Any) -> Runtim
         runtime.authorizer.gate = policy_changes.approval_gate(database, runtime.authorizer)
         runtime.authorizer.on_loaded = partial(policy_changes.keep_version_quietly, Path(home))
         policy_changes.keep_version_quietly(Path(home), runtime.authorizer.policy)
-    runtime._guard = guard
+    runtime._guardrails = guardrails
     register_subject_kinds()
     return runtime
 

@@ -64,7 +64,7 @@ def app(config, scanner, engine):
             **config,
             "TESTING": True,
             "GATEWAY_RATE_PER_MINUTE": 4,
-            "GUARD_URL": "inprocess",
+            "GUARDRAILS_URL": "inprocess",
             "JOB_LEASE_SECONDS": 3,
             "SERVING_URL": url,
             "SERVING_API_KEY": key,

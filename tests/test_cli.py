@@ -207,7 +207,7 @@ def test_serve_stops_cleanly_on_sigterm(env, tmp_path):
         sock.bind(("127.0.0.1", 0))
         port = sock.getsockname()[1]
     # gunicorn's stop is what is tested: engine and guard elsewhere (nothing listens there).
-    env = {**env, "SERVING_URL": "http://127.0.0.1:9", "GUARD_URL": "http://127.0.0.1:9"}
+    env = {**env, "SERVING_URL": "http://127.0.0.1:9", "GUARDRAILS_URL": "http://127.0.0.1:9"}
     server = subprocess.Popen(
         [*GOVERN, "serve", "--port", str(port), "--workers", "1"],
         env=env,
@@ -245,7 +245,7 @@ def test_serve_restarts_a_job_runner_killed_with_sigkill(env, tmp_path):
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         port = sock.getsockname()[1]
-    env = {**env, "SERVING_URL": "http://127.0.0.1:9", "GUARD_URL": "http://127.0.0.1:9"}
+    env = {**env, "SERVING_URL": "http://127.0.0.1:9", "GUARDRAILS_URL": "http://127.0.0.1:9"}
     server = subprocess.Popen(
         [*GOVERN, "serve", "--port", str(port), "--workers", "1", "--runners", "1"],
         env=env,
@@ -309,7 +309,7 @@ def test_a_worker_waits_for_the_service_to_come_up(env, tmp_path):
     time.sleep(2)
     server = subprocess.Popen(
         [*GOVERN, "serve", "--port", str(port), "--workers", "1"],
-        env={**env, "SERVING_URL": "http://127.0.0.1:9", "GUARD_URL": "http://127.0.0.1:9"},
+        env={**env, "SERVING_URL": "http://127.0.0.1:9", "GUARDRAILS_URL": "http://127.0.0.1:9"},
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
     )

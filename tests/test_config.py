@@ -47,13 +47,16 @@ def test_import_and_create_app_open_nothing(tmp_path):
 
 
 def test_a_setting_merged_into_another_is_refused_by_its_old_name(monkeypatch, tmp_path):
-    """TRAINING_EXECUTOR became JOBS_EXECUTOR (one executor for every kind of job), and
-    GOVERNANCE_CELERY_BROKER became CELERY_BROKER_URL: a deployment that still sets an old
-    name is told which to set instead, never run silently with the default."""
+    """TRAINING_EXECUTOR became JOBS_EXECUTOR (one executor for every kind of job),
+    GOVERNANCE_CELERY_BROKER became CELERY_BROKER_URL, and GUARD_* became GUARDRAILS_*: a
+    deployment that still sets an old name is told which to set instead, never run silently
+    with the default."""
     monkeypatch.setenv("GOVERNANCE_HOME", str(tmp_path))
     for old, new in (
         ("TRAINING_EXECUTOR", "JOBS_EXECUTOR"),
         ("GOVERNANCE_CELERY_BROKER", "CELERY_BROKER_URL"),
+        ("GUARD_URL", "GUARDRAILS_URL"),
+        ("GUARD_API_KEY", "GUARDRAILS_API_KEY"),
     ):
         monkeypatch.setenv(old, "celery")
         with pytest.raises(ValueError, match=f"{old} is no longer read; set {new}"):

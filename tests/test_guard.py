@@ -239,7 +239,12 @@ def test_health_names_a_child_that_does_not_answer(config):
     """The engine down (nothing on its port) and the guard in process: the service answers 200
     `degraded`, naming which part does not answer."""
     app = create_app(
-        {**config, "TESTING": True, "SERVING_URL": "http://127.0.0.1:9", "GUARD_URL": "inprocess"}
+        {
+            **config,
+            "TESTING": True,
+            "SERVING_URL": "http://127.0.0.1:9",
+            "GUARDRAILS_URL": "inprocess",
+        }
     )
     try:
         answer = app.test_client().get("/api/v1/health")
@@ -248,7 +253,7 @@ def test_health_names_a_child_that_does_not_answer(config):
             "status": "degraded",
             "database": "ok",
             "engine": "unreachable",
-            "guard": "in process",
+            "guardrails": "in process",
         }
     finally:
         close_app(app)

@@ -88,7 +88,7 @@ def served_count(exposition: bytes, route: str) -> float:
 
 
 def ready_urls(log: Path) -> dict[str, str]:
-    """The child URLs `govern serve` said were ready: {"engine": url, "guard": url}."""
+    """The child URLs `govern serve` said were ready: {"engine": url, "guardrails": url}."""
     found = {}
     for line in log.read_text().splitlines():
         if line.startswith("govern serve: the ") and " is ready on " in line:
@@ -101,7 +101,7 @@ def test_two_instances_side_by_side_use_their_own_children_and_report_metrics(en
     other = {**env, "GOVERNANCE_HOME": str(tmp_path / "other")}
     other.pop("GOVERNANCE_DATABASE_URL", None)  # its own SQLite database
     for instance in (env, other):
-        for variable in ("SERVING_PORT", "GUARD_PORT", "SERVING_URL", "GUARD_URL"):
+        for variable in ("SERVING_PORT", "GUARDRAILS_PORT", "SERVING_URL", "GUARDRAILS_URL"):
             instance.pop(variable, None)
         govern(instance, "init", check=True)
     token = govern(env, "token", "create", "admin", check=True).stdout.strip()
@@ -111,7 +111,7 @@ def test_two_instances_side_by_side_use_their_own_children_and_report_metrics(en
             status, body = get(base + "/api/v1/health")
             health = json.loads(body)
             # Ready before the first request: both children answer, on loopback.
-            assert (status, health["engine"], health["guard"]) == (200, "ok", "ok"), health
+            assert (status, health["engine"], health["guardrails"]) == (200, "ok", "ok"), health
         # Requests spread over both web workers; the metrics sum them.
         for _ in range(12):
             assert get(first + "/api/v1/me", token)[0] == 200
@@ -119,7 +119,7 @@ def test_two_instances_side_by_side_use_their_own_children_and_report_metrics(en
         assert status == 200, text
         assert served_count(text, "/api/v1/me") == 12
     urls = [ready_urls(log) for log in logs]
-    assert set(urls[0]) == set(urls[1]) == {"engine", "guard"}, urls
+    assert set(urls[0]) == set(urls[1]) == {"engine", "guardrails"}, urls
     # No child of one instance is the other's.
     assert not set(urls[0].values()) & set(urls[1].values()), urls
 
@@ -132,14 +132,14 @@ def test_a_port_set_by_hand_that_is_taken_is_refused_naming_it(env):
         port = holder.getsockname()[1]
         result = subprocess.run(
             [*GOVERN, "serve", "--port", str(free_port()), "--runners", "0"],
-            env={**env, "GUARD_PORT": str(port)},
+            env={**env, "GUARDRAILS_PORT": str(port)},
             capture_output=True,
             text=True,
             timeout=120,
             check=False,
         )
     assert result.returncode != 0
-    assert f"GUARD_PORT={port}" in result.stderr, result.stderr
+    assert f"GUARDRAILS_PORT={port}" in result.stderr, result.stderr
 
 
 def test_plain_gunicorn_as_the_readme_deploys_it_sums_every_workers_metrics(env, tmp_path):

@@ -31,7 +31,7 @@ COMMANDS = (
     instance.init,
     instance.serve,
     instance.engine,
-    instance.guard,
+    instance.guardrails,
     jobs.jobs,
     principals.principal,
     principals.token,

@@ -59,7 +59,7 @@ def serve(host: str, port: int, workers: int, threads: int, runners: int) -> Non
     Web workers never load the PII scanner or torch: scans and evaluations run in the job
     runners (`govern jobs run`). For more gunicorn options run
     `gunicorn -c python:governance.gunicorn_conf 'governance.app:create_app()'` and start the
-    runners, the engine and the guard yourself.
+    runners, the engine and the guardrails yourself.
     """
     config = settings()
     # Every worker's metrics in one place, summed by GET /api/v1/metrics (emptied at start,
@@ -98,7 +98,7 @@ def serve(host: str, port: int, workers: int, threads: int, runners: int) -> Non
     loopback: list[tuple[Supervised, str, Path]] = []
     # The embedded serving engine and guard (prompt and answer scans), unless URLs name
     # others: on loopback ports they bind themselves (free ones, reported back through a file,
-    # unless SERVING_PORT or GUARD_PORT is set), each with a key only it and this server know,
+    # unless SERVING_PORT or GUARDRAILS_PORT is set), each with a key only it and this server know,
     # so two instances on one host never answer each other's queries.
     child_env = dict(os.environ)
     run_dir = Path(config["GOVERNANCE_HOME"]) / "run"
@@ -107,7 +107,7 @@ def serve(host: str, port: int, workers: int, threads: int, runners: int) -> Non
         (command, url_key, api_key, child_port(port_key))
         for command, url_key, api_key, port_key in (
             ("engine", "SERVING_URL", "SERVING_API_KEY", "SERVING_PORT"),
-            ("guard", "GUARD_URL", "GUARD_API_KEY", "GUARD_PORT"),
+            ("guardrails", "GUARDRAILS_URL", "GUARDRAILS_API_KEY", "GUARDRAILS_PORT"),
         )
         if not config.get(url_key)
     ]
@@ -201,7 +201,7 @@ def serve(host: str, port: int, workers: int, threads: int, runners: int) -> Non
 
 
 def child_port(port_key: str) -> int:
-    """The loopback port for a child of `govern serve`: SERVING_PORT or GUARD_PORT when set in
+    """The loopback port for a child of `govern serve`: SERVING_PORT or GUARDRAILS_PORT when set in
     the environment (refused at once, naming it, when something already listens there), else 0:
     the child binds a free one itself and reports it."""
     import socket
@@ -225,7 +225,7 @@ def wait_until_ready(
     children: list[tuple[Supervised, str, Path]], seconds: float
 ) -> Iterator[tuple[Supervised, str, int]]:
     """Wait until each child has bound its port (written to its port file) and answers
-    `GET /health` with 200 (the guard answers 503 while its scanner loads), so the first query
+    `GET /health` with 200 (the guardrails answer 503 while its scanner loads), so the first query
     never meets a child that is not there yet; yield (child, URL setting, port). Fail loudly,
     naming the child, when one exits or the time runs out."""
     import urllib.error
@@ -259,7 +259,7 @@ def wait_until_ready(
 
 
 class Supervised:
-    """A child of `govern serve` (the engine, the guard, a job runner), restarted when it
+    """A child of `govern serve` (the engine, the guardrails, a job runner), restarted when it
     dies, with a backoff that doubles while it keeps dying and resets once it stays up."""
 
     STEADY_SECONDS = 60.0
@@ -348,7 +348,7 @@ def engine(host: str, port: int | None, keep: int, echo: bool, port_file: Path |
 @click.command()
 @click.option("--host", default="127.0.0.1", show_default=True, help="Address to listen on.")
 @click.option(
-    "--port", default=None, type=click.IntRange(0, 65535), help="Default: GUARD_PORT; 0: free."
+    "--port", default=None, type=click.IntRange(0, 65535), help="Default: GUARDRAILS_PORT; 0: free."
 )
 @click.option(
     "--port-file",
@@ -356,27 +356,27 @@ def engine(host: str, port: int | None, keep: int, echo: bool, port_file: Path |
     help="Write the bound port here (with --port 0: a free port).",
 )
 @fail_cleanly
-def guard(host: str, port: int | None, port_file: Path | None) -> None:
-    """Run the guard: PII scans of prompts and answers for the gateway (Presidio's analyzer
+def guardrails(host: str, port: int | None, port_file: Path | None) -> None:
+    """Run the guardrails: PII scans of prompts and answers for the gateway (Presidio's analyzer
     API, with each domain's pii.yaml rules).
 
     `govern serve` starts one; run it yourself to scan on another host. The API key is
-    GUARD_API_KEY (empty: none, so listen on loopback only).
+    GUARDRAILS_API_KEY (empty: none, so listen on loopback only).
     """
-    from governance.gateway.guardrails_server import create_guard_app
+    from governance.gateway.guardrails_server import create_guardrails_app
 
     config = settings()
-    port = int(config["GUARD_PORT"]) if port is None else port
-    app = create_guard_app(
-        config["GOVERNANCE_POLICY_DIR"], config.get("GUARD_API_KEY") or "", config["PII_MODEL"]
+    port = int(config["GUARDRAILS_PORT"]) if port is None else port
+    app = create_guardrails_app(
+        config["GOVERNANCE_POLICY_DIR"], config.get("GUARDRAILS_API_KEY") or "", config["PII_MODEL"]
     )
-    serve_until_stopped(app, host, port, "guard", port_file)
+    serve_until_stopped(app, host, port, "guardrails", port_file)
 
 
 def serve_until_stopped(
     app, host: str, port: int, name: str, port_file: Path | None = None
 ) -> None:
-    """Serve a small loopback app (the engine, the guard) with threads until SIGTERM; with a
+    """Serve a small loopback app (the engine, the guardrails) with threads until SIGTERM; with a
     port file, write the port bound there once listening (port 0 binds a free one)."""
     from werkzeug.serving import make_server
 

@@ -290,7 +290,7 @@ def evaluate(
 
 
 def review_version(session, scanner, policy_dir, domain, version, backend, criteria, key, progress):
-    """Sample answers for expert review and the judge (masked as the guard masks answers)."""
+    """Sample answers for expert review and the judge (masked as the guardrails mask answers)."""
     rules = load_rules(policy_dir, domain.name)
     target = servable(version, session.get(BaseModelRecord, version.base_model_id))
 

@@ -104,7 +104,7 @@ class BackendBase:
 
 # A kept-alive connection that the server closed while idle fails on reuse, before any answer
 # (gunicorn and uvicorn close idle ones after seconds): one retry on a fresh connection. POST
-# is retried too: asking an engine or the guard again is harmless.
+# is retried too: asking an engine or the guardrails again is harmless.
 ONE_RETRY = urllib3.Retry(
     total=1, connect=1, read=1, redirect=0, status=0, other=0, allowed_methods=None
 )

@@ -6,7 +6,7 @@
       prompts: mask      # off | mask | block: a prompt's PII is masked, or the prompt refused
       answers: mask      # off | mask: an answer's PII is masked before the caller sees it
       block: []          # entity types that refuse a prompt whatever `prompts` says
-      required: false    # true: refuse queries (503) when the guard cannot scan
+      required: false    # true: refuse queries (503) when the guardrails cannot scan
     domains:
       consumer-tax: {required: true, block: [CREDIT_CARD]}
 
@@ -15,10 +15,10 @@ allow patterns), the same rules its training data is scanned with. A masked valu
 its type's placeholder (`<US_SSN>`), as in the sanitized training view. Only counts by type
 are audited, never values.
 
-The scan itself runs in the guard process (`govern guard`), never in the web process: it
+The scan itself runs in the guardrails process (`govern guardrails`), never in the web process: it
 answers Presidio's analyzer REST API (`POST /analyze`) with the domain's rules applied.
-`GuardClient` is the gateway's side; `LocalGuard` scans in the calling process (tests, the
-benchmark, `GUARD_URL=inprocess`).
+`GuardrailsClient` is the gateway's side; `LocalGuardrails` scans in the calling process (tests, the
+benchmark, `GUARDRAILS_URL=inprocess`).
 """
 
 from __future__ import annotations
@@ -49,7 +49,7 @@ class GuardrailsError(GovernanceError):
     code = "guardrails_policy_error"
 
 
-class GuardUnavailable(GovernanceError):
+class GuardrailsUnavailable(GovernanceError):
     status = 503
     code = "guard_unavailable"
 
@@ -168,11 +168,11 @@ def counts(spans_of_texts: Sequence[Sequence[Span]]) -> dict[str, int]:
     return dict(sorted(found.items()))
 
 
-class Guard(Protocol):
+class GuardrailsScanner(Protocol):
     def analyze(self, texts: Sequence[str], domain: str) -> list[list[Span]]: ...
 
 
-class LocalGuard:
+class LocalGuardrails:
     """Scan in this process with a TextScanner and the domain's rules."""
 
     def __init__(self, scanner, policy_dir: str | Path) -> None:
@@ -189,8 +189,8 @@ class LocalGuard:
         ]
 
 
-class GuardClient:
-    """The guard process over HTTP (`govern guard`), connections kept alive."""
+class GuardrailsClient:
+    """The guardrails process over HTTP (`govern guardrails`), connections kept alive."""
 
     def __init__(self, url: str, api_key: str = "", timeout: float = 30.0) -> None:
         self.url = url.rstrip("/")
@@ -217,11 +217,11 @@ class GuardClient:
                 headers=headers,
             )
         except urllib3.exceptions.HTTPError as exc:
-            raise GuardUnavailable(
-                f"the guard at {self.url} did not answer: {getattr(exc, 'reason', exc)}"
+            raise GuardrailsUnavailable(
+                f"the guardrails at {self.url} did not answer: {getattr(exc, 'reason', exc)}"
             ) from None
         if response.status != 200:
-            raise GuardUnavailable(f"the guard answered HTTP {response.status}")
+            raise GuardrailsUnavailable(f"the guardrails answered HTTP {response.status}")
         return [
             [
                 Span(int(r["start"]), int(r["end"]), str(r["entity_type"]), float(r["score"]))

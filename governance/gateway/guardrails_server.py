@@ -1,4 +1,4 @@
-"""The guard process (`govern guard`): PII scans of prompts and answers at query time.
+"""The guardrails process (`govern guardrails`): PII scans of prompts and answers at query time.
 
     GET  /health    200 once the scanner has loaded (503 while spaCy and Presidio load)
     POST /analyze   Presidio's analyzer REST API: {"text", "language"} answers a list of
@@ -18,14 +18,14 @@ from typing import Any
 
 from flask import Flask, jsonify, request
 
-from governance.gateway.guardrails import LocalGuard
+from governance.gateway.guardrails import LocalGuardrails
 from governance.gateway.serving_engine import require_key
 
 MAX_TEXTS = 256
 MAX_CHARS = 200_000
 
 
-def create_guard_app(
+def create_guardrails_app(
     policy_dir: str | Path, api_key: str = "", model: str = "", scanner=None
 ) -> Flask:
     app = Flask("governance-guard")
@@ -36,9 +36,9 @@ def create_guard_app(
         if scanner is None:
             from governance.pii.scanner import Scanner
 
-            state["guard"] = LocalGuard(Scanner(model) if model else Scanner(), policy_dir)
+            state["guard"] = LocalGuardrails(Scanner(model) if model else Scanner(), policy_dir)
         else:
-            state["guard"] = LocalGuard(scanner, policy_dir)
+            state["guard"] = LocalGuardrails(scanner, policy_dir)
         ready.set()
 
     threading.Thread(target=load, name="guard-load", daemon=True).start()

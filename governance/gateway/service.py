@@ -23,7 +23,7 @@ from governance.errors import Conflict, GovernanceError, InvalidInput
 from governance.families.models import ModelFamily
 from governance.gateway import guardrails, routing, telemetry
 from governance.gateway.backends import BackendError, Generation, Query, Servable
-from governance.gateway.guardrails import GuardUnavailable, Span
+from governance.gateway.guardrails import GuardrailsUnavailable, Span
 from governance.gateway.serving import ServingVersion
 from governance.pii.cache import content_key, keyed_hash
 
@@ -32,20 +32,20 @@ if TYPE_CHECKING:
 
     from governance.domains.keys import KeyRing
     from governance.gateway.backends import ServingBackend
-    from governance.gateway.guardrails import Guard
+    from governance.gateway.guardrails import GuardrailsScanner
     from governance.gateway.limits import QueryLimits
     from governance.gateway.serving import ServingCache
 
 
 class Parts(Protocol):
     """What a query needs of the process that serves it (the runtime has all of it): the
-    domains' keys, the guard, the serving engines and what is served, the limits and the
+    domains' keys, the guardrails, the serving engines and what is served, the limits and the
     policy directory."""
 
     @property
     def keyring(self) -> KeyRing: ...
     @property
-    def guard(self) -> Guard: ...
+    def guardrails(self) -> GuardrailsScanner: ...
     @property
     def backend(self) -> ServingBackend: ...
     @property
@@ -138,8 +138,8 @@ def prompt_hmac(rt: Parts, session: Session, domain: Domain, query: Query) -> st
 def _scan(rt: Parts, texts: list[str], domain: str, guard, family: str, where: str):
     started = time.perf_counter()
     try:
-        found = rt.guard.analyze(texts, domain)
-    except GuardUnavailable:
+        found = rt.guardrails.analyze(texts, domain)
+    except GuardrailsUnavailable:
         if guard.required:
             raise
         return None, 0.0
@@ -245,7 +245,7 @@ def prepare(
     prompt_chars = sum(len(t) for t in prompt_texts(query))
     try:
         guard_prompt(rt, prepared)
-    except GuardUnavailable as exc:
+    except GuardrailsUnavailable as exc:
         raise refused(exc, "failed", reason="guard_unavailable", **prepared.details) from None
     found = variants(rt, session, family, family_routing)
     by_name = {v.name: (t, ver) for v, t, ver in found}

@@ -331,7 +331,7 @@ def loopback_process(
     arguments: tuple[str, ...] = (),
     env: dict[str, str] | None = None,
 ):
-    """Start `govern COMMAND --port PORT` (the engine, the guard) with a random key in
+    """Start `govern COMMAND --port PORT` (the engine, the guardrails) with a random key in
     `key_variable`, wait until its /health answers 200, and yield (url, api key)."""
     if port is None:
         port = free_port()

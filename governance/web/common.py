@@ -26,7 +26,7 @@ ERROR_RESPONSES: dict[Any, Any] = {
 }
 # What was derived from a deleted dataset version answers 410.
 GONE: dict[Any, Any] = {410: ErrorEnvelope}
-# The serving engine or the guard is down.
+# The serving engine or the guardrails are down.
 UNAVAILABLE: dict[Any, Any] = {503: ErrorEnvelope}
 
 

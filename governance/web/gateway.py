@@ -52,7 +52,7 @@ class OpenAIError(BaseModel):
 
 
 # A request that does not validate is a 400 here, as OpenAI answers it (never a 422); 503 when
-# the serving engine or the guard is down.
+# the serving engine or the guardrails are down.
 OPENAI_ERRORS: dict[Any, Any] = {
     code: OpenAIError for code in (400, 401, 403, 404, 409, 413, 415, 429, 503)
 }

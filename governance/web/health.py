@@ -20,12 +20,12 @@ ChildState = Literal["ok", "starting", "unreachable", "in process"]
 
 class Health(BaseModel):
     status: Literal["ok", "degraded", "unavailable"] = Field(
-        description="`degraded`: the database answers but the engine or the guard does not "
+        description="`degraded`: the database answers but the engine or the guardrails do not "
         "(queries to models fail until `govern serve` has restarted it)"
     )
     database: Literal["ok", "unreachable"]
     engine: ChildState = Field(description="The serving engine the gateway asks")
-    guard: ChildState = Field(description="The guard that scans prompts and answers")
+    guardrails: ChildState = Field(description="The guardrails that scan prompts and answers")
 
 
 def child_state(url: str, default_port: int) -> ChildState:
@@ -48,13 +48,17 @@ def health():
     needs no credentials. 503 only when the database does not answer."""
     config = current_app.config
     engine = child_state(config.get("SERVING_URL") or "", int(config["SERVING_PORT"]))
-    guard = child_state(config.get("GUARD_URL") or "", int(config["GUARD_PORT"]))
+    guardrails = child_state(config.get("GUARDRAILS_URL") or "", int(config["GUARDRAILS_PORT"]))
     try:
         get_session().exec(sa.select(1)).one()
     except sa.exc.SQLAlchemyError:
-        body = Health(status="unavailable", database="unreachable", engine=engine, guard=guard)
+        body = Health(
+            status="unavailable", database="unreachable", engine=engine, guardrails=guardrails
+        )
         return body.model_dump(), 503
     status = (
-        "ok" if engine in ("ok", "in process") and guard in ("ok", "in process") else "degraded"
+        "ok"
+        if engine in ("ok", "in process") and guardrails in ("ok", "in process")
+        else "degraded"
     )
-    return Health(status=status, database="ok", engine=engine, guard=guard).model_dump()
+    return Health(status=status, database="ok", engine=engine, guardrails=guardrails).model_dump()

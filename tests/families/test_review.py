@@ -80,7 +80,7 @@ def app(config, scanner, engine, judge_engine, tmp_path):
         {
             **config,
             "TESTING": True,
-            "GUARD_URL": "inprocess",
+            "GUARDRAILS_URL": "inprocess",
             "JOB_LEASE_SECONDS": 3,
             "SERVING_URL": url,
             "SERVING_API_KEY": key,

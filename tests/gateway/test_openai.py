@@ -27,7 +27,7 @@ def pii_scanner():
 def test_the_sdk_lists_completes_and_streams_and_another_domain_is_refused(
     gateway, engine, bases, pii_scanner
 ):
-    live = gateway(engine, GUARD_URL="inprocess", GATEWAY_RATE_PER_MINUTE=100)
+    live = gateway(engine, GUARDRAILS_URL="inprocess", GATEWAY_RATE_PER_MINUTE=100)
     from governance import runtime
 
     runtime.of(live.app).use(scanner=pii_scanner)
@@ -177,7 +177,7 @@ def test_a_prompt_with_an_ssn_is_masked_before_the_engine_sees_it(
         "version: 1\ndefault: {prompts: mask, answers: 'off', block: [CREDIT_CARD], "
         "required: true}\n",
     )
-    live = gateway(echo_engine, GUARD_URL="inprocess")
+    live = gateway(echo_engine, GUARDRAILS_URL="inprocess")
     from governance import runtime
 
     runtime.of(live.app).use(scanner=pii_scanner)
@@ -210,7 +210,7 @@ def test_answers_are_masked_and_a_required_guard_that_is_down_refuses(
         "guardrails.yaml",
         "version: 1\ndefault: {prompts: 'off', answers: mask, required: true}\n",
     )
-    live = gateway(echo_engine, GUARD_URL="inprocess")
+    live = gateway(echo_engine, GUARDRAILS_URL="inprocess")
     from governance import runtime
 
     runtime.of(live.app).use(scanner=pii_scanner)
@@ -225,7 +225,7 @@ def test_answers_are_masked_and_a_required_guard_that_is_down_refuses(
     assert "415-555-0134" not in text and "<PHONE_NUMBER>" in text
     assert live.queries(at_least=1)[-1]["guard"]["answer"] == {"PHONE_NUMBER": 1}
 
-    down = gateway(echo_engine, GUARD_URL="http://127.0.0.1:9", GUARD_TIMEOUT_SECONDS=2)
+    down = gateway(echo_engine, GUARDRAILS_URL="http://127.0.0.1:9", GUARDRAILS_TIMEOUT_SECONDS=2)
     with pytest.raises(openai.InternalServerError) as unavailable:
         down.client("taxbot").completions.create(model=FAMILY, prompt="hello", max_tokens=2)
     assert unavailable.value.status_code == 503
