@@ -193,3 +193,45 @@ class Client:
         """Audit entries matching filters (principal, domain, model, action, decision...)."""
         query = "&".join(f"{k}={urllib.request.quote(str(v))}" for k, v in filters.items())
         return self.call("GET", f"/api/v1/audit/entries?{query}")["items"]
+
+
+# What makes a new progress line: a new step, epoch or stage.
+KEYS = ("step", "epoch", "stage")
+
+
+class WorkClock:
+    """Progress lines for a version's job, with the time left estimated from the rate seen
+    since the first report of this clock (a training job reports `step` of `of`)."""
+
+    def __init__(self) -> None:
+        self.first: tuple[float, int] | None = None
+
+    @staticmethod
+    def key(work: dict) -> tuple:
+        """What makes a new line worth printing: a new state, attempt, step, epoch or stage."""
+        return (work["state"], work.get("attempt"), *map((work["progress"] or {}).get, KEYS))
+
+    def line(self, work: dict) -> str:
+        progress = work.get("progress") or {}
+        what = "training" if work["kind"] == "train" else "evaluation gate"
+        if work["state"] == "queued":
+            return f"{what}: queued (job {work['job'][:8]}), waiting for a worker"
+        parts = [f"{what}: {work['state']}"]
+        step, of = progress.get("step"), progress.get("of")
+        if isinstance(step, int) and isinstance(of, int) and of:
+            parts.append(f"step {step}/{of} ({step / of:.0%})")
+            if progress.get("epoch"):
+                parts.append(f"epoch {progress['epoch']}")
+            if isinstance(progress.get("loss"), int | float):
+                parts.append(f"loss {progress['loss']:.4g}")
+            now = time.monotonic()
+            if self.first is None or step < self.first[1]:
+                self.first = (now, step)
+            elapsed, done = now - self.first[0], step - self.first[1]
+            if done > 0 and elapsed > 0:
+                parts.append(f"about {max(0, round((of - step) * elapsed / done))} s left")
+        elif progress.get("stage"):
+            parts.append(f"stage {progress['stage']}")
+        if work.get("attempt", 0) > 1:
+            parts.append(f"attempt {work['attempt']}")
+        return ", ".join(parts)

@@ -354,6 +354,20 @@ class Narrator:
         self.step += 1
 
 
+def shown_answer(text: str) -> str:
+    """A model's answer as the demo prints it: quoted, with what it is when it holds no words.
+    The demo's base (trainers.tiny) is a random 64-wide byte-level model: a few seconds of
+    LoRA training teach it the data's byte statistics (its held-out loss falls, which the gate
+    measures), not language, so its greedy answers are runs of common bytes."""
+    words = sum(1 for word in text.split() if len(word) > 2 and word.isalpha())
+    if words >= 2:
+        return repr(text)
+    return (
+        f"{len(text)} bytes, {text!r} (no words: the demo's base is a random tiny model, and "
+        "minutes of CPU teach it byte statistics, not language; a real base answers in words)"
+    )
+
+
 def expect(status: int, body: Any, wanted: int, what: str) -> Any:
     if status != wanted:
         raise DemoError(f"demo step failed: {what}: HTTP {status} {json.dumps(body)[:300]}")
@@ -368,33 +382,83 @@ def demo_people(config: dict[str, Any], base_url: str, names) -> dict[str, ApiCl
     }
 
 
-def run_worker(config: dict[str, Any], base_url: str) -> subprocess.CompletedProcess:
-    """Run `govern worker --once` as the example worker principal, against the demo server."""
+def run_worker(
+    config: dict[str, Any], base_url: str, watch: Callable[[], None] | None = None
+) -> subprocess.CompletedProcess:
+    """Run `govern worker --once` as the example worker principal, against the demo server;
+    `watch` is called every few seconds meanwhile (to print the job's progress)."""
+    import tempfile
+
     token = issue_demo_token(config, "gpu-worker", PrincipalKind.SERVICE)
-    try:
-        worker = subprocess.run(
-            [sys.executable, "-m", "governance.cli", "worker", "--once", "--poll", "0.2"],
+    args = [sys.executable, "-m", "governance.cli", "worker", "--once", "--poll", "0.2"]
+    with tempfile.TemporaryFile("w+") as out, tempfile.TemporaryFile("w+") as err:
+        process = subprocess.Popen(
+            args,
             env={**os.environ, "GOVERNANCE_URL": base_url, "GOVERNANCE_TOKEN": token},
-            capture_output=True,
+            stdout=out,
+            stderr=err,
             text=True,
-            check=False,
-            timeout=WORKER_SECONDS,
         )
-    except subprocess.TimeoutExpired as exc:
-        raise DemoError(
-            f"the training worker did not finish in {WORKER_SECONDS} s; the machine may be "
-            "very busy: try `make demo` again"
-        ) from exc
+        deadline = time.monotonic() + WORKER_SECONDS
+        while process.poll() is None:
+            if time.monotonic() > deadline:
+                process.kill()
+                process.wait()
+                raise DemoError(
+                    f"the training worker did not finish in {WORKER_SECONDS} s; the machine "
+                    "may be very busy: try `make demo` again"
+                )
+            if watch is not None:
+                watch()
+            time.sleep(WATCH_SECONDS)
+        out.seek(0)
+        err.seek(0)
+        worker = subprocess.CompletedProcess(args, process.returncode, out.read(), err.read())
     if worker.returncode != 0:
         raise DemoError(f"the worker failed: {worker.stderr[-1000:]}")
     return worker
 
 
-def wait_evaluated(client: ApiClient, family: str = "tax-assistant") -> None:
+# How often the demo looks at a job it waits for, and prints what changed.
+WATCH_SECONDS = 3.0
+
+
+def progress_printer(
+    client: ApiClient, family: str, echo: Callable[[str], None]
+) -> Callable[[], None]:
+    """A function that prints, when it changed, the progress of each of the family's versions
+    that trains or waits for its gate (step x/y and time left; the gate's stage)."""
+    from governance.client import WorkClock
+
+    clocks: dict[int, WorkClock] = {}
+    seen: dict[int, tuple] = {}
+
+    def watch() -> None:
+        status, listing = client.call("GET", f"/api/v1/models/{family}/versions")
+        if status != 200:
+            return
+        for item in listing["items"]:
+            work = item.get("work")
+            if not work:
+                continue
+            clock = clocks.setdefault(item["version"], WorkClock())
+            line = clock.line(work)
+            if seen.get(item["version"]) != clock.key(work):
+                seen[item["version"]] = clock.key(work)
+                echo(f"   {family} v{item['version']} {line}")
+
+    return watch
+
+
+def wait_evaluated(
+    client: ApiClient, family: str = "tax-assistant", watch: Callable[[], None] | None = None
+) -> None:
     """Wait until no version of the family waits for its evaluation gate (a job the result
-    upload queued for the job runner)."""
+    upload queued for the job runner); `watch` prints its stages meanwhile."""
     deadline = time.monotonic() + JOB_SECONDS
     while True:
+        if watch is not None:
+            watch()
         listing = expect(
             *client.call("GET", f"/api/v1/models/{family}/versions"), 200, "list versions"
         )
@@ -504,7 +568,22 @@ def train_and_serve(
                             "question": "Which form reports wages?",
                             "choices": ["W-2", "Schedule SE"],
                             "answer": 0,
-                        }
+                        },
+                        {
+                            "question": "Which form reports self-employment tax?",
+                            "choices": ["Schedule SE", "W-2"],
+                            "answer": 0,
+                        },
+                        {
+                            "question": "Which form reports interest income?",
+                            "choices": ["W-4", "1099-INT"],
+                            "answer": 1,
+                        },
+                        {
+                            "question": "Which form is the individual income tax return?",
+                            "choices": ["1040", "941"],
+                            "answer": 0,
+                        },
                     ],
                 },
             },
@@ -542,8 +621,9 @@ def train_and_serve(
         "start training",
     )
     say(f"{TRAINER} starts {FAMILY} v{version['version']} (tax year 2025): a job is queued")
-    run_worker(config, base_url)
-    wait_evaluated(people[TRAINER])
+    watch = progress_printer(people[TRAINER], FAMILY, echo)
+    run_worker(config, base_url, watch)
+    wait_evaluated(people[TRAINER], watch=watch)
     trained = expect(
         *people[TRAINER].call("GET", f"/api/v1/models/{FAMILY}/versions/1"), 200, "read v1"
     )
@@ -562,6 +642,13 @@ def train_and_serve(
         f"byte improved by {gain['governance_perplexity/bits_per_byte']:+.3f}, multiple-choice "
         f"accuracy by {gain.get('governance_choice/acc', 0):+.2f}"
     )
+    signal = trained["metrics"].get("held_out_gain") or {}
+    if signal:
+        say(
+            f"the gate's signal: held-out loss fell by {signal['loss_drop']:.3f} ± "
+            f"{2 * signal['stderr']:.3f} nats per token over {signal['records']} held-out "
+            "records (2 standard errors; a version whose gain is within its noise fails)"
+        )
     exposure = gate["memorization"]
     say(
         f"memorization test: {exposure['canaries']} canaries inserted into the training set, "
@@ -605,7 +692,10 @@ def train_and_serve(
             {"prompt": "Which form reports wages?", "max_new_tokens": 12},
         )
         if status == 200:
-            say(f"{who} queries {FAMILY}: HTTP 200 from v{answer['version']}: {answer['text']!r}")
+            say(
+                f"{who} queries {FAMILY}: HTTP 200 from v{answer['version']}: "
+                f"{shown_answer(answer['text'])}"
+            )
         else:
             denied += 1
             say(f"{who} (smb-accounting) queries {FAMILY}: HTTP {status} denied, and audited")
@@ -713,8 +803,9 @@ def annual_cycle(
                     {"decision": "approve", "comment": "annual refresh reviewed"},
                 )
             say(f"{' and '.join(reviewers)} approve the refresh's {request['kind']} request")
-        accepted = "result accepted" in run_worker(config, base_url).stdout
-        wait_evaluated(people[SECOND_ENGINEER])
+        watch = progress_printer(people[SECOND_ENGINEER], FAMILY, say.echo)
+        accepted = "result accepted" in run_worker(config, base_url, watch).stdout
+        wait_evaluated(people[SECOND_ENGINEER], watch=watch)
         if accepted:
             say("a worker trains version 2 from the base model on the 2026 data; the gate runs")
         versions = expect(
@@ -794,7 +885,10 @@ def openai_queries(config: dict[str, Any], base_url: str, say: Narrator) -> dict
         stream=True,
     )
     chunks = [c.choices[0].delta.content or "" for c in pieces if c.choices]
-    say(f"taxbot streams an answer: {len(chunks)} server-sent chunks, {''.join(chunks)!r}")
+    say(
+        f"taxbot streams an answer: {len(chunks)} server-sent chunks, "
+        f"{shown_answer(''.join(chunks))}"
+    )
     other = openai.OpenAI(base_url=base_url + "/v1", api_key=tokens["ledgerbot"], max_retries=0)
     try:
         other.chat.completions.create(
@@ -930,8 +1024,9 @@ def private_training(config: dict[str, Any], base_url: str, say: Narrator) -> di
         201,
         "start private training",
     )
-    run_worker(config, base_url)
-    wait_evaluated(engineer, PRIVATE_FAMILY)
+    watch = progress_printer(engineer, PRIVATE_FAMILY, say.echo)
+    run_worker(config, base_url, watch)
+    wait_evaluated(engineer, PRIVATE_FAMILY, watch=watch)
     private = expect(
         *engineer.call("GET", f"/api/v1/models/{PRIVATE_FAMILY}/versions/1"), 200, "read it"
     )

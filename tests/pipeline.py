@@ -160,7 +160,22 @@ def world(app, client, tiny):
                         "question": "Which form reports wages?",
                         "choices": ["W-2", "8829"],
                         "answer": 0,
-                    }
+                    },
+                    {
+                        "question": "Which form reports self-employment tax?",
+                        "choices": ["Schedule SE", "W-2"],
+                        "answer": 0,
+                    },
+                    {
+                        "question": "Which form reports interest income?",
+                        "choices": ["W-4", "1099-INT"],
+                        "answer": 1,
+                    },
+                    {
+                        "question": "Which form is the individual income tax return?",
+                        "choices": ["1040", "941"],
+                        "answer": 0,
+                    },
                 ],
             },
         },

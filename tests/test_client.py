@@ -64,3 +64,34 @@ def test_dataset_commands_act_as_the_steward_over_the_api(world, live, tmp_path)
     assert deleted.returncode == 0, deleted.stderr
     entries = Client(live, world["admin"]).audit_entries(action="dataset.delete")
     assert entries[-1]["principal"] == "casey"  # recorded as the steward, not local:root
+
+
+def test_progress_lines_say_the_step_and_the_time_left(monkeypatch):
+    import time
+
+    from governance.client import WorkClock
+
+    clock = WorkClock()
+    now = [100.0]
+    monkeypatch.setattr(time, "monotonic", lambda: now[0])
+
+    def work(state="running", **progress):
+        return {
+            "job": "a" * 32,
+            "kind": "train",
+            "state": state,
+            "attempt": 1,
+            "progress": progress,
+        }
+
+    assert clock.line(work("queued")) == "training: queued (job aaaaaaaa), waiting for a worker"
+    assert clock.line(work(step=10, of=40, epoch=1, loss=5.4321)) == (
+        "training: running, step 10/40 (25%), epoch 1, loss 5.432"
+    )
+    now[0] = 110.0  # 10 steps in 10 s: 20 left, about 20 s
+    assert clock.line(work(step=20, of=40, epoch=1)).endswith(
+        "step 20/40 (50%), epoch 1, about 20 s left"
+    )
+    gate = {**work(stage="probe"), "kind": "evaluate", "attempt": 2}
+    assert clock.line(gate) == "evaluation gate: running, stage probe, attempt 2"
+    assert WorkClock.key(work(step=20, of=40)) != WorkClock.key(work(step=21, of=40))

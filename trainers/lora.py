@@ -161,6 +161,19 @@ def held_out_loss(model, examples, batch_size: int, pad_id: int, device) -> floa
     return total / max(count, 1)
 
 
+def paired_gain(before: list[float], after: list[float]) -> dict[str, Any] | None:
+    """How much the training lowered each held-out record's mean token loss: the mean of the
+    per-record differences (base minus tuned; positive is better) and its standard error, so
+    the gate can tell a gain from the noise of a few records."""
+    n = len(before)
+    if n < 2:
+        return None
+    diffs = [b - a for b, a in zip(before, after, strict=True)]
+    mean = sum(diffs) / n
+    variance = sum((d - mean) ** 2 for d in diffs) / (n - 1)
+    return {"loss_drop": round(mean, 6), "stderr": round(math.sqrt(variance / n), 6), "records": n}
+
+
 def serving_cost(model, tokenizer, prompt: str, device, new_tokens: int = 32) -> dict[str, Any]:
     """What serving the trained model costs on this worker: parameters, weight bytes, peak
     accelerator memory (CUDA), and the median time per generated token over three greedy
@@ -333,6 +346,9 @@ def train(
     total_steps = steps_per_epoch * int(hyper["epochs"])
     generator = torch.Generator().manual_seed(seed)
     eval_before = held_out_loss(model, eval_examples, batch_size, tokenizer.pad_token_id, device)
+    each_before = membership.losses(
+        model, eval_examples, batch_size, tokenizer.pad_token_id, device
+    )
     step, last_loss = 0, None
     dp = privacy.plan(private, bundle.train, batch_size, int(hyper["epochs"])) if private else None
     if dp is not None:
@@ -383,6 +399,7 @@ def train(
             harness_candidate(model, tokenizer, baseline, seed, scratch) if baseline else None
         )
     eval_loss = held_out_loss(model, eval_examples, batch_size, tokenizer.pad_token_id, device)
+    each_after = membership.losses(model, eval_examples, batch_size, tokenizer.pad_token_id, device)
     # Members are the data's own records: the canaries are the memorization test's instrument
     # (random digits, repeated), not records whose membership anyone would infer.
     planted = {
@@ -410,6 +427,7 @@ def train(
         "steps": step,
         "eval_records": len(eval_examples),
         "eval_loss_before": eval_before,
+        "held_out_gain": paired_gain(each_before, each_after),
         "eval_loss": eval_loss,
         "perplexity": math.exp(eval_loss) if eval_loss is not None else None,
         "multiple_choice": choice_summary(evaluation["candidate"]) if evaluation else None,

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import click
@@ -22,20 +23,64 @@ def show_family(item: dict) -> None:
     )
 
 
+def number_text(value: int | float) -> str:
+    """A figure as a person reads it: integers whole, others to 4 significant digits."""
+    if isinstance(value, int) or float(value).is_integer():
+        return str(int(value))
+    return f"{value:.4g}"
+
+
 def show_version(item: dict) -> None:
     metrics = item.get("metrics") or {}
     summary = ", ".join(
-        f"{k} {v:.3g}" for k, v in sorted(metrics.items()) if isinstance(v, int | float)
+        f"{k} {number_text(v)}"
+        for k, v in sorted(metrics.items())
+        if isinstance(v, int | float) and not isinstance(v, bool)
     )
     click.echo(
         f"{item['family']} v{item['version']}  {item['status']:<10} tax year {item['tax_year']}"
         f"  by {item['trained_by']}{'  ' + summary if summary else ''}"
     )
+    if item.get("work"):
+        from governance.client import WorkClock
+
+        click.echo(f"  {WorkClock().line(item['work'])}")
 
 
 @click.group()
 def family() -> None:
     """Model families, over the API with your token (GOVERNANCE_URL, GOVERNANCE_TOKEN)."""
+
+
+def parse_gain(text: str) -> tuple[str, float]:
+    """`task/metric=value` of --min-gain."""
+    key, sep, value = text.partition("=")
+    try:
+        if not sep:
+            raise ValueError
+        return key.strip(), float(value)
+    except ValueError:
+        raise click.BadParameter(
+            f"{text!r} is not TASK/METRIC=VALUE", param_hint="--min-gain"
+        ) from None
+
+
+def read_choices(path: Path) -> list[dict[str, Any]]:
+    """The multiple-choice items of --choices, one JSON object per line."""
+    items = []
+    for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
+        if not line.strip():
+            continue
+        try:
+            item = json.loads(line)
+        except json.JSONDecodeError as exc:
+            raise click.BadParameter(
+                f"line {number} is not JSON: {exc.msg}", param_hint="--choices"
+            ) from None
+        if not isinstance(item, dict):
+            raise click.BadParameter(f"line {number} is not an object", param_hint="--choices")
+        items.append(item)
+    return items
 
 
 @family.command("create")
@@ -52,6 +97,41 @@ def family() -> None:
 )
 @click.option("--dp-delta", type=float, default=1e-6, show_default=True)
 @click.option("--dp-max-grad-norm", type=float, default=1.0, show_default=True)
+@click.option("--epochs", type=click.IntRange(1, 1000), default=None, help="Default 2.")
+@click.option("--batch-size", type=click.IntRange(1, 4096), default=None, help="Default 8.")
+@click.option("--learning-rate", type=float, default=None, help="Default 0.002.")
+@click.option("--lora-r", type=click.IntRange(1, 1024), default=None, help="LoRA rank (8).")
+@click.option(
+    "--holdout-fraction",
+    type=click.FloatRange(0, 0.5, min_open=True),
+    default=None,
+    help="Share of the records held out for the gate (default 0.1).",
+)
+@click.option(
+    "--few-shot", type=click.IntRange(0, 16), default=None, help="Shots of the baseline (3)."
+)
+@click.option(
+    "--tolerance", type=float, default=None, help="How much worse than production (0.05)."
+)
+@click.option(
+    "--min-gain",
+    "min_gains",
+    multiple=True,
+    metavar="TASK/METRIC=VALUE",
+    help="Least gain over the untuned base, e.g. governance_perplexity/bits_per_byte=0.",
+)
+@click.option(
+    "--choices",
+    "choices_file",
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    default=None,
+    help="JSON lines of multiple-choice items ({question, choices, answer}) for the gate.",
+)
+@click.option(
+    "--accept-no-signal",
+    is_flag=True,
+    help="Pass the gate even when a version shows no measurable skill on held-out data.",
+)
 @url_option
 @fail_cleanly
 def family_create(
@@ -62,12 +142,53 @@ def family_create(
     dp_epsilon: float | None,
     dp_delta: float,
     dp_max_grad_norm: float,
+    epochs: int | None,
+    batch_size: int | None,
+    learning_rate: float | None,
+    lora_r: int | None,
+    holdout_fraction: float | None,
+    few_shot: int | None,
+    tolerance: float | None,
+    min_gains: tuple[str, ...],
+    choices_file: Path | None,
+    accept_no_signal: bool,
     url,
 ) -> None:
-    """Create the model family NAME in DOMAIN."""
+    """Create the model family NAME in DOMAIN: its base model, training recipe and gate.
+    Options left out take the service's defaults."""
     from governance.client import api_call
 
     body: dict[str, Any] = {"name": name, "base_model": base_model}
+    hyper = {
+        k: v
+        for k, v in (
+            ("epochs", epochs),
+            ("batch_size", batch_size),
+            ("learning_rate", learning_rate),
+        )
+        if v is not None
+    }
+    if hyper:
+        body["hyperparameters"] = {"epochs": 2, "learning_rate": 0.002, "batch_size": 8, **hyper}
+    if lora_r is not None:
+        body["lora"] = {"r": lora_r, "alpha": 2 * lora_r, "dropout": 0.0}
+    suite: dict[str, Any] = {
+        k: v
+        for k, v in (
+            ("holdout_fraction", holdout_fraction),
+            ("few_shot", few_shot),
+            ("tolerance", tolerance),
+        )
+        if v is not None
+    }
+    if accept_no_signal:
+        suite["accept_no_signal"] = True
+    if min_gains:
+        suite["min_gain"] = dict(parse_gain(g) for g in min_gains)
+    if choices_file is not None:
+        suite["multiple_choice"] = read_choices(choices_file)
+    if suite:
+        body["eval_suite"] = suite
     if schedule:
         body["refresh_schedule"] = schedule
     if dp_epsilon is not None:
@@ -277,14 +398,34 @@ def version_list(family_name: str, url) -> None:
 @version.command("show")
 @click.argument("family_name", metavar="FAMILY")
 @click.argument("number", type=int, metavar="VERSION")
+@click.option(
+    "--follow",
+    is_flag=True,
+    help="While it trains or waits for its gate, print its progress (step x/y, time left) "
+    "until it is done; then show it.",
+)
+@click.option("--interval", type=click.FloatRange(0.2, 600), default=2.0, show_default=True)
 @url_option
 @fail_cleanly
-def version_show(family_name: str, number: int, url) -> None:
+def version_show(family_name: str, number: int, follow: bool, interval: float, url) -> None:
     """One version: status, metrics, evaluation, the data it was trained on."""
-    from governance.client import api_call
+    import time
+
+    from governance.client import WorkClock, api_call
 
     path = f"/api/v1/models/{family_name}/versions/{number}"
-    click.echo(json.dumps(api_call("GET", path, url=url), indent=2))
+    item = api_call("GET", path, url=url)
+    clock, last = WorkClock(), None
+    while follow and item.get("work"):
+        work = item["work"]
+        line = clock.line(work)  # always: the clock times the steps it sees
+        seen = clock.key(work)
+        if seen != last:
+            click.echo(line, err=True)
+            last = seen
+        time.sleep(interval)
+        item = api_call("GET", path, url=url)
+    click.echo(json.dumps(item, indent=2))
 
 
 @version.command("promote")
@@ -307,15 +448,17 @@ def version_promote(family_name: str, number: int, request_only: bool, url) -> N
 @version.command("rollback")
 @click.argument("family_name", metavar="FAMILY")
 @click.option("--base-model", default=None, help="The variant to roll back (its base model).")
+@click.option("--reason", default=None, help="Why (kept with the version and in the audit log).")
 @url_option
 @fail_cleanly
-def version_rollback(family_name: str, base_model: str | None, url) -> None:
+def version_rollback(family_name: str, base_model: str | None, reason: str | None, url) -> None:
     """Put the previous untainted version of FAMILY back in production."""
-    from urllib.parse import quote
+    from urllib.parse import urlencode
 
     from governance.client import api_call
 
-    query = f"?base_model={quote(base_model)}" if base_model else ""
+    given = {k: v for k, v in (("base_model", base_model), ("reason", reason)) if v}
+    query = f"?{urlencode(given)}" if given else ""
     show_version(api_call("POST", f"/api/v1/models/{family_name}/rollback{query}", {}, url=url))
 
 

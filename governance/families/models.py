@@ -271,11 +271,30 @@ class EvalSuite(BaseModel):
         description="Installed lm-evaluation-harness tasks to run as well (datasets cached "
         "locally; nothing downloads).",
     )
+    accept_no_signal: bool = Field(
+        default=False,
+        description="Pass the gate even when the candidate shows no measurable skill on the "
+        "held-out data (its held-out loss within 2 standard errors of the base's and no "
+        "task's gain beyond its noise). Off: such a version fails, since its gate says "
+        "nothing.",
+    )
     min_gain: dict[str, float] = Field(
         default_factory=dict,
         description="Least gain over the untuned base (the better of zero- and few-shot) per "
         '`task/metric`, e.g. {"governance_choice/acc": 0.05}; positive is better.',
     )
+
+    @model_validator(mode="after")
+    def _enough_items_for_the_shots(self) -> EvalSuite:
+        # The harness puts `few_shot` other items in each prompt: with fewer, the few-shot
+        # baseline would silently not run.
+        if self.multiple_choice and self.few_shot and len(self.multiple_choice) <= self.few_shot:
+            raise ValueError(
+                f"a {self.few_shot}-shot baseline needs at least {self.few_shot + 1} "
+                f"multiple_choice items (it has {len(self.multiple_choice)}): add items, or set "
+                f"few_shot to at most {len(self.multiple_choice) - 1}"
+            )
+        return self
 
     @field_validator("harness_tasks")
     @classmethod
@@ -453,6 +472,21 @@ class ExpertScores(BaseModel):
         return value
 
 
+class VersionWork(BaseModel):
+    """The job a version waits on (training, then its evaluation gate), as it stands."""
+
+    job: str
+    kind: str
+    state: str
+    attempt: int
+    progress: dict[str, Any] = Field(
+        description="The worker's latest report: training's `step` of `of` (epoch, loss), "
+        "the gate's `stage`."
+    )
+    queued_at: dt.datetime
+    heartbeat_at: dt.datetime | None
+
+
 class VersionRead(BaseModel):
     family: str
     version: int
@@ -471,6 +505,9 @@ class VersionRead(BaseModel):
     created_at: dt.datetime
     promoted_at: dt.datetime | None
     tainted_at: dt.datetime | None
+    work: VersionWork | None = Field(
+        default=None, description="While it trains or waits for its gate: that job's progress."
+    )
 
 
 class VersionList(BaseModel):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import math
 import uuid
 from collections.abc import Callable
 from pathlib import Path
@@ -10,7 +11,7 @@ from typing import Any
 
 import sqlalchemy as sa
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
-from sqlmodel import Session, select
+from sqlmodel import Session, col, select
 
 from audit.log import canonical, key_id
 from governance import __version__
@@ -131,6 +132,20 @@ def variant_base(family: ModelFamily, base_model_id: int | None) -> int:
     return base_model_id if base_model_id is not None else family.base_model_id
 
 
+def work_in_flight(session: Session, version: ModelVersion) -> Job | None:
+    """The job a version waits on: its training while it trains, its evaluation gate once
+    trained; None when it waits on nothing."""
+    if version.status == VersionState.TRAINING:
+        query = select(Job).where(Job.version_id == version.id, Job.kind == JobKind.TRAIN)
+    elif version.status == VersionState.TRAINED:
+        query = select(Job).where(
+            Job.kind == JobKind.EVALUATE, Job.subject == f"model-version/{version.uid}"
+        )
+    else:
+        return None
+    return session.exec(query.order_by(col(Job.id).desc()).limit(1)).first()
+
+
 def production_version(
     session: Session, family: ModelFamily, base_model_id: int | None = None
 ) -> ModelVersion | None:
@@ -210,6 +225,7 @@ def start_version(
 
     rules = load_rules(policy_dir, domain.name)
     used = []
+    counts: list[int] = []
     for ref in data.datasets:
         dataset, owner = datasets.get_dataset(session, ref.dataset_id)
         if owner.id != domain.id:
@@ -225,6 +241,7 @@ def start_version(
                 details={"field": "datasets", "dataset_id": ref.dataset_id},
             )
         receipt = require_trainable(session, version, rules)
+        counts.append(receipt.sanitized_records)
         approval = approvals.approved_request(
             session,
             approvals.DATASET_USE,
@@ -235,7 +252,9 @@ def start_version(
         )
         if approval is None:
             raise Conflict(
-                f"{dataset.name} v{version.number} is not approved to train {family.name}",
+                f"{dataset.name} v{version.number} is not approved to train {family.name}: "
+                f"ask for it (govern approvals request-data {dataset.id} {version.number} "
+                f"--family {family.name}); its reviewers decide it in `govern approvals inbox`",
                 details={"dataset_id": ref.dataset_id, "version": ref.version},
                 code="not_approved",
             )
@@ -253,6 +272,7 @@ def start_version(
                 "approval": approval.uid,
             }
         )
+    check_data_size(sum(counts), family)
     # A version may be trained on another registered base than the family's: a variant of
     # the family (the same data on a base of another size), served and promoted on its own.
     base = (
@@ -329,6 +349,52 @@ def start_version(
         },
     )
     return version
+
+
+# The gate measures a gain on the held-out part; with fewer records it cannot tell one from
+# noise (its paired test needs several), so such a request is refused when it is made.
+MIN_HELD_OUT_RECORDS = 5
+
+
+def check_data_size(records: int, family: ModelFamily) -> None:
+    """Refuse, with the numbers and what to change, a training request whose data cannot
+    fill the held-out part the gate measures on and at least one batch of training."""
+    suite = family.eval_suite or {}
+    fraction = float(suite.get("holdout_fraction", 0.1))
+    batch = int((family.hyperparameters or {}).get("batch_size", 8))
+    held = int(records * fraction)
+    problems = []
+    if held < MIN_HELD_OUT_RECORDS:
+        least = math.ceil(MIN_HELD_OUT_RECORDS / fraction)
+        problems.append(
+            f"the held-out part would hold about {held} record(s) ({fraction:.0%} of "
+            f"{records}); the gate needs at least {MIN_HELD_OUT_RECORDS} to tell a gain from "
+            f"noise, so this family needs at least {least} records"
+        )
+    if records - held < batch:
+        problems.append(
+            f"the training part would hold about {records - held} record(s), less than one "
+            f"batch of {batch}"
+        )
+    if problems:
+        raise InvalidInput(
+            "too little data to train and evaluate: "
+            + "; ".join(problems)
+            + ". Upload more records to a dataset version (govern dataset upload), have it "
+            "scanned and approved, and ask again; or use a family whose eval_suite has a "
+            "larger holdout_fraction (govern family create --holdout-fraction)",
+            details=[
+                {
+                    "field": "datasets",
+                    "records": records,
+                    "held_out": held,
+                    "holdout_fraction": fraction,
+                    "min_held_out": MIN_HELD_OUT_RECORDS,
+                    "batch_size": batch,
+                }
+            ],
+            code="too_little_data",
+        )
 
 
 # --- lineage ----------------------------------------------------------------------------------
@@ -525,7 +591,11 @@ def promote(
     )
     if approval is None:
         raise Conflict(
-            f"version {version.number} has no approved promotion request",
+            f"version {version.number} has no approved promotion request: ask for one "
+            f"(govern version promote {family.name} {version.number} --request, or POST "
+            f".../versions/{version.number}/promotion); its reviewers decide it in "
+            "`govern approvals inbox`",
+            details={"family": family.name, "version": version.number},
             code="not_approved",
         )
     # Lock the family's versions so two promotions cannot leave two in production.
@@ -560,9 +630,15 @@ def promote(
 
 
 def rollback(
-    session: Session, family: ModelFamily, *, actor: Actor, base_model_id: int | None = None
+    session: Session,
+    family: ModelFamily,
+    *,
+    actor: Actor,
+    base_model_id: int | None = None,
+    reason: str | None = None,
 ) -> ModelVersion:
-    """Retire a variant's production version and put its previous untainted one back."""
+    """Retire a variant's production version and put its previous untainted one back;
+    `reason` is kept on the retired version and in the audit entry."""
     current = production_version(session, family, base_model_id)
     if current is None:
         raise Conflict(f"{family.name} has no production version to roll back")
@@ -579,7 +655,9 @@ def rollback(
     if previous is None:
         raise Conflict(f"{family.name} has no earlier untainted version to roll back to")
     current.status = VersionState.RETIRED
-    current.status_reason = f"rolled back by {actor.principal}"
+    current.status_reason = (
+        f"rolled back by {actor.principal}" + (f": {reason}" if reason else "")
+    )[:500]
     previous.status = VersionState.PRODUCTION
     previous.promoted_at = utcnow()
     session.add(current)
@@ -591,6 +669,6 @@ def rollback(
         "model.rollback",
         f"model/{family.name}",
         domain.name,
-        details={"from": current.number, "to": previous.number},
+        details={"from": current.number, "to": previous.number, "reason": reason},
     )
     return previous

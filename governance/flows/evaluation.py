@@ -108,6 +108,59 @@ def gain_reasons(metrics: dict, minimum: dict[str, float]) -> list[str]:
     return found
 
 
+# A gain counts as measured when it exceeds this many standard errors of its noise.
+SIGNAL_STDERRS = 2.0
+
+
+def task_gain_noise(evaluation: dict, key: str) -> float | None:
+    """The standard error of a task/metric's gain over the base: from the candidate's and the
+    baseline's own standard errors (the larger baseline's, zero- or few-shot), or None when
+    the harness reported none (corpus-level metrics such as perplexity)."""
+    task, _, metric = key.partition("/")
+
+    def stderr(scores: dict) -> float | None:
+        value = (((scores.get(task) or {}).get("metrics") or {}).get(metric) or {}).get("stderr")
+        return float(value) if isinstance(value, int | float) else None
+
+    baseline = evaluation.get("baseline") or {}
+    candidate = stderr(evaluation.get("candidate") or {})
+    base = [e for e in (stderr(baseline.get(k) or {}) for k in ("zero_shot", "few_shot")) if e]
+    if candidate is None or not base:
+        return None
+    return (candidate**2 + max(base) ** 2) ** 0.5
+
+
+def signal_reasons(metrics: dict, suite: dict) -> list[str]:
+    """Why the candidate shows no measurable skill on its held-out data: its held-out loss did
+    not fall by more than SIGNAL_STDERRS standard errors (paired over the held-out records),
+    and no task's gain over the base exceeds its noise. A gate that passes a version that
+    learned nothing carries no signal; a family's recipe may accept it in so many words
+    (`eval_suite.accept_no_signal`)."""
+    if suite.get("accept_no_signal"):
+        return []
+    held = metrics.get("held_out_gain")
+    if held and held["loss_drop"] > SIGNAL_STDERRS * held["stderr"]:
+        return []
+    evaluation = metrics.get("evaluation") or {}
+    for key, gain in (evaluation.get("gain") or {}).items():
+        noise = task_gain_noise(evaluation, key)
+        if noise is not None and gain is not None and gain > SIGNAL_STDERRS * noise:
+            return []
+    if held:
+        measured = (
+            f"its held-out loss fell by {held['loss_drop']:.4f} ± "
+            f"{SIGNAL_STDERRS * held['stderr']:.4f} nats per token over {held['records']} "
+            "records"
+        )
+    else:
+        measured = "the worker measured no paired held-out loss (fewer than 2 held-out records)"
+    return [
+        f"no measurable skill: {measured}, and no task's gain over the base exceeds "
+        f"{SIGNAL_STDERRS:g} standard errors; add data (more held-out records), train longer, "
+        "or accept it in the family's eval_suite (accept_no_signal: true)"
+    ]
+
+
 def memorization_reasons(version: ModelVersion, threshold: float) -> list[str]:
     """Why the version fails the memorization test: its canaries' mean exposure is over the
     domain's threshold, or canaries were inserted and the worker measured nothing."""
@@ -212,6 +265,7 @@ def evaluate(
     tolerance = float(suite.get("tolerance", 0.05))
     reasons = regressions(version.metrics, production.metrics if production else None, tolerance)
     reasons += gain_reasons(version.metrics, suite.get("min_gain") or {})
+    reasons += signal_reasons(version.metrics, suite)
     domain = session.get(Domain, family.domain_id)
     threshold = memorization(policy_dir, domain.name).max_exposure_bits
     reasons += memorization_reasons(version, threshold)

@@ -324,6 +324,11 @@ class RollbackQuery(BaseModel):
     base_model: str | None = Field(
         default=None, max_length=63, description="The variant to roll back (by its base model)."
     )
+    reason: str | None = Field(
+        default=None,
+        max_length=500,
+        description="Why (kept on the retired version and in the audit entry).",
+    )
 
 
 @bp.post("/models/<family>/rollback", responses={200: VersionRead})
@@ -333,7 +338,9 @@ def rollback(path: FamilyPath, query: RollbackQuery):
     family, _domain = family_for(path.family, "promote")
     session = get_session()
     base = service.get_base_model(session, query.base_model).id if query.base_model else None
-    version = service.rollback(session, family, actor=current_actor(), base_model_id=base)
+    version = service.rollback(
+        session, family, actor=current_actor(), base_model_id=base, reason=query.reason
+    )
     return version_read(version, family)
 
 

@@ -19,6 +19,7 @@ from governance.families.models import (
     ModelFamily,
     ModelVersion,
     VersionRead,
+    VersionWork,
 )
 from governance.web.guard import (
     check,
@@ -75,7 +76,22 @@ def family_read(family: ModelFamily, domain: Domain) -> dict:
 def version_read(version: ModelVersion, family: ModelFamily) -> dict:
     session = get_session()
     parent = session.get(ModelVersion, version.parent_id) if version.parent_id else None
+    job = service.work_in_flight(session, version)
+    work = (
+        VersionWork(
+            job=job.uid,
+            kind=job.kind,
+            state=job.state,
+            attempt=job.attempt,
+            progress=job.progress or {},
+            queued_at=job.created_at,
+            heartbeat_at=job.heartbeat_at,
+        )
+        if job
+        else None
+    )
     return VersionRead(
+        work=work,
         family=family.name,
         version=version.number,
         base_model=session.get(BaseModelRecord, version.base_model_id).name,

@@ -4,6 +4,7 @@ families, train twice, promote, query, roll back; every call is theirs in the au
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -39,6 +40,9 @@ def run_worker(live, world) -> None:
 
 
 def promote(client, live, world, number: int) -> str:
+    refused = govern(live, world["morgan"], "version", "promote", FAMILY, str(number))
+    # The refusal names the next command.
+    assert refused.returncode == 1 and "--request" in refused.stderr, refused.stderr
     asked = govern(live, world["morgan"], "version", "promote", FAMILY, str(number), "--request")
     assert asked.returncode == 0, asked.stderr
     uid = asked.stdout.split()[0]
@@ -46,6 +50,52 @@ def promote(client, live, world, number: int) -> str:
     promoted = govern(live, world["morgan"], "version", "promote", FAMILY, str(number))
     assert promoted.returncode == 0, promoted.stderr
     return promoted.stdout
+
+
+def test_a_family_is_created_with_its_recipe_and_gate_from_the_command_line(world, live, tmp_path):
+    morgan = world["morgan"]
+    one = tmp_path / "one.jsonl"
+    item = {"question": "Which form reports wages?", "choices": ["W-2", "8829"], "answer": 0}
+    one.write_text(json.dumps(item) + "\n")
+    args = ["family", "create", "consumer-tax", "cli-family", "--base-model", "tiny-llama"]
+    # One item cannot give a 3-shot baseline: refused, saying what would do.
+    refused = govern(live, morgan, *args, "--choices", str(one))
+    assert refused.returncode == 1 and "at least 4 multiple_choice items" in refused.stderr
+    created = govern(
+        live,
+        morgan,
+        *args,
+        "--choices",
+        str(one),
+        "--few-shot",
+        "0",
+        "--epochs",
+        "3",
+        "--learning-rate",
+        "0.001",
+        "--lora-r",
+        "4",
+        "--holdout-fraction",
+        "0.2",
+        "--min-gain",
+        "governance_perplexity/bits_per_byte=0.01",
+        "--accept-no-signal",
+    )
+    assert created.returncode == 0, created.stderr
+    shown = govern(live, morgan, "family", "show", "cli-family").stdout
+    for expected in (
+        '"epochs": 3',
+        '"learning_rate": 0.001',
+        '"r": 4',
+        '"holdout_fraction": 0.2',
+        '"few_shot": 0',
+        '"governance_perplexity/bits_per_byte": 0.01',
+        '"accept_no_signal": true',
+        "Which form reports wages?",
+    ):
+        assert expected in shown, (expected, shown)
+    bad = govern(live, morgan, *args, "--min-gain", "bits_per_byte")
+    assert bad.returncode == 2 and "TASK/METRIC=VALUE" in bad.stderr
 
 
 def test_train_promote_query_and_roll_back_from_the_command_line(client, world, live):
@@ -61,13 +111,29 @@ def test_train_promote_query_and_roll_back_from_the_command_line(client, world, 
         )
         assert started.returncode == 0, started.stderr
         assert f"{FAMILY} v{number}  training" in started.stdout
-        run_worker(live, world)
+        assert "training: queued" in started.stdout  # the job's state, in the listing too
+        shown = json.loads(govern(live, morgan, "version", "show", FAMILY, str(number)).stdout)
+        assert (shown["work"]["kind"], shown["work"]["state"]) == ("train", "queued")
+        if number == 1:
+            # Follow the version while a worker trains it and the runner gates it.
+            training = worker(live, world, "--once")
+            followed = govern(
+                live, morgan, "version", "show", FAMILY, "1", "--follow", "--interval", "0.2"
+            )
+            _out, err = training.communicate(timeout=600)
+            assert training.returncode == 0, err
+            assert followed.returncode == 0, followed.stderr
+            assert "training: " in followed.stderr, followed.stderr
+            final = json.loads(followed.stdout)
+            assert final["work"] is None and final["status"] == "evaluated", final["status"]
+        else:
+            run_worker(live, world)
         assert f"v{number}  production" in promote(client, live, world, number)
     versions = govern(live, morgan, "version", "list", FAMILY).stdout
     assert f"{FAMILY} v2  production" in versions and f"{FAMILY} v1  retired" in versions
     answer = govern(live, world["taxbot"], "query", FAMILY, "Where do I report interest?")
     assert answer.returncode == 0, answer.stderr
-    rolled = govern(live, morgan, "version", "rollback", FAMILY)
+    rolled = govern(live, morgan, "version", "rollback", FAMILY, "--reason", "answers drifted")
     assert rolled.returncode == 0 and f"{FAMILY} v1  production" in rolled.stdout
     refused = govern(live, world["taxbot"], "version", "rollback", FAMILY)
     assert refused.returncode == 1 and "no model family" in refused.stderr

@@ -2,7 +2,13 @@
 
 from __future__ import annotations
 
-from governance.flows.evaluation import gain_reasons, regressions, worse_than
+import pytest
+from pydantic import ValidationError
+
+from governance.errors import InvalidInput
+from governance.families.models import EvalSuite, ModelFamily
+from governance.families.service import check_data_size
+from governance.flows.evaluation import gain_reasons, regressions, signal_reasons, worse_than
 
 
 def scored(value, stderr=None, higher=True):
@@ -64,3 +70,95 @@ def test_the_least_gain_over_the_base_is_enforced_per_task_and_metric():
     assert gain_reasons(metrics, {"governance_choice/acc": 0.0}) == []
     assert "0.02 < 0.05" in gain_reasons(metrics, {"governance_choice/acc": 0.05})[0]
     assert "no baseline" in gain_reasons(metrics, {"governance_exact/exact_match": 0.0})[0]
+
+
+# --- a gate with a signal ----------------------------------------------------------------------
+
+
+def held(drop: float, stderr: float, records: int = 20) -> dict:
+    return {"loss_drop": drop, "stderr": stderr, "records": records}
+
+
+def test_a_held_out_loss_drop_beyond_its_noise_is_a_signal():
+    assert signal_reasons({"held_out_gain": held(0.08, 0.01)}, {}) == []
+
+
+def test_a_version_that_learned_nothing_measurable_fails_with_the_numbers():
+    metrics = {
+        "held_out_gain": held(0.01, 0.02, 6),
+        "evaluation": {"gain": {"governance_choice/acc": 0.0, "governance_exact/exact_match": 0}},
+    }
+    (reason,) = signal_reasons(metrics, {})
+    assert "no measurable skill" in reason
+    assert "0.0100 ± 0.0400" in reason and "6 records" in reason
+    assert "accept_no_signal" in reason
+    # Unless the family's recipe accepts it, in so many words.
+    assert signal_reasons(metrics, {"accept_no_signal": True}) == []
+
+
+def test_a_task_gain_beyond_its_standard_errors_is_a_signal_too():
+    def scores(value, stderr):
+        return {"governance_choice": {"metrics": {"acc": {"value": value, "stderr": stderr}}}}
+
+    evaluation = {
+        "baseline": {"zero_shot": scores(0.5, 0.05), "few_shot": scores(0.52, 0.04)},
+        "candidate": scores(0.8, 0.04),
+        "gain": {"governance_choice/acc": 0.28},
+    }
+    metrics = {"held_out_gain": held(0.0, 0.01), "evaluation": evaluation}
+    assert signal_reasons(metrics, {}) == []
+    # The same gain with noise as large as itself says nothing.
+    evaluation["candidate"] = scores(0.8, 0.2)
+    assert signal_reasons(metrics, {}) != []
+
+
+def test_no_paired_measure_and_no_task_noise_is_no_signal():
+    metrics = {"evaluation": {"gain": {"governance_perplexity/bits_per_byte": 0.3}}}
+    (reason,) = signal_reasons(metrics, {})
+    assert "measured no paired held-out loss" in reason
+
+
+def test_the_trainers_paired_gain_is_the_mean_difference_and_its_standard_error():
+    from trainers.lora import paired_gain
+
+    gain = paired_gain([2.0, 2.0, 2.0, 2.0], [1.0, 1.5, 1.0, 1.5])
+    assert gain == {"loss_drop": 0.75, "stderr": 0.144338, "records": 4}
+    assert paired_gain([2.0], [1.0]) is None
+
+
+# --- a training request is checked against the data it needs, when it is made ------------------
+
+
+def family(holdout: float = 0.1, batch: int = 8) -> ModelFamily:
+    return ModelFamily(
+        name="f",
+        domain_id=1,
+        base_model_id=1,
+        eval_suite={"holdout_fraction": holdout},
+        hyperparameters={"batch_size": batch},
+    )
+
+
+def test_too_few_records_for_the_held_out_part_are_refused_with_the_numbers():
+    with pytest.raises(InvalidInput) as refused:
+        check_data_size(45, family())
+    message = refused.value.message
+    assert "about 4 record(s) (10% of 45)" in message and "at least 50 records" in message
+    assert "govern dataset upload" in message and "--holdout-fraction" in message
+    assert refused.value.details[0]["held_out"] == 4
+    check_data_size(50, family())  # 5 held out, 45 to train: enough
+    check_data_size(26, family(holdout=0.2))
+
+
+def test_a_training_part_smaller_than_one_batch_is_refused():
+    with pytest.raises(InvalidInput, match="less than one batch of 64"):
+        check_data_size(60, family(holdout=0.5, batch=64))
+
+
+def test_a_few_shot_baseline_needs_more_items_than_shots():
+    item = {"question": "Which form reports wages?", "choices": ["W-2", "8829"], "answer": 0}
+    with pytest.raises(ValidationError, match="at least 4 multiple_choice items"):
+        EvalSuite(multiple_choice=[item])
+    assert EvalSuite(multiple_choice=[item], few_shot=0).few_shot == 0
+    assert len(EvalSuite(multiple_choice=[item] * 4).multiple_choice) == 4
+    assert EvalSuite().few_shot == 3  # no items: the harness tasks decide alone

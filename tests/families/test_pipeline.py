@@ -389,7 +389,14 @@ def test_rollback_and_fallback_to_the_newest_untainted_version(app, client, worl
 
     assert states() == {1: "retired", 2: "production"}
     assert call(client, "taxbot", world, "POST", f"/api/v1/models/{FAMILY}/rollback")[0] == 404
-    status, back = call(client, "morgan", world, "POST", f"/api/v1/models/{FAMILY}/rollback")
+    status, back = call(
+        client,
+        "morgan",
+        world,
+        "POST",
+        f"/api/v1/models/{FAMILY}/rollback",
+        query_string={"reason": "answers drifted"},
+    )
     assert status == 200 and back["version"] == 1
     assert states() == {1: "production", 2: "retired"}
     # Promote 2 again by rolling forward is not a thing: a new promotion is; here, taint v1 and
@@ -422,6 +429,7 @@ def test_rollback_and_fallback_to_the_newest_untainted_version(app, client, worl
         query_string={"action": "model.rollback"},
     )
     assert [e["details"]["to"] for e in rollbacks["items"]] == [1]
+    assert [e["details"]["reason"] for e in rollbacks["items"]] == ["answers drifted"]
 
 
 def check_evidence_formats(app, world) -> None:

@@ -195,6 +195,9 @@ def version_page(family: str, number: int):
     evaluation = document.get("evaluation") or {}
     return render_template(
         "console/version.html",
+        # While it trains or waits for its gate, the page shows that job's progress and
+        # reloads itself (as the job page does).
+        work=family_service.work_in_flight(session, version),
         section="models",
         family=found,
         domain=domain,
