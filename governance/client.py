@@ -12,7 +12,8 @@ import os
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from typing import Any
 
 from governance.errors import GovernanceError, InvalidInput
@@ -45,6 +46,33 @@ def api_request(
     token: str | None = None,
 ) -> bytes:
     """Call the API with raw bytes; return the raw answer (empty for 204)."""
+    with _response(method, path, data, content_type, url=url, token=token) as response:
+        return response.read()
+
+
+def api_download(path: str, target, *, url: str | None = None, token: str | None = None) -> int:
+    """GET a file from the API into `target` (a binary file object), a chunk at a time;
+    return the bytes written. Errors raise ApiError as api_call's do."""
+    written = 0
+    with _response("GET", path, url=url, token=token) as response:
+        while chunk := response.read(1 << 20):
+            target.write(chunk)
+            written += len(chunk)
+    return written
+
+
+@contextmanager
+def _response(
+    method: str,
+    path: str,
+    data: bytes | None = None,
+    content_type: str = "application/json",
+    *,
+    url: str | None,
+    token: str | None,
+) -> Iterator[Any]:
+    """The service's answer to one call, with the caller's token; an error answer or an
+    unreachable service raises ApiError with the service's message."""
     base = (url or os.environ.get("GOVERNANCE_URL") or DEFAULT_URL).rstrip("/")
     if not base.startswith(("http://", "https://")):
         raise InvalidInput(f"the service URL must start with http:// or https://, not {base!r}")
@@ -57,7 +85,7 @@ def api_request(
         request.add_header("Content-Type", content_type)
     try:
         with urllib.request.urlopen(request, timeout=300) as response:  # noqa: S310 (http(s) only)
-            return response.read()
+            yield response
     except urllib.error.HTTPError as exc:
         try:
             envelope = json.loads(exc.read()).get("error", {})

@@ -20,6 +20,7 @@ from governance.cli.base import (
     instance_session,
     open_database,
     progress_bar,
+    remote,
     settings,
 )
 
@@ -207,11 +208,18 @@ def build_filter(**kwargs: Any):
 @fail_cleanly
 def audit_export(fmt: str, out: str, **filters: Any) -> None:
     """Export entries, streaming in constant memory; a bundle verifies offline with
-    `python -m audit verify PATH` (a directory, or a .tar.gz when PATH ends so)."""
+    `python -m audit verify PATH` (a directory, or a .tar.gz when PATH ends so).
+
+    With GOVERNANCE_URL set, over the API with your token (an auditor's export job, limited
+    to the domains you may export); otherwise on this instance, as the operator."""
     from governance.audit.service import log_size
     from governance.flows.log_export import write_csv, write_jsonl, write_log_bundle
 
     entry_filter = build_filter(**filters)
+    if remote():
+        count = export_over_api(fmt, Path(out), entry_filter)
+        click.echo(f"exported {count} entries to {out}")
+        return
     with audit_log_session() as (audit_log, session):
         log_cli_event(audit_log, "audit.export", {"format": fmt, **entry_filter.as_dict()})
         if fmt == "bundle":
@@ -224,6 +232,32 @@ def audit_export(fmt: str, out: str, **filters: Any) -> None:
             ):
                 count = writer(session, entry_filter, LineCounter(handle, advance))
     click.echo(f"exported {count} entries to {out}")
+
+
+def export_over_api(fmt: str, out: Path, entry_filter) -> int:
+    """Run an export job as the caller, follow it, and download its file to `out` (a bundle
+    to a directory unless `out` ends in .tar.gz); the number of entries exported."""
+    import tarfile
+    import tempfile
+    from urllib.parse import urlencode
+
+    from governance.cli.base import follow_job
+    from governance.client import api_call, api_download
+
+    query = {"format": fmt} | {k: v for k, v in entry_filter.as_dict().items() if v is not None}
+    job = follow_job(api_call("POST", f"/api/v1/audit/exports?{urlencode(query)}"), "export")
+    path = f"/api/v1/jobs/{job['job']}/file"
+    if fmt != "bundle" or out.name.endswith(".tar.gz"):
+        with open(out, "wb") as handle:
+            api_download(path, handle)
+    else:
+        with tempfile.TemporaryFile() as archive:
+            api_download(path, archive)
+            archive.seek(0)
+            out.mkdir(parents=True, exist_ok=True)
+            with tarfile.open(fileobj=archive, mode="r:gz") as tar:
+                tar.extractall(out, filter="data")
+    return int((job.get("result") or {}).get("entries", 0))
 
 
 @audit_group.command("openlineage")

@@ -15,6 +15,7 @@ from governance.cli.base import (
     fail_cleanly,
     family_version,
     instance_session,
+    remote,
     settings,
     url_option,
 )
@@ -144,15 +145,24 @@ def worker(url: str | None, once: bool, poll: float) -> None:
 )
 @fail_cleanly
 def lineage(family: str, number: int, fmt: str) -> None:
-    """Print how VERSION of FAMILY was made, as a tree or as signed JSON."""
-    from governance import crypto
-    from governance.families import service
+    """Print how VERSION of FAMILY was made, as a tree or as signed JSON: over the API with
+    your token when GOVERNANCE_URL is set, else on this instance."""
     from governance.families.lineage import render_tree
 
-    key = crypto.load_signing_key(settings()["GOVERNANCE_HOME"])
-    with instance_session() as session:
-        version = family_version(session, family, number)
-        document = service.signed_lineage(session, version, key)
+    if remote():
+        from urllib.parse import quote
+
+        from governance.client import api_call
+
+        document = api_call("GET", f"/api/v1/models/{quote(family)}/versions/{number}/lineage")
+    else:
+        from governance import crypto
+        from governance.families import service
+
+        key = crypto.load_signing_key(settings()["GOVERNANCE_HOME"])
+        with instance_session() as session:
+            version = family_version(session, family, number)
+            document = service.signed_lineage(session, version, key)
     if fmt == "json":
         click.echo(json.dumps(document, indent=2, sort_keys=True))
     else:

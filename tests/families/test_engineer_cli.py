@@ -9,6 +9,7 @@ import os
 import subprocess
 import sys
 
+from tests.factories import principal_token
 from tests.pipeline import (  # noqa: F401 (fixtures and helpers)
     FAMILY,
     app,
@@ -50,6 +51,30 @@ def promote(client, live, world, number: int) -> str:
     promoted = govern(live, world["morgan"], "version", "promote", FAMILY, str(number))
     assert promoted.returncode == 0, promoted.stderr
     return promoted.stdout
+
+
+def test_an_auditor_exports_a_bundle_over_the_api_that_verifies_offline(world, live, tmp_path):
+    # An auditor with a token and no access to the instance: the export runs as a job on the
+    # service, and the bundle downloaded verifies offline.
+    auditor = principal_token(live.app, "audrey")
+    bundle = tmp_path / "bundle"
+    exported = govern(live, auditor, "audit", "export", "--format", "bundle", "--out", str(bundle))
+    assert exported.returncode == 0, exported.stderr
+    assert exported.stdout.startswith("exported ") and (bundle / "entries.jsonl").is_file()
+    from governance import crypto, runtime
+
+    key = tmp_path / "log-key.pem"
+    key.write_bytes(crypto.public_key_pem(runtime.of(live.app).audit_log.signing_key.public_key()))
+    checked = subprocess.run(
+        [sys.executable, "-m", "audit", "verify", str(bundle), "--public-key", str(key)],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert checked.returncode == 0, checked.stdout + checked.stderr
+    listing = tmp_path / "entries.csv"
+    csv = govern(live, auditor, "audit", "export", "--format", "csv", "--out", str(listing))
+    assert csv.returncode == 0 and listing.read_text().startswith("seq,"), csv.stderr
 
 
 def test_a_family_is_created_with_its_recipe_and_gate_from_the_command_line(world, live, tmp_path):
@@ -129,6 +154,12 @@ def test_train_promote_query_and_roll_back_from_the_command_line(client, world, 
         else:
             run_worker(live, world)
         assert f"v{number}  production" in promote(client, live, world, number)
+    # The lineage over the API, with the engineer's own token (not the operator's instance).
+    tree = govern(live, morgan, "lineage", FAMILY, "1")
+    assert tree.returncode == 0, tree.stderr
+    assert tree.stdout.startswith(f"{FAMILY} v1 (tax year 2025") and "base model tiny-llama" in (
+        tree.stdout
+    )
     versions = govern(live, morgan, "version", "list", FAMILY).stdout
     assert f"{FAMILY} v2  production" in versions and f"{FAMILY} v1  retired" in versions
     answer = govern(live, world["taxbot"], "query", FAMILY, "Where do I report interest?")
