@@ -16,7 +16,7 @@ from governance.accounts.service import Caller
 from governance.audit.service import Actor, AuditEvent, AuditLog, append_events
 from governance.authz.policy import Decision
 from governance.authz.service import Authorizer
-from governance.db import get_session, has_written
+from governance.db import get_session, has_written, on_rollback
 from governance.domains.models import Domain
 from governance.domains.service import list_domains
 from governance.errors import Forbidden, Unauthenticated
@@ -81,34 +81,20 @@ def settle_held() -> None:
         append(held)
 
 
-_IN_TRANSACTION = "audit_in_transaction"
-
-
 def append(events: list[AuditEvent]) -> list[int]:
     """Append the request's own entries (its decisions and events): durably now, through the
     log's writer, while the request's transaction has written nothing; once it has, inside that
-    transaction, as the writer (on its own connection) would wait for the locks it holds. Those
-    are kept, and appended durably again should the transaction roll back
-    (`governance.web.transaction`): a decision is recorded whether or not the work it allowed
-    was done."""
+    transaction, as the writer (on its own connection) would wait for the locks it holds.
+    Should that transaction roll back (the request failing, or a view or service rolling
+    back), they are appended again, durably: a decision is recorded whether or not the work
+    it allowed was done."""
     session = g.get("db_session")
     if session is not None and has_written(session):
         seqs = append_events(session, events)
-        g.setdefault(_IN_TRANSACTION, []).extend(events)
+        log = audit_log()
+        on_rollback(session, lambda: log.append_many(events))
         return seqs
     return audit_log().append_many(events)
-
-
-def after_commit() -> None:
-    """The request's transaction committed: its entries in it are durable."""
-    g.pop(_IN_TRANSACTION, None)
-
-
-def after_rollback() -> None:
-    """The request's transaction rolled back: append durably the entries it took with it."""
-    events = g.pop(_IN_TRANSACTION, None)
-    if events:
-        audit_log().append_many(events)
 
 
 def decision_event(decision: Decision, details: dict | None = None) -> AuditEvent:

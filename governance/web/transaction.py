@@ -1,14 +1,13 @@
 """A request is one unit of work: the app commits its session when the view returns and rolls
 it back when anything raises (`governance.app.GovernanceApp`); views and the services they call
-add to that transaction and never commit. A rolled-back request takes its writes with it, and
-the audit entries of its decisions are appended again, durably (`guard.after_rollback`)."""
+add to that transaction and never commit. A rolled-back request takes its writes with it; the
+audit entries of its decisions are appended again, durably (`guard.append`)."""
 
 from __future__ import annotations
 
 from flask import g
 
 from governance.db import has_written
-from governance.web import guard
 
 
 def commit_request() -> None:
@@ -18,12 +17,10 @@ def commit_request() -> None:
         has_written(session) or session.new or session.dirty or session.deleted
     ):
         session.commit()
-    guard.after_commit()
 
 
 def rollback_request() -> None:
-    """Undo what the request wrote, and keep the record of its decisions."""
+    """Undo what the request wrote (its decisions' entries are kept: `guard.append`)."""
     session = g.get("db_session")
     if session is not None and session.in_transaction():
         session.rollback()
-    guard.after_rollback()
