@@ -279,6 +279,8 @@ def describe(kind: str, summary: dict, family: str | None) -> str:
             f"{summary.get('dataset', 'dataset')} v{summary.get('version')} "
             f"(tax year {summary.get('tax_year')}) to train {family}"
         )
+    if kind == "base-model-use":
+        return f"base model {summary.get('base_model', '?')} ({summary.get('license', '?')})"
     return f"{family} v{summary.get('version')} (tax year {summary.get('tax_year')})"
 
 

@@ -266,6 +266,9 @@ def test_a_reviewer_decides_in_the_console_as_through_the_api(app, client, conso
     url = f"/console/approvals/{world['request']}/decisions"
     response = client.post(url, data={"csrf_token": csrf, "decision": "approve", "comment": ""})
     assert response.status_code == 422 and "comment" in response.text
+    # The error sits beside the field it is about, not at the top of a long page.
+    assert 'id="comment-error"' in response.text and 'aria-invalid="true"' in response.text
+    assert 'class="error" role="alert"' not in response.text
     assert decisions_on(app, world["request"]) == 0
     response = client.post(
         url, data={"csrf_token": csrf, "decision": "approve", "comment": "receipt checked"}

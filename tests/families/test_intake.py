@@ -165,6 +165,24 @@ def test_a_base_waits_for_legal_and_security_review_in_each_domain(app, client, 
     assert "path" not in listed["items"][0]
 
 
+def test_the_console_shows_reviewers_what_they_approve_of_a_base(app, client, intake_world):
+    from tests.console.conftest import sign_in
+
+    people = intake_world
+    request = request_use(client, people)
+    sign_in(client, people["quinn"])
+    page = client.get(f"/console/approvals/{request['uid']}").text
+    assert "Use of base model acme-1b (Apache-2.0)" in page and "vNone" not in page
+    for shown in (
+        "Apache-2.0",
+        "https://example.test/acme-1b@r1",
+        "# A model",
+        "model.safetensors",
+    ):
+        assert shown in page, shown
+    assert 'data-testid="base-files"' in page
+
+
 def test_an_insider_edit_of_the_record_voids_the_approval(app, client, intake_world):
     people = intake_world
     request = request_use(client, people)

@@ -164,10 +164,17 @@ def decide(uid: str):
     except GovernanceError as exc:
         get_session().rollback()
         # Show the request again with the refusal and the comment as typed.
+        # An error about the form's own field is shown beside it (the top of the page is far);
+        # any other refusal at the top.
+        fields = {
+            d.get("field") for d in (exc.details if isinstance(exc.details, list) else []) if d
+        }
+        beside = "comment" in fields
         page = render_template(
             "console/approval.html",
             section="approvals",
-            error=exc,
+            error=None if beside else exc,
+            field_error=exc.message if beside else None,
             comment=comment,
             **approval_context(uid),
         )
