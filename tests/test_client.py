@@ -23,6 +23,9 @@ def test_a_reviewer_script_through_the_client(world, live):
     )
     receipt = steward.scan(dataset["id"], version["version"])
     assert receipt["verdict"] == "pass" and receipt["canary_recall"] >= 0.95
+    assert version["scan_verdict"] is None  # not scanned when uploaded
+    read = steward.call("GET", f"/api/v1/datasets/{dataset['id']}/versions/{version['version']}")
+    assert read["status"] == "ready" and read["scan_verdict"] == "pass"
     assert steward.quarantine(dataset["id"], version["version"]) == []
     with pytest.raises(ApiError) as refused:
         Client(live, world["casey"]).call("GET", "/api/v1/domains/smb-accounting")

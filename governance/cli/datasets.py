@@ -62,16 +62,18 @@ def dataset_create(domain_name: str, name: str, description: str) -> None:
 @click.argument("domain_name", metavar="DOMAIN")
 @fail_cleanly
 def dataset_list(domain_name: str) -> None:
-    """List DOMAIN's datasets and their versions."""
+    """List DOMAIN's datasets and their versions, each with its latest scan's verdict."""
     from governance.datasets import service
     from governance.domains.service import get_domain
+    from governance.pii.service import latest_receipt
 
     if remote():
         for ds in remote_call("GET", f"/api/v1/domains/{domain_name}/datasets")["items"]:
             click.echo(f"{ds['id']}\t{ds['name']}")
             for v in remote_call("GET", f"/api/v1/datasets/{ds['id']}/versions")["items"]:
+                state = v["status"] if v["status"] != "ready" else v.get("scan_verdict")
                 click.echo(
-                    f"  v{v['version']}\ttax_year={v['tax_year']}\t{v['status']}\t"
+                    f"  v{v['version']}\ttax_year={v['tax_year']}\t{state or 'not scanned'}\t"
                     f"records={v['record_count']}\t{(v['content_hash'] or '')[:16]}"
                 )
         return
@@ -79,8 +81,12 @@ def dataset_list(domain_name: str) -> None:
         for ds in service.list_datasets(session, get_domain(session, domain_name)):
             click.echo(f"{ds.id}\t{ds.name}")
             for v in service.list_versions(session, ds):
+                receipt = latest_receipt(session, v) if v.status == "ready" else None
+                state = receipt.verdict if receipt else v.status
+                if v.status == "ready" and receipt is None:
+                    state = "not scanned"
                 click.echo(
-                    f"  v{v.number}\ttax_year={v.tax_year}\t{v.status}\t"
+                    f"  v{v.number}\ttax_year={v.tax_year}\t{state}\t"
                     f"records={v.record_count}\t{v.content_hash[:16]}"
                 )
 

@@ -264,7 +264,13 @@ def when(moment) -> str:
     if moment is None:
         return "—"
     if isinstance(moment, str):
-        return moment
+        # API shapes carry ISO strings (with microseconds): shown as every other time is.
+        try:
+            moment = dt.datetime.fromisoformat(moment)
+        except ValueError:
+            return moment
+        if moment.tzinfo is None:
+            moment = moment.replace(tzinfo=dt.UTC)
     return moment.astimezone(dt.UTC).strftime("%Y-%m-%d %H:%M UTC")
 
 
@@ -286,13 +292,18 @@ def describe(kind: str, summary: dict, family: str | None) -> str:
 
 @bp.app_template_filter("metric")
 def metric(value) -> str:
-    """A metric as a reviewer reads it: numbers to four places, nested values flattened."""
+    """A metric as a reviewer reads it: whole numbers whole, others to four places (or four
+    significant digits when very large or small), nested values flattened."""
     if value is None:
         return "—"
     if isinstance(value, bool):
         return str(value)
     if isinstance(value, float):
-        return f"{value:.4f}"
+        if value.is_integer() and abs(value) < 1e15:
+            return str(int(value))  # a batch size stored as 8.0 reads 8
+        if 1e-3 <= abs(value) < 1e6:
+            return f"{value:.4f}"
+        return f"{value:.4g}"
     if isinstance(value, dict):
         return ", ".join(f"{k} {metric(v)}" for k, v in value.items())
     return str(value)

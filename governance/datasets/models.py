@@ -96,6 +96,11 @@ class DatasetVersionRead(BaseModel):
     deleted_by: str | None
     deleted_at: dt.datetime | None
     delete_reason: str | None
+    scan_verdict: str | None = Field(
+        default=None,
+        description="The latest PII scan's verdict (pass, redacted, failed, blocked, error); "
+        "none until a scan has run. `status` is the stored version's own state.",
+    )
 
 
 class DatasetVersionList(BaseModel):

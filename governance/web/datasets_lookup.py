@@ -12,6 +12,7 @@ from governance.datasets.models import Dataset, DatasetRead, DatasetVersion, Dat
 from governance.db import get_session
 from governance.domains.models import Domain
 from governance.errors import NotFound
+from governance.pii.service import latest_receipt
 from governance.web.guard import check
 
 
@@ -27,7 +28,9 @@ def dataset_read(dataset: Dataset, domain: Domain) -> dict:
 
 
 def version_read(version: DatasetVersion, dataset: Dataset, domain: Domain) -> dict:
+    receipt = latest_receipt(get_session(), version) if version.status == "ready" else None
     return DatasetVersionRead(
+        scan_verdict=receipt.verdict if receipt else None,
         dataset_id=dataset.id,
         dataset=dataset.name,
         domain=domain.name,

@@ -74,7 +74,7 @@ def test_cli_upload_and_master_key_rotation(env, tmp_path):
     new_id = crypto.master_key_id(crypto.load_master_key(home))
     assert ids == [new_id]
     listing = govern(env, "dataset", "list", "consumer-tax", check=True).stdout
-    assert "v1\ttax_year=2025\tready\trecords=2" in listing
+    assert "v1\ttax_year=2025\tnot scanned\trecords=2" in listing
 
     # The rotated keys still open the data: scan it across two scanner processes.
     scanned = govern(
