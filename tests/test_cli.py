@@ -322,3 +322,16 @@ def test_a_worker_waits_for_the_service_to_come_up(env, tmp_path):
             if process.poll() is None:
                 process.terminate()
                 process.wait(timeout=30)
+
+
+def test_the_command_listing_says_each_commands_first_sentence_whole():
+    from click.testing import CliRunner
+
+    from governance.cli import main
+
+    for args in ([], ["version"], ["dataset"], ["approvals"], ["audit"]):
+        listing = CliRunner().invoke(main, [*args, "--help"], terminal_width=80).output
+        commands = listing.split("Commands:")[1]
+        assert "..." not in commands, commands
+    listing = CliRunner().invoke(main, ["--help"], terminal_width=80).output
+    assert "PII scans of prompts and answers" in listing

@@ -6,6 +6,8 @@ says why); 2 the command line itself was wrong; 3 the instance is not initialize
 
 from __future__ import annotations
 
+import click
+
 from governance.cli import (
     approvals,
     audit,
@@ -60,7 +62,25 @@ COMMANDS = (
     retention.retention,
 )
 
+
+def first_sentence(text: str | None) -> str:
+    """A command's first sentence, whole: the listing of `govern --help` wraps it over lines
+    rather than cutting it with '...'."""
+    paragraph = " ".join((text or "").strip().split("\n\n")[0].split())
+    if ". " in paragraph:
+        paragraph = paragraph.split(". ")[0]
+    return paragraph.rstrip(".")
+
+
+def whole_short_help(command: click.Command) -> None:
+    if command.short_help is None:
+        command.short_help = first_sentence(command.help)
+    for sub in getattr(command, "commands", {}).values():
+        whole_short_help(sub)
+
+
 for command in COMMANDS:
     main.add_command(command)
+    whole_short_help(command)
 
 __all__ = ["main"]

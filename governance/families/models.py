@@ -252,6 +252,12 @@ class ChoiceItem(BaseModel):
         return self
 
 
+# The gate measures a gain on the held-out part with a paired test over its records; with
+# fewer than this many it cannot tell a gain from noise. A training request whose data cannot
+# fill it is refused when it is made, and the bundle's split always holds at least this many.
+MIN_HELD_OUT_RECORDS = 5
+
+
 class EvalSuite(BaseModel):
     """How the gate evaluates a family's versions (lm-evaluation-harness on the worker)."""
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import hashlib
-import math
+import itertools
 import uuid
 from collections.abc import Callable
 from pathlib import Path
@@ -27,6 +27,7 @@ from governance.errors import Conflict, InvalidInput, NotFound
 from governance.families import canaries, intake
 from governance.families.cron import validate_cron
 from governance.families.models import (
+    MIN_HELD_OUT_RECORDS,
     BaseModelRecord,
     FamilyCreate,
     ModelFamily,
@@ -351,50 +352,49 @@ def start_version(
     return version
 
 
-# The gate measures a gain on the held-out part; with fewer records it cannot tell one from
-# noise (its paired test needs several), so such a request is refused when it is made.
-MIN_HELD_OUT_RECORDS = 5
-
-
 def check_data_size(records: int, family: ModelFamily) -> None:
-    """Refuse, with the numbers and what to change, a training request whose data cannot
-    fill the held-out part the gate measures on and at least one batch of training."""
+    """Refuse, with the numbers and what to change, a training request whose data cannot give
+    the gate its held-out part (the family's share, and at least MIN_HELD_OUT_RECORDS: the
+    bundle's split tops it up) while leaving more than half, and at least one batch, to
+    train on."""
     suite = family.eval_suite or {}
     fraction = float(suite.get("holdout_fraction", 0.1))
     batch = int((family.hyperparameters or {}).get("batch_size", 8))
-    held = int(records * fraction)
-    problems = []
-    if held < MIN_HELD_OUT_RECORDS:
-        least = math.ceil(MIN_HELD_OUT_RECORDS / fraction)
-        problems.append(
-            f"the held-out part would hold about {held} record(s) ({fraction:.0%} of "
-            f"{records}); the gate needs at least {MIN_HELD_OUT_RECORDS} to tell a gain from "
-            f"noise, so this family needs at least {least} records"
-        )
-    if records - held < batch:
-        problems.append(
-            f"the training part would hold about {records - held} record(s), less than one "
-            f"batch of {batch}"
-        )
-    if problems:
-        raise InvalidInput(
-            "too little data to train and evaluate: "
-            + "; ".join(problems)
-            + ". Upload more records to a dataset version (govern dataset upload), have it "
-            "scanned and approved, and ask again; or use a family whose eval_suite has a "
-            "larger holdout_fraction (govern family create --holdout-fraction)",
-            details=[
-                {
-                    "field": "datasets",
-                    "records": records,
-                    "held_out": held,
-                    "holdout_fraction": fraction,
-                    "min_held_out": MIN_HELD_OUT_RECORDS,
-                    "batch_size": batch,
-                }
-            ],
-            code="too_little_data",
-        )
+
+    def parts(n: int) -> tuple[int, int]:
+        held = max(int(n * fraction), MIN_HELD_OUT_RECORDS)
+        return held, n - held
+
+    def enough(n: int) -> bool:
+        _held, train = parts(n)
+        return train >= batch and train > n / 2
+
+    if enough(records):
+        return
+    held, train = parts(records)
+    least = next(n for n in itertools.count(records + 1) if enough(n))
+    raise InvalidInput(
+        f"too little data to train and evaluate: {records} record(s); the gate holds out "
+        f"{held} ({fraction:.0%}, and at least {MIN_HELD_OUT_RECORDS} to tell a gain from "
+        f"noise), which leaves {train} to train on, and training needs at least one batch of "
+        f"{batch} and more than half of the data: this family needs at least {least} records. "
+        "Upload more records to a dataset version (govern dataset upload), have it scanned "
+        "and approved, and ask again; or use a family with a smaller batch_size "
+        "(govern family create --batch-size)",
+        details=[
+            {
+                "field": "datasets",
+                "records": records,
+                "held_out": held,
+                "train": train,
+                "holdout_fraction": fraction,
+                "min_held_out": MIN_HELD_OUT_RECORDS,
+                "batch_size": batch,
+                "least_records": least,
+            }
+        ],
+        code="too_little_data",
+    )
 
 
 # --- lineage ----------------------------------------------------------------------------------

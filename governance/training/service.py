@@ -26,7 +26,13 @@ from governance.domains.keys import KeyRing
 from governance.domains.models import Domain
 from governance.errors import Conflict, InvalidInput, Unauthenticated
 from governance.families import canaries
-from governance.families.models import BaseModelRecord, ModelFamily, ModelVersion, VersionState
+from governance.families.models import (
+    MIN_HELD_OUT_RECORDS,
+    BaseModelRecord,
+    ModelFamily,
+    ModelVersion,
+    VersionState,
+)
 from governance.jobs import service as lease
 from governance.jobs.models import Job, JobKind, JobState
 from governance.pii.models import ScanReceipt
@@ -113,14 +119,26 @@ def heartbeat(
     return job
 
 
-def split(records: list[dict[str, Any]], fraction: float) -> tuple[list, list]:
-    """Hold out a stable fraction of records, chosen by record hash (not by position)."""
-    train, held = [], []
+def split(
+    records: list[dict[str, Any]], fraction: float, least: int = MIN_HELD_OUT_RECORDS
+) -> tuple[list, list]:
+    """Hold out a stable fraction of records, chosen by record hash (not by position): a
+    record lands on the same side whatever else the data holds. Where chance leaves fewer
+    than `least` held out (small data), the training records with the lowest hashes join them
+    until there are, as long as more than half stays for training."""
+    scored = []
     for rec in records:
         digest = hashlib.sha256(json.dumps(rec, sort_keys=True).encode()).digest()
-        (held if int.from_bytes(digest[:4], "big") / 2**32 < fraction else train).append(rec)
-    if not held and len(train) > 1:
-        held.append(train.pop())
+        scored.append((int.from_bytes(digest[:4], "big") / 2**32, rec))
+    held = [rec for score, rec in scored if score < fraction]
+    rest = sorted(((s, i) for i, (s, _r) in enumerate(scored) if s >= fraction))
+    moved: set[int] = set()
+    for _score, index in rest:
+        if len(held) >= least or len(records) - len(held) - 1 < len(records) / 2:
+            break
+        held.append(scored[index][1])
+        moved.add(index)
+    train = [rec for i, (score, rec) in enumerate(scored) if score >= fraction and i not in moved]
     return train, held
 
 

@@ -9,6 +9,7 @@ from governance.errors import InvalidInput
 from governance.families.models import EvalSuite, ModelFamily
 from governance.families.service import check_data_size
 from governance.flows.evaluation import gain_reasons, regressions, signal_reasons, worse_than
+from governance.training.service import split
 
 
 def scored(value, stderr=None, higher=True):
@@ -139,20 +140,39 @@ def family(holdout: float = 0.1, batch: int = 8) -> ModelFamily:
     )
 
 
-def test_too_few_records_for_the_held_out_part_are_refused_with_the_numbers():
+def test_too_little_data_is_refused_with_the_numbers_and_what_to_do():
     with pytest.raises(InvalidInput) as refused:
-        check_data_size(45, family())
+        check_data_size(12, family())
     message = refused.value.message
-    assert "about 4 record(s) (10% of 45)" in message and "at least 50 records" in message
-    assert "govern dataset upload" in message and "--holdout-fraction" in message
-    assert refused.value.details[0]["held_out"] == 4
-    check_data_size(50, family())  # 5 held out, 45 to train: enough
-    check_data_size(26, family(holdout=0.2))
+    assert "12 record(s); the gate holds out 5 (10%, and at least 5" in message
+    assert "leaves 7 to train on" in message and "at least 13 records" in message
+    assert "govern dataset upload" in message and "--batch-size" in message
+    assert refused.value.details[0]["least_records"] == 13
+    check_data_size(13, family())  # 5 held out (topped up from 10%), 8 to train: one batch
+    check_data_size(45, family())  # the 45 records of issue 32 train
 
 
 def test_a_training_part_smaller_than_one_batch_is_refused():
-    with pytest.raises(InvalidInput, match="less than one batch of 64"):
-        check_data_size(60, family(holdout=0.5, batch=64))
+    with pytest.raises(InvalidInput, match="one batch of 64"):
+        check_data_size(100, family(holdout=0.5, batch=64))
+    # More than half must stay for training, whatever the batch.
+    with pytest.raises(InvalidInput, match="more than half"):
+        check_data_size(20, family(holdout=0.5, batch=2))
+
+
+def test_the_split_holds_out_by_hash_and_tops_up_to_what_the_gate_needs():
+    records = [{"text": f"record {i}"} for i in range(200)]
+    train, held = split(records, 0.1)
+    assert 10 <= len(held) <= 30 and len(train) + len(held) == 200
+    # A record its hash holds out stays held out whatever else the data holds.
+    _t, held_half = split(records[:100], 0.1)
+    first = {r["text"] for r in records[:100]}
+    assert {r["text"] for r in held} & first <= {r["text"] for r in held_half}
+    small = records[:13]
+    train, held = split(small, 0.1)
+    assert len(held) == 5 and len(train) == 8
+    assert sorted(r["text"] for r in train + held) == sorted(r["text"] for r in small)
+    assert [len(part) for part in split(records[:2], 0.1)] == [1, 1]
 
 
 def test_a_few_shot_baseline_needs_more_items_than_shots():

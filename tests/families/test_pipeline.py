@@ -105,7 +105,7 @@ def test_train_evaluate_promote_query_and_taint(app, client, world, live, config
     gate = trained["evaluation"]
     assert gate["gate"] == "passed" and gate["pii_probe"]["probes"] >= 1
     assert gate["pii_probe"]["leaks"] == 0
-    assert trained["metrics"]["multiple_choice"]["n"] == 1
+    assert trained["metrics"]["multiple_choice"]["n"] == 4
     # The usual configuration passes the memorization test (an overtrained one does not:
     # test_memorization), and the harness scored the base and the candidate.
     exposure = gate["memorization"]
@@ -374,7 +374,7 @@ def test_rollback_and_fallback_to_the_newest_untainted_version(app, client, worl
         "POST",
         f"/api/v1/datasets/{world['dataset']}/versions",
         query_string={"tax_year": 2025},
-        data=b"".join(json.dumps(r).encode() + b"\n" for r in RECORDS[:20]),
+        data=b"".join(json.dumps(r).encode() + b"\n" for r in RECORDS[:25]),
         content_type="application/x-ndjson",
     )
     assert status == 201

@@ -88,6 +88,8 @@ def test_a_dp_family_trains_per_customer_within_the_domains_budget(app, client, 
             "name": PRIVATE,
             "base_model": "tiny-llama",
             "privacy": {"epsilon": 3.0, "delta": 1e-6, "max_grad_norm": 0.5},
+            # 18 records: 30% held out gives the gate the 5 it needs.
+            "eval_suite": {"holdout_fraction": 0.3},
         },
     )
     assert status == 201, family

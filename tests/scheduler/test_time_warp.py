@@ -39,7 +39,8 @@ def upload_year(client, world, tax_year: int) -> int:
             "prompt": f"What changed for tax year {tax_year}, item {i}?",
             "completion": f"For {tax_year}, line {i} of Form 1040 changed.",
         }
-        for i in range(12)
+        # 25 records: the family holds 20% out, and the gate needs 5 held-out records.
+        for i in range(24)
     ] + [{"text": f"Client SSN 536-22-{8700 + tax_year % 100} asks about {tax_year}."}]
     status, version = call(
         client,
