@@ -122,12 +122,12 @@ _ON_ROLLBACK = "governance.db.on_rollback"
 _WROTE = "governance.db.wrote"
 
 
-def on_commit(session: Session, action: Callable[[], None]) -> None:
+def on_commit(session: Session, action: Callable[[], object]) -> None:
     """Run `action` once the session's transaction commits (never if it rolls back)."""
     session.info.setdefault(_ON_COMMIT, []).append(action)
 
 
-def on_rollback(session: Session, action: Callable[[], None]) -> None:
+def on_rollback(session: Session, action: Callable[[], object]) -> None:
     """Run `action` if the session's transaction rolls back (never if it commits)."""
     session.info.setdefault(_ON_ROLLBACK, []).append(action)
 
