@@ -50,15 +50,16 @@ def api_request(
         return response.read()
 
 
-def api_download(path: str, target, *, url: str | None = None, token: str | None = None) -> int:
+def api_download(
+    path: str, target, *, url: str | None = None, token: str | None = None
+) -> dict[str, str]:
     """GET a file from the API into `target` (a binary file object), a chunk at a time;
-    return the bytes written. Errors raise ApiError as api_call's do."""
-    written = 0
+    return the answer's headers (a detached signature travels in one). Errors raise
+    ApiError as api_call's do."""
     with _response("GET", path, url=url, token=token) as response:
         while chunk := response.read(1 << 20):
             target.write(chunk)
-            written += len(chunk)
-    return written
+        return dict(response.headers.items())
 
 
 @contextmanager

@@ -318,12 +318,17 @@ def audit_openlineage(after: int, out: str | None, url: str | None) -> None:
 def audit_report(kind: str, fmt: str, out: str, **filters: Any) -> None:
     """Write a signed access report: who may, or who did, query which model.
 
-    JSON carries its signature inside; CSV gets a detached OUT.sig (base64 Ed25519).
+    JSON carries its signature inside; CSV gets a detached OUT.sig (base64 Ed25519). With
+    GOVERNANCE_URL set, over the API with your token (the domains you may read the log of).
     """
     from governance.authz.policy import PolicySet
     from governance.flows.access_reports import build_report
 
     entry_filter = build_filter(**filters)
+    if remote():
+        rows = report_over_api(kind, fmt, Path(out), entry_filter)
+        click.echo(f"wrote {kind} report ({rows} rows) to {out}")
+        return
     policy = PolicySet.load(settings()["GOVERNANCE_POLICY_DIR"])
     with audit_log_session() as (audit_log, session):
         body, text, signature = build_report(
@@ -341,6 +346,24 @@ def audit_report(kind: str, fmt: str, out: str, **filters: Any) -> None:
         with open(out + ".sig", "w", encoding="utf-8") as handle:
             handle.write(signature + "\n")
     click.echo(f"wrote {kind} report ({len(body['report']['rows'])} rows) to {out}")
+
+
+def report_over_api(kind: str, fmt: str, out: Path, entry_filter) -> int:
+    """Fetch a signed access report as the caller; write it (CSV with OUT.sig); its rows."""
+    from urllib.parse import urlencode
+
+    from governance.client import api_download
+
+    query = {"format": fmt}
+    if kind == "who-did":
+        query |= {k: v for k, v in entry_filter.as_dict().items() if v is not None}
+    path = f"/api/v1/audit/reports/{kind}?{urlencode(query)}"
+    with open(out, "wb") as handle:
+        headers = api_download(path, handle)
+    if fmt == "csv":
+        Path(f"{out}.sig").write_text(headers.get("X-Signature-Ed25519", "") + "\n")
+        return max(0, len(out.read_text(encoding="utf-8").splitlines()) - 1)
+    return len(json.loads(out.read_text(encoding="utf-8"))["report"]["rows"])
 
 
 class LineCounter:

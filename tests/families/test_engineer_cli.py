@@ -8,6 +8,7 @@ import json
 import os
 import subprocess
 import sys
+from pathlib import Path
 
 from tests.factories import principal_token
 from tests.pipeline import (  # noqa: F401 (fixtures and helpers)
@@ -75,6 +76,16 @@ def test_an_auditor_exports_a_bundle_over_the_api_that_verifies_offline(world, l
     listing = tmp_path / "entries.csv"
     csv = govern(live, auditor, "audit", "export", "--format", "csv", "--out", str(listing))
     assert csv.returncode == 0 and listing.read_text().startswith("seq,"), csv.stderr
+    # Signed access reports, over the API too.
+    may = tmp_path / "who-may.json"
+    report = govern(live, auditor, "audit", "report", "who-may", "--out", str(may))
+    assert report.returncode == 0 and report.stdout.startswith("wrote who-may report"), report
+    assert json.loads(may.read_text())["signature"]
+    did = tmp_path / "who-did.csv"
+    args = ["audit", "report", "who-did", "--format", "csv", "--out", str(did)]
+    report = govern(live, auditor, *args)
+    assert report.returncode == 0, report.stderr
+    assert Path(f"{did}.sig").read_text().strip(), "the CSV's detached signature"
 
 
 def test_a_family_is_created_with_its_recipe_and_gate_from_the_command_line(world, live, tmp_path):
