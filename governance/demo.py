@@ -905,9 +905,18 @@ def openai_queries(config: dict[str, Any], base_url: str, say: Narrator) -> dict
         *engineer.call("GET", f"/api/v1/models/{FAMILY}/traffic"), 200, "read the traffic"
     )
     for row in traffic["variants"]:
+        if row["variant"] == "-":
+            say(
+                f"traffic of {FAMILY} that reached no variant (no version was serving, or "
+                f"a guardrail refused it first): {row['refused']} refused, {row['failed']} "
+                "failed"
+            )
+            continue
+        p50 = row["latency_ms_p50"]
         say(
             f"traffic of {FAMILY} via {row['variant']}: {row['answered']} answered, "
-            f"{row['refused']} refused, {row['failed']} failed, p50 {row['latency_ms_p50']} ms, "
+            f"{row['refused']} refused, {row['failed']} failed, "
+            f"p50 {'-' if p50 is None else f'{p50} ms'}, "
             f"{row['prompt_tokens'] + row['completion_tokens']} tokens"
         )
     return {"openai_models": listed, "openai_refused": refused}

@@ -131,8 +131,10 @@ class QuarantinedRecord(SQLModel, table=True):
 
 
 class QuarantineRead(BaseModel):
-    id: int
-    record_index: int
+    record_index: int = Field(
+        description="The record's position in the version (from 0): the `{record}` a keep or "
+        "drop decision names."
+    )
     residuals: dict[str, Any]
     preview: dict[str, Any]
     spans: list[Any]
@@ -185,7 +187,9 @@ class LabelSample(BaseModel):
 class QuarantinePath(BaseModel):
     dataset_id: int = Field(ge=1, le=INT_MAX)
     number: int = Field(ge=1, le=INT_MAX)
-    record: int = Field(ge=0, le=INT_MAX)
+    record: int = Field(
+        ge=0, le=INT_MAX, description="The record's index in the version (`record_index`)."
+    )
 
 
 class ReceiptRead(BaseModel):
