@@ -290,6 +290,14 @@ def describe(kind: str, summary: dict, family: str | None) -> str:
     return f"{family} v{summary.get('version')} (tax year {summary.get('tax_year')})"
 
 
+@bp.app_template_filter("cron")
+def cron(expression: str) -> str:
+    """A refresh schedule in words (the expression stays beside it)."""
+    from governance.families.cron import describe_cron
+
+    return describe_cron(expression)
+
+
 @bp.app_template_filter("metric")
 def metric(value) -> str:
     """A metric as a reviewer reads it: whole numbers whole, others to four places (or four

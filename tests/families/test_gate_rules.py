@@ -182,3 +182,13 @@ def test_a_few_shot_baseline_needs_more_items_than_shots():
     assert EvalSuite(multiple_choice=[item], few_shot=0).few_shot == 0
     assert len(EvalSuite(multiple_choice=[item] * 4).multiple_choice) == 4
     assert EvalSuite().few_shot == 3  # no items: the harness tasks decide alone
+
+
+def test_schedules_read_in_words_and_unusual_ones_as_themselves():
+    from governance.families.cron import describe_cron
+
+    assert describe_cron("0 6 15 1 *") == "every year on 15 January at 06:00 UTC"
+    assert describe_cron("30 2 * * 1") == "every Monday at 02:30 UTC"
+    assert describe_cron("0 0 1 * *") == "on day 1 of every month at 00:00 UTC"
+    assert describe_cron("0 6 * * *") == "every day at 06:00 UTC"
+    assert describe_cron("*/15 6 * * *") == "cron */15 6 * * * (UTC)"
