@@ -11,7 +11,14 @@ from collections.abc import Sequence
 
 from markupsafe import Markup, escape
 
-PALETTE = ("#1f5f8b", "#c0504d", "#4f8a3c", "#8064a2", "#d99a2b", "#2b9aa0", "#7f7f7f")
+# Okabe and Ito's colours, told apart with any colour vision; past seven series the colours
+# repeat with a dash pattern of their own, so no two series ever look the same.
+PALETTE = ("#0072b2", "#d55e00", "#009e73", "#cc79a7", "#e69f00", "#56b4e9", "#000000")
+DASHES = ("", "7 3", "2 2")
+LEGEND_COLUMNS = 2
+LEGEND_ROW = 16
+# With this few positions on the x axis, each point is labelled with its value too.
+LABELLED_POINTS = 4
 WIDTH = 640
 BAR_HEIGHT = 18
 GAP = 6
@@ -63,13 +70,18 @@ def line_chart(
     values = [v for points in series.values() for v in points if v is not None]
     if not x_labels or not values:
         return Markup("")
+    names = list(series)
+    legend_rows = -(-len(names) // LEGEND_COLUMNS)
+    height += legend_rows * LEGEND_ROW
     low, high = min(values), max(values)
     if from_zero:  # counts: the axis starts at 0 so bar-like heights compare honestly
         low, high = min(0, low), max(0, high)
     if high == low:  # one value: a band around it, so the point sits mid-chart
         pad = abs(high) * 0.1 or 1.0
         high, low = high + pad, low - pad
-    left, right, top, bottom = 56, WIDTH - 150, 16, height - 34
+    left, right, top = 56, WIDTH - 24, 16
+    bottom = height - 34 - legend_rows * LEGEND_ROW
+    label_points = len(x_labels) <= LABELLED_POINTS
     step = (right - left) / max(1, len(x_labels) - 1)
 
     def x(index: int) -> float:
@@ -102,13 +114,16 @@ def line_chart(
             f'<text x="{x(marked) + 4:.1f}" y="{top + 10}" font-size="11">'
             f"{escape(marked_label)}</text>"
         )
+    column = (right - left) / LEGEND_COLUMNS
     for number, (name, points) in enumerate(series.items()):
         color = PALETTE[number % len(PALETTE)]
+        dash = DASHES[(number // len(PALETTE)) % len(DASHES)]
+        dashed = f' stroke-dasharray="{dash}"' if dash else ""
         path = [f"{x(i):.1f},{y(v):.1f}" for i, v in enumerate(points) if v is not None]
         if len(path) > 1:
             parts.append(
                 f'<polyline points="{" ".join(path)}" fill="none" stroke="{color}" '
-                f'stroke-width="2"/>'
+                f'stroke-width="2"{dashed}/>'
             )
         for i, value in enumerate(points):
             if value is not None:
@@ -117,9 +132,20 @@ def line_chart(
                     f"<title>{escape(name)} at {escape(x_labels[i])}: {_number(value)}</title>"
                     "</circle>"
                 )
+                if label_points:
+                    parts.append(
+                        f'<text x="{x(i) + 7:.1f}" y="{y(value) - 6:.1f}" font-size="10" '
+                        f'fill="{color}">{_number(value)}</text>'
+                    )
+        # The legend sits under the plot, in columns, so no name is cut at the edge.
+        row, col = divmod(number, LEGEND_COLUMNS)
+        lx, ly = left + col * column, bottom + 34 + row * LEGEND_ROW
+        shown = name if len(name) <= 40 else name[:39] + "…"
         parts.append(
-            f'<text x="{right + 10}" y="{top + 14 + number * 16}" font-size="12" '
-            f'fill="{color}">{escape(name)}</text>'
+            f'<line x1="{lx:.1f}" y1="{ly - 4}" x2="{lx + 18:.1f}" y2="{ly - 4}" '
+            f'stroke="{color}" stroke-width="2"{dashed}/>'
+            f'<text x="{lx + 24:.1f}" y="{ly}" font-size="12"><title>{escape(name)}</title>'
+            f"{escape(shown)}</text>"
         )
     parts.append("</svg>")
     return Markup("".join(parts))  # noqa: S704 - every label and title above is escaped

@@ -75,3 +75,47 @@ def test_counts_start_at_zero():
     assert re.findall(axis, counted) == ["7", "0"]
     measured = str(line_chart("Loss", ["a", "b"], {"loss": [5, 7]}))
     assert re.findall(axis, measured) == ["7", "5"]
+
+
+def test_nine_series_each_have_a_style_and_a_legend_entry_that_fits():
+    series = {f"entity type {i} with a long name to see it whole": [i, i + 1] for i in range(9)}
+    svg = str(line_chart("Findings", ["v1", "v2"], series))
+    styles = set(
+        re.findall(
+            r'<polyline [^>]*stroke="(#[0-9a-f]{6})"(?: stroke-width="2")?'
+            r'(?: stroke-dasharray="([^"]+)")?',
+            svg,
+        )
+    )
+    assert len(styles) == 9  # colour and dash together tell every series apart
+    for name in series:  # each name in the legend, under the plot (none cut at the edge)
+        assert f"<title>{name}</title>" in svg
+
+
+def test_a_few_points_are_labelled_with_their_values():
+    few = str(line_chart("One day", ["2026-12-06"], {"allow": [12], "deny": [3]}))
+    assert 'font-size="10" fill="#0072b2">12</text>' in few
+    many = str(line_chart("Busy", [f"d{i}" for i in range(10)], {"n": list(range(10))}))
+    assert 'font-size="10"' not in many
+
+
+def test_a_sections_leaves_share_a_panel_only_when_they_are_shares():
+    from types import SimpleNamespace
+
+    from governance.console.pages.models import metrics_charts
+
+    versions = [
+        SimpleNamespace(
+            id=i,
+            number=i,
+            metrics={
+                "eval_loss": 2.0 - i / 10,
+                "multiple_choice": {"acc": 0.5, "acc_norm": 0.6},
+                "serving": {"ms_per_token": 12.0, "parameters": 119616, "weight_bytes": 478464},
+            },
+        )
+        for i in (1, 2)
+    ]
+    panels = [name for name, _chart in metrics_charts("f", versions, None)]
+    assert "multiple_choice" in panels and "serving" not in panels
+    assert {"serving.ms_per_token", "serving.parameters", "serving.weight_bytes"} <= set(panels)

@@ -157,12 +157,26 @@ def quality_metrics(metrics: dict | None) -> dict[str, float]:
 
 def metrics_charts(name: str, versions: list, serving) -> list[tuple[str, Markup]]:
     """Small multiples across a family's versions, production marked: the losses together
-    (one scale), each section's leaves together (multiple_choice.acc and .acc_norm), every
-    other quality metric on its own scale."""
+    (one scale); a section's leaves together when all are shares between 0 and 1 (accuracies,
+    AUCs), since those read on one axis; every other metric on its own scale (a section such
+    as `serving` mixes ms per token, parameters and bytes)."""
     per_version = [quality_metrics(v.metrics) for v in versions]
+    names = sorted({k for m in per_version for k in m})
+
+    def shares(section: str) -> bool:
+        leaves = [k for k in names if k.rsplit(".", 1)[0] == section]
+        values = [m[k] for m in per_version for k in leaves if k in m]
+        return len(leaves) > 1 and all(0 <= v <= 1 for v in values)
+
     panels: dict[str, list[str]] = {}
-    for key in sorted({k for m in per_version for k in m}):
-        panel = "loss" if "loss" in key else key.rsplit(".", 1)[0]  # a section's leaves together
+    for key in names:
+        section = key.rsplit(".", 1)[0]
+        if "loss" in key:
+            panel = "loss"
+        elif "." in key and shares(section):
+            panel = section
+        else:
+            panel = key
         panels.setdefault(panel, []).append(key)
     marked = next((i for i, v in enumerate(versions) if serving and v.id == serving.id), None)
     return [
@@ -171,7 +185,12 @@ def metrics_charts(name: str, versions: list, serving) -> list[tuple[str, Markup
             line_chart(
                 f"{panel} of {name} across its versions",
                 [f"v{v.number}" for v in versions],
-                {key.removeprefix(f"{panel}."): [m.get(key) for m in per_version] for key in keys},
+                {
+                    key.removeprefix(f"{panel}.") if key != panel else key.rsplit(".", 1)[-1]: [
+                        m.get(key) for m in per_version
+                    ]
+                    for key in keys
+                },
                 marked,
                 f"production: v{serving.number}" if serving else "",
                 height=170,
