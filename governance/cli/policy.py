@@ -173,12 +173,27 @@ def policy_who_can(action: str, obj: str, domain: str, directory: str | None) ->
     from governance.authz.policy import PolicySet
     from governance.policy_review.diff import who_can
 
-    loaded = PolicySet.load(policy_directory(directory))
+    folder = policy_directory(directory)
+    loaded = PolicySet.load(folder)
     found = who_can(loaded, action, obj, domain)
+    deciders = reviewer_roles(folder, domain) if (action, obj) == ("decide", "approval") else None
     for principal, rule in found:
-        click.echo(f"{principal}\t{', '.join(rule)}")
+        note = ""
+        if deciders is not None and not deciders & set(loaded.compiled.roles(principal, domain)):
+            # The policy lets them call the endpoint; approvals.yaml still wants a role.
+            note = "\t(holds no role approvals.yaml requires in this domain: decides nothing)"
+        click.echo(f"{principal}\t{', '.join(rule)}{note}")
     if not found:
         click.echo(f"nobody may {action} {obj} in {domain}", err=True)
+
+
+def reviewer_roles(folder, domain: str) -> set[str]:
+    """The roles approvals.yaml requires for any kind of request in the domain."""
+    from governance.approvals.rules import load_approval_rules
+
+    rules = load_approval_rules(folder)
+    kinds = {**rules.default, **rules.domains.get(domain, {})}
+    return {role for rule in kinds.values() for role in rule.required}
 
 
 @policy.command("reload")

@@ -255,6 +255,13 @@ def test_review_tools_read_the_checkout_you_stand_in(tmp_path):
     assert "+ quinn" in result.stdout and "smb-accounting" in result.stdout
     who = in_dir(clone, env, "policy", "who-can", "upload", "dataset", "--domain", "smb-accounting")
     assert "quinn" in who.stdout
+    # admin may call the decision endpoint, yet holds no role the approval rules require.
+    deciders = in_dir(
+        clone, env, "policy", "who-can", "decide", "approval", "--domain", "consumer-tax"
+    ).stdout.splitlines()
+    admin = next(line for line in deciders if line.startswith("admin\t"))
+    assert "decides nothing" in admin
+    assert not any("decides nothing" in line for line in deciders if line.startswith("priya\t"))
     # A revision of another repository is refused, not answered about other files.
     foreign = in_dir(clone, env, "policy", "diff", "deadbeef", "HEAD")
     assert foreign.returncode == 2 and "not a commit" in foreign.stderr
