@@ -192,6 +192,14 @@ def _verify(args: argparse.Namespace, path: Path) -> int:
         f"proofs verified; tree size {report.tree_size}, key {report.key_id}; witnessed by "
         f"{witnessed}"
     )
+    if not report.complete:
+        # "complete": false is not a fault: say what it means where the auditor reads.
+        print(
+            "a selection, not the whole log (complete: false): the entries the export's "
+            "filters chose, or those of the domains its requester may audit, or a log whose "
+            "older entries retention pruned; each entry here is proven to belong to the signed "
+            "log, and the log's other leaves are present as hashes only"
+        )
     print(json.dumps({"verified": True, **report.as_dict()}, sort_keys=True))
     return 0
 

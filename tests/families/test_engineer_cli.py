@@ -73,6 +73,8 @@ def test_an_auditor_exports_a_bundle_over_the_api_that_verifies_offline(world, l
         check=False,
     )
     assert checked.returncode == 0, checked.stdout + checked.stderr
+    # An auditor's export holds their domains' entries: the verifier says what that means.
+    assert "a selection, not the whole log (complete: false)" in checked.stdout
     listing = tmp_path / "entries.csv"
     csv = govern(live, auditor, "audit", "export", "--format", "csv", "--out", str(listing))
     assert csv.returncode == 0 and listing.read_text().startswith("seq,"), csv.stderr
