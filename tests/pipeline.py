@@ -155,6 +155,9 @@ def world(app, client, tiny):
             "eval_suite": {
                 "holdout_fraction": 0.2,
                 "tolerance": 0.05,
+                # Zero-shot only: a few-shot baseline would add a harness run to every training
+                # of these tests; tests/trainers/test_lora.py covers it.
+                "few_shot": 0,
                 "multiple_choice": [
                     {
                         "question": "Which form reports wages?",
