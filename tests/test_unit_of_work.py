@@ -3,6 +3,7 @@ raises; the audit entries of its decisions are kept either way, and the log stay
 
 from __future__ import annotations
 
+import pytest
 import sqlalchemy as sa
 from flask_openapi3 import APIBlueprint
 
@@ -79,49 +80,45 @@ def log_is_whole(app) -> None:
         verify_log(session, key)
 
 
-def test_a_failed_request_writes_nothing_and_keeps_its_decisions(config):
+@pytest.fixture
+def served(config):
+    """The app with the test views, and an admin token."""
     app = build(config)
-    try:
-        token = principal_token(app, "admin")
-        before = len(entries(app))
-        response = app.test_client().post("/api/v1/uow/fails", headers=auth(token))
-        assert response.status_code == 409
-        assert "half-written" not in domain_names(app)
-        added = entries(app)[before:]
-        # Both decisions are kept (the second re-appended after the rollback); the state
-        # change is not, since it did not happen.
-        assert ("create", "domain", "allow") in added
-        assert ("read", "domain", "allow") in added
-        assert not any(action == "domain.create" for action, _, _ in added)
-        log_is_whole(app)
-    finally:
-        close_app(app)
+    yield app, principal_token(app, "admin")
+    close_app(app)
 
 
-def test_a_request_that_succeeds_commits_its_writes_with_their_entries(config):
-    app = build(config)
-    try:
-        token = principal_token(app, "admin")
-        before = len(entries(app))
-        response = app.test_client().post("/api/v1/uow/succeeds", headers=auth(token))
-        assert response.status_code == 201, response.get_json()
-        assert "whole" in domain_names(app)
-        added = entries(app)[before:]
-        actions = [action for action, _, _ in added]
-        assert actions.index("create") < actions.index("domain.create") < actions.index("read")
-        log_is_whole(app)
-    finally:
-        close_app(app)
+def test_a_failed_request_writes_nothing_and_keeps_its_decisions(served):
+    app, token = served
+    before = len(entries(app))
+    response = app.test_client().post("/api/v1/uow/fails", headers=auth(token))
+    assert response.status_code == 409
+    assert "half-written" not in domain_names(app)
+    added = entries(app)[before:]
+    # Both decisions are kept (the second re-appended after the rollback); the state
+    # change is not, since it did not happen.
+    assert ("create", "domain", "allow") in added
+    assert ("read", "domain", "allow") in added
+    assert not any(action == "domain.create" for action, _, _ in added)
+    log_is_whole(app)
 
 
-def test_a_view_that_writes_without_authorizing_answers_500_and_writes_nothing(config):
-    app = build(config)
-    try:
-        token = principal_token(app, "admin")
-        response = app.test_client().post("/api/v1/uow/careless", headers=auth(token))
-        assert response.status_code == 500
-        assert response.get_json()["error"]["code"] == "internal_error"
-        assert "unauthorized" not in domain_names(app)
-        log_is_whole(app)
-    finally:
-        close_app(app)
+def test_a_request_that_succeeds_commits_its_writes_with_their_entries(served):
+    app, token = served
+    before = len(entries(app))
+    response = app.test_client().post("/api/v1/uow/succeeds", headers=auth(token))
+    assert response.status_code == 201, response.get_json()
+    assert "whole" in domain_names(app)
+    added = entries(app)[before:]
+    actions = [action for action, _, _ in added]
+    assert actions.index("create") < actions.index("domain.create") < actions.index("read")
+    log_is_whole(app)
+
+
+def test_a_view_that_writes_without_authorizing_answers_500_and_writes_nothing(served):
+    app, token = served
+    response = app.test_client().post("/api/v1/uow/careless", headers=auth(token))
+    assert response.status_code == 500
+    assert response.get_json()["error"]["code"] == "internal_error"
+    assert "unauthorized" not in domain_names(app)
+    log_is_whole(app)

@@ -65,7 +65,7 @@ def dataset_list(domain_name: str) -> None:
     """List DOMAIN's datasets and their versions, each with its latest scan's verdict."""
     from governance.datasets import service
     from governance.domains.service import get_domain
-    from governance.pii.service import latest_receipt
+    from governance.pii.service import latest_receipts
 
     if remote():
         for ds in remote_call("GET", f"/api/v1/domains/{domain_name}/datasets")["items"]:
@@ -80,8 +80,10 @@ def dataset_list(domain_name: str) -> None:
     with instance_session() as session:
         for ds in service.list_datasets(session, get_domain(session, domain_name)):
             click.echo(f"{ds.id}\t{ds.name}")
-            for v in service.list_versions(session, ds):
-                receipt = latest_receipt(session, v) if v.status == "ready" else None
+            versions = service.list_versions(session, ds)
+            receipts = latest_receipts(session, [v.id for v in versions])
+            for v in versions:
+                receipt = receipts.get(v.id) if v.status == "ready" else None
                 state = receipt.verdict if receipt else v.status
                 if v.status == "ready" and receipt is None:
                     state = "not scanned"

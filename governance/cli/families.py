@@ -157,30 +157,22 @@ def family_create(
     """Create the model family NAME in DOMAIN: its base model, training recipe and gate.
     Options left out take the service's defaults."""
     from governance.client import api_call
+    from governance.families.models import FamilyCreate
+
+    def given(**options: Any) -> dict[str, Any]:
+        return {k: v for k, v in options.items() if v is not None}
 
     body: dict[str, Any] = {"name": name, "base_model": base_model}
-    hyper = {
-        k: v
-        for k, v in (
-            ("epochs", epochs),
-            ("batch_size", batch_size),
-            ("learning_rate", learning_rate),
-        )
-        if v is not None
-    }
+    hyper = given(epochs=epochs, batch_size=batch_size, learning_rate=learning_rate)
     if hyper:
-        body["hyperparameters"] = {"epochs": 2, "learning_rate": 0.002, "batch_size": 8, **hyper}
+        # The options given replace the service's defaults one by one, not the whole recipe.
+        defaults = FamilyCreate.model_fields["hyperparameters"].get_default(
+            call_default_factory=True
+        )
+        body["hyperparameters"] = {**defaults, **hyper}
     if lora_r is not None:
         body["lora"] = {"r": lora_r, "alpha": 2 * lora_r, "dropout": 0.0}
-    suite: dict[str, Any] = {
-        k: v
-        for k, v in (
-            ("holdout_fraction", holdout_fraction),
-            ("few_shot", few_shot),
-            ("tolerance", tolerance),
-        )
-        if v is not None
-    }
+    suite = given(holdout_fraction=holdout_fraction, few_shot=few_shot, tolerance=tolerance)
     if accept_no_signal:
         suite["accept_no_signal"] = True
     if min_gains:

@@ -17,7 +17,7 @@ from collections import Counter, defaultdict
 from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 
-from sqlmodel import Session, select
+from sqlmodel import Session, col, select
 
 from audit.log import canonical
 from governance.audit.service import Actor, record
@@ -424,6 +424,19 @@ def decide_quarantine(
         },
     )
     return row
+
+
+def latest_receipts(session: Session, version_ids: list[int]) -> dict[int, ScanReceipt]:
+    """The latest receipt of each of these versions (one query), by version id."""
+    receipts: dict[int, ScanReceipt] = {}
+    if version_ids:
+        for row in session.exec(
+            select(ScanReceipt)
+            .where(col(ScanReceipt.version_id).in_(version_ids))
+            .order_by(ScanReceipt.id)
+        ):
+            receipts[row.version_id] = row
+    return receipts
 
 
 def latest_receipt(session: Session, version: DatasetVersion, rules_hash: str | None = None):

@@ -87,8 +87,10 @@ def get_dataset(path: DatasetPath):
 def list_versions(path: DatasetPath):
     """List a dataset's versions, deleted ones as tombstones."""
     dataset, domain = dataset_for(path.dataset_id, "read")
-    versions = service.list_versions(get_session(), dataset)
-    return {"items": [version_read(v, dataset, domain) for v in versions]}
+    session = get_session()
+    versions = service.list_versions(session, dataset)
+    receipts = pii.latest_receipts(session, [v.id for v in versions])
+    return {"items": [version_read(v, dataset, domain, receipts) for v in versions]}
 
 
 @bp.post(

@@ -12,6 +12,7 @@ from governance.datasets.models import Dataset, DatasetRead, DatasetVersion, Dat
 from governance.db import get_session
 from governance.domains.models import Domain
 from governance.errors import NotFound
+from governance.pii.models import ScanReceipt
 from governance.pii.service import latest_receipt
 from governance.web.guard import check
 
@@ -27,8 +28,20 @@ def dataset_read(dataset: Dataset, domain: Domain) -> dict:
     ).model_dump(mode="json")
 
 
-def version_read(version: DatasetVersion, dataset: Dataset, domain: Domain) -> dict:
-    receipt = latest_receipt(get_session(), version) if version.status == "ready" else None
+def version_read(
+    version: DatasetVersion,
+    dataset: Dataset,
+    domain: Domain,
+    receipts: dict[int, ScanReceipt] | None = None,
+) -> dict:
+    """A version as the API shows it; `receipts` (latest_receipts of a listing) saves a query
+    per version."""
+    if version.status != "ready":
+        receipt = None
+    elif receipts is not None:
+        receipt = receipts.get(version.id)
+    else:
+        receipt = latest_receipt(get_session(), version)
     return DatasetVersionRead(
         scan_verdict=receipt.verdict if receipt else None,
         dataset_id=dataset.id,

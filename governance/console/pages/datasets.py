@@ -11,7 +11,6 @@ from flask import (
 )
 from markupsafe import Markup
 from pydantic import ValidationError
-from sqlmodel import select
 
 from governance import runtime
 from governance.console.blueprint import (
@@ -28,7 +27,7 @@ from governance.errors import (
     invalid_input,
 )
 from governance.pii import service as pii
-from governance.pii.models import LabelCreate, QuarantineDecide, ScanReceipt
+from governance.pii.models import LabelCreate, QuarantineDecide
 from governance.web.datasets_lookup import dataset_for
 from governance.web.guard import (
     allowed_domains,
@@ -60,18 +59,6 @@ def datasets_home():
     return render_template("console/datasets.html", section="datasets", domains=domains)
 
 
-def latest_receipts(session, version_ids: list[int]) -> dict[int, ScanReceipt]:
-    receipts: dict[int, ScanReceipt] = {}
-    if version_ids:
-        for row in session.exec(
-            select(ScanReceipt)
-            .where(ScanReceipt.version_id.in_(version_ids))
-            .order_by(ScanReceipt.id)
-        ):
-            receipts[row.version_id] = row
-    return receipts
-
-
 @bp.get("/domains/<name>/datasets")
 def domain_datasets(name: str):
     """A domain's datasets: versions, tax years, scan status, tombstones."""
@@ -84,7 +71,7 @@ def domain_datasets(name: str):
     listing = []
     for dataset in datasets.list_datasets(session, domain):
         versions = datasets.list_versions(session, dataset)
-        receipts = latest_receipts(session, [v.id for v in versions]) if may_read_scans else {}
+        receipts = pii.latest_receipts(session, [v.id for v in versions]) if may_read_scans else {}
         listing.append(
             (dataset, versions, receipts, findings_across(dataset.name, versions, receipts))
         )
@@ -135,7 +122,7 @@ def quarantine_context(dataset_id: int, number: int, dataset_for, pii) -> dict:
     dataset, domain = dataset_for(dataset_id, "read", "scan")
     session = get_session()
     version = datasets.get_version(session, dataset, number)
-    receipt = latest_receipts(session, [version.id]).get(version.id)
+    receipt = pii.latest_receipts(session, [version.id]).get(version.id)
     may_decide = get_authorizer().policy.decide(g.principal.name, domain.name, "scan", "create")
     rt = runtime.current()
     findings = sorted(
