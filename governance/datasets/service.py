@@ -3,17 +3,30 @@
 from __future__ import annotations
 
 import uuid
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from typing import IO, Any
 
 import sqlalchemy as sa
 from sqlmodel import Session, select
 
+from audit import merkle
 from audit.log import canonical
 from governance.audit.service import Actor, record
-from governance.datasets.models import Dataset, DatasetCreate, DatasetVersion, VersionStatus
-from governance.datasets.records import BlobWriter, iter_lines, parse_record, read_blob
+from governance.datasets.models import (
+    Dataset,
+    DatasetCreate,
+    DatasetShard,
+    DatasetVersion,
+    VersionStatus,
+)
+from governance.datasets.records import (
+    CorruptBlob,
+    ShardedWriter,
+    iter_lines,
+    parse_record,
+    read_blob,
+)
 from governance.db import on_commit, on_rollback
 from governance.domains.keys import KeyRing
 from governance.domains.models import Domain
@@ -25,6 +38,16 @@ from governance.storage import BlobStore
 class UploadLimits:
     max_record_bytes: int = 1 << 20
     max_upload_bytes: int = 4 << 30
+    # Where shards are cut (plaintext bytes): a scan runs one job per shard.
+    shard_bytes: int = 8 << 20
+
+    @classmethod
+    def from_settings(cls, settings: Mapping[str, Any]) -> UploadLimits:
+        return cls(
+            max_record_bytes=int(settings["RECORD_MAX_BYTES"]),
+            max_upload_bytes=int(settings["UPLOAD_MAX_BYTES"]),
+            shard_bytes=int(settings["DATASET_SHARD_BYTES"]),
+        )
 
 
 def create_dataset(session: Session, domain: Domain, data: DatasetCreate, *, actor: Actor):
@@ -130,8 +153,8 @@ def upload_version(
     uid = uuid.uuid4().hex
     data_key, wrapped = keyring.new_data_key(session, domain, uid)
     total = 0
-    with store.stage(uid) as staged:
-        writer = BlobWriter(staged, data_key, uid)
+    writer = ShardedWriter(store.stage, store.discard, data_key, uid, limits.shard_bytes)
+    try:
         for line_no, raw in iter_lines(stream, limits.max_record_bytes):
             total += len(raw) + 1
             if total > limits.max_upload_bytes:
@@ -146,8 +169,11 @@ def upload_version(
             raise InvalidInput(
                 "the upload holds no records", details={"line": 0}, code="empty_upload"
             )
-        writer.close()
-    key = f"{domain.name}/{uid}.blob"
+        shards = writer.close()
+    except BaseException:
+        writer.discard()
+        raise
+    keys = {shard.blob_uid: f"{domain.name}/{shard.blob_uid}.blob" for shard in shards}
     try:
         number = (
             session.exec(
@@ -166,11 +192,26 @@ def upload_version(
             content_hash=writer.content.root().hex(),
             record_count=writer.content.size,
             plaintext_bytes=total,
-            blob_key=key,
+            shards=len(shards),
+            blob_key=f"{domain.name}/{uid}",
             wrapped_key=wrapped,
             created_by=actor.principal,
         )
         session.add(version)
+        session.flush()
+        session.add_all(
+            DatasetShard(
+                version_id=version.id,
+                ordinal=shard.ordinal,
+                first_record=shard.first_record,
+                record_count=shard.record_count,
+                plaintext_bytes=shard.plaintext_bytes,
+                content_hash=shard.content_hash,
+                blob_uid=shard.blob_uid,
+                blob_key=keys[shard.blob_uid],
+            )
+            for shard in shards
+        )
         session.flush()
         record(
             session,
@@ -182,33 +223,74 @@ def upload_version(
                 "uid": uid,
                 "tax_year": tax_year,
                 "records": writer.content.size,
+                "shards": len(shards),
                 "content_hash": version.content_hash,
             },
         )
     except sa.exc.IntegrityError as exc:
         session.rollback()
-        store.discard(uid)
+        writer.discard()
         raise Conflict("another upload to this dataset committed first; retry") from exc
     except BaseException:
         session.rollback()
-        store.discard(uid)
+        writer.discard()
         raise
-    # The blob is published when the caller commits the version, discarded if it rolls back.
-    on_commit(session, lambda: store.publish(uid, key))
-    on_rollback(session, lambda: store.discard(uid))
+
+    # The shards are published when the caller commits the version, discarded if it rolls back.
+    def publish() -> None:
+        for blob_uid, key in keys.items():
+            store.publish(blob_uid, key)
+
+    on_commit(session, publish)
+    on_rollback(session, writer.discard)
     return version
+
+
+def version_shards(session: Session, version: DatasetVersion) -> list[DatasetShard]:
+    """A version's shards, in order."""
+    return list(
+        session.exec(
+            select(DatasetShard)
+            .where(DatasetShard.version_id == version.id)
+            .order_by(DatasetShard.ordinal)
+        )
+    )
+
+
+def version_key(session: Session, keyring: KeyRing, version: DatasetVersion) -> bytes:
+    """Unwrap a live version's data key (raw data: only for the scanner and probes)."""
+    if version.status != VersionStatus.READY or version.wrapped_key is None:
+        raise Conflict(f"dataset version {version.uid} was deleted", details={"uid": version.uid})
+    domain = session.get(Domain, version.domain_id)
+    return keyring.open_data_key(session, domain, version.uid, version.wrapped_key)
+
+
+def iter_shard_records(
+    store: BlobStore, key: bytes, version: DatasetVersion, shard: DatasetShard
+) -> Iterator[dict[str, Any]]:
+    """Decrypt and yield one shard's records, checking they are the ones uploaded."""
+    if shard.blob_key is None:
+        raise Conflict(f"dataset version {version.uid} was deleted", details={"uid": version.uid})
+    content = merkle.CompactRange()
+    with store.open(shard.blob_key) as handle:
+        for rec in read_blob(handle, key, shard.blob_uid):
+            content.append(merkle.leaf_hash(canonical(rec)))
+            yield rec
+    if content.size != shard.record_count or content.root().hex() != shard.content_hash:
+        raise CorruptBlob(
+            f"dataset version {version.uid}: shard {shard.ordinal} does not hold the records "
+            "uploaded"
+        )
 
 
 def iter_version_records(
     session: Session, keyring: KeyRing, store: BlobStore, version: DatasetVersion
 ) -> Iterator[dict[str, Any]]:
-    """Decrypt and yield a version's records (raw data: only for the scanner and probes)."""
-    if version.status != VersionStatus.READY or version.wrapped_key is None:
-        raise Conflict(f"dataset version {version.uid} was deleted", details={"uid": version.uid})
-    domain = session.get(Domain, version.domain_id)
-    key = keyring.open_data_key(session, domain, version.uid, version.wrapped_key)
-    with store.open(version.blob_key) as handle:
-        yield from read_blob(handle, key, version.uid)
+    """Decrypt and yield a version's records, shard after shard (raw data: only for the
+    scanner and probes)."""
+    key = version_key(session, keyring, version)
+    for shard in version_shards(session, version):
+        yield from iter_shard_records(store, key, version, shard)
 
 
 def ensure_same_domain(version: DatasetVersion, domain: Domain) -> None:
@@ -226,7 +308,7 @@ def sweep(session: Session, store: BlobStore) -> dict[str, int]:
     """Settle blobs left by writers that died mid-upload."""
 
     def committed(uid: str) -> str | None:
-        version = session.exec(select(DatasetVersion).where(DatasetVersion.uid == uid)).first()
-        return version.blob_key if version is not None and version.blob_key else None
+        shard = session.exec(select(DatasetShard).where(DatasetShard.blob_uid == uid)).first()
+        return shard.blob_key if shard is not None and shard.blob_key else None
 
     return store.sweep(committed)

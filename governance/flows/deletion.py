@@ -8,7 +8,7 @@ from sqlmodel import Session, select
 
 from governance.audit.service import Actor, record
 from governance.datasets.models import DatasetVersion, VersionStatus
-from governance.datasets.service import iter_version_records
+from governance.datasets.service import iter_version_records, version_shards
 from governance.db import on_commit, scrub_journal, utcnow
 from governance.domains.keys import KeyRing
 from governance.domains.models import Domain
@@ -16,7 +16,14 @@ from governance.errors import Conflict
 from governance.families.taint import taint_trained_on
 from governance.jobs.service import erase_results
 from governance.pii.cache import content_key, forget
-from governance.pii.models import QuarantinedRecord, RecallLabel, ScanReceipt
+from governance.pii.models import (
+    QuarantinedRecord,
+    RecallLabel,
+    ScanReceipt,
+    ScanRun,
+    ScanShardResult,
+)
+from governance.pii.scanning import view_prefix
 from governance.storage import BlobStore
 
 
@@ -47,12 +54,30 @@ def delete_version(
         content_key(keyring, session, owner),
         iter_version_records(session, keyring, store, version),
     )
-    blob_key = version.blob_key
-    # The sanitized views of its scans are derived from its text too: their keys go with it.
-    sanitized = []
+    # Its shards' ciphertext goes once the key has.
+    doomed = []
+    for shard in version_shards(session, version):
+        if shard.blob_key:
+            doomed.append(shard.blob_key)
+        shard.blob_key = None
+        session.add(shard)
+    # The sanitized views of its scans are derived from its text too: their keys go with it,
+    # those of scans still running as well (their shards' outcomes hold samples of its text).
+    views = 0
+    for run in session.exec(select(ScanRun).where(ScanRun.version_id == version.id)):
+        run.wrapped_key = None
+        session.add(run)
+        views += 1
+        prefix = view_prefix(owner, run.uid)
+        doomed += [f"{prefix}.{ordinal}.blob" for ordinal in range(run.shards)]
+        for result in session.exec(
+            select(ScanShardResult).where(ScanShardResult.run_id == run.id)
+        ):
+            session.delete(result)
     for receipt in session.exec(select(ScanReceipt).where(ScanReceipt.version_id == version.id)):
-        if receipt.sanitized_blob_key:
-            sanitized.append(receipt.sanitized_blob_key)
+        if receipt.sanitized_blob_key and not receipt.sanitized_shards:
+            doomed.append(receipt.sanitized_blob_key)  # a view stored whole
+            views += 1
         receipt.sanitized_wrapped_key = None
         receipt.unflagged_sealed = None
         receipt.label_sealed = None
@@ -92,7 +117,8 @@ def delete_version(
             "reason_chars": len(reason),
             "content_hash": version.content_hash,
             "scan_cache_rows_deleted": cache_rows,
-            "sanitized_views_destroyed": len(sanitized),
+            "shards": version.shards,
+            "sanitized_views_destroyed": views,
             "quarantine_rows_deleted": len(held),
             "job_results_erased": jobs_erased,
         },
@@ -102,7 +128,6 @@ def delete_version(
     taint_trained_on(session, version, actor=actor)
     # The key is gone with the caller's commit; removing the ciphertext then is the belt to
     # those braces, and so is leaving no copy of the erased rows in SQLite's journal.
-    doomed = [key for key in (blob_key, *sanitized) if key]
 
     def after_commit() -> None:
         for key in doomed:

@@ -28,11 +28,16 @@ class JobKind:
 
     TRAIN = "train"
     SCAN = "scan"
+    # One shard of a scan: any runner or worker takes it; the `scan` job reduces.
+    SCAN_SHARD = "scan-shard"
     EVALUATE = "evaluate"
     EXPORT = "export"
     # The evidence of a proposed policy (lint, tests, diff, replay), and its approval request.
     POLICY_REVIEW = "policy-review"
-    INTERNAL = (SCAN, EVALUATE, EXPORT, POLICY_REVIEW)
+    INTERNAL = (SCAN, SCAN_SHARD, EVALUATE, EXPORT, POLICY_REVIEW)
+    # Kinds whose attempt that fails unexpectedly (not a refusal) is tried again, up to
+    # max_attempts, as a lapsed lease is: a shard is retried before it fails its scan.
+    RETRIED = (SCAN_SHARD,)
 
 
 class Job(SQLModel, table=True):

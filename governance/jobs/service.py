@@ -174,7 +174,7 @@ def release(
     ).rowcount
     if changed and final and on_final is not None:
         on_final(session, job, message)
-    if changed:
+    if changed and job in session:
         session.expire(job)
     return bool(changed)
 

@@ -69,6 +69,71 @@ class ScanReceipt(SQLModel, table=True):
     # them without the sanitized view being decrypted in a request. Never returned by the API.
     label_sealed: bytes | None = SQLField(default=None, sa_type=sa.LargeBinary)
     recall_estimate: dict[str, Any] | None = SQLField(default=None, sa_type=sa.JSON)
+    # A scan mapped over the version's shards: the sanitized view is one blob per shard (their
+    # record counts, in order; empty for a view stored whole before shards existed), the seed
+    # every random draw of the scan came from (derived from the content, the rules and the
+    # scanner under the domain's content key), and the SHA-256 of the receipt's canonical body
+    # (`governance.pii.shards.receipt_body`): the same version, rules and scanner give the
+    # same digest however many workers scanned it.
+    sanitized_shards: list[Any] = SQLField(default_factory=list, sa_type=sa.JSON, nullable=False)
+    seed: str | None = SQLField(default=None, max_length=64)
+    digest: str | None = SQLField(default=None, max_length=64)
+
+
+class ScanRunState:
+    RUNNING = "running"
+    DONE = "done"
+    FAILED = "failed"
+
+
+class ScanRun(SQLModel, table=True):
+    """One scan of a version in progress: a map over its shards, then a reduce.
+
+    Each shard is scanned by a job of its own (`scan-shard`), on any runner or Celery worker;
+    the scan's own job (`scan`) scans shards too while it waits, and reduces their results in
+    shard order into the receipt. The sanitized view's data key is made here, before any
+    shard is scanned, so every shard's view is sealed under it."""
+
+    __tablename__ = "scan_runs"
+
+    id: int | None = SQLField(default=None, primary_key=True)
+    uid: str = SQLField(max_length=32, nullable=False, sa_column_kwargs={"unique": True})
+    version_id: int = SQLField(foreign_key="dataset_versions.id", nullable=False, index=True)
+    domain_id: int = SQLField(foreign_key="domains.id", nullable=False)
+    rules_hash: str = SQLField(max_length=64, nullable=False)
+    scanner: dict[str, Any] = SQLField(default_factory=dict, sa_type=sa.JSON, nullable=False)
+    seed: str = SQLField(max_length=64, nullable=False)
+    shards: int = SQLField(nullable=False)
+    wrapped_key: bytes | None = SQLField(default=None, sa_type=sa.LargeBinary)
+    # The `scan` job that coordinates it (none for a scan run in one process).
+    job_uid: str | None = SQLField(default=None, max_length=32, index=True)
+    state: str = SQLField(max_length=16, nullable=False, default=ScanRunState.RUNNING)
+    receipt_id: int | None = SQLField(default=None, foreign_key="scan_receipts.id")
+    created_by: str = SQLField(max_length=63, nullable=False)
+    created_at: dt.datetime = SQLField(default_factory=utcnow, sa_type=UTCDateTime, nullable=False)
+
+
+class ScanShardResult(SQLModel, table=True):
+    """What scanning one shard found: counts in the clear, text (redacted samples, held
+    records' previews) sealed under the scan's view key. Written once per shard: a repeated
+    attempt's row is ignored, and both attempts' results are the same."""
+
+    __tablename__ = "scan_shard_results"
+    __table_args__ = (sa.UniqueConstraint("run_id", "ordinal"),)
+
+    id: int | None = SQLField(default=None, primary_key=True)
+    run_id: int = SQLField(foreign_key="scan_runs.id", nullable=False, index=True)
+    # The shard's place in the version, from 0.
+    ordinal: int = SQLField(nullable=False)
+    records: int = SQLField(nullable=False)
+    sanitized_records: int = SQLField(nullable=False)
+    sanitized_root: str = SQLField(max_length=64, nullable=False)
+    # {counts, stats, blocked, canaries}: numbers only.
+    summary: dict[str, Any] = SQLField(default_factory=dict, sa_type=sa.JSON, nullable=False)
+    sealed: bytes | None = SQLField(default=None, sa_type=sa.LargeBinary)
+    worker: str | None = SQLField(default=None, max_length=200)
+    seconds: float = SQLField(default=0.0, nullable=False)
+    created_at: dt.datetime = SQLField(default_factory=utcnow, sa_type=UTCDateTime, nullable=False)
 
 
 class RecallLabel(SQLModel, table=True):
@@ -215,6 +280,19 @@ class ReceiptRead(BaseModel):
     samples: list[Any]
     sanitized_records: int
     sanitized_hash: str | None
+    sanitized_shards: list[Any] = Field(
+        default_factory=list,
+        description="Records of the sanitized view in each shard, in order (empty: one blob).",
+    )
+    seed: str | None = Field(
+        default=None,
+        description="What every random draw of the scan (canaries, samples) came from.",
+    )
+    digest: str | None = Field(
+        default=None,
+        description="SHA-256 of the receipt's canonical body: equal for equal content, rules and "
+        "scanner, however many workers scanned it.",
+    )
     current_rules: bool
     created_by: str
     created_at: dt.datetime

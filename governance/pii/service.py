@@ -1,5 +1,6 @@
-"""Scan a dataset version: receipt, encrypted sanitized view, incremental cache, the gate.
+"""Scan receipts, the sanitized view, the quarantine, the labelled sample, and the gate.
 
+The scan itself is `governance.pii.scanning` (a map over a version's shards and a reduce).
 Workers only ever receive the sanitized view. A version may train only when its newest
 receipt under the rules in force says pass or redacted; a scanner failure yields an `error`
 receipt and the gate stays shut (fail closed).
@@ -7,374 +8,41 @@ receipt and the gate stays shut (fail closed).
 
 from __future__ import annotations
 
-import hashlib
-import itertools
 import json
-import logging
-import random
-import uuid
-from collections import Counter, defaultdict
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Iterator
 from typing import Any
 
 from sqlmodel import Session, col, select
 
-from audit.log import canonical
 from governance.audit.service import Actor, record
-from governance.crypto import open_sealed, seal
-from governance.datasets.models import DatasetVersion, VersionStatus
-from governance.datasets.records import TEXT_FIELDS, BlobWriter, read_blob
-from governance.datasets.service import iter_version_records
-from governance.db import on_commit, on_rollback, utcnow
+from governance.crypto import open_sealed
+from governance.datasets.models import DatasetVersion
+from governance.datasets.records import read_blob
+from governance.db import utcnow
 from governance.domains.keys import KeyRing
 from governance.domains.models import Domain
 from governance.errors import Conflict, InvalidInput, NotFound
-from governance.pii import canaries
-from governance.pii.cache import content_key, keyed_hash, remember
-from governance.pii.estimate import estimate, placeholders
+from governance.pii.estimate import estimate
 from governance.pii.models import (
     QuarantineDecision,
     QuarantinedRecord,
     RecallLabel,
     ReceiptRead,
-    ScanCacheEntry,
     ScanReceipt,
     Verdict,
 )
 from governance.pii.rules import DomainRules
-from governance.pii.sanitize import mask_residuals, sanitize
-from governance.pii.scanner import Finding, TextScanner, record_text, split_findings
+from governance.pii.scanning import (
+    cached_findings,
+    label_aad,
+    sanitized_uid,
+    scan_version,
+    unflagged_aad,
+    view_shard_uid,
+)
 from governance.storage import BlobStore
 
-log = logging.getLogger(__name__)
-
-SAMPLES = 5
-SAMPLE_CHARS = 300
-CACHE_BATCH = 500
-CANARY_HOSTS = 20
-
-
-def sanitized_uid(receipt_uid: str) -> str:
-    return f"{receipt_uid}.sanitized"
-
-
-def cache_key(scanner: TextScanner, rules: DomainRules) -> str:
-    """What a cached finding depends on: the rules and the scanner that applied them."""
-    return hashlib.sha256(
-        f"{rules.hash}/{scanner.versions.get('scanner')}/{scanner.versions.get('model')}".encode()
-    ).hexdigest()
-
-
-def cached_findings(
-    session: Session,
-    scanner: TextScanner,
-    rules: DomainRules,
-    records: Iterable[dict[str, Any]],
-    stats: Counter,
-    hash_key: bytes,
-) -> Iterator[tuple[dict[str, Any], list[Finding]]]:
-    """Yield each record with its findings per field, scanning only records not yet seen.
-
-    A record is scanned as the trainer reads it, prompt and completion joined; the cache is
-    keyed by the HMAC of that joined text under the domain's content key (`pii.cache`) and by
-    the rules and scanner, so a refresh that changes only a record's metadata rescans nothing.
-    It holds offsets and types, never text.
-    """
-    key = cache_key(scanner, rules)
-    iterator = iter(records)
-    while True:
-        block = list(itertools.islice(iterator, CACHE_BATCH))
-        if not block:
-            return
-        joined = [record_text(rec) for rec in block]
-        hashes = [keyed_hash(hash_key, text) for text, _layout in joined]
-        known = {
-            entry.text_hash: entry.findings
-            for entry in session.exec(
-                select(ScanCacheEntry).where(
-                    ScanCacheEntry.rules_hash == key,
-                    ScanCacheEntry.text_hash.in_(set(hashes)),
-                )
-            )
-        }
-        missing = {
-            digest: text
-            for (text, _layout), digest in zip(joined, hashes, strict=True)
-            if digest not in known
-        }
-        scanned = scanner.scan_texts(list(missing.values()), rules)
-        found = {}
-        for (digest, _text), findings in zip(missing.items(), scanned, strict=True):
-            found[digest] = [[f.start, f.end, f.entity_type, round(f.score, 4)] for f in findings]
-        remember(session, key, found)
-        known.update(found)
-        stats["from_cache"] += len(block) - len(missing)
-        stats["texts_scanned"] += len(missing)
-        for index, (rec, (_text, layout), digest) in enumerate(
-            zip(block, joined, hashes, strict=True)
-        ):
-            spans = [Finding(index, "text", *span) for span in known[digest]]
-            yield rec, split_findings(index, spans, layout)
-
-
-def measure_canaries(
-    scanner: TextScanner, rules: DomainRules, sample: list[str]
-) -> dict[str, list[int]]:
-    """Plant a canary of every form in the sampled texts, scan, and count what was found.
-
-    The planted copies exist only here; nothing of them is stored or cached.
-    """
-    rng = random.SystemRandom()
-    planted = canaries.canaries(set(rules.entities), rng)
-    if not planted:
-        return {}
-    hosts = sample or ["Question about my return."]
-    texts, spans = [], []
-    for canary in planted:
-        text, start, end = canaries.plant(rng.choice(hosts), canary)
-        texts.append(text)
-        spans.append((start, end))
-    counts: dict[str, list[int]] = defaultdict(lambda: [0, 0])
-    scanned = scanner.scan_texts(texts, rules)
-    for canary, (start, end), findings in zip(planted, spans, scanned, strict=True):
-        counts[canary.entity][1] += 1
-        if canaries.covered(findings, start, end):
-            counts[canary.entity][0] += 1
-    return dict(sorted(counts.items()))
-
-
-def scan_version(
-    session: Session,
-    keyring: KeyRing,
-    store: BlobStore,
-    scanner: TextScanner,
-    version: DatasetVersion,
-    rules: DomainRules,
-    *,
-    actor: Actor,
-    progress: Callable[[int], Any] | None = None,
-) -> ScanReceipt:
-    """Scan a version under the rules, store its sanitized view encrypted, and write a receipt.
-
-    `progress(n)` is told of every n records scanned (for a progress bar). The caller commits
-    the receipt; the sanitized blob is published then (and discarded should it roll back)."""
-    if version.status != VersionStatus.READY:
-        raise Conflict(f"dataset version {version.uid} was deleted", details={"uid": version.uid})
-    domain = session.get(Domain, version.domain_id)
-    uid = uuid.uuid4().hex
-    receipt = ScanReceipt(
-        version_id=version.id,
-        domain_id=domain.id,
-        rules_hash=rules.hash,
-        content_hash=version.content_hash,
-        scanner=dict(scanner.versions),
-        verdict=Verdict.ERROR,
-        created_by=actor.principal,
-    )
-    counts: dict[str, Counter] = defaultdict(Counter)
-    stats: Counter = Counter()
-    samples: list[dict[str, Any]] = []
-    seen_samples: set[str] = set()
-    sample_hosts: list[str] = []
-    unflagged: list[dict[str, str]] = []
-    unflagged_seen = 0
-    quarantine: list[tuple[int, dict[str, int], dict[str, str]]] = []
-    blocked = False
-    decisions = {
-        q.record_index: q.decision
-        for q in session.exec(
-            select(QuarantinedRecord).where(QuarantinedRecord.version_id == version.id)
-        )
-    }
-    names = getattr(scanner, "names", None)
-    rng = random.SystemRandom()
-    # A reservoir sample of the released records (their position in the sanitized view and
-    # the values redacted in them), for a steward to label.
-    to_label: list[dict[str, int]] = []
-    hash_key = content_key(keyring, session, domain)
-    data_key, wrapped = keyring.new_data_key(session, domain, sanitized_uid(uid))
-    try:
-        with store.stage(uid) as staged:
-            writer = BlobWriter(staged, data_key, sanitized_uid(uid))
-            raw = iter_version_records(session, keyring, store, version)
-            for index, (rec, findings) in enumerate(
-                cached_findings(session, scanner, rules, raw, stats, hash_key)
-            ):
-                stats["total"] += 1
-                if progress is not None:
-                    progress(1)
-                # A reservoir sample of the version's own texts hosts the canaries.
-                if len(sample_hosts) < CANARY_HOSTS:
-                    sample_hosts.append(record_text(rec)[0])
-                elif (slot := rng.randrange(stats["total"])) < CANARY_HOSTS:
-                    sample_hosts[slot] = record_text(rec)[0]
-                for finding in findings:
-                    counts[finding.entity_type][finding.field] += 1
-                result = sanitize(rec, findings, rules, names)
-                if result.blocked:
-                    blocked = True
-                if result.dropped:
-                    stats["dropped"] += 1
-                    continue
-                clean = result.clean
-                if result.residuals:
-                    decision = decisions.get(index)
-                    quarantine.append(
-                        (
-                            index,
-                            result.residuals,
-                            {k: mask_residuals(v) for k, v in clean.items()},
-                            result.held,
-                        )
-                    )
-                    if decision != QuarantineDecision.KEEP:
-                        stats["quarantined" if decision is None else "dropped"] += 1
-                        continue
-                    stats["kept"] += 1
-                if not findings and not result.residuals:
-                    # A reservoir sample of what the scanner passed untouched, for reviewers.
-                    unflagged_seen += 1
-                    shown = {
-                        f: mask_residuals(clean[f][:SAMPLE_CHARS])
-                        for f in TEXT_FIELDS
-                        if f in clean
-                    }
-                    if len(unflagged) < SAMPLES:
-                        unflagged.append(shown)
-                    elif (slot := rng.randrange(unflagged_seen)) < SAMPLES:
-                        unflagged[slot] = shown
-                if findings:
-                    stats["redacted"] += 1
-                    sample = {f: clean[f][:SAMPLE_CHARS] for f in TEXT_FIELDS if f in clean}
-                    key = canonical(sample)
-                    if len(samples) < SAMPLES and key not in seen_samples:
-                        seen_samples.add(key)
-                        samples.append(sample)
-                if rules.label_sample:
-                    position = writer.content.size
-                    drawn = {
-                        "position": position,
-                        "redacted": placeholders(clean),
-                        "text": {k: mask_residuals(v) for k, v in clean.items()},
-                    }
-                    if len(to_label) < rules.label_sample:
-                        to_label.append(drawn)
-                    elif (slot := rng.randrange(position + 1)) < rules.label_sample:
-                        to_label[slot] = drawn
-                if rules.unit_key:
-                    # The customer, for DP training's unit of privacy: only a keyed hash.
-                    value = (rec.get("metadata") or {}).get(rules.unit_key)
-                    if value is not None and value != "":
-                        clean = {**clean, "unit": keyed_hash(hash_key, f"unit:{value}")[:32]}
-                writer.add(canonical(clean))
-            writer.close()
-            canary_counts = measure_canaries(scanner, rules, sample_hosts)
-    except Exception as exc:  # Fail closed: any scanner or storage failure is an error receipt.
-        session.rollback()
-        log.exception("scan of dataset version %s failed", version.uid)
-        receipt.error = f"{type(exc).__name__}: scan failed"[:500]
-        session.add(receipt)
-        record(
-            session,
-            actor,
-            "scan.error",
-            f"dataset-version/{version.uid}",
-            domain.name,
-            decision="failed",
-            details={"rules_hash": rules.hash},
-        )
-        return receipt
-    receipt.counts = {etype: dict(fields) for etype, fields in sorted(counts.items())}
-    receipt.records_total = stats["total"]
-    receipt.records_redacted = stats["redacted"]
-    receipt.records_dropped = stats["dropped"]
-    receipt.records_from_cache = stats["from_cache"]
-    receipt.records_quarantined = stats["quarantined"]
-    receipt.records_kept = stats["kept"]
-    receipt.samples = samples
-    receipt.unflagged_sealed = seal(data_key, canonical(unflagged), unflagged_aad(uid))
-    receipt.canaries = canary_counts
-    found = sum(f for f, _ in canary_counts.values())
-    planted = sum(p for _, p in canary_counts.values())
-    receipt.canary_recall = round(found / planted, 4) if planted else None
-    receipt.sanitized_records = writer.content.size
-    to_label.sort(key=lambda drawn: drawn["position"])
-    receipt.label_sample = [
-        {"position": d["position"], "redacted": d["redacted"]} for d in to_label
-    ]
-    if to_label:
-        texts = [d["text"] for d in to_label]
-        receipt.label_sealed = seal(data_key, canonical(texts), label_aad(uid))
-    receipt.recall_estimate = estimate([], len(to_label)) if to_label else None
-    receipt.sanitized_hash = writer.content.root().hex()
-    reasons = []
-    if receipt.canary_recall is not None and receipt.canary_recall < rules.gate["canary_recall"]:
-        reasons.append(
-            {
-                "code": "canary_recall",
-                "message": f"the scan found {found} of {planted} planted canaries, below the "
-                f"domain's {rules.gate['canary_recall']}",
-            }
-        )
-    share = stats["quarantined"] / stats["total"] if stats["total"] else 0.0
-    if share > rules.gate["quarantine_share"]:
-        reasons.append(
-            {
-                "code": "quarantine_share",
-                "message": f"{stats['quarantined']} of {stats['total']} records await a "
-                f"steward's review, above the domain's {rules.gate['quarantine_share']:.0%}",
-            }
-        )
-    receipt.reasons = reasons
-    if blocked:
-        receipt.verdict = Verdict.BLOCKED
-    elif reasons:
-        receipt.verdict = Verdict.FAILED
-    elif counts or stats["quarantined"]:
-        receipt.verdict = Verdict.REDACTED
-    else:
-        receipt.verdict = Verdict.PASS
-    key = f"{domain.name}/{uid}.sanitized.blob"
-    receipt.sanitized_blob_key = key
-    receipt.sanitized_wrapped_key = wrapped
-    session.add(receipt)
-    session.flush()
-    _record_quarantine(session, version, receipt, quarantine)
-    record(
-        session,
-        actor,
-        "scan.complete",
-        f"dataset-version/{version.uid}",
-        domain.name,
-        details={
-            "receipt": receipt.id,
-            "verdict": receipt.verdict,
-            "rules_hash": rules.hash,
-            "records": receipt.records_total,
-            "from_cache": receipt.records_from_cache,
-            "quarantined": receipt.records_quarantined,
-            "canary_recall": receipt.canary_recall,
-        },
-    )
-    # The sanitized blob is published when the caller commits the receipt, discarded if not.
-    on_commit(session, lambda: store.publish(uid, key))
-    on_rollback(session, lambda: store.discard(uid))
-    return receipt
-
-
-def _record_quarantine(session, version, receipt, held) -> None:
-    """Keep one row per held-back record of the version, refreshed by every scan."""
-    existing = {
-        q.record_index: q
-        for q in session.exec(
-            select(QuarantinedRecord).where(QuarantinedRecord.version_id == version.id)
-        )
-    }
-    for index, found, preview, spans in held:
-        row = existing.get(index) or QuarantinedRecord(version_id=version.id, record_index=index)
-        row.receipt_id, row.residuals, row.preview = receipt.id, found, preview
-        row.spans = spans
-        session.add(row)
+__all__ = ["cached_findings", "scan_version"]
 
 
 def list_quarantine(session: Session, version: DatasetVersion) -> list[QuarantinedRecord]:
@@ -464,22 +132,26 @@ def require_trainable(session: Session, version: DatasetVersion, rules: DomainRu
     return receipt
 
 
-def unflagged_aad(receipt_uid: str) -> bytes:
-    return f"governance/unflagged-sample/{receipt_uid}".encode()
-
-
-def label_aad(receipt_uid: str) -> bytes:
-    return f"governance/label-sample/{receipt_uid}".encode()
-
-
 def sanitized_key(session: Session, keyring: KeyRing, receipt: ScanReceipt) -> tuple[bytes, str]:
     """Unwrap the data key of a receipt's sanitized view; return it with the scan's uid.
 
     The caller checks first that the view still exists (its wrapped key goes with erasure)."""
     domain = session.get(Domain, receipt.domain_id)
-    uid = receipt.sanitized_blob_key.rsplit("/", 1)[1].removesuffix(".sanitized.blob")
+    name = receipt.sanitized_blob_key.rsplit("/", 1)[1]
+    uid = name.removesuffix(".sanitized.blob").removesuffix(".sanitized")
     key = keyring.open_data_key(session, domain, sanitized_uid(uid), receipt.sanitized_wrapped_key)
     return key, uid
+
+
+def view_blobs(receipt: ScanReceipt, uid: str) -> list[tuple[str, str]]:
+    """Where a receipt's sanitized view is stored and what each blob is sealed under, in
+    order: one blob per shard, or the one blob of a view stored whole."""
+    if not receipt.sanitized_shards:
+        return [(receipt.sanitized_blob_key, sanitized_uid(uid))]
+    return [
+        (f"{receipt.sanitized_blob_key}.{ordinal}.blob", view_shard_uid(uid, ordinal))
+        for ordinal in range(len(receipt.sanitized_shards))
+    ]
 
 
 def unflagged_sample(
@@ -508,8 +180,9 @@ def iter_sanitized(
             code="erased",
         )
     key, uid = sanitized_key(session, keyring, receipt)
-    with store.open(receipt.sanitized_blob_key) as handle:
-        yield from read_blob(handle, key, sanitized_uid(uid))
+    for blob_key, sealed_as in view_blobs(receipt, uid):
+        with store.open(blob_key) as handle:
+            yield from read_blob(handle, key, sealed_as)
 
 
 def receipt_read(receipt: ScanReceipt, version: DatasetVersion, current_hash: str) -> dict:

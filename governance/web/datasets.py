@@ -123,10 +123,7 @@ def upload_version(path: DatasetPath, query: UploadQuery):
         query.tax_year,
         request.stream,
         actor=current_actor(),
-        limits=service.UploadLimits(
-            max_record_bytes=current_app.config["RECORD_MAX_BYTES"],
-            max_upload_bytes=current_app.config["UPLOAD_MAX_BYTES"],
-        ),
+        limits=service.UploadLimits.from_settings(current_app.config),
     )
     return version_read(version, dataset, domain), 201
 

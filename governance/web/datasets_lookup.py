@@ -56,6 +56,7 @@ def version_read(
                 "content_hash",
                 "record_count",
                 "plaintext_bytes",
+                "shards",
                 "created_by",
                 "created_at",
                 "deleted_by",

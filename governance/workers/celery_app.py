@@ -70,12 +70,13 @@ def run_service_job(job_uid: str) -> bool:
     from governance.workers import runner
 
     rt = worker_runtime()
+    lease = int(rt.settings["JOB_LEASE_SECONDS"])
     with rt.database.session_scope() as session:
-        job = service.claim(session, worker_name(), uid=job_uid)
+        job = service.claim(session, worker_name(), lease_seconds=lease, uid=job_uid)
     if job is None:
         log.info("job %s is no longer queued; skipped", job_uid)
         return False
-    runner.run_job(rt, job)
+    runner.run_job(rt, job, lease)
     return True
 
 

@@ -7,22 +7,27 @@ made (a receipt, an evaluation, an export file), never raw data.
 
 from __future__ import annotations
 
+import time
+import uuid
+from collections import Counter
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
-from sqlmodel import Session, select
+from sqlmodel import Session, col, select
 
 from governance.audit.service import Actor
-from governance.datasets.models import DatasetVersion
+from governance.datasets.models import DatasetShard, DatasetVersion
 from governance.errors import NotFound
 from governance.families.models import ModelVersion
 from governance.flows import evaluation
 from governance.flows.evidence import write_evidence_pack
 from governance.flows.log_export import EntryFilter, iter_csv, iter_jsonl, write_log_bundle
-from governance.jobs.models import Job, JobKind
+from governance.jobs import service as jobs
+from governance.jobs.models import Job, JobKind, JobState
 from governance.jobs.service import export_file
+from governance.pii import scanning
 from governance.pii import service as pii
-from governance.pii.models import Verdict
+from governance.pii.models import ScanReceipt, ScanRun, ScanShardResult, Verdict
 from governance.policy_review import changes as policy_changes
 from trainers.hashing import file_sha256
 
@@ -50,34 +55,194 @@ def subject_row(session: Session, job: Job, table: Any, kind: str) -> Any:
 def scan(
     rt: Runtime, session: Session, job: Job, actor: Actor, progress: Progress
 ) -> dict[str, Any]:
-    """Scan a dataset version for PII under its domain's rules; the result is the receipt."""
+    """Scan a dataset version for PII under its domain's rules: queue one `scan-shard` job per
+    shard (any runner or Celery worker takes them), scan shards here too while waiting, then
+    reduce their outcomes into the receipt. A later attempt of this job (its runner died)
+    carries on with the same run: shards already scanned are not scanned again."""
     version = subject_row(session, job, DatasetVersion, "dataset-version")
     rules = rt.rules(job.domain or "")
-    total = version.record_count or 0
-    done = 0
-
-    def advance(n: int) -> None:
-        nonlocal done
-        done += n
-        progress({"records": done, "total": total})
-
-    progress({"records": 0, "total": total, "stage": "loading the scanner"})
+    progress({"records": 0, "total": version.record_count, "stage": "loading the scanner"})
     scanner = rt.scanner
-    receipt = pii.scan_version(
-        session,
-        rt.keyring,
-        rt.store,
-        scanner,
-        version,
-        rules,
-        actor=actor,
-        progress=advance,
-    )
+    run = session.exec(select(ScanRun).where(ScanRun.job_uid == job.uid)).first()
+    if run is None:
+        run, _key = scanning.new_run(
+            session, rt.keyring, scanner, version, rules, actor=actor, job_uid=job.uid
+        )
+        session.add(run)
+        session.flush()
+        for ordinal in range(run.shards):
+            jobs.enqueue(
+                session,
+                Job(
+                    uid=uuid.uuid4().hex,
+                    kind=JobKind.SCAN_SHARD,
+                    subject=shard_subject(run.uid, ordinal),
+                    domain=job.domain,
+                    requested_by=job.requested_by,
+                    params={"object": "scan", "run": run.uid, "shard": ordinal},
+                    state=JobState.QUEUED,
+                    max_attempts=SHARD_ATTEMPTS,
+                ),
+                rt.job_executor,
+            )
+    elif run.receipt_id is not None:  # reduced by an earlier attempt that died after
+        receipt = session.get(ScanReceipt, run.receipt_id)
+        return scan_result(receipt, version, rules)
+    progress({**counts(shard_progress(session, run, version)), "stage": "scanning"})
+    while True:
+        state = shard_progress(session, run, version)
+        if state["failed"]:
+            failed = state["failed"][0]
+            receipt = scanning.error_receipt(
+                session, version, run.rules_hash, run.scanner,
+                f"shard {failed['shard']} failed: {failed['error']}", actor=actor, run=run,
+            )  # fmt: skip
+            return scan_result(receipt, version, rules)
+        if state["shards"] == run.shards:
+            break
+        # Scan a shard of this scan here rather than only wait (one runner is enough).
+        if not scan_a_shard(rt, run):
+            progress(counts(state))
+            time.sleep(WAIT_SECONDS)
+    progress({**counts(state), "stage": "reducing"})
+    view_key = scanning.run_view_key(session, rt.keyring, run)
+    outcomes = scanning.stored_outcomes(session, run, view_key)
+    receipt = scanning.reduce(session, run, version, rules, outcomes, view_key, actor=actor)
+    result = scan_result(receipt, version, rules)
+    by_worker = Counter(w["worker"] for w in state["workers"])
+    result["shards"] = {
+        "count": run.shards,
+        "by_worker": dict(sorted(by_worker.items())),
+        "retried": [w["shard"] for w in state["workers"] if w["attempts"] > 1],
+        "seconds": round(sum(w["seconds"] for w in state["workers"]), 3),
+    }
+    return result
+
+
+def counts(state: dict[str, Any]) -> dict[str, Any]:
+    """What a scan's progress shows: shards and records, not the per-shard detail."""
+    return {k: state[k] for k in ("shards", "of", "running", "records", "total")}
+
+
+SHARD_ATTEMPTS = 3
+WAIT_SECONDS = 0.25
+
+
+def shard_subject(run_uid: str, ordinal: int) -> str:
+    return f"scan/{run_uid}/shard/{ordinal}"
+
+
+def scan_result(receipt: ScanReceipt, version: DatasetVersion, rules) -> dict[str, Any]:
     result: dict[str, Any] = {"receipt": pii.receipt_read(receipt, version, rules.hash)}
     if receipt.verdict == Verdict.ERROR:
         # The error receipt is kept (the version fails closed); the job is not a success.
         result[FAILED] = f"the scan failed: {receipt.error or 'the scanner stopped'}"
     return result
+
+
+def shard_progress(session: Session, run: ScanRun, version: DatasetVersion) -> dict[str, Any]:
+    """Where a scan's shards stand: how many are done, records scanned (in finished shards
+    and as running shards last reported), and any shard that failed for good."""
+    session.expire_all()
+    shard_jobs = session.exec(
+        select(Job).where(
+            Job.kind == JobKind.SCAN_SHARD,
+            col(Job.subject).startswith(f"scan/{run.uid}/shard/"),
+        )
+    ).all()
+    done = {
+        row.ordinal: row
+        for row in session.exec(select(ScanShardResult).where(ScanShardResult.run_id == run.id))
+    }
+    records = sum(row.records for row in done.values())
+    failed, running, workers = [], 0, []
+    for shard_job in sorted(shard_jobs, key=lambda j: j.params.get("shard", 0)):
+        ordinal = shard_job.params.get("shard")
+        if ordinal in done:
+            row = done[ordinal]
+            workers.append(
+                {"shard": ordinal, "job": shard_job.uid, "worker": row.worker,
+                 "attempts": shard_job.attempt, "seconds": row.seconds}
+            )  # fmt: skip
+        elif shard_job.state == JobState.FAILED:
+            failed.append({"shard": ordinal, "job": shard_job.uid, "error": shard_job.error})
+        elif shard_job.state == JobState.RUNNING:
+            running += 1
+            records += int((shard_job.progress or {}).get("records", 0))
+    return {
+        "shards": len(done),
+        "of": run.shards,
+        "running": running,
+        "records": records,
+        "total": version.record_count,
+        "failed": failed,
+        "workers": workers,
+    }
+
+
+def scan_a_shard(rt: Runtime, run: ScanRun) -> bool:
+    """Claim a queued shard of this run (putting back any whose holder died) and scan it in
+    this process; False if none was waiting."""
+    from governance.workers.runner import run_job, worker_name  # the runner runs handlers
+
+    lease = int(rt.settings["JOB_LEASE_SECONDS"])
+    with rt.database.session_scope() as session:
+        jobs.requeue_lapsed(session, (JobKind.SCAN_SHARD,))
+        waiting = session.exec(
+            select(Job.uid)
+            .where(
+                Job.kind == JobKind.SCAN_SHARD,
+                Job.state == JobState.QUEUED,
+                col(Job.subject).startswith(f"scan/{run.uid}/shard/"),
+            )
+            .order_by(Job.id)
+        ).all()
+        for uid in waiting:
+            shard_job = jobs.claim(session, worker_name(), (JobKind.SCAN_SHARD,), lease, uid=uid)
+            if shard_job is not None:
+                break
+        else:
+            return False
+    run_job(rt, shard_job, lease)
+    return True
+
+
+def scan_shard(
+    rt: Runtime, session: Session, job: Job, actor: Actor, progress: Progress
+) -> dict[str, Any]:
+    """Scan one shard of a scan run; its outcome waits for the scan's `scan` job to reduce."""
+    from governance.workers.runner import worker_name
+
+    run = session.exec(select(ScanRun).where(ScanRun.uid == job.params["run"])).first()
+    if run is None:
+        raise NotFound(f"no scan run {job.params['run']}")
+    version = session.get(DatasetVersion, run.version_id)
+    shard = session.exec(
+        select(DatasetShard).where(
+            DatasetShard.version_id == version.id, DatasetShard.ordinal == job.params["shard"]
+        )
+    ).one()
+    done = 0
+
+    def advance(n: int) -> None:
+        nonlocal done
+        done += n
+        progress({"records": done, "of": shard.record_count})
+
+    progress({"records": 0, "of": shard.record_count, "stage": "loading the scanner"})
+    view_key = scanning.run_view_key(session, rt.keyring, run)
+    outcome = scanning.scan_shard(
+        session, rt.keyring, rt.store, rt.scanner, run, version, shard, rt.rules(job.domain or ""),
+        view_key, progress=advance,
+    )  # fmt: skip
+    stored = scanning.store_outcome(session, rt.store, run, outcome, view_key, worker=worker_name())
+    return {
+        "shard": shard.ordinal,
+        "records": outcome.records,
+        "sanitized_records": outcome.sanitized_records,
+        "seconds": outcome.seconds,
+        "stored": stored,
+    }
 
 
 def evaluate(
@@ -212,6 +377,7 @@ FAILED = "job_failed"
 
 HANDLERS: dict[str, Handler] = {
     JobKind.SCAN: scan,
+    JobKind.SCAN_SHARD: scan_shard,
     JobKind.EVALUATE: evaluate,
     JobKind.EXPORT: export,
     JobKind.POLICY_REVIEW: policy_review,

@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any
 from governance.db import has_written
 from governance.errors import GovernanceError
 from governance.jobs import service
-from governance.jobs.models import Job
+from governance.jobs.models import Job, JobKind
 from governance.workers.handlers import FAILED, HANDLERS, job_actor
 
 if TYPE_CHECKING:
@@ -38,6 +38,7 @@ def worker_name() -> str:
 def run_job(rt: Runtime, job: Job, lease_seconds: int = service.LEASE_SECONDS) -> str:
     """Run one claimed job to its end; return its final state."""
     handler = HANDLERS[job.kind]
+    retry = False
     last = [0.0]
     latest: dict[str, Any] = {}
     lock = threading.Lock()
@@ -91,23 +92,30 @@ def run_job(rt: Runtime, job: Job, lease_seconds: int = service.LEASE_SECONDS) -
                     session.rollback()
                     log.exception("job %s (%s) failed", job.uid, job.kind)
                     result, error = {"code": "internal_error"}, f"{type(exc).__name__}: {exc}"
+                    retry = job.kind in JobKind.RETRIED
         finally:
             stop.set()
             beat.join()
         with lock:
-            service.finish(progress_session, job, result, error, latest)
+            if error and retry:
+                # An unexpected failure of a kind that is retried: back to the queue while
+                # attempts remain (as a lapsed lease would be), else failed for good.
+                service.release(progress_session, job, error)
+            else:
+                service.finish(progress_session, job, result, error, latest)
             progress_session.commit()
     return "failed" if error else "succeeded"
 
 
 def run_once(rt: Runtime, worker: str | None = None, kinds=None) -> Job | None:
     """Claim and run one queued job, if there is one; return it."""
+    lease = int(rt.settings["JOB_LEASE_SECONDS"])
     with rt.database.session_scope() as session:
-        job = service.claim(session, worker or worker_name(), kinds or tuple(HANDLERS))
+        job = service.claim(session, worker or worker_name(), kinds or tuple(HANDLERS), lease)
     if job is None:
         return None
     log.info("running job %s (%s, %s)", job.uid, job.kind, job.subject)
-    run_job(rt, job)
+    run_job(rt, job, lease)
     return job
 
 

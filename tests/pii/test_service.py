@@ -15,6 +15,7 @@ from governance.datasets.models import DatasetVersion
 from governance.db import get_db
 from governance.errors import Conflict
 from governance.jobs.models import Job
+from governance.pii import scanning
 from governance.pii import service as pii
 from governance.pii.models import Verdict
 from governance.pii.rules import load_rules
@@ -179,7 +180,7 @@ def test_a_scan_never_holds_the_write_lock_while_it_reads(app, client, world, sc
     if get_db(app).engine.dialect.name != "sqlite":
         pytest.skip("PostgreSQL writers lock rows, not the whole database")
     number = upload(client, world, CLEAN_RECORDS)
-    monkeypatch.setattr(pii, "CACHE_BATCH", 5)
+    monkeypatch.setattr(scanning, "CACHE_BATCH", 5)
     database = Path(get_db(app).engine.url.database)
     probing = ProbingScanner.__new__(ProbingScanner)
     probing.__dict__.update(scanner.__dict__)
