@@ -86,8 +86,7 @@ def scan(
                 rt.job_executor,
             )
     elif run.receipt_id is not None:  # reduced by an earlier attempt that died after
-        receipt = session.get(ScanReceipt, run.receipt_id)
-        return scan_result(receipt, version, rules)
+        return scan_result(session.get_one(ScanReceipt, run.receipt_id), version, rules)
     progress({**counts(shard_progress(session, run, version)), "stage": "scanning"})
     while True:
         state = shard_progress(session, run, version)
@@ -195,7 +194,7 @@ def scan_a_shard(rt: Runtime, run: ScanRun) -> bool:
                 Job.state == JobState.QUEUED,
                 col(Job.subject).startswith(f"scan/{run.uid}/shard/"),
             )
-            .order_by(Job.id)
+            .order_by(col(Job.id))
         ).all()
         for uid in waiting:
             shard_job = jobs.claim(session, worker_name(), (JobKind.SCAN_SHARD,), lease, uid=uid)
@@ -216,7 +215,7 @@ def scan_shard(
     run = session.exec(select(ScanRun).where(ScanRun.uid == job.params["run"])).first()
     if run is None:
         raise NotFound(f"no scan run {job.params['run']}")
-    version = session.get(DatasetVersion, run.version_id)
+    version = session.get_one(DatasetVersion, run.version_id)
     shard = session.exec(
         select(DatasetShard).where(
             DatasetShard.version_id == version.id, DatasetShard.ordinal == job.params["shard"]
