@@ -70,9 +70,7 @@ def delete_version(
         views += 1
         prefix = view_prefix(owner, run.uid)
         doomed += [f"{prefix}.{ordinal}.blob" for ordinal in range(run.shards)]
-        for result in session.exec(
-            select(ScanShardResult).where(ScanShardResult.run_id == run.id)
-        ):
+        for result in session.exec(select(ScanShardResult).where(ScanShardResult.run_id == run.id)):
             session.delete(result)
     for receipt in session.exec(select(ScanReceipt).where(ScanReceipt.version_id == version.id)):
         if receipt.sanitized_blob_key and not receipt.sanitized_shards:
