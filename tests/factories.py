@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+from pathlib import Path
 
 from governance import runtime
 from governance.accounts import service as accounts
@@ -173,32 +174,47 @@ def scan_receipt(client, path: str, headers: dict[str, str]) -> Answer:
     return Answer(200, job["result"]["receipt"])
 
 
-def celery_worker(app_module: str, queue: str, env: dict[str, str]):
-    """Start a real Celery worker process (one task at a time) on a queue; stderr is piped."""
+def celery_worker(app_module: str, queue: str, env: dict[str, str], log: Path | None = None):
+    """Start a real Celery worker process (one task at a time) on a queue; stderr is piped,
+    or written to `log`."""
     import subprocess
-    import sys
 
+    if log is not None:
+        with log.open("w") as out:  # the child keeps its own copy of the descriptor
+            return subprocess.Popen(
+                celery_command(app_module, queue),
+                env=env,
+                stdout=subprocess.DEVNULL,
+                stderr=out,
+                text=True,
+            )
     return subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "celery",
-            "-A",
-            app_module,
-            "worker",
-            "-Q",
-            queue,
-            "--pool",
-            "solo",
-            "--concurrency",
-            "1",
-            "--without-gossip",
-            "--without-mingle",
-            "--loglevel",
-            "info",
-        ],
+        celery_command(app_module, queue),
         env=env,
         stdout=subprocess.DEVNULL,
         stderr=subprocess.PIPE,
         text=True,
     )
+
+
+def celery_command(app_module: str, queue: str) -> list[str]:
+    import sys
+
+    return [
+        sys.executable,
+        "-m",
+        "celery",
+        "-A",
+        app_module,
+        "worker",
+        "-Q",
+        queue,
+        "--pool",
+        "solo",
+        "--concurrency",
+        "1",
+        "--without-gossip",
+        "--without-mingle",
+        "--loglevel",
+        "info",
+    ]

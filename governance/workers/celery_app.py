@@ -25,7 +25,7 @@ import os
 import socket
 from typing import TYPE_CHECKING
 
-from celery import Celery
+from celery import Celery, signals
 
 from governance.config import DEFAULTS
 from governance.jobs.executors import SERVICE_ROUTE, TRAIN_ROUTE
@@ -61,6 +61,16 @@ def worker_runtime() -> Runtime:
 
         _RUNTIME = runtime.build()
     return _RUNTIME
+
+
+@signals.worker_ready.connect
+def warm_worker(**_kwargs) -> None:
+    """A service-jobs worker told to (SCAN_WORKER_WARM) loads the scanner before work comes."""
+    from governance.config import load_config
+    from governance.workers import runner
+
+    if str(load_config().get("SCAN_WORKER_WARM", "")).lower() in ("1", "true", "yes"):
+        runner.warm(worker_runtime())
 
 
 @app.task(name=SERVICE_ROUTE[0])

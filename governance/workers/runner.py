@@ -127,12 +127,22 @@ def run_pending(rt: Runtime) -> int:
     return count
 
 
+def warm(rt: Runtime) -> None:
+    """Load the PII scanner now if this worker is told to (SCAN_WORKER_WARM), so its first
+    shard does not wait for the model."""
+    if str(rt.settings.get("SCAN_WORKER_WARM", "")).lower() in ("1", "true", "yes"):
+        started = time.monotonic()
+        list(rt.scanner.scan_texts(["warming up"], rt.rules("")))
+        log.info("scanner loaded in %.1f s; ready", time.monotonic() - started)
+
+
 def run_forever(
     rt: Runtime, poll_seconds: float = 0.5, stop: Callable[[], bool] = lambda: False
 ) -> None:
     """Poll for jobs until told to stop; a database outage is waited out, not fatal."""
     worker = worker_name()
     delay = poll_seconds
+    warm(rt)
     while not stop():
         try:
             job = run_once(rt, worker)
