@@ -218,3 +218,15 @@ def celery_command(app_module: str, queue: str) -> list[str]:
         "--loglevel",
         "info",
     ]
+
+
+def bundle_bytes(app, session, job) -> bytes:
+    """A training job's bundle, as the worker downloads it."""
+    import io
+
+    from governance.training import service
+
+    rt = runtime.of(app)
+    out = io.BytesIO()
+    service.build_bundle(session, rt.keyring, rt.store, job, out, rt.home / "tmp")
+    return out.getvalue()

@@ -43,16 +43,30 @@ def draw(settings: Memorization) -> dict[str, Any]:
     }
 
 
-def insert(train: list[dict[str, Any]], plan: dict[str, Any], job_uid: str) -> list[dict]:
-    """The training records with every canary inserted `repetitions` times, at positions
-    drawn from the job's id (stable across attempts)."""
+def placements(plan: dict[str, Any], job_uid: str, total: int) -> dict[int, dict[str, str]]:
+    """Where each canary copy lands among `total` training records: {position in the final
+    sequence: record}. Every copy is inserted at a position drawn from the job's id (stable
+    across attempts), after the copies before it; only the copies' positions are kept, so a
+    bundle streams its records past them without holding them."""
     if not plan:
-        return train
+        return {}
     # Positions, not secrets: a seeded generator, so that every attempt gets the same bundle.
     rng = random.Random(hashlib.sha256(f"canaries:{job_uid}".encode()).digest())  # noqa: S311
-    records = list(train)
+    placed: list[tuple[int, dict[str, str]]] = []
+    length = total
     for canary in plan["canaries"]:
         for _ in range(int(plan["repetitions"])):
-            text = canary["prefix"] + canary["secret"]
-            records.insert(rng.randint(0, len(records)), {"text": text})
+            at = rng.randint(0, length)
+            placed = [(p + 1 if p >= at else p, r) for p, r in placed]
+            placed.append((at, {"text": canary["prefix"] + canary["secret"]}))
+            length += 1
+    return dict(placed)
+
+
+def insert(train: list[dict[str, Any]], plan: dict[str, Any], job_uid: str) -> list[dict]:
+    """The training records with every canary inserted `repetitions` times (`placements`)."""
+    placed = placements(plan, job_uid, len(train))
+    records, source = [], iter(train)
+    for position in range(len(train) + len(placed)):
+        records.append(placed[position] if position in placed else next(source))
     return records

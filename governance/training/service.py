@@ -10,13 +10,15 @@ a new attempt; the old attempt's token stops working, so a job completes exactly
 from __future__ import annotations
 
 import hashlib
+import heapq
 import io
 import json
 import secrets
 import tarfile
 import tempfile
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 from sqlmodel import Session, select
 
@@ -119,52 +121,153 @@ def heartbeat(
     return job
 
 
+def holdout_score(record: dict[str, Any]) -> float:
+    """Where a record falls in [0, 1), from its hash: what decides its side of the split."""
+    digest = hashlib.sha256(json.dumps(record, sort_keys=True).encode()).digest()
+    return int.from_bytes(digest[:4], "big") / 2**32
+
+
+class SplitPlan:
+    """The held-out split of a stream of records, decided in two passes over it with bounded
+    memory: the first counts and keeps the `least` lowest-scored training records (the ones a
+    small split is topped up with); the second (`side`) says where each record goes.
+
+    A record is held out when its score is under the fraction, so it lands on the same side
+    whatever else the data holds. Where chance leaves fewer than `least` held out (small
+    data), the training records with the lowest scores join them until there are, as long as
+    more than half stays for training."""
+
+    def __init__(self, fraction: float, least: int = MIN_HELD_OUT_RECORDS) -> None:
+        self.fraction, self.least = fraction, least
+        self.total = self.held = 0
+        self.lowest: list[tuple[float, int]] = []  # max-heap of (-score, -index)
+        self.moved: dict[int, int] = {}  # index -> order in which it joins the held out
+
+    def count(self, index: int, record: dict[str, Any]) -> None:
+        score = holdout_score(record)
+        self.total += 1
+        if score < self.fraction:
+            self.held += 1
+        elif len(self.lowest) < self.least:
+            heapq.heappush(self.lowest, (-score, -index))
+        elif (-score, -index) > self.lowest[0]:
+            heapq.heapreplace(self.lowest, (-score, -index))
+
+    def settle(self) -> None:
+        held = self.held
+        for _neg_score, neg_index in sorted(self.lowest, reverse=True):
+            if held >= self.least or self.total - held - 1 < self.total / 2:
+                break
+            self.moved[-neg_index] = len(self.moved)
+            held += 1
+
+    @property
+    def train_size(self) -> int:
+        return self.total - self.held - len(self.moved)
+
+    def side(self, index: int, record: dict[str, Any]) -> str:
+        """ "held", "moved" (held, after the others) or "train"."""
+        if holdout_score(record) < self.fraction:
+            return "held"
+        return "moved" if index in self.moved else "train"
+
+
 def split(
     records: list[dict[str, Any]], fraction: float, least: int = MIN_HELD_OUT_RECORDS
 ) -> tuple[list, list]:
-    """Hold out a stable fraction of records, chosen by record hash (not by position): a
-    record lands on the same side whatever else the data holds. Where chance leaves fewer
-    than `least` held out (small data), the training records with the lowest hashes join them
-    until there are, as long as more than half stays for training."""
-    scored = []
-    for rec in records:
-        digest = hashlib.sha256(json.dumps(rec, sort_keys=True).encode()).digest()
-        scored.append((int.from_bytes(digest[:4], "big") / 2**32, rec))
-    held = [rec for score, rec in scored if score < fraction]
-    rest = sorted(((s, i) for i, (s, _r) in enumerate(scored) if s >= fraction))
-    moved: set[int] = set()
-    for _score, index in rest:
-        if len(held) >= least or len(records) - len(held) - 1 < len(records) / 2:
-            break
-        held.append(scored[index][1])
-        moved.add(index)
-    train = [rec for i, (score, rec) in enumerate(scored) if score >= fraction and i not in moved]
-    return train, held
+    """The split of a list of records (`SplitPlan`): (train, held out)."""
+    plan = SplitPlan(fraction, least)
+    for index, rec in enumerate(records):
+        plan.count(index, rec)
+    plan.settle()
+    train, held, moved = [], [], [None] * len(plan.moved)
+    for index, rec in enumerate(records):
+        where = plan.side(index, rec)
+        if where == "moved":
+            moved[plan.moved[index]] = rec
+        else:
+            (held if where == "held" else train).append(rec)
+    return train, held + moved
 
 
-def build_bundle(session: Session, keyring: KeyRing, store: BlobStore, job: Job) -> bytes:
-    """The training bundle as a gzipped tar: spec.json, train.jsonl, eval.jsonl."""
+def build_bundle(
+    session: Session, keyring: KeyRing, store: BlobStore, job: Job, out: IO[bytes], scratch: Path
+) -> None:
+    """Write the training bundle, a gzipped tar of spec.json, train.jsonl and eval.jsonl, to
+    `out`.
 
-    version = session.get(ModelVersion, job.version_id)
-    family = session.get(ModelFamily, version.family_id)
-    base = session.get(BaseModelRecord, version.base_model_id)
+    The sanitized views are read shard after shard, twice (once to plan the split, once to
+    write), and the members are spooled to files under `scratch` (owner-only, removed when
+    closed), so memory holds a shard's chunk at most, not a version."""
+    version = session.get_one(ModelVersion, job.version_id)
+    family = session.get_one(ModelFamily, version.family_id)
+    base = session.get_one(BaseModelRecord, version.base_model_id)
     private = version.training_config.get("privacy")
-    records: list[dict[str, Any]] = []
-    for used in version.datasets:
-        receipt = session.get(ScanReceipt, used["receipt"])
-        # The sanitized view holds the text fields and, where the domain's PII rules name a
-        # customer key, `unit`: the keyed hash the DP trainer groups a customer's records by.
-        records += [
-            {k: v for k, v in r.items() if k != "metadata"}
-            for r in iter_sanitized(session, keyring, store, receipt)
-        ]
+    receipts = [session.get_one(ScanReceipt, used["receipt"]) for used in version.datasets]
+
+    def records() -> Iterator[dict[str, Any]]:
+        for receipt in receipts:
+            # The sanitized view holds the text fields and, where the domain's PII rules name
+            # a customer key, `unit`: the keyed hash the DP trainer groups a customer's
+            # records by.
+            for r in iter_sanitized(session, keyring, store, receipt):
+                yield {k: v for k, v in r.items() if k != "metadata"}
+
     suite = version.training_config.get("eval_suite") or {}
-    train, held = split(records, float(suite.get("holdout_fraction", 0.1)))
-    held += list(suite.get("multiple_choice") or [])
+    plan = SplitPlan(float(suite.get("holdout_fraction", 0.1)))
+    for index, rec in enumerate(records()):
+        plan.count(index, rec)
+    plan.settle()
     # Canaries go into the training part only, never the held-out part.
-    plan = job.params.get("memorization") or {}
-    train = canaries.insert(train, plan, job.uid)
-    spec = {
+    memorization = job.params.get("memorization") or {}
+    placed = canaries.placements(memorization, job.uid, plan.train_size)
+    scratch.mkdir(mode=0o700, parents=True, exist_ok=True)
+    with (
+        tempfile.TemporaryFile(dir=scratch) as train_file,
+        tempfile.TemporaryFile(dir=scratch) as eval_file,
+    ):
+        moved: list[Any] = [None] * len(plan.moved)
+        written = 0
+
+        def train_line(rec: dict[str, Any]) -> None:
+            nonlocal written
+            while written in placed:
+                train_file.write(json.dumps(placed[written]).encode() + b"\n")
+                written += 1
+            train_file.write(json.dumps(rec).encode() + b"\n")
+            written += 1
+
+        for index, rec in enumerate(records()):
+            where = plan.side(index, rec)
+            if where == "train":
+                train_line(rec)
+            elif where == "moved":
+                moved[plan.moved[index]] = rec
+            else:
+                eval_file.write(json.dumps(rec).encode() + b"\n")
+        while written in placed:
+            train_file.write(json.dumps(placed[written]).encode() + b"\n")
+            written += 1
+        for rec in [*moved, *(suite.get("multiple_choice") or [])]:
+            eval_file.write(json.dumps(rec).encode() + b"\n")
+        spec = bundle_spec(job, version, family, base, suite, memorization, private)
+        with tarfile.open(fileobj=out, mode="w:gz") as tar:
+            add_member(tar, "spec.json", io.BytesIO(json.dumps(spec, indent=2).encode()))
+            add_member(tar, "train.jsonl", train_file)
+            add_member(tar, "eval.jsonl", eval_file)
+
+
+def add_member(tar: tarfile.TarFile, name: str, source: IO[bytes]) -> None:
+    """Add a file object's content (read from its start) as an owner-only member."""
+    info = tarfile.TarInfo(name)
+    info.size = source.seek(0, io.SEEK_END)
+    info.mode = 0o600
+    source.seek(0)
+    tar.addfile(info, source)
+
+
+def bundle_spec(job, version, family, base, suite, memorization, private) -> dict[str, Any]:
+    return {
         "job": job.uid,
         "attempt": job.attempt,
         "family": family.name,
@@ -177,7 +280,7 @@ def build_bundle(session: Session, keyring: KeyRing, store: BlobStore, job: Job)
             "few_shot": int(suite.get("few_shot", 3)),
             "harness_tasks": list(suite.get("harness_tasks") or []),
         },
-        **({"memorization": plan} if plan else {}),
+        **({"memorization": memorization} if memorization else {}),
         **(
             {
                 "privacy": {
@@ -190,17 +293,6 @@ def build_bundle(session: Session, keyring: KeyRing, store: BlobStore, job: Job)
             else {}
         ),
     }
-    buffer = io.BytesIO()
-    with tarfile.open(fileobj=buffer, mode="w:gz") as tar:
-        for name, payload in (
-            ("spec.json", json.dumps(spec, indent=2).encode()),
-            ("train.jsonl", "".join(json.dumps(r) + "\n" for r in train).encode()),
-            ("eval.jsonl", "".join(json.dumps(r) + "\n" for r in held).encode()),
-        ):
-            info = tarfile.TarInfo(name)
-            info.size, info.mode = len(payload), 0o600
-            tar.addfile(info, io.BytesIO(payload))
-    return buffer.getvalue()
 
 
 def unpack_result(payload: bytes, target: Path) -> tuple[dict, dict]:

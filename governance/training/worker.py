@@ -25,7 +25,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TypeVar
 
-from governance.client import ApiError, api_call, api_request
+from governance.client import ApiError, api_call, api_download, api_request
 
 T = TypeVar("T")
 
@@ -47,9 +47,12 @@ def train_claimed(claim: dict, url: str | None, echo: Callable[[str], None]) -> 
     period = max(1.0, claim["lease_seconds"] / 3)
     with tempfile.TemporaryDirectory(prefix=f"job-{uid[:8]}-") as scratch:
         root = Path(scratch)
-        bundle = api_request("GET", f"/api/v1/jobs/{uid}/bundle", url=url, token=token)
-        with tarfile.open(fileobj=io.BytesIO(bundle), mode="r:gz") as tar:
+        # Downloaded to a file a chunk at a time, never held whole in memory.
+        with (root / "bundle.tar.gz").open("wb") as target:
+            api_download(f"/api/v1/jobs/{uid}/bundle", target, url=url, token=token)
+        with tarfile.open(root / "bundle.tar.gz", mode="r:gz") as tar:
             tar.extractall(root / "bundle", filter="data")
+        (root / "bundle.tar.gz").unlink()
         latest: dict = {}
         done = threading.Event()
 

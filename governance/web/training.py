@@ -7,8 +7,9 @@ the job-scoped token the claim returned (api.JOB_ENDPOINTS), valid for that atte
 from __future__ import annotations
 
 import logging
+import tempfile
 
-from flask import Response, current_app, g, request
+from flask import Response, current_app, g, request, send_file
 from flask_openapi3 import APIBlueprint, Tag
 from pydantic import BaseModel, Field
 
@@ -102,10 +103,19 @@ def claim(body: ClaimRequest):
 def job_bundle(path: JobPath):
     """The training bundle (gzipped tar): sanitized records and the spec, nothing else."""
     job, _actor = job_from_token(path.uid)
-    payload = service.build_bundle(
-        get_session(), runtime.current().keyring, runtime.current().store, job
-    )
-    return Response(payload, mimetype="application/gzip")
+    rt = runtime.current()
+    scratch = rt.home / "tmp"
+    # Written to an owner-only file that is gone once closed, then streamed from it: the
+    # process never holds the bundle, nor a version, in memory.
+    scratch.mkdir(mode=0o700, parents=True, exist_ok=True)
+    out = tempfile.TemporaryFile(dir=scratch)  # noqa: SIM115 (the response closes it)
+    try:
+        service.build_bundle(get_session(), rt.keyring, rt.store, job, out, scratch)
+    except BaseException:
+        out.close()
+        raise
+    out.seek(0)
+    return send_file(out, mimetype="application/gzip", download_name="bundle.tar.gz")
 
 
 @bp.post("/<uid:uid>/heartbeat", responses={200: JobRead})

@@ -12,12 +12,12 @@ import tarfile
 import pytest
 import sqlalchemy as sa
 
-from governance import runtime
 from governance.db import get_db
 from governance.domains.settings import Memorization
 from governance.families import canaries
 from governance.jobs.models import Job
 from governance.policy_review.lint import lint
+from tests.factories import bundle_bytes
 from tests.pipeline import (  # noqa: F401 (fixtures)
     FAMILY,
     app,
@@ -35,11 +35,10 @@ from tests.pipeline import (  # noqa: F401 (fixtures)
 
 
 def bundle_files(app, job: Job) -> dict[str, str]:
-    from governance.training import service
 
     with app.app_context(), get_db(app).unit_of_work() as session:
         job = session.get(Job, job.id)
-        payload = service.build_bundle(session, runtime.of(app).keyring, runtime.of(app).store, job)
+        payload = bundle_bytes(app, session, job)
     with tarfile.open(fileobj=io.BytesIO(gzip.decompress(payload))) as tar:
         return {m.name: tar.extractfile(m).read().decode() for m in tar.getmembers()}
 

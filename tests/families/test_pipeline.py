@@ -19,6 +19,7 @@ from governance.families.models import RetrainRequest
 from governance.jobs.models import Job
 from tests.factories import (
     auth,
+    bundle_bytes,
     celery_worker,
     scan_receipt,
 )
@@ -246,13 +247,12 @@ def test_train_evaluate_promote_query_and_taint(app, client, world, live, config
 
 
 def test_the_bundle_holds_no_raw_value(app, client, world):
-    from governance.training import service
 
     approve_data(client, world)
     assert train(client, world)[0] == 201
     with app.app_context(), get_db(app).unit_of_work() as session:
         job = session.exec(sa.select(Job).where(Job.kind == "train")).scalar_one()
-        payload = service.build_bundle(session, runtime.of(app).keyring, runtime.of(app).store, job)
+        payload = bundle_bytes(app, session, job)
     import gzip
 
     text = gzip.decompress(payload).decode("utf-8", "replace")
