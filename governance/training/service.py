@@ -16,7 +16,7 @@ import json
 import secrets
 import tarfile
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from typing import IO, Any
 
@@ -214,13 +214,28 @@ def build_bundle(
                 yield {k: v for k, v in r.items() if k != "metadata"}
 
     suite = version.training_config.get("eval_suite") or {}
+    memorization = job.params.get("memorization") or {}
+    spec = bundle_spec(job, version, family, base, suite, memorization, private)
+    write_bundle(out, scratch, records, suite, memorization, job.uid, spec)
+
+
+def write_bundle(
+    out: IO[bytes],
+    scratch: Path,
+    records: Callable[[], Iterable[dict[str, Any]]],
+    suite: dict[str, Any],
+    memorization: dict[str, Any],
+    job_uid: str,
+    spec: dict[str, Any],
+) -> None:
+    """Write a bundle from `records()` (called twice: a pass to plan the split, a pass to
+    write) in bounded memory: the members are spooled to owner-only files under `scratch`."""
     plan = SplitPlan(float(suite.get("holdout_fraction", 0.1)))
     for index, rec in enumerate(records()):
         plan.count(index, rec)
     plan.settle()
     # Canaries go into the training part only, never the held-out part.
-    memorization = job.params.get("memorization") or {}
-    placed = canaries.placements(memorization, job.uid, plan.train_size)
+    placed = canaries.placements(memorization, job_uid, plan.train_size)
     scratch.mkdir(mode=0o700, parents=True, exist_ok=True)
     with (
         tempfile.TemporaryFile(dir=scratch) as train_file,
@@ -229,28 +244,25 @@ def build_bundle(
         moved: list[Any] = [None] * len(plan.moved)
         written = 0
 
-        def train_line(rec: dict[str, Any]) -> None:
+        def canaries_due() -> None:
             nonlocal written
             while written in placed:
                 train_file.write(json.dumps(placed[written]).encode() + b"\n")
                 written += 1
-            train_file.write(json.dumps(rec).encode() + b"\n")
-            written += 1
 
         for index, rec in enumerate(records()):
             where = plan.side(index, rec)
             if where == "train":
-                train_line(rec)
+                canaries_due()
+                train_file.write(json.dumps(rec).encode() + b"\n")
+                written += 1
             elif where == "moved":
                 moved[plan.moved[index]] = rec
             else:
                 eval_file.write(json.dumps(rec).encode() + b"\n")
-        while written in placed:
-            train_file.write(json.dumps(placed[written]).encode() + b"\n")
-            written += 1
+        canaries_due()
         for rec in [*moved, *(suite.get("multiple_choice") or [])]:
             eval_file.write(json.dumps(rec).encode() + b"\n")
-        spec = bundle_spec(job, version, family, base, suite, memorization, private)
         with tarfile.open(fileobj=out, mode="w:gz") as tar:
             add_member(tar, "spec.json", io.BytesIO(json.dumps(spec, indent=2).encode()))
             add_member(tar, "train.jsonl", train_file)
