@@ -48,8 +48,9 @@ def main() -> None:
         if mode == "upload":
             with open(arg, "rb") as stream:
                 version = datasets.upload_version(
-                    session, keyring, store, dataset, domain, 2025, stream, actor=actor
-                )
+                    session, keyring, store, dataset, domain, 2025, stream, actor=actor,
+                    limits=datasets.UploadLimits.from_settings(config),
+                )  # fmt: skip
             result = {"version": version.number, "records": version.record_count}
         else:
             from governance.pii import service as pii

@@ -25,6 +25,7 @@ from governance.cli.base import fail_cleanly, settings
             "requests",
             "gateway",
             "gate",
+            "growth",
         ]
     ),
     default="all",
@@ -58,6 +59,33 @@ from governance.cli.base import fail_cleanly, settings
     type=click.Path(file_okay=False),
     help="The shared PII benchmark folder.",
 )
+@click.option(
+    "--growth-records",
+    default="10000,100000",
+    show_default=True,
+    help="Growth: version sizes scanned (records, comma-separated; '' to skip scans).",
+)
+@click.option(
+    "--growth-runners", default="1,2,4", show_default=True, help="Growth: job runner counts."
+)
+@click.option(
+    "--growth-shard-kib",
+    default=128,
+    show_default=True,
+    help="Growth: shard size of the versions scanned (KiB).",
+)
+@click.option(
+    "--growth-entries",
+    default="100000,1000000",
+    show_default=True,
+    help="Growth: audit log sizes verified ('' to skip).",
+)
+@click.option(
+    "--growth-lines",
+    default="1000,10000,100000,1000000",
+    show_default=True,
+    help="Growth: policy sizes in lines ('' to skip).",
+)
 @click.option("--out", default="BENCHMARKS.md", show_default=True, type=click.Path())
 @fail_cleanly
 def bench(
@@ -68,6 +96,11 @@ def bench(
     console_entries: int,
     postgres_url: str,
     shared_pii: str,
+    growth_records: str,
+    growth_runners: str,
+    growth_shard_kib: int,
+    growth_entries: str,
+    growth_lines: str,
     out: str,
 ) -> None:
     """Measure the audit log, the PII scanner, authorization, datasets at scale, the cost of
@@ -138,4 +171,21 @@ def bench(
 
         section = run_console_bench(console_entries, echo=click.echo)
         write_section(out, "## Console", section)
+        click.echo(section)
+    if only in ("all", "growth"):
+        from benchmarks.growth import run_growth_bench
+
+        def sizes(text: str) -> tuple[int, ...]:
+            return tuple(int(part) for part in text.split(",") if part.strip())
+
+        section = run_growth_bench(
+            sizes(growth_records),
+            sizes(growth_runners),
+            growth_shard_kib * 1024,
+            sizes(growth_entries),
+            sizes(growth_lines),
+            str(Path(settings()["GOVERNANCE_POLICY_DIR"])),
+            echo=click.echo,
+        )
+        write_section(out, "## Growth: how cost grows with the work", section)
         click.echo(section)
