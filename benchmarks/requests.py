@@ -144,6 +144,7 @@ def load(
     path: str = PATH,
     body: dict | None = None,
     rate: float = 0.0,
+    models: list[str] | None = None,
 ) -> dict[str, Any]:
     """`clients` threads send the request (a GET, or a POST of `body`) back to back for
     `seconds` after `warmup`; or, with `rate`, paced: `rate` requests a second in all, each
@@ -157,9 +158,11 @@ def load(
     start = time.monotonic()
     measure_from, stop_at = start + warmup, start + warmup + seconds
     headers = {"Authorization": f"Bearer {token}"}
-    method, payload = "GET", None
+    method, payloads = "GET", [None]
     if body is not None:
-        method, payload = "POST", json.dumps(body).encode()
+        # With `models`, each client cycles through them, one model per request.
+        method = "POST"
+        payloads = [json.dumps({**body, "model": m}).encode() for m in models or [body["model"]]]
         headers["Content-Type"] = "application/json"
 
     every = clients / rate if rate else 0.0
@@ -179,6 +182,7 @@ def load(
             if began >= stop_at:
                 break
             try:
+                payload = payloads[(index + sent[index]) % len(payloads)]
                 connection.request(method, path, body=payload, headers=headers)
                 response = connection.getresponse()
                 answer = response.read()
@@ -234,9 +238,10 @@ def run_load(
     path: str = PATH,
     body=None,
     rate: float = 0.0,
+    models: list[str] | None = None,
 ) -> dict[str, Any]:
     """The load, in its own process so the clients do not share this one's GIL."""
-    spec = {"path": path, "body": body, "rate": rate}
+    spec = {"path": path, "body": body, "rate": rate, "models": models}
     done = subprocess.run(
         [
             sys.executable,
@@ -545,6 +550,7 @@ if __name__ == "__main__":
                     request.get("path") or PATH,
                     request.get("body"),
                     float(request.get("rate") or 0),
+                    request.get("models"),
                 )
             )
         )

@@ -86,6 +86,12 @@ from governance.cli.base import fail_cleanly, settings
     show_default=True,
     help="Growth: policy sizes in lines ('' to skip).",
 )
+@click.option(
+    "--growth-versions",
+    default="1,10,100",
+    show_default=True,
+    help="Growth: versions in production behind the gateway ('' to skip).",
+)
 @click.option("--out", default="BENCHMARKS.md", show_default=True, type=click.Path())
 @fail_cleanly
 def bench(
@@ -101,6 +107,7 @@ def bench(
     growth_shard_kib: int,
     growth_entries: str,
     growth_lines: str,
+    growth_versions: str,
     out: str,
 ) -> None:
     """Measure the audit log, the PII scanner, authorization, datasets at scale, the cost of
@@ -185,6 +192,8 @@ def bench(
             sizes(growth_entries),
             sizes(growth_lines),
             str(Path(settings()["GOVERNANCE_POLICY_DIR"])),
+            sizes(growth_versions),
+            postgres_url or None,
             echo=click.echo,
         )
         write_section(out, "## Growth: how cost grows with the work", section)
