@@ -325,6 +325,7 @@ def run_growth_bench(
     source: str,
     versions: tuple[int, ...] = (),
     postgres_url: str | None = None,
+    chart_path: Path | None = None,
     echo: Callable[[str], None] = print,
 ) -> str:
     with tempfile.TemporaryDirectory() as name:
@@ -338,7 +339,28 @@ def run_growth_bench(
             verified.append(bench_verify(count, work))
         authz = authz_growth(Path(source), lines, scratch, echo) if lines else []
         served = gateway_growth(versions, postgres_url, scratch, echo) if versions else []
+    if scans and chart_path is not None:
+        chart_path.parent.mkdir(parents=True, exist_ok=True)
+        chart_path.write_text(chart(scans) + "\n")
     return report(scans, verified, authz, served, shard_bytes)
+
+
+def chart(scans: list[dict[str, Any]]) -> str:
+    """The scans' speed-up by job runners, one line per version size, as SVG (the console's
+    own chart code: titled, every point labelled)."""
+    from governance.console.charts import line_chart
+
+    runners = [str(scan["runners"]) for scan in scans[0]["scans"]]
+    series: dict[str, list[float | None]] = {
+        f"{row['records']:,} records": [
+            round(row["scans"][0]["seconds"] / scan["seconds"], 2) for scan in row["scans"]
+        ]
+        for row in scans
+    }
+    cores = os.cpu_count() or 1
+    series[f"ideal on {cores} cores"] = [float(min(int(r), cores)) for r in runners]
+    title = "Scan speed-up by job runner processes (x axis: runners)"
+    return str(line_chart(title, runners, series, from_zero=True))
 
 
 def report(scans, verified, authz, served, shard_bytes: int) -> str:

@@ -194,6 +194,7 @@ def bench(
             str(Path(settings()["GOVERNANCE_POLICY_DIR"])),
             sizes(growth_versions),
             postgres_url or None,
+            Path(out).resolve().parent / "docs" / "growth.svg",
             echo=click.echo,
         )
         write_section(out, "## Growth: how cost grows with the work", section)
