@@ -305,6 +305,43 @@ def gateway_growth(
     return rows
 
 
+def audit_storage(postgres_url: str | None, entries: int, scratch: Path) -> dict[str, float]:
+    """Bytes a log entry takes in each database (table and indexes), from `entries` entries
+    appended as the benchmark's fill does."""
+    from benchmarks.audit_log import fill_log
+    from benchmarks.requests import postgres_database
+    from governance.config import load_config
+    from governance.db import Database
+    from governance.instance import init_instance
+
+    sizes = {}
+    home = scratch / "storage-sqlite"
+    config = load_config({"GOVERNANCE_HOME": str(home)})
+    init_instance(config)
+    database = home / "governance.db"
+    before = database.stat().st_size
+    fill_log(config["GOVERNANCE_DATABASE_URL"], entries)
+    with sqlite3.connect(database) as connection:
+        connection.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+    sizes["SQLite"] = (database.stat().st_size - before) / entries
+    if postgres_url:
+        url = postgres_database(postgres_url)
+        config = load_config({"GOVERNANCE_HOME": str(scratch / "storage-pg"),
+                              "GOVERNANCE_DATABASE_URL": url})  # fmt: skip
+        init_instance(config)
+        db = Database(config["GOVERNANCE_DATABASE_URL"])
+        query = "SELECT pg_total_relation_size('audit_entries')"
+        with db.engine.connect() as connection:
+            before = connection.exec_driver_sql(query).scalar()
+        fill_log(config["GOVERNANCE_DATABASE_URL"], entries)
+        with db.engine.connect() as connection:
+            connection.exec_driver_sql("ANALYZE audit_entries")
+            after = connection.exec_driver_sql(query).scalar()
+        db.dispose()
+        sizes["PostgreSQL"] = (after - before) / entries
+    return sizes
+
+
 def _growth(values: list[tuple[float, float]]) -> str:
     """How cost per unit changed from the smallest size to the largest."""
     if len(values) < 2:
@@ -337,12 +374,13 @@ def run_growth_bench(
             work = scratch / f"audit-{count}"
             work.mkdir()
             verified.append(bench_verify(count, work))
+        storage = audit_storage(postgres_url, 100_000, scratch) if entries else {}
         authz = authz_growth(Path(source), lines, scratch, echo) if lines else []
         served = gateway_growth(versions, postgres_url, scratch, echo) if versions else []
     if scans and chart_path is not None:
         chart_path.parent.mkdir(parents=True, exist_ok=True)
         chart_path.write_text(chart(scans) + "\n")
-    return report(scans, verified, authz, served, shard_bytes)
+    return report(scans, verified, authz, served, shard_bytes, storage)
 
 
 def chart(scans: list[dict[str, Any]]) -> str:
@@ -363,7 +401,7 @@ def chart(scans: list[dict[str, Any]]) -> str:
     return str(line_chart(title, runners, series, from_zero=True))
 
 
-def report(scans, verified, authz, served, shard_bytes: int) -> str:
+def report(scans, verified, authz, served, shard_bytes: int, storage=None) -> str:
     out = [
         "## Growth: how cost grows with the work",
         "",
@@ -448,6 +486,13 @@ def report(scans, verified, authz, served, shard_bytes: int) -> str:
             "about 0.1 s, which weighs on the smallest size).",
             "",
         ]
+        if storage:
+            out += [
+                "Storage per entry (table and indexes, 100,000 entries appended): "
+                + ", ".join(f"{name} {size:,.0f} bytes" for name, size in storage.items())
+                + ".",
+                "",
+            ]
     if authz:
         out += [
             "### Authorization by lines of policy",
