@@ -445,8 +445,10 @@ def report(scans, verified, authz, served, shard_bytes: int, storage=None) -> st
             "### Upload and the training bundle",
             "",
             "Upload: one process streams the JSONL in, cuts shards, encrypts. Bundle: "
-            "`write_bundle` over the last scan's sanitized view, read shard by shard twice (the "
-            "split, then the members), spooled to files; peak is that fresh process's.",
+            "`write_bundle` over the version's records read shard by shard twice (the split, "
+            "then the members; the same reader as a sanitized view's, which for these synthetic "
+            "records the scan mostly holds for review), spooled to files and gzipped; peak is "
+            "that fresh process's.",
             "",
             "| records | MB | upload s | upload MB/s | upload peak | bundle s | bundle MB/s "
             "| bundle peak | bundle MiB |",

@@ -241,3 +241,25 @@ def test_deleting_a_version_shreds_its_sharded_views(app, client, world, scanner
         assert not session.exec(sa.select(ScanShardResult)).scalars().all()
         run = session.exec(sa.select(scanning.ScanRun)).scalar_one()
         assert run.wrapped_key is None
+
+
+def test_a_long_lived_worker_loads_a_fresh_scanner_now_and_then(app, monkeypatch):
+    from governance import runtime as runtime_module
+
+    rt = runtime.of(app)
+    loads: list[object] = []
+
+    def load() -> object:
+        loads.append(object())
+        return loads[-1]
+
+    monkeypatch.setattr(rt, "scanner_factory", load)
+    monkeypatch.setattr(rt, "_scanner", None)
+    monkeypatch.setattr(runtime_module, "SCANNER_RECYCLE_TEXTS", 10)
+    first = rt.scanner
+    assert not rt.scanned(9) and rt.scanner is first
+    assert rt.scanned(1)  # past the threshold: dropped, and the next use loads anew
+    assert rt.scanner is not first and len(loads) == 2
+    # A scanner given to the runtime (tests, a shared one) is never dropped.
+    rt.use(scanner=first)
+    assert not rt.scanned(100) and rt.scanner is first
