@@ -300,7 +300,7 @@ TRANSACTION_OWNERS = {
     "governance.web.transaction": "a request: committed when its view returns",
     "governance.web.hooks": "a token's use, kept whether or not the request succeeds",
     "governance.console.session": "a console sign-in, sign-out or touch, kept likewise",
-    "governance.workers.runner": "a job: committed at each progress report and at its end",
+    "governance.workers.execution": "a job: committed at each progress report and at its end",
     "governance.jobs.service": "the lease: a claim or a requeue holds only once committed",
     "governance.audit.service": "the log's writer and its checkpoints, before witnesses see them",
     "governance.audit.witnessing": "cosignatures, kept as they arrive",

@@ -49,7 +49,13 @@ class Job(SQLModel, table=True):
     """
 
     __tablename__ = "jobs"
-    __table_args__ = (sa.Index("ix_jobs_kind_state", "kind", "state"),)
+    __table_args__ = (
+        sa.Index("ix_jobs_kind_state", "kind", "state"),
+        # A claim reads the heads of the queues and when each was last served by index ranges
+        # (governance/jobs/service.py `queue_heads`), however many jobs wait.
+        sa.Index("ix_jobs_queue", "state", "kind", "domain", "id"),
+        sa.Index("ix_jobs_served", "kind", "domain", "heartbeat_at"),
+    )
 
     id: int | None = SQLField(default=None, primary_key=True)
     uid: str = SQLField(max_length=32, unique=True, nullable=False)

@@ -10,7 +10,6 @@ from __future__ import annotations
 import time
 import uuid
 from collections import Counter
-from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from sqlmodel import Session, col, select
@@ -29,18 +28,11 @@ from governance.pii import scanning
 from governance.pii import service as pii
 from governance.pii.models import ScanReceipt, ScanRun, ScanShardResult, Verdict
 from governance.policy_review import changes as policy_changes
+from governance.workers.execution import FAILED, Handler, Progress, run_job, worker_name
 from trainers.hashing import file_sha256
 
 if TYPE_CHECKING:
     from governance.runtime import Runtime
-
-Progress = Callable[[dict[str, Any]], None]
-Handler = Callable[["Runtime", Session, Job, Actor, Progress], dict[str, Any]]
-
-
-def job_actor(rt: Runtime, job: Job) -> Actor:
-    """A job acts for whoever asked for it, under the policy in force when it runs."""
-    return Actor(job.requested_by or "system", None, rt.authorizer.policy.hash)
 
 
 def subject_row(session: Session, job: Job, table: Any, kind: str) -> Any:
@@ -182,8 +174,6 @@ def shard_progress(session: Session, run: ScanRun, version: DatasetVersion) -> d
 def scan_a_shard(rt: Runtime, run: ScanRun) -> bool:
     """Claim a queued shard of this run (putting back any whose holder died) and scan it in
     this process; False if none was waiting."""
-    from governance.workers.runner import run_job, worker_name  # the runner runs handlers
-
     lease = int(rt.settings["JOB_LEASE_SECONDS"])
     with rt.database.session_scope() as session:
         jobs.requeue_lapsed(session, (JobKind.SCAN_SHARD,))
@@ -202,7 +192,7 @@ def scan_a_shard(rt: Runtime, run: ScanRun) -> bool:
                 break
         else:
             return False
-    run_job(rt, shard_job, lease)
+    run_job(rt, shard_job, HANDLERS, lease)
     return True
 
 
@@ -210,8 +200,6 @@ def scan_shard(
     rt: Runtime, session: Session, job: Job, actor: Actor, progress: Progress
 ) -> dict[str, Any]:
     """Scan one shard of a scan run; its outcome waits for the scan's `scan` job to reduce."""
-    from governance.workers.runner import worker_name
-
     run = session.exec(select(ScanRun).where(ScanRun.uid == job.params["run"])).first()
     if run is None:
         raise NotFound(f"no scan run {job.params['run']}")
@@ -369,10 +357,6 @@ def policy_review(
     result["required_roles"] = request.required_roles
     return result
 
-
-# The key of a handler's result that names a failure it recorded itself (the runner takes it
-# out and ends the job failed, keeping what the handler wrote).
-FAILED = "job_failed"
 
 HANDLERS: dict[str, Handler] = {
     JobKind.SCAN: scan,
