@@ -54,11 +54,12 @@ def scan(
     version = subject_row(session, job, DatasetVersion, "dataset-version")
     rules = rt.rules(job.domain or "")
     progress({"records": 0, "total": version.record_count, "stage": "loading the scanner"})
-    scanner = rt.scanner
     run = session.exec(select(ScanRun).where(ScanRun.job_uid == job.uid)).first()
     if run is None:
+        # No reference to the scanner is kept here: a runner reloads it now and then (its
+        # memory grows with what it scans), and a scan may outlast a load.
         run, _key = scanning.new_run(
-            session, rt.keyring, scanner, version, rules, actor=actor, job_uid=job.uid
+            session, rt.keyring, rt.scanner, version, rules, actor=actor, job_uid=job.uid
         )
         session.add(run)
         session.flush()
