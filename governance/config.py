@@ -25,7 +25,7 @@ DEFAULTS: dict[str, Any] = {
     "UPLOAD_MAX_BYTES": 4 * 1024**3,
     "RECORD_MAX_BYTES": 1024 * 1024,
     # A version is stored in shards of about this much plaintext; a scan runs one job per
-    # shard, so this is the unit of work a scan worker takes (8 MiB: a few minutes of one
+    # shard, so this is the unit of work a scan worker takes (8 MiB: about 7 minutes of one
     # core's scanning).
     "DATASET_SHARD_BYTES": 8 * 1024**2,
     "BLOB_ROOT": None,
