@@ -240,9 +240,8 @@ class ShardedWriter:
         """Remove every shard staged so far (the write failed)."""
         if self._context is not None:
             context, self._context, self._writer = self._context, None, None
-            try:
-                raise RuntimeError("write abandoned")
-            except RuntimeError as exc:
-                context.__exit__(type(exc), exc, exc.__traceback__)
+            # Leave the open stage as a failed block would: it removes its part.
+            abandoned = RuntimeError("write abandoned")
+            context.__exit__(RuntimeError, abandoned, None)
         for blob_uid in self.staged:
             self.discard_staged(blob_uid)

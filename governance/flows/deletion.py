@@ -23,7 +23,7 @@ from governance.pii.models import (
     ScanRun,
     ScanShardResult,
 )
-from governance.pii.scanning import view_prefix
+from governance.pii.scanning import view_prefix, view_shard_key
 from governance.storage import BlobStore
 
 
@@ -69,7 +69,7 @@ def delete_version(
         session.add(run)
         views += 1
         prefix = view_prefix(owner, run.uid)
-        doomed += [f"{prefix}.{ordinal}.blob" for ordinal in range(run.shards)]
+        doomed += [view_shard_key(prefix, ordinal) for ordinal in range(run.shards)]
         for result in session.exec(select(ScanShardResult).where(ScanShardResult.run_id == run.id)):
             session.delete(result)
     for receipt in session.exec(select(ScanReceipt).where(ScanReceipt.version_id == version.id)):

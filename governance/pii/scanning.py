@@ -120,6 +120,11 @@ def view_prefix(domain: Domain, run_uid: str) -> str:
     return f"{domain.name}/{sanitized_uid(run_uid)}"
 
 
+def view_shard_key(prefix: str, ordinal: int) -> str:
+    """Where shard `ordinal` of a sharded view under `prefix` (`view_prefix`) is stored."""
+    return f"{prefix}.{ordinal}.blob"
+
+
 def view_shard_uid(run_uid: str, ordinal: int) -> str:
     """The name shard `ordinal` of a sanitized view is sealed and staged under."""
     return f"{sanitized_uid(run_uid)}.{ordinal}"
@@ -488,7 +493,7 @@ def store_outcome(
         store.discard(staged)
         return False
     domain = session.get(Domain, run.domain_id)
-    key = f"{view_prefix(domain, run.uid)}.{outcome.ordinal}.blob"
+    key = view_shard_key(view_prefix(domain, run.uid), outcome.ordinal)
     on_commit(session, lambda: store.publish(staged, key))
     on_rollback(session, lambda: store.discard(staged))
     return True

@@ -38,6 +38,7 @@ from governance.pii.scanning import (
     sanitized_uid,
     scan_version,
     unflagged_aad,
+    view_shard_key,
     view_shard_uid,
 )
 from governance.storage import BlobStore
@@ -149,7 +150,7 @@ def view_blobs(receipt: ScanReceipt, uid: str) -> list[tuple[str, str]]:
     if not receipt.sanitized_shards:
         return [(receipt.sanitized_blob_key, sanitized_uid(uid))]
     return [
-        (f"{receipt.sanitized_blob_key}.{ordinal}.blob", view_shard_uid(uid, ordinal))
+        (view_shard_key(receipt.sanitized_blob_key, ordinal), view_shard_uid(uid, ordinal))
         for ordinal in range(len(receipt.sanitized_shards))
     ]
 

@@ -69,7 +69,8 @@ def warm_worker(**_kwargs) -> None:
     from governance.config import load_config
     from governance.workers import runner
 
-    if str(load_config().get("SCAN_WORKER_WARM", "")).lower() in ("1", "true", "yes"):
+    # Read from the configuration first: a worker not told to builds no runtime at start.
+    if runner.warm_wanted(load_config()):
         runner.warm(worker_runtime())
 
 

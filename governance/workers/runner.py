@@ -9,8 +9,8 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable
-from typing import TYPE_CHECKING
+from collections.abc import Callable, Mapping
+from typing import TYPE_CHECKING, Any
 
 from governance.jobs import service
 from governance.jobs.models import Job
@@ -49,10 +49,15 @@ def run_pending(rt: Runtime) -> int:
     return count
 
 
+def warm_wanted(settings: Mapping[str, Any]) -> bool:
+    """Whether this worker is told to load the scanner when it starts (SCAN_WORKER_WARM)."""
+    return str(settings.get("SCAN_WORKER_WARM", "")).lower() in ("1", "true", "yes")
+
+
 def warm(rt: Runtime) -> None:
     """Load the PII scanner now if this worker is told to (SCAN_WORKER_WARM), so its first
     shard does not wait for the model."""
-    if str(rt.settings.get("SCAN_WORKER_WARM", "")).lower() in ("1", "true", "yes"):
+    if warm_wanted(rt.settings):
         started = time.monotonic()
         list(rt.scanner.scan_texts(["warming up"], rt.rules("")))
         log.info("scanner loaded in %.1f s; ready", time.monotonic() - started)
