@@ -99,6 +99,22 @@ def test_an_upload_is_cut_into_shards_whose_cut_does_not_change_the_version(app,
             list(datasets.iter_version_records(session, rt.keyring, rt.store, version))
 
 
+def test_a_bad_line_after_shards_were_cut_leaves_no_shard_behind(app, client, world):
+    app.config["DATASET_SHARD_BYTES"] = 300
+    response = client.post(
+        f"/api/v1/datasets/{world['dataset']}/versions",
+        query_string={"tax_year": 2025},
+        data=jsonl(records(30)) + b'{"text": 1}\n',
+        content_type="application/x-ndjson",
+        headers=auth(world["casey"]),
+    )
+    assert response.status_code == 422 and response.get_json()["error"]["details"]["line"] == 31
+    blobs = Path(app.config["GOVERNANCE_HOME"]) / "blobs"
+    assert not [p for p in blobs.rglob("*") if p.is_file()]
+    with get_db(app).unit_of_work() as session:
+        assert not session.exec(sa.select(DatasetShard)).scalars().all()
+
+
 def test_deleting_a_sharded_version_removes_every_shard(app, client, world):
     app.config["DATASET_SHARD_BYTES"] = 500
     version = upload(client, world, records(40))
