@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import re
 import subprocess
 import sys
 import threading
@@ -21,8 +22,15 @@ TEMP_ROOT = Path(os.environ.get("TMPDIR", "/tmp"))
 CHECKOUT = hashlib.sha256(str(ROOT).encode()).hexdigest()[:10]
 
 
-def pump(name: str, stream, lock: threading.Lock) -> None:
+# pytest's own summary lines: repeated once both processes end, so that the last lines of a
+# CI log name every failure of both databases, however long a failure's report runs.
+SUMMARY = re.compile(r"^(FAILED|ERROR) |^=* ?(\d+ \w+, )*\d+ \w+ in [\d.]+s")
+
+
+def pump(name: str, stream, lock: threading.Lock, summary: list[str]) -> None:
     for line in stream:
+        if SUMMARY.match(line):
+            summary.append(f"[{name}] {line}")
         with lock:
             sys.stdout.write(f"[{name}] {line}")
             sys.stdout.flush()
@@ -38,6 +46,7 @@ def main(argv: list[str]) -> int:
         return subprocess.call([sys.executable, "-m", "pytest", *argv], cwd=ROOT)
     lock = threading.Lock()
     processes, pumps = [], []
+    summary: list[str] = []
     for index, name in enumerate(wanted):
         env = {**os.environ, "GOVERNANCE_TEST_DATABASES": name}
         # Two suites share the machine's cores: one thread each for torch's (and the
@@ -64,13 +73,16 @@ def main(argv: list[str]) -> int:
         process = subprocess.Popen(
             command, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
         )
-        thread = threading.Thread(target=pump, args=(name, process.stdout, lock))
+        thread = threading.Thread(target=pump, args=(name, process.stdout, lock, summary))
         thread.start()
         processes.append(process)
         pumps.append(thread)
     codes = [p.wait() for p in processes]
     for thread in pumps:
         thread.join()
+    if summary:
+        print("\nsummary of both databases:")
+        sys.stdout.writelines(summary)
     for name, code in zip(wanted, codes, strict=True):
         print(f"{name}: pytest exited {code}")
     return max(codes)

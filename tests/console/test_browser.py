@@ -38,6 +38,11 @@ CHROMIUM_ARGS = [
 ARTIFACTS = Path(os.environ.get("GOVERNANCE_TEST_ARTIFACTS", "test-artifacts")) / "console"
 DESKTOP = {"width": 1280, "height": 900}
 NARROW = {"width": 390, "height": 844}
+# Playwright waits 5 s by default for what an assertion expects. Under `make test` the two
+# suites, trainers and the live server share two cores, and Swagger UI's render of the whole
+# API description once took longer than that (a CI run on 8ab4baa failed there, never in a
+# run alone): wait up to 30 s. An assertion that holds still passes at once.
+expect.set_options(timeout=30_000)
 
 
 @pytest.fixture(scope="module")
