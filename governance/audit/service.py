@@ -265,7 +265,7 @@ def is_tombstone(row: Any) -> bool:
     return all(getattr(row, k) == v for k, v in TOMBSTONE.items())
 
 
-def entry_leaf(row: AuditEntry) -> bytes:
+def entry_leaf(row: AuditEntry | sa.Row) -> bytes:
     """The leaf hash an entry row stands for: recomputed from its content (VerificationError
     when the content no longer matches the stored hash), or the stored hash of a pruned one,
     whose content retention removed."""
@@ -280,20 +280,25 @@ def entry_leaf(row: AuditEntry) -> bytes:
     return computed
 
 
-def verify_tail(session: Session, public_key, tree: TreeCache, size: int) -> None:
+def verify_tail(
+    session: Session, public_key, tree: TreeCache, size: int, verified: int = 0
+) -> None:
     """Before a checkpoint is signed over entries 1..size, check what no checkpoint vouches
     for yet: the last checkpoint's signature and root against the stored leaves, then every
     newer entry's content against its leaf hash (a pruned entry there, or a prune that does
     not account for its blanks, is tampering). Raise VerificationError naming the entry;
-    nothing is signed over a tampered tail."""
+    nothing is signed over a tampered tail.
+
+    `verified`: entries 1..verified were just checked, checkpoints included, in this same
+    transaction (an export verifies the whole log first); only what lies beyond is read."""
     previous = session.exec(
         select(AuditCheckpoint)
         .where(AuditCheckpoint.tree_size < size)
         .order_by(AuditCheckpoint.tree_size.desc())
         .limit(1)
     ).first()
-    after = 0
-    if previous is not None:
+    after = verified
+    if previous is not None and previous.tree_size > verified:
         if not as_checkpoint(previous).verify(public_key):
             raise VerificationError(
                 f"checkpoint at tree size {previous.tree_size} has a bad signature"
@@ -309,8 +314,9 @@ def verify_tail(session: Session, public_key, tree: TreeCache, size: int) -> Non
             )
         after = previous.tree_size
     expected = after + 1
+    connection = session.connection()
     while expected <= size:
-        rows = session.exec(
+        rows = connection.execute(
             select(AuditEntry)
             .where(AuditEntry.seq >= expected, AuditEntry.seq <= size)
             .order_by(AuditEntry.seq)
@@ -340,7 +346,6 @@ def verify_tail(session: Session, public_key, tree: TreeCache, size: int) -> Non
                 }
                 accounted_prune(row.seq, row.details, blanked, public_key)
             expected += 1
-        session.expunge_all()
     if expected != size + 1:
         raise VerificationError(
             f"the log head says {size} entries but entry {expected} is missing", seq=expected
@@ -354,11 +359,14 @@ def sign_checkpoint(
     *,
     origin: str | None = None,
     witnesses: Sequence[WitnessClient] = (),
+    verified: int = 0,
 ) -> AuditCheckpoint | None:
     """Sign the log as it stands; return the checkpoint (None while the log is empty).
 
     The checkpoint is signed twice over: in the log's own JSON form and as a C2SP
     tlog-checkpoint note, which is then sent to the witnesses for their cosignatures.
+    `verified`: entries 1..verified were verified in full in this transaction (see
+    `verify_tail`).
     """
     size = log_size(session)
     if size == 0:
@@ -367,7 +375,7 @@ def sign_checkpoint(
     if existing is not None:
         return existing
     tree = tree or TreeCache()
-    verify_tail(session, key.public_key(), tree, size)
+    verify_tail(session, key.public_key(), tree, size, verified)
     root = tree.root_at(session.connection(), size)
     checkpoint = Checkpoint.sign(size, root, format_time(utcnow()), key)
     row = checkpoint_record(checkpoint)

@@ -225,3 +225,24 @@ def test_a_verification_goes_on_from_where_it_stopped(session, signed_log):
         verify_log(session, signed_log, resume=first.progress)
     with pytest.raises(VerificationError, match="entry 5 was altered"):
         verify_log(session, signed_log)
+
+
+def test_a_checkpoint_after_a_verification_checks_only_what_lies_beyond_it(
+    audit_log, session, signed_log
+):
+    """An export verifies the whole log, then signs: the signing rereads only the entries the
+    verification did not cover, and still refuses an altered one among them."""
+    from governance.audit.service import checkpoint_at, sign_checkpoint
+
+    audit_log.append_many([event(i) for i in range(30, 36)])  # entries 31..36, no checkpoint
+    session.execute(sa.update(AuditEntry).where(AuditEntry.seq == 34).values(principal="eve"))
+    session.commit()
+    key = audit_log.signing_key
+    with pytest.raises(VerificationError, match="entry 34 was altered"):
+        sign_checkpoint(session, key, TreeCache(), verified=32)
+    with pytest.raises(VerificationError, match="entry 34 was altered"):
+        sign_checkpoint(session, key, TreeCache())  # as the writer signs: from checkpoint 30
+    session.rollback()
+    assert checkpoint_at(session, 36) is None  # nothing was signed over the altered entry
+    # What the caller vouches for is not read again: this is the export's own saving.
+    assert sign_checkpoint(session, key, TreeCache(), verified=36).tree_size == 36

@@ -8,6 +8,7 @@ import datetime as dt
 import json
 import shutil
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 import sqlalchemy as sa
@@ -198,7 +199,11 @@ def test_a_forged_prune_fails_every_verifier(app, tmp_path, monkeypatch, signatu
         # An exporter that checked nothing (an older release) signs the forgery: the offline
         # verifier still refuses the bundle.
         monkeypatch.setattr(audit_service, "verify_tail", lambda *args: None)
-        monkeypatch.setattr(audit_export, "verify_against_witnesses", lambda *a, **k: None)
+        monkeypatch.setattr(
+            audit_export,
+            "verify_against_witnesses",
+            lambda *a, **k: (SimpleNamespace(entries=0), []),  # it verified nothing
+        )
         write_log_bundle(session, EntryFilter(), out, log)
     with pytest.raises(VerificationError, match="does not account for what it blanks"):
         verify_bundle(out, crypto.public_key_pem(public))
