@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -47,8 +48,10 @@ def schema_revision(db: Database) -> str | None:
         return MigrationContext.configure(connection).get_current_revision()
 
 
+@functools.cache
 def head_revision() -> str | None:
-    """Return the newest migration revision shipped with the code."""
+    """Return the newest migration revision shipped with the code (read once a process: the
+    migrations shipped do not change under it, and reading them parses every script)."""
     return ScriptDirectory.from_config(alembic_config("")).get_current_head()
 
 

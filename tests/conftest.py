@@ -48,6 +48,7 @@ SLOW_MODULES = frozenset(
         "test_witnessed_log",
         "test_tamper_defaults",
         "test_tooling",
+        "test_privacy",  # torch and opacus
         "test_scanner",
         "test_forms",
         "test_lora",

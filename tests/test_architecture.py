@@ -228,9 +228,15 @@ def test_services_do_not_use_the_request_context():
     assert offenders == []
 
 
-def test_the_web_process_never_loads_the_scanner_or_torch(config):
+def test_the_web_process_never_loads_the_scanner_or_torch(tmp_path):
     """Serve every kind of request a reviewer or an application makes, then look at what the
-    process imported: the scan and the query went elsewhere (a job, the serving engine)."""
+    process imported: the scan and the query went elsewhere (a job, the serving engine). On
+    the embedded database only: which database serves it does not change what it imports."""
+    from governance.config import load_config
+    from governance.instance import init_instance
+
+    config = load_config({"GOVERNANCE_HOME": str(tmp_path / "home")})
+    init_instance(config)
     script = f"""
 import sys, json
 sys.path.insert(0, {str(ROOT)!r})

@@ -4,7 +4,11 @@ policy directory a test may edit (routing.yaml, guardrails.yaml)."""
 
 from __future__ import annotations
 
+import hashlib
+import json
+import os
 import shutil
+import tempfile
 import threading
 from pathlib import Path
 
@@ -25,15 +29,58 @@ FAMILY = "tax-helper"
 WIDTHS = {"tiny-small": 32, "tiny-large": 64}
 
 
+def bases_cache() -> Path:
+    """Where built tiny bases are kept between runs, named by what builds them: the builders'
+    source and the versions of the libraries that write the files. Building them imports
+    torch, transformers and peft (about 9 s of the quick loop's 70, measured); the same inputs
+    give byte-identical files (trainers/tiny.py), so a kept copy is the copy a build makes."""
+    from importlib.metadata import version
+
+    key = hashlib.sha256()
+    for source in ("trainers/tiny.py", "benchmarks/served.py"):
+        key.update((ROOT / source).read_bytes())
+    for package in ("torch", "transformers", "peft", "safetensors", "tokenizers"):
+        key.update(f"{package}=={version(package)};".encode())
+    key.update(repr(sorted(WIDTHS.items())).encode())
+    cache = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache")
+    return cache / "governance-tests" / f"tiny-bases-{key.hexdigest()[:16]}"
+
+
 @pytest.fixture(scope="session")
-def bases(tmp_path_factory) -> dict[str, tuple[Path, Path]]:
-    """{name: (base directory, adapter directory)} for a small and a large tiny base."""
-    root = tmp_path_factory.mktemp("bases")
-    built = {}
-    for index, (name, width) in enumerate(WIDTHS.items()):
-        tiny_adapter(root / name, root / f"{name}-adapter", hidden_size=width, seed=index)
-        built[name] = (root / name, root / f"{name}-adapter")
-    return built
+def bases() -> dict[str, tuple[Path, Path]]:
+    """{name: (base directory, adapter directory)} for a small and a large tiny base, built
+    once a machine (bases_cache) and only read by the tests."""
+    root = bases_cache()
+    if root.exists() and not intact(root):
+        shutil.rmtree(root)  # something changed a kept file: build them again
+    if not root.exists():
+        root.parent.mkdir(parents=True, exist_ok=True)
+        staging = Path(tempfile.mkdtemp(prefix=".building-", dir=root.parent))
+        for index, (name, width) in enumerate(WIDTHS.items()):
+            tiny_adapter(staging / name, staging / f"{name}-adapter", hidden_size=width, seed=index)
+        (staging / "manifest.json").write_text(json.dumps(file_hashes(staging)))
+        try:
+            staging.rename(root)  # whole or not at all; another process may have won
+        except OSError:
+            shutil.rmtree(staging, ignore_errors=True)
+    return {name: (root / name, root / f"{name}-adapter") for name in WIDTHS}
+
+
+def file_hashes(root: Path) -> dict[str, str]:
+    return {
+        str(path.relative_to(root)): hashlib.sha256(path.read_bytes()).hexdigest()
+        for path in sorted(root.rglob("*"))
+        if path.is_file() and path.name != "manifest.json"
+    }
+
+
+def intact(root: Path) -> bool:
+    """Whether the kept bases are byte for byte as built (a test that wrote into one would
+    otherwise leave its change to every later run)."""
+    try:
+        return json.loads((root / "manifest.json").read_text()) == file_hashes(root)
+    except (OSError, ValueError):
+        return False
 
 
 @pytest.fixture(scope="session")

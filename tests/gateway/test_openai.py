@@ -18,19 +18,20 @@ NO_GUARDS = "version: 1\ndefault: {prompts: 'off', answers: 'off', required: fal
 
 
 @pytest.fixture(scope="session")
-def pii_scanner():
+def scanner():
+    """The real PII scanner (spaCy and Presidio): its tests are slow ones (tests/conftest.py)."""
     from governance.pii.scanner import Scanner
 
     return Scanner()
 
 
 def test_the_sdk_lists_completes_and_streams_and_another_domain_is_refused(
-    gateway, engine, bases, pii_scanner
+    gateway, engine, bases, scanner
 ):
     live = gateway(engine, GUARDRAILS_URL="inprocess", GATEWAY_RATE_PER_MINUTE=100)
     from governance import runtime
 
-    runtime.of(live.app).use(scanner=pii_scanner)
+    runtime.of(live.app).use(scanner=scanner)
     version = promote_variant(live.app, "tiny-large", bases)
     client = live.client("taxbot")
     assert [m.id for m in client.models.list()] == [FAMILY]
@@ -168,7 +169,7 @@ def test_token_limits_per_family_hold(gateway, echo_engine, bases, policy_dir):
 
 
 def test_a_prompt_with_an_ssn_is_masked_before_the_engine_sees_it(
-    gateway, echo_engine, bases, policy_dir, pii_scanner
+    gateway, echo_engine, bases, policy_dir, scanner
 ):
     # Answers are not masked here, so the echo engine's answer shows what reached it.
     write_policy(
@@ -180,7 +181,7 @@ def test_a_prompt_with_an_ssn_is_masked_before_the_engine_sees_it(
     live = gateway(echo_engine, GUARDRAILS_URL="inprocess")
     from governance import runtime
 
-    runtime.of(live.app).use(scanner=pii_scanner)
+    runtime.of(live.app).use(scanner=scanner)
     promote_variant(live.app, "tiny-small", bases)
     client = live.client("taxbot")
     answer = client.chat.completions.create(
@@ -203,7 +204,7 @@ def test_a_prompt_with_an_ssn_is_masked_before_the_engine_sees_it(
 
 
 def test_answers_are_masked_and_a_required_guard_that_is_down_refuses(
-    gateway, echo_engine, bases, policy_dir, pii_scanner
+    gateway, echo_engine, bases, policy_dir, scanner
 ):
     write_policy(
         policy_dir,
@@ -213,7 +214,7 @@ def test_answers_are_masked_and_a_required_guard_that_is_down_refuses(
     live = gateway(echo_engine, GUARDRAILS_URL="inprocess")
     from governance import runtime
 
-    runtime.of(live.app).use(scanner=pii_scanner)
+    runtime.of(live.app).use(scanner=scanner)
     promote_variant(live.app, "tiny-small", bases)
     client = live.client("taxbot")
     # The prompt reaches the engine unmasked; the echoed answer is masked on the way back,
