@@ -187,3 +187,20 @@ def test_recognizers_run_in_registration_order(scanner):
         chosen = registry.get_recognizers(language="en", entities=entities)
         assert chosen == [r for r in registry.recognizers if r in chosen]
     assert chosen[0].name == "NamePositionRecognizer"
+
+
+def test_a_dropped_gazetteer_is_freed_whatever_it_looked_up():
+    """A runner loads a fresh scanner every 50,000 texts and drops the old one. A cache on the
+    gazetteer's method used to be the class's, and its keys kept every gazetteer a process had
+    built alive: 2.8 GiB after 10^6 records in one runner."""
+    import gc
+    import weakref
+
+    from governance.pii.recognizers import NameGazetteerRecognizer
+
+    gazetteer = NameGazetteerRecognizer()
+    assert gazetteer.strength("Tsegaye") == 2 and gazetteer.strength("tax") == 0
+    dropped = weakref.ref(gazetteer)
+    del gazetteer
+    gc.collect()
+    assert dropped() is None
