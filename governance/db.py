@@ -109,6 +109,19 @@ def insert_or_ignore(bind: Engine | sa.Connection | Session, table: sa.Table, ke
     return insert(table).on_conflict_do_nothing(index_elements=keys)
 
 
+def upsert(
+    bind: Engine | sa.Connection | Session, table: sa.Table, keys: list[str], update: list[str]
+):
+    """An INSERT of `table` that, where a row with the same `keys` exists, sets its `update`
+    columns to the new row's instead (the other columns keep what they hold)."""
+    dialect = bind.get_bind().dialect if isinstance(bind, Session) else bind.dialect
+    insert = sqlite_insert if dialect.name == "sqlite" else postgresql_insert
+    statement = insert(table)
+    return statement.on_conflict_do_update(
+        index_elements=keys, set_={name: statement.excluded[name] for name in update}
+    )
+
+
 # --- the unit of work ------------------------------------------------------------------------
 # A unit of work (a request, a job, a command) is committed by its entry point; services add to
 # the caller's transaction and never commit. What must wait for the commit (announcing a job,
