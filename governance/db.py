@@ -102,11 +102,15 @@ def create_db_engine(url: str) -> Engine:
     return sa.create_engine(url, pool_pre_ping=True, pool_size=5, max_overflow=10)
 
 
+def dialect_insert(bind: Engine | sa.Connection | Session):
+    """The INSERT construct of the bind's dialect, the one with ON CONFLICT clauses."""
+    dialect = bind.get_bind().dialect if isinstance(bind, Session) else bind.dialect
+    return sqlite_insert if dialect.name == "sqlite" else postgresql_insert
+
+
 def insert_or_ignore(bind: Engine | sa.Connection | Session, table: sa.Table, keys: list[str]):
     """An INSERT of `table` that skips a row whose `keys` another transaction already stored."""
-    dialect = bind.get_bind().dialect if isinstance(bind, Session) else bind.dialect
-    insert = sqlite_insert if dialect.name == "sqlite" else postgresql_insert
-    return insert(table).on_conflict_do_nothing(index_elements=keys)
+    return dialect_insert(bind)(table).on_conflict_do_nothing(index_elements=keys)
 
 
 def upsert(
@@ -114,9 +118,7 @@ def upsert(
 ):
     """An INSERT of `table` that, where a row with the same `keys` exists, sets its `update`
     columns to the new row's instead (the other columns keep what they hold)."""
-    dialect = bind.get_bind().dialect if isinstance(bind, Session) else bind.dialect
-    insert = sqlite_insert if dialect.name == "sqlite" else postgresql_insert
-    statement = insert(table)
+    statement = dialect_insert(bind)(table)
     return statement.on_conflict_do_update(
         index_elements=keys, set_={name: statement.excluded[name] for name in update}
     )
