@@ -499,38 +499,43 @@ def store_outcome(
     return True
 
 
-def stored_outcomes(session: Session, run: ScanRun, view_key: bytes) -> list[Outcome]:
-    """The run's stored outcomes, in shard order."""
-    outcomes = []
-    for row in session.exec(
-        select(ScanShardResult)
-        .where(ScanShardResult.run_id == run.id)
-        .order_by(ScanShardResult.ordinal)
-    ):
-        text = json.loads(open_sealed(view_key, row.sealed, outcome_aad(run.uid, row.ordinal)))
-        outcomes.append(
-            Outcome(
-                ordinal=row.ordinal,
-                records=row.records,
-                sanitized_records=row.sanitized_records,
-                sanitized_root=row.sanitized_root,
-                seconds=row.seconds,
-                **row.summary,
-                **text,
-            )
+def stored_ordinals(session: Session, run: ScanRun) -> list[int]:
+    """The shards of the run whose outcome is stored, in order."""
+    column = ScanShardResult.__table__.c  # type: ignore[attr-defined]
+    query = select(column.ordinal).where(column.run_id == run.id).order_by(column.ordinal)
+    return list(session.execute(query).scalars())
+
+
+def stored_outcomes(session: Session, run: ScanRun, view_key: bytes) -> Iterator[Outcome]:
+    """The run's stored outcomes, in shard order, read one at a time: a reduce holds one
+    shard's outcome (its held records' previews, its samples) in memory, not every shard's."""
+    table = ScanShardResult.__table__  # type: ignore[attr-defined]
+    for ordinal in stored_ordinals(session, run):
+        row = session.execute(
+            select(
+                table.c.records, table.c.sanitized_records, table.c.sanitized_root,
+                table.c.seconds, table.c.summary, table.c.sealed,
+            ).where(table.c.run_id == run.id, table.c.ordinal == ordinal)
+        ).one()  # fmt: skip
+        text = json.loads(open_sealed(view_key, row.sealed, outcome_aad(run.uid, ordinal)))
+        yield Outcome(
+            ordinal=ordinal,
+            records=row.records,
+            sanitized_records=row.sanitized_records,
+            sanitized_root=row.sanitized_root,
+            seconds=row.seconds,
+            **row.summary,
+            **text,
         )
-    return outcomes
 
 
-def view_root(outcomes: list[Outcome]) -> str:
+def view_root(shards: list[tuple[int, str]]) -> str:
     """The sanitized view's hash: the Merkle root (RFC 6962) over its shards, each leaf the
-    canonical {records, root} of one shard, whose root is that of its records. A record's
-    place in the view is proven by its shard's path and the shard's record path."""
+    canonical {records, root} of one shard (given as (records, root) pairs in shard order),
+    whose root is that of its records. A record's place in the view is proven by its shard's
+    path and the shard's record path."""
     return merkle.root(
-        [
-            merkle.leaf_hash(canonical({"records": o.sanitized_records, "root": o.sanitized_root}))
-            for o in outcomes
-        ]
+        [merkle.leaf_hash(canonical({"records": n, "root": root})) for n, root in shards]
     ).hex()
 
 
@@ -547,14 +552,18 @@ def reduce(
     run: ScanRun,
     version: DatasetVersion,
     rules: DomainRules,
-    outcomes: list[Outcome],
     view_key: bytes,
     *,
     actor: Actor,
 ) -> ScanReceipt:
-    """Fold the shards' outcomes, in shard order, into the scan's receipt (added to the
-    session with its quarantine rows and audit entry); the run is done."""
-    if [o.ordinal for o in outcomes] != list(range(run.shards)):
+    """Fold the run's stored outcomes, in shard order, into the scan's receipt (added to the
+    session with its quarantine rows and audit entry); the run is done.
+
+    Outcomes are read one shard at a time, twice: once to fold what the receipt holds (counts,
+    samples, bottom-k draws: bounded whatever the version's size), and once, after the receipt
+    has its id, to write each shard's held records as quarantine rows. Memory is that of one
+    shard's outcome, not of every record held for review."""
+    if stored_ordinals(session, run) != list(range(run.shards)):
         raise Conflict("a scan's receipt needs every shard's outcome", code="scan_incomplete")
     domain = session.get(Domain, run.domain_id)
     counts: dict[str, Counter] = defaultdict(Counter)
@@ -563,9 +572,10 @@ def reduce(
     samples: list[dict[str, str]] = []
     seen: set[str] = set()
     unflagged, to_label = BottomK(SAMPLES), BottomK(rules.label_sample or 0)
-    quarantine: list[list[Any]] = []
+    shards: list[tuple[int, str]] = []
+    blocked = False
     offset = 0
-    for outcome in outcomes:
+    for outcome in stored_outcomes(session, run, view_key):
         for etype, fields in outcome.counts.items():
             counts[etype].update(fields)
         stats.update(outcome.stats)
@@ -581,7 +591,8 @@ def reduce(
             unflagged.offer(drawn, index, shown)
         for drawn, position, redacted, text in outcome.label:
             to_label.offer(drawn, offset + position, [offset + position, redacted, text])
-        quarantine.extend(outcome.quarantine)
+        shards.append((outcome.sanitized_records, outcome.sanitized_root))
+        blocked = blocked or outcome.blocked
         offset += outcome.sanitized_records
     canary_counts = dict(sorted(found_canaries.items()))
     found = sum(f for f, _ in canary_counts.values())
@@ -605,8 +616,8 @@ def reduce(
         canaries=canary_counts,
         canary_recall=round(found / planted, 4) if planted else None,
         sanitized_records=offset,
-        sanitized_shards=[o.sanitized_records for o in outcomes],
-        sanitized_hash=view_root(outcomes),
+        sanitized_shards=[n for n, _root in shards],
+        sanitized_hash=view_root(shards),
         label_sample=[{"position": p, "redacted": r} for p, r, _text in labelled],
         recall_estimate=estimate([], len(labelled)) if labelled else None,
         sanitized_blob_key=view_prefix(domain, run.uid),
@@ -639,7 +650,7 @@ def reduce(
             }
         )
     receipt.reasons = reasons
-    if any(o.blocked for o in outcomes):
+    if blocked:
         receipt.verdict = Verdict.BLOCKED
     elif reasons:
         receipt.verdict = Verdict.FAILED
@@ -650,7 +661,8 @@ def reduce(
     receipt.digest = hashlib.sha256(canonical(receipt_body(receipt, version.uid))).hexdigest()
     session.add(receipt)
     session.flush()
-    record_quarantine(session, version, receipt, quarantine)
+    for outcome in stored_outcomes(session, run, view_key):
+        record_quarantine(session, version, receipt, outcome.quarantine)
     run.state, run.receipt_id = ScanRunState.DONE, receipt.id
     session.add(run)
     record(
@@ -768,6 +780,9 @@ def scan_version(
     the receipt; the sanitized view is published then (and discarded should it roll back). A
     failure of the scanner or the storage gives an `error` receipt (fail closed)."""
     run, view_key = new_run(session, keyring, scanner, version, rules, actor=actor)
+    # Outcomes are kept in memory and stored once every shard is scanned: storing one writes,
+    # and on SQLite the session's first write holds the database's one write lock until the
+    # caller commits (cache.remember). The job path stores each shard's as it finishes.
     outcomes: list[Outcome] = []
     shard = None
     try:
@@ -792,4 +807,5 @@ def scan_version(
     session.flush()
     for outcome in outcomes:
         store_outcome(session, store, run, outcome, view_key)
-    return reduce(session, run, version, rules, outcomes, view_key, actor=actor)
+    del outcomes
+    return reduce(session, run, version, rules, view_key, actor=actor)

@@ -98,8 +98,7 @@ def scan(
             time.sleep(WAIT_SECONDS)
     progress({**counts(state), "stage": "reducing"})
     view_key = scanning.run_view_key(session, rt.keyring, run)
-    outcomes = scanning.stored_outcomes(session, run, view_key)
-    receipt = scanning.reduce(session, run, version, rules, outcomes, view_key, actor=actor)
+    receipt = scanning.reduce(session, run, version, rules, view_key, actor=actor)
     result = scan_result(receipt, version, rules)
     by_worker = Counter(w["worker"] for w in state["workers"])
     result["shards"] = {
