@@ -59,13 +59,17 @@ def migrate(database_url: str) -> bool:
     """Upgrade the database to the newest revision; return True when anything ran."""
     db = runtime.database_for(database_url)
     try:
-        before = schema_revision(db)
-        if before == head_revision():
-            return False
-        command.upgrade(alembic_config(database_url), "head")
-        return True
+        return upgrade(db)
     finally:
         db.dispose()
+
+
+def upgrade(db: Database) -> bool:
+    """Upgrade this database to the newest revision; return True when anything ran."""
+    if schema_revision(db) == head_revision():
+        return False
+    command.upgrade(alembic_config(db.url), "head")
+    return True
 
 
 def init_instance(config: dict[str, Any]) -> InitReport:
@@ -88,11 +92,11 @@ def init_instance(config: dict[str, Any]) -> InitReport:
         report.created.append("local witness")
     if ensure_model_signing_key(home):
         report.created.append("model-signing key")
-    if migrate(config["GOVERNANCE_DATABASE_URL"]):
-        report.created.append("database schema")
-    restrict_database_files(config["GOVERNANCE_DATABASE_URL"])
     db = runtime.database_for(config)
     try:
+        if upgrade(db):
+            report.created.append("database schema")
+        restrict_database_files(config["GOVERNANCE_DATABASE_URL"])
         with db.unit_of_work() as session:
             actor = Actor("system:init", None, policy_hash(config["GOVERNANCE_POLICY_DIR"]))
             if accounts.ensure_principal(
