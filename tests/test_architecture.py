@@ -5,6 +5,7 @@ and the blueprint registry, and a web process that never loads the heavy stacks.
 from __future__ import annotations
 
 import ast
+import functools
 import subprocess
 import sys
 from collections import defaultdict
@@ -27,8 +28,20 @@ def module_names() -> dict[str, Path]:
     return names
 
 
+@functools.cache
+def nodes(path: Path) -> tuple[ast.AST, ...]:
+    """Every node of a module's syntax tree (parsed once a test process: several tests walk
+    every module, and the files do not change under them)."""
+    return tuple(ast.walk(ast.parse(path.read_text())))
+
+
 def import_graph() -> dict[str, set[str]]:
     """Every import statement of every module (top level, in functions, under TYPE_CHECKING)."""
+    return {name: set(targets) for name, targets in _import_graph().items()}
+
+
+@functools.cache
+def _import_graph() -> dict[str, set[str]]:
     modules = module_names()
 
     def resolve(name: str) -> str | None:
@@ -39,7 +52,7 @@ def import_graph() -> dict[str, set[str]]:
     graph: dict[str, set[str]] = defaultdict(set)
     for name, path in modules.items():
         package = name if path.name == "__init__.py" else name.rpartition(".")[0]
-        for node in ast.walk(ast.parse(path.read_text())):
+        for node in nodes(path):
             targets: list[str] = []
             if isinstance(node, ast.Import):
                 targets = [alias.name for alias in node.names]
@@ -221,7 +234,7 @@ def test_services_do_not_use_the_request_context():
                 (getattr(node, "module", None) or alias.name).split(".")[0] == "flask"
                 for alias in node.names
             )
-            for node in ast.walk(ast.parse(path.read_text()))
+            for node in nodes(path)
         )
         if flask or "governance.web.guard" in graph.get(name, ()):
             offenders.append(name)
@@ -288,7 +301,7 @@ def test_only_the_builder_constructs_the_runtimes_objects():
     `audit_log_for`, `keyring_for`, `signer_for`, `default_store`, `executor_for`)."""
     offenders = []
     for name, path in module_names().items():
-        for node in ast.walk(ast.parse(path.read_text())):
+        for node in nodes(path):
             if not isinstance(node, ast.Call):
                 continue
             called = getattr(node.func, "id", None) or getattr(node.func, "attr", None)
@@ -325,7 +338,7 @@ def test_only_entry_points_and_transaction_owning_engines_commit():
     for name, path in module_names().items():
         if name in TRANSACTION_OWNERS:
             continue
-        for node in ast.walk(ast.parse(path.read_text())):
+        for node in nodes(path):
             if (
                 isinstance(node, ast.Call)
                 and isinstance(node.func, ast.Attribute)
@@ -345,7 +358,7 @@ def test_every_transaction_owner_commits():
             isinstance(node, ast.Call)
             and isinstance(node.func, ast.Attribute)
             and node.func.attr == "commit"
-            for node in ast.walk(ast.parse(modules[name].read_text()))
+            for node in nodes(modules[name])
         )
     ]
     assert idle == []
