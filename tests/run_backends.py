@@ -44,6 +44,11 @@ TEMP_ROOT = temp_root()
 CHECKOUT = hashlib.sha256(str(ROOT).encode()).hexdigest()[:10]
 
 
+def basetemp(name: str) -> Path:
+    """pytest's temporary directory for one database's process of this checkout."""
+    return TEMP_ROOT / f"governance-tests-{CHECKOUT}-{name}"
+
+
 # pytest's own summary lines: repeated once both processes end, so that the last lines of a
 # CI log name every failure of both databases, however long a failure's report runs.
 SUMMARY = re.compile(r"^(FAILED|ERROR) |^=* ?(\d+ \w+, )*\d+ \w+ in [\d.]+s")
@@ -65,11 +70,11 @@ def main(argv: list[str]) -> int:
         if b.strip()
     ]
     if len(wanted) == 1:
-        basetemp = TEMP_ROOT / f"governance-tests-{CHECKOUT}-{wanted[0]}"
+        temp = basetemp(wanted[0])
         code = subprocess.call(
-            [sys.executable, "-m", "pytest", f"--basetemp={basetemp}", *argv], cwd=ROOT
+            [sys.executable, "-m", "pytest", f"--basetemp={temp}", *argv], cwd=ROOT
         )
-        forget([basetemp], [code])
+        forget([temp], [code])
         return code
     lock = threading.Lock()
     processes, pumps, basetemps = [], [], []
@@ -88,7 +93,7 @@ def main(argv: list[str]) -> int:
             # A few tests that use no database run in the second process instead, so the two
             # finish at about the same time (tests/conftest.py, HANDED_OVER).
             env["GOVERNANCE_TEST_HAND_OVER"] = "1"
-        basetemps.append(TEMP_ROOT / f"governance-tests-{CHECKOUT}-{name}")
+        basetemps.append(basetemp(name))
         command = [
             sys.executable,
             "-m",
